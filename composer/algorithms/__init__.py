@@ -1,0 +1,17 @@
+"""The MAML family on any ``ModuleGraph``: functional, vmapped over tasks."""
+
+from composer.algorithms.inner_loop import adapt, broadcast_tasks, query_losses, sgd_step
+from composer.algorithms.losses import task_loss, task_metric
+from composer.algorithms.meta_learner import ALGORITHMS, MetaLearner, MetaStep
+
+__all__ = [
+    "ALGORITHMS",
+    "MetaLearner",
+    "MetaStep",
+    "adapt",
+    "broadcast_tasks",
+    "query_losses",
+    "sgd_step",
+    "task_loss",
+    "task_metric",
+]

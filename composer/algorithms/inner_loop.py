@@ -1,0 +1,160 @@
+"""The functional inner loop: SGD on a task's support set, vectorised over tasks with ``vmap``.
+
+Parameters travel as explicit dicts. ``fast`` holds the adapted parameters with a leading task
+dimension ``T``; ``frozen`` holds the meta-parameters outside the adaptation scope (shared by all
+tasks). Nothing here mutates a module: the graph is only ever called through ``functional_call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import grad, vmap
+from torch.utils.checkpoint import checkpoint
+
+from composer.algorithms.losses import task_loss, task_metric
+from composer.graph import ModuleGraph
+
+Params = dict[str, torch.Tensor]
+StepSizes = dict[str, torch.Tensor | float]
+
+
+def sgd_step(
+    graph: ModuleGraph,
+    fast: Params,
+    frozen: Params,
+    lrs: StepSizes,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str,
+    first_order: bool,
+) -> Params:
+    """One inner SGD step on ONE task: ``fast - lr * d loss(x, y) / d fast``.
+
+    Args:
+        graph: the model; called with ``{**frozen, **fast}``.
+        fast: the adapted parameters (no task dimension).
+        frozen: parameters outside the adaptation scope.
+        lrs: a step size per key of ``fast``: a float or a tensor broadcastable to the parameter
+            (Meta-SGD's learned per-parameter step sizes).
+        x: ``(K, *in_shape)`` support inputs; y: their targets.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        first_order: treat the inner gradient as a constant (FOMAML, Reptile).
+    """
+
+    def support_loss(f: Params) -> torch.Tensor:
+        return task_loss(graph.apply_params({**frozen, **f}, x), y, loss)
+
+    grads = grad(support_loss)(fast)
+    if first_order:
+        grads = {k: g.detach() for k, g in grads.items()}
+    return {k: fast[k] - lrs[k] * grads[k] for k in fast}
+
+
+def adapt(
+    graph: ModuleGraph,
+    fast: Params,
+    frozen: Params,
+    lrs: StepSizes,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int,
+    loss: str,
+    first_order: bool,
+    vectorize: bool = True,
+    chunk_size: int | None = None,
+    checkpoint_steps: bool = False,
+    on_step: Callable[[int, Params], None] | None = None,
+) -> Params:
+    """Adapt every task of a meta-batch for ``steps`` inner steps.
+
+    Args:
+        fast: adapted parameters WITH a leading task dimension ``T`` (use :func:`broadcast_tasks`).
+        x: ``(T, K, *in_shape)``; y: ``(T, K, ...)``.
+        vectorize: ``vmap`` over tasks (fast path) or a Python loop over tasks (reference path).
+        chunk_size: process at most this many tasks at once inside ``vmap`` (bounds memory).
+        checkpoint_steps: recompute each step's activations in the backward pass instead of keeping
+            them, so second-order memory does not grow with ``steps`` (activation checkpointing).
+        on_step: called as ``on_step(s, fast)`` after each step ``s = 1..steps`` (evaluation curves).
+
+    Returns:
+        the adapted parameters, ``(T, ...)`` each.
+    """
+
+    def one(f: Params, z: Params, lr: StepSizes, xt: torch.Tensor, yt: torch.Tensor) -> Params:
+        return sgd_step(graph, f, z, lr, xt, yt, loss=loss, first_order=first_order)
+
+    if vectorize:
+        step = vmap(one, in_dims=(0, None, None, 0, 0), chunk_size=chunk_size)
+    else:
+
+        def step(f: Params, z: Params, lr: StepSizes, xs: torch.Tensor, ys: torch.Tensor) -> Params:
+            outs = [
+                one({k: v[t] for k, v in f.items()}, z, lr, xs[t], ys[t])
+                for t in range(xs.shape[0])
+            ]
+            return {k: torch.stack([o[k] for o in outs]) for k in f}
+
+    use_ckpt = checkpoint_steps and not first_order and torch.is_grad_enabled()
+    for s in range(steps):
+        if use_ckpt:
+            fast = _checkpointed(step, fast, frozen, lrs, x, y)
+        else:
+            fast = step(fast, frozen, lrs, x, y)
+        if on_step is not None:
+            on_step(s + 1, fast)
+    return fast
+
+
+def _checkpointed(step, fast: Params, frozen: Params, lrs: StepSizes, x, y) -> Params:
+    """Run one ``step`` under reentrant activation checkpointing.
+
+    Reentrant checkpointing routes gradients only to tensors passed as explicit inputs, so the frozen
+    parameters and learned step sizes are flattened into the inputs alongside the fast weights.
+    (Non-reentrant checkpointing relies on saved-tensor hooks, which ``torch.func`` rejects.)
+    """
+    fkeys, zkeys = list(fast), list(frozen)
+    lkeys = [k for k, v in lrs.items() if isinstance(v, torch.Tensor)]
+    nf, nz = len(fkeys), len(zkeys)
+
+    def run(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = dict(zip(fkeys, flat[:nf]))
+        z = dict(zip(zkeys, flat[nf : nf + nz]))
+        lr = {**lrs, **dict(zip(lkeys, flat[nf + nz : -2]))}
+        return tuple(step(f, z, lr, flat[-2], flat[-1]).values())
+
+    flat = [*fast.values(), *frozen.values(), *(lrs[k] for k in lkeys), x, y]
+    return dict(zip(fkeys, checkpoint(run, *flat, use_reentrant=True)))
+
+
+def broadcast_tasks(params: Params, num_tasks: int) -> Params:
+    """Give every parameter a leading task dimension (a view: no copy, gradients sum over tasks)."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+
+
+def query_losses(
+    graph: ModuleGraph,
+    fast: Params,
+    frozen: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str,
+    metric: bool = False,
+    vectorize: bool = True,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Per-task query loss (or metric) of the adapted parameters: ``(T,)``."""
+    fn = task_metric if metric else task_loss
+
+    def one(f: Params, xt: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+        return fn(graph.apply_params({**frozen, **f}, xt), yt, loss)
+
+    if vectorize:
+        return vmap(one, in_dims=(0, 0, 0), chunk_size=chunk_size)(fast, x, y)
+    return torch.stack(
+        [one({k: v[t] for k, v in fast.items()}, x[t], y[t]) for t in range(x.shape[0])]
+    )

@@ -1,0 +1,208 @@
+"""``MetaLearner``: one graph + one algorithm of the MAML family, as an ``nn.Module``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from composer.graph import ModuleGraph
+from composer.tasks.base import TaskBatch
+
+ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", "reptile")
+
+
+@dataclass
+class MetaStep:
+    """What one meta-training step produced.
+
+    Attributes:
+        objective: the scalar whose gradient w.r.t. the learner's parameters is the meta-gradient
+            (the mean query loss for MAML-family algorithms; a surrogate for Reptile).
+        query_loss: ``(T,)`` per-task query loss after adaptation (detached for Reptile).
+    """
+
+    objective: torch.Tensor
+    query_loss: torch.Tensor
+
+
+class MetaLearner(nn.Module):
+    """Meta-learns the initial parameters (and, for Meta-SGD, step sizes) of a ``ModuleGraph``.
+
+    Algorithms:
+        ``maml`` second-order MAML; ``fomaml`` first-order MAML; ``metasgd`` MAML with learned
+        per-parameter step sizes (Li et al. 2017); ``anil`` MAML adapting only the ``adapt`` scope
+        (default: the ``head`` node); ``reptile`` (Nichol et al. 2018): the meta-gradient is the mean
+        of ``theta - theta_task`` after SGD on the task's support and query data.
+
+    Args:
+        graph: the model to meta-learn.
+        algorithm: one of ``ALGORITHMS``.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        inner_lr: inner SGD step size (Meta-SGD: the initial value of every learned step size).
+        inner_steps: inner steps during meta-training.
+        eval_inner_steps: inner steps at evaluation (may differ from training).
+        adapt: node names adapted in the inner loop; ``None`` means all (``["head"]`` for ANIL).
+        first_order: force the first-order approximation (implied by ``fomaml`` and ``reptile``).
+        vectorize: ``vmap`` over the tasks of a meta-batch (else a per-task Python loop).
+        chunk_size: ``vmap`` at most this many tasks at once.
+        checkpoint_inner: activation checkpointing of each inner step (second order only).
+    """
+
+    def __init__(
+        self,
+        *,
+        graph: ModuleGraph,
+        algorithm: str = "maml",
+        loss: str = "mse",
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        eval_inner_steps: int = 10,
+        adapt: list[str] | None = None,
+        first_order: bool = False,
+        vectorize: bool = True,
+        chunk_size: int | None = None,
+        checkpoint_inner: bool = False,
+    ) -> None:
+        super().__init__()
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; known: {ALGORITHMS}")
+        if inner_steps < 1 or eval_inner_steps < 0:
+            raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+        self.graph = graph
+        self.algorithm = algorithm
+        self.loss = loss
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = int(inner_steps)
+        self.eval_inner_steps = int(eval_inner_steps)
+        if adapt is None and algorithm == "anil":
+            adapt = ["head"]
+        self.adapt_keys = graph.param_keys(adapt)
+        if not self.adapt_keys:
+            raise ValueError(f"adaptation scope {adapt} selects no parameters")
+        self.first_order = bool(first_order) or algorithm in ("fomaml", "reptile")
+        self.vectorize = vectorize
+        self.chunk_size = chunk_size
+        self.checkpoint_inner = checkpoint_inner
+        self.step_sizes = nn.ParameterDict()
+        if algorithm == "metasgd":
+            params = dict(graph.named_parameters())
+            for k in self.adapt_keys:
+                self.step_sizes[_lr_name(k)] = nn.Parameter(torch.full_like(params[k], inner_lr))
+
+    # ------------------------------------------------------------------------------ parameters
+    def split_params(self, params: Params | None = None) -> tuple[Params, Params]:
+        """``(adapted scope, frozen rest)`` of ``params`` (default: the graph's own)."""
+        params = dict(self.graph.named_parameters()) if params is None else params
+        fast = {k: params[k] for k in self.adapt_keys}
+        frozen = {k: v for k, v in params.items() if k not in fast}
+        return fast, frozen
+
+    def lrs(self) -> dict[str, torch.Tensor | float]:
+        if self.algorithm == "metasgd":
+            return {k: self.step_sizes[_lr_name(k)] for k in self.adapt_keys}
+        return dict.fromkeys(self.adapt_keys, self.inner_lr)
+
+    # ------------------------------------------------------------------------------ inner loop
+    def adapt(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        steps: int | None = None,
+        params: Params | None = None,
+        first_order: bool | None = None,
+        on_step=None,
+    ) -> tuple[Params, Params]:
+        """Adapt to a meta-batch of support sets ``x: (T, K, ...)``; returns ``(fast, frozen)``.
+
+        ``fast`` has a leading task dimension; ``frozen`` is shared. ``on_step(s, fast)`` is called
+        after each step.
+        """
+        fast, frozen = self.split_params(params)
+        fast = broadcast_tasks(fast, x.shape[0])
+        fo = self.first_order if first_order is None else first_order
+        return (
+            adapt(
+                self.graph,
+                fast,
+                frozen,
+                self.lrs(),
+                x,
+                y,
+                steps=self.inner_steps if steps is None else steps,
+                loss=self.loss,
+                first_order=fo,
+                vectorize=self.vectorize,
+                chunk_size=self.chunk_size,
+                checkpoint_steps=self.checkpoint_inner,
+                on_step=on_step,
+            ),
+            frozen,
+        )
+
+    def query_loss(
+        self,
+        fast: Params,
+        frozen: Params,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        metric: bool = False,
+    ) -> torch.Tensor:
+        """``(T,)`` per-task query loss (or metric) of adapted parameters."""
+        return query_losses(
+            self.graph,
+            fast,
+            frozen,
+            x,
+            y,
+            loss=self.loss,
+            metric=metric,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+        )
+
+    # ------------------------------------------------------------------------------ outer loop
+    def meta_step(self, batch: TaskBatch) -> MetaStep:
+        """The meta-objective of one meta-batch; ``objective.backward()`` gives the meta-gradient."""
+        if self.algorithm == "reptile":
+            return self._reptile_step(batch)
+        fast, frozen = self.adapt(batch.support_x, batch.support_y)
+        losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
+        return MetaStep(objective=losses.mean(), query_loss=losses)
+
+    def _reptile_step(self, batch: TaskBatch) -> MetaStep:
+        x = torch.cat([batch.support_x, batch.query_x], dim=1)
+        y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        with torch.no_grad():
+            fast, frozen = self.adapt(x, y)
+            losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
+        meta = dict(self.graph.named_parameters())
+        # d/dtheta of sum <theta, (theta - mean_t theta_t).detach()> is theta - mean_t theta_t.
+        objective = sum((meta[k] * (meta[k].detach() - fast[k].mean(0))).sum() for k in fast)
+        return MetaStep(objective=objective, query_loss=losses)
+
+    @torch.no_grad()
+    def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
+        """Query metric after 0..S inner steps (S = ``eval_inner_steps``): ``(S + 1, T)``.
+
+        Inner gradients are still taken (``torch.func.grad`` ignores the outer ``no_grad``), but no
+        graph is kept for a meta-gradient.
+        """
+        steps = self.eval_inner_steps if steps is None else steps
+        fast, frozen = self.split_params()
+        fast = broadcast_tasks(fast, batch.num_tasks)
+        curve = [self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)]
+
+        def record(_s: int, f: Params) -> None:
+            curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
+
+        self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record)
+        return torch.stack(curve)
+
+
+def _lr_name(param_key: str) -> str:
+    return param_key.replace(".", "__")

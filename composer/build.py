@@ -1,0 +1,98 @@
+"""Turn a validated run config into objects: task family, graph, meta-learner, optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from composer.algorithms import MetaLearner
+from composer.config import ConfigError, check_kwargs
+from composer.graph import GraphError, ModuleGraph
+from composer.models import MODEL_BUILDERS
+from composer.tasks import FAMILIES, TaskFamily, derive_seed
+
+
+def _container(node) -> dict:
+    return (
+        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    )
+
+
+def build_family(task_cfg: DictConfig) -> TaskFamily:
+    if task_cfg.family not in FAMILIES:
+        raise ConfigError(
+            f"task.family: unknown family {task_cfg.family!r}; known: {sorted(FAMILIES)}"
+        )
+    cls = FAMILIES[task_cfg.family]
+    args = _container(task_cfg.args)
+    check_kwargs(cls, args, "task.args")
+    try:
+        return cls(**args)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"task.args: {e}") from e
+
+
+def build_graph(model_cfg: DictConfig, seed: int) -> ModuleGraph:
+    """Build the model graph with a deterministic initialisation derived from ``seed``."""
+    if model_cfg.builder not in MODEL_BUILDERS:
+        raise ConfigError(
+            f"model.builder: unknown builder {model_cfg.builder!r}; known: {sorted(MODEL_BUILDERS)}"
+        )
+    fn = MODEL_BUILDERS[model_cfg.builder]
+    args = _container(model_cfg.args)
+    check_kwargs(fn, args, "model.args")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init") % (2**31))
+        try:
+            return fn(**args)
+        except (GraphError, ValueError) as e:
+            raise ConfigError(f"model.args: {e}") from e
+
+
+def loss_for(family: TaskFamily) -> str:
+    return "mse" if family.metric == "mse" else "cross_entropy"
+
+
+def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLearner:
+    family = family or build_family(cfg.task)
+    graph = build_graph(cfg.model, cfg.seed)
+    if graph.in_space.shape != family.in_space.shape:
+        raise ConfigError(
+            f"model: graph input {graph.in_space} does not match task family input {family.in_space}"
+        )
+    a = cfg.algo
+    try:
+        return MetaLearner(
+            graph=graph,
+            algorithm=a.name,
+            loss=loss_for(family),
+            inner_lr=a.inner_lr,
+            inner_steps=a.inner_steps,
+            eval_inner_steps=a.eval_inner_steps,
+            adapt=list(a.adapt) if a.adapt is not None else None,
+            first_order=a.first_order,
+            vectorize=a.vectorize,
+            chunk_size=a.chunk_size,
+            checkpoint_inner=a.checkpoint_inner,
+        )
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"algo: {e}") from e
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+
+def build_optimizer(
+    optim_cfg: DictConfig, params: Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    if optim_cfg.name not in OPTIMIZERS:
+        raise ConfigError(
+            f"optim.name: unknown optimizer {optim_cfg.name!r}; known: {sorted(OPTIMIZERS)}"
+        )
+    return OPTIMIZERS[optim_cfg.name](params, lr=optim_cfg.lr, weight_decay=optim_cfg.weight_decay)

@@ -1,0 +1,39 @@
+"""Adapt a checkpoint to fresh meta-test tasks; report the query metric after 0..S inner steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
+    p.add_argument("--tasks", type=int, default=600, help="meta-test tasks (default 600)")
+    p.add_argument("--steps", type=int, default=None, help="inner steps (default: the config's)")
+    p.add_argument("--shots", type=int, default=None, help="support size K (default: the config's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from composer.evaluate import evaluate, load_checkpoint
+
+    if args.tasks < 1:
+        raise ValueError("--tasks must be >= 1")
+    learner, cfg, family = load_checkpoint(args.checkpoint)
+    result = evaluate(
+        learner,
+        family,
+        n_tasks=args.tasks,
+        steps=cfg.algo.eval_inner_steps if args.steps is None else args.steps,
+        shots=cfg.task.shots if args.shots is None else args.shots,
+        query=cfg.task.query,
+        seed=args.seed,
+    )
+    print(f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test tasks")
+    print(result.table())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json_dict(), indent=2))
+    return 0

@@ -1,0 +1,82 @@
+"""Builders: small functions that turn config values into the library's standard graphs."""
+
+from __future__ import annotations
+
+from composer.graph import ModuleGraph
+from modules.conv import ConvBlock
+from modules.linear import ClassificationHead, RegressionHead
+from modules.mlp import MLPBlock, ResidualMLPBlock
+
+
+def mlp_graph(
+    *,
+    in_features: int = 1,
+    hidden: list[int] | tuple[int, ...] = (40, 40),
+    out_features: int = 1,
+    activation: str = "relu",
+) -> ModuleGraph:
+    """``body -> head``: an MLP ``in-hidden...-out`` split so that ANIL can adapt ``head`` alone.
+
+    ``mlp_graph(in_features=1, hidden=[40, 40], out_features=1)`` is the MAML sinusoid network.
+    """
+    hidden = list(hidden)
+    if not hidden:
+        raise ValueError("mlp_graph needs at least one hidden layer")
+    body = MLPBlock(
+        in_features=in_features, hidden=hidden[:-1], out_features=hidden[-1], activation=activation
+    )
+    head = RegressionHead(in_features=hidden[-1], out_features=out_features)
+    return ModuleGraph(nodes={"body": body, "head": head}, edges=[("body", "head")])
+
+
+def residual_mlp_graph(
+    *,
+    in_features: int = 1,
+    width: int = 40,
+    blocks: int = 2,
+    block_hidden: int = 40,
+    out_features: int = 1,
+    activation: str = "relu",
+) -> ModuleGraph:
+    """``stem -> res_0 -> ... -> res_{blocks-1} -> head`` with residual MLP blocks."""
+    nodes = {
+        "stem": MLPBlock(
+            in_features=in_features, hidden=[], out_features=width, activation=activation
+        )
+    }
+    edges, prev = [], "stem"
+    for i in range(blocks):
+        name = f"res_{i}"
+        nodes[name] = ResidualMLPBlock(features=width, hidden=block_hidden, activation=activation)
+        edges.append((prev, name))
+        prev = name
+    nodes["head"] = RegressionHead(in_features=width, out_features=out_features)
+    edges.append((prev, "head"))
+    return ModuleGraph(nodes=nodes, edges=edges)
+
+
+def conv_graph(
+    *,
+    in_channels: int = 1,
+    image_size: int = 28,
+    n_way: int = 5,
+    filters: int = 64,
+    depth: int = 4,
+    norm: str = "batch",
+    zero_init_head: bool = False,
+) -> ModuleGraph:
+    """``body -> head``: the MAML paper's 4-layer conv network with an N-way classification head."""
+    body = ConvBlock(
+        in_channels=in_channels, image_size=image_size, filters=filters, depth=depth, norm=norm
+    )
+    head = ClassificationHead(
+        in_features=body.out_space.dim, n_classes=n_way, zero_init=zero_init_head
+    )
+    return ModuleGraph(nodes={"body": body, "head": head}, edges=[("body", "head")])
+
+
+MODEL_BUILDERS = {
+    "mlp": mlp_graph,
+    "residual_mlp": residual_mlp_graph,
+    "conv": conv_graph,
+}

@@ -1,0 +1,134 @@
+"""What a task family is: a seeded sampler of meta-batches of support/query sets."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from modules.space import Space
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class TaskBatch:
+    """A meta-batch of T tasks, each with K support and Q query examples.
+
+    Attributes:
+        support_x: ``(T, K, *in_shape)`` inputs of the support sets.
+        support_y: ``(T, K, out_dim)`` float targets (regression) or ``(T, K)`` int64 labels.
+        query_x: ``(T, Q, *in_shape)``.
+        query_y: ``(T, Q, out_dim)`` or ``(T, Q)``.
+        descriptor: optional task descriptor, ``(T, D)`` float or ``(T,)`` int64 (a categorical id).
+        info: per-task ground truth the family exposes (e.g. ``"amplitude"``: ``(T,)``), never given
+            to the learner; used for scoring and inspection.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    descriptor: torch.Tensor | None = None
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.support_x.shape[0]
+        for f in ("support_y", "query_x", "query_y"):
+            if getattr(self, f).shape[0] != t:
+                raise ValueError(
+                    f"TaskBatch.{f} has {getattr(self, f).shape[0]} tasks, expected {t}"
+                )
+
+    @property
+    def num_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+    def __len__(self) -> int:
+        return self.num_tasks
+
+    def _map(self, fn) -> TaskBatch:
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                kw[f.name] = fn(v)
+            elif isinstance(v, dict):
+                kw[f.name] = {k: fn(t) for k, t in v.items()}
+            else:
+                kw[f.name] = v
+        return TaskBatch(**kw)
+
+    def to(
+        self, device: torch.device | str, dtype: torch.dtype | None = None, **kwargs
+    ) -> TaskBatch:
+        """Move to ``device``; ``dtype`` casts floating tensors only (labels stay int64).
+
+        Extra keyword arguments (e.g. ``non_blocking``) are passed to ``Tensor.to``.
+        """
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if dtype is not None and t.is_floating_point():
+                return t.to(device=device, dtype=dtype, **kwargs)
+            return t.to(device=device, **kwargs)
+
+        return self._map(move)
+
+    def slice(self, start: int, stop: int) -> TaskBatch:
+        """Tasks ``start:stop`` (used to split a meta-batch across ranks or vmap chunks)."""
+        return self._map(lambda t: t[start:stop])
+
+    @staticmethod
+    def cat(batches: list[TaskBatch]) -> TaskBatch:
+        first = batches[0]
+        kw = {}
+        for f in fields(first):
+            v = getattr(first, f.name)
+            if isinstance(v, torch.Tensor):
+                kw[f.name] = torch.cat([getattr(b, f.name) for b in batches])
+            elif isinstance(v, dict):
+                kw[f.name] = {k: torch.cat([b.info[k] for b in batches]) for k in v}
+            else:
+                kw[f.name] = None
+        return TaskBatch(**kw)
+
+
+@runtime_checkable
+class TaskFamily(Protocol):
+    """A distribution over tasks. Implementations are small classes with typed keyword arguments.
+
+    Attributes:
+        name: short identifier written into eval reports.
+        metric: ``"mse"`` for regression, ``"accuracy"`` for classification.
+        in_space: the space of one input example.
+        out_dim: target dimension (regression) or number of classes (classification).
+    """
+
+    name: str
+    metric: str
+    in_space: Space
+    out_dim: int
+
+    def sample(
+        self, n_tasks: int, *, shots: int, query: int, generator: torch.Generator, split: str
+    ) -> TaskBatch:
+        """Draw ``n_tasks`` tasks of the ``split`` ("train", "val" or "test") with ``generator``."""
+        ...
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed derived from ``seed`` and any labels (split name, rank, ...), stable across runs.
+
+    Streams for different ``parts`` are statistically independent, which is how meta-train,
+    meta-validation and meta-test (and each DDP rank) get disjoint task streams.
+    """
+    text = "/".join([str(int(seed)), *(str(p) for p in parts)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split

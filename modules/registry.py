@@ -1,0 +1,35 @@
+"""The explicit table of module types a graph's JSON may name (no import-order registration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules.base import TypedModule
+from modules.conv import ConvBlock
+from modules.linear import ClassificationHead, Linear, RegressionHead
+from modules.mlp import MLPBlock, ResidualMLPBlock
+from modules.set_encoder import SetEncoder
+
+MODULE_TYPES: dict[str, type[TypedModule]] = {
+    "Linear": Linear,
+    "MLPBlock": MLPBlock,
+    "ResidualMLPBlock": ResidualMLPBlock,
+    "ConvBlock": ConvBlock,
+    "SetEncoder": SetEncoder,
+    "RegressionHead": RegressionHead,
+    "ClassificationHead": ClassificationHead,
+}
+
+
+def build_module(type_name: str, args: dict[str, Any]) -> TypedModule:
+    """Build a library module from its type name and keyword arguments, with a clear error."""
+    try:
+        cls = MODULE_TYPES[type_name]
+    except KeyError:
+        raise ValueError(
+            f"unknown module type {type_name!r}; known: {sorted(MODULE_TYPES)}"
+        ) from None
+    try:
+        return cls(**args)
+    except TypeError as e:
+        raise ValueError(f"bad arguments for module {type_name}: {e}") from e

@@ -1,0 +1,147 @@
+"""Exact z3 encoding of both networks over one box (small graphs only).
+
+Weights enter as the exact rationals their floats denote; a ReLU is ``If(z > 0, z, 0)`` unless the
+sound bounds of :mod:`symbolic.diff_propagation` already fix its phase. The claim's negation goes
+to a ``simplify; solve-eqs; smt`` tactic with a timeout: ``unsat`` is a proof, ``sat`` yields a
+model whose input is replayed in torch before it is reported, a timeout is ``unknown``.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import torch
+import z3
+
+from symbolic.diff_propagation import propagate_pair
+from symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, ReLU
+from symbolic.objectives import Objective
+from symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
+from symbolic.rounding import z3_rational
+
+
+def _q(x: float) -> z3.RatNumRef:
+    return z3_rational(Fraction(float(x)))
+
+
+def encode_network(
+    net: Network, x: list[z3.ArithRef], bounds: dict, which: str, tag: str, solver: z3.Solver
+) -> tuple[list[z3.ArithRef], int, int]:
+    """Add the network's semantics to ``solver``; return its output terms and ReLU counts.
+
+    Args:
+        bounds: node -> PairBounds of a single box (``B = 1``), for phase fixing.
+        which: ``"meta"`` or ``"adapted"`` (which bounds to read).
+        tag: prefix of the fresh z3 variables.
+
+    Returns:
+        ``(outputs, n_relus, n_fixed)``.
+    """
+    vals: dict[str, list] = {INPUT: x}
+    n_relu = n_fixed = 0
+    for name in net.order:
+        nd = net.nodes[name]
+        ins = [vals[i] for i in nd.inputs]
+        op = nd.op
+        if isinstance(op, Affine):
+            w, b = op.weight.tolist(), op.bias.tolist()
+            out = []
+            for i, (row, bi) in enumerate(zip(w, b)):
+                z = z3.Real(f"{tag}.{name}[{i}]")
+                terms = [_q(wij) * v for wij, v in zip(row, ins[0]) if wij != 0.0]
+                solver.add(z == z3.Sum([*terms, _q(bi)]) if terms else z == _q(bi))
+                out.append(z)
+            vals[name] = out
+        elif isinstance(op, ReLU):
+            lb = getattr(bounds[nd.inputs[0]], which)
+            lo, hi = lb.lo[0].tolist(), lb.hi[0].tolist()
+            out = []
+            for i, z in enumerate(ins[0]):
+                n_relu += 1
+                if lo[i] >= 0:
+                    out.append(z)
+                    n_fixed += 1
+                elif hi[i] <= 0:
+                    out.append(z3.RealVal(0))
+                    n_fixed += 1
+                else:
+                    r = z3.Real(f"{tag}.{name}[{i}]")
+                    solver.add(r == z3.If(z > 0, z, 0))
+                    solver.add(z >= _q(lo[i]), z <= _q(hi[i]))  # sound bounds as lemmas
+                    out.append(r)
+            vals[name] = out
+        elif isinstance(op, Add):
+            vals[name] = [z3.Sum(list(t)) for t in zip(*ins)]
+        elif isinstance(op, Concat):
+            vals[name] = [v for part in ins for v in part]
+        else:  # pragma: no cover - Network rejects other ops
+            raise TypeError(f"unsupported op {type(op).__name__}")
+    return vals[net.output], n_relu, n_fixed
+
+
+def exact_check(
+    pair: NetworkPair,
+    objective: Objective,
+    threshold: float,
+    xlo: torch.Tensor,
+    xhi: torch.Tensor,
+    *,
+    timeout_s: float = 60.0,
+) -> Proved | Violated | Unknown:
+    """Decide ``objective(x) <= threshold`` for all ``x`` in one box ``[xlo, xhi]`` (``(n,)`` each)."""
+    t0 = time.perf_counter()
+    xlo = xlo.reshape(1, -1).to(torch.float64)
+    xhi = xhi.reshape(1, -1).to(torch.float64)
+    bounds = propagate_pair(pair, xlo, xhi)
+    tactic = z3.Then(z3.Tactic("simplify"), z3.Tactic("solve-eqs"), z3.Tactic("smt"))
+    solver = tactic.solver()
+    solver.set("timeout", max(1, int(timeout_s * 1000)))
+    x = [z3.Real(f"x[{i}]") for i in range(pair.input_dim)]
+    for xi, lo, hi in zip(x, xlo[0].tolist(), xhi[0].tolist()):
+        solver.add(xi >= _q(lo), xi <= _q(hi))
+    y1, n1, f1 = encode_network(pair.meta, x, bounds, "meta", "m", solver)
+    y2, n2, f2 = encode_network(pair.adapted, x, bounds, "adapted", "a", solver)
+    j, t = objective.index, _q(threshold)
+    if objective.kind == "deviation":
+        d = y2[j] - y1[j]
+        solver.add(z3.Or(d > t, d < -t))
+    elif objective.kind == "output_upper":
+        solver.add(y2[j] > t)
+    else:
+        solver.add(-y2[j] > t)
+    res = solver.check()
+    desc = f"exact encoding: {n1 + n2} ReLUs, {f1 + f2} phases fixed by bounds"
+    if res == z3.unsat:
+        cert = Certificate(
+            facts={"encoding": desc}, used=("encoding",), method="exact-z3", bound=threshold
+        )
+        return Proved(cert)
+    if res == z3.sat:
+        model = solver.model()
+        pt = torch.tensor(
+            [_model_float(model, xi, lo) for xi, lo in zip(x, xlo[0].tolist())], dtype=torch.float64
+        )
+        pt = torch.minimum(torch.maximum(pt, xlo[0]), xhi[0])
+        with torch.no_grad():
+            observed = float(objective.value(pair, pt.reshape(1, -1))[0])
+        if observed > threshold:
+            ce = Counterexample(
+                x=pt,
+                y=objective.witness_output(pair, pt),
+                note=f"z3 model replayed in torch: value {observed:.6g}",
+            )
+            return Violated(ce, observed)
+        return Unknown(
+            f"z3 found a violation the float64 replay does not confirm ({observed:.6g} "
+            f"<= {threshold:.6g}); numerically borderline"
+        )
+    elapsed = time.perf_counter() - t0
+    return Unknown(f"exact tier: z3 {solver.reason_unknown()} after {elapsed:.1f}s ({desc})")
+
+
+def _model_float(model: z3.ModelRef, v: z3.ArithRef, default: float) -> float:
+    val = model.eval(v, model_completion=True)
+    if z3.is_rational_value(val):
+        return float(Fraction(val.numerator_as_long(), val.denominator_as_long()))
+    return float(val.as_decimal(20).rstrip("?")) if z3.is_algebraic_value(val) else default
