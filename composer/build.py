@@ -57,6 +57,10 @@ def loss_for(family: TaskFamily) -> str:
 
 def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLearner:
     family = family or build_family(cfg.task)
+    if "router" in cfg and cfg.router.enabled:
+        from composer.router.build import build_routed_learner
+
+        return build_routed_learner(cfg, family, loss=loss_for(family))
     graph = build_graph(cfg.model, cfg.seed)
     if graph.in_space.shape != family.in_space.shape:
         raise ConfigError(

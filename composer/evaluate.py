@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from composer.algorithms import MetaLearner
 from composer.build import build_family, build_learner
 from composer.config.schema import RunConfig
-from composer.graph import GraphError, ModuleGraph
+from composer.graph import GraphError
 from composer.tasks.base import TaskFamily, derive_seed
 from composer.training.checkpoint_io import CheckpointError, safe_load
 from composer.training.run import CHECKPOINT_FORMAT
@@ -54,7 +54,8 @@ def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFami
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(meta["config"]))
         family = build_family(cfg.task)
         learner = build_learner(cfg, family)
-        saved = ModuleGraph.from_json_dict(meta["graph"]).to_json_dict()
+        graph_cls = type(learner.graph)  # ModuleGraph, or a router's ModulePool
+        saved = graph_cls.from_json_dict(meta["graph"]).to_json_dict()
     except (ValueError, GraphError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():

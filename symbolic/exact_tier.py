@@ -88,18 +88,77 @@ def exact_check(
     xhi: torch.Tensor,
     *,
     timeout_s: float = 60.0,
+    max_unstable: int = 8,
 ) -> Proved | Violated | Unknown:
-    """Decide ``objective(x) <= threshold`` for all ``x`` in one box ``[xlo, xhi]`` (``(n,)`` each)."""
+    """Decide ``objective(x) <= threshold`` for all ``x`` in the boxes ``[xlo, xhi]`` (``(B, n)``).
+
+    Boxes are split until the sound bounds discharge them or at most ``max_unstable`` ReLUs (both
+    networks together) remain undecided; those boxes go to z3, one fresh solver each. The answer
+    is complete (an exact decision) unless the overall ``timeout_s`` runs out.
+    """
     t0 = time.perf_counter()
-    xlo = xlo.reshape(1, -1).to(torch.float64)
-    xhi = xhi.reshape(1, -1).to(torch.float64)
-    bounds = propagate_pair(pair, xlo, xhi)
+    queue = list(
+        zip(
+            xlo.reshape(-1, pair.input_dim).to(torch.float64),
+            xhi.reshape(-1, pair.input_dim).to(torch.float64),
+        )
+    )
+    n_bound = n_z3 = 0
+    while queue:
+        left = timeout_s - (time.perf_counter() - t0)
+        if left <= 0:
+            return Unknown(f"exact tier: timeout after {timeout_s:.1f}s ({len(queue)} boxes left)")
+        lo, hi = queue.pop()
+        bounds = propagate_pair(pair, lo.reshape(1, -1), hi.reshape(1, -1))
+        if float(objective.upper(bounds[pair.meta.output])[0]) <= threshold:
+            n_bound += 1
+            continue
+        if _unstable(pair, bounds) > max_unstable and bool(
+            (hi - lo).max() > 1e-9 * (1 + lo.abs().max())
+        ):
+            queue.extend(_halves(lo, hi))
+            continue
+        n_z3 += 1
+        res = _solve_box(pair, objective, threshold, lo, hi, bounds, left)
+        if not isinstance(res, Proved):
+            return res
+    cert = Certificate(
+        facts={"boxes": f"{n_bound} boxes discharged by sound bounds, {n_z3} by exact z3 encoding"},
+        used=("boxes",),
+        method="exact-z3",
+        bound=threshold,
+    )
+    return Proved(cert)
+
+
+def _unstable(pair: NetworkPair, bounds: dict) -> int:
+    n = 0
+    for name in pair.meta.order:
+        nd = pair.meta.nodes[name]
+        if isinstance(nd.op, ReLU):
+            for which in ("meta", "adapted"):
+                lb = getattr(bounds[nd.inputs[0]], which)
+                n += int(((lb.lo < 0) & (lb.hi > 0)).sum())
+    return n
+
+
+def _halves(lo: torch.Tensor, hi: torch.Tensor) -> list:
+    d = int(torch.argmax(hi - lo))
+    mid = 0.5 * (lo[d] + hi[d])
+    hi_l, lo_r = hi.clone(), lo.clone()
+    hi_l[d], lo_r[d] = mid, mid
+    return [(lo, hi_l), (lo_r, hi)]
+
+
+def _solve_box(
+    pair, objective, threshold, lo, hi, bounds, timeout_s
+) -> Proved | Violated | Unknown:
     tactic = z3.Then(z3.Tactic("simplify"), z3.Tactic("solve-eqs"), z3.Tactic("smt"))
     solver = tactic.solver()
     solver.set("timeout", max(1, int(timeout_s * 1000)))
     x = [z3.Real(f"x[{i}]") for i in range(pair.input_dim)]
-    for xi, lo, hi in zip(x, xlo[0].tolist(), xhi[0].tolist()):
-        solver.add(xi >= _q(lo), xi <= _q(hi))
+    for xi, a, b in zip(x, lo.tolist(), hi.tolist()):
+        solver.add(xi >= _q(a), xi <= _q(b))
     y1, n1, f1 = encode_network(pair.meta, x, bounds, "meta", "m", solver)
     y2, n2, f2 = encode_network(pair.adapted, x, bounds, "adapted", "a", solver)
     j, t = objective.index, _q(threshold)
@@ -113,16 +172,17 @@ def exact_check(
     res = solver.check()
     desc = f"exact encoding: {n1 + n2} ReLUs, {f1 + f2} phases fixed by bounds"
     if res == z3.unsat:
-        cert = Certificate(
-            facts={"encoding": desc}, used=("encoding",), method="exact-z3", bound=threshold
+        return Proved(
+            Certificate(
+                facts={"encoding": desc}, used=("encoding",), method="exact-z3", bound=threshold
+            )
         )
-        return Proved(cert)
     if res == z3.sat:
         model = solver.model()
         pt = torch.tensor(
-            [_model_float(model, xi, lo) for xi, lo in zip(x, xlo[0].tolist())], dtype=torch.float64
+            [_model_float(model, xi, a) for xi, a in zip(x, lo.tolist())], dtype=torch.float64
         )
-        pt = torch.minimum(torch.maximum(pt, xlo[0]), xhi[0])
+        pt = torch.minimum(torch.maximum(pt, lo), hi)
         with torch.no_grad():
             observed = float(objective.value(pair, pt.reshape(1, -1))[0])
         if observed > threshold:
@@ -136,8 +196,7 @@ def exact_check(
             f"z3 found a violation the float64 replay does not confirm ({observed:.6g} "
             f"<= {threshold:.6g}); numerically borderline"
         )
-    elapsed = time.perf_counter() - t0
-    return Unknown(f"exact tier: z3 {solver.reason_unknown()} after {elapsed:.1f}s ({desc})")
+    return Unknown(f"exact tier: z3 {solver.reason_unknown()} ({desc})")
 
 
 def _model_float(model: z3.ModelRef, v: z3.ArithRef, default: float) -> float:

@@ -137,15 +137,23 @@ class Network:
                 widths[name] = sum(ins)
         return widths
 
-    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Values of every node for a batch ``x`` of shape ``(B, n)``; each ``(B, width)``."""
+    def forward_all(
+        self, x: torch.Tensor, params: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Values of every node for a batch ``x`` of shape ``(B, n)``; each ``(B, width)``.
+
+        ``params`` optionally overrides Affine weights by node name (differentiably, for
+        ``torch.func``).
+        """
+        params = params or {}
         vals = {INPUT: x.to(torch.float64)}
         for name in self.order:
             nd = self.nodes[name]
             ins = [vals[i] for i in nd.inputs]
             op = nd.op
             if isinstance(op, Affine):
-                vals[name] = ins[0] @ op.weight.T + op.bias
+                w, b = params.get(name, (op.weight, op.bias))
+                vals[name] = ins[0] @ w.T + b
             elif isinstance(op, ReLU):
                 vals[name] = torch.relu(ins[0])
             elif isinstance(op, Add):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from composer.cli import eval_cmd, train_cmd
+from composer.cli import eval_cmd, inspect_cmd, plot_cmd, report_cmd, train_cmd
 from composer.config import ConfigError
 from composer.graph import GraphError
 from composer.training.checkpoint_io import CheckpointError
@@ -15,6 +15,9 @@ from composer.training.checkpoint_io import CheckpointError
 COMMANDS = {
     "train": train_cmd,
     "eval": eval_cmd,
+    "inspect": inspect_cmd,
+    "plot": plot_cmd,
+    "report": report_cmd,
 }
 
 USER_ERRORS = (ConfigError, CheckpointError, GraphError, FileNotFoundError, ValueError)

@@ -41,6 +41,13 @@ class AlgoConfig:
 class DataConfig:
     meta_batch_size: int = 25  # tasks per meta-iteration (across all ranks)
     val_tasks: int = 200  # meta-validation tasks per validation run (fixed seed)
+    # How ranks share a meta-batch. per_rank: each rank draws its own stream seeded by
+    # (seed, rank); global: each rank slices one globally seeded meta-batch, so the union over
+    # ranks equals the single-process meta-batch (same answer at every scale).
+    sharding: str = "per_rank"
+    # Meta-gradient in chunks of this many tasks per rank, one backward each (gradient
+    # accumulation): bounds second-order memory by the chunk. None: the whole share at once.
+    task_chunk_size: int | None = None
 
 
 @dataclass
@@ -64,6 +71,41 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 1000  # how often last.ckpt is rewritten
     enable_progress_bar: bool = True
     deterministic: bool = False
+    logger: str = "csv"  # csv (run_dir/metrics.csv) | tensorboard (if installed) | none
+    max_bad_tasks: int | None = 1000  # stop once more NaN/Inf tasks were dropped (None: never)
+
+
+@dataclass
+class RouterConfig:
+    """Per-task composition from a module pool (composer.router); ``model`` is unused when enabled."""
+
+    enabled: bool = False  # build a RoutedMetaLearner instead of a plain MetaLearner
+    template: dict[str, Any] = field(default_factory=dict)  # {nodes, edges, merge} of slots
+    encoder_hidden: int = 64  # task encoder (DeepSets) hidden width
+    embedding: int = 32  # task embedding size
+    hidden: int = 64  # hypernetwork trunk width
+    descriptor_dim: int = 0  # size of a vector task descriptor fed to the router (0: none)
+    descriptor_classes: int = 0  # number of categorical descriptor ids (0: none)
+    routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
+    film: bool = True  # generate FiLM scale/shift for every layer of the pool
+    low_rank: int = 0  # rank of generated weight deltas (0: off)
+    tau_start: float = 1.0  # Gumbel-softmax temperature at meta-iteration 0
+    tau_end: float = 0.3  # temperature after tau_steps meta-iterations (exponential anneal)
+    tau_steps: int = 2000
+    straight_through: bool = True  # one-hot forward, soft gradient
+    balance_weight: float = 0.1  # load-balancing term weight (log C - H(mean routing))
+    entropy_weight: float = 0.0  # mean per-task routing entropy weight (>0: confident routing)
+    adapt: str = "modules"  # inner loop adapts: modules | modulations | both
+    modulation_lr: float = 0.1  # inner step size of generated modulations
+
+
+@dataclass
+class ReportConfig:
+    """What ``metacompose report`` measures besides the in-distribution meta-test metric."""
+
+    ood_family: str | None = None  # a shifted family / held-out domain (composer.tasks.FAMILIES)
+    ood_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of ood_family
+    shots: list[int] = field(default_factory=lambda: [1, 5, 10])  # K values of sample efficiency
 
 
 @dataclass
@@ -77,3 +119,5 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)

@@ -1,10 +1,37 @@
 """Task families behind one small interface (``TaskFamily.sample`` -> ``TaskBatch``)."""
 
+from collections.abc import Callable
+
 from composer.tasks.base import SPLITS, TaskBatch, TaskFamily, derive_seed
+from composer.tasks.compositional import CompositionalFamily
+from composer.tasks.digits import DigitsFamily
+from composer.tasks.fashion_mnist import FashionMNISTFamily
+from composer.tasks.glyphs import GlyphFamily
+from composer.tasks.grouped import GroupedRegressionFamily
+from composer.tasks.grouped_spec import grouped_family
 from composer.tasks.sinusoid import SinusoidFamily
 
-FAMILIES: dict[str, type] = {
+# name -> a family class, or a function building one (``grouped``: spec file + overrides).
+FAMILIES: dict[str, Callable[..., TaskFamily]] = {
     "sinusoid": SinusoidFamily,
+    "compositional": CompositionalFamily,
+    "glyphs": GlyphFamily,
+    "fashion_mnist": FashionMNISTFamily,
+    "digits": DigitsFamily,
+    "grouped": grouped_family,
 }
 
-__all__ = ["FAMILIES", "SPLITS", "SinusoidFamily", "TaskBatch", "TaskFamily", "derive_seed"]
+__all__ = [
+    "FAMILIES",
+    "SPLITS",
+    "CompositionalFamily",
+    "DigitsFamily",
+    "FashionMNISTFamily",
+    "GlyphFamily",
+    "GroupedRegressionFamily",
+    "SinusoidFamily",
+    "TaskBatch",
+    "TaskFamily",
+    "derive_seed",
+    "grouped_family",
+]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageFont
 
-from composer.tasks.glyph_render import StrokeStyle, fit_glyph, render_samples, thin
+from composer.tasks.glyph_render import StrokeStyle, fit_glyph, render_samples, skeletonize
 from composer.tasks.glyph_scripts import SCRIPTS, ScriptSpec
 
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
@@ -163,7 +163,7 @@ def render_glyph_dataset(
         )
         if not cps:
             continue
-        skeletons = thin(masks)
+        skeletons = skeletonize(masks)
         key = zlib.crc32(spec.name.encode())
         for cp, skel in zip(cps, skeletons):
             rng = np.random.default_rng([seed, key, cp])

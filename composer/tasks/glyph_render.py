@@ -3,12 +3,14 @@
 The pipeline for one letter (one class):
 
 1. :func:`fit_glyph` draws the letter with its font and fits it, aspect kept, into a square.
-2. :func:`thin` reduces the binarised glyph to a one-pixel skeleton (Zhang-Suen), which removes the
-   font's own stroke weight and contrast.
+2. :func:`skeletonize` reduces the binarised glyph to a one-pixel skeleton (Zhang-Suen
+   :func:`thin`, keeping every dot), which removes the font's own stroke weight and contrast.
 3. :func:`skeleton_points` turns the skeleton into a dense point cloud along the strokes.
 4. For each sample, :func:`warp_points` applies a random affine map and a smooth elastic
    displacement (a sum of random low-frequency sinusoids) to the points, and :func:`draw_points`
-   redraws them with a round pen of random width, anti-aliased by supersampling.
+   redraws them with a round pen of random width, anti-aliased by supersampling; a sample that
+   the distortion pushed over the edge is moved back (and shrunk if need be) by
+   :func:`keep_on_canvas`, as a writer keeps a letter inside its box.
 
 All randomness comes from a ``numpy.random.Generator`` that the caller passes in.
 """
@@ -116,6 +118,32 @@ def thin(mask: np.ndarray) -> np.ndarray:
     return out[0] if squeeze else out
 
 
+def skeletonize(mask: np.ndarray) -> np.ndarray:
+    """:func:`thin`, plus one pixel for every ink component that thinning erased entirely.
+
+    Zhang-Suen deletes small blobs such as a 2x2 square; a letter's dots must survive, so each
+    component left without skeleton keeps its pixel nearest to the component's centroid.
+
+    Args:
+        mask: ``(B, H, W)`` bool.
+
+    Returns:
+        ``(B, H, W)`` bool skeletons with as many 8-connected components as ``mask``.
+    """
+    skel = thin(mask)
+    eight = np.zeros((3, 3, 3), bool)
+    eight[1] = True  # 8-connected within an image, never across the batch
+    labels, n = ndimage.label(mask, eight)
+    if n == 0:
+        return skel
+    kept = ndimage.sum(skel, labels, np.arange(1, n + 1))
+    for comp in np.flatnonzero(kept == 0) + 1:
+        b, ys, xs = np.nonzero(labels == comp)
+        i = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+        skel[b[i], ys[i], xs[i]] = True
+    return skel
+
+
 def skeleton_points(skeleton: np.ndarray) -> np.ndarray:
     """Points along a skeleton: pixel centres plus the midpoint of every 8-connected pixel pair.
 
@@ -184,6 +212,28 @@ def warp_points(points: np.ndarray, warps: dict[str, np.ndarray]) -> np.ndarray:
     return (q + disp.sum(2)).astype(np.float32)
 
 
+def keep_on_canvas(points: np.ndarray, pen: np.ndarray, size: int) -> np.ndarray:
+    """Move, and if need be shrink, each point cloud so its pen strokes stay off the border pixel.
+
+    Args:
+        points: ``(n, P, 2)`` in [-1, 1] canvas coordinates.
+        pen: ``(n,)`` pen radii.
+        size: output side in pixels.
+
+    Returns:
+        ``(n, P, 2)``: clouds already inside ``|p| <= 1 - 2 * pen - 3 / size`` are unchanged
+        (canvas coordinates span 2 units: one output pixel is ``2 / size``, the pen reaches
+        ``2 * pen``, anti-aliasing and rounding up to another half pixel).
+    """
+    limit = (1 - 2 * pen - 3 / size)[:, None]  # (n, 1)
+    lo, hi = points.min(1), points.max(1)  # (n, 2)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    shrink = np.minimum(1.0, limit[:, 0] / np.maximum(half.max(1), 1e-9))[:, None]  # (n, 1)
+    room = limit - half * shrink
+    new_centre = np.clip(centre, -room, room)
+    return ((points - centre[:, None]) * shrink[:, None] + new_centre[:, None]).astype(np.float32)
+
+
 def draw_points(points: np.ndarray, pen: np.ndarray, size: int, supersample: int = 2) -> np.ndarray:
     """Draw each point cloud with a round pen of radius ``pen`` (fraction of the canvas side).
 
@@ -222,4 +272,5 @@ def render_samples(
         ``(n, size, size)`` uint8.
     """
     warps = sample_warps(rng, n, style)
-    return draw_points(warp_points(skeleton_points(skeleton), warps), warps["pen"], size)
+    points = keep_on_canvas(warp_points(skeleton_points(skeleton), warps), warps["pen"], size)
+    return draw_points(points, warps["pen"], size)

@@ -6,18 +6,31 @@ from composer.training.checkpoint_io import (
     atomic_save,
     safe_load,
 )
-from composer.training.data import MetaDataModule, TaskStream
+from composer.training.data import SHARDINGS, MetaDataModule, TaskStream, select_tasks
+from composer.training.guard import BadInputError, BadTaskGuard, BadTaskWarning, guarded_meta_step
+from composer.training.hardware import check_accelerator
 from composer.training.module import MetaLearningModule
-from composer.training.run import TrainResult, train
+from composer.training.rng import capture_rng_state, restore_rng_state
+from composer.training.run import TrainResult, resolve_resume, train
 
 __all__ = [
+    "SHARDINGS",
     "AtomicCheckpointIO",
+    "BadInputError",
+    "BadTaskGuard",
+    "BadTaskWarning",
     "CheckpointError",
     "MetaDataModule",
     "MetaLearningModule",
     "TaskStream",
     "TrainResult",
     "atomic_save",
+    "capture_rng_state",
+    "check_accelerator",
+    "guarded_meta_step",
+    "resolve_resume",
+    "restore_rng_state",
     "safe_load",
+    "select_tasks",
     "train",
 ]

@@ -1,8 +1,28 @@
-"""Seeded task streams and the LightningDataModule that feeds meta-batches to the trainer."""
+"""Seeded task streams and the LightningDataModule that feeds meta-batches to the trainer.
+
+Every meta-batch is a pure function of ``(seed, split, index)`` (plus the rank, see ``sharding``):
+batch ``i`` is drawn from a generator seeded with ``derive_seed(stream_seed, i)``. A stream's
+position is therefore one integer, the number of (micro-)batches the trainer has *consumed*, which
+is counted when a batch reaches the training step, not when the loader prefetches it. Lightning
+fetches one batch ahead, so counting draws would resume one batch late.
+
+Sharding over data-parallel ranks (``data.sharding``):
+
+``"per_rank"`` (default)
+    every rank draws its own disjoint stream, seeded by ``derive_seed(seed, split, rank)``, of
+    ``meta_batch_size / world_size`` tasks per meta-batch. Cheapest; the tasks seen depend on the
+    world size.
+``"global"``
+    every rank draws the whole meta-batch from one stream seeded by ``derive_seed(seed, split)`` and
+    keeps its slice ``[rank * T/W, (rank + 1) * T/W)``. The union over ranks is the meta-batch a
+    single process sees, so training gives the same answer at every scale (up to float rounding).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
 
 import lightning as L
 import torch
@@ -10,23 +30,43 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from composer.tasks.base import TaskBatch, TaskFamily, check_split, derive_seed
 
+SHARDINGS = ("per_rank", "global")
+
+
+def select_tasks(batch: TaskBatch, index: torch.Tensor | slice) -> TaskBatch:
+    """The tasks ``index`` of ``batch`` (a slice or an index tensor over the task dimension)."""
+    kw: dict[str, Any] = {}
+    for f in fields(batch):
+        v = getattr(batch, f.name)
+        if isinstance(v, torch.Tensor):
+            kw[f.name] = v[index]
+        elif isinstance(v, dict):
+            kw[f.name] = {k: t[index] for k, t in v.items()}
+        else:
+            kw[f.name] = v
+    return TaskBatch(**kw)
+
 
 class TaskStream(IterableDataset):
-    """An endless stream of meta-batches of one split, from a generator seeded by
-    ``derive_seed(seed, split, rank)``: splits and ranks never share a stream.
+    """A stream of meta-batches of one split; batch ``i`` depends only on the seed and ``i``.
 
-    Its position is the generator state: ``state_dict()`` / ``load_state_dict()`` resume it exactly.
+    Each item is this rank's share of one meta-batch, cut into ``chunks`` equal micro-batches that
+    the trainer accumulates gradients over (``chunks=1``: the whole share at once).
 
     Args:
         family: the task family.
         split: ``"train"``, ``"val"`` or ``"test"``.
         seed: the global seed.
-        batch_size: tasks per meta-batch drawn by this rank.
+        batch_size: tasks per meta-batch over ALL ranks.
         shots: support examples per task.
         query: query examples per task.
-        rank: the data-parallel rank drawing this stream.
-        num_batches: stop after this many batches (``None``: endless); a finite stream restarts from
-            its seed on every iteration (a fixed validation set).
+        rank: this data-parallel rank.
+        world_size: number of data-parallel ranks.
+        sharding: ``"per_rank"`` or ``"global"`` (see the module docstring).
+        chunks: micro-batches per meta-batch on each rank.
+        num_batches: stop after this many meta-batches (``None``: endless). A finite stream
+            restarts from batch 0 on every iteration (a fixed validation set).
+        start: index of the first item (micro-batch) to yield; updated to resume.
     """
 
     def __init__(
@@ -39,61 +79,90 @@ class TaskStream(IterableDataset):
         shots: int,
         query: int,
         rank: int = 0,
+        world_size: int = 1,
+        sharding: str = "per_rank",
+        chunks: int = 1,
         num_batches: int | None = None,
+        start: int = 0,
     ) -> None:
         super().__init__()
+        if sharding not in SHARDINGS:
+            raise ValueError(f"data.sharding={sharding!r}: expected one of {SHARDINGS}")
+        if batch_size % (world_size * chunks):
+            raise ValueError(
+                f"data.meta_batch_size={batch_size} must be divisible by {world_size} rank(s) x "
+                f"{chunks} chunk(s) per rank"
+            )
         self.family = family
         self.split = check_split(split)
-        self.batch_size = batch_size
         self.shots = shots
         self.query = query
+        self.rank = rank
+        self.world_size = world_size
+        self.sharding = sharding
+        self.chunks = chunks
         self.num_batches = num_batches
-        self.seed = derive_seed(seed, split, rank)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.batches_drawn = 0
+        self.start = start
+        self.per_rank = batch_size // world_size
+        if sharding == "global":
+            self.seed, self.draw = derive_seed(seed, split), batch_size
+        else:
+            self.seed, self.draw = derive_seed(seed, split, rank), self.per_rank
+        self._cached: tuple[int, TaskBatch] | None = None
 
-    def sample(self) -> TaskBatch:
-        self.batches_drawn += 1
-        return self.family.sample(
-            self.batch_size,
-            shots=self.shots,
-            query=self.query,
-            generator=self.generator,
-            split=self.split,
+    def meta_batch(self, index: int) -> TaskBatch:
+        """This rank's share of meta-batch ``index``: ``per_rank`` tasks."""
+        g = torch.Generator().manual_seed(derive_seed(self.seed, index))
+        batch = self.family.sample(
+            self.draw, shots=self.shots, query=self.query, generator=g, split=self.split
         )
+        if self.sharding == "global":
+            batch = select_tasks(
+                batch, slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
+            )
+        return batch
+
+    def item(self, position: int) -> TaskBatch:
+        """Micro-batch ``position``: chunk ``position % chunks`` of meta-batch ``position // chunks``."""
+        index, chunk = divmod(position, self.chunks)
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, self.meta_batch(index))
+        if self.chunks == 1:
+            return self._cached[1]
+        size = self.per_rank // self.chunks
+        return select_tasks(self._cached[1], slice(chunk * size, (chunk + 1) * size))
 
     def __iter__(self) -> Iterator[TaskBatch]:
         if self.num_batches is None:
+            position = self.start
             while True:
-                yield self.sample()
-        self.generator.manual_seed(self.seed)
-        self.batches_drawn = 0
-        for _ in range(self.num_batches):
-            yield self.sample()
+                yield self.item(position)
+                position += 1
+        for position in range(self.num_batches * self.chunks):
+            yield self.item(position)
 
     def __len__(self) -> int:
         if self.num_batches is None:
             raise TypeError("an endless TaskStream has no length")
-        return self.num_batches
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "batches_drawn": self.batches_drawn}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.batches_drawn = int(state["batches_drawn"])
+        return self.num_batches * self.chunks
 
 
 class MetaDataModule(L.LightningDataModule):
     """Meta-train and meta-validation streams for one task family.
 
+    The meta-train position (micro-batches consumed by training steps) is saved in checkpoints and
+    restored exactly, whatever the loader prefetched.
+
     Args:
         family: the task family.
         seed: the global seed.
-        meta_batch_size: tasks per meta-iteration over all ranks (each rank draws its share).
+        meta_batch_size: tasks per meta-iteration over all ranks.
         shots: support examples per task.
         query: query examples per task.
-        val_tasks: tasks in the (fixed) meta-validation set.
+        val_tasks: tasks in the (fixed) meta-validation set, split over ranks.
+        sharding: ``"per_rank"`` or ``"global"`` (see the module docstring).
+        chunks: micro-batches per meta-batch and rank (gradient accumulation; see
+            ``data.task_chunk_size``).
     """
 
     def __init__(
@@ -105,6 +174,8 @@ class MetaDataModule(L.LightningDataModule):
         shots: int,
         query: int,
         val_tasks: int = 200,
+        sharding: str = "per_rank",
+        chunks: int = 1,
     ) -> None:
         super().__init__()
         self.family = family
@@ -113,8 +184,10 @@ class MetaDataModule(L.LightningDataModule):
         self.shots = shots
         self.query = query
         self.val_tasks = val_tasks
+        self.sharding = sharding
+        self.chunks = chunks
+        self.consumed = 0
         self.train_stream: TaskStream | None = None
-        self._pending_state: dict | None = None
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -124,46 +197,50 @@ class MetaDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
-        if self.meta_batch_size % world:
-            raise ValueError(
-                f"data.meta_batch_size={self.meta_batch_size} must be divisible by the "
-                f"{world} data-parallel ranks"
-            )
         self.train_stream = TaskStream(
             family=self.family,
             split="train",
             seed=self.seed,
-            rank=rank,
-            batch_size=self.meta_batch_size // world,
+            batch_size=self.meta_batch_size,
             shots=self.shots,
             query=self.query,
+            rank=rank,
+            world_size=world,
+            sharding=self.sharding,
+            chunks=self.chunks,
+            start=self.consumed,
         )
-        if self._pending_state is not None:
-            self.train_stream.load_state_dict(self._pending_state)
-            self._pending_state = None
         return DataLoader(self.train_stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
         per_batch = min(self.meta_batch_size, self.val_tasks)
+        per_batch -= per_batch % world
         stream = TaskStream(
             family=self.family,
             split="val",
             seed=self.seed,
-            rank=rank,
-            batch_size=per_batch,
+            batch_size=max(per_batch, world),
             shots=self.shots,
             query=self.query,
-            num_batches=max(1, self.val_tasks // per_batch // world),
+            rank=rank,
+            world_size=world,
+            sharding="global",  # every rank validates its slice of the same fixed set
+            num_batches=max(1, self.val_tasks // max(per_batch, world)),
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count a meta-train micro-batch as consumed when it reaches the training step."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            self.consumed += 1
+        return batch
+
     def state_dict(self) -> dict:
-        return (
-            {"train_stream": self.train_stream.state_dict()}
-            if self.train_stream is not None
-            else {}
-        )
+        return {"consumed": self.consumed, "sharding": self.sharding, "chunks": self.chunks}
 
     def load_state_dict(self, state: dict) -> None:
-        self._pending_state = state.get("train_stream")
+        self.consumed = int(state.get("consumed", 0))
+        if self.train_stream is not None:
+            self.train_stream.start = self.consumed

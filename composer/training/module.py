@@ -8,8 +8,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from composer.algorithms import MetaLearner
+from composer.algorithms import MetaLearner, broadcast_tasks
 from composer.tasks.base import TaskBatch
+from composer.training.guard import BadTaskGuard, guarded_meta_step
+from composer.training.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -17,16 +19,25 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 class MetaLearningModule(L.LightningModule):
     """Meta-trains a :class:`MetaLearner`.
 
-    A training step adapts to every task of the meta-batch (vectorised) and returns the
-    meta-objective; Lightning (and DDP, when configured) averages its gradient. Validation adapts
-    with ``eval_inner_steps`` and logs the query metric before and after adaptation.
+    A training step adapts to every task of the (micro-)batch (vectorised) and returns the
+    meta-objective; Lightning (and DDP, when configured) averages its gradient over ranks and
+    accumulated micro-batches. Tasks with a NaN/Inf loss are dropped and the gradient rescaled to the
+    mean over the good tasks of the whole meta-batch (all ranks); a meta-batch without good tasks,
+    or with a non-finite meta-gradient, is skipped (see :mod:`composer.training.guard`).
+
+    Every parameter takes part in every objective (with weight 0 where it is unused, e.g. the frozen
+    nodes of Reptile with an adaptation scope), so DDP never meets an unused parameter.
+
+    Validation adapts with ``eval_inner_steps`` (first order) and logs the query metric before
+    (``_step0``) and after adaptation, and the query loss after adaptation.
 
     Args:
         learner: the meta-learner (graph + algorithm).
-        optimizer: builds the outer optimizer from the parameters.
+        optimizer: builds the outer optimizer from the parameters (picklable for ``ddp_spawn``).
         metric: ``"mse"`` or ``"accuracy"``: the name used in logged metrics.
         extra_checkpoint: plain data stored in every checkpoint under ``"metacompose"`` (the
             resolved config and the graph's JSON), so a checkpoint alone rebuilds the model.
+        max_bad_tasks: stop the run once more NaN/Inf tasks than this were dropped (``None``: never).
     """
 
     def __init__(
@@ -36,35 +47,79 @@ class MetaLearningModule(L.LightningModule):
         optimizer: OptimizerFactory,
         metric: str = "mse",
         extra_checkpoint: dict[str, Any] | None = None,
+        max_bad_tasks: int | None = 1000,
     ) -> None:
         super().__init__()
         self.learner = learner
         self.optimizer_factory = optimizer
         self.metric = metric
         self.extra_checkpoint = dict(extra_checkpoint or {})
+        self.guard = BadTaskGuard(max_bad_tasks=max_bad_tasks)
+        self._good = 0  # good tasks since the last optimizer step (this rank)
+        self._tasks = 0
+
+    def _log_now(self) -> bool:
+        # self.log costs ~1 ms on CPU, as much as a sinusoid meta-step: only log when it is written.
+        return self.trainer.global_step % self.trainer.log_every_n_steps == 0
 
     def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
-        out = self.learner.meta_step(batch)
-        # self.log costs ~1 ms on CPU, as much as a sinusoid meta-step: only log when it is written.
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/query_loss", out.query_loss.detach().mean(), prog_bar=True)
-        return out.objective
+        step = guarded_meta_step(self.learner, batch)
+        self._good += step.good
+        self._tasks += step.tasks
+        if self._log_now():  # every rank logs at the same steps (sync_dist all-reduces)
+            loss = step.query_loss.detach().mean() if step.good else step.objective.detach() * 0
+            self.log("train/query_loss", loss, prog_bar=True, sync_dist=True)
+        touch = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        return step.objective + touch
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Rescale to the mean over good tasks, or skip the step; count and stop past the limit."""
+        params = [p for p in self.parameters() if p.grad is not None]
+        finite = not params or bool(torch.stack([p.grad.isfinite().all() for p in params]).all())
+        counts = torch.tensor([self._good, self._tasks], dtype=torch.float64, device=self.device)
+        self._good = self._tasks = 0
+        if self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        good, tasks = int(counts[0]), int(counts[1])
+        skip = self.guard.record(step=self.global_step, good=good, tasks=tasks, finite_grad=finite)
+        if skip:
+            for p in params:
+                p.grad = None
+        elif good < tasks:
+            torch._foreach_mul_([p.grad for p in params], tasks / good)
+        if skip or good < tasks or self._log_now():
+            self.log("train/bad_tasks", float(self.guard.bad_tasks))
+            self.log("train/skipped_steps", float(self.guard.skipped_steps))
+
+    @torch.no_grad()
     def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:
-        with torch.enable_grad():
-            curve = self.learner.evaluate(batch)
         n = batch.num_tasks
-        self.log(f"val/query_{self.metric}_step0", curve[0].mean(), batch_size=n, sync_dist=True)
-        self.log(
-            f"val/query_{self.metric}",
-            curve[-1].mean(),
-            batch_size=n,
-            sync_dist=True,
-            prog_bar=True,
+        learner = self.learner
+        fast, frozen = learner.split_params()
+        qx, qy = batch.query_x, batch.query_y
+        before = learner.query_loss(broadcast_tasks(fast, n), frozen, qx, qy, metric=True)
+        fast, frozen = learner.adapt(
+            batch.support_x, batch.support_y, steps=learner.eval_inner_steps, first_order=True
         )
+        loss = learner.query_loss(fast, frozen, qx, qy)
+        after = learner.query_loss(fast, frozen, qx, qy, metric=True)
+        m = self.metric
+        self.log(f"val/query_{m}_step0", before.mean(), batch_size=n, sync_dist=True)
+        self.log("val/query_loss", loss.mean(), batch_size=n, sync_dist=True)
+        self.log(f"val/query_{m}", after.mean(), batch_size=n, sync_dist=True, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["metacompose"] = self.extra_checkpoint
+        checkpoint["metacompose_resume"] = {
+            "rng": capture_rng_state(),
+            "guard": self.guard.state_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        resume = checkpoint.get("metacompose_resume", {})
+        self.guard.load_state_dict(resume.get("guard", {}))
+        if "rng" in resume:
+            restore_rng_state(resume["rng"])

@@ -35,7 +35,10 @@ def test_episode_contents_match_brute_force(ways, shots, query):
         picked = b.info["classes"][t]
         assert len(set(picked.tolist())) == ways
         seen = set()
-        for xs, ys, k in ((b.support_x[t], b.support_y[t], shots), (b.query_x[t], b.query_y[t], query)):
+        for xs, ys, k in (
+            (b.support_x[t], b.support_y[t], shots),
+            (b.query_x[t], b.query_y[t], query),
+        ):
             assert torch.bincount(ys, minlength=ways).tolist() == [k] * ways
             cls, smp = decode(xs)
             for i in range(len(ys)):

@@ -1,0 +1,179 @@
+"""Train and score one method on one task family, every method through the same evaluation.
+
+Every method is scored on the same seeded meta-test tasks (:func:`composer.report.metric_curves`).
+Its free evaluation choices (the number of adaptation steps, and for the fine-tuning baselines
+the step size) are chosen on meta-*validation* tasks, never on meta-test tasks.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from composer.baselines.finetune import FineTuneLearner
+from composer.baselines.meta_train import meta_train
+from composer.baselines.pretrain import pretrain_pooled
+from composer.baselines.protonet import ProtoNet
+from composer.build import build_graph, build_learner, loss_for
+from composer.report.curves import metric_curves
+from composer.report.stats import Estimate, over_tasks
+from composer.tasks.base import TaskFamily
+
+META_METHODS = ("maml", "fomaml", "metasgd", "anil")
+METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed")
+
+
+@dataclass
+class MethodResult:
+    """One method's meta-test score and what it cost."""
+
+    method: str
+    metric: str
+    test: Estimate
+    steps: int  # adaptation steps chosen on meta-val
+    lr: float | None  # fine-tuning step size chosen on meta-val (baselines only)
+    train_iterations: int
+    train_seconds: float
+    eval_seconds: float
+    values: torch.Tensor | None = None  # (N,) per-task test metric, same tasks for every method
+
+
+@dataclass
+class EvalPlan:
+    """Which tasks score a method: K, Q, task counts, the task seed and the device."""
+
+    shots: int
+    query: int
+    val_tasks: int = 200
+    test_tasks: int = 400
+    seed: int = 0
+    device: str = "cpu"
+
+
+def best_step(curve: torch.Tensor, metric: str) -> int:
+    """Index of the best mean over tasks of a ``(S + 1, N)`` curve (lowest MSE, highest accuracy)."""
+    mean = curve.mean(1)
+    return int(mean.argmin() if metric == "mse" else mean.argmax())
+
+
+def score(
+    learner, family: TaskFamily, plan: EvalPlan, *, max_steps: int
+) -> tuple[torch.Tensor, int, float]:
+    """``(per-task test metric (N,) at the step chosen on val, that step, mean val metric)``."""
+    kw = {"shots": plan.shots, "query": plan.query, "steps": max_steps, "seed": plan.seed,
+          "device": plan.device}  # fmt: skip
+    val = metric_curves(learner, family, split="val", n_tasks=plan.val_tasks, **kw)
+    s = best_step(val, family.metric)
+    test = metric_curves(
+        learner, family, split="test", n_tasks=plan.test_tasks, **{**kw, "steps": s}
+    )
+    return test[s], s, float(val[s].mean())
+
+
+def score_finetune(
+    graph, family: TaskFamily, plan: EvalPlan, *, lrs: Sequence[float], max_steps: int,
+    adapt: list[str] | None,
+) -> tuple[torch.Tensor, int, float]:  # fmt: skip
+    """Per-task test metric ``(N,)`` with the step size and step count chosen on meta-val."""
+    best = None
+    for lr in lrs:
+        ft = FineTuneLearner(
+            graph=graph, loss=loss_for(family), lr=lr, steps=max_steps, adapt=adapt
+        )
+        val = metric_curves(ft, family, split="val", n_tasks=plan.val_tasks, shots=plan.shots,
+                            query=plan.query, steps=max_steps, seed=plan.seed, device=plan.device)  # fmt: skip
+        s = best_step(val, family.metric)
+        v = float(val[s].mean())
+        if best is None or (v < best[0] if family.metric == "mse" else v > best[0]):
+            best = (v, lr, s)
+    _, lr, s = best
+    ft = FineTuneLearner(graph=graph, loss=loss_for(family), lr=lr, steps=s, adapt=adapt)
+    test = metric_curves(ft, family, split="test", n_tasks=plan.test_tasks, shots=plan.shots,
+                         query=plan.query, steps=s, seed=plan.seed, device=plan.device)  # fmt: skip
+    return test[s], s, lr
+
+
+def run_method(
+    method: str,
+    cfg: DictConfig,
+    family: TaskFamily,
+    plan: EvalPlan,
+    *,
+    iterations: int,
+    max_seconds: float | None,
+    finetune_lrs: Sequence[float] = (1e-3, 1e-2, 1e-1),
+    finetune_steps: int = 100,
+    pretrained: torch.nn.Module | None = None,
+) -> MethodResult:
+    """Train ``method`` (config ``cfg`` gives the model and the MAML-family hyper-parameters).
+
+    Args:
+        method: one of ``METHODS``.
+        pretrained: for ``pretrain_finetune``, a graph already pre-trained (reused across K).
+        iterations, max_seconds: meta-training budget (whichever ends first).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+    metric = family.metric
+    t0 = time.perf_counter()
+    iters, train_s, lr = 0, 0.0, None
+    if method in ("scratch", "pretrain_finetune"):
+        if method == "scratch":
+            graph = build_graph(cfg.model, cfg.seed).to(plan.device)
+        else:
+            graph = pretrained
+        # Classification fine-tunes a linear head on the pre-trained body (Chen et al. 2019).
+        adapt = ["head"] if method == "pretrain_finetune" and metric == "accuracy" else None
+        t0 = time.perf_counter()
+        v, steps, lr = score_finetune(graph, family, plan, lrs=finetune_lrs,
+                                      max_steps=finetune_steps, adapt=adapt)  # fmt: skip
+        return MethodResult(method, metric, over_tasks(v), steps, lr, iters, train_s,
+                            time.perf_counter() - t0, v)  # fmt: skip
+    if method == "protonet":
+        if metric != "accuracy":
+            raise ValueError("protonet applies to classification families only")
+        learner = ProtoNet(
+            encoder=build_graph(cfg.model, cfg.seed).node("body"), ways=family.out_dim
+        )
+        max_steps = 0
+    else:
+        c = copy.deepcopy(cfg)
+        if method == "routed":
+            if not c.router.enabled:
+                raise ValueError("routed needs a config with router.enabled=true")
+        else:
+            OmegaConf.update(c, "algo.name", method)
+            OmegaConf.update(c, "router.enabled", False)
+        learner = build_learner(c, family)
+        max_steps = c.algo.eval_inner_steps
+    learner.to(plan.device)
+    r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
+                   shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,
+                   grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device)  # fmt: skip
+    t1 = time.perf_counter()
+    v, steps, _ = score(learner, family, plan, max_steps=max_steps)
+    return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
+                        time.perf_counter() - t1, v)  # fmt: skip
+
+
+def paired_difference(a: MethodResult, b: MethodResult) -> Estimate:
+    """``a - b`` on the same test tasks: the interval of the mean per-task difference."""
+    return over_tasks(a.values - b.values)
+
+
+def pretrain_for(cfg: DictConfig, family: TaskFamily, *, iterations: int, max_seconds: float | None,
+                 device: str = "cpu") -> tuple[torch.nn.Module, float, int]:  # fmt: skip
+    """A graph pre-trained on pooled meta-train data: ``(graph, seconds, iterations)``."""
+    graph = build_graph(cfg.model, cfg.seed).to(device)
+    n_classes = int(family.images.shape[0]) if hasattr(family, "images") and torch.is_tensor(
+        family.images) else 10  # fmt: skip
+    r = pretrain_pooled(graph, family, iterations=iterations, shots=cfg.task.shots,
+                        query=cfg.task.query, lr=cfg.optim.lr, seed=cfg.seed,
+                        n_classes=n_classes if family.metric == "accuracy" else None,
+                        max_seconds=max_seconds, device=device)  # fmt: skip
+    return graph, r.seconds, r.iterations

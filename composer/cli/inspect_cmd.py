@@ -1,0 +1,71 @@
+"""Inspect what a checkpoint composes per task: graphs (JSON/DOT/PNG), module usage, heat map."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
+    p.add_argument("--tasks", type=int, default=8, help="meta-test tasks to inspect (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inspected task stream")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--graphs", type=int, default=None, help="write graph files for the first N tasks only"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from composer.evaluate import load_checkpoint
+    from composer.router.inspection import (
+        inspect_plain,
+        inspect_routed,
+        sample_tasks,
+        usage_table,
+    )
+    from composer.router.learner import RoutedMetaLearner
+    from composer.router.render import draw_graph, draw_usage_heatmap, to_dot
+
+    if args.tasks < 1:
+        raise ValueError("--tasks must be >= 1")
+    learner, cfg, family = load_checkpoint(args.checkpoint)
+    batch = sample_tasks(
+        family, args.tasks, shots=cfg.task.shots, query=cfg.task.query, seed=args.seed
+    )
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    routed = isinstance(learner, RoutedMetaLearner)
+    results = inspect_routed(learner, family, batch) if routed else [inspect_plain(learner, batch)]
+    n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
+    for i, r in enumerate(results[:n_graphs]):
+        (out / f"graph_{i}.json").write_text(json.dumps(r.report, indent=2))
+        (out / f"graph_{i}.dot").write_text(to_dot(r.report))
+        draw_graph(r.report, out / f"graph_{i}.png")
+    print(f"wrote {n_graphs} graph(s) (json, dot, png) to {out}")
+    if not routed or not results[0].choice:
+        print("no routed slots: no usage table")
+        return 0
+    rows = usage_table(results, family, batch)
+    with open(out / "usage.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote usage.csv ({len(rows)} rows)")
+    factors = getattr(family, "factors", {})
+    if factors:
+        counts = {}
+        for slot in results[0].choice:
+            cands = learner.graph.num_candidates[slot]
+            for f, names in factors.items():
+                m = np.zeros((len(names), cands), dtype=np.int64)
+                for t, r in enumerate(results):
+                    m[int(batch.info[f][t]), r.choice[slot]] += 1
+                counts[(slot, f)] = m
+        draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
+        print("wrote usage_heatmap.png")
+    return 0

@@ -1,0 +1,22 @@
+"""Plot a run's learning curves (meta-train loss, meta-val query loss, metric) as PNG files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder holding metrics.csv")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/plots)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from composer.training.plots import plot_run
+
+    written = plot_run(args.run_dir, args.out)
+    if not written:
+        raise ValueError(f"{args.run_dir / 'metrics.csv'}: no curves logged yet")
+    for path in written:
+        print(path)
+    return 0

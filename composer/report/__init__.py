@@ -1,0 +1,19 @@
+"""``metacompose report``: learning-to-learn metrics of checkpoints, as JSON, Markdown and PNGs."""
+
+from composer.report.build import ReportSettings, build_report, evaluate_checkpoint
+from composer.report.curves import metric_curves
+from composer.report.forgetting import sequential_metrics
+from composer.report.stats import Estimate, over_seeds, over_tasks
+from composer.report.write import write_report
+
+__all__ = [
+    "Estimate",
+    "ReportSettings",
+    "build_report",
+    "evaluate_checkpoint",
+    "metric_curves",
+    "over_seeds",
+    "over_tasks",
+    "sequential_metrics",
+    "write_report",
+]

@@ -1,0 +1,44 @@
+"""Per-task composition: module pool, task encoder + router hypernetwork, relaxed routing."""
+
+from composer.router.hypernet import RouterHypernetwork, RouterOutput, support_features
+from composer.router.learner import (
+    ADAPT_MODES,
+    ROUTED_ALGORITHMS,
+    ROUTING_MODES,
+    RoutedMetaLearner,
+)
+from composer.router.metrics import normalized_mutual_info
+from composer.router.modulation import ModTarget, film_fold, modulate, modulation_targets
+from composer.router.pool import ModulePool, build_pool, route_key
+from composer.router.relaxed import (
+    TemperatureSchedule,
+    balance_loss,
+    gumbel_noise,
+    hard_route,
+    mean_entropy,
+    relaxed_route,
+)
+
+__all__ = [
+    "ADAPT_MODES",
+    "ROUTED_ALGORITHMS",
+    "ROUTING_MODES",
+    "ModTarget",
+    "ModulePool",
+    "RoutedMetaLearner",
+    "RouterHypernetwork",
+    "RouterOutput",
+    "TemperatureSchedule",
+    "balance_loss",
+    "build_pool",
+    "film_fold",
+    "gumbel_noise",
+    "hard_route",
+    "mean_entropy",
+    "modulate",
+    "modulation_targets",
+    "normalized_mutual_info",
+    "relaxed_route",
+    "route_key",
+    "support_features",
+]

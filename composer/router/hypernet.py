@@ -1,0 +1,131 @@
+"""The task encoder and the router hypernetwork: support set -> routing logits + modulations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from composer.router.modulation import ModTarget
+from modules.mlp import MLPBlock
+from modules.set_encoder import SetEncoder
+
+
+@dataclass
+class RouterOutput:
+    """What the router says about a meta-batch of T tasks.
+
+    Attributes:
+        embedding: ``(T, E)`` task embeddings (support-set encoding, with the descriptor if any).
+        logits: slot -> ``(T, C_slot)`` selection logits (only routed slots).
+        modulations: modulation key -> ``(T, *shape)`` generated per-task tensors.
+    """
+
+    embedding: torch.Tensor
+    logits: dict[str, torch.Tensor]
+    modulations: dict[str, torch.Tensor]
+
+
+def support_features(x: torch.Tensor, y: torch.Tensor, n_classes: int = 0) -> torch.Tensor:
+    """The set the task encoder reads: ``(T, K, in + out)`` pairs of flattened input and target.
+
+    ``y`` is ``(T, K, out)`` for regression or ``(T, K)`` int64 labels (one-hot to ``n_classes``).
+    """
+    if not y.is_floating_point():
+        y = F.one_hot(y, n_classes).to(x.dtype)
+    return torch.cat([x.flatten(2), y.flatten(2)], dim=-1)
+
+
+class RouterHypernetwork(nn.Module):
+    """``RouterOutput`` from a support set (and an optional task descriptor).
+
+    The encoder (permutation invariant over the K support pairs) gives a task embedding; an optional
+    descriptor (a ``(T, D)`` vector, or a ``(T,)`` categorical id through an embedding table) is
+    concatenated; a trunk MLP then feeds one logits head per routed slot and one modulation head.
+    The modulation head starts at zero (identity modulation), except the ``v`` factors of low-rank
+    deltas, which start random so that ``u`` receives a gradient.
+
+    Args:
+        encoder: the set encoder, ``set[in + out] -> embedding[E]``.
+        slot_sizes: routed slot -> number of candidates (empty: no logits heads, e.g. uniform
+            routing).
+        targets: modulated layers (empty: no modulation head).
+        hidden: trunk width.
+        descriptor_dim: size of a vector descriptor (0: none).
+        descriptor_classes: number of categorical descriptor ids (0: none).
+        film: generate FiLM ``gamma``/``beta`` (else only low-rank deltas, if ranked targets).
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: SetEncoder,
+        slot_sizes: dict[str, int],
+        targets: list[ModTarget],
+        hidden: int = 64,
+        descriptor_dim: int = 0,
+        descriptor_classes: int = 0,
+        film: bool = True,
+    ) -> None:
+        super().__init__()
+        if descriptor_dim and descriptor_classes:
+            raise ValueError("give descriptor_dim or descriptor_classes, not both")
+        self.encoder = encoder
+        self.descriptor_dim = int(descriptor_dim)
+        self.descriptor_embed = (
+            nn.Embedding(descriptor_classes, encoder.out_space.dim) if descriptor_classes else None
+        )
+        width = encoder.out_space.dim * (2 if descriptor_classes else 1) + self.descriptor_dim
+        self.trunk = MLPBlock(in_features=width, hidden=[], out_features=hidden)
+        self.logits = nn.ModuleDict({s: nn.Linear(hidden, c) for s, c in slot_sizes.items()})
+        self.layout: list[tuple[str, tuple[int, ...]]] = []
+        for t in targets:
+            for kind, shape in t.shapes().items():
+                if kind in ("gamma", "beta") and not film:
+                    continue
+                self.layout.append((t.key(kind), shape))
+        sizes = [_numel(s) for _, s in self.layout]
+        self.modulation = nn.Linear(hidden, sum(sizes)) if sizes else None
+        if self.modulation is not None:
+            keep = torch.zeros(sum(sizes), dtype=torch.bool)
+            start = 0
+            for (key, _), n in zip(self.layout, sizes):
+                keep[start : start + n] = key.endswith(".v")
+                start += n
+            with torch.no_grad():
+                self.modulation.weight[~keep] = 0.0
+                self.modulation.bias.zero_()
+                self.modulation.weight[keep] *= 3.0  # v rows: ~unit-scale random factors
+
+    def forward(
+        self, support: torch.Tensor, descriptor: torch.Tensor | None = None
+    ) -> RouterOutput:
+        """``support``: ``(T, K, in + out)`` (see :func:`support_features`)."""
+        e = self.encoder(support)
+        if self.descriptor_dim or self.descriptor_embed is not None:
+            if descriptor is None:
+                raise ValueError("this router takes a task descriptor, but the batch has none")
+            if self.descriptor_embed is not None:
+                e = torch.cat([e, self.descriptor_embed(descriptor)], dim=-1)
+            else:
+                e = torch.cat([e, descriptor.to(e)], dim=-1)
+        h = self.trunk(e)
+        logits = {s: head(h) for s, head in self.logits.items()}
+        mods: dict[str, torch.Tensor] = {}
+        if self.modulation is not None:
+            flat = self.modulation(h)
+            start = 0
+            for key, shape in self.layout:
+                n = _numel(shape)
+                mods[key] = flat[:, start : start + n].reshape(-1, *shape)
+                start += n
+        return RouterOutput(embedding=e, logits=logits, modulations=mods)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -1,0 +1,313 @@
+"""``RoutedMetaLearner``: per-task composition from a module pool, then a MAML-family inner loop.
+
+Per meta-batch: the router reads each task's support set and gives routing weights over every
+slot's candidates (Gumbel-softmax, straight-through, while training; one-hot argmax at evaluation)
+and per-task modulations (FiLM, optional low-rank deltas). Those per-task tensors travel in the
+``fast`` dict of the foundation's functional inner loop, so everything stays vmapped over tasks.
+
+What the inner loop adapts (``adapt``):
+    ``"modules"``: the pool weights (of the ``adapt_nodes`` slots; all slots by default), as MAML;
+    ``"modulations"``: the generated FiLM / low-rank tensors only (CAVIA-like context adaptation);
+    ``"both"``. Routing weights are never adapted (they ride along with step size 0).
+Algorithms: ``maml``, ``fomaml``, ``metasgd`` (learned step sizes for every adapted tensor) and
+``anil`` (module weights of the sink slot only, unless ``adapt_nodes`` says otherwise). Reptile
+cannot train a router (no gradient reaches it) and is rejected.
+``routing="uniform"`` freezes routing to 1/C for every task: the no-composition baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from composer.algorithms.meta_learner import MetaStep
+from composer.router.hypernet import RouterHypernetwork, RouterOutput, support_features
+from composer.router.pool import ModulePool, route_key
+from composer.router.relaxed import (
+    TemperatureSchedule,
+    balance_loss,
+    gumbel_noise,
+    hard_route,
+    mean_entropy,
+    relaxed_route,
+)
+from composer.tasks.base import TaskBatch
+
+ROUTED_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
+ADAPT_MODES = ("modules", "modulations", "both")
+ROUTING_MODES = ("learned", "uniform")
+
+
+class RoutedMetaLearner(nn.Module):
+    """Router + module pool, meta-learned end to end; same interface as ``MetaLearner``.
+
+    Args:
+        pool: the module pool (``self.graph``).
+        router: the task encoder + hypernetwork.
+        algorithm: one of ``ROUTED_ALGORITHMS``.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        n_classes: classes for one-hot targets in the encoder input (classification only).
+        inner_lr: inner step size of module weights (Meta-SGD: initial value).
+        modulation_lr: inner step size of generated modulations (``adapt`` in modulations/both).
+        inner_steps: inner steps during meta-training.
+        eval_inner_steps: inner steps at evaluation.
+        adapt: one of ``ADAPT_MODES``.
+        adapt_nodes: slots whose module weights are adapted (``None``: all; ANIL: the sink).
+        routing: ``"learned"`` or ``"uniform"``.
+        schedule: Gumbel-softmax temperature per meta-iteration.
+        straight_through: hard one-hot forward with soft gradients (else soft weights).
+        balance_weight: weight of the load-balancing term ``log C - H(mean routing)``.
+        entropy_weight: weight of the mean per-task routing entropy (> 0: confident routing).
+        first_order: first-order inner gradients (implied by ``fomaml``).
+        vectorize: vmap over tasks (else a per-task Python loop).
+        chunk_size: vmap at most this many tasks at once.
+        seed: seed of the Gumbel noise generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: ModulePool,
+        router: RouterHypernetwork,
+        algorithm: str = "maml",
+        loss: str = "mse",
+        n_classes: int = 0,
+        inner_lr: float = 0.01,
+        modulation_lr: float = 0.1,
+        inner_steps: int = 1,
+        eval_inner_steps: int = 10,
+        adapt: str = "modules",
+        adapt_nodes: list[str] | None = None,
+        routing: str = "learned",
+        schedule: TemperatureSchedule | None = None,
+        straight_through: bool = True,
+        balance_weight: float = 0.0,
+        entropy_weight: float = 0.0,
+        first_order: bool = False,
+        vectorize: bool = True,
+        chunk_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if algorithm not in ROUTED_ALGORITHMS:
+            raise ValueError(
+                f"routed learner supports algorithms {ROUTED_ALGORITHMS}, got {algorithm!r}"
+            )
+        if adapt not in ADAPT_MODES:
+            raise ValueError(f"adapt must be one of {ADAPT_MODES}, got {adapt!r}")
+        if routing not in ROUTING_MODES:
+            raise ValueError(f"routing must be one of {ROUTING_MODES}, got {routing!r}")
+        if inner_steps < 1 or eval_inner_steps < 0:
+            raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+        self.graph = pool
+        self.router = router
+        self.algorithm = algorithm
+        self.loss = loss
+        self.n_classes = n_classes
+        self.inner_lr = float(inner_lr)
+        self.modulation_lr = float(modulation_lr)
+        self.inner_steps = int(inner_steps)
+        self.eval_inner_steps = int(eval_inner_steps)
+        self.adapt_mode = adapt
+        self.routing = routing
+        self.schedule = schedule or TemperatureSchedule()
+        self.straight_through = straight_through
+        self.balance_weight = float(balance_weight)
+        self.entropy_weight = float(entropy_weight)
+        self.first_order = bool(first_order) or algorithm == "fomaml"
+        self.vectorize = vectorize
+        self.chunk_size = chunk_size
+        if adapt_nodes is None and algorithm == "anil":
+            adapt_nodes = [pool.sink]
+        self.module_keys = pool.param_keys(adapt_nodes) if adapt != "modulations" else []
+        self.mod_keys = [k for k, _ in router.layout] if adapt != "modules" else []
+        if not self.module_keys and not self.mod_keys:
+            raise ValueError(f"adapt={adapt!r} with adapt_nodes={adapt_nodes} adapts nothing")
+        self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.int64))
+        self.noise_generator = torch.Generator().manual_seed(int(seed))
+        self.step_sizes = nn.ParameterDict()
+        if algorithm == "metasgd":
+            params = dict(pool.named_parameters())
+            for k in self.module_keys:
+                self.step_sizes[_lr_name(k)] = nn.Parameter(torch.full_like(params[k], inner_lr))
+            for k, shape in router.layout:
+                if k in self.mod_keys:
+                    self.step_sizes[_lr_name(k)] = nn.Parameter(
+                        torch.full(shape, self.modulation_lr)
+                    )
+
+    # ------------------------------------------------------------------------------ routing
+    @property
+    def temperature(self) -> float:
+        return self.schedule(int(self.meta_iterations))
+
+    def route(
+        self, batch: TaskBatch, *, hard: bool
+    ) -> tuple[RouterOutput, dict[str, torch.Tensor]]:
+        """Router output and routing weights per routed slot, ``(T, C)`` each."""
+        out = self.router(
+            support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
+        )
+        weights = {}
+        for slot in self.graph.routed_slots:
+            n, t = self.graph.num_candidates[slot], batch.num_tasks
+            if self.routing == "uniform":
+                weights[slot] = torch.full((t, n), 1.0 / n).to(batch.support_x)
+            elif hard:
+                weights[slot] = hard_route(out.logits[slot])
+            else:
+                noise = gumbel_noise((t, n), self.noise_generator)
+                weights[slot] = relaxed_route(
+                    out.logits[slot],
+                    tau=self.temperature,
+                    noise=noise,
+                    straight_through=self.straight_through,
+                )
+        return out, weights
+
+    def task_params(self, out: RouterOutput, weights: dict[str, torch.Tensor]) -> tuple:
+        """``(fast, frozen, lrs)`` for the inner loop: per-task tensors carry a task dimension."""
+        t = out.embedding.shape[0]
+        pool = dict(self.graph.named_parameters())
+        fast = broadcast_tasks({k: pool[k] for k in self.module_keys}, t)
+        frozen = {k: v for k, v in pool.items() if k not in fast}
+        fast.update(out.modulations)
+        fast.update({route_key(s): w for s, w in weights.items()})
+        lrs: dict[str, torch.Tensor | float] = dict.fromkeys(fast, 0.0)
+        for k in self.module_keys:
+            lrs[k] = self.step_sizes[_lr_name(k)] if self.step_sizes else self.inner_lr
+        for k in self.mod_keys:
+            lrs[k] = self.step_sizes[_lr_name(k)] if self.step_sizes else self.modulation_lr
+        return fast, frozen, lrs
+
+    # ------------------------------------------------------------------------------ inner loop
+    def adapt_batch(
+        self,
+        batch: TaskBatch,
+        *,
+        steps: int | None = None,
+        hard: bool = True,
+        first_order: bool | None = None,
+        on_step=None,
+    ) -> tuple[Params, Params, Params, RouterOutput]:
+        """Route and adapt a meta-batch; returns ``(fast_before, fast_after, frozen, router_out)``."""
+        out, weights = self.route(batch, hard=hard)
+        fast, frozen, lrs = self.task_params(out, weights)
+        adapted = adapt(
+            self.graph,
+            fast,
+            frozen,
+            lrs,
+            batch.support_x,
+            batch.support_y,
+            steps=self.inner_steps if steps is None else steps,
+            loss=self.loss,
+            first_order=self.first_order if first_order is None else first_order,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+            on_step=on_step,
+        )
+        return fast, adapted, frozen, out
+
+    def split_params(self, params: Params | None = None) -> tuple[Params, Params]:
+        """``(adapted module weights, the rest of the pool)``, without routing or modulations.
+
+        Only for callers written for ``MetaLearner``: evaluated as they are, these weights run
+        the pool with uniform routing and no modulation (the router needs a support set).
+        """
+        params = dict(self.graph.named_parameters()) if params is None else params
+        fast = {k: params[k] for k in self.module_keys}
+        return fast, {k: v for k, v in params.items() if k not in fast}
+
+    def adapt(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        steps: int | None = None,
+        first_order: bool | None = None,
+        on_step=None,
+    ) -> tuple[Params, Params]:
+        """``MetaLearner.adapt`` interface: route from the support set ``(x, y)`` (hard unless
+        training), adapt, and return ``(fast, frozen)``; ``fast`` holds the per-task routing weights
+        and modulations, so :meth:`query_loss` on it is the routed, adapted model."""
+        batch = TaskBatch(support_x=x, support_y=y, query_x=x[:, :0], query_y=y[:, :0])
+        _, fast, frozen, _ = self.adapt_batch(
+            batch, steps=steps, hard=not self.training, first_order=first_order, on_step=on_step
+        )
+        return fast, frozen
+
+    def query_loss(self, fast: Params, frozen: Params, x, y, *, metric: bool = False):
+        return query_losses(
+            self.graph,
+            fast,
+            frozen,
+            x,
+            y,
+            loss=self.loss,
+            metric=metric,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+        )
+
+    # ------------------------------------------------------------------------------ outer loop
+    def meta_step(self, batch: TaskBatch) -> MetaStep:
+        """Mean query loss after adaptation, plus the routing-health terms (training routing)."""
+        _, fast, frozen, out = self.adapt_batch(batch, hard=False)
+        losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
+        objective = losses.mean()
+        if self.routing == "learned" and out.logits:
+            probs = [torch.softmax(lg, dim=-1) for lg in out.logits.values()]
+            if self.balance_weight:
+                objective = objective + self.balance_weight * sum(map(balance_loss, probs)) / len(
+                    probs
+                )
+            if self.entropy_weight:
+                objective = objective + self.entropy_weight * sum(map(mean_entropy, probs)) / len(
+                    probs
+                )
+        if self.training:
+            self.meta_iterations += 1
+        return MetaStep(objective=objective, query_loss=losses)
+
+    @torch.no_grad()
+    def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
+        """Query metric after 0..S inner steps with hard routing: ``(S + 1, T)``."""
+        steps = self.eval_inner_steps if steps is None else steps
+        curve: list[torch.Tensor] = []
+        frozen: Params = {}
+
+        def record(_s: int, f: Params) -> None:
+            curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
+
+        # Inner gradients are still taken (torch.func.grad ignores the outer no_grad).
+        out, weights = self.route(batch, hard=True)
+        fast, frozen_params, lrs = self.task_params(out, weights)
+        frozen.update(frozen_params)
+        curve.append(self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True))
+        adapt(
+            self.graph,
+            fast,
+            frozen,
+            lrs,
+            batch.support_x,
+            batch.support_y,
+            steps=steps,
+            loss=self.loss,
+            first_order=True,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+            on_step=record,
+        )
+        return torch.stack(curve)
+
+    @torch.no_grad()
+    def choices(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        """Hard routing decision per routed slot: ``(T,)`` candidate indices."""
+        out, _ = self.route(batch, hard=True)
+        return {s: lg.argmax(dim=-1) for s, lg in out.logits.items()}
+
+
+def _lr_name(key: str) -> str:
+    return key.replace(".", "__").replace("*", "all")

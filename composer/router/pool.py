@@ -1,0 +1,257 @@
+"""``ModulePool``: a composition template whose slots each hold several interchangeable candidates.
+
+A template is a DAG of *slots* (validated like a ``ModuleGraph``). A slot holds one or more candidate
+modules with identical interfaces; per task, a routing weight vector over the candidates (one-hot
+when routing is hard) mixes their outputs. With one candidate a slot is an ordinary shared node.
+
+Parameters are named ``"<slot>.<candidate>.<param>"`` (e.g. ``"inner.2.layers.0.weight"``). The
+pool is called functionally with a flat dict that may also hold, per task, the routing weights
+``"route.<slot>"`` ``(C,)`` and the generated modulations (see :mod:`composer.router.modulation`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from composer.graph import GraphError, ModuleGraph
+from composer.router.modulation import ModTarget, modulate, modulation_targets
+from modules.base import TypedModule
+from modules.registry import build_module
+
+POOL_FORMAT = "metacompose.ModulePool/1"
+
+
+def route_key(slot: str) -> str:
+    return f"route.{slot}"
+
+
+class ModulePool(nn.Module):
+    """Candidates per slot, wired by a validated template DAG.
+
+    Args:
+        slots: slot name -> candidate modules (all with the same ``in_space`` and ``out_space``).
+        edges: ``(src, dst)`` slot pairs.
+        merge: slot name -> merge op for slots with several inputs (as in ``ModuleGraph``).
+
+    Raises:
+        GraphError: a candidate whose interface differs from the slot's first candidate, or an
+            invalid template DAG (the message names the slot, candidate or edge).
+    """
+
+    def __init__(
+        self,
+        *,
+        slots: dict[str, list[TypedModule]],
+        edges: list[tuple[str, str]],
+        merge: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, cands in slots.items():
+            if not cands:
+                raise GraphError(f"template slot {name!r} has no candidates")
+            first = cands[0]
+            for i, c in enumerate(cands[1:], start=1):
+                if not isinstance(c, TypedModule):
+                    raise GraphError(f"template slot {name!r}: candidate {i} is not a TypedModule")
+                if (c.in_space, c.out_space) != (first.in_space, first.out_space):
+                    raise GraphError(
+                        f"template slot {name!r}: candidate {i} ({type(c).__name__}) has interface "
+                        f"{c.in_space} -> {c.out_space}, but candidate 0 ({type(first).__name__}) "
+                        f"has {first.in_space} -> {first.out_space}"
+                    )
+        # Candidate 0 of every slot stands for the slot: ModuleGraph validates the wiring.
+        self.skeleton_plan = ModuleGraph(
+            nodes={n: c[0] for n, c in slots.items()}, edges=edges, merge=merge
+        ).plan
+        self.edges = [tuple(e) for e in edges]
+        self.merge_ops = dict(merge or {})
+        for name, cands in slots.items():
+            self.add_module(name, nn.ModuleList(cands))
+        self.slot_names = [s.node for s in self.skeleton_plan]
+        self.num_candidates = {n: len(slots[n]) for n in self.slot_names}
+        self.routed_slots = [n for n in self.slot_names if self.num_candidates[n] > 1]
+        self.source = self.skeleton_plan[0].node
+        self.sink = self.skeleton_plan[-1].node
+
+    # ------------------------------------------------------------------------------ structure
+    def candidate(self, slot: str, index: int) -> TypedModule:
+        return self._modules[slot][index]  # type: ignore[index]
+
+    @property
+    def in_space(self):
+        return self.candidate(self.source, 0).in_space
+
+    @property
+    def out_space(self):
+        return self.candidate(self.sink, 0).out_space
+
+    def param_keys(self, nodes: list[str] | None = None) -> list[str]:
+        """Pool parameter names, optionally only those of the given slots."""
+        if nodes is not None:
+            for n in nodes:
+                if n not in self.num_candidates:
+                    raise KeyError(f"template has no slot {n!r}; slots: {self.slot_names}")
+            prefixes = tuple(f"{n}." for n in nodes)
+            return [k for k, _ in self.named_parameters() if k.startswith(prefixes)]
+        return [k for k, _ in self.named_parameters()]
+
+    def modulation_targets(self, *, low_rank: int) -> list[ModTarget]:
+        """Every layer that generated per-task modulations act on (see ``modulation_targets``)."""
+        return modulation_targets(
+            {n: list(self._modules[n]) for n in self.slot_names}, low_rank=low_rank
+        )
+
+    # ------------------------------------------------------------------------------ forward
+    def apply_params(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """One task: ``(B, *in_space.shape) -> (B, *out_space.shape)``.
+
+        ``params`` overrides pool parameters by name, and may hold ``"route.<slot>"`` ``(C,)``
+        routing weights (default: uniform) and modulations ``"mod.*"`` (default: none).
+        """
+        values: dict[str, torch.Tensor] = {}
+        for step in self.skeleton_plan:
+            if not step.inputs:
+                h = x
+            elif step.merge is None:
+                h = values[step.inputs[0]]
+            elif step.merge == "sum":
+                h = sum(values[n] for n in step.inputs[1:]) + values[step.inputs[0]]
+            else:
+                h = torch.cat([values[n] for n in step.inputs], dim=-1)
+            values[step.node] = self._slot_forward(step.node, params, h)
+        return values[self.sink]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_params({}, x)
+
+    def candidate_params(
+        self, slot: str, index: int, params: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The (modulated) weights of one candidate, named as in its own ``named_parameters()``."""
+        module = self.candidate(slot, index)
+        prefix = f"{slot}.{index}."
+        own = {k: params.get(prefix + k, v) for k, v in module.named_parameters()}
+        return modulate(own, params, slot=slot, candidate=index)
+
+    def _slot_forward(self, slot: str, params: dict[str, torch.Tensor], h: torch.Tensor):
+        n = self.num_candidates[slot]
+        outs = [
+            functional_call(self.candidate(slot, i), self.candidate_params(slot, i, params), (h,))
+            for i in range(n)
+        ]
+        if n == 1:
+            return outs[0]
+        w = params.get(route_key(slot))
+        if w is None:
+            w = torch.full((n,), 1.0 / n, dtype=h.dtype, device=h.device)
+        stacked = torch.stack(outs)  # (C, B, ...)
+        return (w.view(n, *([1] * (stacked.dim() - 1))) * stacked).sum(0)
+
+    # ------------------------------------------------------------------------------ export
+    def export_graph(
+        self, choice: dict[str, int], params: dict[str, torch.Tensor]
+    ) -> tuple[ModuleGraph, dict[str, torch.Tensor]]:
+        """The explicit ``ModuleGraph`` of one task under hard routing, and its weights.
+
+        Args:
+            choice: slot -> chosen candidate (slots with one candidate may be omitted).
+            params: one task's parameters (pool weights, modulations; no task dimension).
+
+        Returns:
+            ``(graph, weights)``: nodes named like the slots, holding copies of the chosen
+            candidates; ``weights`` (``"<slot>.<param>"``) fold in the task's modulations, so that
+            ``graph.apply_params(weights, x)`` equals the pool under one-hot routing.
+        """
+        nodes, weights = {}, {}
+        for slot in self.slot_names:
+            i = choice.get(slot, 0)
+            nodes[slot] = copy.deepcopy(self.candidate(slot, i))
+            for k, v in self.candidate_params(slot, i, params).items():
+                weights[f"{slot}.{k}"] = v
+        graph = ModuleGraph(nodes=nodes, edges=self.edges, merge=self.merge_ops)
+        return graph, weights
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Structure only: slots with their candidates' types, args and spaces; edges; merges."""
+        return {
+            "format": POOL_FORMAT,
+            "slots": [
+                {
+                    "name": n,
+                    "candidates": [
+                        {
+                            "type": type(c).__name__,
+                            "args": c.spec(),
+                            "in_space": c.in_space.to_json(),
+                            "out_space": c.out_space.to_json(),
+                            "num_parameters": c.num_parameters(),
+                        }
+                        for c in self._modules[n]
+                    ],
+                }
+                for n in self.slot_names
+            ],
+            "edges": [{"src": u, "dst": v} for u, v in sorted(self.edges)],
+            "merge": dict(sorted(self.merge_ops.items())),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), indent=2)
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> ModulePool:
+        try:
+            slots = {
+                s["name"]: [build_module(c["type"], c["args"]) for c in s["candidates"]]
+                for s in data["slots"]
+            }
+            edges = [(e["src"], e["dst"]) for e in data["edges"]]
+        except (KeyError, TypeError) as e:
+            raise GraphError(f"malformed module-pool JSON: missing or bad field {e}") from e
+        return cls(slots=slots, edges=edges, merge=data.get("merge") or {})
+
+
+def build_pool(template: dict[str, Any], *, where: str = "router.template") -> ModulePool:
+    """Build a pool from its YAML form, failing with the key at fault.
+
+    The form is ``{"nodes": {slot: spec}, "edges": [[src, dst], ...], "merge": {slot: op}}`` where a
+    ``spec`` is ``{type, args}`` (one shared module), ``{type, args, candidates: N}`` (N
+    independently initialised copies) or ``{candidates: [{type, args}, ...]}`` (heterogeneous).
+    """
+    if not isinstance(template, dict) or "nodes" not in template:
+        raise ValueError(f"{where}: needs a 'nodes' mapping (and 'edges')")
+    unknown = set(template) - {"nodes", "edges", "merge"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: nodes, edges, merge")
+    slots: dict[str, list[TypedModule]] = {}
+    for name, spec in dict(template["nodes"]).items():
+        at = f"{where}.nodes.{name}"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{at}: must be a mapping with 'type'/'args' or 'candidates'")
+        cands = spec.get("candidates", 1)
+        if isinstance(cands, int):
+            if cands < 1 or "type" not in spec:
+                raise ValueError(f"{at}: needs 'type' and candidates >= 1, got {cands}")
+            specs = [{"type": spec["type"], "args": spec.get("args", {})}] * cands
+        else:
+            specs = list(cands)
+        slots[name] = []
+        for i, s in enumerate(specs):
+            try:
+                slots[name].append(build_module(s["type"], dict(s.get("args", {}))))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{at}.candidates[{i}]: {e}") from e
+    edges = [tuple(e) for e in template.get("edges", [])]
+    for e in edges:
+        if len(e) != 2:
+            raise ValueError(f"{where}.edges: each edge is [src, dst], got {list(e)}")
+    try:
+        return ModulePool(slots=slots, edges=edges, merge=dict(template.get("merge") or {}))
+    except GraphError as e:
+        raise GraphError(f"{where}: {e}") from e

@@ -1,0 +1,188 @@
+"""Does composition pay off? Routed learner vs uniform routing vs monolithic MAML of equal size.
+
+Trains each variant with the same budget (meta-iterations, meta-batch, seeds) on the compositional
+family, then reports query MSE after the configured inner steps (K = 10) on in-distribution and on
+held-out (f, g) combinations (mean over seeds, 95% t-interval over seeds), and routing purity: NMI
+between the joint slot choice and the joint true (f, g), and per slot against its best-matching
+primitive.
+
+    python scripts/bench_composition.py                 # 3 variants x 3 seeds (CPU: ~30 min)
+    python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from scipy import stats
+
+from composer.config import load_config
+from composer.router import normalized_mutual_info
+from composer.tasks.base import derive_seed
+
+VARIANTS = {
+    "routed": "configs/compositional.yaml",
+    "uniform": "configs/compositional_uniform.yaml",
+    "maml": "configs/compositional_maml.yaml",
+}
+
+
+def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
+    """Per-task query MSE after ``eval_inner_steps`` on meta-test tasks of one combination set."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", combos))
+    kw = {} if combos is None else {"combos": combos}
+    out, done = [], 0
+    while done < n_tasks:
+        b = min(100, n_tasks - done)
+        batch = family.sample(b, shots=shots, query=shots, generator=g, split="test", **kw)
+        out.append(learner.evaluate(batch)[-1])
+        done += b
+    return torch.cat(out).double()
+
+
+def routing_nmi(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict[str, float]:
+    """Joint and per-slot NMI between hard routing choices and the true primitives (all combos)."""
+    if not hasattr(learner, "choices") or not learner.graph.routed_slots:
+        return {}
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", "nmi"))
+    batch = family.sample(
+        n_tasks, shots=shots, query=shots, generator=g, split="test", combos="all"
+    )
+    ch = learner.choices(batch)
+    if not ch:
+        return {}
+    slots = list(ch)
+    joint_c = list(zip(*[ch[s].tolist() for s in slots]))
+    joint_t = list(zip(*[batch.info[f].tolist() for f in family.factors]))
+    out = {"joint": normalized_mutual_info(joint_c, joint_t)}
+    for s in slots:
+        out[s] = max(
+            normalized_mutual_info(ch[s].tolist(), batch.info[f].tolist()) for f in family.factors
+        )
+    return out
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+
+
+def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name: str, extra=()):
+    from composer.evaluate import load_checkpoint
+    from composer.training import train
+
+    overrides = [f"seed={seed}", f"out_dir={out_dir}", f"name={name}", *extra]
+    if steps is not None:
+        overrides.append(f"trainer.max_steps={steps}")
+    cfg = load_config(config, overrides)
+    result = train(cfg, config_name=Path(config).stem)
+    learner, cfg, family = load_checkpoint(result.checkpoint)
+    return learner, cfg, family, result.seconds
+
+
+def bench_composition(args) -> None:
+    rows = {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            learner, cfg, family, secs = train_variant(
+                VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}"
+            )
+            n_params = sum(p.numel() for p in learner.parameters())
+            shots = cfg.task.shots
+            idd = split_mse(
+                learner, family, n_tasks=args.tasks, combos="seen", shots=shots, seed=seed
+            )
+            held = split_mse(
+                learner, family, n_tasks=args.tasks, combos="held_out", shots=shots, seed=seed
+            )
+            nmi = routing_nmi(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
+            rows.setdefault(variant, []).append(
+                (idd.mean().item(), held.mean().item(), nmi, n_params)
+            )
+            print(
+                f"{variant:8s} seed {seed}: params {n_params}, train {secs:.0f} s, "
+                f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
+                f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}",
+                flush=True,
+            )
+    print(
+        f"\nquery MSE after the configured inner steps, K=10, {args.tasks} tasks per split and seed;"
+    )
+    print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
+    print(
+        f"{'variant':8s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
+    )
+    for variant, rs in rows.items():
+        i_m, i_c = ci95([r[0] for r in rs])
+        h_m, h_c = ci95([r[1] for r in rs])
+        nm = [r[2]["joint"] for r in rs if r[2]]
+        nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
+        print(
+            f"{variant:8s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
+        )
+
+
+def bench_sinusoid(args) -> None:
+    """Routed learner (pool of 4 candidates per slot) vs plain MAML on configs/sinusoid.yaml."""
+    router = OmegaConf.load("configs/compositional.yaml").router
+    router.template.nodes.inner.args.activation = "relu"
+    router.template.nodes.outer.args.activation = "relu"
+    template = OmegaConf.to_container(router, resolve=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        routed_cfg = Path(tmp) / "sinusoid_routed.yaml"
+        base = OmegaConf.load("configs/sinusoid.yaml")
+        base.router = template
+        OmegaConf.save(base, routed_cfg)
+        from composer.evaluate import evaluate
+
+        for variant, config in (("maml", "configs/sinusoid.yaml"), ("routed", str(routed_cfg))):
+            res = []
+            for seed in args.seeds:
+                learner, cfg, family, secs = train_variant(
+                    config, seed, args.steps, args.out_dir, f"sin-{variant}-s{seed}"
+                )
+                r = evaluate(
+                    learner, family, n_tasks=args.tasks, steps=cfg.algo.eval_inner_steps, seed=seed
+                )
+                res.append(r.mean[-1])
+                print(
+                    f"sinusoid {variant:6s} seed {seed}: params {sum(p.numel() for p in learner.parameters())}, "
+                    f"train {secs:.0f} s, {cfg.trainer.max_steps} it, MSE after "
+                    f"{cfg.algo.eval_inner_steps} steps {r.mean[-1]:.4f} ± {r.ci95[-1]:.4f}",
+                    flush=True,
+                )
+            m, c = ci95(res)
+            print(f"sinusoid {variant:6s}: {m:.4f} ± {c:.4f} (95% t over seeds)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument(
+        "--steps", type=int, default=None, help="meta-iterations (default: the configs')"
+    )
+    p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per split and seed")
+    p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
+    p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        args.out_dir = args.out_dir or tmp
+        (bench_sinusoid if args.sinusoid else bench_composition)(args)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Throughput and peak memory of meta-training at different scales; prints one table per question.
+
+    python scripts/bench_scale.py            # all three tables (~3 min on 2 CPU cores)
+    python scripts/bench_scale.py --only ddp # or: inner, chunk
+
+Every configuration runs in a FRESH subprocess (peak RSS is process-wide and never goes down), which
+reports meta-iterations/s, its peak RSS, and the peak RSS *increase* over the process's RSS just
+before the measured work (the memory the meta-training itself needs; imports and the model are
+excluded). With a GPU, ``--device cuda`` reports CUDA max-allocated memory as well.
+
+1. ``ddp``:   the sinusoid config through ``train()``: 1 process vs ``strategy=ddp, devices=2`` (gloo,
+              CPU). Iterations/s are meta-iterations of the whole job (every rank takes half the tasks).
+2. ``inner``: second-order MAML on a 4-layer conv net (28x28 glyph-sized inputs, 5-way 5-shot), inner
+              steps 1/5/10, with and without activation checkpointing (``algo.checkpoint_inner``).
+3. ``chunk``: a 32-task meta-batch unchunked, with chunked vmap (``algo.chunk_size=8``), and with
+              meta-gradient chunks (``data.task_chunk_size=8``: one backward per chunk, accumulated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------ children
+def child_train(args: argparse.Namespace) -> dict:
+    """``train()`` on the sinusoid config; rank 0 times steps after a warm-up."""
+    import lightning as L
+    import torch
+
+    from composer.config import load_config
+    from composer.training import train
+
+    torch.set_num_threads(1)
+
+    class Clock(L.Callback):
+        def __init__(self) -> None:
+            self.t0 = self.base = None
+
+        def on_train_batch_start(self, trainer, *a) -> None:
+            if trainer.global_step == args.warmup and self.t0 is None:
+                self.t0, self.base = time.perf_counter(), rss_mib()
+
+        def on_train_end(self, trainer, module) -> None:
+            self.seconds = time.perf_counter() - self.t0
+
+    clock = Clock()
+    cfg = load_config(REPO / "configs" / "sinusoid.yaml", args.overrides)
+    train(cfg, callbacks=[clock])
+    steps = cfg.trainer.max_steps - args.warmup
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    out = {"it_s": steps / clock.seconds, "peak_rss": peak_rss_mib(), "base_rss": clock.base}
+    Path(f"{args.result}.rank{rank}").write_text(json.dumps(out))
+    return out
+
+
+def child_meta(args: argparse.Namespace) -> dict:
+    """Direct meta-steps of a conv learner (the LightningModule's work without the trainer)."""
+    import torch
+
+    from composer.algorithms import MetaLearner
+    from composer.models import conv_graph
+    from composer.training.guard import guarded_meta_step
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    n_way, shots, size = 5, 5, 28
+    graph = conv_graph(in_channels=1, image_size=size, n_way=n_way, filters=args.filters, depth=4)
+    learner = MetaLearner(
+        graph=graph,
+        algorithm="maml",
+        loss="cross_entropy",
+        inner_lr=0.1,
+        inner_steps=args.inner_steps,
+        chunk_size=args.vmap_chunk,
+        checkpoint_inner=args.checkpoint,
+    ).to(dev)
+    t, k = args.tasks, n_way * shots
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(t, 2 * k, 1, size, size, generator=g).to(dev)
+    y = torch.arange(n_way).repeat_interleave(shots).repeat(t, 2).to(dev)
+    from composer.tasks import TaskBatch
+
+    batch = TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
+    opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    chunk = args.grad_chunk or t
+    from composer.training import select_tasks
+
+    def iteration() -> None:
+        opt.zero_grad()
+        for start in range(0, t, chunk):  # meta-gradient chunks: one backward each
+            part = select_tasks(batch, slice(start, start + chunk))
+            (guarded_meta_step(learner, part).objective * (chunk / t)).backward()
+        opt.step()
+
+    base = rss_mib()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        iteration()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    out = {
+        "it_s": args.iters / (time.perf_counter() - start),
+        "peak_rss": peak_rss_mib(),
+        "base_rss": base,
+    }
+    if dev.type == "cuda":
+        out["cuda_max_alloc"] = torch.cuda.max_memory_allocated() / 2**20
+    Path(args.result).write_text(json.dumps(out))
+    return out
+
+
+# ------------------------------------------------------------------------------------ parent
+def spawn(argv: list[str], timeout: float = 900) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        cmd = [sys.executable, __file__, "--result", str(result), *argv]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
+        files = sorted(Path(tmp).glob("result.json*"))
+        return [json.loads(f.read_text()) for f in files]
+
+
+def row(name: str, results: list[dict]) -> str:
+    it_s = results[0]["it_s"]
+    peak = max(r["peak_rss"] for r in results)
+    extra = max(r["peak_rss"] - r["base_rss"] for r in results)
+    total = sum(r["peak_rss"] for r in results)
+    cuda = results[0].get("cuda_max_alloc")
+    cuda_s = f"{cuda:>10.1f}" if cuda is not None else f"{'-':>10}"
+    return f"{name:<34} {it_s:>8.2f} {peak:>10.0f} {total:>10.0f} {extra:>10.1f} {cuda_s}"
+
+
+HEADER = (
+    f"{'configuration':<34} {'it/s':>8} {'peakRSS':>10} {'sumRSS':>10} {'+RSS':>10} {'cudaMax':>10}"
+    "\n" + f"{'':<34} {'':>8} {'MiB/proc':>10} {'MiB':>10} {'MiB':>10} {'MiB':>10}"
+)
+
+
+def bench_ddp(steps: int) -> None:
+    print(f"\n## 1 process vs DDP (gloo, CPU): sinusoid MAML, meta-batch 24, {steps} steps")
+    print(HEADER)
+    common = [
+        f"trainer.max_steps={steps}",
+        "data.meta_batch_size=24",
+        "data.sharding=global",
+        f"trainer.val_check_interval={steps}",
+        f"trainer.checkpoint_every_n_steps={steps}",
+        "trainer.enable_progress_bar=false",
+        "trainer.logger=none",
+        "data.val_tasks=24",
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        for name, extra in [
+            ("1 process", []),
+            ("ddp, 2 processes", ["trainer.strategy=ddp", "trainer.devices=2"]),
+        ]:
+            ov = [*common, *extra, f"out_dir={out}", f"name={name.replace(' ', '_').strip(',')}"]
+            print(row(name, spawn(["--child", "train", "--warmup", "20", *ov])), flush=True)
+
+
+def bench_inner(args: argparse.Namespace) -> None:
+    print(
+        f"\n## inner steps x activation checkpointing: conv4x{args.filters}, 28x28, 5-way 5-shot, "
+        f"{args.tasks} tasks, second order"
+    )
+    print(HEADER)
+    for steps in (1, 5, 10):
+        for ckpt in (False, True):
+            argv = ["--child", "meta", "--inner-steps", str(steps), "--tasks", str(args.tasks)]
+            argv += ["--filters", str(args.filters), "--device", args.device, "--iters", "3"]
+            argv += ["--checkpoint"] if ckpt else []
+            name = f"inner_steps={steps:<2} checkpoint_inner={ckpt}"
+            print(row(name, spawn(argv)), flush=True)
+
+
+def bench_chunk(args: argparse.Namespace) -> None:
+    tasks = 32
+    print(
+        f"\n## chunking: conv4x{args.filters}, {tasks} tasks, 1 inner step, second order "
+        "(+RSS should scale with the chunk)"
+    )
+    print(HEADER)
+    for name, extra in [
+        ("unchunked", []),
+        ("vmap chunk_size=8", ["--vmap-chunk", "8"]),
+        ("task_chunk_size=8 (grad chunks)", ["--grad-chunk", "8"]),
+        ("task_chunk_size=4 (grad chunks)", ["--grad-chunk", "4"]),
+    ]:
+        argv = ["--child", "meta", "--inner-steps", "1", "--tasks", str(tasks), "--iters", "3"]
+        argv += ["--filters", str(args.filters), "--device", args.device, *extra]
+        print(row(name, spawn(argv)), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", choices=["ddp", "inner", "chunk"], default=None)
+    p.add_argument("--ddp-steps", type=int, default=400)
+    p.add_argument("--tasks", type=int, default=4, help="tasks of the inner-steps table")
+    p.add_argument("--filters", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    # child mode (one configuration per fresh process)
+    p.add_argument("--child", choices=["train", "meta"], default=None)
+    p.add_argument("--result", default=None)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--inner-steps", type=int, default=1)
+    p.add_argument("--checkpoint", action="store_true")
+    p.add_argument("--vmap-chunk", type=int, default=None)
+    p.add_argument("--grad-chunk", type=int, default=None)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    if args.child == "train":
+        child_train(args)
+        return
+    if args.child == "meta":
+        child_meta(args)
+        return
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, one torch thread/process")
+    if args.only in (None, "ddp"):
+        bench_ddp(args.ddp_steps)
+    if args.only in (None, "inner"):
+        bench_inner(args)
+    if args.only in (None, "chunk"):
+        bench_chunk(args)
+
+
+if __name__ == "__main__":
+    main()

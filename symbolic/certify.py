@@ -1,0 +1,200 @@
+"""Certify one adaptation (a :class:`NetworkPair`) against a :class:`StabilitySpec`, by tier.
+
+``fast`` (milliseconds): weight-change norms, composed operator norms, finiteness, one batched
+ReluDiff pass for deviation and output range, each claim proved in z3 from outward-rounded facts.
+``refine`` (seconds): claims the fast tier leaves ``unknown`` go to branch and bound (deviation,
+output range) or a difference-quotient attack (Lipschitz). ``exact``: they go to the exact z3
+encoding instead (small networks only). Sound or silent: doubt is ``unknown``, and every
+``violated`` carries an input replayed in torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+
+import torch
+import z3
+
+from symbolic.branch_and_bound import branch_and_bound
+from symbolic.diff_propagation import propagate_pair
+from symbolic.exact_tier import exact_check
+from symbolic.fast_tier import decide_from_bounds, finiteness, merge, split_boxes
+from symbolic.lipschitz import certify_lipschitz
+from symbolic.lipschitz_attack import lipschitz_attack
+from symbolic.network import NetworkPair
+from symbolic.objectives import Objective
+from symbolic.prover import Fact, prove
+from symbolic.results import (
+    CertificationReport,
+    ClaimResult,
+    Counterexample,
+    Unknown,
+    Violated,
+)
+from symbolic.rounding import rational_upper, z3_rational
+from symbolic.spec import StabilitySpec, domain_boxes, per_output
+from symbolic.step_size import step_size_estimate
+from symbolic.trust_region import certify_trust_region
+
+TIERS = ("fast", "refine", "exact")
+ModuleParams = dict[str, tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]]
+
+
+def certify(
+    pair: NetworkPair,
+    spec: StabilitySpec,
+    *,
+    tier: str = "fast",
+    points: torch.Tensor | None = None,
+    module_params: ModuleParams | None = None,
+    timeout_s: float = 5.0,
+    fast_boxes: int = 16,
+    seed: int = 0,
+) -> CertificationReport:
+    """Check every claim of ``spec`` for the adaptation ``pair``.
+
+    Args:
+        pair: meta-learned and adapted networks.
+        spec: the claims.
+        tier: ``"fast"``, ``"refine"`` or ``"exact"`` (the latter two start with ``fast``).
+        points: ``(P, n)`` centres for an Linf-ball domain given without points.
+        module_params: module name -> (meta tensors, adapted tensors) for trust regions; by
+            default ``pair.module_params()`` (Affine weights grouped by node-name prefix).
+        timeout_s: budget per claim for the refine / exact tiers.
+        fast_boxes: pieces the domain is cut into for the fast pass.
+        seed: seeds the attacks' random starts.
+
+    Raises:
+        ValueError: unknown tier, a trust region naming a module without parameters, or a
+            spec whose dimensions do not match the networks.
+    """
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; expected one of {TIERS}")
+    t_all = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    xlo, xhi = domain_boxes(spec.domain, points)
+    if xlo.shape[1] != pair.input_dim:
+        raise ValueError(
+            f"{spec.source}: domain has {xlo.shape[1]} dims, network input has {pair.input_dim}"
+        )
+    results: list[ClaimResult] = []
+
+    def record(claim: str, limit: float | None, outcome, t0: float, used_tier: str = "fast"):
+        results.append(ClaimResult(claim, limit, outcome, used_tier, time.perf_counter() - t0))
+
+    params = module_params if module_params is not None else pair.module_params()
+    for region in spec.trust_regions:
+        t0 = time.perf_counter()
+        if region.module not in params:
+            raise ValueError(
+                f"{spec.source}: trust region names module {region.module!r}; "
+                f"known modules: {sorted(params)}"
+            )
+        outcome, _ = certify_trust_region(region, *params[region.module])
+        record(region.claim, region.bound, outcome, t0)
+
+    for lip in spec.lipschitz:
+        t0 = time.perf_counter()
+        outcome, _ = certify_lipschitz(pair.adapted, lip.norm, lip.bound)
+        used = "fast"
+        if isinstance(outcome, Unknown) and tier != "fast":
+            found = lipschitz_attack(pair.adapted, lip.norm, lip.bound, xlo, xhi, generator=gen)
+            outcome, used = (found, "refine") if found is not None else (outcome, used)
+        record(f"lipschitz.{lip.norm}", lip.bound, outcome, t0, used)
+
+    claims = _box_claims(spec, pair.output_dim)
+    if claims or spec.finite:
+        t0 = time.perf_counter()
+        blo, bhi = split_boxes(xlo, xhi, fast_boxes)
+        bounds = propagate_pair(pair, blo, bhi)
+        t_pass = time.perf_counter() - t0
+        if spec.finite:
+            record("finite", None, finiteness(pair, blo, bhi, bounds), t0)
+        ob = bounds[pair.meta.output]
+        for name, limit, subs in claims:
+            t0 = time.perf_counter() - t_pass / max(1, len(claims))
+            outs = [
+                decide_from_bounds(
+                    pair, o, thr, ob, blo, bhi, name=f"{name}:{o.kind}", method="reludiff"
+                )
+                for o, thr in subs
+            ]
+            outcome, used = merge(outs), "fast"
+            if isinstance(outcome, Unknown) and tier != "fast":
+                outs = [
+                    o2
+                    if not isinstance(o2, Unknown)
+                    else _escalate(pair, o, thr, xlo, xhi, tier, timeout_s, gen, name)
+                    for o2, (o, thr) in zip(outs, subs)
+                ]
+                outcome, used = merge(outs), tier
+            record(name, limit, outcome, t0, used)
+
+    if spec.step_size is not None:
+        t0 = time.perf_counter()
+        u = torch.rand((64, xlo.shape[1]), generator=gen, dtype=torch.float64)
+        idx = torch.randint(0, xlo.shape[0], (64,), generator=gen)
+        xs = xlo[idx] + u * (xhi[idx] - xlo[idx])
+        est = step_size_estimate(pair.meta, spec.step_size.step_size, xs)
+        record("step_size", 2.0, est, t0)
+    return CertificationReport(tuple(results), time.perf_counter() - t_all)
+
+
+def _box_claims(spec: StabilitySpec, m: int) -> list:
+    """(claim name, stated limit, [(objective, threshold), ...]) for deviation and output range."""
+    out = []
+    if spec.deviation is not None:
+        for j, b in enumerate(per_output(spec.deviation.max_abs, m, "deviation.max_abs")):
+            out.append((f"deviation[{j}]", b, [(Objective("deviation", j), b)]))
+    if spec.output_range is not None:
+        lows = per_output(spec.output_range.lower, m, "output_range.lower")
+        highs = per_output(spec.output_range.upper, m, "output_range.upper")
+        for j, (lo, hi) in enumerate(zip(lows, highs)):
+            subs = [(Objective("output_upper", j), hi), (Objective("output_lower", j), -lo)]
+            out.append((f"output_range[{j}]", None, subs))
+    return out
+
+
+def _escalate(pair, objective, threshold, xlo, xhi, tier, timeout_s, gen, name):
+    if tier == "exact":
+        return exact_check(pair, objective, threshold, xlo, xhi, timeout_s=timeout_s)
+    res = branch_and_bound(
+        pair, objective, xlo, xhi, threshold=threshold, time_budget_s=timeout_s, generator=gen
+    )
+    return from_branch_and_bound(pair, objective, threshold, res, name)
+
+
+def from_branch_and_bound(pair, objective, threshold, res, name):
+    """Turn a :class:`BranchAndBoundResult` into a typed outcome (replaying any counterexample)."""
+    if res.status == "violated":
+        with torch.no_grad():
+            observed = float(objective.value(pair, res.best_x.reshape(1, -1))[0])
+        if observed > threshold:
+            ce = Counterexample(
+                x=res.best_x,
+                y=objective.witness_output(pair, res.best_x),
+                note=f"{name}: attack found {observed:.6g} (replayed in torch)",
+            )
+            return Violated(ce, observed)
+        return Unknown(f"{name}: attack value not confirmed on replay")
+    if res.status == "proved":
+        v = z3.Real(f"max[{name}]")
+        fact = Fact(
+            f"bnb[{name}]",
+            v <= z3_rational(rational_upper(res.upper)),
+            f"max of {objective.kind}[{objective.index}] <= {res.upper:.9g} "
+            f"(branch and bound, {res.n_boxes} boxes)",
+        )
+        return prove(
+            [fact],
+            v <= z3_rational(Fraction(repr(float(threshold)))),
+            method="branch-and-bound",
+            bound=res.upper,
+        )
+    return Unknown(
+        f"{name}: branch and bound undecided after {res.seconds:.1f}s "
+        f"({res.n_boxes} boxes; bound {res.upper:.6g}, best found {res.best_value:.6g})",
+        bound=res.upper,
+    )

@@ -1,0 +1,141 @@
+"""Fast tier for claims over the input domain: one batched ReluDiff pass, facts proved in z3.
+
+The domain boxes are first cut into about ``n_boxes`` equal pieces (cheap: one batched pass), the
+difference and output bounds are propagated, the per-claim maximum over boxes becomes a named,
+outward-rounded fact, and z3 proves the claim from it. Box centres are evaluated too, so a claim
+that plainly fails is reported ``violated`` with a torch-replayed input.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import torch
+import z3
+
+from symbolic.diff_propagation import PairBounds, propagate_pair
+from symbolic.network import NetworkPair
+from symbolic.objectives import Objective
+from symbolic.prover import Fact, prove
+from symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
+from symbolic.rounding import rational_upper, z3_rational
+
+
+def split_boxes(xlo: torch.Tensor, xhi: torch.Tensor, n_boxes: int) -> tuple:
+    """Cut each box into ``k**n <= max(1, n_boxes // B)`` equal pieces (``k`` per dimension)."""
+    b, n = xlo.shape
+    k = max(1, math.floor(max(1, n_boxes // b) ** (1.0 / n) + 1e-9))
+    if k == 1:
+        return xlo, xhi
+    grid = torch.stack(torch.meshgrid(*[torch.arange(k)] * n, indexing="ij"), -1).reshape(-1, n)
+    t0 = grid.to(torch.float64) / k
+    t1 = (grid + 1).to(torch.float64) / k
+    w = (xhi - xlo).unsqueeze(1)
+    lo = (xlo.unsqueeze(1) + t0 * w).reshape(-1, n)
+    hi = (xlo.unsqueeze(1) + t1 * w).reshape(-1, n)
+    hi = torch.where((grid == k - 1).repeat(b, 1), xhi.repeat_interleave(k**n, 0), hi)
+    lo = torch.where((grid == 0).repeat(b, 1), xlo.repeat_interleave(k**n, 0), lo)
+    # interior cut points are shared exactly by neighbours (same float), so the union is covered
+    return lo, hi
+
+
+def decide_from_bounds(
+    pair: NetworkPair,
+    objective: Objective,
+    threshold: float,
+    ob: PairBounds,
+    xlo: torch.Tensor,
+    xhi: torch.Tensor,
+    *,
+    name: str,
+    method: str,
+    timeout_ms: int = 5000,
+) -> Proved | Violated | Unknown:
+    """Prove ``objective <= threshold`` from per-box upper bounds, or refute it at box centres."""
+    centres = 0.5 * (xlo + xhi)
+    with torch.no_grad():
+        vals = objective.value(pair, centres)
+    i = int(torch.argmax(vals))
+    if float(vals[i]) > threshold:
+        x = centres[i]
+        y = objective.witness_output(pair, x)
+        ce = Counterexample(x=x, y=y, note=f"{name} at a box centre: {float(vals[i]):.6g}")
+        return Violated(ce, float(vals[i]))
+    ub = objective.upper(ob)
+    if not bool(torch.isfinite(ub).all()):
+        return Unknown(f"{name}: non-finite bound")
+    u = float(ub.max())
+    v = z3.Real(f"max[{name}]")
+    fact = Fact(
+        f"bound[{name}]",
+        v <= z3_rational(rational_upper(u)),
+        f"max over domain of {objective.kind}[{objective.index}] <= {u:.9g} ({method}, "
+        f"{xlo.shape[0]} boxes)",
+    )
+    return prove(
+        [fact],
+        v <= z3_rational(Fraction(repr(float(threshold)))),
+        method=method,
+        bound=u,
+        timeout_ms=timeout_ms,
+    )
+
+
+def merge(outcomes: list) -> Proved | Violated | Unknown:
+    """Conjunction of sub-claims: violated if any is, proved if all are, else unknown."""
+    for o in outcomes:
+        if isinstance(o, Violated):
+            return o
+    if all(isinstance(o, Proved) for o in outcomes):
+        facts, used = {}, []
+        for o in outcomes:
+            facts.update(o.certificate.facts)
+            used.extend(o.certificate.used)
+        bounds = [o.certificate.bound for o in outcomes if o.certificate.bound is not None]
+        return Proved(
+            Certificate(
+                facts=facts,
+                used=tuple(used),
+                method=outcomes[0].certificate.method,
+                bound=max(bounds) if bounds else None,
+            )
+        )
+    reasons = [o.reason for o in outcomes if isinstance(o, Unknown)]
+    bounds = [o.bound for o in outcomes if isinstance(o, Unknown) and o.bound is not None]
+    return Unknown("; ".join(reasons), bound=max(bounds) if bounds else None)
+
+
+def finiteness(pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor, bounds: dict | None):
+    """Prove that no node of either network can be NaN/Inf on the domain, or exhibit one."""
+    centre = (0.5 * (xlo[0] + xhi[0])).reshape(1, -1)
+    for which, net in (("meta", pair.meta), ("adapted", pair.adapted)):
+        with torch.no_grad():
+            vals = net.forward_all(centre)
+        bad = [k for k, t in vals.items() if not bool(torch.isfinite(t).all())]
+        if bad:
+            ce = Counterexample(
+                x=centre[0],
+                y=vals[net.output][0],
+                note=f"{which} network non-finite at node {bad[0]!r}",
+            )
+            return Violated(ce, float("inf"))
+    if bounds is None:
+        bounds = propagate_pair(pair, xlo, xhi)
+    mags = [
+        torch.maximum(getattr(p, w).lo.abs(), getattr(p, w).hi.abs()).max()
+        for p in bounds.values()
+        for w in ("meta", "adapted")
+    ]
+    m = float(torch.stack(mags).max())
+    if not math.isfinite(m):
+        return Unknown("finite: bounds are not finite (weights may overflow)")
+    v = z3.Real("max_abs_value")
+    fact = Fact(
+        "magnitude",
+        v <= z3_rational(rational_upper(m)),
+        f"every node of both networks satisfies |value| <= {m:.6g} on the domain",
+    )
+    return prove(
+        [fact], v <= z3_rational(Fraction(10) ** 300), method="interval magnitude", bound=m
+    )

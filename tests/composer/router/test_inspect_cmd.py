@@ -1,0 +1,93 @@
+"""``metacompose inspect`` on a (briefly trained) routed checkpoint and on a plain one; the
+compositional configs build, and the monolithic baseline matches the routed learner's size."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from composer.build import build_family, build_learner
+from composer.cli.main import main
+from composer.config import ConfigError, load_config
+from composer.graph import ModuleGraph
+from composer.router import RoutedMetaLearner
+
+TINY = [
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.checkpoint_every_n_steps=2",
+    "data.meta_batch_size=4",
+    "data.val_tasks=8",
+    "algo.eval_inner_steps=2",
+]
+
+
+def _train(config, tmp_path, name, extra=()):
+    from composer.training import train
+
+    cfg = load_config(config, [*TINY, f"out_dir={tmp_path}", f"name={name}", *extra])
+    return train(cfg, config_name=name).checkpoint
+
+
+def test_configs_build_and_baseline_size_matches():
+    sizes = {}
+    for name in ("compositional", "compositional_uniform", "compositional_maml"):
+        cfg = load_config(f"configs/{name}.yaml")
+        learner = build_learner(cfg, build_family(cfg.task))
+        sizes[name] = sum(p.numel() for p in learner.parameters())
+        assert isinstance(learner, RoutedMetaLearner) == (name != "compositional_maml")
+    assert abs(sizes["compositional_maml"] / sizes["compositional"] - 1) <= 0.10
+    assert abs(sizes["compositional_uniform"] / sizes["compositional"] - 1) <= 0.10
+
+
+def test_bad_template_in_config_names_the_key(tmp_path):
+    cfg = load_config(
+        "configs/compositional.yaml", ["router.template.nodes.outer.args.in_features=5"]
+    )
+    with pytest.raises(ConfigError, match=r"router.template: edge inner -> outer: type mismatch"):
+        build_learner(cfg)
+
+
+def test_inspect_routed_checkpoint(tmp_path, capsys):
+    ckpt = _train("configs/compositional.yaml", tmp_path, "routed")
+    out = tmp_path / "inspect"
+    assert main(["inspect", str(ckpt), "--tasks", "16", "--graphs", "2", "--out", str(out)]) == 0
+    for i in range(2):
+        report = json.loads((out / f"graph_{i}.json").read_text())
+        assert ModuleGraph.from_json_dict(report["graph"]).to_json_dict() == report["graph"]
+        for node in report["nodes"]:
+            assert {
+                "module",
+                "type",
+                "in_space",
+                "out_space",
+                "num_parameters",
+                "routing_prob",
+                "modulation_norm",
+                "weight_change_norm",
+            } <= set(node)
+        assert [e["space"] for e in report["edges"]] == [{"kind": "vec", "shape": [8]}]
+        assert (out / f"graph_{i}.dot").read_text().startswith("digraph")
+        assert (out / f"graph_{i}.png").stat().st_size > 1000
+    assert not (out / "graph_2.json").exists()
+    with open(out / "usage.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and sum(int(r["tasks"]) for r in rows) == 2 * 16
+    assert (out / "usage_heatmap.png").stat().st_size > 1000
+    assert main(["eval", str(ckpt), "--tasks", "8"]) == 0
+
+
+def test_inspect_plain_checkpoint(tmp_path):
+    ckpt = _train("configs/sinusoid.yaml", tmp_path, "plain")
+    out = tmp_path / "inspect"
+    assert main(["inspect", str(ckpt), "--tasks", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "graph_0.json").read_text())
+    assert [n["name"] for n in report["nodes"]] == ["body", "head"]
+    assert all("routing_prob" not in n for n in report["nodes"])
+    assert report["nodes"][1]["weight_change_norm"] > 0
+    assert not (out / "graph_1.json").exists() and not (out / "usage.csv").exists()
+    torch.testing.assert_close(
+        torch.tensor(report["graph"]["nodes"][0]["num_parameters"]),
+        torch.tensor(40 + 40 + 40 * 40 + 40),
+    )

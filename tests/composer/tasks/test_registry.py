@@ -1,0 +1,42 @@
+"""The real-data families are registered for configs; ``grouped`` takes a spec file + overrides."""
+
+from pathlib import Path
+
+import pytest
+
+from composer.build import build_family
+from composer.config import ConfigError, load_config
+from composer.tasks import FAMILIES, GlyphFamily, grouped_family
+
+ROOT = Path(__file__).resolve().parents[3]
+FIX = ROOT / "tests" / "fixtures" / "grouped"
+
+
+def test_families_are_registered():
+    for name in ("glyphs", "fashion_mnist", "digits", "grouped", "sinusoid"):
+        assert name in FAMILIES
+    assert FAMILIES["glyphs"] is GlyphFamily
+
+
+def test_grouped_from_spec_with_overrides():
+    f = grouped_family(spec=str(FIX / "chickweight.yaml"), name="chicks", min_rows=10)
+    assert f.name == "chicks" and f.min_rows == 10 and f.in_space.shape == (1,)
+
+
+def test_grouped_flat_kwargs_and_errors(tmp_path):
+    f = grouped_family(name="c", csv_path=str(FIX / "chickweight.csv"), group="Chick",
+                       inputs=["Time"], target="weight", min_rows=12)  # fmt: skip
+    assert len(f.group_keys) > 3
+    with pytest.raises(ValueError, match=r"^group: required"):
+        grouped_family(name="c", csv_path=str(FIX / "chickweight.csv"), inputs=["Time"], target="w")
+    with pytest.raises(ValueError, match=r"spec: dataset spec 'nope\.yaml' not found"):
+        grouped_family(spec="nope.yaml")
+
+
+def test_config_errors_name_the_key(tmp_path):
+    cfg = load_config(ROOT / "configs" / "sinusoid.yaml",
+                      ["task.family=grouped", f"task.args={{spec: {FIX / 'chickweight.yaml'}, colour: 1}}"])  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"task\.args\.colour: unknown argument of grouped_family"
+    ):
+        build_family(cfg.task)

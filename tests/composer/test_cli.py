@@ -1,0 +1,124 @@
+"""End to end through the CLI on a tiny config: train writes a run folder, eval reads it back."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from composer.cli.main import COMMANDS, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "sinusoid.yaml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    args = [
+        "train",
+        CONFIG,
+        "trainer.max_steps=30",
+        "trainer.val_check_interval=15",
+        "trainer.checkpoint_every_n_steps=10",
+        "trainer.enable_progress_bar=false",
+        "data.val_tasks=25",
+        f"out_dir={out}",
+        "name=tiny",
+    ]
+    assert main(args) == 0
+    return out / "tiny"
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in text
+
+
+def test_train_writes_run_folder_and_prints_it_last(run_dir, capsys):
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "metrics.csv").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert "val/query_mse" in header
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 30
+    assert ckpt["metacompose"]["config"]["trainer"]["max_steps"] == 30
+
+
+def test_train_prints_run_dir_as_last_line(tmp_path, capsys):
+    code = main(
+        ["train", CONFIG, "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+         "data.val_tasks=25", f"out_dir={tmp_path}", "name=two"]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "two")
+
+
+def test_eval_reports_table_and_json(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    code = main(["eval", ckpt, "--tasks", "20", "--steps", "3", "--shots", "5", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"task_family", "metric", "shots", "n_tasks", "steps", "mean", "ci95"}
+    assert data["task_family"] == "sinusoid" and data["metric"] == "mse"
+    assert data["shots"] == 5 and data["n_tasks"] == 20 and data["steps"] == [0, 1, 2, 3]
+    assert len(data["mean"]) == 4 and all(c >= 0 for c in data["ci95"])
+    table = capsys.readouterr().out
+    assert "query mse" in table and f"{data['mean'][3]:.4f}" in table
+
+
+def test_eval_is_reproducible_for_a_seed(run_dir, tmp_path):
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    main(["eval", ckpt, "--tasks", "10", "--steps", "2", "--seed", "4", "--json", str(a)])
+    main(["eval", ckpt, "--tasks", "10", "--steps", "2", "--seed", "4", "--json", str(b)])
+    assert json.loads(a.read_text()) == json.loads(b.read_text())
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("kind", ["hostile", "truncated", "garbage", "missing"])
+def test_bad_checkpoints_are_refused_with_one_line_and_nothing_runs(kind, run_dir, tmp_path, capsys):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "bad.ckpt"
+    if kind == "hostile":
+        torch.save({"state_dict": {}, "evil": _Payload(str(marker))}, path)
+    elif kind == "truncated":
+        data = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "garbage":
+        path.write_bytes(pickle.dumps("not a checkpoint") + b"\x00junk")
+    code = main(["eval", str(path), "--tasks", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("metacompose eval: error:") and str(path) in err
+    assert len(err.splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_bad_config_exits_2_naming_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo:\n  nmae: maml\n")
+    assert main(["train", str(bad)]) == 2
+    assert "unknown key 'algo.nmae'" in capsys.readouterr().err
+
+
+def test_gpu_request_without_gpu_fails_before_training(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = main(["train", CONFIG, "trainer.accelerator=gpu", f"out_dir={tmp_path}"])
+    assert code == 2
+    assert "trainer.accelerator=gpu" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # failed before creating a run folder

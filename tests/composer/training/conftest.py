@@ -1,0 +1,1 @@
+from training_testing import tiny_cfg  # noqa: F401  (fixture)
