@@ -6,7 +6,7 @@ held-out (f, g) combinations (mean over seeds, 95% t-interval over seeds), and r
 between the joint slot choice and the joint true (f, g), and per slot against its best-matching
 primitive.
 
-    python scripts/bench_composition.py                 # 3 variants x 3 seeds (CPU: ~30 min)
+    python scripts/bench_composition.py                 # 3 variants x 3 seeds (2 CPU cores, shared: ~16 min)
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
 """
 
@@ -81,7 +81,13 @@ def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name:
     from composer.evaluate import load_checkpoint
     from composer.training import train
 
-    overrides = [f"seed={seed}", f"out_dir={out_dir}", f"name={name}", *extra]
+    overrides = [
+        f"seed={seed}",
+        f"out_dir={out_dir}",
+        f"name={name}",
+        "trainer.enable_progress_bar=false",
+    ]
+    overrides += list(extra)
     if steps is not None:
         overrides.append(f"trainer.max_steps={steps}")
     cfg = load_config(config, overrides)

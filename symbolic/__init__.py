@@ -1,0 +1,116 @@
+"""Symbolic safety layer: certified stability bounds on adaptations and z3 composition rules.
+
+Depends on torch, z3, networkx, numpy and omegaconf only (never on ``composer``).
+"""
+
+from symbolic.branch_and_bound import BranchAndBoundResult, branch_and_bound
+from symbolic.certify import TIERS, certify
+from symbolic.diff_propagation import PairBounds, output_bounds, propagate_pair
+from symbolic.exact_tier import exact_check
+from symbolic.lipschitz import certify_lipschitz
+from symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
+from symbolic.objectives import Objective
+from symbolic.results import (
+    Certificate,
+    CertificationReport,
+    ClaimResult,
+    Counterexample,
+    Estimate,
+    Proved,
+    Unknown,
+    Violated,
+)
+from symbolic.rounding import NonFiniteError, rational_lower, rational_upper
+from symbolic.rules import (
+    CompositionRules,
+    RulesCheck,
+    RulesError,
+    RuleViolation,
+    SlotRules,
+    load_rules,
+    rules_from_dict,
+    validate_graph,
+)
+from symbolic.selection import (
+    Candidate,
+    Selection,
+    best_valid_selection,
+    brute_force_selection,
+    selection_graph,
+)
+from symbolic.self_test import SelfTestSummary, self_test
+from symbolic.spec import (
+    BoxDomain,
+    DeviationBound,
+    LinfBallDomain,
+    LipschitzBound,
+    OutputRange,
+    StabilitySpec,
+    StepSizeCheck,
+    TrustRegion,
+    domain_boxes,
+)
+from symbolic.spec_yaml import SpecError, load_spec, spec_from_dict
+from symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
+
+__all__ = [
+    "INPUT",
+    "TIERS",
+    "Add",
+    "Affine",
+    "BoxDomain",
+    "BranchAndBoundResult",
+    "Candidate",
+    "Certificate",
+    "CertificationReport",
+    "ClaimResult",
+    "CompositionRules",
+    "Concat",
+    "Counterexample",
+    "DeviationBound",
+    "Estimate",
+    "LinfBallDomain",
+    "LipschitzBound",
+    "Network",
+    "NetworkPair",
+    "Node",
+    "NonFiniteError",
+    "Objective",
+    "OutputRange",
+    "PairBounds",
+    "Proved",
+    "ReLU",
+    "RuleViolation",
+    "RulesCheck",
+    "RulesError",
+    "Selection",
+    "SelfTestSummary",
+    "SlotRules",
+    "SpecError",
+    "StabilitySpec",
+    "StepSizeCheck",
+    "TrustRegion",
+    "Unknown",
+    "Violated",
+    "best_valid_selection",
+    "branch_and_bound",
+    "brute_force_selection",
+    "certify",
+    "certify_lipschitz",
+    "domain_boxes",
+    "exact_check",
+    "format_vnn_witness",
+    "load_rules",
+    "load_spec",
+    "output_bounds",
+    "parse_vnn_witness",
+    "propagate_pair",
+    "rational_lower",
+    "rational_upper",
+    "rules_from_dict",
+    "selection_graph",
+    "self_test",
+    "spec_from_dict",
+    "validate_graph",
+    "write_vnn_witness",
+]

@@ -59,9 +59,12 @@ def decide_from_bounds(
     i = int(torch.argmax(vals))
     if float(vals[i]) > threshold:
         x = centres[i]
-        y = objective.witness_output(pair, x)
-        ce = Counterexample(x=x, y=y, note=f"{name} at a box centre: {float(vals[i]):.6g}")
-        return Violated(ce, float(vals[i]))
+        with torch.no_grad():  # replay the single point, as a reviewer would
+            observed = float(objective.value(pair, x.reshape(1, -1))[0])
+        if observed > threshold:
+            y = objective.witness_output(pair, x)
+            ce = Counterexample(x=x, y=y, note=f"{name} at a box centre: {observed:.6g}")
+            return Violated(ce, observed)
     ub = objective.upper(ob)
     if not bool(torch.isfinite(ub).all()):
         return Unknown(f"{name}: non-finite bound")

@@ -123,7 +123,8 @@ def rules_from_dict(data: Any, *, source: str = "<dict>") -> CompositionRules:
     def groups(v: Any, key: str) -> tuple[tuple[str, ...], ...]:
         if not isinstance(v, list):
             fail(key, f"expected a list of name lists, got {v!r}")
-        return tuple(names(g, f"{key}[{i}]") for i, g in enumerate(v))
+        # duplicates inside a group are dropped: [a, a] means "at most one a", i.e. no constraint
+        return tuple(tuple(dict.fromkeys(names(g, f"{key}[{i}]"))) for i, g in enumerate(v))
 
     slots = {}
     raw_slots = data.get("slots", {}) or {}

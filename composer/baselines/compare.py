@@ -56,9 +56,15 @@ class EvalPlan:
 
 
 def best_step(curve: torch.Tensor, metric: str) -> int:
-    """Index of the best mean over tasks of a ``(S + 1, N)`` curve (lowest MSE, highest accuracy)."""
+    """Index of the best mean over tasks of a ``(S + 1, N)`` curve (lowest MSE, highest accuracy).
+
+    Steps whose mean is not finite are skipped.
+    """
     mean = curve.mean(1)
-    return int(mean.argmin() if metric == "mse" else mean.argmax())
+    bad = ~mean.isfinite()  # a diverged step (NaN/inf on some task) is never chosen
+    if metric == "mse":
+        return int(mean.masked_fill(bad, float("inf")).argmin())
+    return int(mean.masked_fill(bad, float("-inf")).argmax())
 
 
 def score(

@@ -16,13 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="key=value",
         help="dotted overrides, e.g. trainer.max_steps=500",
     )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a run exactly from its checkpoints/last.ckpt (or a given .ckpt file)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from composer.training import train  # heavy import (lightning) only when training
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, config_name=Path(args.config).stem)
+    result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.4f}")
     print(f"trained {cfg.trainer.max_steps} meta-iterations in {result.seconds:.1f} s")

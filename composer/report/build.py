@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,6 @@ class ReportSettings:
     forgetting_sequences: int = 50  # sequences (the interval is over them)
     seed: int = 0  # seed of every meta-test task stream
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
 
 def _est(e: Estimate) -> dict:
@@ -207,12 +206,11 @@ def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dic
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
     entries = [evaluate_checkpoint(p, settings) for p in checkpoints]
-    s = {k: v for k, v in vars(settings).items() if k != "extra"}
-    return {"settings": s, "checkpoints": entries, "over_seeds": seed_summaries(entries)}
-
-
-def is_better(metric: str, a: float, b: float) -> bool:
-    return a < b if metric == "mse" else a > b
+    return {
+        "settings": asdict(settings),
+        "checkpoints": entries,
+        "over_seeds": seed_summaries(entries),
+    }
 
 
 def fmt(e: dict | None, digits: int = 4) -> str:

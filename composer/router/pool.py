@@ -38,6 +38,8 @@ class ModulePool(nn.Module):
         slots: slot name -> candidate modules (all with the same ``in_space`` and ``out_space``).
         edges: ``(src, dst)`` slot pairs.
         merge: slot name -> merge op for slots with several inputs (as in ``ModuleGraph``).
+        unmodulated: slots whose layers the router does not modulate (no FiLM / low-rank delta
+            is generated for them), e.g. to make the routed modules carry the function shape.
 
     Raises:
         GraphError: a candidate whose interface differs from the slot's first candidate, or an
@@ -50,8 +52,12 @@ class ModulePool(nn.Module):
         slots: dict[str, list[TypedModule]],
         edges: list[tuple[str, str]],
         merge: dict[str, str] | None = None,
+        unmodulated: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        for name in unmodulated:
+            if name not in slots:
+                raise GraphError(f"unmodulated slot {name!r} is not a template slot")
         for name, cands in slots.items():
             if not cands:
                 raise GraphError(f"template slot {name!r} has no candidates")
@@ -71,6 +77,7 @@ class ModulePool(nn.Module):
         ).plan
         self.edges = [tuple(e) for e in edges]
         self.merge_ops = dict(merge or {})
+        self.unmodulated = tuple(n for n in slots if n in set(unmodulated))
         for name, cands in slots.items():
             self.add_module(name, nn.ModuleList(cands))
         self.slot_names = [s.node for s in self.skeleton_plan]
@@ -102,9 +109,11 @@ class ModulePool(nn.Module):
         return [k for k, _ in self.named_parameters()]
 
     def modulation_targets(self, *, low_rank: int) -> list[ModTarget]:
-        """Every layer that generated per-task modulations act on (see ``modulation_targets``)."""
+        """Every layer that generated per-task modulations act on (see ``modulation_targets``);
+        none in ``unmodulated`` slots."""
         return modulation_targets(
-            {n: list(self._modules[n]) for n in self.slot_names}, low_rank=low_rank
+            {n: list(self._modules[n]) for n in self.slot_names if n not in self.unmodulated},
+            low_rank=low_rank,
         )
 
     # ------------------------------------------------------------------------------ forward
@@ -194,6 +203,7 @@ class ModulePool(nn.Module):
                         }
                         for c in self._modules[n]
                     ],
+                    "modulated": n not in self.unmodulated,
                 }
                 for n in self.slot_names
             ],
@@ -212,9 +222,12 @@ class ModulePool(nn.Module):
                 for s in data["slots"]
             }
             edges = [(e["src"], e["dst"]) for e in data["edges"]]
+            unmodulated = [s["name"] for s in data["slots"] if not s.get("modulated", True)]
         except (KeyError, TypeError) as e:
             raise GraphError(f"malformed module-pool JSON: missing or bad field {e}") from e
-        return cls(slots=slots, edges=edges, merge=data.get("merge") or {})
+        return cls(
+            slots=slots, edges=edges, merge=data.get("merge") or {}, unmodulated=unmodulated
+        )
 
 
 def build_pool(template: dict[str, Any], *, where: str = "router.template") -> ModulePool:
@@ -222,7 +235,8 @@ def build_pool(template: dict[str, Any], *, where: str = "router.template") -> M
 
     The form is ``{"nodes": {slot: spec}, "edges": [[src, dst], ...], "merge": {slot: op}}`` where a
     ``spec`` is ``{type, args}`` (one shared module), ``{type, args, candidates: N}`` (N
-    independently initialised copies) or ``{candidates: [{type, args}, ...]}`` (heterogeneous).
+    independently initialised copies) or ``{candidates: [{type, args}, ...]}`` (heterogeneous); any
+    spec may add ``modulate: false`` (the router generates no modulations for that slot).
     """
     if not isinstance(template, dict) or "nodes" not in template:
         raise ValueError(f"{where}: needs a 'nodes' mapping (and 'edges')")
@@ -230,10 +244,21 @@ def build_pool(template: dict[str, Any], *, where: str = "router.template") -> M
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: nodes, edges, merge")
     slots: dict[str, list[TypedModule]] = {}
+    unmodulated: list[str] = []
     for name, spec in dict(template["nodes"]).items():
         at = f"{where}.nodes.{name}"
         if not isinstance(spec, dict):
             raise ValueError(f"{at}: must be a mapping with 'type'/'args' or 'candidates'")
+        bad = set(spec) - {"type", "args", "candidates", "modulate"}
+        if bad:
+            raise ValueError(
+                f"{at}: unknown key(s) {sorted(bad)}; known: type, args, candidates, modulate"
+            )
+        modulated = spec.get("modulate", True)
+        if not isinstance(modulated, bool):
+            raise ValueError(f"{at}.modulate: must be true or false, got {modulated!r}")
+        if not modulated:
+            unmodulated.append(name)
         cands = spec.get("candidates", 1)
         if isinstance(cands, int):
             if cands < 1 or "type" not in spec:
@@ -252,6 +277,11 @@ def build_pool(template: dict[str, Any], *, where: str = "router.template") -> M
         if len(e) != 2:
             raise ValueError(f"{where}.edges: each edge is [src, dst], got {list(e)}")
     try:
-        return ModulePool(slots=slots, edges=edges, merge=dict(template.get("merge") or {}))
+        return ModulePool(
+            slots=slots,
+            edges=edges,
+            merge=dict(template.get("merge") or {}),
+            unmodulated=unmodulated,
+        )
     except GraphError as e:
         raise GraphError(f"{where}: {e}") from e

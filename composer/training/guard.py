@@ -75,8 +75,12 @@ class BadTaskGuard:
         self.bad_tasks = 0
         self.skipped_steps = 0
 
-    def record(self, *, step: int, good: int, tasks: int, finite_grad: bool) -> bool:
+    def record(
+        self, *, step: int, good: int, tasks: int, finite_grad: bool, warn: bool = True
+    ) -> bool:
         """Record one optimizer step's (global) counts; returns True when the step must be skipped.
+
+        ``warn=False`` counts without warning (ranks other than 0 see the same global counts).
 
         Raises:
             BadInputError: the total of dropped tasks exceeds ``max_bad_tasks``.
@@ -85,6 +89,7 @@ class BadTaskGuard:
         skip = good == 0 or not finite_grad
         if bad:
             self.bad_tasks += bad
+        if bad and warn:
             action = "skipped the step" if good == 0 else f"kept {good}"
             warnings.warn(
                 f"step {step}: dropped {bad} of {tasks} tasks with a NaN/Inf loss ({action}; "
@@ -92,7 +97,7 @@ class BadTaskGuard:
                 BadTaskWarning,
                 stacklevel=2,
             )
-        elif not finite_grad:
+        elif not finite_grad and warn:
             warnings.warn(
                 f"step {step}: the meta-gradient is not finite; skipped the step",
                 BadTaskWarning,

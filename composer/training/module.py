@@ -81,7 +81,13 @@ class MetaLearningModule(L.LightningModule):
         if self.trainer.world_size > 1:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         good, tasks = int(counts[0]), int(counts[1])
-        skip = self.guard.record(step=self.global_step, good=good, tasks=tasks, finite_grad=finite)
+        skip = self.guard.record(
+            step=self.global_step,
+            good=good,
+            tasks=tasks,
+            finite_grad=finite,
+            warn=self.global_rank == 0,
+        )
         if skip:
             for p in params:
                 p.grad = None

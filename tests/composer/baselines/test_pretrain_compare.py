@@ -32,6 +32,8 @@ def test_pretrain_classification_uses_global_labels_and_zeroes_the_head():
 def test_best_step_direction():
     curve = torch.tensor([[3.0, 1.0], [1.0, 1.0], [2.0, 2.0]])  # (S+1, N): means 2, 1, 2
     assert best_step(curve, "mse") == 1 and best_step(curve, "accuracy") in (0, 2)
+    diverged = torch.tensor([[3.0, 1.0], [float("nan"), 0.0], [2.0, 2.0]])
+    assert best_step(diverged, "mse") == 0
 
 
 def test_run_method_scores_on_shared_tasks():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_testing import run_python
+from training_testing import CONFIG, run_python, tiny_overrides
 
 from composer.cli.main import main as cli
 from composer.training import CheckpointError, atomic_save, safe_load, train
@@ -94,6 +94,10 @@ def test_hostile_checkpoint_refused_by_resume_and_cli(tmp_path, tiny_cfg, capsys
     assert cli(["eval", str(ckpt), "--tasks", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("metacompose eval: error:") and "\n" not in err
+    overrides = tiny_overrides(tmp_path, "evil", "trainer.max_steps=2")
+    assert cli(["train", str(CONFIG), *overrides, "--resume", str(tmp_path / "evil")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("metacompose train: error:") and "refused to load" in err
     assert not marker.exists()
     assert not (tmp_path / "evil" / "metrics.csv").exists()  # nothing ran
 

@@ -7,7 +7,7 @@ import torch
 from training_testing import CONFIG, tiny_overrides
 
 from composer.cli.main import main as cli
-from composer.config import ConfigError
+from composer.config import ConfigError, load_config
 from composer.training import check_accelerator
 
 NO_GPU = not torch.cuda.is_available()
@@ -60,3 +60,13 @@ def test_missing_tensorboard_is_a_config_error(tiny_cfg, monkeypatch):
         make_logger("tensorboard", "unused")
     with pytest.raises(ConfigError, match=r"trainer\.logger='wandb'"):
         make_logger("wandb", "unused")
+
+
+@pytest.mark.parametrize("name", ["sinusoid_ddp.yaml", "sinusoid_multinode.yaml"])
+def test_distributed_example_configs_split_evenly(name):
+    from composer.training.hardware import check_layout, world_size
+
+    cfg = load_config(CONFIG.parent / name)
+    check_layout(cfg)
+    assert cfg.trainer.strategy == "ddp" and cfg.data.sharding == "global"
+    assert world_size(cfg) == cfg.trainer.devices * cfg.trainer.num_nodes

@@ -1,0 +1,21 @@
+import pytest
+
+from symbolic.self_test import self_test
+
+
+def test_self_test_fast_tier_on_random_networks():
+    s = self_test(24, seed=0, tiers=("fast",), exact_every=6)
+    assert s.ok, s.lines()
+    assert s.n_proved > 0 and s.n_violated > 0 and s.n_exact_checked > 0
+
+
+def test_self_test_refine_tier():
+    s = self_test(4, seed=1, tiers=("refine",), exact_every=2, timeout_s=2.0)
+    assert s.ok, s.lines()
+    assert s.n_proved > s.n_unknown
+
+
+@pytest.mark.slow
+def test_self_test_hundreds_of_networks():
+    s = self_test(300, seed=2, tiers=("fast", "refine"), exact_every=3, timeout_s=2.0)
+    assert s.ok, s.lines()
