@@ -97,6 +97,8 @@ class RouterConfig:
     entropy_weight: float = 0.0  # mean per-task routing entropy weight (>0: confident routing)
     adapt: str = "modules"  # inner loop adapts: modules | modulations | both
     modulation_lr: float = 0.1  # inner step size of generated modulations
+    search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
+    search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
 
 
 @dataclass

@@ -96,6 +96,8 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
             vectorize=a.vectorize,
             chunk_size=a.chunk_size,
             seed=derive_seed(cfg.seed, "gumbel") % (2**31),
+            search_steps=r.search_steps,
+            search_weight=r.search_weight,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"router/algo: {e}") from e

@@ -13,6 +13,12 @@ Algorithms: ``maml``, ``fomaml``, ``metasgd`` (learned step sizes for every adap
 ``anil`` (module weights of the sink slot only, unless ``adapt_nodes`` says otherwise). Reptile
 cannot train a router (no gradient reaches it) and is rejected.
 ``routing="uniform"`` freezes routing to 1/C for every task: the no-composition baseline.
+
+Routing search (``search_steps > 0``): for the first ``search_steps`` meta-iterations each task is
+routed by the joint choice with the lowest query loss after adaptation (see
+:mod:`composer.router.search`), and the router's logits learn that choice by cross-entropy
+(weight ``search_weight``); afterwards routing is the router's own (Gumbel-softmax). Evaluation
+always routes by the router alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from composer.router.relaxed import (
     mean_entropy,
     relaxed_route,
 )
+from composer.router.search import search_routes
 from composer.tasks.base import TaskBatch
 
 ROUTED_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
@@ -63,6 +70,8 @@ class RoutedMetaLearner(nn.Module):
         vectorize: vmap over tasks (else a per-task Python loop).
         chunk_size: vmap at most this many tasks at once.
         seed: seed of the Gumbel noise generator.
+        search_steps: meta-iterations routed by search (see module docstring; 0: never).
+        search_weight: weight of the router's cross-entropy to the searched routing.
     """
 
     def __init__(
@@ -88,6 +97,8 @@ class RoutedMetaLearner(nn.Module):
         vectorize: bool = True,
         chunk_size: int | None = None,
         seed: int = 0,
+        search_steps: int = 0,
+        search_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
@@ -100,6 +111,10 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError(f"routing must be one of {ROUTING_MODES}, got {routing!r}")
         if inner_steps < 1 or eval_inner_steps < 0:
             raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+        if search_steps < 0 or search_weight < 0:
+            raise ValueError(
+                f"search_steps and search_weight must be >= 0, got {search_steps}, {search_weight}"
+            )
         self.graph = pool
         self.router = router
         self.algorithm = algorithm
@@ -115,6 +130,8 @@ class RoutedMetaLearner(nn.Module):
         self.straight_through = straight_through
         self.balance_weight = float(balance_weight)
         self.entropy_weight = float(entropy_weight)
+        self.search_steps = int(search_steps)
+        self.search_weight = float(search_weight)
         self.first_order = bool(first_order) or algorithm == "fomaml"
         self.vectorize = vectorize
         self.chunk_size = chunk_size
@@ -141,6 +158,16 @@ class RoutedMetaLearner(nn.Module):
     @property
     def temperature(self) -> float:
         return self.schedule(int(self.meta_iterations))
+
+    @property
+    def searching(self) -> bool:
+        """Whether this meta-iteration routes by search (learned routing, training only)."""
+        return (
+            self.training
+            and self.routing == "learned"
+            and bool(self.graph.routed_slots)
+            and int(self.meta_iterations) < self.search_steps
+        )
 
     def route(
         self, batch: TaskBatch, *, hard: bool
@@ -252,8 +279,55 @@ class RoutedMetaLearner(nn.Module):
         )
 
     # ------------------------------------------------------------------------------ outer loop
+    def searched_batch(self, batch: TaskBatch) -> tuple[Params, Params, RouterOutput, dict]:
+        """Route every task by search, then adapt: ``(fast_after, frozen, router_out, choice)``."""
+        out = self.router(
+            support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
+        )
+        fast, frozen, lrs = self.task_params(out, {})
+        choice, _ = search_routes(
+            self.graph,
+            fast,
+            frozen,
+            lrs,
+            (batch.support_x, batch.query_x),
+            (batch.support_y, batch.query_y),
+            steps=self.inner_steps,
+            loss=self.loss,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+        )
+        for s, c in choice.items():
+            onehot = torch.nn.functional.one_hot(c, self.graph.num_candidates[s])
+            fast[route_key(s)] = onehot.to(batch.support_x)
+            lrs[route_key(s)] = 0.0
+        adapted = adapt(
+            self.graph,
+            fast,
+            frozen,
+            lrs,
+            batch.support_x,
+            batch.support_y,
+            steps=self.inner_steps,
+            loss=self.loss,
+            first_order=self.first_order,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+        )
+        return adapted, frozen, out, choice
+
     def meta_step(self, batch: TaskBatch) -> MetaStep:
-        """Mean query loss after adaptation, plus the routing-health terms (training routing)."""
+        """Mean query loss after adaptation, plus the routing-health terms (training routing), or
+        the router's cross-entropy to the searched routing while searching."""
+        if self.searching:
+            fast, frozen, out, choice = self.searched_batch(batch)
+            losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
+            ce = [
+                torch.nn.functional.cross_entropy(out.logits[s], c) for s, c in choice.items()
+            ]
+            objective = losses.mean() + self.search_weight * sum(ce) / len(ce)
+            self.meta_iterations += 1
+            return MetaStep(objective=objective, query_loss=losses)
         _, fast, frozen, out = self.adapt_batch(batch, hard=False)
         losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
         objective = losses.mean()

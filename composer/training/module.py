@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from composer.algorithms import MetaLearner, broadcast_tasks
+from composer.algorithms import MetaLearner
 from composer.tasks.base import TaskBatch
 from composer.training.guard import BadTaskGuard, guarded_meta_step
 from composer.training.rng import capture_rng_state, restore_rng_state
@@ -28,8 +28,8 @@ class MetaLearningModule(L.LightningModule):
     Every parameter takes part in every objective (with weight 0 where it is unused, e.g. the frozen
     nodes of Reptile with an adaptation scope), so DDP never meets an unused parameter.
 
-    Validation adapts with ``eval_inner_steps`` (first order) and logs the query metric before
-    (``_step0``) and after adaptation, and the query loss after adaptation.
+    Validation calls ``learner.evaluate`` (``eval_inner_steps``, first order) and logs the query
+    metric before (``_step0``) and after adaptation (and, for regression, ``val/query_loss``).
 
     Args:
         learner: the meta-learner (graph + algorithm).
@@ -99,20 +99,14 @@ class MetaLearningModule(L.LightningModule):
 
     @torch.no_grad()
     def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:
-        n = batch.num_tasks
-        learner = self.learner
-        fast, frozen = learner.split_params()
-        qx, qy = batch.query_x, batch.query_y
-        before = learner.query_loss(broadcast_tasks(fast, n), frozen, qx, qy, metric=True)
-        fast, frozen = learner.adapt(
-            batch.support_x, batch.support_y, steps=learner.eval_inner_steps, first_order=True
-        )
-        loss = learner.query_loss(fast, frozen, qx, qy)
-        after = learner.query_loss(fast, frozen, qx, qy, metric=True)
-        m = self.metric
-        self.log(f"val/query_{m}_step0", before.mean(), batch_size=n, sync_dist=True)
-        self.log("val/query_loss", loss.mean(), batch_size=n, sync_dist=True)
-        self.log(f"val/query_{m}", after.mean(), batch_size=n, sync_dist=True, prog_bar=True)
+        # ``evaluate`` is the learner's own protocol (a routed learner routes from the support set
+        # and its descriptor first), so validation measures exactly what ``metacompose eval`` does.
+        curve = self.learner.evaluate(batch)  # (S + 1, T) query metric after 0..S inner steps
+        n, m = batch.num_tasks, self.metric
+        self.log(f"val/query_{m}_step0", curve[0].mean(), batch_size=n, sync_dist=True)
+        self.log(f"val/query_{m}", curve[-1].mean(), batch_size=n, sync_dist=True, prog_bar=True)
+        if m == "mse":  # for regression the query loss is the metric
+            self.log("val/query_loss", curve[-1].mean(), batch_size=n, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -1,0 +1,101 @@
+"""Routing by search: per task, the joint choice of candidates whose adapted model fits best.
+
+Modular meta-learning (Alet et al. 2018) searches the structure per task by its loss. With a few
+routed slots the joint choices can be enumerated (4 x 4 = 16): every task is adapted under every
+one-hot routing, in one vmapped batch of ``K * T`` task copies, and the choice with the lowest
+query loss after adaptation is the routing target. During meta-training these targets route the
+modules (so that each candidate specialises on the tasks it explains best, as in hard EM) and
+supervise the router's logits; at evaluation the router alone decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from composer.algorithms.inner_loop import Params, StepSizes, adapt, query_losses
+from composer.router.pool import ModulePool, route_key
+
+MAX_COMBINATIONS = 4096
+
+
+def route_combinations(sizes: dict[str, int]) -> torch.Tensor:
+    """Every joint choice: ``(K, S)`` candidate indices, ``K = prod(sizes)``, slots in order.
+
+    Raises:
+        ValueError: more than ``MAX_COMBINATIONS`` joint choices (search would be too costly).
+    """
+    k = 1
+    for n in sizes.values():
+        k *= n
+    if k > MAX_COMBINATIONS:
+        raise ValueError(
+            f"routing search over {k} joint choices of slots {sizes} exceeds {MAX_COMBINATIONS}"
+        )
+    return torch.tensor(list(itertools.product(*[range(n) for n in sizes.values()])))
+
+
+@torch.no_grad()
+def search_routes(
+    pool: ModulePool,
+    fast: Params,
+    frozen: Params,
+    lrs: StepSizes,
+    x: tuple[torch.Tensor, torch.Tensor],
+    y: tuple[torch.Tensor, torch.Tensor],
+    *,
+    steps: int,
+    loss: str,
+    vectorize: bool = True,
+    chunk_size: int | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The best joint routing of every task (first-order adaptation, no gradient).
+
+    Args:
+        pool: the module pool; all its routed slots are searched.
+        fast: per-task tensors ``(T, ...)`` (adapted weights, modulations); routing keys in it
+            are replaced.
+        frozen: the rest of the pool's weights.
+        lrs: inner step size per key of ``fast``.
+        x: ``(support_x, query_x)``, each ``(T, N, *in_shape)``.
+        y: ``(support_y, query_y)``.
+        steps: inner steps before the query loss is measured.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+        ``(choice, losses)``: slot -> ``(T,)`` index of the chosen candidate, and the query loss
+        ``(K, T)`` of each joint choice (rows as in :func:`route_combinations`).
+    """
+    slots = pool.routed_slots
+    combos = route_combinations({s: pool.num_candidates[s] for s in slots})
+    k, t = combos.shape[0], x[0].shape[0]
+    expanded = {
+        key: v.detach().repeat(k, *([1] * (v.dim() - 1)))
+        for key, v in fast.items()
+        if not key.startswith("route.")
+    }
+    for i, s in enumerate(slots):
+        onehot = torch.nn.functional.one_hot(combos[:, i], pool.num_candidates[s])
+        expanded[route_key(s)] = onehot.to(x[0]).repeat_interleave(t, dim=0)
+    step_sizes = {key: lrs.get(key, 0.0) for key in expanded}
+    sx, qx = (v.repeat(k, *([1] * (v.dim() - 1))) for v in x)
+    sy, qy = (v.repeat(k, *([1] * (v.dim() - 1))) for v in y)
+    adapted = adapt(
+        pool,
+        expanded,
+        frozen,
+        step_sizes,
+        sx,
+        sy,
+        steps=steps,
+        loss=loss,
+        first_order=True,
+        vectorize=vectorize,
+        chunk_size=chunk_size,
+    )
+    losses = query_losses(
+        pool, adapted, frozen, qx, qy, loss=loss, vectorize=vectorize, chunk_size=chunk_size
+    ).view(k, t)
+    best = combos[losses.argmin(dim=0)]  # (T, S)
+    return {s: best[:, i] for i, s in enumerate(slots)}, losses
