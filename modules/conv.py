@@ -11,11 +11,35 @@ from modules.space import Space
 NORMS = ("batch", "group", "none")
 
 
+class TaskBatchNorm2d(nn.Module):
+    """Batch norm over the current batch only (transductive, as in MAML): no running statistics.
+
+    Nothing is shared across tasks, so it is safe inside a vmapped inner loop. It is written with
+    plain tensor ops rather than the fused kernel, whose backward mixes dtypes under bf16 autocast
+    inside ``torch.func.grad``; the result equals ``nn.BatchNorm2d(track_running_stats=False)``.
+
+    Args:
+        channels: number of channels ``C`` of the ``(B, C, H, W)`` input.
+        eps: added to the variance.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, C, H, W)``, normalised per channel over ``B, H, W``."""
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        x_hat = (x - mean) * torch.rsqrt(var + self.eps)
+        return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
-        # Transductive batch norm as in MAML: statistics of the current batch only, never running
-        # averages, so nothing is shared across tasks (safe inside a vmapped inner loop).
-        return nn.BatchNorm2d(channels, track_running_stats=False)
+        return TaskBatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
     if kind == "none":

@@ -54,6 +54,8 @@ class CompositionalFamily:
         held_out: ``[f, g]`` pairs never drawn in meta-training.
         amplitude: range of the output amplitude ``A``.
         x_range: input range.
+        param_range: range of the inner primitive's parameter ``p`` (within ``[0, 1]``); a
+            narrower range makes each primitive closer to one fixed shape.
         descriptor: ``"none"``, or ``"onehot"`` to give the learner the one-hot of (f, g) as a
             ``(T, len(inner) + len(outer))`` task descriptor (context-aware adaptation).
     """
@@ -71,6 +73,7 @@ class CompositionalFamily:
         held_out: list[list[str]] | tuple[tuple[str, str], ...] = DEFAULT_HELD_OUT,
         amplitude: tuple[float, float] = (0.5, 2.0),
         x_range: tuple[float, float] = (-3.0, 3.0),
+        param_range: tuple[float, float] = (0.0, 1.0),
         descriptor: str = "none",
     ) -> None:
         for name, table, kind in [(n, INNER, "inner") for n in inner] + [
@@ -78,6 +81,8 @@ class CompositionalFamily:
         ]:
             if name not in table:
                 raise ValueError(f"unknown {kind} primitive {name!r}; known: {sorted(table)}")
+        if not 0.0 <= param_range[0] <= param_range[1] <= 1.0:
+            raise ValueError(f"param_range must satisfy 0 <= lo <= hi <= 1, got {list(param_range)}")
         if descriptor not in ("none", "onehot"):
             raise ValueError(f"descriptor must be 'none' or 'onehot', got {descriptor!r}")
         self.inner = tuple(inner)
@@ -94,6 +99,7 @@ class CompositionalFamily:
             raise ValueError("held_out leaves no (f, g) combination for meta-training")
         self.amplitude = tuple(amplitude)
         self.x_range = tuple(x_range)
+        self.param_range = tuple(param_range)
         self.descriptor = descriptor
 
     @property
@@ -114,7 +120,7 @@ class CompositionalFamily:
         """Draw ``n_tasks`` tasks; ``combos`` picks seen, held-out or all (f, g) combinations.
 
         ``info`` holds ``f``, ``g`` (int64 ids), ``held_out`` (int64 0/1), ``amplitude`` and
-        ``param`` (the inner primitive's parameter in [0, 1)), each ``(T,)``.
+        ``param`` (the inner primitive's parameter in ``param_range``), each ``(T,)``.
         """
         check_split(split)
         if combos not in COMBOS:
@@ -130,7 +136,8 @@ class CompositionalFamily:
         g = generator
         pick = pairs[torch.randint(len(pairs), (n_tasks,), generator=g)]
         f_id, g_id = pick[:, 0], pick[:, 1]
-        p = torch.rand((n_tasks, 1, 1), generator=g)
+        lo, hi = self.param_range
+        p = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g)
         lo, hi = self.amplitude
         amp = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g)
         lo, hi = self.x_range

@@ -94,3 +94,35 @@ def test_unknown_module_type_and_bad_args_name_the_culprit():
     with pytest.raises(ValueError, match="MLPBlock"):
         build_module("MLPBlock", {"in_features": 2, "out_features": 3, "widht": 4})
     assert set(MODULE_TYPES) >= {"Linear", "MLPBlock", "ConvBlock", "SetEncoder"}
+
+
+def test_task_batch_norm_equals_torch_batch_norm_without_running_stats():
+    from modules.conv import TaskBatchNorm2d
+
+    ours = TaskBatchNorm2d(3).double()
+    ref = torch.nn.BatchNorm2d(3, track_running_stats=False).double()
+    with torch.no_grad():
+        ours.weight.copy_(torch.randn(3))
+        ours.bias.copy_(torch.randn(3))
+        ref.weight.copy_(ours.weight)
+        ref.bias.copy_(ours.bias)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64) * 3 + 1
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-10, atol=1e-10)
+
+
+def test_conv_meta_step_runs_under_bf16_autocast():
+    """The fused batch-norm kernel broke bf16 second-order MAML inside torch.func.grad."""
+    from composer.algorithms import MetaLearner
+    from composer.models import conv_graph
+    from composer.tasks import TaskBatch
+
+    learner = MetaLearner(
+        graph=conv_graph(filters=4, n_way=3), algorithm="maml", loss="cross_entropy"
+    )
+    x, y = torch.randn(2, 3, 1, 28, 28), torch.randint(0, 3, (2, 3))
+    batch = TaskBatch(support_x=x, support_y=y, query_x=x, query_y=y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        objective = learner.meta_step(batch).objective
+    objective.backward()
+    grads = [p.grad for p in learner.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
