@@ -99,6 +99,7 @@ class RouterConfig:
     modulation_lr: float = 0.1  # inner step size of generated modulations
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
     search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
+    eval_routing: str = "router"  # router (argmax logits) | search (lowest support loss)
 
 
 @dataclass

@@ -98,6 +98,7 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
             seed=derive_seed(cfg.seed, "gumbel") % (2**31),
             search_steps=r.search_steps,
             search_weight=r.search_weight,
+            eval_routing=r.eval_routing,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"router/algo: {e}") from e

@@ -38,12 +38,13 @@ from composer.router.relaxed import (
     mean_entropy,
     relaxed_route,
 )
-from composer.router.search import search_routes
+from composer.router.search import route_combinations, search_routes
 from composer.tasks.base import TaskBatch
 
 ROUTED_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
 ADAPT_MODES = ("modules", "modulations", "both")
 ROUTING_MODES = ("learned", "uniform")
+EVAL_ROUTING = ("router", "search")
 
 
 class RoutedMetaLearner(nn.Module):
@@ -72,6 +73,9 @@ class RoutedMetaLearner(nn.Module):
         seed: seed of the Gumbel noise generator.
         search_steps: meta-iterations routed by search (see module docstring; 0: never).
         search_weight: weight of the router's cross-entropy to the searched routing.
+        eval_routing: hard routing at evaluation: ``"router"`` (argmax of the router's logits) or
+            ``"search"`` (the joint choice with the lowest *support* loss after
+            ``eval_inner_steps`` inner steps; no query data is used).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class RoutedMetaLearner(nn.Module):
         seed: int = 0,
         search_steps: int = 0,
         search_weight: float = 1.0,
+        eval_routing: str = "router",
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
@@ -111,6 +116,8 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError(f"routing must be one of {ROUTING_MODES}, got {routing!r}")
         if inner_steps < 1 or eval_inner_steps < 0:
             raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+        if eval_routing not in EVAL_ROUTING:
+            raise ValueError(f"eval_routing must be one of {EVAL_ROUTING}, got {eval_routing!r}")
         if search_steps < 0 or search_weight < 0:
             raise ValueError(
                 f"search_steps and search_weight must be >= 0, got {search_steps}, {search_weight}"
@@ -132,6 +139,7 @@ class RoutedMetaLearner(nn.Module):
         self.entropy_weight = float(entropy_weight)
         self.search_steps = int(search_steps)
         self.search_weight = float(search_weight)
+        self.eval_routing = eval_routing
         self.first_order = bool(first_order) or algorithm == "fomaml"
         self.vectorize = vectorize
         self.chunk_size = chunk_size
@@ -176,6 +184,8 @@ class RoutedMetaLearner(nn.Module):
         out = self.router(
             support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
         )
+        if hard and self.routing == "learned" and self.eval_routing == "search":
+            out.logits.update(self.support_search_logits(batch, out))
         weights = {}
         for slot in self.graph.routed_slots:
             n, t = self.graph.num_candidates[slot], batch.num_tasks
@@ -192,6 +202,35 @@ class RoutedMetaLearner(nn.Module):
                     straight_through=self.straight_through,
                 )
         return out, weights
+
+    def support_search_logits(self, batch: TaskBatch, out: RouterOutput) -> dict:
+        """Search routing scores: slot -> ``(T, C)``, minus the lowest support loss (after
+        ``eval_inner_steps`` steps) among the joint choices that pick each candidate; their argmax
+        is the best joint choice."""
+        fast, frozen, lrs = self.task_params(out, {})
+        _, losses = search_routes(
+            self.graph,
+            fast,
+            frozen,
+            lrs,
+            (batch.support_x, batch.support_x),
+            (batch.support_y, batch.support_y),
+            steps=self.eval_inner_steps,
+            loss=self.loss,
+            vectorize=self.vectorize,
+            chunk_size=self.chunk_size,
+        )
+        combos = route_combinations(
+            {s: self.graph.num_candidates[s] for s in self.graph.routed_slots}
+        )
+        scores = {}
+        for i, s in enumerate(self.graph.routed_slots):
+            per = [
+                losses[combos[:, i] == c].min(dim=0).values
+                for c in range(self.graph.num_candidates[s])
+            ]
+            scores[s] = -torch.stack(per, dim=-1)
+        return scores
 
     def task_params(self, out: RouterOutput, weights: dict[str, torch.Tensor]) -> tuple:
         """``(fast, frozen, lrs)`` for the inner loop: per-task tensors carry a task dimension."""

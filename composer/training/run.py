@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 import warnings
@@ -42,6 +43,16 @@ _QUIET = (
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainResult", "check_accelerator", "resolve_resume", "train"]
 
+
+
+class _DropAdverts(logging.Filter):
+    """Drop Lightning's start-up advert for its cloud logger; keep every other message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 @dataclass
 class TrainResult:
