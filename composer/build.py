@@ -55,12 +55,27 @@ def loss_for(family: TaskFamily) -> str:
     return "mse" if family.metric == "mse" else "cross_entropy"
 
 
+def _enforcing(cfg: DictConfig) -> bool:
+    # YAML reads a bare ``off`` as false: both spell "no enforcement".
+    return "enforce" in cfg and str(cfg.enforce.mode).lower() not in ("off", "false")
+
+
 def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLearner:
     family = family or build_family(cfg.task)
     if "router" in cfg and cfg.router.enabled:
         from composer.router.build import build_routed_learner
 
-        return build_routed_learner(cfg, family, loss=loss_for(family))
+        if _enforcing(cfg):
+            raise ConfigError("enforce.mode: enforcement supports plain (unrouted) learners only")
+        routed = build_routed_learner(cfg, family, loss=loss_for(family))
+        if cfg.router.get("rules"):
+            from symbolic import RulesError, load_rules
+
+            try:  # hard routing at evaluation = best valid graph under these rules
+                routed.rules = load_rules(cfg.router.rules)
+            except RulesError as e:
+                raise ConfigError(f"router.rules: {e}") from e
+        return routed
     graph = build_graph(cfg.model, cfg.seed)
     if graph.in_space.shape != family.in_space.shape:
         raise ConfigError(
@@ -68,7 +83,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
         )
     a = cfg.algo
     try:
-        return MetaLearner(
+        learner = MetaLearner(
             graph=graph,
             algorithm=a.name,
             loss=loss_for(family),
@@ -83,6 +98,11 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
+    if _enforcing(cfg):
+        from composer.verify.enforce import build_enforcer
+
+        learner.enforcer = build_enforcer(cfg.enforce)
+    return learner
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

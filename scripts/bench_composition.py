@@ -28,6 +28,8 @@ from composer.tasks.base import derive_seed
 
 VARIANTS = {
     "routed": "configs/compositional.yaml",
+    "search": "configs/compositional_search.yaml",
+    "structured": "configs/compositional_structured.yaml",
     "uniform": "configs/compositional_uniform.yaml",
     "maml": "configs/compositional_maml.yaml",
 }
@@ -116,7 +118,7 @@ def bench_composition(args) -> None:
                 (idd.mean().item(), held.mean().item(), nmi, n_params)
             )
             print(
-                f"{variant:8s} seed {seed}: params {n_params}, train {secs:.0f} s, "
+                f"{variant:10s} seed {seed}: params {n_params}, train {secs:.0f} s, "
                 f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
                 f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}",
                 flush=True,
@@ -126,7 +128,7 @@ def bench_composition(args) -> None:
     )
     print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
     print(
-        f"{'variant':8s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
+        f"{'variant':10s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
     )
     for variant, rs in rows.items():
         i_m, i_c = ci95([r[0] for r in rs])
@@ -134,7 +136,7 @@ def bench_composition(args) -> None:
         nm = [r[2]["joint"] for r in rs if r[2]]
         nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
         print(
-            f"{variant:8s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
+            f"{variant:10s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
         )
 
 

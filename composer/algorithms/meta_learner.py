@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,6 +11,9 @@ from torch import nn
 from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
 from composer.graph import ModuleGraph
 from composer.tasks.base import TaskBatch
+
+if TYPE_CHECKING:
+    from composer.verify.enforce import Enforcer
 
 ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 
@@ -49,6 +53,8 @@ class MetaLearner(nn.Module):
         vectorize: ``vmap`` over the tasks of a meta-batch (else a per-task Python loop).
         chunk_size: ``vmap`` at most this many tasks at once.
         checkpoint_inner: activation checkpointing of each inner step (second order only).
+        enforcer: certifies (and by its mode repairs) every task's adaptation against a
+            stability spec (:mod:`composer.verify.enforce`); ``None``: no enforcement.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class MetaLearner(nn.Module):
         vectorize: bool = True,
         chunk_size: int | None = None,
         checkpoint_inner: bool = False,
+        enforcer: Enforcer | None = None,
     ) -> None:
         super().__init__()
         if algorithm not in ALGORITHMS:
@@ -86,6 +93,7 @@ class MetaLearner(nn.Module):
         self.vectorize = vectorize
         self.chunk_size = chunk_size
         self.checkpoint_inner = checkpoint_inner
+        self.enforcer = enforcer
         self.step_sizes = nn.ParameterDict()
         if algorithm == "metasgd":
             params = dict(graph.named_parameters())
@@ -124,24 +132,30 @@ class MetaLearner(nn.Module):
         fast, frozen = self.split_params(params)
         fast = broadcast_tasks(fast, x.shape[0])
         fo = self.first_order if first_order is None else first_order
-        return (
-            adapt(
+        steps = self.inner_steps if steps is None else steps
+
+        def run(f: Params, n: int, on) -> Params:
+            return adapt(
                 self.graph,
-                fast,
+                f,
                 frozen,
                 self.lrs(),
                 x,
                 y,
-                steps=self.inner_steps if steps is None else steps,
+                steps=n,
                 loss=self.loss,
                 first_order=fo,
                 vectorize=self.vectorize,
                 chunk_size=self.chunk_size,
                 checkpoint_steps=self.checkpoint_inner,
-                on_step=on_step,
-            ),
-            frozen,
-        )
+                on_step=on,
+            )
+
+        if self.enforcer is None:
+            return run(fast, steps, on_step), frozen
+        return self.enforcer.adapt(
+            self.graph, fast, frozen, run, steps=steps, x=x, on_step=on_step
+        ), frozen
 
     def query_loss(
         self,

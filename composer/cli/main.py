@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from composer.cli import eval_cmd, inspect_cmd, plot_cmd, report_cmd, train_cmd
+from composer.cli import eval_cmd, inspect_cmd, plot_cmd, report_cmd, train_cmd, verify_cmd
 from composer.config import ConfigError
 from composer.graph import GraphError
 from composer.training.checkpoint_io import CheckpointError
@@ -18,6 +18,7 @@ COMMANDS = {
     "inspect": inspect_cmd,
     "plot": plot_cmd,
     "report": report_cmd,
+    "verify": verify_cmd,
 }
 
 USER_ERRORS = (ConfigError, CheckpointError, GraphError, FileNotFoundError, ValueError)

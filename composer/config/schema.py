@@ -100,6 +100,20 @@ class RouterConfig:
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
     search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
     eval_routing: str = "router"  # router (argmax logits) | search (lowest support loss)
+    rules: str | None = None  # composition rules YAML: hard routing = best valid graph
+    search_noise: bool = False  # sample searched routing by annealed loss (temperature tau_*)
+
+
+@dataclass
+class EnforceConfig:
+    """Stability spec enforced on every inner-loop adaptation (composer.verify.enforce)."""
+
+    mode: str = "off"  # off | check (certify, count) | reject (roll back) | project (shrink)
+    spec: str | None = None  # stability spec YAML (configs/bounds/*.yaml); required unless off
+    tier: str = "fast"  # certification tier: fast | refine | exact
+    timeout_s: float = 1.0  # per-claim budget of the refine / exact tiers
+    every: str = "end"  # certify after the last inner step (end) or after every step (step)
+    max_halvings: int = 8  # project: step shrinks tried before rolling back
 
 
 @dataclass
@@ -124,3 +138,4 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    enforce: EnforceConfig = field(default_factory=EnforceConfig)

@@ -99,6 +99,7 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
             search_steps=r.search_steps,
             search_weight=r.search_weight,
             eval_routing=r.eval_routing,
+            search_noise=r.search_noise,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"router/algo: {e}") from e

@@ -76,6 +76,8 @@ class RoutedMetaLearner(nn.Module):
         eval_routing: hard routing at evaluation: ``"router"`` (argmax of the router's logits) or
             ``"search"`` (the joint choice with the lowest *support* loss after
             ``eval_inner_steps`` inner steps; no query data is used).
+        search_noise: while searching, sample the joint choice by annealed loss (see
+            :meth:`anneal_choice`) instead of taking the best.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class RoutedMetaLearner(nn.Module):
         search_steps: int = 0,
         search_weight: float = 1.0,
         eval_routing: str = "router",
+        search_noise: bool = False,
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
@@ -140,6 +143,8 @@ class RoutedMetaLearner(nn.Module):
         self.search_steps = int(search_steps)
         self.search_weight = float(search_weight)
         self.eval_routing = eval_routing
+        self.rules = None  # CompositionRules: hard routing = best valid graph (composer.verify)
+        self.search_noise = bool(search_noise)
         self.first_order = bool(first_order) or algorithm == "fomaml"
         self.vectorize = vectorize
         self.chunk_size = chunk_size
@@ -186,11 +191,19 @@ class RoutedMetaLearner(nn.Module):
         )
         if hard and self.routing == "learned" and self.eval_routing == "search":
             out.logits.update(self.support_search_logits(batch, out))
+        valid = None
+        if hard and self.routing == "learned" and self.rules is not None:
+            from composer.verify.routing import best_valid_choice
+
+            logits = {s: out.logits[s] for s in self.graph.routed_slots}
+            valid = best_valid_choice(self.graph, logits, self.rules)
         weights = {}
         for slot in self.graph.routed_slots:
             n, t = self.graph.num_candidates[slot], batch.num_tasks
             if self.routing == "uniform":
                 weights[slot] = torch.full((t, n), 1.0 / n).to(batch.support_x)
+            elif valid is not None:
+                weights[slot] = torch.nn.functional.one_hot(valid[slot], n).to(out.logits[slot])
             elif hard:
                 weights[slot] = hard_route(out.logits[slot])
             else:
@@ -324,7 +337,7 @@ class RoutedMetaLearner(nn.Module):
             support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
         )
         fast, frozen, lrs = self.task_params(out, {})
-        choice, _ = search_routes(
+        choice, losses = search_routes(
             self.graph,
             fast,
             frozen,
@@ -336,6 +349,8 @@ class RoutedMetaLearner(nn.Module):
             vectorize=self.vectorize,
             chunk_size=self.chunk_size,
         )
+        if self.search_noise:
+            choice = self.anneal_choice(losses)
         for s, c in choice.items():
             onehot = torch.nn.functional.one_hot(c, self.graph.num_candidates[s])
             fast[route_key(s)] = onehot.to(batch.support_x)
@@ -355,15 +370,24 @@ class RoutedMetaLearner(nn.Module):
         )
         return adapted, frozen, out, choice
 
+    def anneal_choice(self, losses: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Sample each task's joint choice with probability ``softmax(-losses / (mean * tau))``
+        (losses ``(K, T)``, normalised per task; ``tau`` the current temperature), as simulated
+        annealing over structures: near random early, near the best choice once ``tau`` is low."""
+        rel = losses / losses.mean(dim=0, keepdim=True).clamp_min(1e-12)
+        z = -rel / self.temperature + gumbel_noise(tuple(losses.shape), self.noise_generator)
+        best = route_combinations(
+            {s: self.graph.num_candidates[s] for s in self.graph.routed_slots}
+        )[z.argmax(dim=0)]
+        return {s: best[:, i] for i, s in enumerate(self.graph.routed_slots)}
+
     def meta_step(self, batch: TaskBatch) -> MetaStep:
         """Mean query loss after adaptation, plus the routing-health terms (training routing), or
         the router's cross-entropy to the searched routing while searching."""
         if self.searching:
             fast, frozen, out, choice = self.searched_batch(batch)
             losses = self.query_loss(fast, frozen, batch.query_x, batch.query_y)
-            ce = [
-                torch.nn.functional.cross_entropy(out.logits[s], c) for s, c in choice.items()
-            ]
+            ce = [torch.nn.functional.cross_entropy(out.logits[s], c) for s, c in choice.items()]
             objective = losses.mean() + self.search_weight * sum(ce) / len(ce)
             self.meta_iterations += 1
             return MetaStep(objective=objective, query_loss=losses)
@@ -418,7 +442,9 @@ class RoutedMetaLearner(nn.Module):
     @torch.no_grad()
     def choices(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
         """Hard routing decision per routed slot: ``(T,)`` candidate indices."""
-        out, _ = self.route(batch, hard=True)
+        out, weights = self.route(batch, hard=True)
+        if self.rules is not None:
+            return {s: w.argmax(dim=-1) for s, w in weights.items()}
         return {s: lg.argmax(dim=-1) for s, lg in out.logits.items()}
 
 

@@ -225,9 +225,7 @@ class ModulePool(nn.Module):
             unmodulated = [s["name"] for s in data["slots"] if not s.get("modulated", True)]
         except (KeyError, TypeError) as e:
             raise GraphError(f"malformed module-pool JSON: missing or bad field {e}") from e
-        return cls(
-            slots=slots, edges=edges, merge=data.get("merge") or {}, unmodulated=unmodulated
-        )
+        return cls(slots=slots, edges=edges, merge=data.get("merge") or {}, unmodulated=unmodulated)
 
 
 def build_pool(template: dict[str, Any], *, where: str = "router.template") -> ModulePool:

@@ -19,7 +19,7 @@ from modules.space import Space
 Tensor = torch.Tensor
 
 # Inner primitives: x -> u (values roughly in [-1.4, 1.4]). Each gets a (T, 1, 1) parameter tensor
-# ``p`` uniform in [0, 1) that it maps to its own continuous parameter.
+# ``p`` uniform in the family's ``param_range`` (default [0, 1)) that it maps to its own parameter.
 INNER: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "sine": lambda x, p: torch.sin((2.0 + p) * x + math.pi * p),  # frequency 2-3, phase 0-pi
     "ramp": lambda x, p: (0.25 + 0.2 * p) * x,  # slope 0.25-0.45
@@ -82,7 +82,9 @@ class CompositionalFamily:
             if name not in table:
                 raise ValueError(f"unknown {kind} primitive {name!r}; known: {sorted(table)}")
         if not 0.0 <= param_range[0] <= param_range[1] <= 1.0:
-            raise ValueError(f"param_range must satisfy 0 <= lo <= hi <= 1, got {list(param_range)}")
+            raise ValueError(
+                f"param_range must satisfy 0 <= lo <= hi <= 1, got {list(param_range)}"
+            )
         if descriptor not in ("none", "onehot"):
             raise ValueError(f"descriptor must be 'none' or 'onehot', got {descriptor!r}")
         self.inner = tuple(inner)

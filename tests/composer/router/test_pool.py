@@ -119,3 +119,41 @@ def test_shared_modulation_only_when_candidate_shapes_agree():
     pool = build_pool(TEMPLATE)
     targets = pool.modulation_targets(low_rank=0)
     assert {(t.slot, t.candidate) for t in targets} == {("inner", None), ("outer", 0), ("outer", 1)}
+
+
+def test_unmodulated_slot_has_no_targets_and_round_trips():
+    template = {
+        "nodes": {
+            "inner": {**TEMPLATE["nodes"]["inner"], "modulate": False},
+            "outer": TEMPLATE["nodes"]["outer"],
+        },
+        "edges": TEMPLATE["edges"],
+    }
+    pool = build_pool(template)
+    assert pool.unmodulated == ("inner",)
+    slots = {t.slot for t in pool.modulation_targets(low_rank=1)}
+    assert slots == {"outer"}
+    back = ModulePool.from_json_dict(pool.to_json_dict())
+    assert back.unmodulated == ("inner",)
+    assert [t.key("gamma") for t in back.modulation_targets(low_rank=0)] == [
+        t.key("gamma") for t in pool.modulation_targets(low_rank=0)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"modulate": "no"}, r"router\.template\.nodes\.inner\.modulate: must be true or false"),
+        ({"modulated": False}, r"router\.template\.nodes\.inner: unknown key\(s\) \['modulated'\]"),
+    ],
+)
+def test_bad_node_keys_name_the_key(spec, match):
+    template = {
+        "nodes": {
+            "inner": {**TEMPLATE["nodes"]["inner"], **spec},
+            "outer": TEMPLATE["nodes"]["outer"],
+        },
+        "edges": TEMPLATE["edges"],
+    }
+    with pytest.raises(ValueError, match=match):
+        build_pool(template)

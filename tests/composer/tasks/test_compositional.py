@@ -61,3 +61,20 @@ def test_descriptor_and_bad_arguments():
         CompositionalFamily(inner=["saw"])
     with pytest.raises(ValueError, match=r"held_out pair \['sine', 'tan'\]"):
         CompositionalFamily(held_out=[["sine", "tan"]])
+
+
+def test_param_range_narrows_the_inner_parameter():
+    g = torch.Generator().manual_seed(1)
+    fam = CompositionalFamily(param_range=(0.2, 0.3))
+    b = fam.sample(200, shots=4, query=4, generator=g)
+    assert float(b.info["param"].min()) >= 0.2 and float(b.info["param"].max()) < 0.3 + 1e-7
+    # the default range draws exactly what the family always drew
+    a = CompositionalFamily().sample(
+        8, shots=3, query=2, generator=torch.Generator().manual_seed(4)
+    )
+    c = CompositionalFamily(param_range=(0.0, 1.0)).sample(
+        8, shots=3, query=2, generator=torch.Generator().manual_seed(4)
+    )
+    torch.testing.assert_close(a.support_y, c.support_y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="param_range"):
+        CompositionalFamily(param_range=(0.5, 1.5))

@@ -1,0 +1,243 @@
+"""Cost and tightness of certifying adaptations, and the price of enforcing a spec in the inner loop.
+
+Part 1, per adaptation of a trained checkpoint (sinusoid 1-40-40-1; compositional: the routed
+learner's per-task exported graphs when they convert, else the monolithic MAML baseline):
+
+- ``fast ms``: ``symbolic.certify(tier="fast")`` on every claim of the spec file;
+- ``fast/true``: fast-tier deviation bound over the true max (dense grid, 20,001 points, 1-D);
+- ``bnb/true`` and ``bnb s``: branch-and-bound tightened bound (rel. gap 1%, 5 s budget) over it;
+- ``dec@1.1``: deviation claim set 10% above the true max, refine tier, 5 s: outcome and seconds;
+- ``exact``: the same claim in the exact z3 tier (first ``--exact-tasks`` adaptations only);
+- ``spec fast/refine``: fraction of the spec file's claims decided by each tier.
+
+Part 2 (``--enforce``): meta-test adaptation pushed far (inner lr x ``--lr-scale``, ``--steps``
+steps) under enforce modes off / check / reject / project: query MSE, fraction of final
+adaptations certified (re-checked from scratch), enforcement seconds per task.
+
+    metacompose train configs/sinusoid.yaml trainer.max_steps=2000 out_dir=/tmp/v name=sin
+    python scripts/bench_verify.py --sinusoid /tmp/v/sin/checkpoints/last.ckpt \
+        --compositional /tmp/v/routed_relu/checkpoints/last.ckpt \
+        --fallback /tmp/v/comp/checkpoints/last.ckpt --enforce
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+
+from composer.evaluate import load_checkpoint
+from composer.tasks.base import derive_seed
+from composer.verify import (
+    Enforcer,
+    UnsupportedModuleError,
+    adapt_tasks,
+    module_params,
+    pair_from_params,
+)
+from symbolic import (
+    BoxDomain,
+    DeviationBound,
+    NonFiniteError,
+    Objective,
+    StabilitySpec,
+    branch_and_bound,
+    certify,
+    exact_check,
+    load_spec,
+    propagate_pair,
+)
+from symbolic.fast_tier import split_boxes
+
+
+def true_max(pair, lo: float, hi: float) -> float:
+    x = torch.linspace(lo, hi, 20001, dtype=torch.float64).reshape(-1, 1)
+    with torch.no_grad():
+        return float(pair.deviation(x).abs().max())
+
+
+def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
+    learner, cfg, family = load_checkpoint(ckpt)
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "test", "bench_verify"))
+    batch = family.sample(
+        args.tasks, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="test"
+    )
+    ads = adapt_tasks(learner, batch)
+    try:
+        pairs = [(a, pair_from_params(a.graph, a.meta, a.adapted)) for a in ads]
+        source = "routed export" if ads[0].choice else "graph"
+    except UnsupportedModuleError as e:
+        if fallback is None:
+            raise
+        print(f"# {name}: {e}; falling back to the monolithic baseline {fallback}")
+        return bench_adaptations(name, fallback, spec_path, args)
+    spec = load_spec(spec_path)
+    lo, hi = spec.domain.lower[0], spec.domain.upper[0]
+    print(f"\n## {name} ({source}: {ckpt}), spec {spec_path}, {len(pairs)} adaptations")
+    print(
+        f"{'task':>4} {'fast ms':>8} {'fast/true':>9} {'bnb/true':>8} {'bnb s':>6} "
+        f"{'dec@1.1':>9} {'dec s':>6} {'exact':>8} {'exact s':>7} {'spec fast':>9} "
+        f"{'spec refine':>11}"
+    )
+    rows = []
+    xlo = torch.tensor([[lo]], dtype=torch.float64)
+    xhi = torch.tensor([[hi]], dtype=torch.float64)
+    dev = Objective("deviation", 0)
+    for t, (a, pair) in enumerate(pairs):
+        mp = module_params(a.graph, a.meta, a.adapted)
+        certify(pair, spec, tier="fast", module_params=mp)  # warm caches
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            rep_fast = certify(pair, spec, tier="fast", module_params=mp)
+            times.append(time.perf_counter() - t0)
+        fast_ms = 1000 * statistics.median(times)
+        tm = true_max(pair, lo, hi)
+        blo, bhi = split_boxes(xlo, xhi, 16)
+        fast_bound = float(dev.upper(propagate_pair(pair, blo, bhi)[pair.meta.output]).max())
+        res = branch_and_bound(
+            pair, dev, xlo, xhi, threshold=None, rel_gap=0.01, time_budget_s=args.timeout
+        )
+        claim = StabilitySpec(
+            domain=BoxDomain(lower=(lo,), upper=(hi,)),
+            deviation=DeviationBound(max_abs=(1.1 * tm,)),
+        )
+        t0 = time.perf_counter()
+        dec = certify(pair, claim, tier="refine", timeout_s=args.timeout).results[0]
+        dec_s = time.perf_counter() - t0
+        ex_status, ex_s = "-", float("nan")
+        if t < args.exact_tasks:
+            t0 = time.perf_counter()
+            ex_status = exact_check(
+                pair, dev, 1.1 * tm, xlo, xhi, timeout_s=args.exact_timeout
+            ).status
+            ex_s = time.perf_counter() - t0
+        rep_ref = certify(pair, spec, tier="refine", module_params=mp, timeout_s=args.timeout)
+
+        def decided(rep):
+            rs = [r for r in rep.results if r.status != "estimate"]
+            return sum(r.status in ("proved", "violated") for r in rs) / max(1, len(rs))
+
+        row = dict(
+            fast_ms=fast_ms,
+            fast_ratio=fast_bound / tm,
+            bnb_ratio=res.upper / tm,
+            bnb_s=res.seconds,
+            dec=dec.status,
+            dec_s=dec_s,
+            exact=ex_status,
+            exact_s=ex_s,
+            spec_fast=decided(rep_fast),
+            spec_refine=decided(rep_ref),
+        )
+        rows.append(row)
+        print(
+            f"{t:>4} {fast_ms:>8.1f} {row['fast_ratio']:>9.3f} {row['bnb_ratio']:>8.4f} "
+            f"{res.seconds:>6.2f} {dec.status:>9} {dec_s:>6.2f} {ex_status:>8} {ex_s:>7.2f} "
+            f"{row['spec_fast']:>9.2f} {row['spec_refine']:>11.2f}"
+        )
+    n = len(rows)
+    print(
+        f"summary {name}: fast median {statistics.median(r['fast_ms'] for r in rows):.1f} ms "
+        f"(max {max(r['fast_ms'] for r in rows):.1f}); refine decided "
+        f"{sum(r['dec'] != 'unknown' for r in rows)}/{n} claims at 1.1x true max within "
+        f"{args.timeout:.0f} s (max {max(r['dec_s'] for r in rows):.2f} s); bound ratio after "
+        f"refinement max {max(r['bnb_ratio'] for r in rows):.4f}, median "
+        f"{statistics.median(r['bnb_ratio'] for r in rows):.4f}; fast-tier ratio median "
+        f"{statistics.median(r['fast_ratio'] for r in rows):.2f}"
+    )
+    return rows
+
+
+def bench_enforcement(ckpt, spec_path, args) -> None:
+    learner, cfg, family = load_checkpoint(ckpt)
+    spec = load_spec(spec_path)
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "test", "bench_enforce"))
+    batch = family.sample(
+        args.enforce_tasks, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="test"
+    )
+    learner.inner_lr = cfg.algo.inner_lr * args.lr_scale
+    print(
+        f"\n## enforcement: {ckpt}, spec {spec_path}, {args.enforce_tasks} tasks, inner lr "
+        f"{learner.inner_lr:g}, {args.steps} steps (every={args.every})"
+    )
+    print(
+        f"{'mode':>8} {'mse mean':>10} {'mse median':>10} {'certified':>10} {'rolled back':>11} "
+        f"{'projected':>9} "
+        f"{'enforce s/task':>14} {'total s':>8}"
+    )
+    meta = {k: v.detach() for k, v in learner.graph.named_parameters()}
+    for mode in ("off", "check", "reject", "project"):
+        enforcer = Enforcer(spec=spec, mode=mode, every=args.every, max_halvings=args.max_halvings)
+        learner.enforcer = None if mode == "off" else enforcer
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fast, frozen = learner.adapt(
+                batch.support_x, batch.support_y, steps=args.steps, first_order=True
+            )
+            mse = learner.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)
+        total = time.perf_counter() - t0
+        ok = 0
+        for t in range(batch.num_tasks):
+            adapted = {**meta, **{k: v[t].detach() for k, v in fast.items()}}
+            if not all(bool(torch.isfinite(v).all()) for v in adapted.values()):
+                continue
+            with contextlib.suppress(NonFiniteError):
+                rep = certify(
+                    pair_from_params(learner.graph, meta, adapted),
+                    spec,
+                    module_params=module_params(learner.graph, meta, adapted),
+                )
+                ok += rep.status == "proved"
+        s = enforcer.stats
+        print(
+            f"{mode:>8} {float(mse.mean()):>10.4g} {float(mse.median()):>10.4g} "
+            f"{ok:>6}/{batch.num_tasks:<3} "
+            f"{s.rolled_back:>11} {s.projected:>9} {s.seconds / batch.num_tasks:>14.4f} "
+            f"{total:>8.2f}"
+        )
+    learner.enforcer = None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sinusoid", help="sinusoid checkpoint")
+    p.add_argument("--sinusoid-spec", default="configs/bounds/sinusoid.yaml")
+    p.add_argument("--compositional", help="compositional checkpoint (routed or monolithic)")
+    p.add_argument(
+        "--fallback", help="monolithic baseline checkpoint if the routed one won't convert"
+    )
+    p.add_argument("--compositional-spec", default="configs/bounds/compositional.yaml")
+    p.add_argument("--tasks", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5, help="fast-tier timing repeats (median)")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--exact-tasks", type=int, default=1)
+    p.add_argument("--exact-timeout", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--enforce", action="store_true", help="also run part 2 on --sinusoid")
+    p.add_argument("--enforce-tasks", type=int, default=25)
+    p.add_argument("--lr-scale", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--max-halvings", type=int, default=8)
+    p.add_argument("--every", choices=("end", "step"), default="end")
+    args = p.parse_args()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
+    if args.sinusoid and args.tasks > 0:
+        bench_adaptations("sinusoid", args.sinusoid, args.sinusoid_spec, args)
+    if args.compositional and args.tasks > 0:
+        bench_adaptations(
+            "compositional",
+            args.compositional,
+            args.compositional_spec,
+            args,
+            fallback=args.fallback,
+        )
+    if args.enforce and args.sinusoid:
+        bench_enforcement(args.sinusoid, args.sinusoid_spec, args)
+
+
+if __name__ == "__main__":
+    main()

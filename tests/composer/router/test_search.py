@@ -1,0 +1,198 @@
+"""Routing by search: enumeration order, the vmapped search against a hand-unrolled float64 loop,
+search-routed meta-training (router gradients) and support-search routing at evaluation."""
+
+import itertools
+
+import pytest
+import torch
+
+from composer.router import RoutedMetaLearner, TemperatureSchedule, build_pool
+from composer.router.build import build_router
+from composer.router.pool import route_key
+from composer.router.search import MAX_COMBINATIONS, route_combinations, search_routes
+from composer.tasks import CompositionalFamily
+
+T, K, Q = 4, 6, 5
+TEMPLATE = {
+    "nodes": {
+        "pre": {"type": "Linear", "args": {"in_features": 1, "out_features": 1}},
+        "inner": {
+            "type": "MLPBlock",
+            "candidates": 3,
+            "modulate": False,
+            "args": {"in_features": 1, "hidden": [6], "out_features": 1, "activation": "tanh"},
+        },
+        "outer": {
+            "type": "MLPBlock",
+            "candidates": 2,
+            "modulate": False,
+            "args": {
+                "in_features": 1,
+                "hidden": [5],
+                "out_features": 1,
+                "activation": "tanh",
+                "activate_output": False,
+            },
+        },
+    },
+    "edges": [["pre", "inner"], ["inner", "outer"]],
+}
+LR = 0.3
+
+
+def make_learner(**kw):
+    torch.manual_seed(5)
+    pool = build_pool(TEMPLATE)
+    router = build_router(
+        pool=pool,
+        in_features=1,
+        out_features=1,
+        encoder_hidden=8,
+        embedding=6,
+        hidden=8,
+        routed=True,
+        film=True,
+        low_rank=0,
+    )
+    learner = RoutedMetaLearner(
+        pool=pool,
+        router=router,
+        inner_lr=LR,
+        inner_steps=1,
+        eval_inner_steps=2,
+        adapt_nodes=["pre"],
+        schedule=TemperatureSchedule(start=1.0, end=0.1, steps=10),
+        seed=3,
+        **kw,
+    )
+    with torch.no_grad():  # non-zero generated FiLM of the "pre" slot, so that it matters
+        learner.router.modulation.weight.normal_(0.0, 0.3)
+    return learner.double()
+
+
+def batch(n=T):
+    fam = CompositionalFamily()
+    return fam.sample(n, shots=K, query=Q, generator=torch.Generator().manual_seed(2)).to(
+        "cpu", torch.float64
+    )
+
+
+def reference_losses(learner, b, *, steps, score_x, score_y):
+    """(K, T) score loss of every joint choice, one task and one choice at a time, by hand."""
+    pool = learner.graph
+    out = learner.router(torch.cat([b.support_x, b.support_y], -1))
+    base = {k: v.detach() for k, v in pool.named_parameters()}
+    rows = []
+    for combo in itertools.product(range(3), range(2)):
+        row = []
+        for t in range(b.num_tasks):
+            w = dict(base)
+            w.update({k: v[t].detach() for k, v in out.modulations.items()})
+            w[route_key("inner")] = torch.nn.functional.one_hot(torch.tensor(combo[0]), 3).double()
+            w[route_key("outer")] = torch.nn.functional.one_hot(torch.tensor(combo[1]), 2).double()
+            fast = {k: w[k].clone().requires_grad_(True) for k in learner.module_keys}
+            for _ in range(steps):
+                pred = pool.apply_params({**w, **fast}, b.support_x[t])
+                loss = ((pred - b.support_y[t]) ** 2).mean()
+                g = torch.autograd.grad(loss, list(fast.values()))
+                fast = {
+                    k: (v - LR * gk).detach().requires_grad_(True)
+                    for (k, v), gk in zip(fast.items(), g)
+                }
+            pred = pool.apply_params({**w, **fast}, score_x[t])
+            row.append(((pred - score_y[t]) ** 2).mean().detach())
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def test_route_combinations_order_and_limit():
+    combos = route_combinations({"a": 3, "b": 2})
+    assert combos.tolist() == [list(c) for c in itertools.product(range(3), range(2))]
+    with pytest.raises(ValueError, match="exceeds"):
+        route_combinations({"a": MAX_COMBINATIONS, "b": 2})
+
+
+def test_search_matches_hand_unrolled_loop():
+    learner, b = make_learner(), batch()
+    out = learner.router(torch.cat([b.support_x, b.support_y], -1))
+    fast, frozen, lrs = learner.task_params(out, {})
+    choice, losses = search_routes(
+        learner.graph,
+        fast,
+        frozen,
+        lrs,
+        (b.support_x, b.query_x),
+        (b.support_y, b.query_y),
+        steps=2,
+        loss="mse",
+    )
+    ref = reference_losses(learner, b, steps=2, score_x=b.query_x, score_y=b.query_y)
+    torch.testing.assert_close(losses, ref, atol=1e-10, rtol=1e-8)
+    best = route_combinations({"inner": 3, "outer": 2})[ref.argmin(dim=0)]
+    assert choice["inner"].tolist() == best[:, 0].tolist()
+    assert choice["outer"].tolist() == best[:, 1].tolist()
+
+
+def test_searched_meta_step_trains_router_and_pool():
+    learner, b = make_learner(search_steps=5), batch()
+    learner.train()
+    assert learner.searching
+    step = learner.meta_step(b)
+    step.objective.backward()
+    for name in ("logits.inner.weight", "logits.outer.weight", "encoder.phi.layers.0.weight"):
+        g = dict(learner.router.named_parameters())[name].grad
+        assert g is not None and g.abs().sum() > 0, name
+    pool_grads = [p.grad for k, p in learner.graph.named_parameters() if k.startswith("inner.")]
+    assert any(g is not None and g.abs().sum() > 0 for g in pool_grads)
+    assert int(learner.meta_iterations) == 1
+    learner.eval()
+    assert not learner.searching
+
+
+def test_annealed_choice_is_the_best_when_cold():
+    learner = make_learner(search_steps=5, search_noise=True)
+    losses = torch.rand(6, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    losses[torch.arange(50) % 6, torch.arange(50)] = 1e-3  # a clear best per task
+    learner.schedule = TemperatureSchedule(start=1e-4, end=1e-4, steps=0)
+    best = route_combinations({"inner": 3, "outer": 2})[losses.argmin(dim=0)]
+    choice = learner.anneal_choice(losses)
+    assert choice["inner"].tolist() == best[:, 0].tolist()
+    assert choice["outer"].tolist() == best[:, 1].tolist()
+
+
+def test_eval_search_routing_picks_lowest_support_loss():
+    learner, b = make_learner(eval_routing="search"), batch()
+    learner.eval()
+    ref = reference_losses(learner, b, steps=2, score_x=b.support_x, score_y=b.support_y)
+    best = route_combinations({"inner": 3, "outer": 2})[ref.argmin(dim=0)]
+    choice = learner.choices(b)
+    assert choice["inner"].tolist() == best[:, 0].tolist()
+    assert choice["outer"].tolist() == best[:, 1].tolist()
+    # evaluation runs the same routing: step-0 query loss equals the hand-routed model's
+    curve = learner.evaluate(b, steps=0)
+    out = learner.router(torch.cat([b.support_x, b.support_y], -1))
+    for t in range(T):
+        w = {k: v.detach() for k, v in learner.graph.named_parameters()}
+        w.update({k: v[t].detach() for k, v in out.modulations.items()})
+        w[route_key("inner")] = torch.nn.functional.one_hot(best[t, 0], 3).double()
+        w[route_key("outer")] = torch.nn.functional.one_hot(best[t, 1], 2).double()
+        pred = learner.graph.apply_params(w, b.query_x[t])
+        torch.testing.assert_close(curve[0, t], ((pred - b.query_y[t]) ** 2).mean())
+
+
+def test_bad_search_arguments():
+    with pytest.raises(ValueError, match="eval_routing"):
+        make_learner(eval_routing="oracle")
+    with pytest.raises(ValueError, match="search_steps"):
+        make_learner(search_steps=-1)
+
+
+def test_inspect_reports_the_searched_routing():
+    from composer.router.inspection import inspect_routed
+
+    learner, b = make_learner(eval_routing="search"), batch()
+    learner.eval()
+    choice = learner.choices(b)
+    graphs = inspect_routed(learner, CompositionalFamily(), b)
+    for t, tg in enumerate(graphs):
+        assert tg.choice == {s: int(c[t]) for s, c in choice.items()}
