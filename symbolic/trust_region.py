@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -49,6 +50,8 @@ def certify_trust_region(
         return Unknown(f"{region.claim}: non-finite weight change"), float("nan")
     sq = region.norm == "l2"
     d_lo, d_hi = norm_bounds(delta, region.norm)
+    if not math.isfinite(d_hi):  # e.g. a squared L2 norm past float64's range
+        return Unknown(f"{region.claim}: weight-change norm overflows float64"), float("inf")
     observed = d_hi**0.5 if sq else d_hi
     limit = Fraction(repr(region.bound))
     lim_pow = limit * limit if sq else limit
@@ -57,6 +60,8 @@ def certify_trust_region(
     facts = [Fact("delta", dn <= z3_rational(rational_upper(d_hi)), f"{what} <= {d_hi:.9g}")]
     if region.relative:
         m_lo, m_hi = norm_bounds(m, region.norm)
+        if not math.isfinite(m_hi):
+            return Unknown(f"{region.claim}: meta-weight norm overflows float64"), float("nan")
         mn = z3.Real(f"mnorm[{region.module}]")
         mtext = "||meta||_2^2" if sq else "||meta||_inf"
         facts.append(

@@ -38,3 +38,13 @@ def test_a_limit_inside_the_rounding_gap_is_not_proved():
     assert res.status in ("unknown", "proved")
     if res.status == "proved":  # only if the float bound really sits below 0.3
         assert res.certificate.bound <= 0.3
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_huge_but_finite_change_is_unknown_not_a_crash(relative):
+    """||delta||_2^2 overflows float64 although every entry is finite: sound answer is unknown."""
+    m = [torch.ones(4, dtype=torch.float64)]
+    a = [torch.full((4,), 1e200, dtype=torch.float64)]
+    region = TrustRegion(module="m", norm="l2", bound=1.0, relative=relative)
+    res, _ = certify_trust_region(region, m, a)
+    assert res.status == "unknown" and "overflows" in res.reason
