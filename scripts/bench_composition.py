@@ -6,7 +6,7 @@ held-out (f, g) combinations (mean over seeds, 95% t-interval over seeds), and r
 between the joint slot choice and the joint true (f, g), and per slot against its best-matching
 primitive.
 
-    python scripts/bench_composition.py                 # 3 variants x 3 seeds (2 CPU cores, shared: ~16 min)
+    python scripts/bench_composition.py                 # 5 variants x 3 seeds (2 shared CPU cores: ~30 min)
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
 """
 

@@ -73,6 +73,7 @@ class TrainerConfig:
     deterministic: bool = False
     logger: str = "csv"  # csv (run_dir/metrics.csv) | tensorboard (if installed) | none
     max_bad_tasks: int | None = 1000  # stop once more NaN/Inf tasks were dropped (None: never)
+    cpu_threads: int | None = 1  # torch intra-op threads per process on CPU (None: torch's default)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -123,6 +124,10 @@ def train(
         BadInputError: more NaN/Inf tasks than ``trainer.max_bad_tasks``.
     """
     check_accelerator(cfg)
+    if cfg.trainer.cpu_threads is not None:
+        # Meta-learning on CPU is many small ops: extra intra-op threads mostly spin. One thread
+        # per process is fastest for the shipped configs (and avoids oversubscription under DDP).
+        torch.set_num_threads(cfg.trainer.cpu_threads)
     ckpt_path = None
     if resume is not None:
         ckpt_path, run_dir, step = resolve_resume(resume)
