@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -43,7 +45,7 @@ class MLPBlock(TypedModule):
         )
         widths = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(a, b))
             if i < len(widths) - 2 or activate_output:
                 layers.append(make_activation(activation))

@@ -55,7 +55,11 @@ def worker(args: argparse.Namespace) -> None:
         n += 1
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"its": n / elapsed, "peak_mb": peak / 1024, "delta_mb": (peak - base_rss) / 1024}))
+    print(
+        json.dumps(
+            {"its": n / elapsed, "peak_mb": peak / 1024, "delta_mb": (peak - base_rss) / 1024}
+        )
+    )
 
 
 def run_one(mode: str, order: int, steps: int, threads: int, seconds: float) -> dict:
@@ -88,17 +92,22 @@ def main() -> None:
         worker(args)
         return
     print(f"sinusoid MLP 1-40-40-1, meta-batch 25, K=10, torch.set_num_threads({args.threads})")
-    header = (f"{'order':>5} {'inner':>5} | {'vmap it/s':>9} {'loop it/s':>9} {'speed-up':>8} | "
-              f"{'vmap peak MB':>12} {'delta MB':>8} | {'loop peak MB':>12} {'delta MB':>8}")
+    header = (
+        f"{'order':>5} {'inner':>5} | {'vmap it/s':>9} {'loop it/s':>9} {'speed-up':>8} | "
+        f"{'vmap peak MB':>12} {'delta MB':>8} | {'loop peak MB':>12} {'delta MB':>8}"
+    )
     print(header)
     print("-" * len(header))
     for order in (1, 2):
         for steps in (int(s) for s in args.steps.split(",")):
             v = run_one("vmap", order, steps, args.threads, args.seconds)
             loop = run_one("loop", order, steps, args.threads, args.seconds)
-            print(f"{order:>5} {steps:>5} | {v['its']:>9.1f} {loop['its']:>9.1f} "
-                  f"{v['its'] / loop['its']:>7.1f}x | {v['peak_mb']:>12.0f} {v['delta_mb']:>8.1f} | "
-                  f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}", flush=True)
+            print(
+                f"{order:>5} {steps:>5} | {v['its']:>9.1f} {loop['its']:>9.1f} "
+                f"{v['its'] / loop['its']:>7.1f}x | {v['peak_mb']:>12.0f} {v['delta_mb']:>8.1f} | "
+                f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ _QUIET = (
 __all__ = ["CHECKPOINT_FORMAT", "TrainResult", "check_accelerator", "resolve_resume", "train"]
 
 
-
 class _DropAdverts(logging.Filter):
     """Drop Lightning's start-up advert for its cloud logger; keep every other message."""
 
@@ -54,6 +53,7 @@ class _DropAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+
 
 @dataclass
 class TrainResult:

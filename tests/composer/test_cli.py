@@ -52,8 +52,15 @@ def test_train_writes_run_folder_and_prints_it_last(run_dir, capsys):
 
 def test_train_prints_run_dir_as_last_line(tmp_path, capsys):
     code = main(
-        ["train", CONFIG, "trainer.max_steps=2", "trainer.enable_progress_bar=false",
-         "data.val_tasks=25", f"out_dir={tmp_path}", "name=two"]
+        [
+            "train",
+            CONFIG,
+            "trainer.max_steps=2",
+            "trainer.enable_progress_bar=false",
+            "data.val_tasks=25",
+            f"out_dir={tmp_path}",
+            "name=two",
+        ]
     )
     assert code == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "two")
@@ -90,7 +97,9 @@ class _Payload:
 
 
 @pytest.mark.parametrize("kind", ["hostile", "truncated", "garbage", "missing"])
-def test_bad_checkpoints_are_refused_with_one_line_and_nothing_runs(kind, run_dir, tmp_path, capsys):
+def test_bad_checkpoints_are_refused_with_one_line_and_nothing_runs(
+    kind, run_dir, tmp_path, capsys
+):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "bad.ckpt"
     if kind == "hostile":

@@ -14,9 +14,9 @@ def sample(seed, n=50, split="train"):
 def test_distribution_matches_finn_et_al():
     b = sample(0, n=2000)
     amp, phase = b.info["amplitude"], b.info["phase"]
-    assert 0.1 <= amp.min() and amp.max() <= 5.0
-    assert 0.0 <= phase.min() and phase.max() <= math.pi
-    assert -5.0 <= b.support_x.min() and b.support_x.max() <= 5.0
+    assert amp.min() >= 0.1 and amp.max() <= 5.0
+    assert phase.min() >= 0.0 and phase.max() <= math.pi
+    assert b.support_x.min() >= -5.0 and b.support_x.max() <= 5.0
     assert abs(amp.mean().item() - 2.55) < 0.1  # mean of U[0.1, 5]
     assert b.support_x.shape == (2000, 10, 1) and b.query_y.shape == (2000, 10, 1)
     expected = amp.view(-1, 1, 1) * torch.sin(b.query_x - phase.view(-1, 1, 1))
