@@ -7,6 +7,8 @@ between the joint slot choice and the joint true (f, g), and per slot against it
 primitive.
 
     python scripts/bench_composition.py                 # 5 variants x 3 seeds (2 shared CPU cores: ~30 min)
+    python scripts/bench_composition.py --tasks 200 --variants id-structured id-search id-uniform id-maml
+                                                        # the identifiable primitive set (docs/router.md)
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
 """
 
@@ -32,6 +34,11 @@ VARIANTS = {
     "structured": "configs/compositional_structured.yaml",
     "uniform": "configs/compositional_uniform.yaml",
     "maml": "configs/compositional_maml.yaml",
+    # the same variants on the identifiable primitive set (task.args.preset: identifiable)
+    "id-structured": "configs/compositional_identifiable_structured.yaml",
+    "id-search": "configs/compositional_identifiable_search.yaml",
+    "id-uniform": "configs/compositional_identifiable_uniform.yaml",
+    "id-maml": "configs/compositional_identifiable_maml.yaml",
 }
 
 
@@ -118,7 +125,7 @@ def bench_composition(args) -> None:
                 (idd.mean().item(), held.mean().item(), nmi, n_params)
             )
             print(
-                f"{variant:10s} seed {seed}: params {n_params}, train {secs:.0f} s, "
+                f"{variant:13s} seed {seed}: params {n_params}, train {secs:.0f} s, "
                 f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
                 f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}",
                 flush=True,
@@ -128,7 +135,7 @@ def bench_composition(args) -> None:
     )
     print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
     print(
-        f"{'variant':10s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
+        f"{'variant':13s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
     )
     for variant, rs in rows.items():
         i_m, i_c = ci95([r[0] for r in rs])
@@ -136,7 +143,7 @@ def bench_composition(args) -> None:
         nm = [r[2]["joint"] for r in rs if r[2]]
         nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
         print(
-            f"{variant:10s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
+            f"{variant:13s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
         )
 
 
@@ -175,7 +182,7 @@ def bench_sinusoid(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS)[:5], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument(
         "--steps", type=int, default=None, help="meta-iterations (default: the configs')"
