@@ -447,7 +447,6 @@ class RoutedMetaLearner(nn.Module):
             return {s: w.argmax(dim=-1) for s, w in weights.items()}
         return {s: lg.argmax(dim=-1) for s, lg in out.logits.items()}
 
-
     # The Gumbel-noise generator's position is part of the state, so a resumed run draws the same
     # noise as an uninterrupted one (saved in state_dict as ``_extra_state``; weights_only-safe).
     def get_extra_state(self) -> dict[str, torch.Tensor]:
@@ -455,6 +454,7 @@ class RoutedMetaLearner(nn.Module):
 
     def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         self.noise_generator.set_state(state["noise_generator"])
+
 
 def _lr_name(key: str) -> str:
     return key.replace(".", "__").replace("*", "all")
