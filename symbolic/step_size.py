@@ -7,17 +7,49 @@ with ``J`` the Jacobian of the meta network's outputs with respect to its Affine
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import torch
 from torch.func import jacrev
 
 from symbolic.network import Network
 from symbolic.results import Estimate
 
+_CACHE: OrderedDict[str, float] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _digest(tensors: tuple[torch.Tensor, ...]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
 
 def gauss_newton_smoothness(net: Network, x: torch.Tensor) -> float:
-    """``lambda_max`` of the MSE Gauss-Newton matrix at inputs ``x`` of shape ``(N, n)``."""
+    """``lambda_max`` of the MSE Gauss-Newton matrix at inputs ``x`` of shape ``(N, n)``.
+
+    It depends on the meta network only, which every adaptation of one learner shares, so results
+    are memoised by a digest of the weights and inputs (certifying N adaptations computes it once).
+    """
     names = [nd.name for nd in net.affine_nodes()]
     params = tuple(t for nd in net.affine_nodes() for t in (nd.op.weight, nd.op.bias))
+    key = _digest((*params, x)) + "/" + ",".join(names)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _gauss_newton_smoothness(net, names, params, x)
+    _CACHE[key] = value
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def _gauss_newton_smoothness(
+    net: Network, names: list[str], params: tuple[torch.Tensor, ...], x: torch.Tensor
+) -> float:
 
     def f(*ps: torch.Tensor) -> torch.Tensor:
         pairs = {k: (ps[2 * i], ps[2 * i + 1]) for i, k in enumerate(names)}
