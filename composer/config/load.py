@@ -50,6 +50,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as e:
             raise ConfigError(f"{path}: override {key}: {_describe(e)}") from e
+        except yaml.YAMLError as e:  # the value is not YAML (e.g. "{a:[1]}" lacks a space)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}: override {key}: value is not valid YAML ({problem})") from e
     return cfg
 
 

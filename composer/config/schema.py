@@ -87,6 +87,9 @@ class RouterConfig:
     hidden: int = 64  # hypernetwork trunk width
     descriptor_dim: int = 0  # size of a vector task descriptor fed to the router (0: none)
     descriptor_classes: int = 0  # number of categorical descriptor ids (0: none)
+    # routed slot -> [start, stop) of the vector descriptor; that slot's logits read only that
+    # slice (program-given routing, e.g. {inner: [0, 4], outer: [4, 8]}); {}: all from the trunk
+    descriptor_slots: dict[str, list[int]] = field(default_factory=dict)
     routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
     low_rank: int = 0  # rank of generated weight deltas (0: off)

@@ -28,6 +28,7 @@ def build_router(
     low_rank: int,
     descriptor_dim: int = 0,
     descriptor_classes: int = 0,
+    descriptor_slots: dict[str, tuple[int, int]] | None = None,
 ) -> RouterHypernetwork:
     """Task encoder over ``(x, y)`` pairs + hypernetwork heads for ``pool``."""
     encoder = SetEncoder(
@@ -42,6 +43,7 @@ def build_router(
         descriptor_dim=descriptor_dim,
         descriptor_classes=descriptor_classes,
         film=film,
+        descriptor_slots=descriptor_slots,
     )
 
 
@@ -61,19 +63,25 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
                 f"{family.in_space}"
             )
         classification = loss == "cross_entropy"
-        router = build_router(
-            pool=pool,
-            in_features=family.in_space.numel,
-            out_features=family.out_dim,
-            encoder_hidden=r.encoder_hidden,
-            embedding=r.embedding,
-            hidden=r.hidden,
-            routed=r.routing == "learned",
-            film=r.film,
-            low_rank=r.low_rank,
-            descriptor_dim=r.descriptor_dim,
-            descriptor_classes=r.descriptor_classes,
-        )
+        if r.descriptor_slots and r.routing != "learned":
+            raise ConfigError("router.descriptor_slots needs router.routing: learned")
+        try:
+            router = build_router(
+                pool=pool,
+                in_features=family.in_space.numel,
+                out_features=family.out_dim,
+                encoder_hidden=r.encoder_hidden,
+                embedding=r.embedding,
+                hidden=r.hidden,
+                routed=r.routing == "learned",
+                film=r.film,
+                low_rank=r.low_rank,
+                descriptor_dim=r.descriptor_dim,
+                descriptor_classes=r.descriptor_classes,
+                descriptor_slots={k: tuple(v) for k, v in r.descriptor_slots.items()},
+            )
+        except ValueError as e:
+            raise ConfigError(f"router: {e}") from e
     try:
         return RoutedMetaLearner(
             pool=pool,

@@ -56,6 +56,11 @@ class RouterHypernetwork(nn.Module):
         descriptor_dim: size of a vector descriptor (0: none).
         descriptor_classes: number of categorical descriptor ids (0: none).
         film: generate FiLM ``gamma``/``beta`` (else only low-rank deltas, if ranked targets).
+        descriptor_slots: routed slot -> ``[start, stop)`` of a vector descriptor. That slot's
+            logits are a linear function of ``descriptor[:, start:stop]`` alone (program-given
+            routing: e.g. the inner slot reads the one-hot of the inner primitive, the outer slot
+            the one-hot of the outer one), so routing factorises over slots by construction;
+            other slots keep their heads on the trunk.
     """
 
     def __init__(
@@ -68,10 +73,24 @@ class RouterHypernetwork(nn.Module):
         descriptor_dim: int = 0,
         descriptor_classes: int = 0,
         film: bool = True,
+        descriptor_slots: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         if descriptor_dim and descriptor_classes:
             raise ValueError("give descriptor_dim or descriptor_classes, not both")
+        self.descriptor_slots = {
+            s: (int(a), int(b)) for s, (a, b) in (descriptor_slots or {}).items()
+        }
+        for slot, (start, stop) in self.descriptor_slots.items():
+            if slot not in slot_sizes:
+                raise ValueError(
+                    f"descriptor_slots: {slot!r} is not a routed slot; routed: {sorted(slot_sizes)}"
+                )
+            if not 0 <= start < stop <= descriptor_dim:
+                raise ValueError(
+                    f"descriptor_slots.{slot}: [{start}, {stop}) is not a slice of the "
+                    f"{descriptor_dim}-dim descriptor (router.descriptor_dim)"
+                )
         self.encoder = encoder
         self.descriptor_dim = int(descriptor_dim)
         self.descriptor_embed = (
@@ -79,7 +98,17 @@ class RouterHypernetwork(nn.Module):
         )
         width = encoder.out_space.dim * (2 if descriptor_classes else 1) + self.descriptor_dim
         self.trunk = MLPBlock(in_features=width, hidden=[], out_features=hidden)
-        self.logits = nn.ModuleDict({s: nn.Linear(hidden, c) for s, c in slot_sizes.items()})
+        self.logits = nn.ModuleDict(
+            {
+                s: nn.Linear(
+                    self.descriptor_slots[s][1] - self.descriptor_slots[s][0]
+                    if s in self.descriptor_slots
+                    else hidden,
+                    c,
+                )
+                for s, c in slot_sizes.items()
+            }
+        )
         self.layout: list[tuple[str, tuple[int, ...]]] = []
         for t in targets:
             for kind, shape in t.shapes().items():
@@ -112,7 +141,13 @@ class RouterHypernetwork(nn.Module):
             else:
                 e = torch.cat([e, descriptor.to(e)], dim=-1)
         h = self.trunk(e)
-        logits = {s: head(h) for s, head in self.logits.items()}
+        logits = {}
+        for s, head in self.logits.items():
+            if s in self.descriptor_slots:
+                start, stop = self.descriptor_slots[s]
+                logits[s] = head(descriptor.to(h)[:, start:stop])
+            else:
+                logits[s] = head(h)
         mods: dict[str, torch.Tensor] = {}
         if self.modulation is not None:
             flat = self.modulation(h)

@@ -94,8 +94,10 @@ class CompositionalFamily:
         x_range: input range.
         param_range: range of the inner primitive's parameter ``p`` (within ``[0, 1]``); a
             narrower range makes each primitive closer to one fixed shape.
-        descriptor: ``"none"``, or ``"onehot"`` to give the learner the one-hot of (f, g) as a
-            ``(T, len(inner) + len(outer))`` task descriptor (context-aware adaptation).
+        descriptor: ``"none"``; ``"onehot"`` to give the learner the one-hot of (f, g) as a
+            ``(T, len(inner) + len(outer))`` task descriptor (context-aware adaptation); or
+            ``"input"`` to append that one-hot to every input point instead (``x`` becomes
+            ``(1 + len(inner) + len(outer))``-dim: how a plain network gets the same context).
     """
 
     name = "compositional"
@@ -129,8 +131,8 @@ class CompositionalFamily:
             raise ValueError(
                 f"param_range must satisfy 0 <= lo <= hi <= 1, got {list(param_range)}"
             )
-        if descriptor not in ("none", "onehot"):
-            raise ValueError(f"descriptor must be 'none' or 'onehot', got {descriptor!r}")
+        if descriptor not in ("none", "onehot", "input"):
+            raise ValueError(f"descriptor must be 'none', 'onehot' or 'input', got {descriptor!r}")
         self.inner = tuple(inner)
         self.outer = tuple(outer)
         held = set()
@@ -147,6 +149,8 @@ class CompositionalFamily:
         self.x_range = tuple(x_range)
         self.param_range = tuple(param_range)
         self.descriptor = descriptor
+        if descriptor == "input":
+            self.in_space = Space("vec", 1 + len(self.inner) + len(self.outer))
 
     @property
     def factors(self) -> dict[str, tuple[str, ...]]:
@@ -194,7 +198,7 @@ class CompositionalFamily:
             y[t] = amp[t] * OUTER[self.outer[int(g_id[t])]](u)
         held = torch.tensor([(int(a), int(b)) in self.held_out for a, b in pick], dtype=torch.int64)
         descriptor = None
-        if self.descriptor == "onehot":
+        if self.descriptor != "none":
             descriptor = torch.cat(
                 [
                     torch.nn.functional.one_hot(f_id, len(self.inner)),
@@ -202,6 +206,9 @@ class CompositionalFamily:
                 ],
                 dim=1,
             ).float()
+        if self.descriptor == "input":
+            x = torch.cat([x, descriptor[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
+            descriptor = None
         return TaskBatch(
             support_x=x[:, :shots],
             support_y=y[:, :shots],

@@ -64,6 +64,15 @@ def test_descriptor_and_bad_arguments():
     fam = CompositionalFamily(descriptor="onehot")
     b = fam.sample(3, shots=2, query=2, generator=torch.Generator().manual_seed(2))
     assert b.descriptor.shape == (3, 8) and torch.all(b.descriptor.sum(1) == 2)
+    # "input": the same one-hot appended to every input point; targets do not change
+    fam_in = CompositionalFamily(descriptor="input")
+    b_in = fam_in.sample(3, shots=2, query=2, generator=torch.Generator().manual_seed(2))
+    assert fam_in.in_space.numel == 9 and b_in.descriptor is None
+    assert torch.equal(b_in.support_x[..., :1], b.support_x)
+    assert torch.equal(b_in.support_y, b.support_y) and torch.equal(b_in.query_y, b.query_y)
+    assert torch.equal(b_in.query_x[..., 1:], b.descriptor[:, None, :].expand(-1, 2, -1))
+    with pytest.raises(ValueError, match="descriptor must be"):
+        CompositionalFamily(descriptor="label")
     with pytest.raises(ValueError, match="unknown inner primitive 'saw'"):
         CompositionalFamily(inner=["saw"])
     with pytest.raises(ValueError, match=r"held_out pair \['sine', 'tan'\]"):
