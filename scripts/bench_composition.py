@@ -9,6 +9,8 @@ primitive.
     python scripts/bench_composition.py                 # 5 variants x 3 seeds (2 shared CPU cores: ~30 min)
     python scripts/bench_composition.py --tasks 200 --variants id-structured id-search id-uniform id-maml
                                                         # the identifiable primitive set (docs/router.md)
+    python scripts/bench_composition.py --tasks 200 --variants id-program id-uniform-context id-maml-context
+                                                        # the family's (f, g) descriptor given to all three
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
 """
 
@@ -39,6 +41,10 @@ VARIANTS = {
     "id-search": "configs/compositional_identifiable_search.yaml",
     "id-uniform": "configs/compositional_identifiable_uniform.yaml",
     "id-maml": "configs/compositional_identifiable_maml.yaml",
+    # with the (f, g) one-hot descriptor: program-given routing and its two baselines
+    "id-program": "configs/compositional_identifiable_program.yaml",
+    "id-uniform-context": "configs/compositional_identifiable_uniform_context.yaml",
+    "id-maml-context": "configs/compositional_identifiable_maml_context.yaml",
 }
 
 
@@ -125,7 +131,7 @@ def bench_composition(args) -> None:
                 (idd.mean().item(), held.mean().item(), nmi, n_params)
             )
             print(
-                f"{variant:13s} seed {seed}: params {n_params}, train {secs:.0f} s, "
+                f"{variant:18s} seed {seed}: params {n_params}, train {secs:.0f} s, "
                 f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
                 f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}",
                 flush=True,
@@ -135,7 +141,7 @@ def bench_composition(args) -> None:
     )
     print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
     print(
-        f"{'variant':13s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
+        f"{'variant':18s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
     )
     for variant, rs in rows.items():
         i_m, i_c = ci95([r[0] for r in rs])
@@ -143,7 +149,7 @@ def bench_composition(args) -> None:
         nm = [r[2]["joint"] for r in rs if r[2]]
         nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
         print(
-            f"{variant:13s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
+            f"{variant:18s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
         )
 
 

@@ -90,6 +90,7 @@ class RouterConfig:
     # routed slot -> [start, stop) of the vector descriptor; that slot's logits read only that
     # slice (program-given routing, e.g. {inner: [0, 4], outer: [4, 8]}); {}: all from the trunk
     descriptor_slots: dict[str, list[int]] = field(default_factory=dict)
+    descriptor_one_to_one: bool = False  # descriptor_slots heads start as id i -> candidate i
     routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
     low_rank: int = 0  # rank of generated weight deltas (0: off)

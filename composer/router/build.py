@@ -29,6 +29,7 @@ def build_router(
     descriptor_dim: int = 0,
     descriptor_classes: int = 0,
     descriptor_slots: dict[str, tuple[int, int]] | None = None,
+    descriptor_one_to_one: bool = False,
 ) -> RouterHypernetwork:
     """Task encoder over ``(x, y)`` pairs + hypernetwork heads for ``pool``."""
     encoder = SetEncoder(
@@ -44,6 +45,7 @@ def build_router(
         descriptor_classes=descriptor_classes,
         film=film,
         descriptor_slots=descriptor_slots,
+        descriptor_one_to_one=descriptor_one_to_one,
     )
 
 
@@ -79,6 +81,7 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
                 descriptor_dim=r.descriptor_dim,
                 descriptor_classes=r.descriptor_classes,
                 descriptor_slots={k: tuple(v) for k, v in r.descriptor_slots.items()},
+                descriptor_one_to_one=r.descriptor_one_to_one,
             )
         except ValueError as e:
             raise ConfigError(f"router: {e}") from e

@@ -61,6 +61,10 @@ class RouterHypernetwork(nn.Module):
             routing: e.g. the inner slot reads the one-hot of the inner primitive, the outer slot
             the one-hot of the outer one), so routing factorises over slots by construction;
             other slots keep their heads on the trunk.
+        descriptor_one_to_one: start every ``descriptor_slots`` head as the one-to-one map
+            "descriptor id i -> candidate i" (logit 5 for it, 0 for the others) instead of a
+            random linear map; the map is still learned. Needs slices as wide as the slot's
+            candidates.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class RouterHypernetwork(nn.Module):
         descriptor_classes: int = 0,
         film: bool = True,
         descriptor_slots: dict[str, tuple[int, int]] | None = None,
+        descriptor_one_to_one: bool = False,
     ) -> None:
         super().__init__()
         if descriptor_dim and descriptor_classes:
@@ -109,6 +114,19 @@ class RouterHypernetwork(nn.Module):
                 for s, c in slot_sizes.items()
             }
         )
+        if descriptor_one_to_one:
+            if not self.descriptor_slots:
+                raise ValueError("descriptor_one_to_one needs descriptor_slots")
+            for slot in self.descriptor_slots:
+                head = self.logits[slot]
+                if head.in_features != head.out_features:
+                    raise ValueError(
+                        f"descriptor_one_to_one: slot {slot!r} reads {head.in_features} "
+                        f"descriptor entries but has {head.out_features} candidates"
+                    )
+                with torch.no_grad():
+                    head.weight.copy_(5.0 * torch.eye(head.out_features))
+                    head.bias.zero_()
         self.layout: list[tuple[str, tuple[int, ...]]] = []
         for t in targets:
             for kind, shape in t.shapes().items():

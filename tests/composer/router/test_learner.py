@@ -289,3 +289,23 @@ def test_bad_descriptor_slots_fail_clearly(slots, match):
             pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
             routed=True, film=True, low_rank=0, descriptor_dim=8, descriptor_slots=slots,
         )  # fmt: skip
+
+
+def test_descriptor_one_to_one_starts_as_the_identity_map():
+    pool = build_pool({**TEMPLATE, "nodes": {**TEMPLATE["nodes"], "inner": {
+        **TEMPLATE["nodes"]["inner"], "candidates": 4}}})  # fmt: skip
+    router = build_router(
+        pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
+        routed=True, film=True, low_rank=0, descriptor_dim=8,
+        descriptor_slots={"inner": (0, 4)}, descriptor_one_to_one=True,
+    )  # fmt: skip
+    fam = CompositionalFamily(descriptor="onehot")
+    b = fam.sample(16, shots=K, query=Q, generator=torch.Generator().manual_seed(4))
+    out = router(support_features(b.support_x, b.support_y, 0), b.descriptor)
+    assert torch.equal(out.logits["inner"].argmax(-1), b.info["f"])
+    with pytest.raises(ValueError, match="reads 8 descriptor entries but has 4 candidates"):
+        build_router(
+            pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
+            routed=True, film=True, low_rank=0, descriptor_dim=8,
+            descriptor_slots={"inner": (0, 8)}, descriptor_one_to_one=True,
+        )  # fmt: skip
