@@ -91,3 +91,26 @@ def test_inspect_plain_checkpoint(tmp_path):
         torch.tensor(report["graph"]["nodes"][0]["num_parameters"]),
         torch.tensor(40 + 40 + 40 * 40 + 40),
     )
+
+
+def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path):
+    """The descriptor configs: equal sizes within 10%, and a briefly trained program-given
+    checkpoint routes every task (seen or held out) to candidate f / candidate g."""
+    from composer.evaluate import load_checkpoint
+
+    sizes = {}
+    for name in ("program", "uniform_context", "maml_context"):
+        cfg = load_config(f"configs/compositional_identifiable_{name}.yaml")
+        sizes[name] = sum(p.numel() for p in build_learner(cfg).parameters())
+    assert abs(sizes["maml_context"] / sizes["program"] - 1) <= 0.10
+    assert abs(sizes["uniform_context"] / sizes["program"] - 1) <= 0.10
+    ckpt = _train("configs/compositional_identifiable_program.yaml", tmp_path, "program")
+    learner, cfg, family = load_checkpoint(ckpt)
+    b = family.sample(
+        32, shots=10, query=10, generator=torch.Generator().manual_seed(0), split="test",
+        combos="all",
+    )  # fmt: skip
+    choices = learner.choices(b)
+    assert torch.equal(choices["inner"], b.info["f"])
+    assert torch.equal(choices["outer"], b.info["g"])
+    assert bool(b.info["held_out"].any())
