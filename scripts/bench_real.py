@@ -85,7 +85,7 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                                             max_seconds=args.budget, device=args.device)  # fmt: skip
         r = run_method(method, c, family, plan, iterations=args.iterations,
                        max_seconds=args.budget, pretrained=pretrained,
-                       finetune_steps=args.finetune_steps)  # fmt: skip
+                       finetune_steps=args.finetune_steps, eval_steps=args.eval_steps)  # fmt: skip
         if method == "pretrain_finetune":
             r.train_seconds, r.train_iterations = pre
         print(row(setting, r), flush=True)
@@ -143,6 +143,9 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=3000, help="max meta-iterations per run")
     p.add_argument("--budget", type=float, default=60.0, help="max seconds per training run")
     p.add_argument("--finetune-steps", type=int, default=100, help="max fine-tuning steps")
+    p.add_argument("--eval-steps", type=int, default=None,
+                   help="most adaptation steps meta-learners may pick on meta-val (default: "
+                        "the config's algo.eval_inner_steps)")  # fmt: skip
     p.add_argument("--val-tasks", type=int, default=200)
     p.add_argument("--test-tasks", type=int, default=400)
     p.add_argument("--seed", type=int, default=0, help="training seed (model init, task streams)")

@@ -115,6 +115,7 @@ def run_method(
     finetune_lrs: Sequence[float] = (1e-3, 1e-2, 1e-1),
     finetune_steps: int = 100,
     pretrained: torch.nn.Module | None = None,
+    eval_steps: int | None = None,
 ) -> MethodResult:
     """Train ``method`` (config ``cfg`` gives the model and the MAML-family hyper-parameters).
 
@@ -122,6 +123,10 @@ def run_method(
         method: one of ``METHODS``.
         pretrained: for ``pretrain_finetune``, a graph already pre-trained (reused across K).
         iterations, max_seconds: meta-training budget (whichever ends first).
+        finetune_lrs, finetune_steps: the step sizes and the most steps that ``scratch`` and
+            ``pretrain_finetune`` may pick from on meta-val tasks.
+        eval_steps: the most adaptation steps a meta-learner may pick on meta-val tasks
+            (default: the config's ``algo.eval_inner_steps``); meta-training is unaffected.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {METHODS}")
@@ -156,7 +161,7 @@ def run_method(
             OmegaConf.update(c, "algo.name", method)
             OmegaConf.update(c, "router.enabled", False)
         learner = build_learner(c, family)
-        max_steps = c.algo.eval_inner_steps
+        max_steps = c.algo.eval_inner_steps if eval_steps is None else int(eval_steps)
     learner.to(plan.device)
     r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
                    shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,

@@ -51,3 +51,16 @@ def test_run_method_scores_on_shared_tasks():
         torch.tensor(d.mean, dtype=torch.float64), (maml.values - scratch.values).mean()
     )
     assert OmegaConf.to_container(cfg)["algo"]["name"] == "maml"  # the config is not mutated
+
+
+def test_eval_steps_widens_the_meta_learners_step_choice():
+    """``eval_steps`` lets meta-val pick beyond ``algo.eval_inner_steps``; with a tiny step size
+    the query loss keeps falling, so the choice must land beyond the config's 2 steps."""
+    cfg = load_config(CONFIG, ["model.args.hidden=[8,8]", "data.meta_batch_size=4",
+                               "algo.eval_inner_steps=2", "algo.inner_lr=0.001"])  # fmt: skip
+    plan = EvalPlan(shots=10, query=10, val_tasks=16, test_tasks=8)
+    capped = run_method("maml", cfg, SinusoidFamily(), plan, iterations=1, max_seconds=None)
+    wide = run_method("maml", cfg, SinusoidFamily(), plan, iterations=1, max_seconds=None,
+                      eval_steps=12)  # fmt: skip
+    assert capped.steps <= 2 < wide.steps <= 12
+    assert wide.test.mean < capped.test.mean
