@@ -182,13 +182,29 @@ class RoutedMetaLearner(nn.Module):
             and int(self.meta_iterations) < self.search_steps
         )
 
+    def encode(self, batch: TaskBatch) -> RouterOutput:
+        """The router hypernetwork on the support set (and descriptor) of ``batch``."""
+        return self.router(
+            support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
+        )
+
+    def inner(self, fast: Params, frozen: Params, lrs: Params, x, y, *, steps: int,
+              first_order: bool, on_step=None) -> Params:  # fmt: skip
+        """The inner loop of this learner's graph, loss and vectorisation on ``(x, y)``."""
+        return adapt(self.graph, fast, frozen, lrs, x, y, steps=steps, loss=self.loss,
+                     first_order=first_order, vectorize=self.vectorize,
+                     chunk_size=self.chunk_size, on_step=on_step)  # fmt: skip
+
+    def search(self, fast: Params, frozen: Params, lrs: Params, xs, ys, *, steps: int):
+        """:func:`search_routes` with this learner's graph, loss and vectorisation."""
+        return search_routes(self.graph, fast, frozen, lrs, xs, ys, steps=steps, loss=self.loss,
+                             vectorize=self.vectorize, chunk_size=self.chunk_size)  # fmt: skip
+
     def route(
         self, batch: TaskBatch, *, hard: bool
     ) -> tuple[RouterOutput, dict[str, torch.Tensor]]:
         """Router output and routing weights per routed slot, ``(T, C)`` each."""
-        out = self.router(
-            support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
-        )
+        out = self.encode(batch)
         if hard and self.routing == "learned" and self.eval_routing == "search":
             out.logits.update(self.support_search_logits(batch, out))
         valid = None
@@ -221,17 +237,13 @@ class RoutedMetaLearner(nn.Module):
         ``eval_inner_steps`` steps) among the joint choices that pick each candidate; their argmax
         is the best joint choice."""
         fast, frozen, lrs = self.task_params(out, {})
-        _, losses = search_routes(
-            self.graph,
+        _, losses = self.search(
             fast,
             frozen,
             lrs,
             (batch.support_x, batch.support_x),
             (batch.support_y, batch.support_y),
             steps=self.eval_inner_steps,
-            loss=self.loss,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
         )
         combos = route_combinations(
             {s: self.graph.num_candidates[s] for s in self.graph.routed_slots}
@@ -273,18 +285,14 @@ class RoutedMetaLearner(nn.Module):
         """Route and adapt a meta-batch; returns ``(fast_before, fast_after, frozen, router_out)``."""
         out, weights = self.route(batch, hard=hard)
         fast, frozen, lrs = self.task_params(out, weights)
-        adapted = adapt(
-            self.graph,
+        adapted = self.inner(
             fast,
             frozen,
             lrs,
             batch.support_x,
             batch.support_y,
             steps=self.inner_steps if steps is None else steps,
-            loss=self.loss,
             first_order=self.first_order if first_order is None else first_order,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
             on_step=on_step,
         )
         return fast, adapted, frozen, out
@@ -333,21 +341,15 @@ class RoutedMetaLearner(nn.Module):
     # ------------------------------------------------------------------------------ outer loop
     def searched_batch(self, batch: TaskBatch) -> tuple[Params, Params, RouterOutput, dict]:
         """Route every task by search, then adapt: ``(fast_after, frozen, router_out, choice)``."""
-        out = self.router(
-            support_features(batch.support_x, batch.support_y, self.n_classes), batch.descriptor
-        )
+        out = self.encode(batch)
         fast, frozen, lrs = self.task_params(out, {})
-        choice, losses = search_routes(
-            self.graph,
+        choice, losses = self.search(
             fast,
             frozen,
             lrs,
             (batch.support_x, batch.query_x),
             (batch.support_y, batch.query_y),
             steps=self.inner_steps,
-            loss=self.loss,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
         )
         if self.search_noise:
             choice = self.anneal_choice(losses)
@@ -355,18 +357,14 @@ class RoutedMetaLearner(nn.Module):
             onehot = torch.nn.functional.one_hot(c, self.graph.num_candidates[s])
             fast[route_key(s)] = onehot.to(batch.support_x)
             lrs[route_key(s)] = 0.0
-        adapted = adapt(
-            self.graph,
+        adapted = self.inner(
             fast,
             frozen,
             lrs,
             batch.support_x,
             batch.support_y,
             steps=self.inner_steps,
-            loss=self.loss,
             first_order=self.first_order,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
         )
         return adapted, frozen, out, choice
 
@@ -423,20 +421,10 @@ class RoutedMetaLearner(nn.Module):
         fast, frozen_params, lrs = self.task_params(out, weights)
         frozen.update(frozen_params)
         curve.append(self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True))
-        adapt(
-            self.graph,
-            fast,
-            frozen,
-            lrs,
-            batch.support_x,
-            batch.support_y,
-            steps=steps,
-            loss=self.loss,
-            first_order=True,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
+        self.inner(
+            fast, frozen, lrs, batch.support_x, batch.support_y, steps=steps, first_order=True,
             on_step=record,
-        )
+        )  # fmt: skip
         return torch.stack(curve)
 
     @torch.no_grad()
