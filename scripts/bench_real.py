@@ -115,8 +115,8 @@ def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
               f"intervals {'apart' if apart else 'overlap'}", flush=True)  # fmt: skip
 
 
-def merge(files: list[Path]) -> None:
-    """Print one table from the ``--json`` files of runs split across processes or machines."""
+def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
+    """setting -> method -> result, from ``--json`` files (later files win)."""
     results: dict[str, dict[str, MethodResult]] = {}
     for f in files:
         for d in json.loads(Path(f).read_text()):
@@ -127,10 +127,62 @@ def merge(files: list[Path]) -> None:
                              train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
                              values=values)  # fmt: skip
             results.setdefault(d["setting"], {})[d["method"]] = r
-    for setting, rs in results.items():
+    return results
+
+
+def merge(files: list[Path]) -> None:
+    """Print one table from the ``--json`` files of runs split across processes or machines."""
+    for setting, rs in load_rows(files).items():
         for r in rs.values():
             print(row(setting, r))
         compare_best(setting, rs)
+
+
+def markdown(files: list[Path]) -> None:
+    """The same rows as a Markdown table: methods x settings, best meta-learned in bold, and
+    whether its unpaired interval is apart from each baseline's."""
+    results = load_rows(files)
+    settings = list(results)
+    methods = [m for m in (*REG_METHODS, "protonet") if any(m in rs for rs in results.values())]
+    print("| method | " + " | ".join(settings) + " |")
+    print("|---" * (len(settings) + 1) + "|")
+    best = {}
+    for s, rs in results.items():
+        meta = [r for m, r in rs.items() if m not in ("scratch", "pretrain_finetune")
+                and r.test.mean == r.test.mean]  # fmt: skip
+        if meta:
+            sign = 1.0 if meta[0].metric == "accuracy" else -1.0
+            best[s] = max(meta, key=lambda r: sign * r.test.mean)
+    for m in methods:
+        cells = []
+        for s in settings:
+            r = results[s].get(m)
+            if r is None:
+                cells.append("-")
+                continue
+            if r.test.mean != r.test.mean:
+                cell = "diverged: NaN"
+            else:
+                cell = f"{r.test.mean:.4f} ± {r.test.ci95:.4f}"
+                cell = f"**{cell}**" if best.get(s) is r else cell
+            if r.train_iterations:
+                cell += f" ({r.train_iterations})"
+            cells.append(cell)
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    cells = []
+    for s in settings:
+        b, rs = best.get(s), results[s]
+        marks = []
+        for name in ("scratch", "pretrain_finetune"):
+            if b is None or name not in rs:
+                marks.append("-")
+                continue
+            o, sign = rs[name], (1.0 if b.metric == "accuracy" else -1.0)
+            apart = (b.test.mean - b.test.ci95 > o.test.mean + o.test.ci95) if sign > 0 else (
+                b.test.mean + b.test.ci95 < o.test.mean - o.test.ci95)  # fmt: skip
+            marks.append("yes" if apart else "**no**")
+        cells.append(" / ".join(marks))
+    print("| best apart from scratch / pretrain_finetune | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -160,9 +212,10 @@ def main() -> None:
         default=None,
         help="print one table from earlier --json files (runs nothing)",
     )
+    p.add_argument("--markdown", action="store_true", help="with --merge: a Markdown table")
     args = p.parse_args()
     if args.merge:
-        merge(args.merge)
+        (markdown if args.markdown else merge)(args.merge)
         return
     torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={args.threads} budget={args.budget:g}s/run "
