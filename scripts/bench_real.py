@@ -107,21 +107,33 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
     compare_best(setting, results)
 
 
+def apart(best: MethodResult, other: MethodResult) -> bool:
+    """``best`` is better than ``other`` with non-overlapping 95% intervals."""
+    if best.metric == "accuracy":
+        return best.test.mean - best.test.ci95 > other.test.mean + other.test.ci95
+    return best.test.mean + best.test.ci95 < other.test.mean - other.test.ci95
+
+
+def best_meta(results: dict[str, MethodResult]) -> MethodResult | None:
+    """The best meta-learned method of a setting; a diverged (NaN) one is never the best."""
+    meta = [r for m, r in results.items() if m in (*META_METHODS, "routed", "protonet")
+            and r.test.mean == r.test.mean]  # fmt: skip
+    if not meta:
+        return None
+    sign = 1.0 if meta[0].metric == "accuracy" else -1.0
+    return max(meta, key=lambda r: sign * r.test.mean)
+
+
 def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
     """The best meta-learned method against the best baseline trained without meta-learning."""
-    meta = [r for m, r in results.items() if m in (*META_METHODS, "routed", "protonet")
-            and r.test.mean == r.test.mean]  # a diverged (NaN) method is never the best  # fmt: skip
+    best = best_meta(results)
     base = [r for m, r in results.items() if m in ("scratch", "pretrain_finetune")]
-    if not meta or not base:
+    if best is None or not base:
         return
-    sign = 1.0 if meta[0].metric == "accuracy" else -1.0
-    best = max(meta, key=lambda r: sign * r.test.mean)
     for b in base:
         d = paired_difference(best, b)
-        apart = (best.test.mean - best.test.ci95 > b.test.mean + b.test.ci95) if sign > 0 else (
-            best.test.mean + best.test.ci95 < b.test.mean - b.test.ci95)  # fmt: skip
         print(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} (paired); "
-              f"intervals {'apart' if apart else 'overlap'}", flush=True)  # fmt: skip
+              f"intervals {'apart' if apart(best, b) else 'overlap'}", flush=True)  # fmt: skip
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
@@ -155,13 +167,7 @@ def markdown(files: list[Path]) -> None:
     methods = [m for m in (*REG_METHODS, "protonet") if any(m in rs for rs in results.values())]
     print("| method | " + " | ".join(settings) + " |")
     print("|---" * (len(settings) + 1) + "|")
-    best = {}
-    for s, rs in results.items():
-        meta = [r for m, r in rs.items() if m not in ("scratch", "pretrain_finetune")
-                and r.test.mean == r.test.mean]  # fmt: skip
-        if meta:
-            sign = 1.0 if meta[0].metric == "accuracy" else -1.0
-            best[s] = max(meta, key=lambda r: sign * r.test.mean)
+    best = {s: best_meta(rs) for s, rs in results.items()}
     for m in methods:
         cells = []
         for s in settings:
@@ -186,10 +192,7 @@ def markdown(files: list[Path]) -> None:
             if b is None or name not in rs:
                 marks.append("-")
                 continue
-            o, sign = rs[name], (1.0 if b.metric == "accuracy" else -1.0)
-            apart = (b.test.mean - b.test.ci95 > o.test.mean + o.test.ci95) if sign > 0 else (
-                b.test.mean + b.test.ci95 < o.test.mean - o.test.ci95)  # fmt: skip
-            marks.append("yes" if apart else "**no**")
+            marks.append("yes" if apart(b, rs[name]) else "**no**")
         cells.append(" / ".join(marks))
     print("| best apart from scratch / pretrain_finetune | " + " | ".join(cells) + " |")
 
