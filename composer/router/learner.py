@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
-from composer.algorithms.meta_learner import MetaStep
+from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks
+from composer.algorithms.meta_learner import MetaLearner, MetaStep
 from composer.router.hypernet import RouterHypernetwork, RouterOutput, support_features
 from composer.router.pool import ModulePool, route_key
 from composer.router.relaxed import (
@@ -325,18 +325,8 @@ class RoutedMetaLearner(nn.Module):
         )
         return fast, frozen
 
-    def query_loss(self, fast: Params, frozen: Params, x, y, *, metric: bool = False):
-        return query_losses(
-            self.graph,
-            fast,
-            frozen,
-            x,
-            y,
-            loss=self.loss,
-            metric=metric,
-            vectorize=self.vectorize,
-            chunk_size=self.chunk_size,
-        )
+    # the same attributes (graph, loss, vectorize, chunk_size) as MetaLearner's
+    query_loss = MetaLearner.query_loss
 
     # ------------------------------------------------------------------------------ outer loop
     def searched_batch(self, batch: TaskBatch) -> tuple[Params, Params, RouterOutput, dict]:

@@ -250,15 +250,19 @@ def test_vector_descriptor_reaches_the_router():
         learner.meta_step(batch())
 
 
+def descriptor_router(pool, **kw):
+    """A small router over ``pool`` reading an 8-dim vector descriptor."""
+    return build_router(
+        pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
+        routed=True, film=True, low_rank=0, descriptor_dim=8, **kw,
+    )  # fmt: skip
+
+
 def test_descriptor_slots_route_each_slot_from_its_own_slice():
     """Program-given routing: a slot's logits are a linear map of its descriptor slice alone."""
     torch.manual_seed(0)
     pool = build_pool(TEMPLATE)
-    router = build_router(
-        pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
-        routed=True, film=True, low_rank=0, descriptor_dim=8,
-        descriptor_slots={"inner": (0, 4), "outer": (4, 8)},
-    )  # fmt: skip
+    router = descriptor_router(pool, descriptor_slots={"inner": (0, 4), "outer": (4, 8)})
     fam = CompositionalFamily(descriptor="onehot")
     b = fam.sample(6, shots=K, query=Q, generator=torch.Generator().manual_seed(1))
     out = router(support_features(b.support_x, b.support_y, 0), b.descriptor)
@@ -285,27 +289,16 @@ def test_descriptor_slots_route_each_slot_from_its_own_slice():
 def test_bad_descriptor_slots_fail_clearly(slots, match):
     pool = build_pool(TEMPLATE)
     with pytest.raises(ValueError, match=match):
-        build_router(
-            pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
-            routed=True, film=True, low_rank=0, descriptor_dim=8, descriptor_slots=slots,
-        )  # fmt: skip
+        descriptor_router(pool, descriptor_slots=slots)
 
 
 def test_descriptor_one_to_one_starts_as_the_identity_map():
     pool = build_pool({**TEMPLATE, "nodes": {**TEMPLATE["nodes"], "inner": {
         **TEMPLATE["nodes"]["inner"], "candidates": 4}}})  # fmt: skip
-    router = build_router(
-        pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
-        routed=True, film=True, low_rank=0, descriptor_dim=8,
-        descriptor_slots={"inner": (0, 4)}, descriptor_one_to_one=True,
-    )  # fmt: skip
+    router = descriptor_router(pool, descriptor_slots={"inner": (0, 4)}, descriptor_one_to_one=True)
     fam = CompositionalFamily(descriptor="onehot")
     b = fam.sample(16, shots=K, query=Q, generator=torch.Generator().manual_seed(4))
     out = router(support_features(b.support_x, b.support_y, 0), b.descriptor)
     assert torch.equal(out.logits["inner"].argmax(-1), b.info["f"])
     with pytest.raises(ValueError, match="reads 8 descriptor entries but has 4 candidates"):
-        build_router(
-            pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4, hidden=8,
-            routed=True, film=True, low_rank=0, descriptor_dim=8,
-            descriptor_slots={"inner": (0, 8)}, descriptor_one_to_one=True,
-        )  # fmt: skip
+        descriptor_router(pool, descriptor_slots={"inner": (0, 8)}, descriptor_one_to_one=True)
