@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+
+class Sine(nn.Module):
+    """``sin(x)``: a periodic activation (as in SIREN), for modules that fit oscillating
+    functions; a FiLM scale/shift on the layer before it sets frequency and phase."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x)
+
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+    "sin": Sine,
 }
 
 

@@ -11,7 +11,12 @@ primitive.
                                                         # the identifiable primitive set (docs/router.md)
     python scripts/bench_composition.py --tasks 200 --variants id-program id-uniform-context id-maml-context
                                                         # the family's (f, g) descriptor given to all three
+    python scripts/bench_composition.py --tasks 200 --variants id-program-sin id-maml-sin
+                                                        # periodic modules + modulation anchors vs MAML
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
+    python scripts/bench_composition.py --oracle identifiable --tasks 200
+                                                        # the error floor: the true (f, g) and their
+                                                        # forms known, p by grid search, A by least squares
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ VARIANTS = {
     "id-program": "configs/compositional_identifiable_program.yaml",
     "id-uniform-context": "configs/compositional_identifiable_uniform_context.yaml",
     "id-maml-context": "configs/compositional_identifiable_maml_context.yaml",
+    # periodic (sine-activation) modules: program-given routing with modulation anchors, and MAML
+    "id-program-sin": "configs/compositional_identifiable_program_sin.yaml",
+    "id-maml-sin": "configs/compositional_identifiable_maml_sin.yaml",
 }
 
 
@@ -81,6 +89,50 @@ def routing_nmi(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict
             normalized_mutual_info(ch[s].tolist(), batch.info[f].tolist()) for f in family.factors
         )
     return out
+
+
+def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> torch.Tensor:
+    """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas:
+    the inner parameter by grid search (401 points) on the support set, the amplitude by least
+    squares (clamped to the family's range). Not a learner: how much 10 shots determine a task."""
+    from composer.tasks.compositional import INNER, OUTER
+
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", combos))
+    lo, hi = family.param_range
+    grid = torch.linspace(lo, hi, 401).view(-1, 1, 1)
+    out = []
+    for t in range(n_tasks):
+        if t % 100 == 0:  # the tasks of split_mse: batches of 100 from the same generator
+            kw = dict(shots=shots, query=shots, generator=g, split="test", combos=combos)
+            b = family.sample(min(100, n_tasks - t), **kw)
+        i = t % 100
+        f = INNER[family.inner[int(b.info["f"][i])]]
+        o = OUTER[family.outer[int(b.info["g"][i])]]
+        phi = o(f(b.support_x[i][None], grid))  # (grid, K, 1)
+        y = b.support_y[i][None]
+        amp = ((phi * y).sum((1, 2)) / (phi * phi).sum((1, 2)).clamp_min(1e-12)).clamp(
+            *family.amplitude
+        )
+        best = ((amp.view(-1, 1, 1) * phi - y) ** 2).mean((1, 2)).argmin()
+        pred = amp[best] * o(f(b.query_x[i], grid[best]))
+        out.append(((pred - b.query_y[i]) ** 2).mean())
+    return torch.stack(out).double()
+
+
+def bench_oracle(args) -> None:
+    from composer.tasks import CompositionalFamily
+
+    family = CompositionalFamily(preset=args.oracle)
+    print(f"oracle query MSE, preset {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
+    for seed in args.seeds:
+        seen, held = (
+            oracle_mse(family, n_tasks=args.tasks, combos=c, shots=10, seed=seed)
+            for c in ("seen", "held_out")
+        )
+        print(
+            f"seed {seed}: in-distribution {seen.mean():.2e} (max {seen.max():.2e}), "
+            f"held-out {held.mean():.2e} (max {held.max():.2e})"
+        )
 
 
 def ci95(values: list[float]) -> tuple[float, float]:
@@ -196,7 +248,12 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per split and seed")
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
+    p.add_argument(
+        "--oracle", metavar="PRESET", default=None, help="error floor of the family (no training)"
+    )
     args = p.parse_args()
+    if args.oracle:
+        return bench_oracle(args)
     torch.set_num_threads(1)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

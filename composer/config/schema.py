@@ -93,6 +93,7 @@ class RouterConfig:
     descriptor_one_to_one: bool = False  # descriptor_slots heads start as id i -> candidate i
     routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
+    amortized: bool = True  # modulations from the task embedding (false: one shared, then adapted)
     low_rank: int = 0  # rank of generated weight deltas (0: off)
     tau_start: float = 1.0  # Gumbel-softmax temperature at meta-iteration 0
     tau_end: float = 0.3  # temperature after tau_steps meta-iterations (exponential anneal)
@@ -107,6 +108,11 @@ class RouterConfig:
     eval_routing: str = "router"  # router (argmax logits) | search (lowest support loss)
     rules: str | None = None  # composition rules YAML: hard routing = best valid graph
     search_noise: bool = False  # sample searched routing by annealed loss (temperature tau_*)
+    # learned modulation anchors: each task starts its inner loop from the generated modulations
+    # plus the anchor (of this many) with the lowest support loss (0: off)
+    anchors: int = 0
+    anchor_init: float = 0.5  # std of the anchors' random start
+    anchor_rounds: int = 4  # at most this many coordinate-descent rounds over the slots' anchors
 
 
 @dataclass

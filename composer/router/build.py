@@ -30,6 +30,7 @@ def build_router(
     descriptor_classes: int = 0,
     descriptor_slots: dict[str, tuple[int, int]] | None = None,
     descriptor_one_to_one: bool = False,
+    amortized: bool = True,
 ) -> RouterHypernetwork:
     """Task encoder over ``(x, y)`` pairs + hypernetwork heads for ``pool``."""
     encoder = SetEncoder(
@@ -46,6 +47,7 @@ def build_router(
         film=film,
         descriptor_slots=descriptor_slots,
         descriptor_one_to_one=descriptor_one_to_one,
+        amortized=amortized,
     )
 
 
@@ -82,6 +84,7 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
                 descriptor_classes=r.descriptor_classes,
                 descriptor_slots={k: tuple(v) for k, v in r.descriptor_slots.items()},
                 descriptor_one_to_one=r.descriptor_one_to_one,
+                amortized=r.amortized,
             )
         except ValueError as e:
             raise ConfigError(f"router: {e}") from e
@@ -111,6 +114,9 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
             search_weight=r.search_weight,
             eval_routing=r.eval_routing,
             search_noise=r.search_noise,
+            anchors=r.anchors,
+            anchor_init=r.anchor_init,
+            anchor_rounds=r.anchor_rounds,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"router/algo: {e}") from e

@@ -65,6 +65,10 @@ class RouterHypernetwork(nn.Module):
             "descriptor id i -> candidate i" (logit 5 for it, 0 for the others) instead of a
             random linear map; the map is still learned. Needs slices as wide as the slot's
             candidates.
+        amortized: generate modulations from the task embedding (default). ``False``: one
+            learned modulation for every task, so a task's own modulation comes only from the
+            inner loop (and anchors): CAVIA-like, nothing read from an out-of-distribution
+            support set.
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class RouterHypernetwork(nn.Module):
         film: bool = True,
         descriptor_slots: dict[str, tuple[int, int]] | None = None,
         descriptor_one_to_one: bool = False,
+        amortized: bool = True,
     ) -> None:
         super().__init__()
+        self.amortized = bool(amortized)
         if descriptor_dim and descriptor_classes:
             raise ValueError("give descriptor_dim or descriptor_classes, not both")
         self.descriptor_slots = {
@@ -134,7 +140,10 @@ class RouterHypernetwork(nn.Module):
                     continue
                 self.layout.append((t.key(kind), shape))
         sizes = [_numel(s) for _, s in self.layout]
-        self.modulation = nn.Linear(hidden, sum(sizes)) if sizes else None
+        # not amortized: one learned modulation shared by all tasks (a Linear on a constant 1)
+        self.modulation = (
+            nn.Linear(hidden if amortized else 1, sum(sizes), bias=amortized) if sizes else None
+        )
         if self.modulation is not None:
             keep = torch.zeros(sum(sizes), dtype=torch.bool)
             start = 0
@@ -143,7 +152,8 @@ class RouterHypernetwork(nn.Module):
                 start += n
             with torch.no_grad():
                 self.modulation.weight[~keep] = 0.0
-                self.modulation.bias.zero_()
+                if self.modulation.bias is not None:
+                    self.modulation.bias.zero_()
                 self.modulation.weight[keep] *= 3.0  # v rows: ~unit-scale random factors
 
     def forward(
@@ -168,7 +178,7 @@ class RouterHypernetwork(nn.Module):
                 logits[s] = head(h)
         mods: dict[str, torch.Tensor] = {}
         if self.modulation is not None:
-            flat = self.modulation(h)
+            flat = self.modulation(h if self.amortized else torch.ones_like(h[:, :1]))
             start = 0
             for key, shape in self.layout:
                 n = _numel(shape)

@@ -107,6 +107,9 @@ class RoutedMetaLearner(nn.Module):
         search_weight: float = 1.0,
         eval_routing: str = "router",
         search_noise: bool = False,
+        anchors: int = 0,
+        anchor_init: float = 0.5,
+        anchor_rounds: int = 4,
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
@@ -121,6 +124,17 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
         if eval_routing not in EVAL_ROUTING:
             raise ValueError(f"eval_routing must be one of {EVAL_ROUTING}, got {eval_routing!r}")
+        if anchors < 0 or anchor_init < 0 or anchor_rounds < 1:
+            raise ValueError(
+                f"anchors and anchor_init must be >= 0 and anchor_rounds >= 1, got {anchors}, "
+                f"{anchor_init}, {anchor_rounds}"
+            )
+        if anchors and not router.layout:
+            raise ValueError("anchors need generated modulations (router film or low_rank)")
+        if anchors and (search_steps or eval_routing == "search"):
+            raise ValueError(
+                "anchors do not combine with routing search (search_steps, eval_routing)"
+            )
         if search_steps < 0 or search_weight < 0:
             raise ValueError(
                 f"search_steps and search_weight must be >= 0, got {search_steps}, {search_weight}"
@@ -155,6 +169,15 @@ class RoutedMetaLearner(nn.Module):
         if not self.module_keys and not self.mod_keys:
             raise ValueError(f"adapt={adapt!r} with adapt_nodes={adapt_nodes} adapts nothing")
         self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.int64))
+        self.anchor_rounds = int(anchor_rounds)
+        self.anchors = nn.ParameterDict(
+            {
+                _lr_name(k): nn.Parameter(anchor_init * torch.randn(anchors, *shape))
+                for k, shape in router.layout
+            }
+            if anchors
+            else {}
+        )
         self.noise_generator = torch.Generator().manual_seed(int(seed))
         self.step_sizes = nn.ParameterDict()
         if algorithm == "metasgd":
@@ -230,7 +253,48 @@ class RoutedMetaLearner(nn.Module):
                     noise=noise,
                     straight_through=self.straight_through,
                 )
+        if self.anchors:
+            self.apply_anchors(batch, out, weights)
         return out, weights
+
+    def apply_anchors(
+        self, batch: TaskBatch, out: RouterOutput, weights: dict
+    ) -> dict[str, torch.Tensor]:
+        """Add to every task's generated modulations one anchor per modulated slot, chosen by
+        coordinate descent on the support loss before any inner step (each slot in turn takes its
+        best anchor with the others fixed, until no choice changes; at most ``anchor_rounds``
+        rounds): a multi-start over the modulation space that composes, as the modules do, and
+        reads no query data. Only the picked anchors get the meta-gradient.
+        Returns slot -> ``(T,)`` int64 picks."""
+        keys = [k for k, _ in self.router.layout]
+        slot_of = {k: k.split(".")[1] for k in keys}
+        slots = list(dict.fromkeys(slot_of.values()))
+        n_anchors = len(next(iter(self.anchors.values())))
+        t = batch.num_tasks
+        pick = {s: torch.zeros(t, dtype=torch.int64, device=batch.support_x.device) for s in slots}
+        with torch.no_grad():
+            fast, frozen, _ = self.task_params(out, weights)
+
+            def loss(choice):
+                trial = dict(fast)
+                for k in keys:
+                    trial[k] = fast[k] + self.anchors[_lr_name(k)][choice[slot_of[k]]]
+                return self.query_loss(trial, frozen, batch.support_x, batch.support_y)
+
+            for _ in range(self.anchor_rounds):
+                changed = False
+                for s in slots:
+                    losses = torch.stack(
+                        [loss({**pick, s: torch.full_like(pick[s], m)}) for m in range(n_anchors)]
+                    )
+                    best = losses.nan_to_num(float("inf")).argmin(dim=0)
+                    changed = changed or bool((best != pick[s]).any())
+                    pick[s] = best
+                if not changed:
+                    break
+        for k in keys:
+            out.modulations[k] = out.modulations[k] + self.anchors[_lr_name(k)][pick[slot_of[k]]]
+        return pick
 
     def support_search_logits(self, batch: TaskBatch, out: RouterOutput) -> dict:
         """Search routing scores: slot -> ``(T, C)``, minus the lowest support loss (after

@@ -59,6 +59,15 @@ def test_mlp_block_matches_hand_written_math():
     torch.testing.assert_close(m(x), ref, rtol=1e-12, atol=1e-12)
 
 
+def test_sine_activation_block_matches_hand_written_math():
+    m = MLPBlock(
+        in_features=1, hidden=[5], out_features=2, activation="sin", activate_output=False
+    ).double()
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64)[:, None]
+    w1, b1, w2, b2 = (p for _, p in m.named_parameters())
+    torch.testing.assert_close(m(x), torch.sin(x @ w1.T + b1) @ w2.T + b2, rtol=1e-12, atol=1e-12)
+
+
 def test_residual_block_is_identity_plus_branch():
     m = ResidualMLPBlock(features=3, hidden=5).double()
     x = torch.randn(4, 3, dtype=torch.float64)

@@ -224,6 +224,98 @@ def test_unsupported_combinations_fail_clearly():
         make_learner(adapt="everything")
 
 
+def test_anchors_start_each_task_from_a_slotwise_best_pair_by_support_loss():
+    """Brute force over every (inner, outer) anchor pair with the anchor-free learner whose
+    modulations are shifted by that pair: the picks are coordinate-wise optimal on the *support*
+    loss (coordinate descent run to convergence here), and the anchored learner's step-0 query
+    MSE is that of its picked pair."""
+    learner = make_learner(anchors=4, anchor_init=1.0, anchor_rounds=100).eval()
+    data = batch()
+    got = learner.evaluate(data, steps=0)[0]
+    _, w = learner.route(data, hard=True)
+    pick = learner.apply_anchors(data, learner.encode(data), w)
+    on_support = type(data)(support_x=data.support_x, support_y=data.support_y,
+                            query_x=data.support_x, query_y=data.support_y)  # fmt: skip
+    support = torch.zeros(4, 4, T, dtype=torch.float64)
+    query = torch.zeros(4, 4, T, dtype=torch.float64)
+    for mi in range(4):
+        for mo in range(4):
+            ref = copy.deepcopy(learner)
+            ref.anchors = torch.nn.ParameterDict()
+            m = {"inner": mi, "outer": mo}
+            flat = torch.cat([learner.anchors[_key(k)][m[k.split(".")[1]]].flatten()
+                              for k, _ in ref.router.layout])  # fmt: skip
+            with torch.no_grad():
+                ref.router.modulation.bias += flat
+            support[mi, mo] = ref.evaluate(on_support, steps=0)[0]
+            query[mi, mo] = ref.evaluate(data, steps=0)[0]
+    ti = torch.arange(T)
+    pi, po = pick["inner"], pick["outer"]
+    assert len(set(zip(pi.tolist(), po.tolist()))) > 1  # tasks do not all pick the same pair
+    torch.testing.assert_close(got, query[pi, po, ti], rtol=1e-10, atol=1e-12)
+    chosen = support[pi, po, ti]
+    assert bool((chosen <= support[:, po, ti].min(dim=0).values + 1e-12).all())
+    assert bool((chosen <= support[pi, :, ti].min(dim=1).values + 1e-12).all())
+
+
+def test_meta_gradient_reaches_only_the_picked_anchors():
+    learner = make_learner(anchors=6, anchor_init=1.0).train()
+    data = batch(n=3)
+    picks, pick_anchors = [], learner.apply_anchors
+    learner.apply_anchors = lambda *a: picks.append(pick_anchors(*a)) or picks[-1]
+    _, g = grads(learner, data)
+    assert len(picks) == 1
+    per_slot = {}
+    for name, grad in g.items():
+        if name.startswith("anchors."):
+            slot = name.split("__")[1]  # anchors.mod__<slot>__...
+            per_slot[slot] = per_slot.get(slot, 0) + grad.flatten(1).abs().sum(dim=1)
+    assert set(per_slot) == {"inner", "outer"}
+    for slot, rows in per_slot.items():
+        used = torch.nonzero(rows > 0).flatten().tolist()
+        assert set(used) == set(picks[0][slot].tolist()), slot
+
+
+def test_unamortized_modulations_are_one_learned_vector_for_every_task():
+    torch.manual_seed(0)
+    pool = build_pool(TEMPLATE)
+    router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=8,
+                          embedding=4, hidden=8, routed=True, film=True, low_rank=0,
+                          amortized=False)  # fmt: skip
+    with torch.no_grad():
+        router.modulation.weight.normal_(0.0, 0.1)
+    fam = CompositionalFamily()
+    a, b = (fam.sample(4, shots=K, query=Q, generator=torch.Generator().manual_seed(s))
+            for s in (1, 2))  # fmt: skip
+    out_a = router(support_features(a.support_x, a.support_y, 0))
+    out_b = router(support_features(b.support_x, b.support_y, 0))
+    flat = router.modulation.weight[:, 0]
+    start = 0
+    for key, shape in router.layout:
+        n = int(torch.tensor(shape).prod())
+        want = flat[start : start + n].reshape(shape).expand(4, *shape)
+        torch.testing.assert_close(out_a.modulations[key], want, rtol=0, atol=0)
+        torch.testing.assert_close(out_b.modulations[key], want, rtol=0, atol=0)
+        start += n
+    learner = RoutedMetaLearner(pool=pool, router=router).double()
+    _, g = grads(learner, a.to("cpu", torch.float64))
+    assert g["router.modulation.weight"].abs().sum() > 0
+
+
+def test_anchors_fail_clearly_without_modulations_or_with_search():
+    pool = build_pool(TEMPLATE)
+    router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4,
+                          hidden=8, routed=True, film=False, low_rank=0)  # fmt: skip
+    with pytest.raises(ValueError, match="anchors need generated modulations"):
+        RoutedMetaLearner(pool=pool, router=router, anchors=2)
+    with pytest.raises(ValueError, match="anchors do not combine with routing search"):
+        make_learner(anchors=2, search_steps=5)
+
+
+def _key(key):
+    return key.replace(".", "__").replace("*", "all")
+
+
 def test_vector_descriptor_reaches_the_router():
     torch.manual_seed(0)
     pool = build_pool(TEMPLATE)
