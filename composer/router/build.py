@@ -88,35 +88,35 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
             )
         except ValueError as e:
             raise ConfigError(f"router: {e}") from e
-    try:
-        return RoutedMetaLearner(
-            pool=pool,
-            router=router,
-            algorithm=a.name,
-            loss=loss,
-            n_classes=family.out_dim if classification else 0,
-            inner_lr=a.inner_lr,
-            modulation_lr=r.modulation_lr,
-            inner_steps=a.inner_steps,
-            eval_inner_steps=a.eval_inner_steps,
-            adapt=r.adapt,
-            adapt_nodes=list(a.adapt) if a.adapt is not None else None,
-            routing=r.routing,
-            schedule=TemperatureSchedule(start=r.tau_start, end=r.tau_end, steps=r.tau_steps),
-            straight_through=r.straight_through,
-            balance_weight=r.balance_weight,
-            entropy_weight=r.entropy_weight,
-            first_order=a.first_order,
-            vectorize=a.vectorize,
-            chunk_size=a.chunk_size,
-            seed=derive_seed(cfg.seed, "gumbel") % (2**31),
-            search_steps=r.search_steps,
-            search_weight=r.search_weight,
-            eval_routing=r.eval_routing,
-            search_noise=r.search_noise,
-            anchors=r.anchors,
-            anchor_init=r.anchor_init,
-            anchor_rounds=r.anchor_rounds,
-        )
-    except (ValueError, KeyError) as e:
-        raise ConfigError(f"router/algo: {e}") from e
+        try:
+            return RoutedMetaLearner(
+                pool=pool,
+                router=router,
+                algorithm=a.name,
+                loss=loss,
+                n_classes=family.out_dim if classification else 0,
+                inner_lr=a.inner_lr,
+                modulation_lr=r.modulation_lr,
+                inner_steps=a.inner_steps,
+                eval_inner_steps=a.eval_inner_steps,
+                adapt=r.adapt,
+                adapt_nodes=list(a.adapt) if a.adapt is not None else None,
+                routing=r.routing,
+                schedule=TemperatureSchedule(start=r.tau_start, end=r.tau_end, steps=r.tau_steps),
+                straight_through=r.straight_through,
+                balance_weight=r.balance_weight,
+                entropy_weight=r.entropy_weight,
+                first_order=a.first_order,
+                vectorize=a.vectorize,
+                chunk_size=a.chunk_size,
+                seed=derive_seed(cfg.seed, "gumbel") % (2**31),
+                search_steps=r.search_steps,
+                search_weight=r.search_weight,
+                eval_routing=r.eval_routing,
+                search_noise=r.search_noise,
+                anchors=r.anchors,
+                anchor_init=r.anchor_init,
+                anchor_rounds=r.anchor_rounds,
+            )
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"router/algo: {e}") from e

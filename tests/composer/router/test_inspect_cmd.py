@@ -135,3 +135,17 @@ def test_anchored_sine_config_round_trips_and_inspects(tmp_path):
     assert main(["inspect", str(ckpt), "--tasks", "8", "--graphs", "1", "--out", str(out)]) == 0
     report = json.loads((out / "graph_0.json").read_text())
     assert [e["space"] for e in report["edges"]] == [{"kind": "vec", "shape": [1]}]
+
+
+def test_anchors_are_seeded_by_the_config_not_by_the_global_rng():
+    cfg = load_config("configs/compositional_identifiable_program_sin.yaml")
+    torch.manual_seed(1)
+    a = build_learner(cfg)
+    torch.manual_seed(2)
+    b = build_learner(cfg)
+    other = build_learner(load_config("configs/compositional_identifiable_program_sin.yaml",
+                                      ["seed=1"]))  # fmt: skip
+    assert len(a.anchors) == 8  # FiLM gamma and beta of two layers in each of two slots
+    for k in a.anchors:
+        assert torch.equal(a.anchors[k], b.anchors[k])
+    assert not all(torch.equal(a.anchors[k], other.anchors[k]) for k in a.anchors)
