@@ -275,19 +275,25 @@ class RoutedMetaLearner(nn.Module):
         with torch.no_grad():
             fast, frozen, _ = self.task_params(out, weights)
 
-            def loss(choice):
-                trial = dict(fast)
+            def losses(choice: dict[str, torch.Tensor]) -> torch.Tensor:
+                """Support losses ``(M, T)`` of M choices at once (slot -> ``(M, T)`` anchor
+                ids), as one vmapped call over ``M * T`` tasks."""
+                m = next(iter(choice.values())).shape[0]
+                trial = {k: v.repeat(m, *[1] * (v.dim() - 1)) for k, v in fast.items()}
                 for k in keys:
-                    trial[k] = fast[k] + self.anchors[_lr_name(k)][choice[slot_of[k]]]
-                return self.query_loss(trial, frozen, batch.support_x, batch.support_y)
+                    trial[k] = trial[k] + self.anchors[_lr_name(k)][choice[slot_of[k]].flatten()]
+                x, y = (
+                    v.repeat(m, *[1] * (v.dim() - 1)) for v in (batch.support_x, batch.support_y)
+                )
+                return self.query_loss(trial, frozen, x, y).view(m, t)
 
+            every = torch.arange(n_anchors, device=batch.support_x.device)[:, None].expand(-1, t)
             for _ in range(self.anchor_rounds):
                 changed = False
                 for s in slots:
-                    losses = torch.stack(
-                        [loss({**pick, s: torch.full_like(pick[s], m)}) for m in range(n_anchors)]
-                    )
-                    best = losses.nan_to_num(float("inf")).argmin(dim=0)
+                    choice = {r: pick[r].expand(n_anchors, t) for r in slots}
+                    choice[s] = every
+                    best = losses(choice).nan_to_num(float("inf")).argmin(dim=0)
                     changed = changed or bool((best != pick[s]).any())
                     pick[s] = best
                 if not changed:
