@@ -56,17 +56,19 @@ VARIANTS = {
 }
 
 
-def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
-    """Per-task query MSE after ``eval_inner_steps`` on meta-test tasks of one combination set."""
+def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
+    """The seeded meta-test tasks of one combination set, in batches of at most 100."""
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", combos))
     kw = {} if combos is None else {"combos": combos}
-    out, done = [], 0
-    while done < n_tasks:
+    for done in range(0, n_tasks, 100):
         b = min(100, n_tasks - done)
-        batch = family.sample(b, shots=shots, query=shots, generator=g, split="test", **kw)
-        out.append(learner.evaluate(batch)[-1])
-        done += b
-    return torch.cat(out).double()
+        yield family.sample(b, shots=shots, query=shots, generator=g, split="test", **kw)
+
+
+def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
+    """Per-task query MSE after ``eval_inner_steps`` on meta-test tasks of one combination set."""
+    batches = meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed)
+    return torch.cat([learner.evaluate(b)[-1] for b in batches]).double()
 
 
 def routing_nmi(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict[str, float]:
@@ -97,25 +99,21 @@ def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> t
     squares (clamped to the family's range). Not a learner: how much 10 shots determine a task."""
     from composer.tasks.compositional import INNER, OUTER
 
-    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", combos))
     lo, hi = family.param_range
     grid = torch.linspace(lo, hi, 401).view(-1, 1, 1)
     out = []
-    for t in range(n_tasks):
-        if t % 100 == 0:  # the tasks of split_mse: batches of 100 from the same generator
-            kw = dict(shots=shots, query=shots, generator=g, split="test", combos=combos)
-            b = family.sample(min(100, n_tasks - t), **kw)
-        i = t % 100
-        f = INNER[family.inner[int(b.info["f"][i])]]
-        o = OUTER[family.outer[int(b.info["g"][i])]]
-        phi = o(f(b.support_x[i][None], grid))  # (grid, K, 1)
-        y = b.support_y[i][None]
-        amp = ((phi * y).sum((1, 2)) / (phi * phi).sum((1, 2)).clamp_min(1e-12)).clamp(
-            *family.amplitude
-        )
-        best = ((amp.view(-1, 1, 1) * phi - y) ** 2).mean((1, 2)).argmin()
-        pred = amp[best] * o(f(b.query_x[i], grid[best]))
-        out.append(((pred - b.query_y[i]) ** 2).mean())
+    for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
+        for i in range(b.num_tasks):
+            f = INNER[family.inner[int(b.info["f"][i])]]
+            o = OUTER[family.outer[int(b.info["g"][i])]]
+            phi = o(f(b.support_x[i][None], grid))  # (grid, K, 1)
+            y = b.support_y[i][None]
+            amp = ((phi * y).sum((1, 2)) / (phi * phi).sum((1, 2)).clamp_min(1e-12)).clamp(
+                *family.amplitude
+            )
+            best = ((amp.view(-1, 1, 1) * phi - y) ** 2).mean((1, 2)).argmin()
+            pred = amp[best] * o(f(b.query_x[i], grid[best]))
+            out.append(((pred - b.query_y[i]) ** 2).mean())
     return torch.stack(out).double()
 
 

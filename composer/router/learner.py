@@ -170,6 +170,8 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError(f"adapt={adapt!r} with adapt_nodes={adapt_nodes} adapts nothing")
         self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.int64))
         self.anchor_rounds = int(anchor_rounds)
+        # modulation key -> its slot ("mod.<slot>.<tag>.<layer>.<kind>", composer.router.modulation)
+        self.anchor_slot = {k: k.split(".")[1] for k, _ in router.layout} if anchors else {}
         self.anchors = nn.ParameterDict(
             {
                 _lr_name(k): nn.Parameter(anchor_init * torch.randn(anchors, *shape))
@@ -266,8 +268,7 @@ class RoutedMetaLearner(nn.Module):
         rounds): a multi-start over the modulation space that composes, as the modules do, and
         reads no query data. Only the picked anchors get the meta-gradient.
         Returns slot -> ``(T,)`` int64 picks."""
-        keys = [k for k, _ in self.router.layout]
-        slot_of = {k: k.split(".")[1] for k in keys}
+        slot_of = self.anchor_slot
         slots = list(dict.fromkeys(slot_of.values()))
         n_anchors = len(next(iter(self.anchors.values())))
         t = batch.num_tasks
@@ -280,8 +281,8 @@ class RoutedMetaLearner(nn.Module):
                 ids), as one vmapped call over ``M * T`` tasks."""
                 m = next(iter(choice.values())).shape[0]
                 trial = {k: v.repeat(m, *[1] * (v.dim() - 1)) for k, v in fast.items()}
-                for k in keys:
-                    trial[k] = trial[k] + self.anchors[_lr_name(k)][choice[slot_of[k]].flatten()]
+                for k, slot in slot_of.items():
+                    trial[k] = trial[k] + self.anchors[_lr_name(k)][choice[slot].flatten()]
                 x, y = (
                     v.repeat(m, *[1] * (v.dim() - 1)) for v in (batch.support_x, batch.support_y)
                 )
@@ -298,8 +299,8 @@ class RoutedMetaLearner(nn.Module):
                     pick[s] = best
                 if not changed:
                     break
-        for k in keys:
-            out.modulations[k] = out.modulations[k] + self.anchors[_lr_name(k)][pick[slot_of[k]]]
+        for k, slot in slot_of.items():
+            out.modulations[k] = out.modulations[k] + self.anchors[_lr_name(k)][pick[slot]]
         return pick
 
     def support_search_logits(self, batch: TaskBatch, out: RouterOutput) -> dict:
