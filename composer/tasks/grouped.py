@@ -91,6 +91,30 @@ def encode_inputs(
     return np.stack(feats, 1), feat_names
 
 
+def log_column(
+    columns: dict[str, np.ndarray], name: str, group: str, *, used: list[str], source: str
+) -> np.ndarray:
+    """Natural log of the numeric column ``name``; missing values stay missing.
+
+    Raises:
+        ValueError: ``name`` is not an input or the target, is not numeric, or holds a value
+            <= 0 (the message names the group and the value).
+    """
+    if name not in used:
+        raise ValueError(f"{source}: log column {name!r} is not an input or the target ({used})")
+    col = columns[name]
+    if col.dtype.kind != "f":
+        raise ValueError(f"{source}: log column {name!r} is not numeric")
+    bad = np.flatnonzero(col <= 0)
+    if len(bad):
+        i = bad[0]
+        raise ValueError(
+            f"{source}: log column {name!r} has {len(bad)} value(s) <= 0, the first "
+            f"{col[i]:g} in group {columns[group][i]!r}"
+        )
+    return np.log(col)
+
+
 class GroupedRegressionFamily:
     """Tasks are groups of a real dataset: K support and Q query rows drawn from one group.
 
@@ -106,6 +130,10 @@ class GroupedRegressionFamily:
             ``shots + query`` may not exceed it.
         split_seed: seed of the group split.
         fractions: fractions of the groups in meta-train, meta-val and meta-test.
+        log_columns: numeric columns (inputs or target) replaced by their natural logarithm before
+            standardising, for quantities whose groups differ by orders of magnitude (house
+            sales of a village and of a city); a non-positive value fails, naming the column,
+            its group and the value.
     """
 
     metric = "mse"
@@ -123,12 +151,15 @@ class GroupedRegressionFamily:
         min_rows: int = 20,
         split_seed: int = 0,
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+        log_columns: list[str] = (),
     ) -> None:
         source = str(csv_path) if csv_path is not None else dataset
         columns = read_csv_columns(csv_path) if csv_path is not None else read_rdataset(dataset)
         for col in [group, *inputs, target]:
             if col not in columns:
                 raise ValueError(f"{source}: no column {col!r} (columns: {', '.join(columns)})")
+        for col in log_columns:
+            columns[col] = log_column(columns, col, group, used=[*inputs, target], source=source)
         if columns[target].dtype.kind != "f":
             raise ValueError(f"{source}: target column {target!r} is not numeric")
         x, self.feature_names = encode_inputs(columns, list(inputs), source)

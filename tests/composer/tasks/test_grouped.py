@@ -124,6 +124,31 @@ def test_bad_specs_fail_with_the_culprit_named(tmp_path):
         grouped_family_from_yaml(bad)
 
 
+def test_log_columns_standardise_the_log_of_the_raw_values(tmp_path):
+    f = GroupedRegressionFamily(**CHICK, log_columns=["weight"])
+    rows = raw_rows(CHICK["csv_path"], "Chick", ["Time", "weight"])
+    logs = [np.log(r[1]) for k in f.group_keys[f.group_splits["train"]] for r in rows[k]]
+    np.testing.assert_allclose(f.y_mean, [np.mean(logs)], rtol=1e-12)
+    np.testing.assert_allclose(f.y_std, [np.std(logs)], rtol=1e-12)
+    b = f.sample(8, shots=5, query=3, generator=torch.Generator().manual_seed(0), split="val")
+    weight = np.exp(f.denormalise_y(b.support_y.double()).numpy().ravel())
+    time = (b.support_x.double() * torch.from_numpy(f.x_std) + torch.from_numpy(f.x_mean)).numpy()
+    for w, t, grp in zip(weight.reshape(8, 5), time[..., 0], f.group_keys[b.info["group"]]):
+        have = {(round(a, 6), round(c, 3)) for a, c in rows[grp]}
+        assert {(round(a, 6), round(c, 3)) for a, c in zip(t, w)} <= have
+    bad = tmp_path / "bad.csv"
+    text = (FIX / "chickweight.csv").read_text().splitlines()
+    head, first = text[0].split(","), text[1].split(",")
+    first[head.index("weight")] = "0"
+    bad.write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
+    with pytest.raises(
+        ValueError, match=r"log column 'weight' has 1 value\(s\) <= 0, the first 0 in group"
+    ):
+        GroupedRegressionFamily(**{**CHICK, "csv_path": bad}, log_columns=["weight"])
+    with pytest.raises(ValueError, match="log column 'Diet' is not an input or the target"):
+        GroupedRegressionFamily(**CHICK, log_columns=["Diet"])
+
+
 def test_yaml_spec_with_relative_csv():
     f = grouped_family_from_yaml(FIX / "chickweight.yaml")
     g = GroupedRegressionFamily(**CHICK)
