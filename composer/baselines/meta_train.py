@@ -13,15 +13,20 @@ import torch
 from torch import nn
 
 from composer.tasks.base import TaskFamily, derive_seed
+from composer.training.guard import guarded_meta_step
 
 
 @dataclass
 class MetaTrainResult:
-    """Iterations run, wall seconds, and the mean query loss of each meta-batch."""
+    """Iterations run, wall seconds, the mean query loss of each meta-batch's good tasks (NaN
+    when none was good), and, as in ``metacompose train``, the tasks dropped for a non-finite
+    query loss and the steps skipped for a non-finite meta-gradient or no good task."""
 
     iterations: int
     seconds: float
     losses: list[float]
+    bad_tasks: int = 0
+    skipped_steps: int = 0
 
 
 def meta_train(
@@ -42,23 +47,34 @@ def meta_train(
 
     Batch ``i`` is drawn from a generator seeded by ``derive_seed(seed, "train", i)``, so two
     learners trained with the same seed see the same tasks. Stops after ``iterations`` or
-    ``max_seconds``, whichever comes first.
+    ``max_seconds``, whichever comes first. Guarded like ``metacompose train``
+    (:mod:`composer.training.guard`): tasks whose query loss is not finite are dropped from the
+    meta-objective, and a step with no good task or a non-finite meta-gradient is skipped, so
+    that one diverging task cannot turn every weight into NaN.
     """
-    opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=lr)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
     learner.train()
-    losses, start, done = [], time.perf_counter(), 0
+    losses, start, done, bad, skipped = [], time.perf_counter(), 0, 0, 0
     for i in range(iterations):
         g = torch.Generator().manual_seed(derive_seed(seed, "train", i))
         batch = family.sample(meta_batch_size, shots=shots, query=query, generator=g, split="train")
-        step = learner.meta_step(batch.to(device))
+        step = guarded_meta_step(learner, batch.to(device))
+        bad += step.tasks - step.good
         opt.zero_grad()
-        step.objective.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
-        opt.step()
-        losses.append(float(step.query_loss.detach().mean()))
+        if step.good:
+            (step.objective * (step.tasks / step.good)).backward()  # mean over the good tasks
+        finite = step.good > 0 and all(p.grad is None or p.grad.isfinite().all() for p in params)
+        if finite:
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+        else:
+            skipped += 1
+        losses.append(float(step.query_loss.detach().mean()) if step.good else float("nan"))
         done += 1
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
     learner.eval()
-    return MetaTrainResult(iterations=done, seconds=time.perf_counter() - start, losses=losses)
+    return MetaTrainResult(iterations=done, seconds=time.perf_counter() - start, losses=losses,
+                           bad_tasks=bad, skipped_steps=skipped)  # fmt: skip
