@@ -3,7 +3,7 @@
 from modules.activations import ACTIVATIONS, make_activation
 from modules.base import TypedModule
 from modules.conv import ConvBlock
-from modules.linear import ClassificationHead, Linear, RegressionHead
+from modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from modules.mlp import MLPBlock, ResidualMLPBlock
 from modules.registry import MODULE_TYPES, build_module
 from modules.set_encoder import SetEncoder
@@ -14,6 +14,7 @@ __all__ = [
     "MODULE_TYPES",
     "ClassificationHead",
     "ConvBlock",
+    "Identity",
     "Linear",
     "MLPBlock",
     "RegressionHead",

@@ -33,6 +33,25 @@ class Linear(TypedModule):
         return self.linear(x)
 
 
+class Identity(TypedModule):
+    """The identity ``vec[features] -> vec[features]``, without parameters.
+
+    A pass-through candidate for a routed slot: a task that needs no stage there routes to it.
+
+    Args:
+        features: dimension of the input and the output.
+    """
+
+    def __init__(self, *, features: int) -> None:
+        super().__init__(
+            in_space=Space("vec", features), out_space=Space("vec", features), features=features
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, features) -> (B, features)``, unchanged."""
+        return x
+
+
 class RegressionHead(Linear):
     """Linear read-out to ``out_features`` real targets (``vec -> vec``)."""
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from modules.base import TypedModule
 from modules.conv import ConvBlock
-from modules.linear import ClassificationHead, Linear, RegressionHead
+from modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from modules.mlp import MLPBlock, ResidualMLPBlock
 from modules.set_encoder import SetEncoder
 
 MODULE_TYPES: dict[str, type[TypedModule]] = {
+    "Identity": Identity,
     "Linear": Linear,
     "MLPBlock": MLPBlock,
     "ResidualMLPBlock": ResidualMLPBlock,

@@ -53,6 +53,8 @@ VARIANTS = {
     # periodic (sine-activation) modules: program-given routing with modulation anchors, and MAML
     "id-program-sin": "configs/compositional_identifiable_program_sin.yaml",
     "id-maml-sin": "configs/compositional_identifiable_maml_sin.yaml",
+    "id-program-sin-solo": "configs/compositional_identifiable_program_sin_solo.yaml",
+    "id-maml-sin-solo": "configs/compositional_identifiable_maml_sin_solo.yaml",
 }
 
 

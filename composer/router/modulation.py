@@ -54,12 +54,18 @@ class ModTarget:
 
 
 def modulation_targets(slots: dict[str, list[TypedModule]], *, low_rank: int) -> list[ModTarget]:
-    """The modulated layers of every slot's candidates (shared when candidate shapes agree)."""
+    """The modulated layers of every slot's candidates.
+
+    Shared by the slot when its candidates with parameters all have the same parameter shapes;
+    parameter-free candidates (``Identity``) are not modulated and do not break the sharing.
+    """
     targets = []
     for slot, cands in slots.items():
         shapes = [[(k, tuple(p.shape)) for k, p in c.named_parameters()] for c in cands]
-        shared = all(s == shapes[0] for s in shapes)
-        for i, c in enumerate(cands[:1] if shared else cands):
+        owners = [i for i, s in enumerate(shapes) if s]
+        shared = all(shapes[i] == shapes[owners[0]] for i in owners)
+        for i in owners[:1] if shared else owners:
+            c = cands[i]
             params = dict(c.named_parameters())
             for name, p in params.items():
                 if not name.endswith("weight") or p.dim() < 2:

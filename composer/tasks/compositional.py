@@ -98,6 +98,12 @@ class CompositionalFamily:
             ``(T, len(inner) + len(outer))`` task descriptor (context-aware adaptation); or
             ``"input"`` to append that one-hot to every input point instead (``x`` becomes
             ``(1 + len(inner) + len(outer))``-dim: how a plain network gets the same context).
+        solo: probability that a meta-train task shows its inner primitive alone, ``y = f(x)``
+            (amplitude 1, no outer primitive): such tasks give the inner stage's output a fixed
+            meaning (it *is* ``f(x)``) whatever outer primitive it is later composed with. Its
+            ``g`` is the extra outer id ``len(outer)`` (named ``"identity"`` in :attr:`factors`,
+            and a one-hot column of its own in the descriptor). Meta-val and meta-test never
+            draw solo tasks.
     """
 
     name = "compositional"
@@ -116,6 +122,7 @@ class CompositionalFamily:
         x_range: tuple[float, float] = (-3.0, 3.0),
         param_range: tuple[float, float] = (0.0, 1.0),
         descriptor: str = "none",
+        solo: float = 0.0,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -148,14 +155,23 @@ class CompositionalFamily:
         self.amplitude = tuple(amplitude)
         self.x_range = tuple(x_range)
         self.param_range = tuple(param_range)
+        if not 0.0 <= solo < 1.0:
+            raise ValueError(f"solo must be a probability in [0, 1), got {solo}")
+        self.solo = float(solo)
         self.descriptor = descriptor
         if descriptor == "input":
-            self.in_space = Space("vec", 1 + len(self.inner) + len(self.outer))
+            self.in_space = Space("vec", 1 + len(self.inner) + len(self.outer_ids))
+
+    @property
+    def outer_ids(self) -> tuple[str, ...]:
+        """Names of the values of ``info["g"]``: the outer primitives, then ``"identity"`` when
+        the family draws solo tasks."""
+        return self.outer + (("identity",) if self.solo > 0 else ())
 
     @property
     def factors(self) -> dict[str, tuple[str, ...]]:
         """Categorical ground-truth keys of ``TaskBatch.info`` and the names of their values."""
-        return {"f": self.inner, "g": self.outer}
+        return {"f": self.inner, "g": self.outer_ids}
 
     def sample(
         self,
@@ -192,17 +208,22 @@ class CompositionalFamily:
         amp = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g)
         lo, hi = self.x_range
         x = lo + (hi - lo) * torch.rand((n_tasks, shots + query, 1), generator=g)
+        held = torch.tensor([(int(a), int(b)) in self.held_out for a, b in pick], dtype=torch.int64)
+        if self.solo > 0 and split == "train":
+            solo = torch.rand(n_tasks, generator=g) < self.solo
+            g_id = torch.where(solo, len(self.outer), g_id)
+            amp = torch.where(solo.view(-1, 1, 1), 1.0, amp)
         y = torch.empty_like(x)
         for t in range(n_tasks):
             u = INNER[self.inner[int(f_id[t])]](x[t], p[t])
-            y[t] = amp[t] * OUTER[self.outer[int(g_id[t])]](u)
-        held = torch.tensor([(int(a), int(b)) in self.held_out for a, b in pick], dtype=torch.int64)
+            gt = int(g_id[t])
+            y[t] = amp[t] * (OUTER[self.outer[gt]](u) if gt < len(self.outer) else u)
         descriptor = None
         if self.descriptor != "none":
             descriptor = torch.cat(
                 [
                     torch.nn.functional.one_hot(f_id, len(self.inner)),
-                    torch.nn.functional.one_hot(g_id, len(self.outer)),
+                    torch.nn.functional.one_hot(g_id, len(self.outer_ids)),
                 ],
                 dim=1,
             ).float()

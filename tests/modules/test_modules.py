@@ -6,6 +6,7 @@ from modules import (
     MODULE_TYPES,
     ClassificationHead,
     ConvBlock,
+    Identity,
     Linear,
     MLPBlock,
     RegressionHead,
@@ -22,6 +23,7 @@ EXAMPLES = [
     (SetEncoder(in_features=2, hidden=16, out_features=4), (3, 10, 2), (3, 4)),
     (RegressionHead(in_features=4, out_features=2), (7, 4), (7, 2)),
     (ClassificationHead(in_features=4, n_classes=5), (7, 4), (7, 5)),
+    (Identity(features=3), (7, 3), (7, 3)),
 ]
 
 
@@ -49,6 +51,12 @@ def test_functional_call_uses_given_params_and_never_mutates():
     torch.testing.assert_close(out, torch.zeros(5, 3))  # relu(0) everywhere
     for k, v in m.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_identity_has_no_parameters_and_returns_its_input():
+    m = build_module("Identity", {"features": 2})
+    x = torch.randn(4, 2)
+    assert list(m.parameters()) == [] and m.apply_params({}, x) is x
 
 
 def test_mlp_block_matches_hand_written_math():

@@ -99,12 +99,14 @@ def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path)
     from composer.evaluate import load_checkpoint
 
     sizes = {}
-    for name in ("program", "uniform_context", "maml_context", "program_sin", "maml_sin"):
+    names = ("program", "uniform_context", "maml_context", "program_sin", "maml_sin")
+    for name in (*names, "program_sin_solo", "maml_sin_solo"):
         cfg = load_config(f"configs/compositional_identifiable_{name}.yaml")
         sizes[name] = sum(p.numel() for p in build_learner(cfg).parameters())
     assert abs(sizes["maml_context"] / sizes["program"] - 1) <= 0.10
     assert abs(sizes["uniform_context"] / sizes["program"] - 1) <= 0.10
     assert abs(sizes["maml_sin"] / sizes["program_sin"] - 1) <= 0.10
+    assert abs(sizes["maml_sin_solo"] / sizes["program_sin_solo"] - 1) <= 0.10
     ckpt = _train("configs/compositional_identifiable_program.yaml", tmp_path, "program")
     learner, cfg, family = load_checkpoint(ckpt)
     b = family.sample(
@@ -149,3 +151,20 @@ def test_anchors_are_seeded_by_the_config_not_by_the_global_rng():
     for k in a.anchors:
         assert torch.equal(a.anchors[k], b.anchors[k])
     assert not all(torch.equal(a.anchors[k], other.anchors[k]) for k in a.anchors)
+
+
+def test_solo_config_routes_solo_tasks_to_the_identity_and_inspects(tmp_path):
+    """Solo tasks (inner primitive alone) go to the parameter-free Identity outer candidate,
+    which then leaves the inner module's code unchanged; `inspect` handles the Identity node."""
+    from composer.evaluate import load_checkpoint
+
+    ckpt = _train("configs/compositional_identifiable_program_sin_solo.yaml", tmp_path, "solo")
+    learner, _, family = load_checkpoint(ckpt)
+    b = family.sample(64, shots=10, query=10, generator=torch.Generator().manual_seed(0))
+    solo = b.info["g"] == len(family.outer)
+    assert 0 < int(solo.sum()) < 64
+    picks = learner.choices(b)
+    assert torch.equal(picks["outer"] == 4, solo) and torch.equal(picks["inner"], b.info["f"])
+    out = tmp_path / "inspect"
+    assert main(["inspect", str(ckpt), "--tasks", "8", "--graphs", "1", "--out", str(out)]) == 0
+    assert (out / "usage.csv").exists()

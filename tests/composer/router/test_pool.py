@@ -121,6 +121,42 @@ def test_shared_modulation_only_when_candidate_shapes_agree():
     assert {(t.slot, t.candidate) for t in targets} == {("inner", None), ("outer", 0), ("outer", 1)}
 
 
+def test_identity_candidate_keeps_the_slot_modulation_shared_and_passes_input_through():
+    template = {
+        "nodes": {
+            "inner": {"type": "MLPBlock", "candidates": 2,
+                      "args": {"in_features": 1, "hidden": [5], "out_features": 1}},
+            "outer": {"candidates": [
+                {"type": "MLPBlock", "args": {"in_features": 1, "hidden": [5], "out_features": 1}},
+                {"type": "MLPBlock", "args": {"in_features": 1, "hidden": [5], "out_features": 1}},
+                {"type": "Identity", "args": {"features": 1}},
+            ]},
+        },
+        "edges": [["inner", "outer"]],
+    }  # fmt: skip
+    pool = build_pool(template).double()
+    targets = pool.modulation_targets(low_rank=0)
+    assert {(t.slot, t.candidate) for t in targets} == {("inner", None), ("outer", None)}
+    g = torch.Generator().manual_seed(3)
+    params = dict(pool.named_parameters())
+    for t in targets:
+        for kind, shape in t.shapes().items():
+            params[t.key(kind)] = 0.3 * torch.randn(shape, generator=g, dtype=torch.float64)
+    params[route_key("inner")] = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    params[route_key("outer")] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    x = torch.randn(6, 1, generator=g, dtype=torch.float64)
+    # reference: the modulated inner candidate 1 by hand, then nothing
+    key = "mod.inner.*.layers."
+    w0 = (1 + params[key + "0.gamma"])[:, None] * params["inner.1.layers.0.weight"]
+    b0 = (1 + params[key + "0.gamma"]) * params["inner.1.layers.0.bias"] + params[key + "0.beta"]
+    w1 = (1 + params[key + "2.gamma"])[:, None] * params["inner.1.layers.2.weight"]
+    b1 = (1 + params[key + "2.gamma"]) * params["inner.1.layers.2.bias"] + params[key + "2.beta"]
+    u = torch.relu(torch.relu(x @ w0.T + b0) @ w1.T + b1)
+    torch.testing.assert_close(pool.apply_params(params, x), u, rtol=1e-12, atol=1e-12)
+    graph, weights = pool.export_graph({"inner": 1, "outer": 2}, params)
+    torch.testing.assert_close(graph.apply_params(weights, x), u, rtol=1e-12, atol=1e-12)
+
+
 def test_unmodulated_slot_has_no_targets_and_round_trips():
     template = {
         "nodes": {

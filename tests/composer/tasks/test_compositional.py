@@ -79,6 +79,34 @@ def test_descriptor_and_bad_arguments():
         CompositionalFamily(held_out=[["sine", "tan"]])
 
 
+def test_solo_tasks_show_the_inner_primitive_alone_in_meta_training_only():
+    fam = CompositionalFamily(preset="identifiable", descriptor="onehot", solo=0.25)
+    assert fam.factors["g"] == (*PRESETS["identifiable"][1], "identity")
+    g = torch.Generator().manual_seed(4)
+    b = fam.sample(2000, shots=3, query=2, generator=g, split="train")
+    solo = (b.info["g"] == 4).numpy()
+    assert abs(solo.mean() - 0.25) < 0.03  # binomial sd ~0.01
+    x = torch.cat([b.support_x, b.query_x], 1).double().numpy()
+    y = torch.cat([b.support_y, b.query_y], 1).double().numpy()
+    for t in np.flatnonzero(solo)[:50]:
+        f, p = fam.inner[int(b.info["f"][t])], float(b.info["param"][t])
+        np.testing.assert_allclose(y[t], INNER_NP[f](x[t], p), rtol=1e-5, atol=1e-5)
+        assert float(b.info["amplitude"][t]) == 1.0
+    for t in np.flatnonzero(~solo)[:50]:
+        f, gn = fam.inner[int(b.info["f"][t])], fam.outer[int(b.info["g"][t])]
+        p, a = float(b.info["param"][t]), float(b.info["amplitude"][t])
+        np.testing.assert_allclose(
+            y[t], a * OUTER_NP[gn](INNER_NP[f](x[t], p)), rtol=1e-5, atol=1e-5
+        )
+    assert b.descriptor.shape == (2000, 9)
+    assert torch.equal(b.descriptor[:, 8].bool(), torch.from_numpy(solo))
+    for split, combos in [("val", "seen"), ("test", "seen"), ("test", "held_out")]:
+        e = fam.sample(500, shots=3, query=2, generator=g, split=split, combos=combos)
+        assert int((e.info["g"] == 4).sum()) == 0
+    with pytest.raises(ValueError, match="solo must be a probability"):
+        CompositionalFamily(solo=1.0)
+
+
 def test_param_range_narrows_the_inner_parameter():
     g = torch.Generator().manual_seed(1)
     fam = CompositionalFamily(param_range=(0.2, 0.3))
