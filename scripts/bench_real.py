@@ -99,12 +99,16 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
         if method == "pretrain_finetune":
             r.train_seconds, r.train_iterations = pre
         print(row(setting, r), flush=True)
+        if r.bad_tasks or r.skipped_steps:
+            print(f"{setting:<24} {method}: meta-training dropped {r.bad_tasks} non-finite tasks "
+                  f"and skipped {r.skipped_steps} steps", flush=True)  # fmt: skip
         results[method] = r
         out.append({"setting": setting, "family": family.name, "shots": shots, "seed": args.seed,
                     "method": r.method, "metric": r.metric, "mean": r.test.mean,
                     "ci95": r.test.ci95, "n_tasks": r.test.n, "steps": r.steps, "lr": r.lr,
                     "train_iterations": r.train_iterations, "train_seconds": r.train_seconds,
-                    "eval_seconds": r.eval_seconds,
+                    "eval_seconds": r.eval_seconds, "bad_tasks": r.bad_tasks,
+                    "skipped_steps": r.skipped_steps,
                     "values": None if r.values is None else r.values.tolist()})  # fmt: skip
     compare_best(setting, results)
 

@@ -41,6 +41,8 @@ class MethodResult:
     train_seconds: float
     eval_seconds: float
     values: torch.Tensor | None = None  # (N,) per-task test metric, same tasks for every method
+    bad_tasks: int = 0  # meta-training tasks dropped for a non-finite query loss
+    skipped_steps: int = 0  # meta-training steps skipped (non-finite meta-gradient)
 
 
 @dataclass
@@ -169,7 +171,7 @@ def run_method(
     t1 = time.perf_counter()
     v, steps, _ = score(learner, family, plan, max_steps=max_steps)
     return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
-                        time.perf_counter() - t1, v)  # fmt: skip
+                        time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps)  # fmt: skip
 
 
 def paired_difference(a: MethodResult, b: MethodResult) -> Estimate:
