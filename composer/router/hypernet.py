@@ -134,11 +134,13 @@ class RouterHypernetwork(nn.Module):
                     head.weight.copy_(5.0 * torch.eye(head.out_features))
                     head.bias.zero_()
         self.layout: list[tuple[str, tuple[int, ...]]] = []
+        self.layout_slot: dict[str, str] = {}  # modulation key -> the slot it modulates
         for t in targets:
             for kind, shape in t.shapes().items():
                 if kind in ("gamma", "beta") and not film:
                     continue
                 self.layout.append((t.key(kind), shape))
+                self.layout_slot[t.key(kind)] = t.slot
         sizes = [_numel(s) for _, s in self.layout]
         # not amortized: one learned modulation shared by all tasks (a Linear on a constant 1)
         self.modulation = (

@@ -170,8 +170,7 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError(f"adapt={adapt!r} with adapt_nodes={adapt_nodes} adapts nothing")
         self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.int64))
         self.anchor_rounds = int(anchor_rounds)
-        # modulation key -> its slot ("mod.<slot>.<tag>.<layer>.<kind>", composer.router.modulation)
-        self.anchor_slot = {k: k.split(".")[1] for k, _ in router.layout} if anchors else {}
+        self.anchor_slot = dict(router.layout_slot) if anchors else {}  # modulation key -> slot
         self.anchors = nn.ParameterDict(
             {
                 _lr_name(k): nn.Parameter(anchor_init * torch.randn(anchors, *shape))

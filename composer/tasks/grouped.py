@@ -151,7 +151,7 @@ class GroupedRegressionFamily:
         min_rows: int = 20,
         split_seed: int = 0,
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-        log_columns: list[str] = (),
+        log_columns: list[str] | tuple[str, ...] = (),
     ) -> None:
         source = str(csv_path) if csv_path is not None else dataset
         columns = read_csv_columns(csv_path) if csv_path is not None else read_rdataset(dataset)
