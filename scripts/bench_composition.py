@@ -55,6 +55,8 @@ VARIANTS = {
     "id-maml-sin": "configs/compositional_identifiable_maml_sin.yaml",
     "id-program-sin-solo": "configs/compositional_identifiable_program_sin_solo.yaml",
     "id-maml-sin-solo": "configs/compositional_identifiable_maml_sin_solo.yaml",
+    "id-program-sin-duo": "configs/compositional_identifiable_program_sin_duo.yaml",
+    "id-maml-sin-duo": "configs/compositional_identifiable_maml_sin_duo.yaml",
 }
 
 
@@ -69,8 +71,38 @@ def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, s
 
 def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
     """Per-task query MSE after ``eval_inner_steps`` on meta-test tasks of one combination set."""
-    batches = meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed)
-    return torch.cat([learner.evaluate(b)[-1] for b in batches]).double()
+    return split_mse_pairs(learner, family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed)[
+        0
+    ]
+
+
+def split_mse_pairs(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
+    """``(mse, pairs)``: per-task query MSE as :func:`split_mse`, and each task's ``"f∘g"``
+    name (empty when the family exposes no ``f``/``g``)."""
+    mse, pairs = [], []
+    for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
+        mse.append(learner.evaluate(b)[-1])
+        if {"f", "g"} <= set(b.info):
+            names = family.factors
+            pairs += [
+                f"{names['f'][int(f)]}∘{names['g'][int(g)]}"
+                for f, g in zip(b.info["f"], b.info["g"])
+            ]
+    return torch.cat(mse).double(), pairs
+
+
+def pair_table(per_pair: dict[str, dict[str, list[float]]]) -> str:
+    """Variant x (f, g) pair table of mean query MSE over seeds (and tasks)."""
+    pairs = sorted({p for v in per_pair.values() for p in v})
+    width = max(len(v) for v in per_pair)
+    lines = [f"{'pair':16s} " + " ".join(f"{v:>{width}s}" for v in per_pair)]
+    for p in pairs:
+        cells = []
+        for v in per_pair.values():
+            xs = v.get(p, [])
+            cells.append(f"{sum(xs) / len(xs):>{width}.4f}" if xs else f"{'-':>{width}s}")
+        lines.append(f"{p:16s} " + " ".join(cells))
+    return "\n".join(lines)
 
 
 def routing_nmi(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict[str, float]:
@@ -164,20 +196,23 @@ def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name:
 
 
 def bench_composition(args) -> None:
-    rows = {}
+    rows, per_pair = {}, {}
     for variant in args.variants:
         for seed in args.seeds:
             learner, cfg, family, secs = train_variant(
-                VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}"
+                VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", args.set
             )
             n_params = sum(p.numel() for p in learner.parameters())
             shots = cfg.task.shots
-            idd = split_mse(
+            idd, idd_pairs = split_mse_pairs(
                 learner, family, n_tasks=args.tasks, combos="seen", shots=shots, seed=seed
             )
-            held = split_mse(
+            held, held_pairs = split_mse_pairs(
                 learner, family, n_tasks=args.tasks, combos="held_out", shots=shots, seed=seed
             )
+            table = per_pair.setdefault(variant, {})
+            for m, p in zip(torch.cat([idd, held]).tolist(), idd_pairs + held_pairs):
+                table.setdefault(p + (" *" if p in held_pairs else ""), []).append(m)
             nmi = routing_nmi(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
             rows.setdefault(variant, []).append(
                 (idd.mean().item(), held.mean().item(), nmi, n_params)
@@ -203,6 +238,9 @@ def bench_composition(args) -> None:
         print(
             f"{variant:18s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
         )
+    if args.per_pair and any(per_pair.values()):
+        print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
+        print(pair_table(per_pair))
 
 
 def bench_sinusoid(args) -> None:
@@ -246,6 +284,14 @@ def main() -> None:
         "--steps", type=int, default=None, help="meta-iterations (default: the configs')"
     )
     p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per split and seed")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every variant (e.g. router.adapt=both); say them when quoting",
+    )
+    p.add_argument("--per-pair", action="store_true", help="also print MSE per (f, g) pair")
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
     p.add_argument(

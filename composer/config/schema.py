@@ -94,6 +94,8 @@ class RouterConfig:
     routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
     amortized: bool = True  # modulations from the task embedding (false: one shared, then adapted)
+    # each slot's modulations read only its own descriptor_slots slice (no per-pair conventions)
+    descriptor_local: bool = False
     low_rank: int = 0  # rank of generated weight deltas (0: off)
     tau_start: float = 1.0  # Gumbel-softmax temperature at meta-iteration 0
     tau_end: float = 0.3  # temperature after tau_steps meta-iterations (exponential anneal)

@@ -31,6 +31,7 @@ def build_router(
     descriptor_slots: dict[str, tuple[int, int]] | None = None,
     descriptor_one_to_one: bool = False,
     amortized: bool = True,
+    descriptor_local: bool = False,
 ) -> RouterHypernetwork:
     """Task encoder over ``(x, y)`` pairs + hypernetwork heads for ``pool``."""
     encoder = SetEncoder(
@@ -48,6 +49,7 @@ def build_router(
         descriptor_slots=descriptor_slots,
         descriptor_one_to_one=descriptor_one_to_one,
         amortized=amortized,
+        descriptor_local=descriptor_local,
     )
 
 
@@ -85,6 +87,7 @@ def build_routed_learner(cfg: DictConfig, family: TaskFamily, *, loss: str) -> R
                 descriptor_slots={k: tuple(v) for k, v in r.descriptor_slots.items()},
                 descriptor_one_to_one=r.descriptor_one_to_one,
                 amortized=r.amortized,
+                descriptor_local=r.descriptor_local,
             )
         except ValueError as e:
             raise ConfigError(f"router: {e}") from e

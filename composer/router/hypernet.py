@@ -69,6 +69,11 @@ class RouterHypernetwork(nn.Module):
             learned modulation for every task, so a task's own modulation comes only from the
             inner loop (and anchors): CAVIA-like, nothing read from an out-of-distribution
             support set.
+        descriptor_local: each slot's modulations read the descriptor through that slot's own
+            ``descriptor_slots`` slice only (the rest zeroed; the trunk runs once per slot), so
+            the modulation of the inner module cannot depend on *which* outer module will read
+            it: no per-pair convention can be learned through the descriptor, which is what an
+            unseen pair would not share. Needs ``descriptor_slots`` for every modulated slot.
     """
 
     def __init__(
@@ -84,9 +89,11 @@ class RouterHypernetwork(nn.Module):
         descriptor_slots: dict[str, tuple[int, int]] | None = None,
         descriptor_one_to_one: bool = False,
         amortized: bool = True,
+        descriptor_local: bool = False,
     ) -> None:
         super().__init__()
         self.amortized = bool(amortized)
+        self.descriptor_local = bool(descriptor_local)
         if descriptor_dim and descriptor_classes:
             raise ValueError("give descriptor_dim or descriptor_classes, not both")
         self.descriptor_slots = {
@@ -142,6 +149,13 @@ class RouterHypernetwork(nn.Module):
                 self.layout.append((t.key(kind), shape))
                 self.layout_slot[t.key(kind)] = t.slot
         sizes = [_numel(s) for _, s in self.layout]
+        if self.descriptor_local:
+            missing = sorted(set(self.layout_slot.values()) - set(self.descriptor_slots))
+            if missing or not self.descriptor_slots:
+                raise ValueError(
+                    f"descriptor_local needs a descriptor_slots slice for every modulated slot; "
+                    f"missing: {missing or sorted(slot_sizes)}"
+                )
         # not amortized: one learned modulation shared by all tasks (a Linear on a constant 1)
         self.modulation = (
             nn.Linear(hidden if amortized else 1, sum(sizes), bias=amortized) if sizes else None
@@ -181,10 +195,18 @@ class RouterHypernetwork(nn.Module):
         mods: dict[str, torch.Tensor] = {}
         if self.modulation is not None:
             flat = self.modulation(h if self.amortized else torch.ones_like(h[:, :1]))
+            local = {}
+            if self.descriptor_local and self.amortized:
+                width = e.shape[-1] - self.descriptor_dim
+                for slot, (a, b) in self.descriptor_slots.items():
+                    own = torch.zeros_like(descriptor.to(h))
+                    own[:, a:b] = descriptor.to(h)[:, a:b]
+                    local[slot] = self.modulation(self.trunk(torch.cat([e[:, :width], own], -1)))
             start = 0
             for key, shape in self.layout:
                 n = _numel(shape)
-                mods[key] = flat[:, start : start + n].reshape(-1, *shape)
+                rows = local.get(self.layout_slot[key], flat)
+                mods[key] = rows[:, start : start + n].reshape(-1, *shape)
                 start += n
         return RouterOutput(embedding=e, logits=logits, modulations=mods)
 

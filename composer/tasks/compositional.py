@@ -104,6 +104,13 @@ class CompositionalFamily:
             ``g`` is the extra outer id ``len(outer)`` (named ``"identity"`` in :attr:`factors`,
             and a one-hot column of its own in the descriptor). Meta-val and meta-test never
             draw solo tasks.
+        solo_outer: probability that a meta-train task shows its outer primitive alone on the
+            unit interval, ``y = A g(u)`` with the input ``u = x`` rescaled from ``x_range`` to
+            ``[-1, 1]`` (the range every inner primitive writes): such tasks give the outer
+            stage's *input* a fixed meaning (the value ``u``) whatever inner primitive later
+            writes it. Its ``f`` is the extra inner id ``len(inner)`` (``"identity"``, with a
+            descriptor column of its own). Drawn exclusively of ``solo``; meta-val and meta-test
+            never draw them.
     """
 
     name = "compositional"
@@ -123,6 +130,7 @@ class CompositionalFamily:
         param_range: tuple[float, float] = (0.0, 1.0),
         descriptor: str = "none",
         solo: float = 0.0,
+        solo_outer: float = 0.0,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -158,9 +166,21 @@ class CompositionalFamily:
         if not 0.0 <= solo < 1.0:
             raise ValueError(f"solo must be a probability in [0, 1), got {solo}")
         self.solo = float(solo)
+        if not 0.0 <= solo_outer < 1.0 or solo + solo_outer >= 1.0:
+            raise ValueError(
+                f"solo_outer must be a probability in [0, 1) with solo + solo_outer < 1, "
+                f"got solo={solo}, solo_outer={solo_outer}"
+            )
+        self.solo_outer = float(solo_outer)
         self.descriptor = descriptor
         if descriptor == "input":
-            self.in_space = Space("vec", 1 + len(self.inner) + len(self.outer_ids))
+            self.in_space = Space("vec", 1 + len(self.inner_ids) + len(self.outer_ids))
+
+    @property
+    def inner_ids(self) -> tuple[str, ...]:
+        """Names of the values of ``info["f"]``: the inner primitives, then ``"identity"`` when
+        the family draws outer-solo tasks."""
+        return self.inner + (("identity",) if self.solo_outer > 0 else ())
 
     @property
     def outer_ids(self) -> tuple[str, ...]:
@@ -171,7 +191,7 @@ class CompositionalFamily:
     @property
     def factors(self) -> dict[str, tuple[str, ...]]:
         """Categorical ground-truth keys of ``TaskBatch.info`` and the names of their values."""
-        return {"f": self.inner, "g": self.outer_ids}
+        return {"f": self.inner_ids, "g": self.outer_ids}
 
     def sample(
         self,
@@ -213,16 +233,25 @@ class CompositionalFamily:
             solo = torch.rand(n_tasks, generator=g) < self.solo
             g_id = torch.where(solo, len(self.outer), g_id)
             amp = torch.where(solo.view(-1, 1, 1), 1.0, amp)
+        if self.solo_outer > 0 and split == "train":
+            # Its own draw, so that turning it on leaves the inner-solo tasks of a seed as they were.
+            r = torch.rand(n_tasks, generator=g)
+            alone = (r < self.solo_outer / (1.0 - self.solo)) & (g_id < len(self.outer))
+            f_id = torch.where(alone, len(self.inner), f_id)
+            lo, hi = self.x_range
+            unit = (2.0 * x - lo - hi) / (hi - lo)
+            x = torch.where(alone.view(-1, 1, 1), unit, x)
         y = torch.empty_like(x)
         for t in range(n_tasks):
-            u = INNER[self.inner[int(f_id[t])]](x[t], p[t])
+            ft = int(f_id[t])
+            u = INNER[self.inner[ft]](x[t], p[t]) if ft < len(self.inner) else x[t]
             gt = int(g_id[t])
             y[t] = amp[t] * (OUTER[self.outer[gt]](u) if gt < len(self.outer) else u)
         descriptor = None
         if self.descriptor != "none":
             descriptor = torch.cat(
                 [
-                    torch.nn.functional.one_hot(f_id, len(self.inner)),
+                    torch.nn.functional.one_hot(f_id, len(self.inner_ids)),
                     torch.nn.functional.one_hot(g_id, len(self.outer_ids)),
                 ],
                 dim=1,

@@ -394,3 +394,37 @@ def test_descriptor_one_to_one_starts_as_the_identity_map():
     assert torch.equal(out.logits["inner"].argmax(-1), b.info["f"])
     with pytest.raises(ValueError, match="reads 8 descriptor entries but has 4 candidates"):
         descriptor_router(pool, descriptor_slots={"inner": (0, 8)}, descriptor_one_to_one=True)
+
+
+def test_descriptor_local_modulations_read_only_their_own_slot_slice():
+    """Each slot's modulations equal the plain router's on the descriptor with every other
+    slot's slice zeroed, so the inner module's modulation cannot depend on its outer partner."""
+    torch.manual_seed(0)
+    pool = build_pool(TEMPLATE)
+    slots = {"inner": (0, 4), "outer": (4, 8)}
+    local = descriptor_router(pool, descriptor_slots=slots, descriptor_local=True).double()
+    with torch.no_grad():  # FiLM rows start at zero: make them matter
+        local.modulation.weight.normal_()
+    plain = descriptor_router(pool, descriptor_slots=slots).double()
+    plain.load_state_dict(local.state_dict())
+    fam = CompositionalFamily(descriptor="onehot")
+    b = fam.sample(6, shots=K, query=Q, generator=torch.Generator().manual_seed(1))
+    b = b.to("cpu", torch.float64)
+    feats = support_features(b.support_x, b.support_y, 0)
+    out = local(feats, b.descriptor)
+    for slot, (lo, hi) in slots.items():
+        own = torch.zeros_like(b.descriptor)
+        own[:, lo:hi] = b.descriptor[:, lo:hi]
+        ref = plain(feats, own)
+        keys = [k for k, s in local.layout_slot.items() if s == slot]
+        assert keys
+        for k in keys:
+            torch.testing.assert_close(out.modulations[k], ref.modulations[k], rtol=0, atol=1e-12)
+    swapped = b.descriptor.clone()
+    swapped[:, 4:8] = swapped[:, 4:8].roll(1, dims=1)  # other outer primitives
+    out2 = local(feats, swapped)
+    for k, s in local.layout_slot.items():
+        diff = (out.modulations[k] - out2.modulations[k]).abs().max()
+        assert (diff == 0) if s == "inner" else (diff > 1e-3), (k, float(diff))
+    with pytest.raises(ValueError, match="descriptor_local needs a descriptor_slots slice"):
+        descriptor_router(pool, descriptor_slots={"inner": (0, 4)}, descriptor_local=True)

@@ -107,6 +107,30 @@ def test_solo_tasks_show_the_inner_primitive_alone_in_meta_training_only():
         CompositionalFamily(solo=1.0)
 
 
+def test_outer_solo_tasks_show_the_outer_primitive_alone_on_the_unit_interval():
+    fam = CompositionalFamily(preset="identifiable", descriptor="onehot", solo=0.2, solo_outer=0.3)
+    assert fam.factors["f"] == (*PRESETS["identifiable"][0], "identity")
+    g = torch.Generator().manual_seed(5)
+    b = fam.sample(3000, shots=3, query=2, generator=g, split="train")
+    alone, solo = (b.info["f"] == 4).numpy(), (b.info["g"] == 4).numpy()
+    assert not (alone & solo).any()
+    assert abs(alone.mean() - 0.3) < 0.03 and abs(solo.mean() - 0.2) < 0.03  # sd ~0.008
+    x = torch.cat([b.support_x, b.query_x], 1).double().numpy()
+    y = torch.cat([b.support_y, b.query_y], 1).double().numpy()
+    assert np.abs(x[alone]).max() <= 1.0 and np.abs(x[~alone]).max() > 2.5
+    for t in np.flatnonzero(alone)[:50]:
+        gn, a = fam.outer[int(b.info["g"][t])], float(b.info["amplitude"][t])
+        np.testing.assert_allclose(y[t], a * OUTER_NP[gn](x[t]), rtol=1e-5, atol=1e-5)
+    assert b.descriptor.shape == (3000, 10)
+    assert torch.equal(b.descriptor[:, 4].bool(), torch.from_numpy(alone))
+    assert torch.equal(b.descriptor[:, 9].bool(), torch.from_numpy(solo))
+    for split, combos in [("val", "seen"), ("test", "seen"), ("test", "held_out")]:
+        e = fam.sample(500, shots=3, query=2, generator=g, split=split, combos=combos)
+        assert int((e.info["f"] == 4).sum()) == 0
+    with pytest.raises(ValueError, match="solo_outer"):
+        CompositionalFamily(solo=0.5, solo_outer=0.5)
+
+
 def test_param_range_narrows_the_inner_parameter():
     g = torch.Generator().manual_seed(1)
     fam = CompositionalFamily(param_range=(0.2, 0.3))
