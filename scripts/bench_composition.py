@@ -71,9 +71,8 @@ def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, s
 
 def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
     """Per-task query MSE after ``eval_inner_steps`` on meta-test tasks of one combination set."""
-    return split_mse_pairs(learner, family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed)[
-        0
-    ]
+    kw = {"n_tasks": n_tasks, "combos": combos, "shots": shots, "seed": seed}
+    return split_mse_pairs(learner, family, **kw)[0]
 
 
 def split_mse_pairs(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
