@@ -57,6 +57,7 @@ VARIANTS = {
     "id-maml-sin-solo": "configs/compositional_identifiable_maml_sin_solo.yaml",
     "id-program-sin-duo": "configs/compositional_identifiable_program_sin_duo.yaml",
     "id-maml-sin-duo": "configs/compositional_identifiable_maml_sin_duo.yaml",
+    "id-uniform-sin-duo": "configs/compositional_identifiable_uniform_sin_duo.yaml",
 }
 
 

@@ -100,13 +100,16 @@ def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path)
 
     sizes = {}
     names = ("program", "uniform_context", "maml_context", "program_sin", "maml_sin")
-    for name in (*names, "program_sin_solo", "maml_sin_solo"):
+    duo = ("program_sin_duo", "maml_sin_duo", "uniform_sin_duo")
+    for name in (*names, "program_sin_solo", "maml_sin_solo", *duo):
         cfg = load_config(f"configs/compositional_identifiable_{name}.yaml")
         sizes[name] = sum(p.numel() for p in build_learner(cfg).parameters())
     assert abs(sizes["maml_context"] / sizes["program"] - 1) <= 0.10
     assert abs(sizes["uniform_context"] / sizes["program"] - 1) <= 0.10
     assert abs(sizes["maml_sin"] / sizes["program_sin"] - 1) <= 0.10
     assert abs(sizes["maml_sin_solo"] / sizes["program_sin_solo"] - 1) <= 0.10
+    assert abs(sizes["maml_sin_duo"] / sizes["program_sin_duo"] - 1) <= 0.10
+    assert abs(sizes["uniform_sin_duo"] / sizes["program_sin_duo"] - 1) <= 0.10
     ckpt = _train("configs/compositional_identifiable_program.yaml", tmp_path, "program")
     learner, cfg, family = load_checkpoint(ckpt)
     b = family.sample(
@@ -165,6 +168,31 @@ def test_solo_config_routes_solo_tasks_to_the_identity_and_inspects(tmp_path):
     assert 0 < int(solo.sum()) < 64
     picks = learner.choices(b)
     assert torch.equal(picks["outer"] == 4, solo) and torch.equal(picks["inner"], b.info["f"])
+    out = tmp_path / "inspect"
+    assert main(["inspect", str(ckpt), "--tasks", "8", "--graphs", "1", "--out", str(out)]) == 0
+    assert (out / "usage.csv").exists()
+
+
+def test_duo_config_routes_both_kinds_of_solo_task_to_an_identity(tmp_path):
+    """Outer-solo tasks (outer primitive alone on [-1, 1]) go to the Identity *inner* candidate,
+    inner-solo tasks to the Identity outer one; held-out pairs to the modules of f and g."""
+    from composer.evaluate import load_checkpoint
+
+    ckpt = _train("configs/compositional_identifiable_program_sin_duo.yaml", tmp_path, "duo")
+    learner, _, family = load_checkpoint(ckpt)
+    b = family.sample(64, shots=10, query=10, generator=torch.Generator().manual_seed(0))
+    alone, solo = b.info["f"] == len(family.inner), b.info["g"] == len(family.outer)
+    assert 0 < int(alone.sum()) < 64 and 0 < int(solo.sum()) < 64
+    picks = learner.choices(b)
+    assert torch.equal(picks["inner"] == 4, alone) and torch.equal(picks["outer"] == 4, solo)
+    held = family.sample(
+        16, shots=10, query=10, generator=torch.Generator().manual_seed(1), split="test",
+        combos="held_out",
+    )  # fmt: skip
+    picks = learner.choices(held)
+    assert torch.equal(picks["inner"], held.info["f"]) and torch.equal(
+        picks["outer"], held.info["g"]
+    )
     out = tmp_path / "inspect"
     assert main(["inspect", str(ckpt), "--tasks", "8", "--graphs", "1", "--out", str(out)]) == 0
     assert (out / "usage.csv").exists()
