@@ -149,6 +149,8 @@ class RouterHypernetwork(nn.Module):
                 self.layout.append((t.key(kind), shape))
                 self.layout_slot[t.key(kind)] = t.slot
         sizes = [_numel(s) for _, s in self.layout]
+        if self.descriptor_local and not self.amortized:
+            raise ValueError("descriptor_local needs amortized (generated) modulations")
         if self.descriptor_local:
             missing = sorted(set(self.layout_slot.values()) - set(self.descriptor_slots))
             if missing or not self.descriptor_slots:
@@ -196,7 +198,7 @@ class RouterHypernetwork(nn.Module):
         if self.modulation is not None:
             flat = self.modulation(h if self.amortized else torch.ones_like(h[:, :1]))
             local = {}
-            if self.descriptor_local and self.amortized:
+            if self.descriptor_local:
                 width = e.shape[-1] - self.descriptor_dim
                 for slot, (a, b) in self.descriptor_slots.items():
                     own = torch.zeros_like(descriptor.to(h))

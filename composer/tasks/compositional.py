@@ -109,8 +109,8 @@ class CompositionalFamily:
             ``[-1, 1]`` (the range every inner primitive writes): such tasks give the outer
             stage's *input* a fixed meaning (the value ``u``) whatever inner primitive later
             writes it. Its ``f`` is the extra inner id ``len(inner)`` (``"identity"``, with a
-            descriptor column of its own). Drawn exclusively of ``solo``; meta-val and meta-test
-            never draw them.
+            descriptor column of its own; its ``info["param"]`` is drawn but unused). Drawn
+            exclusively of ``solo``; meta-val and meta-test never draw them.
     """
 
     name = "compositional"

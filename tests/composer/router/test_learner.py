@@ -428,3 +428,5 @@ def test_descriptor_local_modulations_read_only_their_own_slot_slice():
         assert (diff == 0) if s == "inner" else (diff > 1e-3), (k, float(diff))
     with pytest.raises(ValueError, match="descriptor_local needs a descriptor_slots slice"):
         descriptor_router(pool, descriptor_slots={"inner": (0, 4)}, descriptor_local=True)
+    with pytest.raises(ValueError, match="descriptor_local needs amortized"):
+        descriptor_router(pool, descriptor_slots=slots, descriptor_local=True, amortized=False)
