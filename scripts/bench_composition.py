@@ -13,6 +13,8 @@ primitive.
                                                         # the family's (f, g) descriptor given to all three
     python scripts/bench_composition.py --tasks 200 --variants id-program-sin id-maml-sin
                                                         # periodic modules + modulation anchors vs MAML
+    python scripts/bench_composition.py --tasks 200 --per-pair --variants id-program-sin-duo id-maml-sin-duo id-uniform-sin-duo
+                                                        # solo tasks on both sides, 8000 it: the issue-3 table
     python scripts/bench_composition.py --sinusoid      # routed vs plain MAML on configs/sinusoid.yaml
     python scripts/bench_composition.py --oracle identifiable --tasks 200
                                                         # the error floor: the true (f, g) and their
