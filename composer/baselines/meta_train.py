@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from composer.tasks.base import TaskFamily, derive_seed
-from composer.training.guard import guarded_meta_step
+from composer.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
 
 
 @dataclass
@@ -55,26 +55,26 @@ def meta_train(
     params = [p for p in learner.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     learner.train()
-    losses, start, done, bad, skipped = [], time.perf_counter(), 0, 0, 0
+    losses, start, done = [], time.perf_counter(), 0
+    guard = BadTaskGuard(max_bad_tasks=None)
     for i in range(iterations):
         g = torch.Generator().manual_seed(derive_seed(seed, "train", i))
         batch = family.sample(meta_batch_size, shots=shots, query=query, generator=g, split="train")
         step = guarded_meta_step(learner, batch.to(device))
-        bad += step.tasks - step.good
         opt.zero_grad()
         if step.good:
             (step.objective * (step.tasks / step.good)).backward()  # mean over the good tasks
-        finite = step.good > 0 and all(p.grad is None or p.grad.isfinite().all() for p in params)
-        if finite:
+        finite = grads_finite(params)
+        if not guard.record(
+            step=i, good=step.good, tasks=step.tasks, finite_grad=finite, warn=False
+        ):
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
-        else:
-            skipped += 1
         losses.append(float(step.query_loss.detach().mean()) if step.good else float("nan"))
         done += 1
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
     learner.eval()
     return MetaTrainResult(iterations=done, seconds=time.perf_counter() - start, losses=losses,
-                           bad_tasks=bad, skipped_steps=skipped)  # fmt: skip
+                           bad_tasks=guard.bad_tasks, skipped_steps=guard.skipped_steps)  # fmt: skip

@@ -62,6 +62,12 @@ def guarded_meta_step(learner: MetaLearner, batch: TaskBatch) -> GuardedStep:
     )
 
 
+def grads_finite(params) -> bool:
+    """Whether every gradient present on ``params`` is finite (True when none has one)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([g.isfinite().all() for g in grads]).all())
+
+
 class BadTaskGuard:
     """Counts dropped tasks and skipped steps; stops the run past its limits.
 

@@ -10,7 +10,7 @@ import torch
 
 from composer.algorithms import MetaLearner
 from composer.tasks.base import TaskBatch
-from composer.training.guard import BadTaskGuard, guarded_meta_step
+from composer.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
 from composer.training.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -77,7 +77,7 @@ class MetaLearningModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Rescale to the mean over good tasks, or skip the step; count and stop past the limit."""
         params = [p for p in self.parameters() if p.grad is not None]
-        finite = not params or bool(torch.stack([p.grad.isfinite().all() for p in params]).all())
+        finite = grads_finite(params)
         counts = torch.tensor([self._good, self._tasks], dtype=torch.float64, device=self.device)
         self._good = self._tasks = 0
         if self.trainer.world_size > 1:
