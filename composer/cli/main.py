@@ -1,53 +1,66 @@
-"""``metacompose``: the command-line entry point. Each command lives in its own module."""
+"""``metacompose``: the command-line entry point. Each command lives in its own module.
+
+Start-up stays cheap: only the chosen command's module is imported, and each command imports
+torch, Lightning and the rest inside its ``run``; ``metacompose --help`` imports none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from composer.cli import eval_cmd, inspect_cmd, plot_cmd, report_cmd, train_cmd, verify_cmd
-from composer.config import ConfigError
-from composer.graph import GraphError
-from composer.training.checkpoint_io import CheckpointError
-
-# name -> module with ``add_arguments(parser)``, ``run(args) -> int`` and a docstring summary.
+# name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
-    "train": train_cmd,
-    "eval": eval_cmd,
-    "inspect": inspect_cmd,
-    "plot": plot_cmd,
-    "report": report_cmd,
-    "verify": verify_cmd,
+    "train": ("composer.cli.train_cmd", "meta-train from a YAML config; prints the run folder last"),
+    "eval": ("composer.cli.eval_cmd", "adapt a checkpoint to fresh meta-test tasks, print the metric"),
+    "inspect": ("composer.cli.inspect_cmd", "per-task module graphs, module usage and heat map"),
+    "plot": ("composer.cli.plot_cmd", "plot a run's learning curves as PNG files"),
+    "report": ("composer.cli.report_cmd", "evaluation report of checkpoints (JSON, Markdown, PNG)"),
+    "verify": ("composer.cli.verify_cmd", "certify adaptations against a stability spec"),
 }
 
-USER_ERRORS = (ConfigError, CheckpointError, GraphError, FileNotFoundError, ValueError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "bad input": one line on stderr, exit 2, no traceback."""
+    from composer.config import ConfigError
+    from composer.graph import GraphError
+    from composer.training.checkpoint_io import CheckpointError
+
+    return (ConfigError, CheckpointError, GraphError, FileNotFoundError, ValueError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` (if any) gets its arguments added."""
     parser = argparse.ArgumentParser(
         prog="metacompose",
         description="Modular neurosymbolic meta-learning: train, evaluate, inspect and verify.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
-        doc = (module.__doc__ or "").strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=doc)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name, (module_name, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except USER_ERRORS as e:
-        print(f"metacompose {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"metacompose {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not isinstance(e, user_errors()):
+            raise
+        print(f"metacompose {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
