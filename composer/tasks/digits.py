@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from composer.optional import require
 from composer.tasks.base import SPLITS, TaskBatch, check_split
 from composer.tasks.episodes import sample_episodes
 from composer.tasks.splits import split_indices
@@ -37,7 +38,9 @@ class DigitsFamily:
         split_seed: int = 0,
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     ) -> None:
-        from sklearn.datasets import load_digits
+        load_digits = require(
+            "sklearn.datasets", extra="data", purpose="the digits family"
+        ).load_digits
 
         if not 2 <= ways <= 10:
             raise ValueError(f"digits has 10 classes, ways must be in 2..10, got {ways}")

