@@ -1,6 +1,7 @@
 """Typed run configs: schema, loading with overrides, and signature checks for builder args."""
 
-from composer.config.load import ConfigError, check_kwargs, load_config, to_yaml
+from composer.config.errors import ConfigError
+from composer.config.load import check_kwargs, load_config, to_yaml
 from composer.config.schema import (
     AlgoConfig,
     DataConfig,
@@ -10,6 +11,8 @@ from composer.config.schema import (
     TaskConfig,
     TrainerConfig,
 )
+from composer.config.validate import validate
+from composer.config.yaml_io import load_yaml
 
 __all__ = [
     "AlgoConfig",
@@ -22,5 +25,7 @@ __all__ = [
     "TrainerConfig",
     "check_kwargs",
     "load_config",
+    "load_yaml",
     "to_yaml",
+    "validate",
 ]

@@ -10,29 +10,27 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from composer.config.errors import ConfigError
 from composer.config.schema import RunConfig
+from composer.config.validate import check_arg_types, validate
+from composer.config.yaml_io import describe_yaml_error, load_yaml
 
-
-class ConfigError(ValueError):
-    """A bad config: the message names the file and the key at fault, on one line."""
+__all__ = ["ConfigError", "check_kwargs", "load_config", "to_yaml"]
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Read ``path``, merge it onto :class:`RunConfig`, then apply dotted ``overrides``.
+    """Read ``path``, merge it onto :class:`RunConfig`, apply dotted ``overrides``, resolve
+    interpolations and validate every value (:func:`composer.config.validate.validate`).
 
     Raises:
-        ConfigError: missing/unreadable file, YAML syntax error, unknown key, wrong type, or a bad
-            override; the message names the file and key.
+        ConfigError: missing, unreadable or non-UTF-8 file, YAML syntax error, duplicate key,
+            unknown key, wrong type, unresolvable interpolation, bad value or a bad override; the
+            one-line message names the file and key.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(e)}") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from e
+    raw = load_yaml(path, "config file")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -43,21 +41,38 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except OmegaConfBaseException as e:
         raise ConfigError(f"{path}: {_describe(e)}") from e
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value")
-        key = item.split("=", 1)[0]
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"{path}: override {key}: {_describe(e)}") from e
-        except yaml.YAMLError as e:  # the value is not YAML (e.g. "{a:[1]}" lacks a space)
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{path}: override {key}: value is not valid YAML ({problem})") from e
+        cfg = _apply_override(cfg, item, path)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{path}: cannot resolve an interpolation: {_describe(e)}") from e
+    if str(cfg.enforce.mode).lower() == "false":  # YAML reads a bare ``off`` as false
+        cfg.enforce.mode = "off"
+    validate(cfg, path)
     return cfg
 
 
+def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
+    if "=" not in item:
+        raise ConfigError(
+            f"override {item!r} must look like key=value (e.g. trainer.max_steps=500)"
+        )
+    key = item.split("=", 1)[0].strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key (expected key=value, e.g. seed=1)")
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{path}: override {key}: {_describe(e)}") from e
+    except yaml.YAMLError as e:  # the value is not YAML (e.g. "{a:[1]}" lacks a space)
+        raise ConfigError(
+            f"{path}: override {key}: value is not valid YAML ({describe_yaml_error(e)})"
+        ) from e
+
+
 def check_kwargs(fn: Any, kwargs: dict[str, Any], where: str) -> None:
-    """Bind ``kwargs`` to ``fn``'s signature without calling it; a clear error on a bad key."""
+    """Bind ``kwargs`` to ``fn``'s signature without calling it, and check each value against
+    ``fn``'s type annotations; a one-line error naming ``where.key`` and the value."""
     sig = inspect.signature(fn)
     params = sig.parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -71,6 +86,7 @@ def check_kwargs(fn: Any, kwargs: dict[str, Any], where: str) -> None:
         sig.bind(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from e
+    check_arg_types(fn, kwargs, where)
 
 
 def to_yaml(cfg: DictConfig) -> str:
@@ -79,11 +95,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def _describe(e: OmegaConfBaseException) -> str:
     key = getattr(e, "full_key", None)
-    msg = str(e).split("\n")[0]
-    if isinstance(e, Exception) and "Key '" in msg and "not in" in msg:
+    msg = " ".join(str(e).split("\n")[0].split())
+    if "Key '" in msg and "not in" in msg:
         return f"unknown key {key!r}" if key else msg
     return f"key {key!r}: {msg}" if key else msg
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())

@@ -1,0 +1,264 @@
+"""Check every value of a loaded run config once, on load: choices, finiteness, ranges, limits.
+
+A typo should fail here, in one line naming the file, the key as the user wrote it and the value,
+before a run folder exists. Bounds are deliberately loose: they catch signs, zeros where only a
+positive value makes sense, and step counts no run could finish (a likely extra digit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from composer.config.errors import ConfigError
+
+PRECISIONS = (
+    "32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true",
+    "16", "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
+
+# Literal-like tables of the string choices. The owners keep the same tuples (a test checks them):
+# composer.algorithms.ALGORITHMS, composer.router.learner.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING},
+# composer.verify.enforce.{MODES, EVERY}, composer.training.loggers.LOGGERS, composer.build.OPTIMIZERS.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "algo.name": ("maml", "fomaml", "metasgd", "anil", "reptile"),
+    "data.sharding": ("per_rank", "global"),
+    "optim.name": ("adam", "adamw", "sgd"),
+    "trainer.logger": ("csv", "tensorboard", "none"),
+    "router.routing": ("learned", "uniform"),
+    "router.adapt": ("modules", "modulations", "both"),
+    "router.eval_routing": ("router", "search"),
+    "enforce.mode": ("off", "check", "reject", "project"),
+    "enforce.tier": ("fast", "refine", "exact"),
+    "enforce.every": ("end", "step"),
+    # Lightning's names (lightning.pytorch.accelerators / strategies registries, precision inputs).
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "trainer.precision": PRECISIONS,
+}
+
+STEPS_LIMIT = 10**8  # meta-iterations: days of training at the fastest step rate
+INNER_LIMIT = 10**4  # inner-loop steps per task
+SIZE_LIMIT = 10**6  # examples or tasks per batch, widths
+
+
+def strategies() -> tuple[str, ...]:
+    """``auto`` and the names in Lightning's strategy registry (imported on first use)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
+def validate(cfg: DictConfig, source: str | Path) -> None:
+    """Raise :class:`ConfigError` for the first bad value of a resolved run config."""
+    c = _Checker(cfg, str(source))
+    for key, options in CHOICES.items():
+        c.choice(key, options)
+    c.choice(
+        "trainer.strategy",
+        strategies(),
+        shown="auto or a Lightning strategy (ddp, ddp_spawn, fsdp, ...)",
+    )
+    c.integer("seed", lo=0, hi=2**63 - 1)
+    c.text("out_dir")
+    c.run_name("name")
+    c.text("task.family")
+    c.integer("task.shots", lo=1, hi=SIZE_LIMIT)
+    c.integer("task.query", lo=1, hi=SIZE_LIMIT)
+    c.text("model.builder")
+    c.real("algo.inner_lr", lo=0.0)
+    c.integer("algo.inner_steps", lo=0, hi=INNER_LIMIT)
+    c.integer("algo.eval_inner_steps", lo=0, hi=INNER_LIMIT)
+    c.names("algo.adapt")
+    c.integer("algo.chunk_size", lo=1, hi=SIZE_LIMIT, optional=True)
+    c.integer("data.meta_batch_size", lo=1, hi=SIZE_LIMIT)
+    c.integer("data.val_tasks", lo=1, hi=SIZE_LIMIT)
+    c.integer("data.task_chunk_size", lo=1, hi=SIZE_LIMIT, optional=True)
+    c.real("optim.lr", lo=0.0, lo_open=True)
+    c.real("optim.weight_decay", lo=0.0)
+    c.real("optim.grad_clip", lo=0.0, lo_open=True, optional=True)
+    c.integer("trainer.max_steps", lo=1, hi=STEPS_LIMIT)
+    c.devices("trainer.devices")
+    c.integer("trainer.num_nodes", lo=1, hi=10**4)
+    for key in ("val_check_interval", "log_every_n_steps", "checkpoint_every_n_steps"):
+        c.integer(f"trainer.{key}", lo=1, hi=STEPS_LIMIT)
+    c.integer("trainer.max_bad_tasks", lo=0, optional=True)
+    c.integer("trainer.cpu_threads", lo=1, hi=4096, optional=True)
+    for key in ("encoder_hidden", "embedding", "hidden"):
+        c.integer(f"router.{key}", lo=1, hi=SIZE_LIMIT)
+    for key in ("descriptor_dim", "descriptor_classes", "low_rank", "anchors"):
+        c.integer(f"router.{key}", lo=0, hi=SIZE_LIMIT)
+    c.descriptor_slots("router.descriptor_slots", dim=cfg.router.descriptor_dim)
+    c.real("router.tau_start", lo=0.0, lo_open=True)
+    c.real("router.tau_end", lo=0.0, lo_open=True)
+    c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
+    for key in (
+        "balance_weight",
+        "entropy_weight",
+        "modulation_lr",
+        "search_weight",
+        "anchor_init",
+    ):
+        c.real(f"router.{key}", lo=0.0)
+    c.integer("router.search_steps", lo=0, hi=STEPS_LIMIT)
+    c.integer("router.anchor_rounds", lo=1, hi=INNER_LIMIT)
+    c.real("enforce.timeout_s", lo=0.0, lo_open=True)
+    c.integer("enforce.max_halvings", lo=0, hi=64)
+    if cfg.enforce.mode != "off" and not cfg.enforce.spec:
+        raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
+    c.shot_list("report.shots")
+
+
+class _Checker:
+    """Reads ``key`` from the config and fails with ``SOURCE: key=value: problem``."""
+
+    def __init__(self, cfg: DictConfig, source: str) -> None:
+        self.cfg, self.source = cfg, source
+
+    def get(self, key: str) -> Any:
+        node: Any = self.cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def fail(self, key: str, value: Any, problem: str) -> None:
+        raise ConfigError(f"{self.source}: {key}={_show(value)}: {problem}")
+
+    def choice(self, key: str, options: tuple[str, ...], shown: str | None = None) -> None:
+        value = self.get(key)
+        if str(value) not in options:
+            self.fail(key, value, f"expected {shown or 'one of ' + ', '.join(options)}")
+
+    def integer(self, key: str, *, lo: int, hi: int | None = None, optional: bool = False) -> None:
+        value = self.get(key)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, value, "expected an integer" + (" or null" if optional else ""))
+        if value < lo or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+            self.fail(key, value, f"must be {bound}" + (" (or null)" if optional else ""))
+
+    def real(self, key: str, *, lo: float, lo_open: bool = False, optional: bool = False) -> None:
+        value = self.get(key)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, value, "expected a number")
+        if not math.isfinite(value):
+            self.fail(key, value, "must be finite")
+        if value < lo or (lo_open and value == lo):
+            self.fail(key, value, f"must be {'>' if lo_open else '>='} {lo:g}")
+
+    def text(self, key: str) -> None:
+        value = self.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, value, "must be a non-empty string")
+
+    def run_name(self, key: str) -> None:
+        value = self.get(key)
+        if value is None:
+            return
+        if not value.strip() or value in (".", "..") or "/" in value or "\\" in value:
+            self.fail(key, value, "a run folder name: non-empty, no '/', not '.' or '..'")
+
+    def names(self, key: str) -> None:
+        value = self.get(key)
+        if value is None:
+            return
+        if not all(isinstance(v, str) and v for v in value):
+            self.fail(key, list(value), "expected a list of node names (or null)")
+
+    def devices(self, key: str) -> None:
+        value = self.get(key)
+        if isinstance(value, (list, tuple, ListConfig)):
+            ids = list(value)
+            ok = ids and all(type(i) is int and i >= 0 for i in ids) and len(set(ids)) == len(ids)
+            if not ok:
+                self.fail(key, ids, "a device-id list must be distinct integers >= 0")
+            return
+        if isinstance(value, str) and (value == "auto" or value.strip().lstrip("-").isdigit()):
+            value = -1 if value == "auto" else int(value)
+        if type(value) is not int or not (value >= 1 or value == -1):
+            self.fail(key, value, "expected a count >= 1, -1 or auto (all), or a list of ids")
+
+    def descriptor_slots(self, key: str, *, dim: int) -> None:
+        for slot, span in self.get(key).items():
+            span = list(span)
+            ok = len(span) == 2 and all(type(s) is int for s in span)
+            if not ok or not 0 <= span[0] < span[1] <= dim:
+                self.fail(
+                    f"{key}.{slot}", span, f"expected [start, stop] with 0 <= start < stop <= {dim}"
+                )
+
+    def shot_list(self, key: str) -> None:
+        value = list(self.get(key))
+        if not value or not all(type(v) is int and 1 <= v <= SIZE_LIMIT for v in value):
+            self.fail(key, value, f"expected a non-empty list of integers in 1..{SIZE_LIMIT}")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (list, ListConfig)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def check_value(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` (plain YAML data) fits a simple type annotation; unknown types fit."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any or annotation is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(check_value(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation is Path:
+        return isinstance(value, (str, Path))
+    if origin in (list, tuple) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(args) == len(value) and all(map(check_value, value, args))
+        inner = args[0] if args else Any
+        return all(check_value(v, inner) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def check_arg_types(fn: Callable[..., Any], kwargs: dict[str, Any], where: str) -> None:
+    """Each of ``kwargs`` against ``fn``'s annotations: ``where.key=value: expected TYPE``."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is not None and not check_value(value, hint):
+            shown = _show(value)
+            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}")
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
