@@ -11,7 +11,7 @@ from composer.algorithms import MetaLearner
 from composer.config import ConfigError, check_kwargs
 from composer.graph import GraphError, ModuleGraph
 from composer.models import MODEL_BUILDERS
-from composer.tasks import FAMILIES, TaskFamily, derive_seed
+from composer.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
 
 
 def _container(node) -> dict:
@@ -29,9 +29,34 @@ def build_family(task_cfg: DictConfig) -> TaskFamily:
     args = _container(task_cfg.args)
     check_kwargs(cls, args, "task.args")
     try:
-        return cls(**args)
+        family = cls(**args)
+    except ConfigError:
+        raise
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"task.args: {e}") from e
+    check_task_sizes(family, shots=task_cfg.shots, query=task_cfg.query)
+    return family
+
+
+def check_task_sizes(
+    family: TaskFamily, *, shots: int, query: int, where: str = "task.shots/task.query"
+) -> None:
+    """Draw one task of every split: a family too small for ``shots + query`` fails here, in one
+    line naming ``where`` and the family's limit, instead of at the first meta-batch.
+
+    Raises:
+        ConfigError: the family cannot serve ``shots`` support and ``query`` query examples.
+    """
+    g = torch.Generator().manual_seed(0)
+    for split in SPLITS:
+        try:
+            family.sample(1, shots=shots, query=query, generator=g, split=split)
+        except (ValueError, IndexError, RuntimeError) as e:
+            reason = " ".join(str(e).split())[:300]
+            raise ConfigError(
+                f"{where}: {family.name} cannot serve shots={shots} + query={query} "
+                f"({split} split): {reason}"
+            ) from e
 
 
 def build_graph(model_cfg: DictConfig, seed: int) -> ModuleGraph:

@@ -13,6 +13,7 @@ from composer.algorithms import MetaLearner
 from composer.build import build_family, build_learner
 from composer.config.schema import RunConfig
 from composer.graph import GraphError
+from composer.progress import progress
 from composer.tasks.base import TaskFamily, derive_seed
 from composer.training.checkpoint_io import CheckpointError, safe_load
 from composer.training.run import CHECKPOINT_FORMAT
@@ -44,12 +45,22 @@ def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFami
     """Rebuild the meta-learner of a run from its checkpoint alone (loaded with weights_only=True).
 
     Raises:
-        CheckpointError: unreadable, hostile, or not a metacompose checkpoint.
+        CheckpointError: unreadable, hostile, not a metacompose checkpoint, or weights holding
+            NaN/Inf (the message names the first such tensor).
     """
     ckpt = safe_load(path)
     meta = ckpt.get("metacompose")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a metacompose checkpoint (no 'metacompose' section)")
+    state = {k.removeprefix("learner."): v for k, v in ckpt.get("state_dict", {}).items()}
+    for name, tensor in state.items():
+        finite = not isinstance(tensor, torch.Tensor) or torch.isfinite(tensor).all()
+        if not finite:
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: weight {name!r} holds {bad} non-finite value(s) (NaN/Inf) of "
+                f"{tensor.numel()}: the run diverged; use an earlier checkpoint"
+            )
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(meta["config"]))
         family = build_family(cfg.task)
@@ -60,7 +71,6 @@ def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFami
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():
         raise CheckpointError(f"{path}: stored graph does not match the graph its config builds")
-    state = {k.removeprefix("learner."): v for k, v in ckpt.get("state_dict", {}).items()}
     try:
         learner.load_state_dict(state)
     except RuntimeError as e:
@@ -82,16 +92,20 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 100,
 ) -> EvalResult:
-    """Adapt to ``n_tasks`` meta-test tasks (seeded, disjoint from training) for 0..``steps`` steps."""
-    g = torch.Generator().manual_seed(derive_seed(seed, "test", "eval"))
-    curves = []
-    done = 0
-    while done < n_tasks:
-        b = min(batch_size, n_tasks - done)
-        batch = family.sample(b, shots=shots, query=query, generator=g, split="test")
-        curves.append(learner.evaluate(batch, steps=steps))
-        done += b
-    curve = torch.cat(curves, dim=1).double()  # (S + 1, N)
+    """Adapt to ``n_tasks`` meta-test tasks (seeded, disjoint from training) for 0..``steps`` steps.
+
+    A progress bar over the tasks is drawn on stderr (see :mod:`composer.progress`).
+    """
+    curve = evaluate_tasks(
+        learner,
+        family,
+        n_tasks=n_tasks,
+        steps=steps,
+        shots=shots,
+        query=query,
+        seed=seed,
+        batch_size=batch_size,
+    ).double()  # (S + 1, N)
     mean = curve.mean(dim=1)
     std = curve.std(dim=1, unbiased=True) if n_tasks > 1 else torch.zeros_like(mean)
     ci = 1.96 * std / math.sqrt(n_tasks)
@@ -104,3 +118,35 @@ def evaluate(
         mean=[float(v) for v in mean],
         ci95=[float(v) for v in ci],
     )
+
+
+def evaluate_tasks(
+    learner: MetaLearner,
+    family: TaskFamily,
+    *,
+    n_tasks: int,
+    steps: int,
+    shots: int,
+    query: int,
+    seed: int = 0,
+    batch_size: int = 100,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """Per-task query metric after 0..``steps`` inner steps: ``(steps + 1, n_tasks)``.
+
+    Tasks are drawn ``batch_size`` at a time from one seeded generator (so ``batch_size`` is part
+    of the task stream), and each drawn batch is adapted ``chunk`` tasks at a time (default: all of
+    it), with a progress bar over the tasks.
+    """
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "eval"))
+    curves = []
+    with progress(desc=f"eval {family.name}", total=n_tasks, unit="task") as bar:
+        for start in range(0, n_tasks, batch_size):
+            b = min(batch_size, n_tasks - start)
+            batch = family.sample(b, shots=shots, query=query, generator=g, split="test")
+            step = b if chunk is None else chunk
+            for i in range(0, b, step):
+                part = batch if step >= b else batch.slice(i, min(i + step, b))
+                curves.append(learner.evaluate(part, steps=steps))
+                bar.update(part.num_tasks)
+    return torch.cat(curves, dim=1)

@@ -6,22 +6,33 @@ import argparse
 import json
 from pathlib import Path
 
+from composer.cli.args import non_negative_int, positive_int, short_usage
+from composer.cli.paths import check_output_file
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    short_usage(p, "CHECKPOINT")
     p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
-    p.add_argument("--tasks", type=int, default=600, help="meta-test tasks (default 600)")
-    p.add_argument("--steps", type=int, default=None, help="inner steps (default: the config's)")
-    p.add_argument("--shots", type=int, default=None, help="support size K (default: the config's)")
+    p.add_argument("--tasks", type=positive_int, default=600, help="meta-test tasks (default 600)")
+    p.add_argument(
+        "--steps", type=non_negative_int, default=None, help="inner steps (default: the config's)"
+    )
+    p.add_argument(
+        "--shots", type=positive_int, default=None, help="support size K (default: the config's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    from composer.build import check_task_sizes
     from composer.evaluate import evaluate, load_checkpoint
 
-    if args.tasks < 1:
-        raise ValueError("--tasks must be >= 1")
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    if args.shots is not None:
+        check_task_sizes(family, shots=args.shots, query=cfg.task.query, where="--shots")
     result = evaluate(
         learner,
         family,

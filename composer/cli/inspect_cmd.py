@@ -7,21 +7,32 @@ import csv
 import json
 from pathlib import Path
 
+from composer.cli.args import non_negative_int, positive_int, short_usage
+from composer.cli.paths import check_output_dir
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    short_usage(p, "CHECKPOINT --out DIR")
     p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
-    p.add_argument("--tasks", type=int, default=8, help="meta-test tasks to inspect (default 8)")
+    p.add_argument(
+        "--tasks", type=positive_int, default=8, help="meta-test tasks to inspect (default 8)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the inspected task stream")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--graphs", type=int, default=None, help="write graph files for the first N tasks only"
+        "--graphs",
+        type=non_negative_int,
+        default=None,
+        help="write graph files for the first N tasks only",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")
     import numpy as np
 
     from composer.evaluate import load_checkpoint
+    from composer.progress import track
     from composer.router.inspection import (
         inspect_plain,
         inspect_routed,
@@ -31,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from composer.router.learner import RoutedMetaLearner
     from composer.router.render import draw_graph, draw_usage_heatmap, to_dot
 
-    if args.tasks < 1:
-        raise ValueError("--tasks must be >= 1")
     learner, cfg, family = load_checkpoint(args.checkpoint)
     batch = sample_tasks(
         family, args.tasks, shots=cfg.task.shots, query=cfg.task.query, seed=args.seed
@@ -42,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     routed = isinstance(learner, RoutedMetaLearner)
     results = inspect_routed(learner, family, batch) if routed else [inspect_plain(learner, batch)]
     n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
-    for i, r in enumerate(results[:n_graphs]):
+    for i, r in enumerate(track(results[:n_graphs], desc="inspect: write graphs", unit="graph")):
         (out / f"graph_{i}.json").write_text(json.dumps(r.report, indent=2))
         (out / f"graph_{i}.dot").write_text(to_dot(r.report))
         draw_graph(r.report, out / f"graph_{i}.png")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from composer.cli.args import short_usage
+from composer.cli.paths import check_output_dir
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    short_usage(p, "RUN_DIR")
     p.add_argument("run_dir", type=Path, help="a run folder holding metrics.csv")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/plots)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.run_dir / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{args.run_dir / 'metrics.csv'}: no such file (not a run folder?)")
+    check_output_dir(args.run_dir / "plots" if args.out is None else args.out, "--out")
     from composer.training.plots import plot_run
 
     written = plot_run(args.run_dir, args.out)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from composer.cli.args import short_usage
+from composer.cli.paths import check_output_dir
 from composer.config import load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    short_usage(p, "CONFIG [key=value ...]")
     p.add_argument("config", help="YAML config, e.g. configs/sinusoid.yaml")
     p.add_argument(
         "overrides",
@@ -28,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from composer.training import train  # heavy import (lightning) only when training
 
     cfg = load_config(args.config, args.overrides)
+    if args.resume is None:
+        check_output_dir(cfg.out_dir, "out_dir=")
+        if cfg.name:
+            check_output_dir(Path(cfg.out_dir) / cfg.name, "name=")
     result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.4f}")

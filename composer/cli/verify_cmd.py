@@ -6,25 +6,42 @@ import argparse
 import json
 from pathlib import Path
 
+from composer.cli.args import non_negative_int, positive_float, positive_int, short_usage
+from composer.cli.paths import check_output_dir, check_output_file
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    short_usage(p, "CHECKPOINT --spec SPEC.yaml | --self-test")
     p.add_argument("checkpoint", nargs="?", help="a run's checkpoints/last.ckpt")
     p.add_argument("--spec", type=Path, help="stability spec YAML (configs/bounds/*.yaml)")
-    p.add_argument("--tasks", type=int, default=10, help="meta-test tasks to adapt to (default 10)")
+    p.add_argument(
+        "--tasks", type=positive_int, default=10, help="meta-test tasks to adapt to (default 10)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
-    p.add_argument("--steps", type=int, default=None, help="inner steps (default: the config's)")
+    p.add_argument(
+        "--steps", type=non_negative_int, default=None, help="inner steps (default: the config's)"
+    )
     p.add_argument("--tier", choices=("fast", "refine", "exact"), default="refine")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per claim (refine/exact)")
+    p.add_argument(
+        "--timeout", type=positive_float, default=5.0, help="seconds per claim (refine/exact)"
+    )
     p.add_argument("--json", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--report", type=Path, default=None, help="write a Markdown summary here")
     p.add_argument(
         "--witness-dir", type=Path, default=None, help="VNN-COMP witnesses of violations"
     )
     p.add_argument("--self-test", action="store_true", help="soundness self-test on random nets")
-    p.add_argument("--networks", type=int, default=20, help="random networks of --self-test")
+    p.add_argument(
+        "--networks", type=positive_int, default=20, help="random networks of --self-test"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    for path, flag in ((args.json, "--json"), (args.report, "--report")):
+        if path is not None:
+            check_output_file(path, flag)
+    if args.witness_dir is not None:
+        check_output_dir(args.witness_dir, "--witness-dir")
     import torch
 
     # Certification works on tiny matrices: extra intra-op threads only contend (measured on a
@@ -39,15 +56,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.self_test:
+        from composer.progress import progress
         from symbolic import self_test
 
-        summary = self_test(n_networks=args.networks, seed=args.seed, timeout_s=args.timeout)
+        with progress(desc="verify --self-test", total=args.networks, unit="net") as bar:
+            summary = self_test(
+                n_networks=args.networks,
+                seed=args.seed,
+                timeout_s=args.timeout,
+                on_progress=lambda done, _total: bar.update(done - bar.n),
+            )
         print("\n".join(summary.lines()))
         return 0 if summary.ok else 1
     if args.checkpoint is None or args.spec is None:
         raise ValueError("verify needs CHECKPOINT and --spec SPEC.yaml (or --self-test)")
-    if args.tasks < 1 or args.timeout <= 0:
-        raise ValueError("--tasks must be >= 1 and --timeout > 0")
     from composer.evaluate import load_checkpoint
     from composer.verify.report import verify_learner
     from symbolic import load_spec, write_vnn_witness

@@ -252,9 +252,17 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
     relative ``csv_path`` is taken relative to the YAML file.
     """
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from composer.config import load_yaml
 
     path = Path(path)
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    spec = load_yaml(path, "dataset spec")  # one line naming the file: syntax, encoding, duplicates
+    if isinstance(spec, dict):
+        try:
+            spec = OmegaConf.to_container(OmegaConf.create(spec), resolve=True)
+        except OmegaConfBaseException as e:
+            raise ValueError(f"{path}: {' '.join(str(e).split())}") from e
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a dataset spec must be a mapping")
     spec.pop("_component_", None)
