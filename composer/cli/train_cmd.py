@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from composer.cli.args import short_usage
@@ -28,14 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from composer.training import train  # heavy import (lightning) only when training
+    from composer.training import TrainingInterrupted, train  # heavy import (lightning) only now
 
     cfg = load_config(args.config, args.overrides)
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:
             check_output_dir(Path(cfg.out_dir) / cfg.name, "name=")
-    result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
+    try:
+        result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
+    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: saved; one line, exit 130/143
+        if stop.rank == 0:
+            again = shlex.join(["metacompose", "train", args.config, *args.overrides])
+            print(
+                f"metacompose train: {stop}; resume with: {again} --resume {stop.run_dir}",
+                file=sys.stderr,
+            )
+        return stop.exit_code
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.4f}")
     print(f"trained {cfg.trainer.max_steps} meta-iterations in {result.seconds:.1f} s")

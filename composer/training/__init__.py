@@ -9,9 +9,11 @@ from composer.training.checkpoint_io import (
 from composer.training.data import SHARDINGS, MetaDataModule, TaskStream, select_tasks
 from composer.training.guard import BadInputError, BadTaskGuard, BadTaskWarning, guarded_meta_step
 from composer.training.hardware import check_accelerator
+from composer.training.interrupt import GracefulStop, TrainingInterrupted
 from composer.training.module import MetaLearningModule
 from composer.training.rng import capture_rng_state, restore_rng_state
 from composer.training.run import TrainResult, resolve_resume, train
+from composer.training.run_lock import RunFolderBusy, RunLock
 
 __all__ = [
     "SHARDINGS",
@@ -20,10 +22,14 @@ __all__ = [
     "BadTaskGuard",
     "BadTaskWarning",
     "CheckpointError",
+    "GracefulStop",
     "MetaDataModule",
     "MetaLearningModule",
+    "RunFolderBusy",
+    "RunLock",
     "TaskStream",
     "TrainResult",
+    "TrainingInterrupted",
     "atomic_save",
     "capture_rng_state",
     "check_accelerator",

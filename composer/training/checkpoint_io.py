@@ -12,16 +12,25 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+TMP_SUFFIX = ".tmp"  # atomic_save writes ``.NAME.<random>.tmp`` next to ``NAME``, then renames it
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted or read; the message names the file."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    Raises:
+        CheckpointError: the file cannot be written (full disk, permissions); ``path`` is unchanged.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e})") from e
     try:
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as f:
@@ -29,9 +38,23 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e})") from e
         raise
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files a killed :func:`atomic_save` left in ``folder``.
+
+    Only safe while no process writes ``folder`` (the caller holds the run folder's lock).
+    Returns the deleted files.
+    """
+    stale = sorted(Path(folder).glob(f".*{TMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def safe_load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

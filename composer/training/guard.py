@@ -9,7 +9,9 @@ task, is skipped (the optimizer sees no gradient).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +27,26 @@ class BadInputError(ValueError):
 
 class BadTaskWarning(UserWarning):
     """Some tasks of a meta-batch were dropped, or a whole step was skipped."""
+
+
+@contextlib.contextmanager
+def one_line_bad_task_warnings() -> Iterator[None]:
+    """Show :class:`BadTaskWarning` as ``warning: MESSAGE`` (no file name, no source line).
+
+    Only the text is changed: recorded warnings (``pytest.warns``) and filters work as before.
+    """
+    default = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, BadTaskWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
 
 
 @dataclass

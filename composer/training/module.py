@@ -10,7 +10,12 @@ import torch
 
 from composer.algorithms import MetaLearner
 from composer.tasks.base import TaskBatch
-from composer.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
+from composer.training.guard import (
+    BadInputError,
+    BadTaskGuard,
+    grads_finite,
+    guarded_meta_step,
+)
 from composer.training.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -83,21 +88,35 @@ class MetaLearningModule(L.LightningModule):
         if self.trainer.world_size > 1:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         good, tasks = int(counts[0]), int(counts[1])
-        skip = self.guard.record(
-            step=self.global_step,
-            good=good,
-            tasks=tasks,
-            finite_grad=finite,
-            warn=self.global_rank == 0,
-        )
+        try:
+            skip = self.guard.record(
+                step=self.global_step,
+                good=good,
+                tasks=tasks,
+                finite_grad=finite,
+                warn=self.global_rank == 0,
+            )
+        except BadInputError:
+            # The step never completes, so self.log would never reach the logger: write the final
+            # tally straight to it (flushed when the failed fit finalizes its loggers).
+            if self.logger is not None:
+                self.logger.log_metrics(self.guard_metrics(), step=self.global_step)
+            raise
         if skip:
             for p in params:
                 p.grad = None
         elif good < tasks:
             torch._foreach_mul_([p.grad for p in params], tasks / good)
         if skip or good < tasks or self._log_now():
-            self.log("train/bad_tasks", float(self.guard.bad_tasks))
-            self.log("train/skipped_steps", float(self.guard.skipped_steps))
+            for key, value in self.guard_metrics().items():
+                self.log(key, value)
+
+    def guard_metrics(self) -> dict[str, float]:
+        """The bad-task counters as logged: ``train/bad_tasks`` and ``train/skipped_steps``."""
+        return {
+            "train/bad_tasks": float(self.guard.bad_tasks),
+            "train/skipped_steps": float(self.guard.skipped_steps),
+        }
 
     @torch.no_grad()
     def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -20,16 +21,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from composer.build import build_family, build_learner, build_optimizer
 from composer.config import ConfigError, to_yaml
+from composer.progress import progress_enabled
 from composer.tasks.base import derive_seed
-from composer.training.checkpoint_io import AtomicCheckpointIO, CheckpointError, safe_load
+from composer.training.checkpoint_io import AtomicCheckpointIO
 from composer.training.data import MetaDataModule
+from composer.training.guard import one_line_bad_task_warnings
 from composer.training.hardware import check_accelerator, chunks_per_rank, world_size
-from composer.training.loggers import make_logger, trim_metrics
+from composer.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
+from composer.training.loggers import make_logger
 from composer.training.module import MetaLearningModule
-
-CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
-# Rank 0 publishes its run folder here; processes that Lightning launches inherit it.
-RUN_DIR_ENV = "METACOMPOSE_RUN_DIR"
+from composer.training.progress_bar import MetaProgressBar
+from composer.training.resume import (
+    CHECKPOINT_FORMAT,
+    check_same_config,
+    load_resume_point,
+    resolve_resume,
+)
+from composer.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
 
 # Lightning warnings that say nothing about a meta-learning run (endless iterable streams, one
 # process per CPU rank, resuming mid-"epoch" of an endless stream).
@@ -42,7 +50,15 @@ _QUIET = (
     ".*`training_step` returned `None`.*",
 )
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "check_accelerator", "resolve_resume", "train"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RUN_DIR_ENV",
+    "TrainResult",
+    "TrainingInterrupted",
+    "check_accelerator",
+    "resolve_resume",
+    "train",
+]
 
 
 class _DropAdverts(logging.Filter):
@@ -65,40 +81,6 @@ class TrainResult:
     seconds: float
 
 
-def make_run_dir(cfg: DictConfig, config_name: str) -> Path:
-    """The run folder (created on rank 0 only); launched ranks reuse rank 0's."""
-    if rank_zero_only.rank != 0 and os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
-    name = cfg.name or f"{config_name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(cfg.out_dir) / name
-    if rank_zero_only.rank == 0:
-        if (run_dir / "checkpoints" / "last.ckpt").exists():
-            raise ConfigError(f"name={name}: run folder {run_dir} already holds a checkpoint")
-        run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def resolve_resume(resume: str | Path) -> tuple[Path, Path, int]:
-    """``(checkpoint, run folder, global step)`` of a run folder or checkpoint to resume.
-
-    The checkpoint is read with ``weights_only=True`` first, so a hostile file is refused before
-    anything is built.
-
-    Raises:
-        CheckpointError: missing, corrupt, hostile or not a metacompose training checkpoint.
-    """
-    path = Path(resume)
-    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
-    state = safe_load(ckpt)
-    meta = state.get("metacompose")
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{ckpt}: not a metacompose checkpoint (no 'metacompose' section)")
-    if "loops" not in state or "optimizer_states" not in state:
-        raise CheckpointError(f"{ckpt}: holds weights only; training cannot resume from it")
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    return ckpt, run_dir, int(state.get("global_step", 0))
-
-
 def train(
     cfg: DictConfig,
     *,
@@ -109,50 +91,57 @@ def train(
     """Meta-train from a validated config; returns the run folder, checkpoint and final metrics.
 
     The run folder holds ``config.yaml`` (resolved), ``metrics.csv`` and ``checkpoints/last.ckpt``.
+    It is created only once everything built from ``cfg`` (learner, optimizer, logger, Trainer)
+    passed its checks, and it is locked while this trainer writes it: a second trainer on the same
+    folder is refused. SIGINT/SIGTERM stop the run after the current meta-step with a resumable
+    checkpoint (see :mod:`composer.training.interrupt`).
 
     Args:
         cfg: a config loaded with :func:`composer.config.load_config`.
         config_name: names the run folder when ``cfg.name`` is unset.
         resume: a run folder or checkpoint to continue exactly where it stopped (model, optimizer,
-            loops, RNG states, task-stream positions, bad-task counters). ``cfg`` should be the
+            loops, RNG states, task-stream positions, bad-task counters). ``cfg`` must be the
             run's own config (its ``trainer.max_steps`` may be raised).
         callbacks: extra Lightning callbacks.
 
     Raises:
-        ConfigError: a bad config or a hardware request this machine cannot serve (before training).
+        ConfigError: a bad config, a hardware request this machine cannot serve, or a ``resume``
+            made from another config (all before the run folder is touched).
         CheckpointError: ``resume`` is unreadable, corrupt or hostile (nothing is run).
-        BadInputError: more NaN/Inf tasks than ``trainer.max_bad_tasks``.
+        RunFolderBusy: another live trainer holds the run folder.
+        BadInputError: more NaN/Inf tasks than ``trainer.max_bad_tasks`` (``metrics.csv`` is kept).
+        TrainingInterrupted: SIGINT/SIGTERM; its checkpoint resumes the run exactly.
     """
     check_accelerator(cfg)
     if cfg.trainer.cpu_threads is not None:
         # Meta-learning on CPU is many small ops: extra intra-op threads mostly spin. One thread
         # per process is fastest for the shipped configs (and avoids oversubscription under DDP).
         torch.set_num_threads(cfg.trainer.cpu_threads)
-    ckpt_path = None
+    # Everything that can fail on bad input is built and checked before the run folder is touched.
+    point = None
     if resume is not None:
-        ckpt_path, run_dir, step = resolve_resume(resume)
-        if rank_zero_only.rank == 0:
-            trim_metrics(run_dir / "metrics.csv", before_step=step)
+        point = load_resume_point(resume)
+        check_same_config(point, cfg)
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
-    if resume is None:
-        run_dir = make_run_dir(cfg, config_name)
-        if rank_zero_only.rank == 0:
-            (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    t = cfg.trainer
+    optimizer = functools.partial(build_optimizer, cfg.optim)
+    try:
+        optimizer(learner.parameters())
+    except ValueError as e:  # torch's own checks: a negative lr, weight decay, ...
+        raise ConfigError(f"optim: {e}") from e
+    run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
     module = MetaLearningModule(
         learner=learner,
-        optimizer=functools.partial(build_optimizer, cfg.optim),
+        optimizer=optimizer,
         metric=family.metric,
         extra_checkpoint={
             "format": CHECKPOINT_FORMAT,
             "config": OmegaConf.to_container(cfg, resolve=True),
             "graph": learner.graph.to_json_dict(),
         },
-        max_bad_tasks=t.max_bad_tasks,
+        max_bad_tasks=cfg.trainer.max_bad_tasks,
     )
-    ranks = world_size(cfg) or 1
-    chunks = chunks_per_rank(cfg, ranks)
+    chunks = chunks_per_rank(cfg, world_size(cfg) or 1)
     data = MetaDataModule(
         family=family,
         seed=cfg.seed,
@@ -163,9 +152,55 @@ def train(
         sharding=cfg.data.sharding,
         chunks=chunks,
     )
-    ckpt_dir = run_dir / "checkpoints"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stop = GracefulStop(checkpoint=last)
+    trainer = make_trainer(cfg, run_dir=run_dir, chunks=chunks, callbacks=[stop, *callbacks])
+
+    L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
+    with contextlib.ExitStack() as held:
+        if rank_zero_only.rank == 0:
+            held.enter_context(
+                open_run_folder(run_dir, resume_step=point.step if point is not None else None)
+            )
+            if point is None:
+                (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        start = time.perf_counter()
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        try:
+            with warnings.catch_warnings(), one_line_bad_task_warnings():
+                for message in _QUIET:
+                    warnings.filterwarnings("ignore", message=message)
+                trainer.fit(module, datamodule=data, ckpt_path=point.checkpoint if point else None)
+        except _StopRequested:
+            signum, step = stop.stopped
+            raise TrainingInterrupted(
+                signum=signum,
+                run_dir=run_dir,
+                checkpoint=last,
+                step=step,
+                rank=rank_zero_only.rank,
+            ) from None
+        finally:
+            if rank_zero_only.rank == 0:
+                os.environ.pop(RUN_DIR_ENV, None)
+        seconds = time.perf_counter() - start
+        trainer.save_checkpoint(last, weights_only=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
+
+
+def make_trainer(
+    cfg: DictConfig, *, run_dir: Path, chunks: int, callbacks: Sequence[Callback]
+) -> L.Trainer:
+    """The Lightning ``Trainer`` of a run (it creates nothing on disk until ``fit``).
+
+    Raises:
+        ConfigError: a precision, strategy, logger... that Lightning refuses.
+    """
+    t = cfg.trainer
+    bar = t.enable_progress_bar and progress_enabled()
     try:
-        trainer = L.Trainer(
+        return L.Trainer(
             max_steps=t.max_steps,
             accelerator=t.accelerator,
             devices=t.devices,
@@ -176,17 +211,18 @@ def train(
             check_val_every_n_epoch=None,
             log_every_n_steps=t.log_every_n_steps,
             accumulate_grad_batches=chunks,
-            enable_progress_bar=t.enable_progress_bar,
+            enable_progress_bar=bar,
             deterministic=t.deterministic,
             gradient_clip_val=cfg.optim.grad_clip,
             logger=make_logger(t.logger, run_dir),
             callbacks=[
                 ModelCheckpoint(
-                    dirpath=ckpt_dir,
+                    dirpath=run_dir / "checkpoints",
                     save_last=True,
                     save_top_k=0,
                     every_n_train_steps=t.checkpoint_every_n_steps,
                 ),
+                *([MetaProgressBar(max_steps=t.max_steps)] if bar else []),
                 *callbacks,
             ],
             plugins=[AtomicCheckpointIO()],
@@ -196,20 +232,6 @@ def train(
             default_root_dir=str(run_dir),
         )
     except (MisconfigurationException, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"trainer: {' '.join(str(e).split())}") from e
-    L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
-    start = time.perf_counter()
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    try:
-        with warnings.catch_warnings():
-            for message in _QUIET:
-                warnings.filterwarnings("ignore", message=message)
-            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    finally:
-        if rank_zero_only.rank == 0:
-            os.environ.pop(RUN_DIR_ENV, None)
-    seconds = time.perf_counter() - start
-    last = ckpt_dir / "last.ckpt"
-    trainer.save_checkpoint(last, weights_only=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)

@@ -1,0 +1,124 @@
+"""The training bar: meta-iterations out of ``trainer.max_steps``, their rate and the latest loss.
+
+Lightning's own bar counts loader batches, and an endless task stream gives it no total (and
+micro-batches of gradient accumulation are not meta-iterations). This one counts optimizer steps
+towards ``max_steps``, on stderr like every :mod:`composer.progress` bar, and redraws its loss at
+most a few times a second (a sinusoid meta-step takes about a millisecond). ``train`` adds it only
+when :func:`composer.progress.progress_enabled` (a terminal, or ``METACOMPOSE_PROGRESS``) and
+``trainer.enable_progress_bar`` agree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks.progress import ProgressBar
+from tqdm import tqdm
+
+from composer.progress import progress_enabled
+
+REDRAW_SECONDS = 0.25
+
+
+def terminal_shape() -> dict[str, Any]:
+    """tqdm's size options: follow the terminal, or a fixed size where it reports none.
+
+    A pseudo-terminal without a size (``script``, some CI runners) reports 0 x 0, on which tqdm
+    draws nothing at all; ``COLUMNS``/``LINES`` or 80 x 24 are used there instead.
+    """
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = None
+    if size is not None and size.columns and size.lines:
+        return {"dynamic_ncols": True}
+    columns, lines = shutil.get_terminal_size()
+    return {"ncols": columns, "nrows": lines}
+
+
+def bar_postfix(metrics: dict[str, Any]) -> dict[str, str]:
+    """``loss`` (the latest meta-train query loss) and ``val`` (the latest meta-validation metric)."""
+    shown = {}
+    for key, value in metrics.items():
+        if key == "train/query_loss":
+            shown["loss"] = f"{float(value):.4g}"
+        elif key.startswith("val/query_") and not key.endswith("_step0"):
+            shown["val"] = f"{float(value):.4g}"
+    return shown
+
+
+class MetaProgressBar(ProgressBar):
+    """One tqdm bar over the meta-iterations of a fit (global rank 0 only).
+
+    Args:
+        max_steps: the run's ``trainer.max_steps`` (the bar's total).
+    """
+
+    def __init__(self, *, max_steps: int) -> None:
+        super().__init__()
+        self.max_steps = max_steps
+        self.bar: tqdm | None = None
+        self._enabled = True
+        self._drawn = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._enabled:
+            return
+        self.bar = tqdm(
+            desc="train",
+            total=self.max_steps,
+            initial=trainer.global_step,  # a resumed run starts where it stopped
+            unit="it",
+            file=sys.stderr,
+            disable=not progress_enabled(),
+            leave=False,
+            **terminal_shape(),
+        )
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.bar is None or trainer.global_step == self.bar.n:
+            return
+        now = time.monotonic()
+        if now - self._drawn >= REDRAW_SECONDS or trainer.global_step >= self.max_steps:
+            self._drawn = now
+            self.bar.set_postfix(bar_postfix(trainer.progress_bar_metrics), refresh=False)
+        self.bar.update(trainer.global_step - self.bar.n)
+        if trainer.global_step >= self.max_steps:
+            self._close()  # before Lightning's "max_steps reached" line
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.write(" ".join(map(str, args)), file=self.bar.fp)
+        else:
+            print(*args, **kwargs)

@@ -1,0 +1,103 @@
+"""What ``--resume`` starts from: a trusted checkpoint of a run made from the same config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from composer.config import ConfigError
+from composer.training.checkpoint_io import CheckpointError, safe_load
+
+CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
+# Keys a resumed run may change: where the run lives, how long it goes on, whether a bar is drawn.
+MAY_CHANGE_ON_RESUME = ("out_dir", "name", "trainer.max_steps", "trainer.enable_progress_bar")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint to continue from.
+
+    Attributes:
+        checkpoint: the ``.ckpt`` file.
+        run_dir: the run folder it belongs to.
+        step: its global step (optimizer steps done).
+        config: the resolved config stored in it.
+    """
+
+    checkpoint: Path
+    run_dir: Path
+    step: int
+    config: dict[str, Any]
+
+
+def load_resume_point(resume: str | Path) -> ResumePoint:
+    """The checkpoint of a run folder (``checkpoints/last.ckpt``) or a ``.ckpt`` file to resume.
+
+    The checkpoint is read with ``weights_only=True``, so a hostile file is refused before anything
+    is built.
+
+    Raises:
+        CheckpointError: missing, corrupt, hostile or not a metacompose training checkpoint.
+    """
+    path = Path(resume)
+    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    state = safe_load(ckpt)
+    meta = state.get("metacompose")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{ckpt}: not a metacompose checkpoint (no 'metacompose' section)")
+    if "loops" not in state or "optimizer_states" not in state:
+        raise CheckpointError(f"{ckpt}: holds weights only; training cannot resume from it")
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    return ResumePoint(
+        checkpoint=ckpt, run_dir=run_dir, step=int(state.get("global_step", 0)), config=config
+    )
+
+
+def resolve_resume(resume: str | Path) -> tuple[Path, Path, int]:
+    """``(checkpoint, run folder, global step)`` of a run folder or checkpoint to resume."""
+    point = load_resume_point(resume)
+    return point.checkpoint, point.run_dir, point.step
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return flat
+
+
+def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
+    """``"key: stored -> given"`` for every key (but :data:`MAY_CHANGE_ON_RESUME`) that differs."""
+    given = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    old = _flatten(stored)
+    return [
+        f"{key}: {old.get(key, '<unset>')!r} -> {given.get(key, '<unset>')!r}"
+        for key in sorted(set(old) | set(given), key=str)
+        if key not in MAY_CHANGE_ON_RESUME and old.get(key, "<unset>") != given.get(key, "<unset>")
+    ]
+
+
+def check_same_config(point: ResumePoint, cfg: DictConfig) -> None:
+    """Refuse to resume ``point`` under a config other than the one it was trained with.
+
+    Only :data:`MAY_CHANGE_ON_RESUME` may differ. A checkpoint that stores no config is not checked.
+
+    Raises:
+        ConfigError: names the first differing keys (checkpoint value -> given value).
+    """
+    diff = config_differences(point.config, cfg) if point.config else []
+    if diff:
+        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+        raise ConfigError(
+            f"--resume {point.run_dir}: the run was trained with another config "
+            f"({'; '.join(diff[:3])}{more}); resume with its own config, e.g. "
+            f"{point.run_dir / 'config.yaml'} (only trainer.max_steps may be raised)"
+        )
