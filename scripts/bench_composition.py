@@ -19,21 +19,26 @@ primitive.
     python scripts/bench_composition.py --oracle identifiable --tasks 200
                                                         # the error floor: the true (f, g) and their
                                                         # forms known, p by grid search, A by least squares
+
+The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from scipy import stats
+from tqdm import tqdm
 
 from composer.config import load_config
+from composer.optional import MissingExtraError, require
+from composer.progress import progress
 from composer.router import normalized_mutual_info
 from composer.tasks.base import derive_seed
 
@@ -158,15 +163,16 @@ def bench_oracle(args) -> None:
 
     family = CompositionalFamily(preset=args.oracle)
     print(f"oracle query MSE, preset {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
-    for seed in args.seeds:
-        seen, held = (
-            oracle_mse(family, n_tasks=args.tasks, combos=c, shots=10, seed=seed)
-            for c in ("seen", "held_out")
-        )
-        print(
-            f"seed {seed}: in-distribution {seen.mean():.2e} (max {seen.max():.2e}), "
-            f"held-out {held.mean():.2e} (max {held.max():.2e})"
-        )
+    with progress(args.seeds, desc="oracle", unit="seed") as bar:
+        for seed in bar:
+            seen, held = (
+                oracle_mse(family, n_tasks=args.tasks, combos=c, shots=10, seed=seed)
+                for c in ("seen", "held_out")
+            )
+            say(
+                f"seed {seed}: in-distribution {seen.mean():.2e} (max {seen.max():.2e}), "
+                f"held-out {held.mean():.2e} (max {held.max():.2e})"
+            )
 
 
 def ci95(values: list[float]) -> tuple[float, float]:
@@ -174,6 +180,7 @@ def ci95(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / n
     if n < 2:
         return mean, float("nan")
+    stats = require("scipy.stats", extra="data", purpose="bench_composition's t-interval")
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
 
@@ -186,7 +193,6 @@ def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name:
         f"seed={seed}",
         f"out_dir={out_dir}",
         f"name={name}",
-        "trainer.enable_progress_bar=false",
     ]
     overrides += list(extra)
     if steps is not None:
@@ -199,32 +205,10 @@ def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name:
 
 def bench_composition(args) -> None:
     rows, per_pair = {}, {}
-    for variant in args.variants:
-        for seed in args.seeds:
-            learner, cfg, family, secs = train_variant(
-                VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", args.set
-            )
-            n_params = sum(p.numel() for p in learner.parameters())
-            shots = cfg.task.shots
-            idd, idd_pairs = split_mse_pairs(
-                learner, family, n_tasks=args.tasks, combos="seen", shots=shots, seed=seed
-            )
-            held, held_pairs = split_mse_pairs(
-                learner, family, n_tasks=args.tasks, combos="held_out", shots=shots, seed=seed
-            )
-            table = per_pair.setdefault(variant, {})
-            for m, p in zip(torch.cat([idd, held]).tolist(), idd_pairs + held_pairs):
-                table.setdefault(p + (" *" if p in held_pairs else ""), []).append(m)
-            nmi = routing_nmi(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
-            rows.setdefault(variant, []).append(
-                (idd.mean().item(), held.mean().item(), nmi, n_params)
-            )
-            print(
-                f"{variant:18s} seed {seed}: params {n_params}, train {secs:.0f} s, "
-                f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
-                f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}",
-                flush=True,
-            )
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    with progress(runs, desc="bench_composition", unit="run") as bar:
+        for variant, seed in bar:
+            bench_one(args, variant, seed, rows, per_pair)
     print(
         f"\nquery MSE after the configured inner steps, K=10, {args.tasks} tasks per split and seed;"
     )
@@ -245,6 +229,31 @@ def bench_composition(args) -> None:
         print(pair_table(per_pair))
 
 
+def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None:
+    """Train one variant with one seed, print its line, and add it to ``rows`` and ``per_pair``."""
+    learner, cfg, family, secs = train_variant(
+        VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", args.set
+    )
+    n_params = sum(p.numel() for p in learner.parameters())
+    shots = cfg.task.shots
+    idd, idd_pairs = split_mse_pairs(
+        learner, family, n_tasks=args.tasks, combos="seen", shots=shots, seed=seed
+    )
+    held, held_pairs = split_mse_pairs(
+        learner, family, n_tasks=args.tasks, combos="held_out", shots=shots, seed=seed
+    )
+    table = per_pair.setdefault(variant, {})
+    for m, p in zip(torch.cat([idd, held]).tolist(), idd_pairs + held_pairs):
+        table.setdefault(p + (" *" if p in held_pairs else ""), []).append(m)
+    nmi = routing_nmi(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
+    rows.setdefault(variant, []).append((idd.mean().item(), held.mean().item(), nmi, n_params))
+    say(
+        f"{variant:18s} seed {seed}: params {n_params}, train {secs:.0f} s, "
+        f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
+        f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}"
+    )
+
+
 def bench_sinusoid(args) -> None:
     """Routed learner (pool of 4 candidates per slot) vs plain MAML on configs/sinusoid.yaml."""
     router = OmegaConf.load("configs/compositional.yaml").router
@@ -258,24 +267,38 @@ def bench_sinusoid(args) -> None:
         OmegaConf.save(base, routed_cfg)
         from composer.evaluate import evaluate
 
-        for variant, config in (("maml", "configs/sinusoid.yaml"), ("routed", str(routed_cfg))):
-            res = []
-            for seed in args.seeds:
-                learner, cfg, family, secs = train_variant(
-                    config, seed, args.steps, args.out_dir, f"sin-{variant}-s{seed}"
-                )
-                r = evaluate(
-                    learner, family, n_tasks=args.tasks, steps=cfg.algo.eval_inner_steps, seed=seed
-                )
-                res.append(r.mean[-1])
-                print(
-                    f"sinusoid {variant:6s} seed {seed}: params {sum(p.numel() for p in learner.parameters())}, "
-                    f"train {secs:.0f} s, {cfg.trainer.max_steps} it, MSE after "
-                    f"{cfg.algo.eval_inner_steps} steps {r.mean[-1]:.4f} ± {r.ci95[-1]:.4f}",
-                    flush=True,
-                )
-            m, c = ci95(res)
-            print(f"sinusoid {variant:6s}: {m:.4f} ± {c:.4f} (95% t over seeds)")
+        variants = (("maml", "configs/sinusoid.yaml"), ("routed", str(routed_cfg)))
+        with progress(
+            desc="bench_composition --sinusoid", total=2 * len(args.seeds), unit="run"
+        ) as bar:
+            for variant, config in variants:
+                res = []
+                for seed in args.seeds:
+                    learner, cfg, family, secs = train_variant(
+                        config, seed, args.steps, args.out_dir, f"sin-{variant}-s{seed}"
+                    )
+                    r = evaluate(
+                        learner,
+                        family,
+                        n_tasks=args.tasks,
+                        steps=cfg.algo.eval_inner_steps,
+                        seed=seed,
+                    )
+                    res.append(r.mean[-1])
+                    bar.update(1)
+                    say(
+                        f"sinusoid {variant:6s} seed {seed}: params {sum(p.numel() for p in learner.parameters())}, "
+                        f"train {secs:.0f} s, {cfg.trainer.max_steps} it, MSE after "
+                        f"{cfg.algo.eval_inner_steps} steps {r.mean[-1]:.4f} ± {r.ci95[-1]:.4f}"
+                    )
+                m, c = ci95(res)
+                say(f"sinusoid {variant:6s}: {m:.4f} ± {c:.4f} (95% t over seeds)")
+
+
+def say(text: str) -> None:
+    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
 
 
 def main() -> None:
@@ -302,6 +325,10 @@ def main() -> None:
     args = p.parse_args()
     if args.oracle:
         return bench_oracle(args)
+    try:  # needed only for the final table: fail now, not after the training runs
+        require("scipy.stats", extra="data", purpose="bench_composition's t-interval")
+    except MissingExtraError as e:
+        sys.exit(str(e))
     torch.set_num_threads(1)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

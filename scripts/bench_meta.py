@@ -91,6 +91,8 @@ def main() -> None:
         args.steps = int(args.steps)
         worker(args)
         return
+    from composer.progress import progress
+
     print(f"sinusoid MLP 1-40-40-1, meta-batch 25, K=10, torch.set_num_threads({args.threads})")
     header = (
         f"{'order':>5} {'inner':>5} | {'vmap it/s':>9} {'loop it/s':>9} {'speed-up':>8} | "
@@ -98,16 +100,27 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for order in (1, 2):
-        for steps in (int(s) for s in args.steps.split(",")):
-            v = run_one("vmap", order, steps, args.threads, args.seconds)
-            loop = run_one("loop", order, steps, args.threads, args.seconds)
-            print(
-                f"{order:>5} {steps:>5} | {v['its']:>9.1f} {loop['its']:>9.1f} "
+    steps = [int(s) for s in args.steps.split(",")]
+    runs = [(order, n) for order in (1, 2) for n in steps]
+    with progress(desc="bench_meta", total=2 * len(runs), unit="run") as bar:
+        for order, n in runs:
+            v = run_one("vmap", order, n, args.threads, args.seconds)
+            bar.update(1)
+            loop = run_one("loop", order, n, args.threads, args.seconds)
+            bar.update(1)
+            say(
+                f"{order:>5} {n:>5} | {v['its']:>9.1f} {loop['its']:>9.1f} "
                 f"{v['its'] / loop['its']:>7.1f}x | {v['peak_mb']:>12.0f} {v['delta_mb']:>8.1f} | "
-                f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}",
-                flush=True,
+                f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}"
             )
+
+
+def say(text: str) -> None:
+    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

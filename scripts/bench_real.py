@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from tqdm import tqdm
 
 from composer.baselines.compare import (
     META_METHODS,
@@ -34,6 +36,7 @@ from composer.baselines.compare import (
 )
 from composer.build import build_family
 from composer.config import load_config
+from composer.progress import progress
 from composer.report.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,10 +101,10 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                        finetune_steps=args.finetune_steps, eval_steps=args.eval_steps)  # fmt: skip
         if method == "pretrain_finetune":
             r.train_seconds, r.train_iterations = pre
-        print(row(setting, r), flush=True)
+        say(row(setting, r))
         if r.bad_tasks or r.skipped_steps:
-            print(f"{setting:<24} {method}: meta-training dropped {r.bad_tasks} non-finite tasks "
-                  f"and skipped {r.skipped_steps} steps", flush=True)  # fmt: skip
+            say(f"{setting:<24} {method}: meta-training dropped {r.bad_tasks} non-finite tasks "
+                f"and skipped {r.skipped_steps} steps")  # fmt: skip
         results[method] = r
         out.append({"setting": setting, "family": family.name, "shots": shots, "seed": args.seed,
                     "method": r.method, "metric": r.metric, "mean": r.test.mean,
@@ -111,6 +114,12 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                     "skipped_steps": r.skipped_steps,
                     "values": None if r.values is None else r.values.tolist()})  # fmt: skip
     compare_best(setting, results)
+
+
+def say(text: str) -> None:
+    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
 
 
 def apart(best: MethodResult, other: MethodResult) -> bool:
@@ -138,8 +147,8 @@ def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
         return
     for b in base:
         d = paired_difference(best, b)
-        print(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} (paired); "
-              f"intervals {'apart' if apart(best, b) else 'overlap'}", flush=True)  # fmt: skip
+        say(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} (paired); "
+            f"intervals {'apart' if apart(best, b) else 'overlap'}")  # fmt: skip
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
@@ -245,14 +254,16 @@ def main() -> None:
     print("-" * len(head))
     out: list[dict] = []
     start = time.perf_counter()
+    settings = []
     if args.part in ("regression", "all"):
-        for name in args.families:
-            for k in args.shots:
-                bench_config(name, k, REG_METHODS, args, out)
+        settings += [(name, k, REG_METHODS) for name in args.families for k in args.shots]
     if args.part in ("glyphs", "all"):
         for name in args.glyphs:
             cfg = load_config(ROOT / "configs" / f"{name}.yaml")
-            bench_config(name, int(cfg.task.shots), CLS_METHODS, args, out)
+            settings.append((name, int(cfg.task.shots), CLS_METHODS))
+    with progress(settings, desc="bench_real", unit="setting") as bar:
+        for name, k, methods in bar:
+            bench_config(name, k, methods, args, out)
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))

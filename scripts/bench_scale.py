@@ -162,6 +162,21 @@ HEADER = (
 )
 
 
+def say(text: str) -> None:
+    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
+
+
+def track(items: list, *, desc: str, unit: str):
+    """``composer.progress.track``, imported here: child processes skip it."""
+    from composer.progress import track as _track
+
+    return _track(items, desc=desc, unit=unit)
+
+
 def bench_ddp(steps: int) -> None:
     print(f"\n## 1 process vs DDP (gloo, CPU): sinusoid MAML, meta-batch 24, {steps} steps")
     print(HEADER)
@@ -175,13 +190,14 @@ def bench_ddp(steps: int) -> None:
         "trainer.logger=none",
         "data.val_tasks=24",
     ]
+    runs = [
+        ("1 process", []),
+        ("ddp, 2 processes", ["trainer.strategy=ddp", "trainer.devices=2"]),
+    ]
     with tempfile.TemporaryDirectory() as out:
-        for name, extra in [
-            ("1 process", []),
-            ("ddp, 2 processes", ["trainer.strategy=ddp", "trainer.devices=2"]),
-        ]:
+        for name, extra in track(runs, desc="bench_scale: ddp", unit="run"):
             ov = [*common, *extra, f"out_dir={out}", f"name={name.replace(' ', '_').strip(',')}"]
-            print(row(name, spawn(["--child", "train", "--warmup", "20", *ov])), flush=True)
+            say(row(name, spawn(["--child", "train", "--warmup", "20", *ov])))
 
 
 def bench_inner(args: argparse.Namespace) -> None:
@@ -190,13 +206,13 @@ def bench_inner(args: argparse.Namespace) -> None:
         f"{args.tasks} tasks, second order"
     )
     print(HEADER)
-    for steps in (1, 5, 10):
-        for ckpt in (False, True):
-            argv = ["--child", "meta", "--inner-steps", str(steps), "--tasks", str(args.tasks)]
-            argv += ["--filters", str(args.filters), "--device", args.device, "--iters", "3"]
-            argv += ["--checkpoint"] if ckpt else []
-            name = f"inner_steps={steps:<2} checkpoint_inner={ckpt}"
-            print(row(name, spawn(argv)), flush=True)
+    runs = [(steps, ckpt) for steps in (1, 5, 10) for ckpt in (False, True)]
+    for steps, ckpt in track(runs, desc="bench_scale: inner", unit="run"):
+        argv = ["--child", "meta", "--inner-steps", str(steps), "--tasks", str(args.tasks)]
+        argv += ["--filters", str(args.filters), "--device", args.device, "--iters", "3"]
+        argv += ["--checkpoint"] if ckpt else []
+        name = f"inner_steps={steps:<2} checkpoint_inner={ckpt}"
+        say(row(name, spawn(argv)))
 
 
 def bench_chunk(args: argparse.Namespace) -> None:
@@ -206,15 +222,16 @@ def bench_chunk(args: argparse.Namespace) -> None:
         "(+RSS should scale with the chunk)"
     )
     print(HEADER)
-    for name, extra in [
+    runs = [
         ("unchunked", []),
         ("vmap chunk_size=8", ["--vmap-chunk", "8"]),
         ("task_chunk_size=8 (grad chunks)", ["--grad-chunk", "8"]),
         ("task_chunk_size=4 (grad chunks)", ["--grad-chunk", "4"]),
-    ]:
+    ]
+    for name, extra in track(runs, desc="bench_scale: chunk", unit="run"):
         argv = ["--child", "meta", "--inner-steps", "1", "--tasks", str(tasks), "--iters", "3"]
         argv += ["--filters", str(args.filters), "--device", args.device, *extra]
-        print(row(name, spawn(argv)), flush=True)
+        say(row(name, spawn(argv)))
 
 
 def main() -> None:

@@ -25,11 +25,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 from composer.evaluate import load_checkpoint
+from composer.progress import track
 from composer.tasks.base import derive_seed
 from composer.verify import (
     Enforcer,
@@ -86,7 +89,7 @@ def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
     xlo = torch.tensor([[lo]], dtype=torch.float64)
     xhi = torch.tensor([[hi]], dtype=torch.float64)
     dev = Objective("deviation", 0)
-    for t, (a, pair) in enumerate(pairs):
+    for t, (a, pair) in enumerate(track(pairs, desc=f"bench_verify: {name}", unit="task")):
         mp = module_params(a.graph, a.meta, a.adapted)
         certify(pair, spec, tier="fast", module_params=mp)  # warm caches
         times, cpu_times = [], []
@@ -139,7 +142,7 @@ def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
             spec_refine=decided(rep_ref),
         )
         rows.append(row)
-        print(
+        say(
             f"{t:>4} {fast_ms:>8.1f} {fast_cpu_ms:>7.1f} {row['fast_ratio']:>9.3f} {row['bnb_ratio']:>8.4f} "
             f"{res.seconds:>6.2f} {dec.status:>9} {dec_s:>6.2f} {ex_status:>8} {ex_s:>7.2f} "
             f"{row['spec_fast']:>9.2f} {row['spec_refine']:>11.2f}"
@@ -156,6 +159,12 @@ def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
         f"{statistics.median(r['fast_ratio'] for r in rows):.2f}"
     )
     return rows
+
+
+def say(text: str) -> None:
+    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
 
 
 def bench_enforcement(ckpt, spec_path, args) -> None:
@@ -176,7 +185,9 @@ def bench_enforcement(ckpt, spec_path, args) -> None:
         f"{'enforce s/task':>14} {'total s':>8}"
     )
     meta = {k: v.detach() for k, v in learner.graph.named_parameters()}
-    for mode in ("off", "check", "reject", "project"):
+    for mode in track(
+        ("off", "check", "reject", "project"), desc="bench_verify: enforce", unit="mode"
+    ):
         enforcer = Enforcer(spec=spec, mode=mode, every=args.every, max_halvings=args.max_halvings)
         learner.enforcer = None if mode == "off" else enforcer
         t0 = time.perf_counter()
@@ -199,7 +210,7 @@ def bench_enforcement(ckpt, spec_path, args) -> None:
                 )
                 ok += rep.status == "proved"
         s = enforcer.stats
-        print(
+        say(
             f"{mode:>8} {float(mse.mean()):>10.4g} {float(mse.median()):>10.4g} "
             f"{ok:>6}/{batch.num_tasks:<3} "
             f"{s.rolled_back:>11} {s.projected:>9} {s.seconds / batch.num_tasks:>14.4f} "

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from composer.config import load_config
 from composer.evaluate import evaluate, load_checkpoint
+from composer.progress import progress
 from composer.training import train
 
 # Per-algorithm overrides of configs/sinusoid.yaml. Reptile needs several inner steps per task
@@ -51,35 +54,43 @@ def main() -> None:
     out = Path(args.out)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for algo in args.algos.split(","):
-        overrides = [
-            *ALGOS[algo],
-            f"trainer.max_steps={args.steps}",
-            f"out_dir={out}",
-            f"name={algo}-{args.steps}",
-            "trainer.enable_progress_bar=false",
-        ]
-        cfg = load_config(args.config, overrides)
-        ckpt = out / f"{algo}-{args.steps}" / "checkpoints" / "last.ckpt"
-        seconds = None
-        if not ckpt.exists():
-            result = train(cfg, config_name="sinusoid")
-            seconds = result.seconds
-        learner, cfg, family = load_checkpoint(ckpt)
-        ev = evaluate(learner, family, n_tasks=args.tasks, steps=args.eval_steps, shots=10, seed=1)
-        results[algo] = {
-            "meta_iterations": args.steps,
-            "train_seconds": seconds,
-            **ev.to_json_dict(),
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-        print(
-            f"[{time.strftime('%H:%M:%S')}] {algo}: mse@{args.eval_steps} = "
-            f"{ev.mean[-1]:.3f} ± {ev.ci95[-1]:.3f}",
-            flush=True,
-        )
+    algos = args.algos.split(",")
+    with progress(algos, desc="repro_sinusoid", unit="algo") as bar:
+        for algo in bar:
+            overrides = [
+                *ALGOS[algo],
+                f"trainer.max_steps={args.steps}",
+                f"out_dir={out}",
+                f"name={algo}-{args.steps}",
+            ]
+            cfg = load_config(args.config, overrides)
+            ckpt = out / f"{algo}-{args.steps}" / "checkpoints" / "last.ckpt"
+            seconds = None
+            if not ckpt.exists():
+                result = train(cfg, config_name="sinusoid")
+                seconds = result.seconds
+            learner, cfg, family = load_checkpoint(ckpt)
+            ev = evaluate(
+                learner, family, n_tasks=args.tasks, steps=args.eval_steps, shots=10, seed=1
+            )
+            results[algo] = {
+                "meta_iterations": args.steps,
+                "train_seconds": seconds,
+                **ev.to_json_dict(),
+            }
+            out.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=2))
+            say(
+                f"[{time.strftime('%H:%M:%S')}] {algo}: mse@{args.eval_steps} = "
+                f"{ev.mean[-1]:.3f} ± {ev.ci95[-1]:.3f}"
+            )
     print_table(results, args.eval_steps, args.threads)
+
+
+def say(text: str) -> None:
+    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)
 
 
 def print_table(results: dict, steps: int, threads: int) -> None:

@@ -10,6 +10,7 @@ reproduces, and on 1-D inputs the exact tier agrees with the grid away from the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -113,8 +114,12 @@ def self_test(
     tiers: tuple[str, ...] = ("fast", "refine"),
     exact_every: int = 4,
     timeout_s: float = 5.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SelfTestSummary:
-    """Run the soundness checks on ``n_networks`` random pairs; see the module docstring."""
+    """Run the soundness checks on ``n_networks`` random pairs; see the module docstring.
+
+    ``on_progress(done, n_networks)`` is called after each network (e.g. to advance a bar).
+    """
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     s = SelfTestSummary()
@@ -154,6 +159,8 @@ def self_test(
                 expect = Proved if f > 1 else Violated
                 if not isinstance(res, expect) and res.status != "unknown":
                     s.exact_disagreements.append(f"net{i} x{f}: exact {res.status}")
+        if on_progress is not None:
+            on_progress(i + 1, n_networks)
     s.seconds = time.perf_counter() - t0
     return s
 

@@ -167,7 +167,8 @@ def run_method(
     learner.to(plan.device)
     r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
                    shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,
-                   grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device)  # fmt: skip
+                   grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device,
+                   desc=f"meta-train {method}")  # fmt: skip
     t1 = time.perf_counter()
     v, steps, _ = score(learner, family, plan, max_steps=max_steps)
     return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,

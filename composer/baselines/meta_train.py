@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from composer.tasks.base import TaskFamily, derive_seed
+from composer.progress import progress
+from composer.tasks.base import TaskBatch, TaskFamily, derive_seed
 from composer.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
 
 
@@ -42,6 +43,7 @@ def meta_train(
     grad_clip: float | None = None,
     max_seconds: float | None = None,
     device: torch.device | str = "cpu",
+    desc: str = "meta-train",
 ) -> MetaTrainResult:
     """Adam on ``learner.meta_step(batch).objective`` over seeded meta-train batches.
 
@@ -50,31 +52,53 @@ def meta_train(
     ``max_seconds``, whichever comes first. Guarded like ``metacompose train``
     (:mod:`composer.training.guard`): tasks whose query loss is not finite are dropped from the
     meta-objective, and a step with no good task or a non-finite meta-gradient is skipped, so
-    that one diverging task cannot turn every weight into NaN.
+    that one diverging task cannot turn every weight into NaN. A progress bar labelled ``desc``
+    counts the iterations on stderr (see :mod:`composer.progress`).
     """
     params = [p for p in learner.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     learner.train()
-    losses, start, done = [], time.perf_counter(), 0
+    losses, start = [], time.perf_counter()
     guard = BadTaskGuard(max_bad_tasks=None)
-    for i in range(iterations):
-        g = torch.Generator().manual_seed(derive_seed(seed, "train", i))
-        batch = family.sample(meta_batch_size, shots=shots, query=query, generator=g, split="train")
-        step = guarded_meta_step(learner, batch.to(device))
-        opt.zero_grad()
-        if step.good:
-            (step.objective * (step.tasks / step.good)).backward()  # mean over the good tasks
-        finite = grads_finite(params)
-        if not guard.record(
-            step=i, good=step.good, tasks=step.tasks, finite_grad=finite, warn=False
-        ):
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-        losses.append(float(step.query_loss.detach().mean()) if step.good else float("nan"))
-        done += 1
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
+    with progress(desc=desc, total=iterations, unit="it") as bar:
+        for i in range(iterations):
+            g = torch.Generator().manual_seed(derive_seed(seed, "train", i))
+            batch = family.sample(
+                meta_batch_size, shots=shots, query=query, generator=g, split="train"
+            )
+            losses.append(
+                _step(learner, opt, params, guard, batch.to(device), index=i, clip=grad_clip)
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
     learner.eval()
-    return MetaTrainResult(iterations=done, seconds=time.perf_counter() - start, losses=losses,
-                           bad_tasks=guard.bad_tasks, skipped_steps=guard.skipped_steps)  # fmt: skip
+    return MetaTrainResult(iterations=len(losses), seconds=time.perf_counter() - start,
+                           losses=losses, bad_tasks=guard.bad_tasks,
+                           skipped_steps=guard.skipped_steps)  # fmt: skip
+
+
+def _step(
+    learner: nn.Module,
+    opt: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    guard: BadTaskGuard,
+    batch: TaskBatch,
+    *,
+    index: int,
+    clip: float | None,
+) -> float:
+    """One guarded Adam step on ``batch``; the mean query loss of its good tasks (NaN if none)."""
+    step = guarded_meta_step(learner, batch)
+    opt.zero_grad()
+    if step.good:
+        (step.objective * (step.tasks / step.good)).backward()  # mean over the good tasks
+    finite = grads_finite(params)
+    if not guard.record(
+        step=index, good=step.good, tasks=step.tasks, finite_grad=finite, warn=False
+    ):
+        if clip is not None:
+            nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+    return float(step.query_loss.detach().mean()) if step.good else float("nan")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from composer.graph import ModuleGraph
+from composer.progress import progress
 from composer.tasks.base import TaskFamily, derive_seed
 
 
@@ -54,6 +55,8 @@ def pretrain_pooled(
             ``info["classes"]``).
         max_seconds: stop early after this much wall time.
         device: where the graph lives; batches are moved there.
+
+    A progress bar counts the iterations on stderr (see :mod:`composer.progress`).
     """
     classify = family.metric == "accuracy"
     if classify and n_classes is None:
@@ -64,23 +67,25 @@ def pretrain_pooled(
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(derive_seed(seed, "pretrain"))
     losses, start, done = [], time.perf_counter(), 0
-    for _ in range(iterations):
-        b = family.sample(tasks_per_batch, shots=shots, query=query, generator=g, split="train")
-        b = b.to(device)
-        x = torch.cat([b.support_x, b.query_x], 1).flatten(0, 1)
-        y = torch.cat([b.support_y, b.query_y], 1)
-        if classify:
-            labels = b.info["classes"].gather(1, y).flatten()  # (T*(K+Q),) global class ids
-            loss = F.cross_entropy(global_head(body(x)), labels)
-        else:
-            loss = F.mse_loss(graph(x), y.flatten(0, 1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        done += 1
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
+    with progress(desc="pretrain", total=iterations, unit="it") as bar:
+        for _ in range(iterations):
+            b = family.sample(tasks_per_batch, shots=shots, query=query, generator=g, split="train")
+            b = b.to(device)
+            x = torch.cat([b.support_x, b.query_x], 1).flatten(0, 1)
+            y = torch.cat([b.support_y, b.query_y], 1)
+            if classify:
+                labels = b.info["classes"].gather(1, y).flatten()  # (T*(K+Q),) global class ids
+                loss = F.cross_entropy(global_head(body(x)), labels)
+            else:
+                loss = F.mse_loss(graph(x), y.flatten(0, 1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            done += 1
+            bar.update(1)
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
     if classify:
         with torch.no_grad():
             for p in graph.node("head").parameters():

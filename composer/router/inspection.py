@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from composer.graph import ModuleGraph
+from composer.progress import track
 from composer.router.learner import RoutedMetaLearner
 from composer.router.pool import ModulePool
 from composer.tasks.base import TaskBatch, TaskFamily, derive_seed
@@ -71,7 +72,7 @@ def inspect_routed(
     mods_all = _detach(out.modulations)
     probs = {s: torch.softmax(lg.detach(), dim=-1) for s, lg in out.logits.items()}
     results = []
-    for t in range(batch.num_tasks):
+    for t in track(range(batch.num_tasks), desc="inspect: export graphs", unit="task"):
         choice = {s: int(p[t].argmax()) for s, p in probs.items()}
         params = {**frozen, **{k: v[t] for k, v in after.items()}}
         graph, weights = pool.export_graph(choice, params)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageFont
 
+from composer.progress import track
 from composer.tasks.glyph_render import StrokeStyle, fit_glyph, render_samples, skeletonize
 from composer.tasks.glyph_scripts import SCRIPTS, ScriptSpec
 
@@ -153,11 +154,12 @@ def render_glyph_dataset(
 
     Each letter draws its samples from its own generator, seeded by ``(seed, script, codepoint)``,
     so a letter's images do not depend on which other scripts are rendered.
+    A progress bar over the scripts is drawn on stderr (see :mod:`composer.progress`).
     """
     style = style or StrokeStyle()
     work = 64 if size <= 64 else 128
     images, class_script, codepoints, names = [], [], [], []
-    for spec in scripts:
+    for spec in track(scripts, desc="render glyphs", unit="script"):
         cps, masks = select_letters(
             spec, font_dir=Path(font_dir), max_letters=max_per_script, work_size=work
         )

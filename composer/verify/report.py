@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from composer.progress import track
 from composer.tasks.base import TaskFamily, derive_seed
 from composer.verify.adaptation import adapt_tasks, certify_adaptation
 from symbolic import CertificationReport, StabilitySpec
@@ -137,7 +138,7 @@ def verify_learner(
     out = VerifyReport(
         checkpoint=checkpoint, spec=spec.source, tier=tier, seed=seed, inner_steps=steps
     )
-    for t, a in enumerate(adaptations):
+    for t, a in enumerate(track(adaptations, desc=f"verify ({tier})", unit="task")):
         info: dict[str, Any] = {"task": t}
         for k, v in batch.info.items():
             if (

@@ -19,3 +19,10 @@ def test_self_test_refine_tier():
 def test_self_test_hundreds_of_networks():
     s = self_test(300, seed=2, tiers=("fast", "refine"), exact_every=3, timeout_s=2.0)
     assert s.ok, s.lines()
+
+
+def test_self_test_reports_progress_after_each_network():
+    calls = []
+    s = self_test(3, seed=0, tiers=("fast",), on_progress=lambda done, n: calls.append((done, n)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert s.n_networks == 3

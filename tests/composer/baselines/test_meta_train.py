@@ -63,3 +63,15 @@ def test_a_step_without_good_tasks_is_skipped():
     assert (r.iterations, r.skipped_steps, r.bad_tasks) == (3, 3, 3 * T)
     for k, v in learner.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_a_bar_counts_the_meta_iterations_on_stderr_only(capsys, monkeypatch):
+    kw = {"iterations": 3, "meta_batch_size": 2, "shots": 5, "query": 5, "seed": 1}
+    monkeypatch.setenv("METACOMPOSE_PROGRESS", "1")
+    shown = meta_train(make_learner(), SinusoidFamily(), **kw, desc="meta-train maml")
+    out, err = capsys.readouterr()
+    assert "meta-train maml" in err and "/3 " in err and out == ""
+    monkeypatch.setenv("METACOMPOSE_PROGRESS", "0")
+    plain = meta_train(make_learner(), SinusoidFamily(), **kw)
+    assert capsys.readouterr().err == ""
+    assert shown.losses == plain.losses and shown.iterations == plain.iterations == 3

@@ -115,3 +115,14 @@ def test_noto_catalogue_fonts_exist_and_render():
     some = tuple(s for s in SCRIPTS if s.name in ("Latin", "Devanagari", "Ethiopic", "Arabic"))
     d = render_glyph_dataset(scripts=some, samples_per_class=3, max_per_script=12, seed=0)
     assert d.images.shape == (48, 3, 28, 28)
+
+
+def test_rendering_shows_a_bar_over_the_scripts_on_stderr(capsys, monkeypatch):
+    monkeypatch.setenv("METACOMPOSE_PROGRESS", "1")
+    shown = render(scripts=DEJAVU_SCRIPTS[:2], samples_per_class=2, max_per_script=2)
+    out, err = capsys.readouterr()
+    assert "render glyphs" in err and "/2 " in err and out == ""
+    monkeypatch.setenv("METACOMPOSE_PROGRESS", "0")
+    plain = render(scripts=DEJAVU_SCRIPTS[:2], samples_per_class=2, max_per_script=2)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(shown.images, plain.images)

@@ -1,0 +1,144 @@
+"""Progress bars of the long commands: on stderr only, stdout unchanged, off in logs and pipes;
+and evaluating in chunks leaves every task's numbers as they were."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from composer.cli.main import main
+from composer.config import load_config
+from composer.evaluate import evaluate, evaluate_tasks, load_checkpoint
+from composer.progress import ENV
+from composer.tasks.base import derive_seed
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "trainer.max_steps=3",
+    "data.val_tasks=8",
+    "trainer.enable_progress_bar=false",
+    "model.args.hidden=[8]",
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    from composer.training import train
+
+    out = tmp_path_factory.mktemp("progress_runs")
+    cfg = load_config(ROOT / "configs" / "sinusoid.yaml", [*TINY, f"out_dir={out}", "name=tiny"])
+    return str(train(cfg, config_name="tiny").checkpoint)
+
+
+def run_cli(args: list[str], capsys, monkeypatch, *, flag: str | None) -> tuple[str, str]:
+    """``metacompose ARGS`` with ``METACOMPOSE_PROGRESS`` set to ``flag`` (unset: ``None``)."""
+    if flag is None:
+        monkeypatch.delenv(ENV, raising=False)
+    else:
+        monkeypatch.setenv(ENV, flag)
+    capsys.readouterr()
+    assert main(args) == 0
+    return capsys.readouterr()
+
+
+def test_eval_bar_on_stderr_and_stdout_unchanged(checkpoint, capsys, monkeypatch):
+    args = ["eval", checkpoint, "--tasks", "30", "--steps", "2"]
+    plain = run_cli(args, capsys, monkeypatch, flag="0")
+    shown = run_cli(args, capsys, monkeypatch, flag="1")
+    assert shown.out == plain.out and "query mse" in shown.out
+    assert "eval sinusoid" in shown.err and "/30 " in shown.err and "task" in shown.err
+    assert plain.err == ""
+
+
+def test_no_bar_without_a_terminal(checkpoint, capsys, monkeypatch):
+    """Unset, the bar follows stderr; pytest's captured stderr is not a TTY."""
+    out, err = run_cli(
+        ["eval", checkpoint, "--tasks", "12", "--steps", "1"], capsys, monkeypatch, flag=None
+    )
+    assert "query mse" in out
+    assert err == ""
+
+
+def test_inspect_bar_on_stderr(checkpoint, tmp_path, capsys, monkeypatch):
+    args = ["inspect", checkpoint, "--tasks", "4"]  # a plain learner: one graph
+    plain = run_cli([*args, "--out", str(tmp_path / "a")], capsys, monkeypatch, flag="0")
+    shown = run_cli([*args, "--out", str(tmp_path / "b")], capsys, monkeypatch, flag="1")
+    assert shown.out.replace(str(tmp_path / "b"), "OUT") == plain.out.replace(
+        str(tmp_path / "a"), "OUT"
+    )
+    assert "inspect: write graphs" in shown.err and "graph/s" in shown.err
+    assert plain.err == ""
+
+
+def _no_seconds(text: str) -> str:
+    return re.sub(r"\d+\.\d+ ?s\b", "T s", text)
+
+
+def test_verify_bar_on_stderr(checkpoint, capsys, monkeypatch):
+    spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
+    args = ["verify", checkpoint, "--spec", spec, "--tasks", "2", "--tier", "fast"]
+    monkeypatch.setenv(ENV, "0")
+    capsys.readouterr()
+    code = main(args)
+    plain = capsys.readouterr()
+    monkeypatch.setenv(ENV, "1")
+    assert main(args) == code
+    shown = capsys.readouterr()
+    assert _no_seconds(shown.out) == _no_seconds(plain.out) and "tier fast" in shown.out
+    assert "verify (fast)" in shown.err and "/2 " in shown.err
+    assert plain.err == ""
+
+
+def test_self_test_bar_on_stderr(capsys, monkeypatch):
+    args = ["verify", "--self-test", "--networks", "2"]
+    plain = run_cli(args, capsys, monkeypatch, flag="0")
+    shown = run_cli(args, capsys, monkeypatch, flag="1")
+    assert _no_seconds(shown.out) == _no_seconds(plain.out) and "PASS" in shown.out
+    assert "verify --self-test" in shown.err and "/2 " in shown.err
+    assert plain.err == ""
+
+
+def reference_curves(learner, family, *, n_tasks, steps, seed, batch_size):
+    """``evaluate``'s per-task curves as computed before the progress bar: ``(S + 1, N)``."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "eval"))
+    curves, done = [], 0
+    while done < n_tasks:
+        b = min(batch_size, n_tasks - done)
+        batch = family.sample(b, shots=10, query=10, generator=g, split="test")
+        curves.append(learner.evaluate(batch, steps=steps))
+        done += b
+    return torch.cat(curves, dim=1)
+
+
+def test_chunked_evaluation_gives_the_same_numbers(checkpoint):
+    learner, _, family = load_checkpoint(checkpoint)
+    kw = {"n_tasks": 23, "steps": 3, "shots": 10, "query": 10, "seed": 5, "batch_size": 10}
+    whole = evaluate_tasks(learner, family, **kw)
+    ref = reference_curves(learner, family, n_tasks=23, steps=3, seed=5, batch_size=10)
+    assert whole.shape == (4, 23)
+    assert torch.equal(whole, ref)  # the task stream and each task's numbers are today's
+    for chunk in (2, 4, 7):
+        assert torch.equal(evaluate_tasks(learner, family, **kw, chunk=chunk), whole)
+    result = evaluate(learner, family, **kw)
+    torch.testing.assert_close(
+        torch.tensor(result.mean, dtype=torch.float64), whole.double().mean(1), rtol=0.0, atol=0.0
+    )
+
+
+def test_routed_inspection_bar_over_the_tasks(capsys, monkeypatch):
+    from composer.build import build_family, build_learner
+    from composer.router.inspection import inspect_routed, sample_tasks
+
+    cfg = load_config(ROOT / "configs" / "compositional.yaml")
+    family = build_family(cfg.task)
+    learner = build_learner(cfg, family).eval()
+    batch = sample_tasks(family, 3, shots=cfg.task.shots, query=cfg.task.query, seed=0)
+    monkeypatch.setenv(ENV, "1")
+    capsys.readouterr()
+    shown = inspect_routed(learner, family, batch, steps=1)
+    assert "inspect: export graphs" in capsys.readouterr().err
+    monkeypatch.setenv(ENV, "0")
+    plain = inspect_routed(learner, family, batch, steps=1)
+    assert capsys.readouterr().err == ""
+    assert [r.report for r in shown] == [r.report for r in plain]
