@@ -107,6 +107,11 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
             f"model: graph input {graph.in_space} does not match task family input {family.in_space}"
         )
     a = cfg.algo
+    unknown = [n for n in a.adapt or [] if n not in graph.graph]
+    if unknown:
+        raise ConfigError(
+            f"algo.adapt={list(a.adapt)}: graph has no node {unknown[0]!r}; nodes: {list(graph.graph)}"
+        )
     try:
         learner = MetaLearner(
             graph=graph,

@@ -24,7 +24,6 @@ from typing import Any
 
 import networkx as nx
 import z3
-from omegaconf import OmegaConf
 
 DEFAULT_TIMEOUT_MS = 5000
 
@@ -80,14 +79,10 @@ class RulesError(ValueError):
 
 def load_rules(path: str | Path) -> CompositionRules:
     """Read and validate a rules YAML (see module docstring)."""
+    from symbolic.spec_yaml import read_yaml
+
     path = Path(path)
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as e:
-        raise RulesError(
-            f"{path}: cannot read rules ({type(e).__name__}: {e})".replace("\n", " ")
-        ) from e
-    return rules_from_dict(data, source=str(path))
+    return rules_from_dict(read_yaml(path, "rules", RulesError), source=str(path))
 
 
 def rules_from_dict(data: Any, *, source: str = "<dict>") -> CompositionRules:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from symbolic.spec import (
@@ -42,13 +43,30 @@ class SpecError(ValueError):
 def load_spec(path: str | Path) -> StabilitySpec:
     """Read and validate a stability spec YAML file."""
     path = Path(path)
+    return spec_from_dict(read_yaml(path, "stability spec", SpecError), source=str(path))
+
+
+def read_yaml(path: Path, what: str, error: type[ValueError]) -> Any:
+    """The plain data of a YAML file (interpolations resolved, duplicate keys refused).
+
+    Raises:
+        error: one line naming the file: not found, not UTF-8 text, not valid YAML (with line).
+    """
+    if not path.is_file():
+        raise error(f"{path}: {what} file not found" + (" (a folder)" if path.is_dir() else ""))
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as e:  # unreadable file or YAML syntax error
-        raise SpecError(
-            f"{path}: cannot read spec ({type(e).__name__}: {e})".replace("\n", " ")
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise error(f"{path}: not valid YAML: {problem}{where}") from e
+    except Exception as e:  # unreadable file, bad interpolation
+        raise error(
+            f"{path}: cannot read {what} ({type(e).__name__}: {' '.join(str(e).split())})"
         ) from e
-    return spec_from_dict(data, source=str(path))
 
 
 def spec_from_dict(data: Any, *, source: str = "<dict>") -> StabilitySpec:

@@ -35,6 +35,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    for key, value in raw.items():
+        if key in SECTIONS and not isinstance(value, dict | None):
+            raise ConfigError(f"{path}: {key}: expected a mapping of keys, got {_show(value)}")
     schema = OmegaConf.structured(RunConfig)
     try:
         cfg = OmegaConf.merge(schema, OmegaConf.create(raw))
@@ -55,11 +58,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
     if "=" not in item:
         raise ConfigError(
-            f"override {item!r} must look like key=value (e.g. trainer.max_steps=500)"
+            f"{path}: override {item!r} must look like key=value (e.g. trainer.max_steps=500)"
         )
     key = item.split("=", 1)[0].strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {item!r}: empty key (expected key=value, e.g. seed=1)")
+        raise ConfigError(f"{path}: override {item!r}: empty key (expected key=value, e.g. seed=1)")
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
     except OmegaConfBaseException as e:
@@ -91,6 +94,14 @@ def check_kwargs(fn: Any, kwargs: dict[str, Any], where: str) -> None:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+# the sections of RunConfig: each a mapping of keys
+SECTIONS = ("task", "model", "algo", "data", "optim", "trainer", "router", "report", "enforce")
+
+
+def _show(value: Any) -> str:
+    return " ".join(repr(value).split())[:80]
 
 
 def _describe(e: OmegaConfBaseException) -> str:

@@ -110,6 +110,32 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     if cfg.enforce.mode != "off" and not cfg.enforce.spec:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
+    check_builder_args(cfg, source)
+
+
+def check_builder_args(cfg: DictConfig, source: str | Path) -> None:
+    """``task.family`` and ``model.builder`` exist, and their ``args`` bind to their signatures
+    with values of the annotated types (nothing is built)."""
+    from omegaconf import OmegaConf
+
+    from composer.config.load import check_kwargs
+    from composer.models import MODEL_BUILDERS
+    from composer.tasks import FAMILIES
+
+    sections = [("task", "family", FAMILIES)]
+    if not cfg.router.enabled:  # a routed learner builds its pool from router.template instead
+        sections.append(("model", "builder", MODEL_BUILDERS))
+    for section, key, table in sections:
+        name = cfg[section][key]
+        if name not in table:
+            raise ConfigError(
+                f"{source}: {section}.{key}={name}: unknown; known: {', '.join(sorted(table))}"
+            )
+        args = OmegaConf.to_container(cfg[section].args, resolve=True)
+        try:
+            check_kwargs(table[name], args, f"{section}.args")
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
 
 
 class _Checker:
