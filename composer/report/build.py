@@ -5,13 +5,16 @@ against K), the generalisation gap (meta-train vs meta-test tasks), out-of-distr
 config's ``report.ood_family``), forgetting (sequential adaptation T1..Tn; also with the body
 frozen) and meta-validation convergence (the run's ``metrics.csv``). Numbers carry 95% intervals
 over tasks; checkpoints that differ only in ``seed`` are also summarised over seeds.
+
+A section that does not apply to a checkpoint (no OOD family, a learner that cannot adapt in
+sequence, no ``metrics.csv``, a K its tasks cannot supply) holds ``{"reason": ...}`` instead of
+numbers; an estimate whose adaptation blew up is ``"diverged": true`` (see ``stats.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,10 +23,11 @@ from omegaconf import OmegaConf
 
 from composer.config import ConfigError
 from composer.evaluate import load_checkpoint
+from composer.progress import progress, track
 from composer.report.convergence import read_curve, run_dir_of
 from composer.report.curves import metric_curves
 from composer.report.forgetting import sequential_metrics, supports_forgetting
-from composer.report.stats import Estimate, difference, over_seeds, over_tasks
+from composer.report.stats import difference, over_seeds, over_tasks
 from composer.tasks import FAMILIES
 
 
@@ -40,17 +44,23 @@ class ReportSettings:
     device: str = "cpu"
 
 
-def _est(e: Estimate) -> dict:
-    return e.to_json_dict()
+def _start(values: torch.Tensor) -> float:
+    """Mean metric before adaptation (row 0 of a curve): the reference for divergence."""
+    return float(values[0].mean())
+
+
+def _final(values: torch.Tensor) -> dict:
+    return over_tasks(values[-1], reference=_start(values)).to_json_dict()
 
 
 def _curve(values: torch.Tensor) -> dict:
-    """``(S + 1, N)`` -> per-step mean and 95% half-width over tasks."""
-    rows = [over_tasks(v) for v in values]
+    """``(S + 1, N)`` -> per-step mean, 95% half-width over tasks, and whether it diverged."""
+    rows = [over_tasks(v, reference=_start(values)) for v in values]
     return {
         "steps": list(range(len(rows))),
-        "mean": [r.mean for r in rows],
-        "ci95": [r.ci95 for r in rows],
+        "mean": [None if r.diverged else r.mean for r in rows],
+        "ci95": [None if r.diverged else r.ci95 for r in rows],
+        "diverged": [r.diverged for r in rows],
     }
 
 
@@ -62,7 +72,13 @@ def group_key(cfg) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def build_ood_family(cfg, learner):
+def build_ood_family(cfg, learner, family):
+    """The config's ``report.ood_family`` (``None`` when unset).
+
+    Raises:
+        ConfigError: unknown family, bad arguments, missing data or optional package, or tasks
+            that do not fit the model (input shape, output size, metric).
+    """
     r = cfg.report
     if r.ood_family is None:
         return None
@@ -73,101 +89,143 @@ def build_ood_family(cfg, learner):
     args = OmegaConf.to_container(r.ood_args, resolve=True)
     try:
         fam = FAMILIES[r.ood_family](**args)
-    except (TypeError, ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"report.ood_args: {e}") from e
+    except (TypeError, ValueError, OSError, ImportError) as e:
+        raise ConfigError(f"report.ood_args of {r.ood_family}: {e}") from e
     if fam.in_space.shape != learner.graph.in_space.shape:
         raise ConfigError(
             f"report.ood_family: {fam.name} input {fam.in_space} does not match the model's "
             f"{learner.graph.in_space}"
         )
+    if (fam.out_dim, fam.metric) != (family.out_dim, family.metric):
+        raise ConfigError(
+            f"report.ood_family: {fam.name} has {fam.out_dim} outputs ({fam.metric}), the model "
+            f"{family.out_dim} ({family.metric})"
+        )
     return fam
 
 
 def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
-    """Every measurement of one checkpoint, as plain JSON-ready data."""
+    """Every measurement of one checkpoint, as plain JSON-ready data (progress on stderr)."""
     learner, cfg, family = load_checkpoint(path)
     learner.to(settings.device)
     steps = cfg.algo.eval_inner_steps if settings.steps is None else settings.steps
     shots, query = int(cfg.task.shots), int(cfg.task.query)
+    label = run_dir_of(path).name
     common = {"n_tasks": settings.n_tasks, "query": query, "steps": steps, "seed": settings.seed,
               "device": settings.device}  # fmt: skip
-    test = metric_curves(learner, family, split="test", shots=shots, **common)
-    entry: dict = {
-        "path": str(path),
-        "label": run_dir_of(path).name,
-        "group": group_key(cfg),
-        "seed": int(cfg.seed),
-        "family": family.name,
-        "metric": family.metric,
-        "algorithm": cfg.algo.name + ("+router" if cfg.router.enabled else ""),
-        "shots": shots,
-        "query": query,
-        "inner_steps": steps,
-        "final": _est(over_tasks(test[-1])),
-        "adaptation": _curve(test),
-    }
-    # Sample efficiency: the final metric against K.
-    eff = {"shots": [], "mean": [], "ci95": [], "skipped": {}}
-    for k in settings.shots or list(cfg.report.shots):
-        try:
-            v = (
-                test
-                if k == shots
-                else metric_curves(learner, family, split="test", shots=k, **common)
-            )
-        except ValueError as e:
-            eff["skipped"][str(k)] = str(e)
-            continue
-        e = over_tasks(v[-1])
-        eff["shots"].append(int(k))
-        eff["mean"].append(e.mean)
-        eff["ci95"].append(e.ci95)
-    entry["sample_efficiency"] = eff
-    # Generalisation gap: the same measurement on meta-train tasks.
-    tr = over_tasks(metric_curves(learner, family, split="train", shots=shots, **common)[-1])
-    te = over_tasks(test[-1])
-    entry["generalisation"] = {"train": _est(tr), "test": _est(te), "gap": _est(difference(tr, te))}
-    # Out of distribution.
-    ood = build_ood_family(cfg, learner)
-    if ood is None:
-        entry["ood"] = {"family": None, "reason": "no report.ood_family in the run's config"}
-    else:
-        o = over_tasks(metric_curves(learner, ood, split="test", shots=shots, **common)[-1])
-        entry["ood"] = {"family": ood.name, "in_distribution": _est(te), "ood": _est(o),
-                        "shift": _est(difference(o, te))}  # fmt: skip
-    entry["forgetting"] = forgetting_entry(learner, family, cfg, settings, shots, query, steps)
+    ks = [int(k) for k in (settings.shots or cfg.report.shots)]
+    try:
+        ood, ood_reason = build_ood_family(cfg, learner, family), None
+    except ConfigError as e:
+        ood, ood_reason = None, str(e)
+    scopes = forgetting_scopes(learner)
+    total = 2 + sum(k != shots for k in ks) + (ood is not None) + len(scopes)
+    with progress(total=total, desc=f"report {label}", unit="measurement") as bar:
+
+        def curves(what: str, fam, **kw) -> torch.Tensor:
+            bar.set_postfix_str(what)
+            try:
+                return metric_curves(learner, fam, **common, **kw)
+            finally:
+                bar.update()
+
+        test = curves("meta-test", family, split="test", shots=shots)
+        entry: dict = {
+            "path": str(path),
+            "label": label,
+            "group": group_key(cfg),
+            "seed": int(cfg.seed),
+            "family": family.name,
+            "metric": family.metric,
+            "algorithm": cfg.algo.name + ("+router" if cfg.router.enabled else ""),
+            "shots": shots,
+            "query": query,
+            "inner_steps": steps,
+            "final": _final(test),
+            "adaptation": _curve(test),
+        }
+        # Sample efficiency: the final metric against K.
+        eff = {"shots": [], "mean": [], "ci95": [], "diverged": [], "skipped": {}}
+        for k in ks:
+            try:
+                v = test if k == shots else curves(f"K={k}", family, split="test", shots=k)
+            except ValueError as e:
+                eff["skipped"][str(k)] = str(e)
+                continue
+            e = _final(v)
+            for key in ("mean", "ci95", "diverged"):
+                eff[key].append(e[key])
+            eff["shots"].append(k)
+        entry["sample_efficiency"] = eff
+        # Generalisation gap: the same measurement on meta-train tasks.
+        train = curves("meta-train", family, split="train", shots=shots)
+        tr = over_tasks(train[-1], reference=_start(train))
+        te = over_tasks(test[-1], reference=_start(test))
+        entry["generalisation"] = {"train": tr.to_json_dict(), "test": te.to_json_dict(),
+                                   "gap": difference(tr, te).to_json_dict()}  # fmt: skip
+        entry["ood"] = ood_entry(ood, ood_reason, te, lambda: curves("OOD", ood, split="test",
+                                                                     shots=shots))  # fmt: skip
+        entry["forgetting"] = forgetting_entry(
+            learner, family, settings, scopes, shots=shots, query=query, steps=steps,
+            reference=_start(test), bar=bar,
+        )  # fmt: skip
     entry["convergence"] = convergence_entry(path, family.metric)
     return entry
 
 
-def forgetting_entry(learner, family, cfg, settings, shots, query, steps) -> dict:
+def ood_entry(ood, reason: str | None, in_distribution, measure) -> dict:
+    if ood is None:
+        return {"family": None, "reason": reason or "no report.ood_family in the run's config"}
+    try:
+        values = measure()
+    except ValueError as e:
+        return {"family": None, "reason": f"{ood.name}: {e}"}
+    o = over_tasks(values[-1], reference=_start(values))
+    return {"family": ood.name, "in_distribution": in_distribution.to_json_dict(),
+            "ood": o.to_json_dict(), "shift": difference(o, in_distribution).to_json_dict()}  # fmt: skip
+
+
+def forgetting_scopes(learner) -> dict[str, list[str] | None]:
+    """Adaptation scopes of the forgetting measurement (none for learners it does not support)."""
     if not supports_forgetting(learner):
-        return {"reason": f"{type(learner).__name__}: sequential adaptation not supported"}
-    scopes = {"adapted": None}
+        return {}
+    scopes: dict[str, list[str] | None] = {"adapted": None}
     if "head" in learner.graph.node_names and len(learner.graph.node_names) > 1:
-        scopes["frozen_body"] = ["head"]
-    out = {"length": settings.forgetting_length, "sequences": settings.forgetting_sequences}
+        head_keys = set(learner.graph.param_keys(["head"]))
+        if not head_keys >= set(learner.adapt_keys):  # already head-only (ANIL): same as adapted
+            scopes["frozen_body"] = ["head"]
+    return scopes
+
+
+def forgetting_entry(learner, family, settings, scopes, *, shots, query, steps, reference,
+                     bar) -> dict:  # fmt: skip
+    if not scopes:
+        return {"reason": f"{type(learner).__name__}: sequential adaptation not supported"}
+    n = settings.forgetting_length
+    out: dict = {"length": n, "sequences": settings.forgetting_sequences}
     for name, scope in scopes.items():
-        if scope is not None and set(learner.graph.param_keys(scope)) >= set(learner.adapt_keys):
-            scope_keys = None  # already head-only (ANIL): the same as "adapted"
-        else:
-            scope_keys = scope
-        m = sequential_metrics(
-            learner, family, n_sequences=settings.forgetting_sequences,
-            length=settings.forgetting_length, shots=shots, query=query, steps=steps,
-            seed=settings.seed, scope=scope_keys, device=settings.device,
-        )  # fmt: skip
-        n = settings.forgetting_length
-        own = [over_tasks(m[:, i, i]) for i in range(n)]
-        last = [over_tasks(m[:, i, n - 1]) for i in range(n)]
+        bar.set_postfix_str(f"forgetting [{name}]")
+        try:
+            m = sequential_metrics(
+                learner, family, n_sequences=settings.forgetting_sequences, length=n,
+                shots=shots, query=query, steps=steps, seed=settings.seed, scope=scope,
+                device=settings.device,
+            )  # fmt: skip
+        except ValueError as e:
+            out[name] = {"reason": str(e)}
+            continue
+        finally:
+            bar.update()
         drop = m[:, torch.arange(n - 1), torch.arange(n - 1)] - m[:, : n - 1, n - 1]
         out[name] = {
-            "after_own": [_est(e) for e in own],
-            "after_last": [_est(e) for e in last],
+            "after_own": [over_tasks(m[:, i, i], reference=reference).to_json_dict()
+                          for i in range(n)],
+            "after_last": [over_tasks(m[:, i, n - 1], reference=reference).to_json_dict()
+                           for i in range(n)],
             # own-task metric minus the metric after Tn, averaged over T1..Tn-1 (accuracy: a
             # positive value is forgetting; mse: a negative value is forgetting)
-            "change": _est(over_tasks(drop.mean(1))),
-        }
+            "change": over_tasks(drop.mean(1), reference=reference).to_json_dict(),
+        }  # fmt: skip
     return out
 
 
@@ -180,6 +238,8 @@ def convergence_entry(path: str | Path, metric: str) -> dict:
         steps, values = read_curve(csv_path, column)
     except ValueError as e:
         return {"reason": str(e)}
+    if not steps:
+        return {"reason": f"no validation rows in {csv_path}"}
     return {"column": column, "steps": steps, "values": values}
 
 
@@ -197,7 +257,7 @@ def seed_summaries(entries: list[dict]) -> list[dict]:
             "algorithm": members[0]["algorithm"],
             "metric": members[0]["metric"],
             "seeds": [m["seed"] for m in members],
-            "final": _est(est),
+            "final": est.to_json_dict(),
         })  # fmt: skip
     return out
 
@@ -205,18 +265,12 @@ def seed_summaries(entries: list[dict]) -> list[dict]:
 def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dict:
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
-    entries = [evaluate_checkpoint(p, settings) for p in checkpoints]
+    entries = [
+        evaluate_checkpoint(p, settings)
+        for p in track(checkpoints, desc="report: checkpoints", unit="checkpoint")
+    ]
     return {
         "settings": asdict(settings),
         "checkpoints": entries,
         "over_seeds": seed_summaries(entries),
     }
-
-
-def fmt(e: dict | None, digits: int = 4) -> str:
-    if e is None:
-        return "n/a"
-    ci = e.get("ci95")
-    if ci is None or (isinstance(ci, float) and math.isnan(ci)):
-        return f"{e['mean']:.{digits}f}"
-    return f"{e['mean']:.{digits}f} ± {ci:.{digits}f}"
