@@ -72,3 +72,92 @@ def test_missing_file_and_bad_overrides():
 def test_builder_args_are_checked_against_signatures():
     with pytest.raises(ConfigError, match=r"model\.args\.hiden: unknown argument of mlp_graph"):
         check_kwargs(MODEL_BUILDERS["mlp"], {"hiden": [4]}, "model.args")
+
+
+def test_choice_tables_match_their_owners():
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from composer.algorithms import ALGORITHMS
+    from composer.build import OPTIMIZERS
+    from composer.config.validate import CHOICES, strategies
+    from composer.router.learner import ADAPT_MODES, EVAL_ROUTING, ROUTING_MODES
+    from composer.training.loggers import LOGGERS
+    from composer.verify.enforce import EVERY, MODES
+    from symbolic import TIERS
+
+    assert CHOICES["algo.name"] == ALGORITHMS
+    assert set(CHOICES["optim.name"]) == set(OPTIMIZERS)
+    assert CHOICES["trainer.logger"] == LOGGERS
+    assert CHOICES["router.routing"] == ROUTING_MODES
+    assert CHOICES["router.adapt"] == ADAPT_MODES
+    assert CHOICES["router.eval_routing"] == EVAL_ROUTING
+    assert CHOICES["enforce.mode"] == MODES and CHOICES["enforce.every"] == EVERY
+    assert set(CHOICES["enforce.tier"]) == set(TIERS)
+    assert set(strategies()) == {"auto", *StrategyRegistry.available_strategies()}
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (
+            "trainer.max_steps=0",
+            r"sinusoid\.yaml: trainer\.max_steps=0: must be in 1\.\.100000000$",
+        ),
+        ("optim.lr=-0.001", r"optim\.lr=-0\.001: must be > 0$"),
+        ("algo.inner_lr=nan", r"algo\.inner_lr=nan: must be finite$"),
+        ("optim.name=adamx", r"optim\.name=adamx: expected one of adam, adamw, sgd$"),
+        ("trainer.max_steps=${nope}", r"key 'trainer\.max_steps': Interpolation key 'nope'"),
+        ("model.args.hidden=[a,b]", r"model\.args\.hidden=\[a, b\]: expected list\[int\]"),
+        ("=5", r"override '=5': empty key"),
+    ],
+)
+def test_bad_values_fail_on_load_naming_file_key_and_value(override, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(ROOT / "configs" / "sinusoid.yaml", [override])
+    assert "\n" not in str(e.value)
+
+
+def test_limits_accept_the_edges():
+    cfg = load_config(
+        ROOT / "configs" / "sinusoid.yaml",
+        ["trainer.max_steps=100000000", "algo.inner_steps=0", "algo.inner_lr=0", "seed=7",
+         "optim.grad_clip=null", "trainer.cpu_threads=null", "trainer.devices=auto"],
+    )  # fmt: skip
+    assert cfg.trainer.max_steps == 10**8 and cfg.algo.inner_steps == 0
+
+
+def test_bare_off_reads_as_off_and_interpolations_are_resolved_once(tmp_path):
+    cfg = load_config(write(tmp_path, "enforce:\n  mode: off\ntrainer:\n  log_every_n_steps: 7\n"
+                                      "  val_check_interval: ${trainer.log_every_n_steps}\n"))  # fmt: skip
+    assert cfg.enforce.mode == "off"
+    assert cfg.trainer.val_check_interval == 7
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (
+            b"seed: 1\nseed: 2\n",
+            r"bad\.yaml: not valid YAML: duplicate key 'seed' \(first at line 1\) \(line 2",
+        ),
+        (b"optim:\n  lr: 0.1\n  lr: 0.2\n", r"duplicate key 'lr'"),
+        ("seed: 1\n".encode("utf-16"), r"bad\.yaml: not a UTF-8 text file"),
+        (b"\x89PNG\r\n\x1a\n\x00", r"bad\.yaml: not a UTF-8 text file"),
+        (b"seed: !!python/object/apply:os.system [echo]\n", r"could not determine a constructor"),
+    ],
+)
+def test_yaml_files_are_read_strictly(tmp_path, data, match):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_value_type_checks_follow_annotations():
+    from composer.config.validate import check_value
+
+    assert check_value([8, 8], list[int] | tuple[int, ...])
+    assert not check_value(["a"], list[int] | tuple[int, ...])
+    assert check_value([1, 2.5], tuple[float, float]) and not check_value([1], tuple[float, float])
+    assert check_value(None, str | None) and not check_value(True, int)
+    assert check_value(3, float) and not check_value("3", float)
