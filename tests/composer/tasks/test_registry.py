@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from composer.build import build_family
 from composer.config import ConfigError, load_config
@@ -34,9 +35,14 @@ def test_grouped_flat_kwargs_and_errors(tmp_path):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    cfg = load_config(ROOT / "configs" / "sinusoid.yaml",
-                      ["task.family=grouped", f"task.args={{spec: {FIX / 'chickweight.yaml'}, colour: 1}}"])  # fmt: skip
-    with pytest.raises(
+    with pytest.raises(  # on load, naming the file
+        ConfigError, match=r"sinusoid\.yaml: task\.args\.colour: unknown argument of grouped_family"
+    ):
+        load_config(ROOT / "configs" / "sinusoid.yaml",
+                    ["task.family=grouped", f"task.args={{spec: {FIX / 'chickweight.yaml'}, colour: 1}}"])  # fmt: skip
+    task = OmegaConf.create({"family": "grouped", "shots": 5, "query": 5,
+                             "args": {"spec": str(FIX / "chickweight.yaml"), "colour": 1}})  # fmt: skip
+    with pytest.raises(  # and again when a config reaches build_family another way
         ConfigError, match=r"task\.args\.colour: unknown argument of grouped_family"
     ):
-        build_family(cfg.task)
+        build_family(task)
