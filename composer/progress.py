@@ -57,7 +57,15 @@ def progress(
     )
 
 
-def track(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
+def track(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
     """Iterate ``iterable`` under a bar (a plain generator, closed when the loop ends)."""
     with progress(iterable, desc=desc, total=total, unit=unit) as bar:
         yield from bar
+
+
+def say(text: str) -> None:
+    """Print a result line to stdout (flushed) without tearing a progress bar on stderr."""
+    with tqdm.external_write_mode(file=sys.stdout):
+        print(text, flush=True)

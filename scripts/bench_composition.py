@@ -34,11 +34,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from composer.config import load_config
 from composer.optional import MissingExtraError, require
-from composer.progress import progress
+from composer.progress import progress, say
 from composer.router import normalized_mutual_info
 from composer.tasks.base import derive_seed
 
@@ -293,12 +292,6 @@ def bench_sinusoid(args) -> None:
                     )
                 m, c = ci95(res)
                 say(f"sinusoid {variant:6s}: {m:.4f} ± {c:.4f} (95% t over seeds)")
-
-
-def say(text: str) -> None:
-    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
 
 
 def main() -> None:

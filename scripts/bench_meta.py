@@ -91,7 +91,7 @@ def main() -> None:
         args.steps = int(args.steps)
         worker(args)
         return
-    from composer.progress import progress
+    from composer.progress import progress, say
 
     print(f"sinusoid MLP 1-40-40-1, meta-batch 25, K=10, torch.set_num_threads({args.threads})")
     header = (
@@ -113,14 +113,6 @@ def main() -> None:
                 f"{v['its'] / loop['its']:>7.1f}x | {v['peak_mb']:>12.0f} {v['delta_mb']:>8.1f} | "
                 f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}"
             )
-
-
-def say(text: str) -> None:
-    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
-    from tqdm import tqdm
-
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
 
 
 if __name__ == "__main__":

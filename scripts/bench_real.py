@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from composer.baselines.compare import (
     META_METHODS,
@@ -36,7 +34,7 @@ from composer.baselines.compare import (
 )
 from composer.build import build_family
 from composer.config import load_config
-from composer.progress import progress
+from composer.progress import progress, say
 from composer.report.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,12 +112,6 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                     "skipped_steps": r.skipped_steps,
                     "values": None if r.values is None else r.values.tolist()})  # fmt: skip
     compare_best(setting, results)
-
-
-def say(text: str) -> None:
-    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
 
 
 def apart(best: MethodResult, other: MethodResult) -> bool:

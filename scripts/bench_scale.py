@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from composer.progress import say, track
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -160,21 +162,6 @@ HEADER = (
     f"{'configuration':<34} {'it/s':>8} {'peakRSS':>10} {'sumRSS':>10} {'+RSS':>10} {'cudaMax':>10}"
     "\n" + f"{'':<34} {'':>8} {'MiB/proc':>10} {'MiB':>10} {'MiB':>10} {'MiB':>10}"
 )
-
-
-def say(text: str) -> None:
-    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
-    from tqdm import tqdm
-
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
-
-
-def track(items: list, *, desc: str, unit: str):
-    """``composer.progress.track``, imported here: child processes skip it."""
-    from composer.progress import track as _track
-
-    return _track(items, desc=desc, unit=unit)
 
 
 def bench_ddp(steps: int) -> None:

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 
 import torch
-from tqdm import tqdm
 
 from composer.evaluate import load_checkpoint
-from composer.progress import track
+from composer.progress import say, track
 from composer.tasks.base import derive_seed
 from composer.verify import (
     Enforcer,
@@ -159,12 +157,6 @@ def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
         f"{statistics.median(r['fast_ratio'] for r in rows):.2f}"
     )
     return rows
-
-
-def say(text: str) -> None:
-    """Print a table row to stdout (flushed) without tearing the progress bar on stderr."""
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
 
 
 def bench_enforcement(ckpt, spec_path, args) -> None:

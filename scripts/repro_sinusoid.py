@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from composer.config import load_config
 from composer.evaluate import evaluate, load_checkpoint
-from composer.progress import progress
+from composer.progress import progress, say
 from composer.training import train
 
 # Per-algorithm overrides of configs/sinusoid.yaml. Reptile needs several inner steps per task
@@ -85,12 +83,6 @@ def main() -> None:
                 f"{ev.mean[-1]:.3f} ± {ev.ci95[-1]:.3f}"
             )
     print_table(results, args.eval_steps, args.threads)
-
-
-def say(text: str) -> None:
-    """Print a result line to stdout (flushed) without tearing the progress bars on stderr."""
-    with tqdm.external_write_mode(file=sys.stdout):
-        print(text, flush=True)
 
 
 def print_table(results: dict, steps: int, threads: int) -> None:
