@@ -18,8 +18,9 @@ def test_over_tasks_matches_numpy():
 
 def test_over_seeds_uses_student_t():
     e = over_seeds([0.9, 0.92, 0.94])
-    # t_{0.975, 2} = 4.302652729911275; sd = 0.02
-    assert math.isclose(e.ci95, 4.302652729911275 * 0.02 / math.sqrt(3), rel_tol=1e-9)
+    # t_{0.975, 2} = (2p - 1) / sqrt(2p(1 - p)) = 0.95 / sqrt(0.04875); sd = 0.02
+    t = 0.95 / math.sqrt(0.04875)
+    assert math.isclose(e.ci95, t * 0.02 / math.sqrt(3), rel_tol=1e-12)
     assert math.isclose(e.mean, 0.92) and e.n == 3
 
 
