@@ -16,8 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.run_dir / "metrics.csv").is_file():
-        raise FileNotFoundError(f"{args.run_dir / 'metrics.csv'}: no such file (not a run folder?)")
     check_output_dir(args.run_dir / "plots" if args.out is None else args.out, "--out")
     from composer.training.plots import plot_run
 
