@@ -3,19 +3,22 @@
 :class:`GracefulStop` replaces the SIGINT and SIGTERM handlers while ``fit`` runs. A signal only
 raises a flag. At the next meta-step boundary (after an optimizer step, never between the
 accumulated micro-batches of one meta-batch) the ranks agree on the flag (a max all-reduce under
-DDP, so a signal sent to rank 0 alone stops every rank at the same step), save a full, resumable
-``last.ckpt`` of that step, and stop the fit with :class:`_StopRequested`. ``train`` turns it into
-:class:`TrainingInterrupted`, which the CLI maps to exit status ``128 + signal`` (130 for SIGINT,
-143 for SIGTERM). The checkpoint is taken at the same point of the loop as the periodic ones, so
-``--resume`` continues bit-identically. A second signal ends the process at once, unsaved.
+DDP, so a signal sent to rank 0 alone stops every rank at the same step) and save a full, resumable
+``last.ckpt`` of that step; before the next step starts they leave the fit with
+:class:`_StopRequested`. ``train`` turns it into :class:`TrainingInterrupted`, which the CLI maps
+to exit status ``128 + signal`` (130 for SIGINT, 143 for SIGTERM). The checkpoint is taken at the
+same point of the loop as the periodic ones, so ``--resume`` continues bit-identically (weights and
+``metrics.csv``). A second signal ends the process at once, unsaved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -76,6 +79,19 @@ class GracefulStop(Callback):
 
     # -- signal handling -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM from here on; the previous handlers are back when the block ends.
+
+        ``train`` wraps ``fit`` in it. Without it (``ddp_spawn`` workers, a fit of your own) the
+        handlers are set in ``on_train_start`` and Lightning's teardown puts the old ones back.
+        """
+        self._install()
+        try:
+            yield
+        finally:
+            self._restore()
+
     def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers (a fit in a thread keeps Lightning's)
@@ -103,11 +119,8 @@ class GracefulStop(Callback):
 
     # -- Lightning hooks -------------------------------------------------------------------------
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._install()  # a signal during set-up or checkpoint restore stops after the first step
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install()  # again: Lightning has put its own SIGTERM handler in since setup
+        self._install()  # again: Lightning has put its own SIGTERM handler in since fit began
         self._step = trainer.global_step
 
     def on_train_batch_end(
@@ -126,18 +139,14 @@ class GracefulStop(Callback):
             return
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # every rank (barrier)
         self.stopped = (signum, trainer.global_step)
-        raise _StopRequested
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._restore()
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._restore()
+        # Leave one hook late, so that Lightning first logs the saved step (and validates, if it is
+        # a validation step) exactly as after a periodic checkpoint: resumed logs match too.
+        if self.stopped is not None:
+            raise _StopRequested
 
     def _agreed_signal(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int:
         """The signal every rank stops for (the largest number any rank got; 0: go on)."""

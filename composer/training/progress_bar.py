@@ -96,11 +96,11 @@ class MetaProgressBar(ProgressBar):
     ) -> None:
         if self.bar is None or trainer.global_step == self.bar.n:
             return
+        self.bar.update(trainer.global_step - self.bar.n)  # tqdm redraws at most every 0.1 s
         now = time.monotonic()
-        if now - self._drawn >= REDRAW_SECONDS or trainer.global_step >= self.max_steps:
+        if now - self._drawn >= REDRAW_SECONDS:  # and the loss (a dict to format) less often
             self._drawn = now
-            self.bar.set_postfix(bar_postfix(trainer.progress_bar_metrics), refresh=False)
-        self.bar.update(trainer.global_step - self.bar.n)
+            self.bar.set_postfix(bar_postfix(trainer.progress_bar_metrics), refresh=True)
         if trainer.global_step >= self.max_steps:
             self._close()  # before Lightning's "max_steps reached" line
 

@@ -167,7 +167,7 @@ def train(
         start = time.perf_counter()
         os.environ[RUN_DIR_ENV] = str(run_dir)
         try:
-            with warnings.catch_warnings(), one_line_bad_task_warnings():
+            with stop.handling_signals(), warnings.catch_warnings(), one_line_bad_task_warnings():
                 for message in _QUIET:
                     warnings.filterwarnings("ignore", message=message)
                 trainer.fit(module, datamodule=data, ckpt_path=point.checkpoint if point else None)
@@ -231,7 +231,8 @@ def make_trainer(
             num_sanity_val_steps=0,
             default_root_dir=str(run_dir),
         )
-    except (MisconfigurationException, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except (MisconfigurationException, ValueError, ImportError) as e:
+        # ImportError: a precision or strategy whose package is missing (transformer-engine, ...)
         raise ConfigError(f"trainer: {' '.join(str(e).split())}") from e
