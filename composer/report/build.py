@@ -49,11 +49,12 @@ def _start(values: torch.Tensor) -> float:
     return float(values[0].mean())
 
 
-def _final(values: torch.Tensor) -> dict:
+def final_summary(values: torch.Tensor) -> dict:
+    """``(S + 1, N)`` -> the estimate after the last step (diverged relative to step 0), as JSON."""
     return over_tasks(values[-1], reference=_start(values)).to_json_dict()
 
 
-def _curve(values: torch.Tensor) -> dict:
+def curve_summary(values: torch.Tensor) -> dict:
     """``(S + 1, N)`` -> per-step mean, 95% half-width over tasks, and whether it diverged."""
     rows = [over_tasks(v, reference=_start(values)) for v in values]
     return {
@@ -141,8 +142,8 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
             "shots": shots,
             "query": query,
             "inner_steps": steps,
-            "final": _final(test),
-            "adaptation": _curve(test),
+            "final": final_summary(test),
+            "adaptation": curve_summary(test),
         }
         # Sample efficiency: the final metric against K.
         eff = {"shots": [], "mean": [], "ci95": [], "diverged": [], "skipped": {}}
@@ -152,7 +153,7 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
             except ValueError as e:
                 eff["skipped"][str(k)] = str(e)
                 continue
-            e = _final(v)
+            e = final_summary(v)
             for key in ("mean", "ci95", "diverged"):
                 eff[key].append(e[key])
             eff["shots"].append(k)

@@ -8,7 +8,7 @@ import torch
 
 from composer.report import plots as P
 from composer.report import write_report
-from composer.report.build import _curve, _final
+from composer.report.build import curve_summary, final_summary
 from composer.report.stats import DIVERGENCE_FACTOR, difference, over_seeds, over_tasks
 
 
@@ -41,14 +41,14 @@ def synthetic_entry() -> dict:
                          dtype=torch.float64)  # fmt: skip
     k1 = steps.clone()
     k1[2] = torch.tensor([5e32, 1e33, 1.0, 2.0])
-    finals = [_final(k1), _final(steps), _final(steps * 0.5)]
+    finals = [final_summary(k1), final_summary(steps), final_summary(steps * 0.5)]
     eff = {"shots": [1, 5, 10], "skipped": {}}
     eff.update({key: [f[key] for f in finals] for key in ("mean", "ci95", "diverged")})
-    diverged = _final(k1)
+    diverged = final_summary(k1)
     return {
         "path": "x/checkpoints/last.ckpt", "label": "run", "group": "g", "seed": 0,
         "family": "sinusoid", "metric": "mse", "algorithm": "maml", "shots": 10, "query": 10,
-        "inner_steps": 2, "final": _final(steps), "adaptation": _curve(k1),
+        "inner_steps": 2, "final": final_summary(steps), "adaptation": curve_summary(k1),
         "sample_efficiency": eff,
         "generalisation": {"train": est(0.4), "test": est(0.5), "gap": est(-0.1, 0.14)},
         "ood": {"family": "sinusoid", "in_distribution": est(0.5), "ood": diverged,
