@@ -44,6 +44,11 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
     """
     path = Path(resume)
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    if path.is_dir() and not ckpt.exists() and (path / "config.yaml").is_file():
+        raise CheckpointError(
+            f"{path}: the run holds no checkpoint yet (it stopped before its first one); start it "
+            "again without --resume"
+        )
     state = safe_load(ckpt)
     meta = state.get("metacompose")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
@@ -85,14 +90,22 @@ def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
     ]
 
 
-def check_same_config(point: ResumePoint, cfg: DictConfig) -> None:
-    """Refuse to resume ``point`` under a config other than the one it was trained with.
+def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
+    """Refuse to resume ``point`` under a config other than the one it was trained with, or with
+    no meta-iteration left to do.
 
-    Only :data:`MAY_CHANGE_ON_RESUME` may differ. A checkpoint that stores no config is not checked.
+    Only :data:`MAY_CHANGE_ON_RESUME` may differ. A checkpoint that stores no config is not compared.
 
     Raises:
-        ConfigError: names the first differing keys (checkpoint value -> given value).
+        ConfigError: names the first differing keys (checkpoint value -> given value), or says
+            that ``trainer.max_steps`` is not above the checkpoint's step.
     """
+    if cfg.trainer.max_steps <= point.step:
+        raise ConfigError(
+            f"--resume {point.run_dir}: the checkpoint is at meta-iteration {point.step} and "
+            f"trainer.max_steps={cfg.trainer.max_steps}: nothing left to do (raise "
+            "trainer.max_steps to train on)"
+        )
     diff = config_differences(point.config, cfg) if point.config else []
     if diff:
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""

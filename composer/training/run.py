@@ -33,7 +33,7 @@ from composer.training.module import MetaLearningModule
 from composer.training.progress_bar import MetaProgressBar
 from composer.training.resume import (
     CHECKPOINT_FORMAT,
-    check_same_config,
+    check_resumable,
     load_resume_point,
     resolve_resume,
 )
@@ -121,7 +121,7 @@ def train(
     point = None
     if resume is not None:
         point = load_resume_point(resume)
-        check_same_config(point, cfg)
+        check_resumable(point, cfg)
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
     optimizer = functools.partial(build_optimizer, cfg.optim)
@@ -171,6 +171,12 @@ def train(
                 for message in _QUIET:
                     warnings.filterwarnings("ignore", message=message)
                 trainer.fit(module, datamodule=data, ckpt_path=point.checkpoint if point else None)
+        except torch.OutOfMemoryError as e:
+            raise ConfigError(
+                f"out of device memory at meta-iteration {trainer.global_step} "
+                f"(data.meta_batch_size={cfg.data.meta_batch_size}): lower it, or set "
+                "data.task_chunk_size to adapt fewer tasks at once"
+            ) from e
         except _StopRequested:
             signum, step = stop.stopped
             raise TrainingInterrupted(

@@ -20,6 +20,7 @@ from composer.config import ConfigError
 from composer.training import (
     BadInputError,
     BadTaskWarning,
+    CheckpointError,
     RunFolderBusy,
     RunLock,
     TrainingInterrupted,
@@ -167,6 +168,8 @@ def test_restart_after_kill_before_the_first_checkpoint_starts_clean(tmp_path, t
     assert (run_dir / "metrics.csv").read_text().count("\n") > 10  # the dead attempt's rows
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()
     assert f"pid {os.getpid()}" not in (run_dir / ".lock").read_text()  # the dead one's lock
+    with pytest.raises(CheckpointError, match=r"no checkpoint yet .* again without --resume"):
+        train(tiny_cfg("run", "trainer.max_steps=500", *extra), resume=run_dir)
     stale = run_dir / "checkpoints" / ".last.ckpt.abc123.tmp"
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"half a checkpoint")
@@ -205,6 +208,9 @@ def test_resume_under_another_config_is_refused_before_anything_is_rewritten(tmp
     with pytest.raises(ConfigError, match=r"another config \(algo.inner_lr: 0.01 -> 0.02\)"):
         train(tiny_cfg("run", "trainer.max_steps=8", "algo.inner_lr=0.02"), resume=first.run_dir)
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
+    with pytest.raises(ConfigError, match=r"at meta-iteration 4 and trainer.max_steps=4: nothing"):
+        train(tiny_cfg("run", "trainer.max_steps=4"), resume=first.run_dir)
+    assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
     longer = train(tiny_cfg("run", "trainer.max_steps=6"), resume=first.run_dir)  # may go on
     assert torch.load(longer.checkpoint, weights_only=True)["global_step"] == 6
 
@@ -218,6 +224,19 @@ def test_nan_guard_stop_keeps_metrics_and_frees_the_folder(tmp_path, tiny_cfg):
     bad = lines[0].split(",").index("train/bad_tasks")
     assert float(lines[-1].split(",")[bad]) == 24.0  # the step that crossed the limit is logged
     RunLock(run_dir=tmp_path / "nan").acquire().release()  # the lock went with the run
+
+
+class OutOfMemoryAt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_is_one_line_naming_the_setting_to_lower(tmp_path, tiny_cfg):
+    with pytest.raises(ConfigError, match=r"meta-iteration 2 .*data.task_chunk_size") as e:
+        train(tiny_cfg("oom", "trainer.max_steps=10"), callbacks=[OutOfMemoryAt()])
+    assert "\n" not in str(e.value)
+    RunLock(run_dir=tmp_path / "oom").acquire().release()
 
 
 @pytest.mark.parametrize(
