@@ -106,7 +106,8 @@ def train(
 
     Raises:
         ConfigError: a bad config, a hardware request this machine cannot serve, or a ``resume``
-            made from another config (all before the run folder is touched).
+            made from another config (all before the run folder is touched); or the device ran
+            out of memory (the message names the setting to lower).
         CheckpointError: ``resume`` is unreadable, corrupt or hostile (nothing is run).
         RunFolderBusy: another live trainer holds the run folder.
         BadInputError: more NaN/Inf tasks than ``trainer.max_bad_tasks`` (``metrics.csv`` is kept).
