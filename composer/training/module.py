@@ -65,7 +65,10 @@ class MetaLearningModule(L.LightningModule):
 
     def _log_now(self) -> bool:
         # self.log costs ~1 ms on CPU, as much as a sinusoid meta-step: only log when it is written.
-        return self.trainer.global_step % self.trainer.log_every_n_steps == 0
+        # Lightning writes at the end of the step when (steps done + 1) % log_every_n_steps == 0
+        # (the row is labelled with the steps done before it). Logging in that same step keeps each
+        # row's value from its own step, and a run stopped after any step resumes to the same log.
+        return (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
         step = guarded_meta_step(self.learner, batch)

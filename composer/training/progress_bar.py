@@ -65,6 +65,7 @@ class MetaProgressBar(ProgressBar):
         self.bar: tqdm | None = None
         self._enabled = True
         self._drawn = 0.0
+        self._postfix: dict[str, str] = {}
 
     def disable(self) -> None:
         self._enabled = False
@@ -98,9 +99,11 @@ class MetaProgressBar(ProgressBar):
             return
         self.bar.update(trainer.global_step - self.bar.n)  # tqdm redraws at most every 0.1 s
         now = time.monotonic()
-        if now - self._drawn >= REDRAW_SECONDS:  # and the loss (a dict to format) less often
-            self._drawn = now
-            self.bar.set_postfix(bar_postfix(trainer.progress_bar_metrics), refresh=True)
+        if not self._postfix or now - self._drawn >= REDRAW_SECONDS:  # the first loss at once
+            postfix = bar_postfix(trainer.progress_bar_metrics)
+            if postfix != self._postfix:
+                self._postfix, self._drawn = postfix, now
+                self.bar.set_postfix(postfix, refresh=True)
         if trainer.global_step >= self.max_steps:
             self._close()  # before Lightning's "max_steps reached" line
 
