@@ -9,9 +9,10 @@ it is shown only when stderr is a terminal, and ``METACOMPOSE_PROGRESS=0`` turns
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -28,6 +29,22 @@ def progress_enabled() -> bool:
     if flag in ("1", "true", "yes", "on"):
         return True
     return sys.stderr.isatty()
+
+
+def terminal_shape() -> dict[str, Any]:
+    """tqdm's size options: follow the terminal, or a fixed size where it reports none.
+
+    A pseudo-terminal without a size (``script``, some CI runners) reports 0 x 0, on which tqdm
+    draws nothing at all; ``COLUMNS``/``LINES`` or 80 x 24 are used there instead.
+    """
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = None
+    if size is not None and size.columns and size.lines:
+        return {"dynamic_ncols": True}
+    columns, lines = shutil.get_terminal_size()
+    return {"ncols": columns, "nrows": lines}
 
 
 def progress(
@@ -53,7 +70,7 @@ def progress(
         file=sys.stderr,
         disable=not progress_enabled(),
         leave=False,
-        dynamic_ncols=True,
+        **terminal_shape(),
     )
 
 

@@ -10,8 +10,6 @@ when :func:`composer.progress.progress_enabled` (a terminal, or ``METACOMPOSE_PR
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -20,25 +18,9 @@ import lightning as L
 from lightning.pytorch.callbacks.progress import ProgressBar
 from tqdm import tqdm
 
-from composer.progress import progress_enabled
+from composer.progress import progress_enabled, terminal_shape
 
 REDRAW_SECONDS = 0.25
-
-
-def terminal_shape() -> dict[str, Any]:
-    """tqdm's size options: follow the terminal, or a fixed size where it reports none.
-
-    A pseudo-terminal without a size (``script``, some CI runners) reports 0 x 0, on which tqdm
-    draws nothing at all; ``COLUMNS``/``LINES`` or 80 x 24 are used there instead.
-    """
-    try:
-        size = os.get_terminal_size(sys.stderr.fileno())
-    except (AttributeError, OSError, ValueError):
-        size = None
-    if size is not None and size.columns and size.lines:
-        return {"dynamic_ncols": True}
-    columns, lines = shutil.get_terminal_size()
-    return {"ncols": columns, "nrows": lines}
 
 
 def bar_postfix(metrics: dict[str, Any]) -> dict[str, str]:
