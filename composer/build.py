@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from composer.algorithms import MetaLearner
-from composer.config import ConfigError, check_kwargs
-from composer.graph import GraphError, ModuleGraph
-from composer.models import MODEL_BUILDERS
-from composer.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
+from metacompose.algorithms import MetaLearner
+from metacompose.config import ConfigError, check_kwargs
+from metacompose.graph import GraphError, ModuleGraph
+from metacompose.models import MODEL_BUILDERS
+from metacompose.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
 
 
 def _container(node) -> dict:
@@ -88,13 +88,13 @@ def _enforcing(cfg: DictConfig) -> bool:
 def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLearner:
     family = family or build_family(cfg.task)
     if "router" in cfg and cfg.router.enabled:
-        from composer.router.build import build_routed_learner
+        from metacompose.router.build import build_routed_learner
 
         if _enforcing(cfg):
             raise ConfigError("enforce.mode: enforcement supports plain (unrouted) learners only")
         routed = build_routed_learner(cfg, family, loss=loss_for(family))
         if cfg.router.get("rules"):
-            from symbolic import RulesError, load_rules
+            from metacompose.symbolic import RulesError, load_rules
 
             try:  # hard routing at evaluation = best valid graph under these rules
                 routed.rules = load_rules(cfg.router.rules)
@@ -129,7 +129,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
     if _enforcing(cfg):
-        from composer.verify.enforce import build_enforcer
+        from metacompose.verify.enforce import build_enforcer
 
         learner.enforcer = build_enforcer(cfg.enforce)
     return learner

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from composer.algorithms import MetaLearner
-from composer.build import build_family, build_learner
-from composer.config.schema import RunConfig
-from composer.graph import GraphError
-from composer.progress import progress
-from composer.tasks.base import TaskFamily, derive_seed
-from composer.training.checkpoint_io import CheckpointError, safe_load
-from composer.training.run import CHECKPOINT_FORMAT
+from metacompose.algorithms import MetaLearner
+from metacompose.build import build_family, build_learner
+from metacompose.config.schema import RunConfig
+from metacompose.graph import GraphError
+from metacompose.progress import progress
+from metacompose.tasks.base import TaskFamily, derive_seed
+from metacompose.training.checkpoint_io import CheckpointError, safe_load
+from metacompose.training.run import CHECKPOINT_FORMAT
 
 
 @dataclass
@@ -94,7 +94,7 @@ def evaluate(
 ) -> EvalResult:
     """Adapt to ``n_tasks`` meta-test tasks (seeded, disjoint from training) for 0..``steps`` steps.
 
-    A progress bar over the tasks is drawn on stderr (see :mod:`composer.progress`).
+    A progress bar over the tasks is drawn on stderr (see :mod:`metacompose.progress`).
     """
     curve = evaluate_tasks(
         learner,

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from modules.base import TypedModule
-from modules.registry import build_module
-from modules.space import Space
+from metacompose.modules.base import TypedModule
+from metacompose.modules.registry import build_module
+from metacompose.modules.space import Space
 
 MERGE_OPS = ("sum", "concat")
 

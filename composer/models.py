@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from composer.graph import ModuleGraph
-from modules.conv import ConvBlock
-from modules.linear import ClassificationHead, RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.graph import ModuleGraph
+from metacompose.modules.conv import ConvBlock
+from metacompose.modules.linear import ClassificationHead, RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
 
 
 def mlp_graph(

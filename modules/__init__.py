@@ -1,13 +1,13 @@
 """Reusable neural subnetworks with typed interfaces, callable functionally with explicit params."""
 
-from modules.activations import ACTIVATIONS, make_activation
-from modules.base import TypedModule
-from modules.conv import ConvBlock
-from modules.linear import ClassificationHead, Identity, Linear, RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
-from modules.registry import MODULE_TYPES, build_module
-from modules.set_encoder import SetEncoder
-from modules.space import Space
+from metacompose.modules.activations import ACTIVATIONS, make_activation
+from metacompose.modules.base import TypedModule
+from metacompose.modules.conv import ConvBlock
+from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.modules.registry import MODULE_TYPES, build_module
+from metacompose.modules.set_encoder import SetEncoder
+from metacompose.modules.space import Space
 
 __all__ = [
     "ACTIVATIONS",

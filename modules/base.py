@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from modules.space import Space
+from metacompose.modules.space import Space
 
 
 class TypedModule(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from modules.base import TypedModule
-from modules.space import Space
+from metacompose.modules.base import TypedModule
+from metacompose.modules.space import Space
 
 NORMS = ("batch", "group", "none")
 

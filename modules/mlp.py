@@ -7,9 +7,9 @@ import itertools
 import torch
 from torch import nn
 
-from modules.activations import make_activation
-from modules.base import TypedModule
-from modules.space import Space
+from metacompose.modules.activations import make_activation
+from metacompose.modules.base import TypedModule
+from metacompose.modules.space import Space
 
 
 class MLPBlock(TypedModule):

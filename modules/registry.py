@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from modules.base import TypedModule
-from modules.conv import ConvBlock
-from modules.linear import ClassificationHead, Identity, Linear, RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
-from modules.set_encoder import SetEncoder
+from metacompose.modules.base import TypedModule
+from metacompose.modules.conv import ConvBlock
+from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.modules.set_encoder import SetEncoder
 
 MODULE_TYPES: dict[str, type[TypedModule]] = {
     "Identity": Identity,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from modules.base import TypedModule
-from modules.mlp import MLPBlock
-from modules.space import Space
+from metacompose.modules.base import TypedModule
+from metacompose.modules.mlp import MLPBlock
+from metacompose.modules.space import Space
 
 
 class SetEncoder(TypedModule):

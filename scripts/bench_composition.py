@@ -35,11 +35,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from composer.config import load_config
-from composer.optional import MissingExtraError, require
-from composer.progress import progress, say
-from composer.router import normalized_mutual_info
-from composer.tasks.base import derive_seed
+from metacompose.config import load_config
+from metacompose.optional import MissingExtraError, require
+from metacompose.progress import progress, say
+from metacompose.router import normalized_mutual_info
+from metacompose.tasks.base import derive_seed
 
 VARIANTS = {
     "routed": "configs/compositional.yaml",
@@ -137,7 +137,7 @@ def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> t
     """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas:
     the inner parameter by grid search (401 points) on the support set, the amplitude by least
     squares (clamped to the family's range). Not a learner: how much 10 shots determine a task."""
-    from composer.tasks.compositional import INNER, OUTER
+    from metacompose.tasks.compositional import INNER, OUTER
 
     lo, hi = family.param_range
     grid = torch.linspace(lo, hi, 401).view(-1, 1, 1)
@@ -158,7 +158,7 @@ def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> t
 
 
 def bench_oracle(args) -> None:
-    from composer.tasks import CompositionalFamily
+    from metacompose.tasks import CompositionalFamily
 
     family = CompositionalFamily(preset=args.oracle)
     print(f"oracle query MSE, preset {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
@@ -185,8 +185,8 @@ def ci95(values: list[float]) -> tuple[float, float]:
 
 
 def train_variant(config: str, seed: int, steps: int | None, out_dir: str, name: str, extra=()):
-    from composer.evaluate import load_checkpoint
-    from composer.training import train
+    from metacompose.evaluate import load_checkpoint
+    from metacompose.training import train
 
     overrides = [
         f"seed={seed}",
@@ -264,7 +264,7 @@ def bench_sinusoid(args) -> None:
         base = OmegaConf.load("configs/sinusoid.yaml")
         base.router = template
         OmegaConf.save(base, routed_cfg)
-        from composer.evaluate import evaluate
+        from metacompose.evaluate import evaluate
 
         variants = (("maml", "configs/sinusoid.yaml"), ("routed", str(routed_cfg)))
         with progress(

@@ -23,9 +23,9 @@ import time
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from composer.algorithms import MetaLearner
-    from composer.models import mlp_graph
-    from composer.tasks import SinusoidFamily
+    from metacompose.algorithms import MetaLearner
+    from metacompose.models import mlp_graph
+    from metacompose.tasks import SinusoidFamily
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -91,7 +91,7 @@ def main() -> None:
         args.steps = int(args.steps)
         worker(args)
         return
-    from composer.progress import progress, say
+    from metacompose.progress import progress, say
 
     print(f"sinusoid MLP 1-40-40-1, meta-batch 25, K=10, torch.set_num_threads({args.threads})")
     header = (

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from composer.baselines.compare import (
+from metacompose.baselines.compare import (
     META_METHODS,
     EvalPlan,
     MethodResult,
@@ -32,10 +32,10 @@ from composer.baselines.compare import (
     pretrain_for,
     run_method,
 )
-from composer.build import build_family
-from composer.config import load_config
-from composer.progress import progress, say
-from composer.report.stats import Estimate
+from metacompose.build import build_family
+from metacompose.config import load_config
+from metacompose.progress import progress, say
+from metacompose.report.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 REGRESSION = (

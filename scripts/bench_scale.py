@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from composer.progress import say, track
+from metacompose.progress import say, track
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,8 +49,8 @@ def child_train(args: argparse.Namespace) -> dict:
     import lightning as L
     import torch
 
-    from composer.config import load_config
-    from composer.training import train
+    from metacompose.config import load_config
+    from metacompose.training import train
 
     torch.set_num_threads(1)
 
@@ -79,9 +79,9 @@ def child_meta(args: argparse.Namespace) -> dict:
     """Direct meta-steps of a conv learner (the LightningModule's work without the trainer)."""
     import torch
 
-    from composer.algorithms import MetaLearner
-    from composer.models import conv_graph
-    from composer.training.guard import guarded_meta_step
+    from metacompose.algorithms import MetaLearner
+    from metacompose.models import conv_graph
+    from metacompose.training.guard import guarded_meta_step
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -101,12 +101,12 @@ def child_meta(args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(1)
     x = torch.rand(t, 2 * k, 1, size, size, generator=g).to(dev)
     y = torch.arange(n_way).repeat_interleave(shots).repeat(t, 2).to(dev)
-    from composer.tasks import TaskBatch
+    from metacompose.tasks import TaskBatch
 
     batch = TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
     chunk = args.grad_chunk or t
-    from composer.training import select_tasks
+    from metacompose.training import select_tasks
 
     def iteration() -> None:
         opt.zero_grad()

@@ -3,7 +3,7 @@
 Part 1, per adaptation of a trained checkpoint (sinusoid 1-40-40-1; compositional: the routed
 learner's per-task exported graphs when they convert, else the monolithic MAML baseline):
 
-- ``fast ms``: ``symbolic.certify(tier="fast")`` on every claim of the spec file;
+- ``fast ms``: ``metacompose.symbolic.certify(tier="fast")`` on every claim of the spec file;
 - ``fast/true``: fast-tier deviation bound over the true max (dense grid, 20,001 points, 1-D);
 - ``bnb/true`` and ``bnb s``: branch-and-bound tightened bound (rel. gap 1%, 5 s budget) over it;
 - ``dec@1.1``: deviation claim set 10% above the true max, refine tier, 5 s: outcome and seconds;
@@ -29,17 +29,9 @@ import time
 
 import torch
 
-from composer.evaluate import load_checkpoint
-from composer.progress import say, track
-from composer.tasks.base import derive_seed
-from composer.verify import (
-    Enforcer,
-    UnsupportedModuleError,
-    adapt_tasks,
-    module_params,
-    pair_from_params,
-)
-from symbolic import (
+from metacompose.evaluate import load_checkpoint
+from metacompose.progress import say, track
+from metacompose.symbolic import (
     BoxDomain,
     DeviationBound,
     NonFiniteError,
@@ -51,7 +43,15 @@ from symbolic import (
     load_spec,
     propagate_pair,
 )
-from symbolic.fast_tier import split_boxes
+from metacompose.symbolic.fast_tier import split_boxes
+from metacompose.tasks.base import derive_seed
+from metacompose.verify import (
+    Enforcer,
+    UnsupportedModuleError,
+    adapt_tasks,
+    module_params,
+    pair_from_params,
+)
 
 
 def true_max(pair, lo: float, hi: float) -> float:

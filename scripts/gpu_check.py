@@ -3,7 +3,7 @@
     python scripts/gpu_check.py                 # on a CUDA machine (~2 min)
     python scripts/gpu_check.py --device cpu --quick   # dry run of the same code on CPU
 
-Rows ``train()``: the real path (``composer.training.train`` with ``trainer.accelerator=gpu``,
+Rows ``train()``: the real path (``metacompose.training.train`` with ``trainer.accelerator=gpu``,
 ``trainer.precision=...``) on ``configs/sinusoid.yaml`` and ``configs/compositional.yaml``
 (router + hypernetwork + module pool); meta-iterations/s are timed after a warm-up, memory is
 ``torch.cuda.max_memory_allocated`` over the whole fit. Rows ``conv``: direct second-order MAML
@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from composer.algorithms import MetaLearner  # noqa: E402
-from composer.config import ConfigError, load_config  # noqa: E402
-from composer.models import conv_graph  # noqa: E402
-from composer.tasks import TaskBatch  # noqa: E402
-from composer.training import check_accelerator, train  # noqa: E402
+from metacompose.algorithms import MetaLearner  # noqa: E402
+from metacompose.config import ConfigError, load_config  # noqa: E402
+from metacompose.models import conv_graph  # noqa: E402
+from metacompose.tasks import TaskBatch  # noqa: E402
+from metacompose.training import check_accelerator, train  # noqa: E402
 
 
 class Clock(L.Callback):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from composer.tasks.glyph_dataset import (
+from metacompose.tasks.glyph_dataset import (
     NOTO_DIR,
     GlyphDataset,
     default_glyph_path,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from composer.config import load_config
-from composer.evaluate import evaluate, load_checkpoint
-from composer.progress import progress, say
-from composer.training import train
+from metacompose.config import load_config
+from metacompose.evaluate import evaluate, load_checkpoint
+from metacompose.progress import progress, say
+from metacompose.training import train
 
 # Per-algorithm overrides of configs/sinusoid.yaml. Reptile needs several inner steps per task
 # (with one step it is plain joint training), as in Nichol et al. (2018).

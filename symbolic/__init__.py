@@ -3,14 +3,23 @@
 Depends on torch, z3, networkx, numpy and omegaconf only (never on ``composer``).
 """
 
-from symbolic.branch_and_bound import BranchAndBoundResult, branch_and_bound
-from symbolic.certify import TIERS, certify
-from symbolic.diff_propagation import PairBounds, output_bounds, propagate_pair
-from symbolic.exact_tier import exact_check
-from symbolic.lipschitz import certify_lipschitz
-from symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
-from symbolic.objectives import Objective
-from symbolic.results import (
+from metacompose.symbolic.branch_and_bound import BranchAndBoundResult, branch_and_bound
+from metacompose.symbolic.certify import TIERS, certify
+from metacompose.symbolic.diff_propagation import PairBounds, output_bounds, propagate_pair
+from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.lipschitz import certify_lipschitz
+from metacompose.symbolic.network import (
+    INPUT,
+    Add,
+    Affine,
+    Concat,
+    Network,
+    NetworkPair,
+    Node,
+    ReLU,
+)
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.results import (
     Certificate,
     CertificationReport,
     ClaimResult,
@@ -20,8 +29,8 @@ from symbolic.results import (
     Unknown,
     Violated,
 )
-from symbolic.rounding import NonFiniteError, rational_lower, rational_upper
-from symbolic.rules import (
+from metacompose.symbolic.rounding import NonFiniteError, rational_lower, rational_upper
+from metacompose.symbolic.rules import (
     CompositionRules,
     RulesCheck,
     RulesError,
@@ -31,15 +40,15 @@ from symbolic.rules import (
     rules_from_dict,
     validate_graph,
 )
-from symbolic.selection import (
+from metacompose.symbolic.selection import (
     Candidate,
     Selection,
     best_valid_selection,
     brute_force_selection,
     selection_graph,
 )
-from symbolic.self_test import SelfTestSummary, self_test
-from symbolic.spec import (
+from metacompose.symbolic.self_test import SelfTestSummary, self_test
+from metacompose.symbolic.spec import (
     BoxDomain,
     DeviationBound,
     LinfBallDomain,
@@ -50,8 +59,8 @@ from symbolic.spec import (
     TrustRegion,
     domain_boxes,
 )
-from symbolic.spec_yaml import SpecError, load_spec, spec_from_dict
-from symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
+from metacompose.symbolic.spec_yaml import SpecError, load_spec, spec_from_dict
+from metacompose.symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
 
 __all__ = [
     "INPUT",

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from symbolic.attack import pgd_maximize
-from symbolic.diff_propagation import output_bounds
-from symbolic.network import NetworkPair
-from symbolic.objectives import Objective
+from metacompose.symbolic.attack import pgd_maximize
+from metacompose.symbolic.diff_propagation import output_bounds
+from metacompose.symbolic.network import NetworkPair
+from metacompose.symbolic.objectives import Objective
 
 
 @dataclass(frozen=True)

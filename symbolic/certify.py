@@ -17,26 +17,26 @@ from fractions import Fraction
 import torch
 import z3
 
-from symbolic.branch_and_bound import branch_and_bound
-from symbolic.diff_propagation import propagate_pair
-from symbolic.exact_tier import exact_check
-from symbolic.fast_tier import decide_from_bounds, finiteness, merge, split_boxes
-from symbolic.lipschitz import certify_lipschitz
-from symbolic.lipschitz_attack import lipschitz_attack
-from symbolic.network import NetworkPair
-from symbolic.objectives import Objective
-from symbolic.prover import Fact, prove
-from symbolic.results import (
+from metacompose.symbolic.branch_and_bound import branch_and_bound
+from metacompose.symbolic.diff_propagation import propagate_pair
+from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.fast_tier import decide_from_bounds, finiteness, merge, split_boxes
+from metacompose.symbolic.lipschitz import certify_lipschitz
+from metacompose.symbolic.lipschitz_attack import lipschitz_attack
+from metacompose.symbolic.network import NetworkPair
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.prover import Fact, prove
+from metacompose.symbolic.results import (
     CertificationReport,
     ClaimResult,
     Counterexample,
     Unknown,
     Violated,
 )
-from symbolic.rounding import rational_upper, z3_rational
-from symbolic.spec import StabilitySpec, domain_boxes, per_output
-from symbolic.step_size import step_size_estimate
-from symbolic.trust_region import certify_trust_region
+from metacompose.symbolic.rounding import rational_upper, z3_rational
+from metacompose.symbolic.spec import StabilitySpec, domain_boxes, per_output
+from metacompose.symbolic.step_size import step_size_estimate
+from metacompose.symbolic.trust_region import certify_trust_region
 
 TIERS = ("fast", "refine", "exact")
 ModuleParams = dict[str, tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]]

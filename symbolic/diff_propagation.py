@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from symbolic import linear_bounds as lbm
-from symbolic.linear_bounds import LinearBounds
-from symbolic.network import INPUT, Add, Affine, NetworkPair, ReLU
+from metacompose.symbolic import linear_bounds as lbm
+from metacompose.symbolic.linear_bounds import LinearBounds
+from metacompose.symbolic.network import INPUT, Add, Affine, NetworkPair, ReLU
 
 
 @dataclass

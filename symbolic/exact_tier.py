@@ -1,7 +1,7 @@
 """Exact z3 encoding of both networks over one box (small graphs only).
 
 Weights enter as the exact rationals their floats denote; a ReLU is ``If(z > 0, z, 0)`` unless the
-sound bounds of :mod:`symbolic.diff_propagation` already fix its phase. The claim's negation goes
+sound bounds of :mod:`metacompose.symbolic.diff_propagation` already fix its phase. The claim's negation goes
 to a ``simplify; solve-eqs; smt`` tactic with a timeout: ``unsat`` is a proof, ``sat`` yields a
 model whose input is replayed in torch before it is reported, a timeout is ``unknown``.
 """
@@ -14,11 +14,11 @@ from fractions import Fraction
 import torch
 import z3
 
-from symbolic.diff_propagation import propagate_pair
-from symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, ReLU
-from symbolic.objectives import Objective
-from symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
-from symbolic.rounding import z3_rational
+from metacompose.symbolic.diff_propagation import propagate_pair
+from metacompose.symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, ReLU
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
+from metacompose.symbolic.rounding import z3_rational
 
 
 def _q(x: float) -> z3.RatNumRef:

@@ -14,12 +14,12 @@ from fractions import Fraction
 import torch
 import z3
 
-from symbolic.diff_propagation import PairBounds, propagate_pair
-from symbolic.network import NetworkPair
-from symbolic.objectives import Objective
-from symbolic.prover import Fact, prove
-from symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
-from symbolic.rounding import rational_upper, z3_rational
+from metacompose.symbolic.diff_propagation import PairBounds, propagate_pair
+from metacompose.symbolic.network import NetworkPair
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.prover import Fact, prove
+from metacompose.symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
+from metacompose.symbolic.rounding import rational_upper, z3_rational
 
 
 def split_boxes(xlo: torch.Tensor, xhi: torch.Tensor, n_boxes: int) -> tuple:

@@ -14,11 +14,11 @@ from fractions import Fraction
 
 import z3
 
-from symbolic.network import INPUT, Add, Affine, Concat, Network
-from symbolic.operator_norms import operator_norm_upper
-from symbolic.prover import Fact, prove
-from symbolic.results import Unknown
-from symbolic.rounding import (
+from metacompose.symbolic.network import INPUT, Add, Affine, Concat, Network
+from metacompose.symbolic.operator_norms import operator_norm_upper
+from metacompose.symbolic.prover import Fact, prove
+from metacompose.symbolic.results import Unknown
+from metacompose.symbolic.rounding import (
     NonFiniteError,
     exp_upper,
     fraction_to_float_up,

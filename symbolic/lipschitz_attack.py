@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.func import jacrev, vmap
 
-from symbolic.network import Network
-from symbolic.results import Counterexample, Violated
+from metacompose.symbolic.network import Network
+from metacompose.symbolic.results import Counterexample, Violated
 
 
 def _quotient(net: Network, x: torch.Tensor, y: torch.Tensor, norm: str) -> float:

@@ -2,7 +2,7 @@
 
 A deviation claim ``|d_j| <= B`` is the objective ``|f_adapted(x)_j - f_meta(x)_j|``; an output
 range claim is two objectives, ``f_adapted(x)_j <= hi`` and ``-f_adapted(x)_j <= -lo``. Each
-objective gives a sound upper bound per box (from :mod:`symbolic.diff_propagation`) and its exact
+objective gives a sound upper bound per box (from :mod:`metacompose.symbolic.diff_propagation`) and its exact
 value at points (a torch forward, which is also how counterexamples are replayed).
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from symbolic.diff_propagation import PairBounds
-from symbolic.network import NetworkPair
+from metacompose.symbolic.diff_propagation import PairBounds
+from metacompose.symbolic.network import NetworkPair
 
 KINDS = ("deviation", "output_upper", "output_lower")
 

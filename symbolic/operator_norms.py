@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from symbolic.linear_bounds import UNIT_ROUNDOFF, fp_error
+from metacompose.symbolic.linear_bounds import UNIT_ROUNDOFF, fp_error
 
 NORMS = ("l2", "linf")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import z3
 
-from symbolic.results import Certificate, Proved, Unknown
+from metacompose.symbolic.results import Certificate, Proved, Unknown
 
 DEFAULT_TIMEOUT_MS = 5000
 

@@ -77,7 +77,7 @@ Outcome = Proved | Violated | Unknown | Estimate
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """The outcome of one claim of a :class:`~symbolic.spec.StabilitySpec`.
+    """The outcome of one claim of a :class:`~metacompose.symbolic.spec.StabilitySpec`.
 
     Args:
         claim: e.g. ``"deviation[0]"``, ``"trust_region[body].l2"``, ``"lipschitz.l2"``.

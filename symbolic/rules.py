@@ -79,7 +79,7 @@ class RulesError(ValueError):
 
 def load_rules(path: str | Path) -> CompositionRules:
     """Read and validate a rules YAML (see module docstring)."""
-    from symbolic.spec_yaml import read_yaml
+    from metacompose.symbolic.spec_yaml import read_yaml
 
     path = Path(path)
     return rules_from_dict(read_yaml(path, "rules", RulesError), source=str(path))

@@ -16,9 +16,9 @@ from fractions import Fraction
 import networkx as nx
 import z3
 
-from symbolic.rounding import z3_rational
-from symbolic.rules import CompositionRules, validate_graph
-from symbolic.selection_search import search_selection
+from metacompose.symbolic.rounding import z3_rational
+from metacompose.symbolic.rules import CompositionRules, validate_graph
+from metacompose.symbolic.selection_search import search_selection
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def best_valid_selection(
     Args:
         engine: ``"z3"`` (z3 ``Optimize``, engine ``symba``, after dropping dominated
             candidates, see :func:`dominated`), ``"search"`` (exact branch and bound,
-            :func:`~symbolic.selection_search.search_selection`), or ``"auto"``: z3 for
+            :func:`~metacompose.symbolic.selection_search.search_selection`), or ``"auto"``: z3 for
             ``z3_first_ms``, then the search if z3 has not finished.
         timeout_ms: overall budget; on expiry ``status`` is ``"unknown"``.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import networkx as nx
 
-from symbolic.rules import CompositionRules
+from metacompose.symbolic.rules import CompositionRules
 
 
 def search_selection(

@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-from symbolic.attack import pgd_maximize
-from symbolic.certify import certify
-from symbolic.exact_tier import exact_check
-from symbolic.lipschitz_attack import lipschitz_attack
-from symbolic.network import INPUT, Add, Affine, Network, NetworkPair, Node, ReLU
-from symbolic.objectives import Objective, in_boxes
-from symbolic.results import Proved, Violated
-from symbolic.spec import BoxDomain, DeviationBound, LipschitzBound, OutputRange, StabilitySpec
+from metacompose.symbolic.attack import pgd_maximize
+from metacompose.symbolic.certify import certify
+from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.lipschitz_attack import lipschitz_attack
+from metacompose.symbolic.network import INPUT, Add, Affine, Network, NetworkPair, Node, ReLU
+from metacompose.symbolic.objectives import Objective, in_boxes
+from metacompose.symbolic.results import Proved, Violated
+from metacompose.symbolic.spec import (
+    BoxDomain,
+    DeviationBound,
+    LipschitzBound,
+    OutputRange,
+    StabilitySpec,
+)
 
 FACTORS = (0.5, 0.9, 1.05, 1.5)
 

@@ -1,4 +1,4 @@
-"""Load a :class:`~symbolic.spec.StabilitySpec` from YAML, with one-line errors naming file and key.
+"""Load a :class:`~metacompose.symbolic.spec.StabilitySpec` from YAML, with one-line errors naming file and key.
 
 Schema (every top-level key except ``domain`` optional)::
 
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from symbolic.spec import (
+from metacompose.symbolic.spec import (
     NORMS,
     BoxDomain,
     DeviationBound,

@@ -13,8 +13,8 @@ from collections import OrderedDict
 import torch
 from torch.func import jacrev
 
-from symbolic.network import Network
-from symbolic.results import Estimate
+from metacompose.symbolic.network import Network
+from metacompose.symbolic.results import Estimate
 
 _CACHE: OrderedDict[str, float] = OrderedDict()
 _CACHE_SIZE = 8

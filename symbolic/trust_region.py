@@ -9,11 +9,11 @@ from fractions import Fraction
 import torch
 import z3
 
-from symbolic.linear_bounds import fp_error
-from symbolic.prover import Fact, prove
-from symbolic.results import Counterexample, Unknown, Violated
-from symbolic.rounding import rational_lower, rational_upper, z3_rational
-from symbolic.spec import TrustRegion
+from metacompose.symbolic.linear_bounds import fp_error
+from metacompose.symbolic.prover import Fact, prove
+from metacompose.symbolic.results import Counterexample, Unknown, Violated
+from metacompose.symbolic.rounding import rational_lower, rational_upper, z3_rational
+from metacompose.symbolic.spec import TrustRegion
 
 
 def _flat(ts: Sequence[torch.Tensor]) -> torch.Tensor:

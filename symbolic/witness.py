@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from symbolic.results import Counterexample
+from metacompose.symbolic.results import Counterexample
 
 
 def format_vnn_witness(x: torch.Tensor, y: torch.Tensor) -> str:

@@ -21,8 +21,8 @@ def test_readme_example_runs_and_prints_a_curve():
 def test_setup_command_1_stops_on_failure_and_its_metacompose_calls_parse():
     import shlex
 
-    from composer.cli.main import build_parser
-    from composer.config import load_config
+    from metacompose.cli.main import build_parser
+    from metacompose.config import load_config
 
     block = re.search(r"\*\*1\. Install.*?```bash\n(.*?)```", README.read_text(), re.S).group(1)
     steps = [shlex.split(s) for s in block.strip().split(" && ")]

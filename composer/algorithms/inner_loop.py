@@ -13,8 +13,8 @@ import torch
 from torch.func import grad, vmap
 from torch.utils.checkpoint import checkpoint
 
-from composer.algorithms.losses import task_loss, task_metric
-from composer.graph import ModuleGraph
+from metacompose.algorithms.losses import task_loss, task_metric
+from metacompose.graph import ModuleGraph
 
 Params = dict[str, torch.Tensor]
 StepSizes = dict[str, torch.Tensor | float]

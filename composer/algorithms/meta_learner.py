@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
-from composer.graph import ModuleGraph
-from composer.tasks.base import TaskBatch
+from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from metacompose.graph import ModuleGraph
+from metacompose.tasks.base import TaskBatch
 
 if TYPE_CHECKING:
-    from composer.verify.enforce import Enforcer
+    from metacompose.verify.enforce import Enforcer
 
 ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 
@@ -54,7 +54,7 @@ class MetaLearner(nn.Module):
         chunk_size: ``vmap`` at most this many tasks at once.
         checkpoint_inner: activation checkpointing of each inner step (second order only).
         enforcer: certifies (and by its mode repairs) every task's adaptation against a
-            stability spec (:mod:`composer.verify.enforce`); ``None``: no enforcement.
+            stability spec (:mod:`metacompose.verify.enforce`); ``None``: no enforcement.
     """
 
     def __init__(

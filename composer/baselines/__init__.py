@@ -5,10 +5,10 @@
 ``meta_train``: a plain meta-training loop with a wall-clock budget.
 """
 
-from composer.baselines.finetune import FineTuneLearner, adam_update
-from composer.baselines.meta_train import MetaTrainResult, meta_train
-from composer.baselines.pretrain import PretrainResult, pretrain_pooled
-from composer.baselines.protonet import ProtoNet, prototype_logits
+from metacompose.baselines.finetune import FineTuneLearner, adam_update
+from metacompose.baselines.meta_train import MetaTrainResult, meta_train
+from metacompose.baselines.pretrain import PretrainResult, pretrain_pooled
+from metacompose.baselines.protonet import ProtoNet, prototype_logits
 
 __all__ = [
     "FineTuneLearner",

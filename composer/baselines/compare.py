@@ -1,6 +1,6 @@
 """Train and score one method on one task family, every method through the same evaluation.
 
-Every method is scored on the same seeded meta-test tasks (:func:`composer.report.metric_curves`).
+Every method is scored on the same seeded meta-test tasks (:func:`metacompose.report.metric_curves`).
 Its free evaluation choices (the number of adaptation steps, and for the fine-tuning baselines
 the step size) are chosen on meta-*validation* tasks, never on meta-test tasks.
 """
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from composer.baselines.finetune import FineTuneLearner
-from composer.baselines.meta_train import meta_train
-from composer.baselines.pretrain import pretrain_pooled
-from composer.baselines.protonet import ProtoNet
-from composer.build import build_graph, build_learner, loss_for
-from composer.report.curves import metric_curves
-from composer.report.stats import Estimate, over_tasks
-from composer.tasks.base import TaskFamily
+from metacompose.baselines.finetune import FineTuneLearner
+from metacompose.baselines.meta_train import meta_train
+from metacompose.baselines.pretrain import pretrain_pooled
+from metacompose.baselines.protonet import ProtoNet
+from metacompose.build import build_graph, build_learner, loss_for
+from metacompose.report.curves import metric_curves
+from metacompose.report.stats import Estimate, over_tasks
+from metacompose.tasks.base import TaskFamily
 
 META_METHODS = ("maml", "fomaml", "metasgd", "anil")
 METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed")

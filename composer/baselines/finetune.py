@@ -2,7 +2,7 @@
 
 The two non-meta-learned baselines a user would otherwise pick share this learner: *scratch*
 (a random initialisation, every parameter trained) and *pre-train + fine-tune* (pooled
-pre-training, see :mod:`composer.baselines.pretrain`). Tasks are adapted in parallel with ``vmap``;
+pre-training, see :mod:`metacompose.baselines.pretrain`). Tasks are adapted in parallel with ``vmap``;
 the optimizer is Adam (or SGD), written as pure functions on task-batched parameter dicts.
 """
 
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.func import grad, vmap
 
-from composer.algorithms.inner_loop import Params, broadcast_tasks, query_losses
-from composer.algorithms.losses import task_loss
-from composer.graph import ModuleGraph
-from composer.tasks.base import TaskBatch
+from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_losses
+from metacompose.algorithms.losses import task_loss
+from metacompose.graph import ModuleGraph
+from metacompose.tasks.base import TaskBatch
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -51,7 +51,7 @@ def adam_update(
 class FineTuneLearner(nn.Module):
     """Adapts the graph's own parameters to each task by plain gradient descent; no meta-learning.
 
-    ``evaluate`` has the interface of :meth:`composer.algorithms.MetaLearner.evaluate`, so the
+    ``evaluate`` has the interface of :meth:`metacompose.algorithms.MetaLearner.evaluate`, so the
     baselines run through the same evaluation code as the meta-learners.
 
     Args:

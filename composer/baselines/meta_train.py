@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from composer.progress import progress
-from composer.tasks.base import TaskBatch, TaskFamily, derive_seed
-from composer.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
+from metacompose.progress import progress
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.training.guard import BadTaskGuard, grads_finite, guarded_meta_step
 
 
 @dataclass
@@ -50,10 +50,10 @@ def meta_train(
     Batch ``i`` is drawn from a generator seeded by ``derive_seed(seed, "train", i)``, so two
     learners trained with the same seed see the same tasks. Stops after ``iterations`` or
     ``max_seconds``, whichever comes first. Guarded like ``metacompose train``
-    (:mod:`composer.training.guard`): tasks whose query loss is not finite are dropped from the
+    (:mod:`metacompose.training.guard`): tasks whose query loss is not finite are dropped from the
     meta-objective, and a step with no good task or a non-finite meta-gradient is skipped, so
     that one diverging task cannot turn every weight into NaN. A progress bar labelled ``desc``
-    counts the iterations on stderr (see :mod:`composer.progress`).
+    counts the iterations on stderr (see :mod:`metacompose.progress`).
     """
     params = [p for p in learner.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)

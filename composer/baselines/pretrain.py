@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from composer.graph import ModuleGraph
-from composer.progress import progress
-from composer.tasks.base import TaskFamily, derive_seed
+from metacompose.graph import ModuleGraph
+from metacompose.progress import progress
+from metacompose.tasks.base import TaskFamily, derive_seed
 
 
 @dataclass
@@ -46,7 +46,7 @@ def pretrain_pooled(
     """Train ``graph`` in place on pooled meta-train data (``split="train"`` tasks only).
 
     Args:
-        graph: ``body -> head`` graph (``composer.models``); for classification its ``head`` is
+        graph: ``body -> head`` graph (``metacompose.models``); for classification its ``head`` is
             zeroed afterwards.
         family: the task family; each iteration pools the support and query examples of
             ``tasks_per_batch`` fresh meta-train tasks.
@@ -56,7 +56,7 @@ def pretrain_pooled(
         max_seconds: stop early after this much wall time.
         device: where the graph lives; batches are moved there.
 
-    A progress bar counts the iterations on stderr (see :mod:`composer.progress`).
+    A progress bar counts the iterations on stderr (see :mod:`metacompose.progress`).
     """
     classify = family.metric == "accuracy"
     if classify and n_classes is None:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from composer.algorithms.meta_learner import MetaStep
-from composer.tasks.base import TaskBatch
+from metacompose.algorithms.meta_learner import MetaStep
+from metacompose.tasks.base import TaskBatch
 
 
 def prototype_logits(

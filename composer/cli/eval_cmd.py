@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from composer.cli.args import non_negative_int, positive_int, short_usage
-from composer.cli.paths import check_output_file
+from metacompose.cli.args import non_negative_int, positive_int, short_usage
+from metacompose.cli.paths import check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json")
-    from composer.build import check_task_sizes
-    from composer.evaluate import evaluate, load_checkpoint
+    from metacompose.build import check_task_sizes
+    from metacompose.evaluate import evaluate, load_checkpoint
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
     if args.shots is not None:

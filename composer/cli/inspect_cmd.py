@@ -7,8 +7,8 @@ import csv
 import json
 from pathlib import Path
 
-from composer.cli.args import non_negative_int, positive_int, short_usage
-from composer.cli.paths import check_output_dir
+from metacompose.cli.args import non_negative_int, positive_int, short_usage
+from metacompose.cli.paths import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,16 +31,16 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     import numpy as np
 
-    from composer.evaluate import load_checkpoint
-    from composer.progress import track
-    from composer.router.inspection import (
+    from metacompose.evaluate import load_checkpoint
+    from metacompose.progress import track
+    from metacompose.router.inspection import (
         inspect_plain,
         inspect_routed,
         sample_tasks,
         usage_table,
     )
-    from composer.router.learner import RoutedMetaLearner
-    from composer.router.render import draw_graph, draw_usage_heatmap, to_dot
+    from metacompose.router.learner import RoutedMetaLearner
+    from metacompose.router.render import draw_graph, draw_usage_heatmap, to_dot
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
     batch = sample_tasks(

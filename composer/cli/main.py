@@ -14,26 +14,29 @@ from collections.abc import Sequence
 # name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
     "train": (
-        "composer.cli.train_cmd",
+        "metacompose.cli.train_cmd",
         "meta-train from a YAML config; prints the run folder last",
     ),
     "eval": (
-        "composer.cli.eval_cmd",
+        "metacompose.cli.eval_cmd",
         "adapt a checkpoint to fresh meta-test tasks, print the metric",
     ),
-    "inspect": ("composer.cli.inspect_cmd", "per-task module graphs, module usage and heat map"),
-    "plot": ("composer.cli.plot_cmd", "plot a run's learning curves as PNG files"),
-    "report": ("composer.cli.report_cmd", "evaluation report of checkpoints (JSON, Markdown, PNG)"),
-    "verify": ("composer.cli.verify_cmd", "certify adaptations against a stability spec"),
+    "inspect": ("metacompose.cli.inspect_cmd", "per-task module graphs, module usage and heat map"),
+    "plot": ("metacompose.cli.plot_cmd", "plot a run's learning curves as PNG files"),
+    "report": (
+        "metacompose.cli.report_cmd",
+        "evaluation report of checkpoints (JSON, Markdown, PNG)",
+    ),
+    "verify": ("metacompose.cli.verify_cmd", "certify adaptations against a stability spec"),
 }
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "bad input": one line on stderr, exit 2, no traceback."""
-    from composer.config import ConfigError
-    from composer.graph import GraphError
-    from composer.optional import MissingExtraError
-    from composer.training.checkpoint_io import CheckpointError
+    from metacompose.config import ConfigError
+    from metacompose.graph import GraphError
+    from metacompose.optional import MissingExtraError
+    from metacompose.training.checkpoint_io import CheckpointError
 
     return (
         ConfigError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from composer.cli.args import short_usage
-from composer.cli.paths import check_output_dir
+from metacompose.cli.args import short_usage
+from metacompose.cli.paths import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.run_dir / "plots" if args.out is None else args.out, "--out")
-    from composer.training.plots import plot_run
+    from metacompose.training.plots import plot_run
 
     written = plot_run(args.run_dir, args.out)
     if not written:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from composer.cli.args import at_least, non_negative_int, positive_int, short_usage
-from composer.cli.paths import check_output_dir
+from metacompose.cli.args import at_least, non_negative_int, positive_int, short_usage
+from metacompose.cli.paths import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [c for c in args.checkpoints if not Path(c).is_file()]
     if missing:
         raise FileNotFoundError(f"checkpoint not found: {missing[0]}")
-    from composer.report import ReportSettings, build_report, write_report
+    from metacompose.report import ReportSettings, build_report, write_report
 
     settings = ReportSettings(
         n_tasks=args.tasks,

@@ -7,9 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from composer.cli.args import short_usage
-from composer.cli.paths import check_output_dir
-from composer.config import load_config
+from metacompose.cli.args import short_usage
+from metacompose.cli.paths import check_output_dir
+from metacompose.config import load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from composer.training import TrainingInterrupted, train  # heavy import (lightning) only now
+    from metacompose.training import TrainingInterrupted, train  # heavy import (lightning) only now
 
     cfg = load_config(args.config, args.overrides)
     if args.resume is None:

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from composer.cli.args import non_negative_int, positive_float, positive_int, short_usage
-from composer.cli.paths import check_output_dir, check_output_file
+from metacompose.cli.args import non_negative_int, positive_float, positive_int, short_usage
+from metacompose.cli.paths import check_output_dir, check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.self_test:
-        from composer.progress import progress
-        from symbolic import self_test
+        from metacompose.progress import progress
+        from metacompose.symbolic import self_test
 
         with progress(desc="verify --self-test", total=args.networks, unit="net") as bar:
             summary = self_test(
@@ -70,9 +70,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if summary.ok else 1
     if args.checkpoint is None or args.spec is None:
         raise ValueError("verify needs CHECKPOINT and --spec SPEC.yaml (or --self-test)")
-    from composer.evaluate import load_checkpoint
-    from composer.verify.report import verify_learner
-    from symbolic import load_spec, write_vnn_witness
+    from metacompose.evaluate import load_checkpoint
+    from metacompose.symbolic import load_spec, write_vnn_witness
+    from metacompose.verify.report import verify_learner
 
     spec = load_spec(args.spec)  # SpecError is a ValueError: one line, exit 2
     learner, cfg, family = load_checkpoint(args.checkpoint)

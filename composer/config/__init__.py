@@ -1,8 +1,8 @@
 """Typed run configs: schema, loading with overrides, and signature checks for builder args."""
 
-from composer.config.errors import ConfigError
-from composer.config.load import check_kwargs, load_config, to_yaml
-from composer.config.schema import (
+from metacompose.config.errors import ConfigError
+from metacompose.config.load import load_config, to_yaml
+from metacompose.config.schema import (
     AlgoConfig,
     DataConfig,
     ModelConfig,
@@ -11,8 +11,8 @@ from composer.config.schema import (
     TaskConfig,
     TrainerConfig,
 )
-from composer.config.validate import validate
-from composer.config.yaml_io import load_yaml
+from metacompose.config.validate import check_kwargs, validate
+from metacompose.yaml_io import load_yaml
 
 __all__ = [
     "AlgoConfig",

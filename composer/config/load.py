@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +9,17 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from composer.config.errors import ConfigError
-from composer.config.schema import RunConfig
-from composer.config.validate import check_arg_types, validate
-from composer.config.yaml_io import describe_yaml_error, load_yaml
+from metacompose.config.errors import ConfigError
+from metacompose.config.schema import RunConfig
+from metacompose.config.validate import validate
+from metacompose.yaml_io import YamlFileError, describe_yaml_error, load_yaml
 
-__all__ = ["ConfigError", "check_kwargs", "load_config", "to_yaml"]
+__all__ = ["ConfigError", "load_config", "to_yaml"]
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Read ``path``, merge it onto :class:`RunConfig`, apply dotted ``overrides``, resolve
-    interpolations and validate every value (:func:`composer.config.validate.validate`).
+    interpolations and validate every value (:func:`metacompose.config.validate.validate`).
 
     Raises:
         ConfigError: missing, unreadable or non-UTF-8 file, YAML syntax error, duplicate key,
@@ -30,7 +29,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
-    raw = load_yaml(path, "config file")
+    try:
+        raw = load_yaml(path, "config file")
+    except YamlFileError as e:
+        raise ConfigError(str(e)) from e
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -71,25 +73,6 @@ def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
         raise ConfigError(
             f"{path}: override {key}: value is not valid YAML ({describe_yaml_error(e)})"
         ) from e
-
-
-def check_kwargs(fn: Any, kwargs: dict[str, Any], where: str) -> None:
-    """Bind ``kwargs`` to ``fn``'s signature without calling it, and check each value against
-    ``fn``'s type annotations; a one-line error naming ``where.key`` and the value."""
-    sig = inspect.signature(fn)
-    params = sig.parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        for key in kwargs:
-            if key not in params:
-                known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
-                raise ConfigError(
-                    f"{where}.{key}: unknown argument of {fn.__name__}; known: {known}"
-                )
-    try:
-        sig.bind(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from e
-    check_arg_types(fn, kwargs, where)
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -1,7 +1,7 @@
 """Typed schemas of a run config. Every YAML in ``configs/`` is merged onto ``RunConfig``.
 
 Each field carries a comment saying what it does; unknown keys and wrong types are rejected by
-omegaconf before any work starts (see :mod:`composer.config.load`).
+omegaconf before any work starts (see :mod:`metacompose.config.load`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass
 class TaskConfig:
-    family: str = "sinusoid"  # task family name (see composer.tasks.FAMILIES)
+    family: str = "sinusoid"  # task family name (see metacompose.tasks.FAMILIES)
     args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the family
     shots: int = 10  # K: support examples per task (per class for classification)
     query: int = 10  # query examples per task (per class for classification)
@@ -20,7 +20,7 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    builder: str = "mlp"  # graph builder name (see composer.models.MODEL_BUILDERS)
+    builder: str = "mlp"  # graph builder name (see metacompose.models.MODEL_BUILDERS)
     args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the builder
 
 
@@ -78,7 +78,7 @@ class TrainerConfig:
 
 @dataclass
 class RouterConfig:
-    """Per-task composition from a module pool (composer.router); ``model`` is unused when enabled."""
+    """Per-task composition from a module pool (metacompose.router); ``model`` is unused when enabled."""
 
     enabled: bool = False  # build a RoutedMetaLearner instead of a plain MetaLearner
     template: dict[str, Any] = field(default_factory=dict)  # {nodes, edges, merge} of slots
@@ -119,7 +119,7 @@ class RouterConfig:
 
 @dataclass
 class EnforceConfig:
-    """Stability spec enforced on every inner-loop adaptation (composer.verify.enforce)."""
+    """Stability spec enforced on every inner-loop adaptation (metacompose.verify.enforce)."""
 
     mode: str = "off"  # off | check (certify, count) | reject (roll back) | project (shrink)
     spec: str | None = None  # stability spec YAML (configs/bounds/*.yaml); required unless off
@@ -133,7 +133,7 @@ class EnforceConfig:
 class ReportConfig:
     """What ``metacompose report`` measures besides the in-distribution meta-test metric."""
 
-    ood_family: str | None = None  # a shifted family / held-out domain (composer.tasks.FAMILIES)
+    ood_family: str | None = None  # a shifted family / held-out domain (metacompose.tasks.FAMILIES)
     ood_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of ood_family
     shots: list[int] = field(default_factory=lambda: [1, 5, 10])  # K values of sample efficiency
 

@@ -7,6 +7,7 @@ positive value makes sense, and step counts no run could finish (a likely extra 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from composer.config.errors import ConfigError
+from metacompose.config.errors import ConfigError
 
 PRECISIONS = (
     "32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true",
@@ -22,8 +23,8 @@ PRECISIONS = (
 )  # fmt: skip
 
 # Literal-like tables of the string choices. The owners keep the same tuples (a test checks them):
-# composer.algorithms.ALGORITHMS, composer.router.learner.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING},
-# composer.verify.enforce.{MODES, EVERY}, composer.training.loggers.LOGGERS, composer.build.OPTIMIZERS.
+# metacompose.algorithms.ALGORITHMS, metacompose.router.learner.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING},
+# metacompose.verify.enforce.{MODES, EVERY}, metacompose.training.loggers.LOGGERS, metacompose.build.OPTIMIZERS.
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo.name": ("maml", "fomaml", "metasgd", "anil", "reptile"),
     "data.sharding": ("per_rank", "global"),
@@ -118,9 +119,8 @@ def check_builder_args(cfg: DictConfig, source: str | Path) -> None:
     with values of the annotated types (nothing is built)."""
     from omegaconf import OmegaConf
 
-    from composer.config.load import check_kwargs
-    from composer.models import MODEL_BUILDERS
-    from composer.tasks import FAMILIES
+    from metacompose.models import MODEL_BUILDERS
+    from metacompose.tasks import FAMILIES
 
     sections = [("task", "family", FAMILIES)]
     if not cfg.router.enabled:  # a routed learner builds its pool from router.template instead
@@ -136,6 +136,25 @@ def check_builder_args(cfg: DictConfig, source: str | Path) -> None:
             check_kwargs(table[name], args, f"{section}.args")
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from e
+
+
+def check_kwargs(fn: Any, kwargs: dict[str, Any], where: str) -> None:
+    """Bind ``kwargs`` to ``fn``'s signature without calling it, and check each value against
+    ``fn``'s type annotations; a one-line error naming ``where.key`` and the value."""
+    sig = inspect.signature(fn)
+    params = sig.parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in params:
+                known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+                raise ConfigError(
+                    f"{where}.{key}: unknown argument of {fn.__name__}; known: {known}"
+                )
+    try:
+        sig.bind(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    check_arg_types(fn, kwargs, where)
 
 
 class _Checker:

@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from composer.config import ConfigError
-from composer.evaluate import load_checkpoint
-from composer.progress import progress, track
-from composer.report.convergence import read_curve, run_dir_of
-from composer.report.curves import metric_curves
-from composer.report.forgetting import sequential_metrics, supports_forgetting
-from composer.report.stats import difference, over_seeds, over_tasks
-from composer.tasks import FAMILIES
+from metacompose.config import ConfigError
+from metacompose.evaluate import load_checkpoint
+from metacompose.progress import progress, track
+from metacompose.report.convergence import read_curve, run_dir_of
+from metacompose.report.curves import metric_curves
+from metacompose.report.forgetting import sequential_metrics, supports_forgetting
+from metacompose.report.stats import difference, over_seeds, over_tasks
+from metacompose.tasks import FAMILIES
 
 
 @dataclass

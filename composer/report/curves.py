@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from composer.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 
 SAMPLE_CHUNK = 50  # tasks per family.sample call: part of the definition of the seeded task stream
 MAX_INPUT_VALUES = 2**20  # input values (support + query) adapted at once by default

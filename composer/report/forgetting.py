@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from composer.algorithms.inner_loop import adapt, broadcast_tasks, query_losses
-from composer.tasks.base import TaskFamily, derive_seed
+from metacompose.algorithms.inner_loop import adapt, broadcast_tasks, query_losses
+from metacompose.tasks.base import TaskFamily, derive_seed
 
 
 def supports_forgetting(learner) -> bool:
@@ -35,7 +35,7 @@ def sequential_metrics(
     T1's support set, continue from there on T2's, and so on to Tn.
 
     Args:
-        learner: a :class:`composer.algorithms.MetaLearner` (its graph, step sizes, loss).
+        learner: a :class:`metacompose.algorithms.MetaLearner` (its graph, step sizes, loss).
         scope: node names whose parameters adapt (``None``: the learner's adaptation scope;
             ``["head"]``: the body stays frozen, as in ANIL).
 

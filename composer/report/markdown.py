@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from composer.report.stats import DIVERGENCE_FACTOR
+from metacompose.report.stats import DIVERGENCE_FACTOR
 
 
 def fmt(e: dict | None, digits: int = 4, unit: str = "tasks") -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from composer.report.student_t import t_ppf
+from metacompose.report.student_t import t_ppf
 
 DIVERGENCE_FACTOR = 1e6
 

@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from composer.progress import track
-from composer.report import plots as P
-from composer.report.markdown import render_markdown
+from metacompose.progress import track
+from metacompose.report import plots as P
+from metacompose.report.markdown import render_markdown
 
 
 def _clean(x):

@@ -1,16 +1,16 @@
 """Per-task composition: module pool, task encoder + router hypernetwork, relaxed routing."""
 
-from composer.router.hypernet import RouterHypernetwork, RouterOutput, support_features
-from composer.router.learner import (
+from metacompose.router.hypernet import RouterHypernetwork, RouterOutput, support_features
+from metacompose.router.learner import (
     ADAPT_MODES,
     ROUTED_ALGORITHMS,
     ROUTING_MODES,
     RoutedMetaLearner,
 )
-from composer.router.metrics import normalized_mutual_info
-from composer.router.modulation import ModTarget, film_fold, modulate, modulation_targets
-from composer.router.pool import ModulePool, build_pool, route_key
-from composer.router.relaxed import (
+from metacompose.router.metrics import normalized_mutual_info
+from metacompose.router.modulation import ModTarget, film_fold, modulate, modulation_targets
+from metacompose.router.pool import ModulePool, build_pool, route_key
+from metacompose.router.relaxed import (
     TemperatureSchedule,
     balance_loss,
     gumbel_noise,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from composer.config import ConfigError
-from composer.graph import GraphError
-from composer.router.hypernet import RouterHypernetwork
-from composer.router.learner import RoutedMetaLearner
-from composer.router.pool import ModulePool, build_pool
-from composer.router.relaxed import TemperatureSchedule
-from composer.tasks.base import TaskFamily, derive_seed
-from modules.set_encoder import SetEncoder
+from metacompose.config import ConfigError
+from metacompose.graph import GraphError
+from metacompose.modules.set_encoder import SetEncoder
+from metacompose.router.hypernet import RouterHypernetwork
+from metacompose.router.learner import RoutedMetaLearner
+from metacompose.router.pool import ModulePool, build_pool
+from metacompose.router.relaxed import TemperatureSchedule
+from metacompose.tasks.base import TaskFamily, derive_seed
 
 
 def build_router(

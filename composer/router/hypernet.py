@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from composer.router.modulation import ModTarget
-from modules.mlp import MLPBlock
-from modules.set_encoder import SetEncoder
+from metacompose.modules.mlp import MLPBlock
+from metacompose.modules.set_encoder import SetEncoder
+from metacompose.router.modulation import ModTarget
 
 
 @dataclass

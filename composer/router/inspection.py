@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from composer.graph import ModuleGraph
-from composer.progress import track
-from composer.router.learner import RoutedMetaLearner
-from composer.router.pool import ModulePool
-from composer.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.graph import ModuleGraph
+from metacompose.progress import track
+from metacompose.router.learner import RoutedMetaLearner
+from metacompose.router.pool import ModulePool
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 
 INSPECT_FORMAT = "metacompose.inspect/1"
 

@@ -16,7 +16,7 @@ cannot train a router (no gradient reaches it) and is rejected.
 
 Routing search (``search_steps > 0``): for the first ``search_steps`` meta-iterations each task is
 routed by the joint choice with the lowest query loss after adaptation (see
-:mod:`composer.router.search`), and the router's logits learn that choice by cross-entropy
+:mod:`metacompose.router.search`), and the router's logits learn that choice by cross-entropy
 (weight ``search_weight``); afterwards routing is the router's own (Gumbel-softmax). Evaluation
 always routes by the router alone.
 """
@@ -26,11 +26,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from composer.algorithms.inner_loop import Params, adapt, broadcast_tasks
-from composer.algorithms.meta_learner import MetaLearner, MetaStep
-from composer.router.hypernet import RouterHypernetwork, RouterOutput, support_features
-from composer.router.pool import ModulePool, route_key
-from composer.router.relaxed import (
+from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks
+from metacompose.algorithms.meta_learner import MetaLearner, MetaStep
+from metacompose.router.hypernet import RouterHypernetwork, RouterOutput, support_features
+from metacompose.router.pool import ModulePool, route_key
+from metacompose.router.relaxed import (
     TemperatureSchedule,
     balance_loss,
     gumbel_noise,
@@ -38,8 +38,8 @@ from composer.router.relaxed import (
     mean_entropy,
     relaxed_route,
 )
-from composer.router.search import route_combinations, search_routes
-from composer.tasks.base import TaskBatch
+from metacompose.router.search import route_combinations, search_routes
+from metacompose.tasks.base import TaskBatch
 
 ROUTED_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
 ADAPT_MODES = ("modules", "modulations", "both")
@@ -157,7 +157,7 @@ class RoutedMetaLearner(nn.Module):
         self.search_steps = int(search_steps)
         self.search_weight = float(search_weight)
         self.eval_routing = eval_routing
-        self.rules = None  # CompositionRules: hard routing = best valid graph (composer.verify)
+        self.rules = None  # CompositionRules: hard routing = best valid graph (metacompose.verify)
         self.search_noise = bool(search_noise)
         self.first_order = bool(first_order) or algorithm == "fomaml"
         self.vectorize = vectorize
@@ -233,7 +233,7 @@ class RoutedMetaLearner(nn.Module):
             out.logits.update(self.support_search_logits(batch, out))
         valid = None
         if hard and self.routing == "learned" and self.rules is not None:
-            from composer.verify.routing import best_valid_choice
+            from metacompose.verify.routing import best_valid_choice
 
             logits = {s: out.logits[s] for s in self.graph.routed_slots}
             valid = best_valid_choice(self.graph, logits, self.rules)

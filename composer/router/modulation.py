@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules.base import TypedModule
+from metacompose.modules.base import TypedModule
 
 SHARED = "*"
 

@@ -6,7 +6,7 @@ when routing is hard) mixes their outputs. With one candidate a slot is an ordin
 
 Parameters are named ``"<slot>.<candidate>.<param>"`` (e.g. ``"inner.2.layers.0.weight"``). The
 pool is called functionally with a flat dict that may also hold, per task, the routing weights
-``"route.<slot>"`` ``(C,)`` and the generated modulations (see :mod:`composer.router.modulation`).
+``"route.<slot>"`` ``(C,)`` and the generated modulations (see :mod:`metacompose.router.modulation`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from composer.graph import GraphError, ModuleGraph
-from composer.router.modulation import ModTarget, modulate, modulation_targets
-from modules.base import TypedModule
-from modules.registry import build_module
+from metacompose.graph import GraphError, ModuleGraph
+from metacompose.modules.base import TypedModule
+from metacompose.modules.registry import build_module
+from metacompose.router.modulation import ModTarget, modulate, modulation_targets
 
 POOL_FORMAT = "metacompose.ModulePool/1"
 

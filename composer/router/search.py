@@ -14,8 +14,8 @@ import itertools
 
 import torch
 
-from composer.algorithms.inner_loop import Params, StepSizes, adapt, query_losses
-from composer.router.pool import ModulePool, route_key
+from metacompose.algorithms.inner_loop import Params, StepSizes, adapt, query_losses
+from metacompose.router.pool import ModulePool, route_key
 
 MAX_COMBINATIONS = 4096
 

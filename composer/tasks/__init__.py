@@ -2,14 +2,14 @@
 
 from collections.abc import Callable
 
-from composer.tasks.base import SPLITS, TaskBatch, TaskFamily, derive_seed
-from composer.tasks.compositional import CompositionalFamily
-from composer.tasks.digits import DigitsFamily
-from composer.tasks.fashion_mnist import FashionMNISTFamily
-from composer.tasks.glyphs import GlyphFamily
-from composer.tasks.grouped import GroupedRegressionFamily
-from composer.tasks.grouped_spec import grouped_family
-from composer.tasks.sinusoid import SinusoidFamily
+from metacompose.tasks.base import SPLITS, TaskBatch, TaskFamily, derive_seed
+from metacompose.tasks.compositional import CompositionalFamily
+from metacompose.tasks.digits import DigitsFamily
+from metacompose.tasks.fashion_mnist import FashionMNISTFamily
+from metacompose.tasks.glyphs import GlyphFamily
+from metacompose.tasks.grouped import GroupedRegressionFamily
+from metacompose.tasks.grouped_spec import grouped_family
+from metacompose.tasks.sinusoid import SinusoidFamily
 
 # name -> a family class, or a function building one (``grouped``: spec file + overrides).
 FAMILIES: dict[str, Callable[..., TaskFamily]] = {

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from modules.space import Space
+from metacompose.modules.space import Space
 
 SPLITS = ("train", "val", "test")
 

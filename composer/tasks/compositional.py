@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-from composer.tasks.base import TaskBatch, check_split
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.tasks.base import TaskBatch, check_split
 
 Tensor = torch.Tensor
 

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer.optional import require
-from composer.tasks.base import SPLITS, TaskBatch, check_split
-from composer.tasks.episodes import sample_episodes
-from composer.tasks.splits import split_indices
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.optional import require
+from metacompose.tasks.base import SPLITS, TaskBatch, check_split
+from metacompose.tasks.episodes import sample_episodes
+from metacompose.tasks.splits import split_indices
 
 
 class DigitsFamily:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from composer.tasks.base import TaskBatch
+from metacompose.tasks.base import TaskBatch
 
 
 def sample_episodes(

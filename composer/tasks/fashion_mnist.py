@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from composer.tasks.base import TaskBatch, check_split
-from composer.tasks.episodes import sample_episodes
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.episodes import sample_episodes
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 LABELS = (

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageFont
 
-from composer.progress import track
-from composer.tasks.glyph_render import StrokeStyle, fit_glyph, render_samples, skeletonize
-from composer.tasks.glyph_scripts import SCRIPTS, ScriptSpec
+from metacompose.progress import track
+from metacompose.tasks.glyph_render import StrokeStyle, fit_glyph, render_samples, skeletonize
+from metacompose.tasks.glyph_scripts import SCRIPTS, ScriptSpec
 
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
 _LETTER_CATEGORIES = ("Lu", "Ll", "Lo")
@@ -154,7 +154,7 @@ def render_glyph_dataset(
 
     Each letter draws its samples from its own generator, seeded by ``(seed, script, codepoint)``,
     so a letter's images do not depend on which other scripts are rendered.
-    A progress bar over the scripts is drawn on stderr (see :mod:`composer.progress`).
+    A progress bar over the scripts is drawn on stderr (see :mod:`metacompose.progress`).
     """
     style = style or StrokeStyle()
     work = 64 if size <= 64 else 128

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from composer.optional import require
+from metacompose.optional import require
 
 
 @dataclass(frozen=True)

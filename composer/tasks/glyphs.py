@@ -2,7 +2,7 @@
 
 The closest honest substitute for Omniglot that can be installed here: letters of about 130 writing
 systems, each letter one class, drawn with handwriting-like variation by
-:mod:`composer.tasks.glyph_render`. Scripts (alphabets), not letters, are split between
+:mod:`metacompose.tasks.glyph_render`. Scripts (alphabets), not letters, are split between
 meta-train / meta-val / meta-test, as Omniglot splits alphabets.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from composer.tasks.base import SPLITS, TaskBatch, check_split
-from composer.tasks.episodes import sample_episodes
-from composer.tasks.glyph_dataset import GlyphDataset, default_glyph_path
-from composer.tasks.splits import split_indices
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.tasks.base import SPLITS, TaskBatch, check_split
+from metacompose.tasks.episodes import sample_episodes
+from metacompose.tasks.glyph_dataset import GlyphDataset, default_glyph_path
+from metacompose.tasks.splits import split_indices
 
 
 class GlyphFamily:

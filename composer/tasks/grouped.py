@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from composer.optional import require
-from composer.tasks.base import TaskBatch, check_split
-from composer.tasks.splits import split_indices
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.optional import require
+from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from composer.config import load_yaml
+    from metacompose.yaml_io import load_yaml
 
     path = Path(path)
     spec = load_yaml(path, "dataset spec")  # one line naming the file: syntax, encoding, duplicates

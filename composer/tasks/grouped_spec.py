@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer.tasks.grouped import GroupedRegressionFamily, grouped_family_from_yaml
+from metacompose.tasks.grouped import GroupedRegressionFamily, grouped_family_from_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def grouped_family(
     split_seed: int | None = None,
     fractions: tuple[float, float, float] | None = None,
 ) -> GroupedRegressionFamily:
-    """Few-shot regression over the groups of a real dataset (see :mod:`composer.tasks.grouped`).
+    """Few-shot regression over the groups of a real dataset (see :mod:`metacompose.tasks.grouped`).
 
     Args:
         spec: a dataset spec YAML (e.g. ``configs/data/chem97.yaml``); every other argument that is

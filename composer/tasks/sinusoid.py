@@ -6,15 +6,15 @@ import math
 
 import torch
 
-from composer.tasks.base import TaskBatch, check_split
-from modules.space import Space
+from metacompose.modules.space import Space
+from metacompose.tasks.base import TaskBatch, check_split
 
 
 class SinusoidFamily:
     """y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi], x ~ U[-5, 5].
 
     Every split draws from the same distribution; disjointness of meta-train / meta-val / meta-test
-    comes from their independent seeded streams (see :func:`composer.tasks.base.derive_seed`).
+    comes from their independent seeded streams (see :func:`metacompose.tasks.base.derive_seed`).
     """
 
     name = "sinusoid"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from composer.tasks.base import SPLITS
+from metacompose.tasks.base import SPLITS
 
 
 def split_indices(

@@ -1,19 +1,24 @@
 """Meta-training on Lightning: task streams, the LightningModule, safe checkpoints, ``train``."""
 
-from composer.training.checkpoint_io import (
+from metacompose.training.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointError,
     atomic_save,
     safe_load,
 )
-from composer.training.data import SHARDINGS, MetaDataModule, TaskStream, select_tasks
-from composer.training.guard import BadInputError, BadTaskGuard, BadTaskWarning, guarded_meta_step
-from composer.training.hardware import check_accelerator
-from composer.training.interrupt import GracefulStop, TrainingInterrupted
-from composer.training.module import MetaLearningModule
-from composer.training.rng import capture_rng_state, restore_rng_state
-from composer.training.run import TrainResult, resolve_resume, train
-from composer.training.run_lock import RunFolderBusy, RunLock
+from metacompose.training.data import SHARDINGS, MetaDataModule, TaskStream, select_tasks
+from metacompose.training.guard import (
+    BadInputError,
+    BadTaskGuard,
+    BadTaskWarning,
+    guarded_meta_step,
+)
+from metacompose.training.hardware import check_accelerator
+from metacompose.training.interrupt import GracefulStop, TrainingInterrupted
+from metacompose.training.module import MetaLearningModule
+from metacompose.training.rng import capture_rng_state, restore_rng_state
+from metacompose.training.run import TrainResult, resolve_resume, train
+from metacompose.training.run_lock import RunFolderBusy, RunLock
 
 __all__ = [
     "SHARDINGS",

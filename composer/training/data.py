@@ -28,7 +28,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from composer.tasks.base import TaskBatch, TaskFamily, check_split, derive_seed
+from metacompose.tasks.base import TaskBatch, TaskFamily, check_split, derive_seed
 
 SHARDINGS = ("per_rank", "global")
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from composer.algorithms import MetaLearner, MetaStep
-from composer.tasks.base import TaskBatch
-from composer.training.data import select_tasks
+from metacompose.algorithms import MetaLearner, MetaStep
+from metacompose.tasks.base import TaskBatch
+from metacompose.training.data import select_tasks
 
 
 class BadInputError(ValueError):

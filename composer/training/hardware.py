@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from composer.config import ConfigError
+from metacompose.config import ConfigError
 
 
 def _gpu_count() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from composer.config import ConfigError
+from metacompose.config import ConfigError
 
 LOGGERS = ("csv", "tensorboard", "none")
 

@@ -8,15 +8,15 @@ from typing import Any
 import lightning as L
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.tasks.base import TaskBatch
-from composer.training.guard import (
+from metacompose.algorithms import MetaLearner
+from metacompose.tasks.base import TaskBatch
+from metacompose.training.guard import (
     BadInputError,
     BadTaskGuard,
     grads_finite,
     guarded_meta_step,
 )
-from composer.training.rng import capture_rng_state, restore_rng_state
+from metacompose.training.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -28,7 +28,7 @@ class MetaLearningModule(L.LightningModule):
     meta-objective; Lightning (and DDP, when configured) averages its gradient over ranks and
     accumulated micro-batches. Tasks with a NaN/Inf loss are dropped and the gradient rescaled to the
     mean over the good tasks of the whole meta-batch (all ranks); a meta-batch without good tasks,
-    or with a non-finite meta-gradient, is skipped (see :mod:`composer.training.guard`).
+    or with a non-finite meta-gradient, is skipped (see :mod:`metacompose.training.guard`).
 
     Every parameter takes part in every objective (with weight 0 where it is unused, e.g. the frozen
     nodes of Reptile with an adaptation scope), so DDP never meets an unused parameter.

@@ -2,9 +2,9 @@
 
 Lightning's own bar counts loader batches, and an endless task stream gives it no total (and
 micro-batches of gradient accumulation are not meta-iterations). This one counts optimizer steps
-towards ``max_steps``, on stderr like every :mod:`composer.progress` bar, and redraws its loss at
+towards ``max_steps``, on stderr like every :mod:`metacompose.progress` bar, and redraws its loss at
 most a few times a second (a sinusoid meta-step takes about a millisecond). ``train`` adds it only
-when :func:`composer.progress.progress_enabled` (a terminal, or ``METACOMPOSE_PROGRESS``) and
+when :func:`metacompose.progress.progress_enabled` (a terminal, or ``METACOMPOSE_PROGRESS``) and
 ``trainer.enable_progress_bar`` agree.
 """
 
@@ -18,7 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks.progress import ProgressBar
 from tqdm import tqdm
 
-from composer.progress import progress_enabled, terminal_shape
+from metacompose.progress import progress_enabled, terminal_shape
 
 REDRAW_SECONDS = 0.25
 

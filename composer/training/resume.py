@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from composer.config import ConfigError
-from composer.training.checkpoint_io import CheckpointError, safe_load
+from metacompose.config import ConfigError
+from metacompose.training.checkpoint_io import CheckpointError, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
 # Keys a resumed run may change: where the run lives, how long it goes on, whether a bar is drawn.

@@ -19,25 +19,25 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from composer.build import build_family, build_learner, build_optimizer
-from composer.config import ConfigError, to_yaml
-from composer.progress import progress_enabled
-from composer.tasks.base import derive_seed
-from composer.training.checkpoint_io import AtomicCheckpointIO
-from composer.training.data import MetaDataModule
-from composer.training.guard import one_line_bad_task_warnings
-from composer.training.hardware import check_accelerator, chunks_per_rank, world_size
-from composer.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
-from composer.training.loggers import make_logger
-from composer.training.module import MetaLearningModule
-from composer.training.progress_bar import MetaProgressBar
-from composer.training.resume import (
+from metacompose.build import build_family, build_learner, build_optimizer
+from metacompose.config import ConfigError, to_yaml
+from metacompose.progress import progress_enabled
+from metacompose.tasks.base import derive_seed
+from metacompose.training.checkpoint_io import AtomicCheckpointIO
+from metacompose.training.data import MetaDataModule
+from metacompose.training.guard import one_line_bad_task_warnings
+from metacompose.training.hardware import check_accelerator, chunks_per_rank, world_size
+from metacompose.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
+from metacompose.training.loggers import make_logger
+from metacompose.training.module import MetaLearningModule
+from metacompose.training.progress_bar import MetaProgressBar
+from metacompose.training.resume import (
     CHECKPOINT_FORMAT,
     check_resumable,
     load_resume_point,
     resolve_resume,
 )
-from composer.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
+from metacompose.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
 
 # Lightning warnings that say nothing about a meta-learning run (endless iterable streams, one
 # process per CPU rank, resuming mid-"epoch" of an endless stream).
@@ -94,10 +94,10 @@ def train(
     It is created only once everything built from ``cfg`` (learner, optimizer, logger, Trainer)
     passed its checks, and it is locked while this trainer writes it: a second trainer on the same
     folder is refused. SIGINT/SIGTERM stop the run after the current meta-step with a resumable
-    checkpoint (see :mod:`composer.training.interrupt`).
+    checkpoint (see :mod:`metacompose.training.interrupt`).
 
     Args:
-        cfg: a config loaded with :func:`composer.config.load_config`.
+        cfg: a config loaded with :func:`metacompose.config.load_config`.
         config_name: names the run folder when ``cfg.name`` is unset.
         resume: a run folder or checkpoint to continue exactly where it stopped (model, optimizer,
             loops, RNG states, task-stream positions, bad-task counters). ``cfg`` must be the

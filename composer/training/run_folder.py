@@ -18,10 +18,10 @@ from pathlib import Path
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from composer.config import ConfigError
-from composer.training.checkpoint_io import remove_stale_temporaries
-from composer.training.loggers import trim_metrics
-from composer.training.run_lock import RunLock
+from metacompose.config import ConfigError
+from metacompose.training.checkpoint_io import remove_stale_temporaries
+from metacompose.training.loggers import trim_metrics
+from metacompose.training.run_lock import RunLock
 
 # Rank 0 publishes its run folder here; processes that Lightning launches inherit it.
 RUN_DIR_ENV = "METACOMPOSE_RUN_DIR"

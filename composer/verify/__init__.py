@@ -1,21 +1,21 @@
 """Verification of metacompose learners with the symbolic layer: IR conversion, certification of
 adaptations, inner-loop enforcement, and the router's best valid graph under composition rules."""
 
-from composer.verify.adaptation import (
+from metacompose.verify.adaptation import (
     TaskAdaptation,
     adapt_tasks,
     certify_adaptation,
     graph_forward,
     replay_on_graph,
 )
-from composer.verify.convert import (
+from metacompose.verify.convert import (
     CONVERTERS,
     UnsupportedModuleError,
     graph_to_network,
     module_params,
     pair_from_params,
 )
-from composer.verify.enforce import (
+from metacompose.verify.enforce import (
     EVERY,
     MODES,
     EnforcementStats,
@@ -23,7 +23,7 @@ from composer.verify.enforce import (
     build_enforcer,
     project_trust_regions,
 )
-from composer.verify.routing import best_valid_choice, pool_candidates
+from metacompose.verify.routing import best_valid_choice, pool_candidates
 
 __all__ = [
     "CONVERTERS",

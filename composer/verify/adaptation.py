@@ -2,7 +2,7 @@
 
 Per task the learner's own inner loop runs (hard routing for a routed learner, whose graph is then
 exported per task); the meta-learned and adapted weights become a :class:`symbolic.NetworkPair`
-and :func:`symbolic.certify` checks the spec. Every ``violated`` claim's counterexample is then
+and :func:`metacompose.symbolic.certify` checks the spec. Every ``violated`` claim's counterexample is then
 replayed on the real ``ModuleGraph`` (float64 ``functional_call``, not the IR) and kept only if it
 reproduces; otherwise the claim becomes ``unknown``.
 """
@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from composer.graph import ModuleGraph
-from composer.router.pool import ModulePool, route_key
-from composer.tasks.base import TaskBatch
-from composer.verify.convert import Params, module_params, pair_from_params
-from symbolic import (
+from metacompose.graph import ModuleGraph
+from metacompose.router.pool import ModulePool, route_key
+from metacompose.symbolic import (
     BoxDomain,
     CertificationReport,
     ClaimResult,
@@ -28,7 +26,9 @@ from symbolic import (
     Violated,
     certify,
 )
-from symbolic.spec import per_output
+from metacompose.symbolic.spec import per_output
+from metacompose.tasks.base import TaskBatch
+from metacompose.verify.convert import Params, module_params, pair_from_params
 
 
 @dataclass

@@ -17,11 +17,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from composer.graph import ModuleGraph
-from modules.base import TypedModule
-from modules.linear import ClassificationHead, Linear, RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
-from symbolic import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
+from metacompose.graph import ModuleGraph
+from metacompose.modules.base import TypedModule
+from metacompose.modules.linear import ClassificationHead, Linear, RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.symbolic import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
 
 Params = dict[str, torch.Tensor]
 

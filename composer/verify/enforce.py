@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from composer.graph import ModuleGraph
-from composer.verify.convert import Params, module_params, pair_from_params
-from symbolic import NonFiniteError, StabilitySpec, certify
+from metacompose.graph import ModuleGraph
+from metacompose.symbolic import NonFiniteError, StabilitySpec, certify
+from metacompose.verify.convert import Params, module_params, pair_from_params
 
 MODES = ("off", "check", "reject", "project")
 EVERY = ("end", "step")
@@ -38,7 +38,7 @@ RunSteps = Callable[[Params, int, Callable | None], Params]
 class EnforcementStats:
     """Counts over every task adaptation seen (per process / DDP rank)."""
 
-    certifications: int = 0  # calls of symbolic.certify
+    certifications: int = 0  # calls of metacompose.symbolic.certify
     checked: int = 0  # task adaptations checked
     proved: int = 0  # ... proved as adapted
     violated: int = 0
@@ -231,8 +231,8 @@ def build_enforcer(enforce_cfg) -> Enforcer | None:
     Raises:
         ConfigError: a bad mode / tier / every, a missing spec, or an invalid spec file.
     """
-    from composer.config import ConfigError
-    from symbolic import TIERS, SpecError, load_spec
+    from metacompose.config import ConfigError
+    from metacompose.symbolic import TIERS, SpecError, load_spec
 
     c = enforce_cfg
     if str(c.mode).lower() in ("off", "false"):  # YAML reads a bare ``off`` as false

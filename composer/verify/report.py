@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from composer.progress import track
-from composer.tasks.base import TaskFamily, derive_seed
-from composer.verify.adaptation import adapt_tasks, certify_adaptation
-from symbolic import CertificationReport, StabilitySpec
+from metacompose.progress import track
+from metacompose.symbolic import CertificationReport, StabilitySpec
+from metacompose.tasks.base import TaskFamily, derive_seed
+from metacompose.verify.adaptation import adapt_tasks, certify_adaptation
 
 REPORT_FORMAT = "metacompose.verify/1"
 EXIT_CODES = {"proved": 0, "violated": 1, "unknown": 3}

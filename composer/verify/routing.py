@@ -1,6 +1,6 @@
 """The router's hard decision under composition rules: the best valid graph, not a plain argmax.
 
-Per task, each slot of a :class:`~composer.router.pool.ModulePool` picks one candidate; the score
+Per task, each slot of a :class:`~metacompose.router.pool.ModulePool` picks one candidate; the score
 of a joint choice is the sum over routed slots of the router's log-probabilities (so without
 rules the answer is the per-slot argmax). :func:`symbolic.best_valid_selection` maximises it
 subject to the rules (z3 ``Optimize``, or the exact search it falls back to). Candidates are named
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from composer.router.pool import ModulePool
-from symbolic import Candidate, CompositionRules, best_valid_selection
+from metacompose.router.pool import ModulePool
+from metacompose.symbolic import Candidate, CompositionRules, best_valid_selection
 
 
 def pool_candidates(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.cli.main import main
+from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "sinusoid.yaml"
@@ -669,7 +669,7 @@ SUBPROCESS = {
 def test_bad_input_in_a_real_process_exits_2_without_traceback(name, good_run, tmp_path):
     env = Env(tmp=tmp_path, run_dir=good_run)
     proc = subprocess.run(
-        [sys.executable, "-m", "composer.cli.main", *SUBPROCESS[name](env)],
+        [sys.executable, "-m", "metacompose.cli.main", *SUBPROCESS[name](env)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -56,7 +56,7 @@ def test_help_imports_no_torch_lightning_or_omegaconf():
     proc = run_bare(
         """
         import contextlib, io, json
-        from composer.cli.main import main
+        from metacompose.cli.main import main
         with contextlib.redirect_stdout(io.StringIO()) as out:
             try:
                 main(["--help"])
@@ -76,7 +76,7 @@ def test_help_imports_no_torch_lightning_or_omegaconf():
 def test_train_and_eval_run_without_optional_packages(tmp_path):
     proc = run_bare(
         f"""
-        from composer.cli.main import main
+        from metacompose.cli.main import main
         out = {str(tmp_path)!r}
         code = main(["train", "configs/sinusoid.yaml", "trainer.max_steps=4",
                      "trainer.val_check_interval=2", "data.val_tasks=8", "data.meta_batch_size=4",
@@ -106,7 +106,7 @@ def test_missing_extra_is_one_line_naming_the_extra(tmp_path, task, package):
     config.write_text(json.dumps({"task": task}))  # JSON is YAML
     proc = run_bare(
         f"""
-        from composer.cli.main import main
+        from metacompose.cli.main import main
         sys.exit(main(["train", {str(config)!r}, "trainer.max_steps=1",
                        "out_dir={tmp_path}", "name=x"]))
         """

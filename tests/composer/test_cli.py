@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.cli.main import COMMANDS, build_parser, main
+from metacompose.cli.main import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "sinusoid.yaml")

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from composer.build import MODEL_BUILDERS
-from composer.config import ConfigError, check_kwargs, load_config
-from composer.tasks import FAMILIES
+from metacompose.build import MODEL_BUILDERS
+from metacompose.config import ConfigError, check_kwargs, load_config
+from metacompose.tasks import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
@@ -77,13 +77,13 @@ def test_builder_args_are_checked_against_signatures():
 def test_choice_tables_match_their_owners():
     from lightning.pytorch.strategies import StrategyRegistry
 
-    from composer.algorithms import ALGORITHMS
-    from composer.build import OPTIMIZERS
-    from composer.config.validate import CHOICES, strategies
-    from composer.router.learner import ADAPT_MODES, EVAL_ROUTING, ROUTING_MODES
-    from composer.training.loggers import LOGGERS
-    from composer.verify.enforce import EVERY, MODES
-    from symbolic import TIERS
+    from metacompose.algorithms import ALGORITHMS
+    from metacompose.build import OPTIMIZERS
+    from metacompose.config.validate import CHOICES, strategies
+    from metacompose.router.learner import ADAPT_MODES, EVAL_ROUTING, ROUTING_MODES
+    from metacompose.symbolic import TIERS
+    from metacompose.training.loggers import LOGGERS
+    from metacompose.verify.enforce import EVERY, MODES
 
     assert CHOICES["algo.name"] == ALGORITHMS
     assert set(CHOICES["optim.name"]) == set(OPTIMIZERS)
@@ -154,7 +154,7 @@ def test_yaml_files_are_read_strictly(tmp_path, data, match):
 
 
 def test_value_type_checks_follow_annotations():
-    from composer.config.validate import check_value
+    from metacompose.config.validate import check_value
 
     assert check_value([8, 8], list[int] | tuple[int, ...])
     assert not check_value(["a"], list[int] | tuple[int, ...])

@@ -4,9 +4,9 @@ import networkx as nx
 import pytest
 import torch
 
-from composer.graph import GraphError, ModuleGraph
-from composer.models import conv_graph, mlp_graph, residual_mlp_graph
-from modules import Linear, MLPBlock, RegressionHead
+from metacompose.graph import GraphError, ModuleGraph
+from metacompose.models import conv_graph, mlp_graph, residual_mlp_graph
+from metacompose.modules import Linear, MLPBlock, RegressionHead
 
 
 def lin(i, o):

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.cli.main import main
-from composer.config import load_config
-from composer.evaluate import evaluate, evaluate_tasks, load_checkpoint
-from composer.progress import ENV
-from composer.tasks.base import derive_seed
+from metacompose.cli.main import main
+from metacompose.config import load_config
+from metacompose.evaluate import evaluate, evaluate_tasks, load_checkpoint
+from metacompose.progress import ENV
+from metacompose.tasks.base import derive_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -24,7 +24,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
-    from composer.training import train
+    from metacompose.training import train
 
     out = tmp_path_factory.mktemp("progress_runs")
     cfg = load_config(ROOT / "configs" / "sinusoid.yaml", [*TINY, f"out_dir={out}", "name=tiny"])
@@ -127,8 +127,8 @@ def test_chunked_evaluation_gives_the_same_numbers(checkpoint):
 
 
 def test_routed_inspection_bar_over_the_tasks(capsys, monkeypatch):
-    from composer.build import build_family, build_learner
-    from composer.router.inspection import inspect_routed, sample_tasks
+    from metacompose.build import build_family, build_learner
+    from metacompose.router.inspection import inspect_routed, sample_tasks
 
     cfg = load_config(ROOT / "configs" / "compositional.yaml")
     family = build_family(cfg.task)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.func import vmap
 
-from modules import (
+from metacompose.modules import (
     MODULE_TYPES,
     ClassificationHead,
     ConvBlock,
@@ -114,7 +114,7 @@ def test_unknown_module_type_and_bad_args_name_the_culprit():
 
 
 def test_task_batch_norm_equals_torch_batch_norm_without_running_stats():
-    from modules.conv import TaskBatchNorm2d
+    from metacompose.modules.conv import TaskBatchNorm2d
 
     ours = TaskBatchNorm2d(3).double()
     ref = torch.nn.BatchNorm2d(3, track_running_stats=False).double()
@@ -129,9 +129,9 @@ def test_task_batch_norm_equals_torch_batch_norm_without_running_stats():
 
 def test_conv_meta_step_runs_under_bf16_autocast():
     """The fused batch-norm kernel broke bf16 second-order MAML inside torch.func.grad."""
-    from composer.algorithms import MetaLearner
-    from composer.models import conv_graph
-    from composer.tasks import TaskBatch
+    from metacompose.algorithms import MetaLearner
+    from metacompose.models import conv_graph
+    from metacompose.tasks import TaskBatch
 
     learner = MetaLearner(
         graph=conv_graph(filters=4, n_way=3), algorithm="maml", loss="cross_entropy"

@@ -1,6 +1,6 @@
 import pytest
 
-from modules.space import Space
+from metacompose.modules.space import Space
 
 
 def test_int_shape_is_promoted_and_round_trips():

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import torch
 
-from composer.tasks import CompositionalFamily
-from composer.tasks.compositional import INNER, OUTER, PRESETS
+from metacompose.tasks import CompositionalFamily
+from metacompose.tasks.compositional import INNER, OUTER, PRESETS
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_composition.py"
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from symbolic.branch_and_bound import branch_and_bound
-from symbolic.objectives import Objective
-from symbolic.self_test import random_pair
+from metacompose.symbolic.branch_and_bound import branch_and_bound
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.self_test import random_pair
 
 
 def _grid_max(pair, obj, lo, hi):

@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from symbolic.certify import certify
-from symbolic.network import Network, NetworkPair
-from symbolic.results import Estimate, Proved, Violated
-from symbolic.spec import BoxDomain, DeviationBound, LinfBallDomain, StabilitySpec
-from symbolic.spec_yaml import load_spec
+from metacompose.symbolic.certify import certify
+from metacompose.symbolic.network import Network, NetworkPair
+from metacompose.symbolic.results import Estimate, Proved, Violated
+from metacompose.symbolic.spec import BoxDomain, DeviationBound, LinfBallDomain, StabilitySpec
+from metacompose.symbolic.spec_yaml import load_spec
 
 SPEC = Path(__file__).resolve().parents[2] / "configs" / "bounds" / "sinusoid.yaml"
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from symbolic.diff_propagation import output_bounds, propagate_pair
-from symbolic.network import INPUT
-from symbolic.self_test import random_pair
+from metacompose.symbolic.diff_propagation import output_bounds, propagate_pair
+from metacompose.symbolic.network import INPUT
+from metacompose.symbolic.self_test import random_pair
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from symbolic.exact_tier import exact_check
-from symbolic.objectives import Objective
-from symbolic.results import Proved, Unknown, Violated
-from symbolic.self_test import random_pair
+from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.results import Proved, Unknown, Violated
+from metacompose.symbolic.self_test import random_pair
 
 
 @pytest.mark.parametrize("seed", range(5))

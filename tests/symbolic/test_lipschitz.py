@@ -1,10 +1,10 @@
 import torch
 
-from symbolic.lipschitz import certify_lipschitz
-from symbolic.lipschitz_attack import lipschitz_attack
-from symbolic.network import Network
-from symbolic.results import Proved, Unknown, Violated
-from symbolic.self_test import random_pair
+from metacompose.symbolic.lipschitz import certify_lipschitz
+from metacompose.symbolic.lipschitz_attack import lipschitz_attack
+from metacompose.symbolic.network import Network
+from metacompose.symbolic.results import Proved, Unknown, Violated
+from metacompose.symbolic.self_test import random_pair
 
 
 def test_bound_dominates_sampled_difference_quotients_and_is_proved():

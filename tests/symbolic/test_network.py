@@ -2,7 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from symbolic.network import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
+from metacompose.symbolic.network import (
+    INPUT,
+    Add,
+    Affine,
+    Concat,
+    Network,
+    NetworkPair,
+    Node,
+    ReLU,
+)
 
 
 def _rnd(g, *s):

@@ -1,6 +1,6 @@
 import torch
 
-from symbolic.operator_norms import operator_norm_upper
+from metacompose.symbolic.operator_norms import operator_norm_upper
 
 
 def test_upper_bounds_dominate_reference_norms():

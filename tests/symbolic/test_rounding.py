@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 import z3
 
-from symbolic.rounding import (
+from metacompose.symbolic.rounding import (
     NonFiniteError,
     exp_upper,
     fraction_to_float_up,

@@ -3,7 +3,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from symbolic.rules import RulesError, load_rules, rules_from_dict, validate_graph
+from metacompose.symbolic.rules import RulesError, load_rules, rules_from_dict, validate_graph
 
 RULES = Path(__file__).resolve().parents[2] / "configs" / "rules"
 

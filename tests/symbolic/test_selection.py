@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from symbolic.rules import rules_from_dict
-from symbolic.selection import Candidate, best_valid_selection, brute_force_selection
+from metacompose.symbolic.rules import rules_from_dict
+from metacompose.symbolic.selection import Candidate, best_valid_selection, brute_force_selection
 
 SPACES = ["vec[4]", "vec[8]"]
 

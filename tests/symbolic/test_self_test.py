@@ -1,6 +1,6 @@
 import pytest
 
-from symbolic.self_test import self_test
+from metacompose.symbolic.self_test import self_test
 
 
 def test_self_test_fast_tier_on_random_networks():

@@ -1,6 +1,6 @@
 import torch
 
-from symbolic.spec import BoxDomain, LinfBallDomain, domain_boxes, per_output
+from metacompose.symbolic.spec import BoxDomain, LinfBallDomain, domain_boxes, per_output
 
 
 def test_linf_ball_boxes_contain_the_ball():

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from symbolic.spec import BoxDomain
-from symbolic.spec_yaml import SpecError, load_spec
+from metacompose.symbolic.spec import BoxDomain
+from metacompose.symbolic.spec_yaml import SpecError, load_spec
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "bounds"
 

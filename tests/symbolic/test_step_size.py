@@ -1,7 +1,7 @@
 import torch
 
-from symbolic.network import Network
-from symbolic.step_size import gauss_newton_smoothness
+from metacompose.symbolic.network import Network
+from metacompose.symbolic.step_size import gauss_newton_smoothness
 
 
 def net_and_layers(seed):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from symbolic.results import Proved, Violated
-from symbolic.spec import TrustRegion
-from symbolic.trust_region import certify_trust_region
+from metacompose.symbolic.results import Proved, Violated
+from metacompose.symbolic.spec import TrustRegion
+from metacompose.symbolic.trust_region import certify_trust_region
 
 
 def test_norms_against_hand_computation():

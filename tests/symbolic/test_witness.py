@@ -1,7 +1,7 @@
 import torch
 
-from symbolic.results import Counterexample
-from symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
+from metacompose.symbolic.results import Counterexample
+from metacompose.symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
 
 
 def test_witness_round_trips_exact_floats(tmp_path):

@@ -7,9 +7,9 @@ and unrolls the inner loop per task with ``torch.autograd.grad(create_graph=...)
 import pytest
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.models import mlp_graph
-from composer.tasks import SinusoidFamily
+from metacompose.algorithms import MetaLearner
+from metacompose.models import mlp_graph
+from metacompose.tasks import SinusoidFamily
 
 T, K, H, STEPS, LR = 4, 5, 8, 3, 0.05
 KEYS = [

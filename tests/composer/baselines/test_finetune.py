@@ -4,10 +4,10 @@ import copy
 
 import torch
 
-from composer.algorithms.losses import task_loss
-from composer.baselines.finetune import FineTuneLearner, adam_update
-from composer.models import mlp_graph
-from composer.tasks import SinusoidFamily
+from metacompose.algorithms.losses import task_loss
+from metacompose.baselines.finetune import FineTuneLearner, adam_update
+from metacompose.models import mlp_graph
+from metacompose.tasks import SinusoidFamily
 
 
 def test_adam_update_matches_torch_adam():

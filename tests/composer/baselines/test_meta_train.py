@@ -3,11 +3,11 @@ poison the weights; the update equals Adam on the good tasks alone."""
 
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.baselines.meta_train import meta_train
-from composer.models import mlp_graph
-from composer.tasks import SinusoidFamily, TaskBatch, derive_seed
-from composer.training import select_tasks
+from metacompose.algorithms import MetaLearner
+from metacompose.baselines.meta_train import meta_train
+from metacompose.models import mlp_graph
+from metacompose.tasks import SinusoidFamily, TaskBatch, derive_seed
+from metacompose.training import select_tasks
 
 T, STEPS = 6, 4
 

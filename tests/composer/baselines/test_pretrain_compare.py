@@ -5,11 +5,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from composer.baselines.compare import EvalPlan, best_step, paired_difference, run_method
-from composer.baselines.pretrain import pretrain_pooled
-from composer.config import load_config
-from composer.models import conv_graph, mlp_graph
-from composer.tasks import DigitsFamily, SinusoidFamily
+from metacompose.baselines.compare import EvalPlan, best_step, paired_difference, run_method
+from metacompose.baselines.pretrain import pretrain_pooled
+from metacompose.config import load_config
+from metacompose.models import conv_graph, mlp_graph
+from metacompose.tasks import DigitsFamily, SinusoidFamily
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "sinusoid.yaml"
 

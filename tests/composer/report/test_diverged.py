@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from composer.report import plots as P
-from composer.report import write_report
-from composer.report.build import curve_summary, final_summary
-from composer.report.stats import DIVERGENCE_FACTOR, difference, over_seeds, over_tasks
+from metacompose.report import plots as P
+from metacompose.report import write_report
+from metacompose.report.build import curve_summary, final_summary
+from metacompose.report.stats import DIVERGENCE_FACTOR, difference, over_seeds, over_tasks
 
 
 def test_over_tasks_marks_divergence():

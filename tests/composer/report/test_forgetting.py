@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.algorithms.losses import task_metric
-from composer.models import mlp_graph
-from composer.report.forgetting import sequential_metrics
-from composer.tasks import SinusoidFamily
-from composer.tasks.base import derive_seed
+from metacompose.algorithms import MetaLearner
+from metacompose.algorithms.losses import task_metric
+from metacompose.models import mlp_graph
+from metacompose.report.forgetting import sequential_metrics
+from metacompose.tasks import SinusoidFamily
+from metacompose.tasks.base import derive_seed
 
 
 def reference(learner, tasks, steps):

@@ -6,9 +6,9 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from composer.cli.main import main
-from composer.config import load_config
-from composer.training import train
+from metacompose.cli.main import main
+from metacompose.config import load_config
+from metacompose.training import train
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = [

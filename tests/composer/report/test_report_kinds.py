@@ -9,9 +9,9 @@ import matplotlib.image as mpimg
 import pytest
 import yaml
 
-from composer.cli.main import main
-from composer.config import load_config
-from composer.training import train
+from metacompose.cli.main import main
+from metacompose.config import load_config
+from metacompose.training import train
 
 ROOT = Path(__file__).resolve().parents[3]
 FIX = ROOT / "tests" / "fixtures" / "grouped"

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from composer.report.stats import difference, over_seeds, over_tasks
+from metacompose.report.stats import difference, over_seeds, over_tasks
 
 
 def test_over_tasks_matches_numpy():

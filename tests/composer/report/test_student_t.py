@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from composer.report.student_t import regularized_beta, t_ppf
+from metacompose.report.student_t import regularized_beta, t_ppf
 
 stats = pytest.importorskip("scipy.stats")
 special = pytest.importorskip("scipy.special")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from composer.report import ReportSettings, build
-from composer.report.build import torch_threads
+from metacompose.report import ReportSettings, build
+from metacompose.report.build import torch_threads
 
 
 @pytest.mark.parametrize("threads, inside", [(1, 1), (3, 3), (None, "unchanged")])

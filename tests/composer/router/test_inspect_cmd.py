@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from composer.build import build_family, build_learner
-from composer.cli.main import main
-from composer.config import ConfigError, load_config
-from composer.graph import ModuleGraph
-from composer.router import RoutedMetaLearner
+from metacompose.build import build_family, build_learner
+from metacompose.cli.main import main
+from metacompose.config import ConfigError, load_config
+from metacompose.graph import ModuleGraph
+from metacompose.router import RoutedMetaLearner
 
 TINY = [
     "trainer.max_steps=2",
@@ -24,7 +24,7 @@ TINY = [
 
 
 def _train(config, tmp_path, name, extra=()):
-    from composer.training import train
+    from metacompose.training import train
 
     cfg = load_config(config, [*TINY, f"out_dir={tmp_path}", f"name={name}", *extra])
     return train(cfg, config_name=name).checkpoint
@@ -96,7 +96,7 @@ def test_inspect_plain_checkpoint(tmp_path):
 def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path):
     """The descriptor configs: equal sizes within 10%, and a briefly trained program-given
     checkpoint routes every task (seen or held out) to candidate f / candidate g."""
-    from composer.evaluate import load_checkpoint
+    from metacompose.evaluate import load_checkpoint
 
     sizes = {}
     names = ("program", "uniform_context", "maml_context", "program_sin", "maml_sin")
@@ -125,7 +125,7 @@ def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path)
 def test_anchored_sine_config_round_trips_and_inspects(tmp_path):
     """The periodic, 1-wide, anchored config: its anchors survive the checkpoint (same
     evaluation after reloading), and `inspect` reports the 1-wide interface."""
-    from composer.evaluate import load_checkpoint
+    from metacompose.evaluate import load_checkpoint
 
     ckpt = _train("configs/compositional_identifiable_program_sin.yaml", tmp_path, "sin")
     learner, _, family = load_checkpoint(ckpt)
@@ -159,7 +159,7 @@ def test_anchors_are_seeded_by_the_config_not_by_the_global_rng():
 def test_solo_config_routes_solo_tasks_to_the_identity_and_inspects(tmp_path):
     """Solo tasks (inner primitive alone) go to the parameter-free Identity outer candidate,
     which then leaves the inner module's code unchanged; `inspect` handles the Identity node."""
-    from composer.evaluate import load_checkpoint
+    from metacompose.evaluate import load_checkpoint
 
     ckpt = _train("configs/compositional_identifiable_program_sin_solo.yaml", tmp_path, "solo")
     learner, _, family = load_checkpoint(ckpt)
@@ -176,7 +176,7 @@ def test_solo_config_routes_solo_tasks_to_the_identity_and_inspects(tmp_path):
 def test_duo_config_routes_both_kinds_of_solo_task_to_an_identity(tmp_path):
     """Outer-solo tasks (outer primitive alone on [-1, 1]) go to the Identity *inner* candidate,
     inner-solo tasks to the Identity outer one; held-out pairs to the modules of f and g."""
-    from composer.evaluate import load_checkpoint
+    from metacompose.evaluate import load_checkpoint
 
     ckpt = _train("configs/compositional_identifiable_program_sin_duo.yaml", tmp_path, "duo")
     learner, _, family = load_checkpoint(ckpt)

@@ -6,11 +6,11 @@ import copy
 import pytest
 import torch
 
-from composer.router import RoutedMetaLearner, TemperatureSchedule, build_pool, relaxed_route
-from composer.router.build import build_router
-from composer.router.hypernet import support_features
-from composer.router.inspection import inspect_routed
-from composer.tasks import CompositionalFamily
+from metacompose.router import RoutedMetaLearner, TemperatureSchedule, build_pool, relaxed_route
+from metacompose.router.build import build_router
+from metacompose.router.hypernet import support_features
+from metacompose.router.inspection import inspect_routed
+from metacompose.tasks import CompositionalFamily
 
 T, K, Q = 5, 6, 7
 TEMPLATE = {
@@ -135,7 +135,7 @@ def test_meta_objective_matches_hand_unrolled_reference():
     out, g = grads(learner, data)
     learner.noise_generator.set_state(gen_state)
     ro = learner.router(support_features(data.support_x, data.support_y))
-    from composer.router.relaxed import gumbel_noise
+    from metacompose.router.relaxed import gumbel_noise
 
     tau = learner.schedule(0)
     w = {
@@ -184,7 +184,7 @@ def test_hard_routing_at_eval_gives_the_inspected_graph():
     curve = learner.evaluate(data, steps=3)
     reports = inspect_routed(learner, fam, data, steps=3)
     logits = learner.router(support_features(data.support_x, data.support_y)).logits
-    from composer.graph import ModuleGraph
+    from metacompose.graph import ModuleGraph
 
     for t, r in enumerate(reports):
         nodes = {n["name"]: n for n in r.report["nodes"]}

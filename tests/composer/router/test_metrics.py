@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from composer.router import normalized_mutual_info
+from metacompose.router import normalized_mutual_info
 
 
 def test_nmi_is_one_for_a_relabelling_and_zero_for_independence():

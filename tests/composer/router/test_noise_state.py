@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from composer.build import build_learner
-from composer.config import load_config
-from composer.router.relaxed import gumbel_noise
+from metacompose.build import build_learner
+from metacompose.config import load_config
+from metacompose.router.relaxed import gumbel_noise
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "compositional.yaml"
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from composer.graph import GraphError, ModuleGraph
-from composer.router import ModulePool, build_pool, modulation_targets, route_key
+from metacompose.graph import GraphError, ModuleGraph
+from metacompose.router import ModulePool, build_pool, modulation_targets, route_key
 
 TEMPLATE = {
     "nodes": {

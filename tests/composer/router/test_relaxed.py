@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from composer.router import (
+from metacompose.router import (
     TemperatureSchedule,
     balance_loss,
     gumbel_noise,

@@ -6,11 +6,11 @@ import itertools
 import pytest
 import torch
 
-from composer.router import RoutedMetaLearner, TemperatureSchedule, build_pool
-from composer.router.build import build_router
-from composer.router.pool import route_key
-from composer.router.search import MAX_COMBINATIONS, route_combinations, search_routes
-from composer.tasks import CompositionalFamily
+from metacompose.router import RoutedMetaLearner, TemperatureSchedule, build_pool
+from metacompose.router.build import build_router
+from metacompose.router.pool import route_key
+from metacompose.router.search import MAX_COMBINATIONS, route_combinations, search_routes
+from metacompose.tasks import CompositionalFamily
 
 T, K, Q = 4, 6, 5
 TEMPLATE = {
@@ -188,7 +188,7 @@ def test_bad_search_arguments():
 
 
 def test_inspect_reports_the_searched_routing():
-    from composer.router.inspection import inspect_routed
+    from metacompose.router.inspection import inspect_routed
 
     learner, b = make_learner(eval_routing="search"), batch()
     learner.eval()

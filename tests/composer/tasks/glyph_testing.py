@@ -4,7 +4,7 @@ from pathlib import Path
 
 import matplotlib
 
-from composer.tasks.glyph_scripts import ScriptSpec
+from metacompose.tasks.glyph_scripts import ScriptSpec
 
 DEJAVU_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 _F = "DejaVuSans.ttf"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from composer.tasks import CompositionalFamily
-from composer.tasks.compositional import PRESETS, confusability
+from metacompose.tasks import CompositionalFamily
+from metacompose.tasks.compositional import PRESETS, confusability
 
 INNER_NP = {
     "sine": lambda x, p: np.sin((2 + p) * x + math.pi * p),

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from composer.tasks.base import SPLITS, TaskFamily
+from metacompose.tasks.base import SPLITS, TaskFamily
 
 sklearn = pytest.importorskip("sklearn", reason="DigitsFamily needs scikit-learn (extra [data])")
 
-from composer.tasks.digits import DigitsFamily  # noqa: E402
+from metacompose.tasks.digits import DigitsFamily  # noqa: E402
 
 
 def test_digits_episodes_and_splits():

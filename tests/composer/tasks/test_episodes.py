@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from composer.tasks.episodes import sample_episodes
+from metacompose.tasks.episodes import sample_episodes
 
 C, S, H = 12, 9, 4
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from composer.tasks.base import SPLITS
-from composer.tasks.fashion_mnist import FASHION_DIR, FashionMNISTFamily, by_class, read_idx
+from metacompose.tasks.base import SPLITS
+from metacompose.tasks.fashion_mnist import FASHION_DIR, FashionMNISTFamily, by_class, read_idx
 
 
 def write_idx(path, array: np.ndarray) -> None:

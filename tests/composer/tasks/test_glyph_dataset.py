@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from glyph_testing import DEJAVU_DIR, DEJAVU_SCRIPTS
 
-from composer.tasks.glyph_dataset import (
+from metacompose.tasks.glyph_dataset import (
     NOTO_DIR,
     GlyphDataset,
     _font_codepoints,
@@ -12,7 +12,7 @@ from composer.tasks.glyph_dataset import (
     render_glyph_dataset,
     select_letters,
 )
-from composer.tasks.glyph_scripts import SCRIPTS
+from metacompose.tasks.glyph_scripts import SCRIPTS
 
 
 def render(scripts=DEJAVU_SCRIPTS[:3], seed=0, **kw):

@@ -6,7 +6,7 @@ from glyph_testing import DEJAVU_DIR
 from PIL import ImageFont
 from scipy import ndimage
 
-from composer.tasks.glyph_render import (
+from metacompose.tasks.glyph_render import (
     StrokeStyle,
     draw_points,
     fit_glyph,

@@ -3,9 +3,9 @@ import pytest
 import torch
 from glyph_testing import DEJAVU_DIR, DEJAVU_SCRIPTS
 
-from composer.tasks.base import SPLITS, TaskFamily
-from composer.tasks.glyph_dataset import render_glyph_dataset
-from composer.tasks.glyphs import GlyphFamily
+from metacompose.tasks.base import SPLITS, TaskFamily
+from metacompose.tasks.glyph_dataset import render_glyph_dataset
+from metacompose.tasks.glyphs import GlyphFamily
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from composer.tasks.base import SPLITS, TaskFamily
-from composer.tasks.grouped import GroupedRegressionFamily, grouped_family_from_yaml
+from metacompose.tasks.base import SPLITS, TaskFamily
+from metacompose.tasks.grouped import GroupedRegressionFamily, grouped_family_from_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 FIX = ROOT / "tests" / "fixtures" / "grouped"
@@ -164,7 +164,7 @@ DATA_SPECS = sorted((ROOT / "configs" / "data").glob("*.yaml"))
 @pytest.mark.parametrize("path", DATA_SPECS, ids=lambda p: p.stem)
 def test_data_specs_bind_to_the_family(path):
     spec = OmegaConf.to_container(OmegaConf.load(path))
-    assert spec.pop("_component_") == "composer.tasks.grouped.GroupedRegressionFamily"
+    assert spec.pop("_component_") == "metacompose.tasks.grouped.GroupedRegressionFamily"
     inspect.signature(GroupedRegressionFamily).bind(**spec)  # keyword names and required keys
 
 

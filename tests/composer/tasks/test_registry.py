@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from composer.build import build_family
-from composer.config import ConfigError, load_config
-from composer.tasks import FAMILIES, GlyphFamily, grouped_family
+from metacompose.build import build_family
+from metacompose.config import ConfigError, load_config
+from metacompose.tasks import FAMILIES, GlyphFamily, grouped_family
 
 ROOT = Path(__file__).resolve().parents[3]
 FIX = ROOT / "tests" / "fixtures" / "grouped"

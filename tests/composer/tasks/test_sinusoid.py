@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from composer.tasks import SinusoidFamily, derive_seed
+from metacompose.tasks import SinusoidFamily, derive_seed
 
 
 def sample(seed, n=50, split="train"):
@@ -47,7 +47,7 @@ def test_derive_seed_is_stable_across_runs():
 def test_taskbatch_slice_and_cat_round_trip():
     b = sample(3, n=6)
     parts = [b.slice(0, 2), b.slice(2, 6)]
-    from composer.tasks import TaskBatch
+    from metacompose.tasks import TaskBatch
 
     joined = TaskBatch.cat(parts)
     torch.testing.assert_close(joined.support_x, b.support_x, rtol=0, atol=0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from composer.tasks.splits import split_indices
+from metacompose.tasks.splits import split_indices
 
 
 @pytest.mark.parametrize("n", [3, 10, 45, 500])

@@ -11,14 +11,14 @@ import pytest
 import torch
 from training_testing import CONFIG, run_python, tiny_overrides
 
-from composer.cli.main import main as cli
-from composer.training import CheckpointError, atomic_save, safe_load, train
+from metacompose.cli.main import main as cli
+from metacompose.training import CheckpointError, atomic_save, safe_load, train
 
 KILL_DURING_SAVE = textwrap.dedent(
     """
     import io, os, signal, sys
     import torch
-    from composer.training import atomic_save
+    from metacompose.training import atomic_save
 
     real_save = torch.save
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from composer.tasks import SinusoidFamily, TaskBatch
-from composer.training import TaskStream
+from metacompose.tasks import SinusoidFamily, TaskBatch
+from metacompose.training import TaskStream
 
 FAMILY = SinusoidFamily()
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from training_testing import CONFIG, final_state, run_python, tiny_overrides
 
-from composer.build import build_learner
-from composer.training import train
+from metacompose.build import build_learner
+from metacompose.training import train
 
 STEPS = 4
 
@@ -24,7 +24,7 @@ STEPS = 4
 )
 def test_ddp_two_ranks_matches_one_process(tmp_path, tiny_cfg, algo):
     extra = [f"trainer.max_steps={STEPS}", "data.sharding=global", *algo]
-    cli = ["-m", "composer.cli.main", "train", str(CONFIG)]
+    cli = ["-m", "metacompose.cli.main", "train", str(CONFIG)]
     ddp = run_python(
         [
             *cli,

@@ -16,8 +16,8 @@ import pytest
 import torch
 from training_testing import CONFIG, REPO, final_state, run_python, tiny_overrides
 
-from composer.config import ConfigError
-from composer.training import (
+from metacompose.config import ConfigError
+from metacompose.training import (
     BadInputError,
     BadTaskWarning,
     CheckpointError,
@@ -35,7 +35,7 @@ LONG = [f"trainer.max_steps={STEPS}", "trainer.val_check_interval=100"]
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The reference: the long run, never interrupted (its final weights and metrics.csv)."""
-    from composer.config import load_config
+    from metacompose.config import load_config
 
     out = tmp_path_factory.mktemp("reference")
     full = train(load_config(CONFIG, tiny_overrides(out, "full", *LONG)))
@@ -55,7 +55,7 @@ def test_signal_saves_the_meta_step_exits_and_resumes_bit_identically(
     overrides = tiny_overrides(tmp_path, "cut", *LONG)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "composer.cli.main", "train", str(CONFIG), *overrides],
+        [sys.executable, "-m", "metacompose.cli.main", "train", str(CONFIG), *overrides],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -150,8 +150,8 @@ KILLED_BEFORE_FIRST_CHECKPOINT = textwrap.dedent(
     import os, signal, sys
     import lightning as L
     import torch
-    from composer.config import load_config
-    from composer.training import train
+    from metacompose.config import load_config
+    from metacompose.training import train
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *args):

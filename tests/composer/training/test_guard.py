@@ -8,10 +8,10 @@ import lightning as L
 import pytest
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.models import mlp_graph
-from composer.tasks import SinusoidFamily, TaskBatch
-from composer.training import (
+from metacompose.algorithms import MetaLearner
+from metacompose.models import mlp_graph
+from metacompose.tasks import SinusoidFamily, TaskBatch
+from metacompose.training import (
     BadInputError,
     BadTaskWarning,
     MetaDataModule,

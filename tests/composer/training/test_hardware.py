@@ -6,9 +6,9 @@ import pytest
 import torch
 from training_testing import CONFIG, tiny_overrides
 
-from composer.cli.main import main as cli
-from composer.config import ConfigError, load_config
-from composer.training import check_accelerator
+from metacompose.cli.main import main as cli
+from metacompose.config import ConfigError, load_config
+from metacompose.training import check_accelerator
 
 NO_GPU = not torch.cuda.is_available()
 
@@ -43,7 +43,7 @@ def test_cli_gpu_request_fails_before_training(tmp_path, capsys, monkeypatch):
 
 
 def test_lightning_rejections_become_one_line_config_errors(tiny_cfg):
-    from composer.training import train
+    from metacompose.training import train
 
     cfg = tiny_cfg("bad")
     cfg.trainer.strategy = "no_such_strategy"  # past load_config's own check: Lightning refuses
@@ -55,7 +55,7 @@ def test_lightning_rejections_become_one_line_config_errors(tiny_cfg):
 def test_missing_tensorboard_is_a_config_error(tiny_cfg, monkeypatch):
     import importlib.util
 
-    from composer.training.loggers import make_logger
+    from metacompose.training.loggers import make_logger
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="tensorboard package is not installed"):
@@ -66,7 +66,7 @@ def test_missing_tensorboard_is_a_config_error(tiny_cfg, monkeypatch):
 
 @pytest.mark.parametrize("name", ["sinusoid_ddp.yaml", "sinusoid_multinode.yaml"])
 def test_distributed_example_configs_split_evenly(name):
-    from composer.training.hardware import check_layout, world_size
+    from metacompose.training.hardware import check_layout, world_size
 
     cfg = load_config(CONFIG.parent / name)
     check_layout(cfg)

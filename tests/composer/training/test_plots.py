@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from composer.cli.main import main as cli
-from composer.training.plots import read_metrics
+from metacompose.cli.main import main as cli
+from metacompose.training.plots import read_metrics
 
 CSV = """epoch,step,train/query_loss,val/query_loss,val/query_mse,val/query_mse_step0
 0,1,4.0,,,

@@ -8,7 +8,7 @@ import textwrap
 import torch
 from training_testing import CONFIG, final_state, run_python, tiny_overrides
 
-from composer.training import train
+from metacompose.training import train
 
 STEPS, KILL_AT = 10, 8  # checkpoints every 3 steps: the last one before the kill is at step 6
 
@@ -17,8 +17,8 @@ KILLED_RUN = textwrap.dedent(
     import os, signal, sys
     import lightning as L
     import torch
-    from composer.config import load_config
-    from composer.training import train
+    from metacompose.config import load_config
+    from metacompose.training import train
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *args):

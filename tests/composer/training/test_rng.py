@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from composer.training import atomic_save, capture_rng_state, restore_rng_state, safe_load
+from metacompose.training import atomic_save, capture_rng_state, restore_rng_state, safe_load
 
 
 def draws() -> tuple:

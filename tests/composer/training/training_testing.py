@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.config import load_config
+from metacompose.config import load_config
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "configs" / "sinusoid.yaml"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.cli.main import main
+from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[3]
 

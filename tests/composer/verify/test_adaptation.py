@@ -3,14 +3,11 @@ not reproduce on the real graph is downgraded to unknown."""
 
 import torch
 
-from composer.models import mlp_graph
-from composer.router.pool import ModulePool, route_key
-from composer.tasks.base import TaskBatch
-from composer.verify import TaskAdaptation, graph_forward, graph_to_network, replay_on_graph
-from composer.verify.adaptation import adapt_tasks
-from modules.linear import RegressionHead
-from modules.mlp import MLPBlock
-from symbolic import (
+from metacompose.models import mlp_graph
+from metacompose.modules.linear import RegressionHead
+from metacompose.modules.mlp import MLPBlock
+from metacompose.router.pool import ModulePool, route_key
+from metacompose.symbolic import (
     CertificationReport,
     ClaimResult,
     Counterexample,
@@ -18,6 +15,9 @@ from symbolic import (
     Violated,
     spec_from_dict,
 )
+from metacompose.tasks.base import TaskBatch
+from metacompose.verify import TaskAdaptation, graph_forward, graph_to_network, replay_on_graph
+from metacompose.verify.adaptation import adapt_tasks
 
 
 def test_non_reproducing_violation_becomes_unknown():

@@ -4,12 +4,17 @@ with one clear error naming the node."""
 import pytest
 import torch
 
-from composer.graph import ModuleGraph
-from composer.models import conv_graph, mlp_graph, residual_mlp_graph
-from composer.router.pool import ModulePool
-from composer.verify import UnsupportedModuleError, graph_forward, graph_to_network, module_params
-from modules.linear import ClassificationHead, Linear, RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.graph import ModuleGraph
+from metacompose.models import conv_graph, mlp_graph, residual_mlp_graph
+from metacompose.modules.linear import ClassificationHead, Linear, RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.router.pool import ModulePool
+from metacompose.verify import (
+    UnsupportedModuleError,
+    graph_forward,
+    graph_to_network,
+    module_params,
+)
 
 
 def _merge_graph() -> ModuleGraph:

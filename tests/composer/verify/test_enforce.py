@@ -4,14 +4,14 @@ adaptations (checked against a dense grid too), ``reject`` rolls back to certifi
 import pytest
 import torch
 
-from composer.algorithms import MetaLearner
-from composer.algorithms.inner_loop import adapt, broadcast_tasks
-from composer.build import build_learner
-from composer.config import ConfigError, load_config
-from composer.models import mlp_graph
-from composer.tasks.base import TaskBatch
-from composer.verify import Enforcer, graph_forward, module_params, pair_from_params
-from symbolic import certify, spec_from_dict
+from metacompose.algorithms import MetaLearner
+from metacompose.algorithms.inner_loop import adapt, broadcast_tasks
+from metacompose.build import build_learner
+from metacompose.config import ConfigError, load_config
+from metacompose.models import mlp_graph
+from metacompose.symbolic import certify, spec_from_dict
+from metacompose.tasks.base import TaskBatch
+from metacompose.verify import Enforcer, graph_forward, module_params, pair_from_params
 
 SPEC = {
     "domain": {"box": {"lower": [-2.0], "upper": [2.0]}},

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.build import build_family, build_learner
-from composer.config import ConfigError, load_config
-from composer.router.pool import ModulePool
-from composer.verify import best_valid_choice
-from modules.linear import RegressionHead
-from modules.mlp import MLPBlock, ResidualMLPBlock
-from symbolic import rules_from_dict
+from metacompose.build import build_family, build_learner
+from metacompose.config import ConfigError, load_config
+from metacompose.modules.linear import RegressionHead
+from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.router.pool import ModulePool
+from metacompose.symbolic import rules_from_dict
+from metacompose.verify import best_valid_choice
 
 
 def _pool() -> ModulePool:

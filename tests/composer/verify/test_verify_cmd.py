@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer.cli.main import main
-from composer.evaluate import load_checkpoint
-from composer.tasks.base import derive_seed
-from symbolic import parse_vnn_witness
+from metacompose.cli.main import main
+from metacompose.evaluate import load_checkpoint
+from metacompose.symbolic import parse_vnn_witness
+from metacompose.tasks.base import derive_seed
 
 
 def _spec(tmp_path: Path, text: str) -> str:

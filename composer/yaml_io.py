@@ -1,4 +1,8 @@
-"""Read a YAML file strictly: UTF-8 text only, no duplicate keys, one-line errors naming the file."""
+"""Read a YAML file strictly: UTF-8 text only, no duplicate keys, one-line errors naming the file.
+
+A leaf module: run configs (``metacompose.config``) and dataset specs (``metacompose.tasks``) both
+read through it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any
 
 import yaml
 
-from composer.config.errors import ConfigError
+
+class YamlFileError(ValueError):
+    """A YAML file that cannot be read; the one-line message names the file (and the line)."""
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -32,22 +38,22 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_text_file(path: str | Path, what: str = "file") -> str:
-    """The text of ``path``; a missing, binary or non-UTF-8 file is a one-line :class:`ConfigError`."""
+    """The text of ``path``; a missing, binary or non-UTF-8 file is a one-line :class:`YamlFileError`."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: {what} not found")
+        raise YamlFileError(f"{path}: {what} not found")
     if not path.is_file():
-        raise ConfigError(f"{path}: {what} is not a file")
+        raise YamlFileError(f"{path}: {what} is not a file")
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read {what}: {e.strerror or e}") from e
+        raise YamlFileError(f"{path}: cannot read {what}: {e.strerror or e}") from e
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
-        raise ConfigError(f"{path}: not a UTF-8 text file (binary or UTF-16 data)")
+        raise YamlFileError(f"{path}: not a UTF-8 text file (binary or UTF-16 data)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(
+        raise YamlFileError(
             f"{path}: not a UTF-8 text file (byte {data[e.start]:#04x} at offset {e.start})"
         ) from e
 
@@ -56,14 +62,14 @@ def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
     """Parse ``path`` with :class:`UniqueKeyLoader`.
 
     Raises:
-        ConfigError: missing, unreadable, binary or non-UTF-8 file, a syntax error or a duplicate
+        YamlFileError: missing, unreadable, binary or non-UTF-8 file, a syntax error or a duplicate
             key; the one-line message names the file (and the line).
     """
     text = read_text_file(path, what)
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(e)}") from e
+        raise YamlFileError(f"{path}: not valid YAML: {describe_yaml_error(e)}") from e
 
 
 def describe_yaml_error(e: yaml.YAMLError) -> str:
