@@ -33,6 +33,7 @@ from metacompose.training.module import MetaLearningModule
 from metacompose.training.progress_bar import MetaProgressBar
 from metacompose.training.resume import (
     CHECKPOINT_FORMAT,
+    ResumePoint,
     check_resumable,
     load_resume_point,
     resolve_resume,
@@ -123,6 +124,34 @@ def train(
     if resume is not None:
         point = load_resume_point(resume)
         check_resumable(point, cfg)
+    module, data, chunks = build_run(cfg)
+    run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stop = GracefulStop(checkpoint=last)
+    trainer = make_trainer(cfg, run_dir=run_dir, chunks=chunks, callbacks=[stop, *callbacks])
+
+    L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
+    with contextlib.ExitStack() as held:
+        if rank_zero_only.rank == 0:
+            held.enter_context(
+                open_run_folder(run_dir, resume_step=point.step if point is not None else None)
+            )
+            if point is None:
+                (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        start = time.perf_counter()
+        fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
+        seconds = time.perf_counter() - start
+        trainer.save_checkpoint(last, weights_only=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
+
+
+def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]:
+    """The Lightning module, the task streams and the chunks per rank of a run (nothing on disk).
+
+    Raises:
+        ConfigError: anything built from ``cfg`` refuses it (family, learner, optimizer).
+    """
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
     optimizer = functools.partial(build_optimizer, cfg.optim)
@@ -130,7 +159,6 @@ def train(
         optimizer(learner.parameters())
     except ValueError as e:  # torch's own checks: a negative lr, weight decay, ...
         raise ConfigError(f"optim: {e}") from e
-    run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
     module = MetaLearningModule(
         learner=learner,
         optimizer=optimizer,
@@ -153,47 +181,49 @@ def train(
         sharding=cfg.data.sharding,
         chunks=chunks,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    stop = GracefulStop(checkpoint=last)
-    trainer = make_trainer(cfg, run_dir=run_dir, chunks=chunks, callbacks=[stop, *callbacks])
+    return module, data, chunks
 
-    L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
-    with contextlib.ExitStack() as held:
+
+def fit(
+    trainer: L.Trainer,
+    module: MetaLearningModule,
+    data: MetaDataModule,
+    *,
+    stop: GracefulStop,
+    run_dir: Path,
+    point: ResumePoint | None,
+    cfg: DictConfig,
+) -> None:
+    """``trainer.fit`` with signal handling, quiet warnings and one-line failures.
+
+    Raises:
+        ConfigError: the device ran out of memory (the message names the setting to lower).
+        TrainingInterrupted: SIGINT/SIGTERM stopped the run after a saved meta-step.
+    """
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        with stop.handling_signals(), warnings.catch_warnings(), one_line_bad_task_warnings():
+            for message in _QUIET:
+                warnings.filterwarnings("ignore", message=message)
+            trainer.fit(module, datamodule=data, ckpt_path=point.checkpoint if point else None)
+    except torch.OutOfMemoryError as e:
+        raise ConfigError(
+            f"out of device memory at meta-iteration {trainer.global_step} "
+            f"(data.meta_batch_size={cfg.data.meta_batch_size}): lower it, or set "
+            "data.task_chunk_size to adapt fewer tasks at once"
+        ) from e
+    except _StopRequested:
+        signum, step = stop.stopped
+        raise TrainingInterrupted(
+            signum=signum,
+            run_dir=run_dir,
+            checkpoint=stop.checkpoint,
+            step=step,
+            rank=rank_zero_only.rank,
+        ) from None
+    finally:
         if rank_zero_only.rank == 0:
-            held.enter_context(
-                open_run_folder(run_dir, resume_step=point.step if point is not None else None)
-            )
-            if point is None:
-                (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        start = time.perf_counter()
-        os.environ[RUN_DIR_ENV] = str(run_dir)
-        try:
-            with stop.handling_signals(), warnings.catch_warnings(), one_line_bad_task_warnings():
-                for message in _QUIET:
-                    warnings.filterwarnings("ignore", message=message)
-                trainer.fit(module, datamodule=data, ckpt_path=point.checkpoint if point else None)
-        except torch.OutOfMemoryError as e:
-            raise ConfigError(
-                f"out of device memory at meta-iteration {trainer.global_step} "
-                f"(data.meta_batch_size={cfg.data.meta_batch_size}): lower it, or set "
-                "data.task_chunk_size to adapt fewer tasks at once"
-            ) from e
-        except _StopRequested:
-            signum, step = stop.stopped
-            raise TrainingInterrupted(
-                signum=signum,
-                run_dir=run_dir,
-                checkpoint=last,
-                step=step,
-                rank=rank_zero_only.rank,
-            ) from None
-        finally:
-            if rank_zero_only.rank == 0:
-                os.environ.pop(RUN_DIR_ENV, None)
-        seconds = time.perf_counter() - start
-        trainer.save_checkpoint(last, weights_only=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
+            os.environ.pop(RUN_DIR_ENV, None)
 
 
 def make_trainer(
