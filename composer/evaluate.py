@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
+from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskFamily, derive_seed
 from metacompose.training.checkpoint_io import CheckpointError, safe_load
 from metacompose.training.run import CHECKPOINT_FORMAT
@@ -107,8 +107,7 @@ def evaluate(
         batch_size=batch_size,
     ).double()  # (S + 1, N)
     mean = curve.mean(dim=1)
-    std = curve.std(dim=1, unbiased=True) if n_tasks > 1 else torch.zeros_like(mean)
-    ci = 1.96 * std / math.sqrt(n_tasks)
+    ci = ci95_over_tasks(curve, dim=1) if n_tasks > 1 else torch.zeros_like(mean)
     return EvalResult(
         task_family=family.name,
         metric=family.metric,

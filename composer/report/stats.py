@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from metacompose.report.student_t import t_ppf
+from metacompose.stats import ci95_over_tasks
 
 DIVERGENCE_FACTOR = 1e6
 
@@ -61,7 +62,8 @@ class Estimate:
 
 
 def over_tasks(values: torch.Tensor, *, reference: float | None = None) -> Estimate:
-    """Mean of ``(N,)`` per-task values and ``1.96 * sd / sqrt(N)`` (many tasks: normal).
+    """Mean of ``(N,)`` per-task values and ``1.96 * sd / sqrt(N)`` (many tasks: normal;
+    :func:`metacompose.stats.ci95_over_tasks`).
 
     Args:
         reference: the metric before adaptation on the same tasks; a mean above
@@ -76,9 +78,7 @@ def over_tasks(values: torch.Tensor, *, reference: float | None = None) -> Estim
     if is_diverged(mean, reference):
         return Estimate(mean=mean, ci95=math.nan, n=n, diverged=True,
                         n_diverged=int(per_task.sum()))  # fmt: skip
-    sd = float(v.std(unbiased=True)) if n > 1 else math.nan
-    return Estimate(mean=mean, ci95=1.96 * sd / math.sqrt(n) if n > 1 else math.nan, n=n,
-                    n_diverged=int(per_task.sum()))  # fmt: skip
+    return Estimate(mean=mean, ci95=float(ci95_over_tasks(v)), n=n, n_diverged=int(per_task.sum()))
 
 
 def over_seeds(means: list[float | None]) -> Estimate:

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 
 from metacompose.modules.space import Space
 from metacompose.optional import require
-from metacompose.tasks.base import SPLITS, TaskBatch, check_split
-from metacompose.tasks.episodes import sample_episodes
+from metacompose.tasks.base import SPLITS
+from metacompose.tasks.episodes import EpisodeFamily
 from metacompose.tasks.splits import split_indices
 
 
-class DigitsFamily:
+class DigitsFamily(EpisodeFamily):
     """N-way episodes of ``sklearn.datasets.load_digits`` (1,797 images, about 180 per digit).
 
     Args:
@@ -27,8 +27,6 @@ class DigitsFamily:
         split_seed: seed of the per-class image split.
         fractions: fractions of each class's images in meta-train, meta-val and meta-test.
     """
-
-    metric = "accuracy"
 
     def __init__(
         self,
@@ -63,23 +61,4 @@ class DigitsFamily:
         self.out_dim = ways
         self.ways = ways
         self.classes = torch.arange(10)
-
-    def sample(
-        self,
-        n_tasks: int,
-        *,
-        shots: int,
-        query: int,
-        generator: torch.Generator,
-        split: str = "train",
-    ) -> TaskBatch:
-        check_split(split)
-        return sample_episodes(
-            self.images[split],
-            self.classes,
-            n_tasks=n_tasks,
-            ways=self.ways,
-            shots=shots,
-            query=query,
-            generator=generator,
-        )
+        self.splits = {k: (v, self.classes) for k, v in self.images.items()}

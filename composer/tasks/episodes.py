@@ -1,10 +1,10 @@
-"""N-way K-shot episodes drawn from images stored class by class."""
+"""N-way K-shot episodes drawn from images stored class by class, and the families' ``sample``."""
 
 from __future__ import annotations
 
 import torch
 
-from metacompose.tasks.base import TaskBatch
+from metacompose.tasks.base import TaskBatch, check_split
 
 
 def sample_episodes(
@@ -63,3 +63,39 @@ def sample_episodes(
     sx, sy = flat(x, 0, shots)
     qx, qy = flat(x, shots, shots + query)
     return TaskBatch(support_x=sx, support_y=sy, query_x=qx, query_y=qy, info={"classes": picked})
+
+
+class EpisodeFamily:
+    """The ``sample`` of the N-way classification families (digits, Fashion-MNIST, glyphs).
+
+    A family sets ``ways`` and ``splits``: for each split, the ``(C, S, ch, H, W)`` images and the
+    class indices it draws from (:func:`sample_episodes`); ``rotate_train`` rotates meta-train
+    classes only.
+    """
+
+    metric = "accuracy"
+    ways: int
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    rotate_train: bool = False
+
+    def sample(
+        self,
+        n_tasks: int,
+        *,
+        shots: int,
+        query: int,
+        generator: torch.Generator,
+        split: str = "train",
+    ) -> TaskBatch:
+        check_split(split)
+        images, classes = self.splits[split]
+        return sample_episodes(
+            images,
+            classes,
+            n_tasks=n_tasks,
+            ways=self.ways,
+            shots=shots,
+            query=query,
+            generator=generator,
+            rotate=self.rotate_train and split == "train",
+        )

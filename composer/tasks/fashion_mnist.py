@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from metacompose.modules.space import Space
-from metacompose.tasks.base import TaskBatch, check_split
-from metacompose.tasks.episodes import sample_episodes
+from metacompose.tasks.episodes import EpisodeFamily
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 LABELS = (
@@ -60,7 +59,7 @@ def by_class(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarr
     return np.stack([images[i[:s]] for i in idx])
 
 
-class FashionMNISTFamily:
+class FashionMNISTFamily(EpisodeFamily):
     """N-way episodes of Fashion-MNIST, 28x28 grey images in [0, 1].
 
     Args:
@@ -69,7 +68,6 @@ class FashionMNISTFamily:
         val_per_class: training images per class held out as meta-val.
     """
 
-    metric = "accuracy"
     in_space = Space("image", (1, 28, 28))
 
     def __init__(
@@ -92,23 +90,4 @@ class FashionMNISTFamily:
             k: torch.from_numpy(np.ascontiguousarray(v)).unsqueeze(2) for k, v in split.items()
         }
         self.classes = torch.arange(10)
-
-    def sample(
-        self,
-        n_tasks: int,
-        *,
-        shots: int,
-        query: int,
-        generator: torch.Generator,
-        split: str = "train",
-    ) -> TaskBatch:
-        check_split(split)
-        return sample_episodes(
-            self.images[split],
-            self.classes,
-            n_tasks=n_tasks,
-            ways=self.ways,
-            shots=shots,
-            query=query,
-            generator=generator,
-        )
+        self.splits = {k: (v, self.classes) for k, v in self.images.items()}

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from metacompose.modules.space import Space
-from metacompose.tasks.base import SPLITS, TaskBatch, check_split
-from metacompose.tasks.episodes import sample_episodes
+from metacompose.tasks.base import SPLITS
+from metacompose.tasks.episodes import EpisodeFamily
 from metacompose.tasks.glyph_dataset import GlyphDataset, default_glyph_path
 from metacompose.tasks.splits import split_indices
 
 
-class GlyphFamily:
+class GlyphFamily(EpisodeFamily):
     """N-way few-shot episodes over rendered glyphs; the scripts of each split are disjoint.
 
     Args:
@@ -34,8 +34,6 @@ class GlyphFamily:
         rotate_train: add a random multiple of 90 degrees rotation per class in meta-train
             episodes (Omniglot's usual augmentation); never applied to val/test.
     """
-
-    metric = "accuracy"
 
     def __init__(
         self,
@@ -71,24 +69,4 @@ class GlyphFamily:
                 raise ValueError(
                     f"glyph split {k!r} has {len(self.classes[k])} classes, fewer than ways={ways}"
                 )
-
-    def sample(
-        self,
-        n_tasks: int,
-        *,
-        shots: int,
-        query: int,
-        generator: torch.Generator,
-        split: str = "train",
-    ) -> TaskBatch:
-        check_split(split)
-        return sample_episodes(
-            self.images,
-            self.classes[split],
-            n_tasks=n_tasks,
-            ways=self.ways,
-            shots=shots,
-            query=query,
-            generator=generator,
-            rotate=self.rotate_train and split == "train",
-        )
+        self.splits = {k: (self.images, self.classes[k]) for k in SPLITS}
