@@ -20,6 +20,7 @@ import torch
 from metacompose.modules.space import Space
 from metacompose.optional import require
 from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.grouped_screen import GroupScreen
 from metacompose.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
@@ -172,13 +173,20 @@ class GroupedRegressionFamily:
         self.skipped_groups = len(groups) - len(kept)
         self.group_keys = groups[kept]
         self.group_splits = split_indices(len(kept), fractions=tuple(fractions), seed=split_seed)
-        log.info(
-            "%s: %d groups kept, %d skipped (fewer than %d complete rows), %d incomplete rows dropped",
-            source, len(kept), self.skipped_groups, min_rows, self.dropped_rows,
-        )  # fmt: skip
-
         rows_of = [np.flatnonzero(inverse == g) for g in kept]
         train_rows = np.concatenate([rows_of[i] for i in self.group_splits["train"]])
+        self.screen = GroupScreen(
+            name=name, source=source, group=group, rows=len(complete),
+            incomplete_rows=self.dropped_rows, groups=len(groups), kept_groups=len(kept),
+            min_rows=min_rows,
+            split_groups=tuple(len(self.group_splits[s]) for s in ("train", "val", "test")),
+            numeric_inputs=tuple(c for c in inputs if columns[c].dtype.kind == "f"),
+            text_inputs={c: sum(f.startswith(f"{c}=") for f in self.feature_names)
+                         for c in inputs if columns[c].dtype.kind != "f"},
+            constant_features=tuple(f for f, sd in zip(self.feature_names, x[train_rows].std(0))
+                                    if sd <= 1e-12),
+        )  # fmt: skip
+        log.info("%s", self.screen.line())
         self.x_mean, self.x_std = _mean_std(x[train_rows])
         self.y_mean, self.y_std = _mean_std(y[train_rows, None])
         xn = (x - self.x_mean) / self.x_std

