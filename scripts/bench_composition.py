@@ -255,14 +255,13 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
 
 def bench_sinusoid(args) -> None:
     """Routed learner (pool of 4 candidates per slot) vs plain MAML on configs/sinusoid.yaml."""
-    router = OmegaConf.load("configs/compositional.yaml").router
+    router = load_config("configs/compositional.yaml").router
     router.template.nodes.inner.args.activation = "relu"
     router.template.nodes.outer.args.activation = "relu"
     template = OmegaConf.to_container(router, resolve=True)
     with tempfile.TemporaryDirectory() as tmp:
         routed_cfg = Path(tmp) / "sinusoid_routed.yaml"
-        base = OmegaConf.load("configs/sinusoid.yaml")
-        base.router = template
+        base = OmegaConf.merge(load_config("configs/sinusoid.yaml"), {"router": template})
         OmegaConf.save(base, routed_cfg)
         from metacompose.evaluate import evaluate
 

@@ -1,7 +1,9 @@
-"""Load a YAML config onto the typed schema, apply ``key=value`` overrides, fail early and clearly."""
+"""Load a YAML config (and its ``defaults:`` bases) onto the typed schema, apply ``key=value``
+overrides, fail early and clearly."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,42 +11,43 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from metacompose.config.compose import Layer, expand_copies, origins, read_layers
 from metacompose.config.errors import ConfigError
 from metacompose.config.schema import RunConfig
 from metacompose.config.validate import validate
-from metacompose.yaml_io import YamlFileError, describe_yaml_error, load_yaml
+from metacompose.yaml_io import describe_yaml_error
 
 __all__ = ["ConfigError", "load_config", "to_yaml"]
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Read ``path``, merge it onto :class:`RunConfig`, apply dotted ``overrides``, resolve
-    interpolations and validate every value (:func:`metacompose.config.validate.validate`).
+    """Read ``path`` and its ``defaults:`` base files, merge them in order onto :class:`RunConfig`,
+    apply dotted ``overrides``, resolve interpolations, expand ``copies`` candidates of the router
+    template and validate every value (:func:`metacompose.config.validate.validate`).
+
+    Composition (bases relative to the including file, depth first, no cycles):
+    :mod:`metacompose.config.compose`.
 
     Raises:
         ConfigError: missing, unreadable or non-UTF-8 file, YAML syntax error, duplicate key,
-            unknown key, wrong type, unresolvable interpolation, bad value or a bad override; the
-            one-line message names the file and key.
+            unknown key, wrong type, unresolvable interpolation, bad value, a bad ``defaults``
+            entry or a bad override; the one-line message names the file and key, and the base
+            file a bad key was set in.
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = load_yaml(path, "config file")
-    except YamlFileError as e:
-        raise ConfigError(str(e)) from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
-    for key, value in raw.items():
-        if key in SECTIONS and not isinstance(value, dict | None):
-            raise ConfigError(f"{path}: {key}: expected a mapping of keys, got {_show(value)}")
-    schema = OmegaConf.structured(RunConfig)
-    try:
-        cfg = OmegaConf.merge(schema, OmegaConf.create(raw))
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{path}: {_describe(e)}") from e
+    layers = read_layers(path)
+    cfg = OmegaConf.structured(RunConfig)
+    for layer in layers:
+        where = "" if layer.path is path else f" (set in {layer.path})"
+        for key, value in layer.raw.items():
+            if key in SECTIONS and not isinstance(value, dict | None):
+                raise ConfigError(
+                    f"{path}: {key}: expected a mapping of keys, got {_show(value)}{where}"
+                )
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(layer.raw))
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{path}: {_describe(e)}{where}") from e
     for item in overrides:
         cfg = _apply_override(cfg, item, path)
     try:
@@ -53,8 +56,28 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: cannot resolve an interpolation: {_describe(e)}") from e
     if str(cfg.enforce.mode).lower() == "false":  # YAML reads a bare ``off`` as false
         cfg.enforce.mode = "off"
-    validate(cfg, path)
+    try:
+        cfg.router.template = expand_copies(OmegaConf.to_container(cfg.router.template))
+        validate(cfg, path)
+    except ConfigError as e:
+        where = _set_in(str(e), path, layers, overrides)
+        raise ConfigError(f"{_prefixed(str(e), path)}{where}") from e
     return cfg
+
+
+def _prefixed(message: str, path: Path) -> str:
+    return message if message.startswith(f"{path}: ") else f"{path}: {message}"
+
+
+def _set_in(message: str, path: Path, layers: list[Layer], overrides: Sequence[str]) -> str:
+    """`` (set in <base file>)`` when the key a message names was last set by a base file."""
+    rest = message.removeprefix(f"{path}: ")
+    key = rest.split("=", 1)[0].split(":", 1)[0].split(" ", 1)[0].split("[", 1)[0]
+    overridden = (item.split("=", 1)[0].strip() for item in overrides)
+    if any(key == o or key.startswith(f"{o}.") for o in overridden):
+        return ""
+    source = origins(layers).get(key)
+    return f" (set in {source})" if source is not None and source is not path else ""
 
 
 def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:

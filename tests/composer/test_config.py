@@ -1,6 +1,7 @@
 """Every shipped config binds to its schema and to its builders' signatures without building anything."""
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from omegaconf import OmegaConf
@@ -10,6 +11,9 @@ from metacompose.config import ConfigError, check_kwargs, load_config
 from metacompose.tasks import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[2]
+# configs/*.yaml are run configs; configs/base/ holds the partial configs they compose with
+# ``defaults:`` (checked in tests/composer/config/test_compose.py), configs/{data,bounds,rules}
+# the dataset, stability and rule specs.
 RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
 
 
@@ -80,7 +84,7 @@ def test_choice_tables_match_their_owners():
     from metacompose.algorithms import ALGORITHMS
     from metacompose.build import OPTIMIZERS
     from metacompose.config.validate import CHOICES, strategies
-    from metacompose.router.learner import ADAPT_MODES, EVAL_ROUTING, ROUTING_MODES
+    from metacompose.router.build import AdaptMode, EvalRouting, Routing
     from metacompose.symbolic import TIERS
     from metacompose.training.loggers import LOGGERS
     from metacompose.verify.enforce import EVERY, MODES
@@ -88,9 +92,9 @@ def test_choice_tables_match_their_owners():
     assert CHOICES["algo.name"] == ALGORITHMS
     assert set(CHOICES["optim.name"]) == set(OPTIMIZERS)
     assert CHOICES["trainer.logger"] == LOGGERS
-    assert CHOICES["router.routing"] == ROUTING_MODES
-    assert CHOICES["router.adapt"] == ADAPT_MODES
-    assert CHOICES["router.eval_routing"] == EVAL_ROUTING
+    assert CHOICES["router.routing"] == get_args(Routing)
+    assert CHOICES["router.adapt"] == get_args(AdaptMode)
+    assert CHOICES["router.eval_routing"] == get_args(EvalRouting)
     assert CHOICES["enforce.mode"] == MODES and CHOICES["enforce.every"] == EVERY
     assert set(CHOICES["enforce.tier"]) == set(TIERS)
     assert set(strategies()) == {"auto", *StrategyRegistry.available_strategies()}

@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from metacompose.cli.main import main
 from metacompose.config import load_config
@@ -30,7 +31,7 @@ REPORT = ["--tasks", "4", "--steps", "2", "--forgetting-length", "2", "--forgett
 
 def digits_config(folder: Path) -> Path:
     """configs/glyphs_5way1shot.yaml on scikit-learn's digits (no rendered glyph cache needed)."""
-    raw = yaml.safe_load((ROOT / "configs" / "glyphs_5way1shot.yaml").read_text())
+    raw = OmegaConf.to_container(load_config(ROOT / "configs" / "glyphs_5way1shot.yaml"))
     raw["task"] = {**raw["task"], "family": "digits", "args": {"ways": 5, "size": 28}}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "digits_5way1shot.yaml"
