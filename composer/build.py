@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import Learner, MetaLearner
 from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.models import MODEL_BUILDERS
@@ -85,22 +85,11 @@ def _enforcing(cfg: DictConfig) -> bool:
     return "enforce" in cfg and str(cfg.enforce.mode).lower() not in ("off", "false")
 
 
-def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLearner:
+def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
+    """The learner a run config names: routed (``router.enabled``) or plain."""
     family = family or build_family(cfg.task)
     if "router" in cfg and cfg.router.enabled:
-        from metacompose.router.build import build_routed_learner
-
-        if _enforcing(cfg):
-            raise ConfigError("enforce.mode: enforcement supports plain (unrouted) learners only")
-        routed = build_routed_learner(cfg, family, loss=loss_for(family))
-        if cfg.router.get("rules"):
-            from metacompose.symbolic import RulesError, load_rules
-
-            try:  # hard routing at evaluation = best valid graph under these rules
-                routed.rules = load_rules(cfg.router.rules)
-            except RulesError as e:
-                raise ConfigError(f"router.rules: {e}") from e
-        return routed
+        return _routed_learner(cfg, family)
     graph = build_graph(cfg.model, cfg.seed)
     if graph.in_space.shape != family.in_space.shape:
         raise ConfigError(
@@ -112,8 +101,9 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
         raise ConfigError(
             f"algo.adapt={list(a.adapt)}: graph has no node {unknown[0]!r}; nodes: {list(graph.graph)}"
         )
+    enforcer = _enforcer(cfg) if _enforcing(cfg) else None
     try:
-        learner = MetaLearner(
+        return MetaLearner(
             graph=graph,
             algorithm=a.name,
             loss=loss_for(family),
@@ -125,14 +115,38 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> MetaLear
             vectorize=a.vectorize,
             chunk_size=a.chunk_size,
             checkpoint_inner=a.checkpoint_inner,
+            enforcer=enforcer,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
-    if _enforcing(cfg):
-        from metacompose.verify.enforce import build_enforcer
 
-        learner.enforcer = build_enforcer(cfg.enforce)
-    return learner
+
+def _enforcer(cfg: DictConfig):
+    from metacompose.verify.enforce import build_enforcer
+
+    return build_enforcer(cfg.enforce)
+
+
+def _routed_learner(cfg: DictConfig, family: TaskFamily) -> Learner:
+    """The routed learner; ``router.rules`` hands it rules-valid selection at evaluation."""
+    from metacompose.router.build import build_routed_learner
+
+    if _enforcing(cfg):
+        raise ConfigError("enforce.mode: enforcement supports plain (unrouted) learners only")
+    rules_policy = None
+    if cfg.router.get("rules"):
+        from metacompose.symbolic import RulesError, load_rules
+        from metacompose.verify.routing import RulesValidRouting
+
+        try:
+            rules = load_rules(cfg.router.rules)
+        except RulesError as e:
+            raise ConfigError(f"router.rules: {e}") from e
+
+        def rules_policy(pool):
+            return RulesValidRouting(pool=pool, rules=rules)
+
+    return build_routed_learner(cfg, family, loss=loss_for(family), eval_routing=rules_policy)
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import Learner
 from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
@@ -41,7 +41,7 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFamily]:
+def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
     """Rebuild the meta-learner of a run from its checkpoint alone (loaded with weights_only=True).
 
     Raises:
@@ -62,7 +62,8 @@ def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFami
                 f"{tensor.numel()}: the run diverged; use an earlier checkpoint"
             )
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(meta["config"]))
+        config = drop_retired_keys(meta["config"], path)
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
         family = build_family(cfg.task)
         learner = build_learner(cfg, family)
         graph_cls = type(learner.graph)  # ModuleGraph, or a router's ModulePool
@@ -81,8 +82,40 @@ def load_checkpoint(path: str | Path) -> tuple[MetaLearner, DictConfig, TaskFami
     return learner, cfg, family
 
 
+# Router options removed from the schema, with the value every checkpoint that used them wrote
+# (none of them changed what was built at that value).
+RETIRED_ROUTER_KEYS = {
+    "descriptor_classes": 0,
+    "amortized": True,
+    "descriptor_local": False,
+    "modulation_lr": 0.1,
+    "anchor_rounds": 4,
+}
+
+
+def drop_retired_keys(config: dict, path: str | Path) -> dict:
+    """An older checkpoint's config without the retired router keys at their old defaults.
+
+    Raises:
+        CheckpointError: a retired key set to another value, or ``router.adapt`` other than
+            ``modules`` (the model it describes can no longer be built).
+    """
+    router = dict(config.get("router") or {})
+    for key, default in RETIRED_ROUTER_KEYS.items():
+        if key in router and router.pop(key) != default:
+            raise CheckpointError(
+                f"{path}: router.{key}={config['router'][key]!r} is no longer supported "
+                f"(removed option); this checkpoint cannot be rebuilt"
+            )
+    if router.get("adapt", "modules") != "modules":
+        raise CheckpointError(
+            f"{path}: router.adapt={router['adapt']!r} is no longer supported (removed option)"
+        )
+    return {**config, "router": router} if "router" in config else config
+
+
 def evaluate(
-    learner: MetaLearner,
+    learner: Learner,
     family: TaskFamily,
     *,
     n_tasks: int = 600,
@@ -120,7 +153,7 @@ def evaluate(
 
 
 def evaluate_tasks(
-    learner: MetaLearner,
+    learner: Learner,
     family: TaskFamily,
     *,
     n_tasks: int,

@@ -90,12 +90,9 @@ class ModuleGraph(nn.Module):
 
     def param_keys(self, nodes: list[str] | None = None) -> list[str]:
         """Parameter names, optionally only those of the given nodes (an inner-loop scope)."""
-        if nodes is not None:
-            for n in nodes:
-                self.node(n)
-            prefixes = tuple(f"{n}." for n in nodes)
-            return [k for k, _ in self.named_parameters() if k.startswith(prefixes)]
-        return [k for k, _ in self.named_parameters()]
+        for n in nodes or []:
+            self.node(n)
+        return param_keys_of(self, nodes)
 
     # ----------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,17 +121,7 @@ class ModuleGraph(nn.Module):
         """Structure only (module types, args, spaces, edges); weights live in a state dict."""
         return {
             "format": "metacompose.ModuleGraph/1",
-            "nodes": [
-                {
-                    "name": s.node,
-                    "type": type(self.node(s.node)).__name__,
-                    "args": self.node(s.node).spec(),
-                    "in_space": self.node(s.node).in_space.to_json(),
-                    "out_space": self.node(s.node).out_space.to_json(),
-                    "num_parameters": self.node(s.node).num_parameters(),
-                }
-                for s in self.plan
-            ],
+            "nodes": [{"name": s.node, **module_json(self.node(s.node))} for s in self.plan],
             "edges": [
                 {"src": u, "dst": v, "space": d["space"].to_json()}
                 for u, v, d in sorted(self.graph.edges(data=True))
@@ -148,7 +135,7 @@ class ModuleGraph(nn.Module):
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> ModuleGraph:
         try:
-            nodes = {n["name"]: build_module(n["type"], n["args"]) for n in data["nodes"]}
+            nodes = {n["name"]: module_from_json(n) for n in data["nodes"]}
             edges = [(e["src"], e["dst"]) for e in data["edges"]]
         except (KeyError, TypeError) as e:
             raise GraphError(f"malformed graph JSON: missing or bad field {e}") from e
@@ -157,6 +144,35 @@ class ModuleGraph(nn.Module):
     @classmethod
     def from_json(cls, text: str) -> ModuleGraph:
         return cls.from_json_dict(json.loads(text))
+
+
+def module_json(module: TypedModule) -> dict[str, Any]:
+    """A module's structure entry in graph / pool JSON: type, args, spaces, parameter count."""
+    return {
+        "type": type(module).__name__,
+        "args": module.spec(),
+        "in_space": module.in_space.to_json(),
+        "out_space": module.out_space.to_json(),
+        "num_parameters": module.num_parameters(),
+    }
+
+
+def module_from_json(entry: dict[str, Any]) -> TypedModule:
+    """The module a :func:`module_json` entry describes (fresh weights).
+
+    Raises:
+        KeyError, TypeError: a missing or malformed ``type`` / ``args``.
+    """
+    return build_module(entry["type"], entry["args"])
+
+
+def param_keys_of(module: nn.Module, children: list[str] | None = None) -> list[str]:
+    """``module``'s parameter names, optionally only those under the named children."""
+    names = [k for k, _ in module.named_parameters()]
+    if children is None:
+        return names
+    prefixes = tuple(f"{c}." for c in children)
+    return [k for k in names if k.startswith(prefixes)]
 
 
 def _validate(

@@ -76,3 +76,22 @@ def test_no_import_cycles():
     )
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, f"{len(cycles)} import cycles, e.g. {' -> '.join(cycles[0])}"
+
+
+def package_of(module: str) -> str:
+    """``metacompose.<subpackage>`` (or the top-level module ``metacompose.<name>``)."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_import_cycles_between_packages():
+    # Modules collapsed to their subpackage: a package may use another only if that one never uses
+    # it back. The top package's lazy public re-exports (metacompose/__init__.py) are excluded.
+    packages = nx.DiGraph()
+    for source, target in import_graph().edges:
+        if source == "metacompose" or target == "metacompose":
+            continue
+        a, b = package_of(source), package_of(target)
+        if a != b:
+            packages.add_edge(a, b)
+    cycles = list(nx.simple_cycles(packages))
+    assert not cycles, f"{len(cycles)} package cycles, e.g. {' -> '.join(cycles[0])}"

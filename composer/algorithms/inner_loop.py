@@ -8,20 +8,28 @@ tasks). Nothing here mutates a module: the graph is only ever called through ``f
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch.func import grad, vmap
 from torch.utils.checkpoint import checkpoint
 
 from metacompose.algorithms.losses import task_loss, task_metric
-from metacompose.graph import ModuleGraph
 
 Params = dict[str, torch.Tensor]
 StepSizes = dict[str, torch.Tensor | float]
 
 
+class FunctionalModel(Protocol):
+    """A model called with explicit parameters: a ``ModuleGraph`` or a router's ``ModulePool``."""
+
+    def apply_params(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """One task: ``(B, *in_shape) -> (B, *out_shape)`` with ``params`` by name."""
+        ...
+
+
 def sgd_step(
-    graph: ModuleGraph,
+    graph: FunctionalModel,
     fast: Params,
     frozen: Params,
     lrs: StepSizes,
@@ -54,7 +62,7 @@ def sgd_step(
 
 
 def adapt(
-    graph: ModuleGraph,
+    graph: FunctionalModel,
     fast: Params,
     frozen: Params,
     lrs: StepSizes,
@@ -136,7 +144,7 @@ def broadcast_tasks(params: Params, num_tasks: int) -> Params:
 
 
 def query_losses(
-    graph: ModuleGraph,
+    graph: FunctionalModel,
     fast: Params,
     frozen: Params,
     x: torch.Tensor,

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Literal, Protocol, get_args
 
 import torch
 from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch
 
-if TYPE_CHECKING:
-    from metacompose.verify.enforce import Enforcer
+Algorithm = Literal["maml", "fomaml", "metasgd", "anil", "reptile"]
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+RunSteps = Callable[[Params, int, Callable | None], Params]
 
-ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 
+class InnerLoopEnforcer(Protocol):
+    """Certifies (and may repair) every task's adaptation; implemented by
+    :class:`metacompose.verify.enforce.Enforcer`."""
 
-@dataclass
-class MetaStep:
-    """What one meta-training step produced.
-
-    Attributes:
-        objective: the scalar whose gradient w.r.t. the learner's parameters is the meta-gradient
-            (the mean query loss for MAML-family algorithms; a surrogate for Reptile).
-        query_loss: ``(T,)`` per-task query loss after adaptation (detached for Reptile).
-    """
-
-    objective: torch.Tensor
-    query_loss: torch.Tensor
+    def adapt(
+        self, graph: ModuleGraph, fast: Params, frozen: Params, run: RunSteps, *, steps: int,
+        x: torch.Tensor, on_step=None,
+    ) -> Params:  # fmt: skip
+        """``run(fast, steps, on_step)`` with certification between or after the steps."""
+        ...
 
 
 class MetaLearner(nn.Module):
@@ -61,7 +60,7 @@ class MetaLearner(nn.Module):
         self,
         *,
         graph: ModuleGraph,
-        algorithm: str = "maml",
+        algorithm: Algorithm = "maml",
         loss: str = "mse",
         inner_lr: float = 0.01,
         inner_steps: int = 1,
@@ -71,7 +70,7 @@ class MetaLearner(nn.Module):
         vectorize: bool = True,
         chunk_size: int | None = None,
         checkpoint_inner: bool = False,
-        enforcer: Enforcer | None = None,
+        enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if algorithm not in ALGORITHMS:
@@ -94,11 +93,10 @@ class MetaLearner(nn.Module):
         self.chunk_size = chunk_size
         self.checkpoint_inner = checkpoint_inner
         self.enforcer = enforcer
-        self.step_sizes = nn.ParameterDict()
-        if algorithm == "metasgd":
-            params = dict(graph.named_parameters())
-            for k in self.adapt_keys:
-                self.step_sizes[_lr_name(k)] = nn.Parameter(torch.full_like(params[k], inner_lr))
+        params = dict(graph.named_parameters())
+        self.step_sizes = learned_step_sizes(
+            {k: params[k] for k in self.adapt_keys} if algorithm == "metasgd" else {}, inner_lr
+        )
 
     # ------------------------------------------------------------------------------ parameters
     def split_params(self, params: Params | None = None) -> tuple[Params, Params]:
@@ -110,7 +108,7 @@ class MetaLearner(nn.Module):
 
     def lrs(self) -> dict[str, torch.Tensor | float]:
         if self.algorithm == "metasgd":
-            return {k: self.step_sizes[_lr_name(k)] for k in self.adapt_keys}
+            return {k: self.step_sizes[safe_name(k)] for k in self.adapt_keys}
         return dict.fromkeys(self.adapt_keys, self.inner_lr)
 
     # ------------------------------------------------------------------------------ inner loop
@@ -180,8 +178,9 @@ class MetaLearner(nn.Module):
         )
 
     # ------------------------------------------------------------------------------ outer loop
-    def meta_step(self, batch: TaskBatch) -> MetaStep:
-        """The meta-objective of one meta-batch; ``objective.backward()`` gives the meta-gradient."""
+    def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
+        """The meta-objective of one meta-batch; ``objective.backward()`` gives the meta-gradient.
+        ``step`` (the meta-iteration) is unused: this learner has no schedule."""
         if self.algorithm == "reptile":
             return self._reptile_step(batch)
         fast, frozen = self.adapt(batch.support_x, batch.support_y)
@@ -217,6 +216,14 @@ class MetaLearner(nn.Module):
         self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record)
         return torch.stack(curve)
 
-
-def _lr_name(param_key: str) -> str:
-    return param_key.replace(".", "__")
+    @torch.no_grad()
+    def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:
+        """The graph with the meta-learned and each task's adapted weights (first order)."""
+        steps = self.eval_inner_steps if steps is None else steps
+        fast0, frozen = self.split_params()
+        fast, _ = self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True)
+        meta = {k: v.detach() for k, v in {**frozen, **fast0}.items()}
+        return [
+            TaskExport(self.graph, meta, {**meta, **{k: v[t].detach() for k, v in fast.items()}})
+            for t in range(batch.num_tasks)
+        ]

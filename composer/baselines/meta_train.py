@@ -90,7 +90,7 @@ def _step(
     clip: float | None,
 ) -> float:
     """One guarded Adam step on ``batch``; the mean query loss of its good tasks (NaN if none)."""
-    step = guarded_meta_step(learner, batch)
+    step = guarded_meta_step(learner, batch, step=index)
     opt.zero_grad()
     if step.good:
         (step.objective * (step.tasks / step.good)).backward()  # mean over the good tasks

@@ -61,7 +61,8 @@ class ProtoNet(nn.Module):
             self.embed(batch.support_x), batch.support_y, self.embed(batch.query_x), self.ways
         )
 
-    def meta_step(self, batch: TaskBatch) -> MetaStep:
+    def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
+        """Mean query cross-entropy of the prototype classifier (``step`` unused: no schedule)."""
         logits = self.logits(batch)
         t, q, n = logits.shape
         losses = F.cross_entropy(

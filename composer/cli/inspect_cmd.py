@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     import numpy as np
 
+    from metacompose.algorithms.learner import ParameterAdapter
     from metacompose.evaluate import load_checkpoint
     from metacompose.progress import track
     from metacompose.router.inspection import (
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     routed = isinstance(learner, RoutedMetaLearner)
+    if not routed and not isinstance(learner, ParameterAdapter):
+        raise ValueError(f"inspect: no inspection for a {type(learner).__name__}")
     results = inspect_routed(learner, family, batch) if routed else [inspect_plain(learner, batch)]
     n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
     for i, r in enumerate(track(results[:n_graphs], desc="inspect: write graphs", unit="graph")):

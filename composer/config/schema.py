@@ -26,7 +26,7 @@ class ModelConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = "maml"  # maml | fomaml | metasgd | anil | reptile
+    name: str = "maml"  # maml | fomaml | metasgd | anil | reptile (routed: not reptile)
     inner_lr: float = 0.01  # inner SGD step size (Meta-SGD: initial learned step size)
     inner_steps: int = 1  # inner steps during meta-training
     eval_inner_steps: int = 10  # inner steps at validation / evaluation
@@ -86,16 +86,14 @@ class RouterConfig:
     embedding: int = 32  # task embedding size
     hidden: int = 64  # hypernetwork trunk width
     descriptor_dim: int = 0  # size of a vector task descriptor fed to the router (0: none)
-    descriptor_classes: int = 0  # number of categorical descriptor ids (0: none)
     # routed slot -> [start, stop) of the vector descriptor; that slot's logits read only that
     # slice (program-given routing, e.g. {inner: [0, 4], outer: [4, 8]}); {}: all from the trunk
     descriptor_slots: dict[str, list[int]] = field(default_factory=dict)
     descriptor_one_to_one: bool = False  # descriptor_slots heads start as id i -> candidate i
-    routing: str = "learned"  # learned | uniform (uniform: no task-dependent composition)
+    # training routing policy: learned (Gumbel-softmax, tau_*) | uniform (no task-dependent
+    # composition, also at evaluation)
+    routing: str = "learned"
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
-    amortized: bool = True  # modulations from the task embedding (false: one shared, then adapted)
-    # each slot's modulations read only its own descriptor_slots slice (no per-pair conventions)
-    descriptor_local: bool = False
     low_rank: int = 0  # rank of generated weight deltas (0: off)
     tau_start: float = 1.0  # Gumbel-softmax temperature at meta-iteration 0
     tau_end: float = 0.3  # temperature after tau_steps meta-iterations (exponential anneal)
@@ -103,18 +101,18 @@ class RouterConfig:
     straight_through: bool = True  # one-hot forward, soft gradient
     balance_weight: float = 0.1  # load-balancing term weight (log C - H(mean routing))
     entropy_weight: float = 0.0  # mean per-task routing entropy weight (>0: confident routing)
-    adapt: str = "modules"  # inner loop adapts: modules | modulations | both
-    modulation_lr: float = 0.1  # inner step size of generated modulations
+    adapt: str = "modules"  # the inner loop adapts the pool's module weights (the only mode)
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
     search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
-    eval_routing: str = "router"  # router (argmax logits) | search (lowest support loss)
-    rules: str | None = None  # composition rules YAML: hard routing = best valid graph
     search_noise: bool = False  # sample searched routing by annealed loss (temperature tau_*)
+    eval_routing: str = (
+        "router"  # evaluation policy: router (argmax logits) | search (support loss)
+    )
+    rules: str | None = None  # composition rules YAML: evaluation routing = best valid graph
     # learned modulation anchors: each task starts its inner loop from the generated modulations
     # plus the anchor (of this many) with the lowest support loss (0: off)
     anchors: int = 0
     anchor_init: float = 0.5  # std of the anchors' random start
-    anchor_rounds: int = 4  # at most this many coordinate-descent rounds over the slots' anchors
 
 
 @dataclass

@@ -23,7 +23,8 @@ PRECISIONS = (
 )  # fmt: skip
 
 # Literal-like tables of the string choices. The owners keep the same tuples (a test checks them):
-# metacompose.algorithms.ALGORITHMS, metacompose.router.learner.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING},
+# metacompose.algorithms.ALGORITHMS, metacompose.router.build.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING}
+# (the get_args of their Literal types),
 # metacompose.verify.enforce.{MODES, EVERY}, metacompose.training.loggers.LOGGERS, metacompose.build.OPTIMIZERS.
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo.name": ("maml", "fomaml", "metasgd", "anil", "reptile"),
@@ -31,7 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adam", "adamw", "sgd"),
     "trainer.logger": ("csv", "tensorboard", "none"),
     "router.routing": ("learned", "uniform"),
-    "router.adapt": ("modules", "modulations", "both"),
+    "router.adapt": ("modules",),
     "router.eval_routing": ("router", "search"),
     "enforce.mode": ("off", "check", "reject", "project"),
     "enforce.tier": ("fast", "refine", "exact"),
@@ -90,22 +91,15 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.integer("trainer.cpu_threads", lo=1, hi=4096, optional=True)
     for key in ("encoder_hidden", "embedding", "hidden"):
         c.integer(f"router.{key}", lo=1, hi=SIZE_LIMIT)
-    for key in ("descriptor_dim", "descriptor_classes", "low_rank", "anchors"):
+    for key in ("descriptor_dim", "low_rank", "anchors"):
         c.integer(f"router.{key}", lo=0, hi=SIZE_LIMIT)
     c.descriptor_slots("router.descriptor_slots", dim=cfg.router.descriptor_dim)
     c.real("router.tau_start", lo=0.0, lo_open=True)
     c.real("router.tau_end", lo=0.0, lo_open=True)
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
-    for key in (
-        "balance_weight",
-        "entropy_weight",
-        "modulation_lr",
-        "search_weight",
-        "anchor_init",
-    ):
+    for key in ("balance_weight", "entropy_weight", "search_weight", "anchor_init"):
         c.real(f"router.{key}", lo=0.0)
     c.integer("router.search_steps", lo=0, hi=STEPS_LIMIT)
-    c.integer("router.anchor_rounds", lo=1, hi=INNER_LIMIT)
     c.real("enforce.timeout_s", lo=0.0, lo_open=True)
     c.integer("enforce.max_halvings", lo=0, hi=64)
     if cfg.enforce.mode != "off" and not cfg.enforce.spec:

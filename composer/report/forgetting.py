@@ -5,19 +5,18 @@ from __future__ import annotations
 import torch
 
 from metacompose.algorithms.inner_loop import adapt, broadcast_tasks, query_losses
+from metacompose.algorithms.learner import Learner, ParameterAdapter
 from metacompose.tasks.base import TaskFamily, derive_seed
 
 
-def supports_forgetting(learner) -> bool:
-    """Only learners whose adapted state is a plain parameter dict (``MetaLearner``) qualify."""
-    return all(hasattr(learner, a) for a in ("split_params", "lrs", "adapt_keys", "graph")) and (
-        not hasattr(learner, "router")
-    )
+def supports_forgetting(learner: Learner) -> bool:
+    """Only learners whose adapted state is a plain parameter dict (:class:`ParameterAdapter`)."""
+    return isinstance(learner, ParameterAdapter)
 
 
 @torch.no_grad()
 def sequential_metrics(
-    learner,
+    learner: Learner,
     family: TaskFamily,
     *,
     n_sequences: int = 100,
@@ -35,7 +34,8 @@ def sequential_metrics(
     T1's support set, continue from there on T2's, and so on to Tn.
 
     Args:
-        learner: a :class:`metacompose.algorithms.MetaLearner` (its graph, step sizes, loss).
+        learner: a :class:`~metacompose.algorithms.ParameterAdapter` (its graph, step sizes,
+            loss), e.g. a ``MetaLearner``; any other learner raises ``ValueError``.
         scope: node names whose parameters adapt (``None``: the learner's adaptation scope;
             ``["head"]``: the body stays frozen, as in ANIL).
 

@@ -1,14 +1,20 @@
-"""Per-task composition: module pool, task encoder + router hypernetwork, relaxed routing."""
+"""Per-task composition: module pool, task encoder + router hypernetwork, routing policies."""
 
+from metacompose.router.anchors import ModulationAnchors
 from metacompose.router.hypernet import RouterHypernetwork, RouterOutput, support_features
-from metacompose.router.learner import (
-    ADAPT_MODES,
-    ROUTED_ALGORITHMS,
-    ROUTING_MODES,
-    RoutedMetaLearner,
-)
+from metacompose.router.learner import ROUTED_ALGORITHMS, RoutedMetaLearner
 from metacompose.router.metrics import normalized_mutual_info
 from metacompose.router.modulation import ModTarget, film_fold, modulate, modulation_targets
+from metacompose.router.policies import (
+    ArgmaxRouting,
+    RelaxedRouting,
+    RoutingDecision,
+    RoutingPolicy,
+    RoutingProblem,
+    SearchRouting,
+    SupportSearchRouting,
+    UniformRouting,
+)
 from metacompose.router.pool import ModulePool, build_pool, route_key
 from metacompose.router.relaxed import (
     TemperatureSchedule,
@@ -20,15 +26,22 @@ from metacompose.router.relaxed import (
 )
 
 __all__ = [
-    "ADAPT_MODES",
     "ROUTED_ALGORITHMS",
-    "ROUTING_MODES",
+    "ArgmaxRouting",
     "ModTarget",
+    "ModulationAnchors",
     "ModulePool",
+    "RelaxedRouting",
     "RoutedMetaLearner",
     "RouterHypernetwork",
     "RouterOutput",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "RoutingProblem",
+    "SearchRouting",
+    "SupportSearchRouting",
     "TemperatureSchedule",
+    "UniformRouting",
     "balance_loss",
     "build_pool",
     "film_fold",

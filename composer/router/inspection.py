@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from metacompose.algorithms.learner import ParameterAdapter
 from metacompose.graph import ModuleGraph
 from metacompose.progress import track
 from metacompose.router.learner import RoutedMetaLearner
@@ -65,15 +66,17 @@ def inspect_routed(
     pool: ModulePool = learner.graph
     steps = learner.eval_inner_steps if steps is None else steps
     with torch.no_grad():
-        before, after, frozen, out = learner.adapt_batch(
-            batch, steps=steps, hard=True, first_order=True
+        out, decision = learner.eval_route(batch)
+        before, after, frozen = learner.adapt_routed(
+            batch, out, decision, steps=steps, first_order=True
         )
     before, after, frozen = (_detach(d) for d in (before, after, frozen))
     mods_all = _detach(out.modulations)
     probs = {s: torch.softmax(lg.detach(), dim=-1) for s, lg in out.logits.items()}
+    routing = "hard-learned" if probs else "hard-uniform"
     results = []
     for t in track(range(batch.num_tasks), desc="inspect: export graphs", unit="task"):
-        choice = {s: int(p[t].argmax()) for s, p in probs.items()}
+        choice = {s: int(c[t]) for s, c in decision.choice.items()}
         params = {**frozen, **{k: v[t] for k, v in after.items()}}
         graph, weights = pool.export_graph(choice, params)
         nodes = []
@@ -102,7 +105,7 @@ def inspect_routed(
         report = {
             "format": INSPECT_FORMAT,
             "task": task_info(family, batch, t),
-            "routing": "hard-" + learner.routing,
+            "routing": routing,
             "inner_steps": steps,
             "nodes": nodes,
             "edges": _edges(graph),
@@ -112,7 +115,9 @@ def inspect_routed(
     return results
 
 
-def inspect_plain(learner, batch: TaskBatch, *, steps: int | None = None) -> TaskGraph:
+def inspect_plain(
+    learner: ParameterAdapter, batch: TaskBatch, *, steps: int | None = None
+) -> TaskGraph:
     """The single graph of a plain ``MetaLearner``; weight change = mean over tasks of the norm."""
     graph: ModuleGraph = learner.graph
     steps = learner.eval_inner_steps if steps is None else steps

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from metacompose.graph import GraphError, ModuleGraph
+from metacompose.graph import GraphError, ModuleGraph, module_from_json, module_json, param_keys_of
 from metacompose.modules.base import TypedModule
 from metacompose.modules.registry import build_module
 from metacompose.router.modulation import ModTarget, modulate, modulation_targets
@@ -100,13 +100,10 @@ class ModulePool(nn.Module):
 
     def param_keys(self, nodes: list[str] | None = None) -> list[str]:
         """Pool parameter names, optionally only those of the given slots."""
-        if nodes is not None:
-            for n in nodes:
-                if n not in self.num_candidates:
-                    raise KeyError(f"template has no slot {n!r}; slots: {self.slot_names}")
-            prefixes = tuple(f"{n}." for n in nodes)
-            return [k for k, _ in self.named_parameters() if k.startswith(prefixes)]
-        return [k for k, _ in self.named_parameters()]
+        for n in nodes or []:
+            if n not in self.num_candidates:
+                raise KeyError(f"template has no slot {n!r}; slots: {self.slot_names}")
+        return param_keys_of(self, nodes)
 
     def modulation_targets(self, *, low_rank: int) -> list[ModTarget]:
         """Every layer that generated per-task modulations act on (see ``modulation_targets``);
@@ -193,16 +190,7 @@ class ModulePool(nn.Module):
             "slots": [
                 {
                     "name": n,
-                    "candidates": [
-                        {
-                            "type": type(c).__name__,
-                            "args": c.spec(),
-                            "in_space": c.in_space.to_json(),
-                            "out_space": c.out_space.to_json(),
-                            "num_parameters": c.num_parameters(),
-                        }
-                        for c in self._modules[n]
-                    ],
+                    "candidates": [module_json(c) for c in self._modules[n]],
                     "modulated": n not in self.unmodulated,
                 }
                 for n in self.slot_names
@@ -218,8 +206,7 @@ class ModulePool(nn.Module):
     def from_json_dict(cls, data: dict[str, Any]) -> ModulePool:
         try:
             slots = {
-                s["name"]: [build_module(c["type"], c["args"]) for c in s["candidates"]]
-                for s in data["slots"]
+                s["name"]: [module_from_json(c) for c in s["candidates"]] for s in data["slots"]
             }
             edges = [(e["src"], e["dst"]) for e in data["edges"]]
             unmodulated = [s["name"] for s in data["slots"] if not s.get("modulated", True)]

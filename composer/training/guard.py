@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metacompose.algorithms import MetaLearner, MetaStep
+from metacompose.algorithms import Learner, MetaStep
 from metacompose.tasks.base import TaskBatch
 from metacompose.training.data import select_tasks
 
@@ -68,9 +68,10 @@ class GuardedStep:
     query_loss: torch.Tensor
 
 
-def guarded_meta_step(learner: MetaLearner, batch: TaskBatch) -> GuardedStep:
-    """``learner.meta_step(batch)``, recomputed without the tasks whose query loss is not finite."""
-    out: MetaStep = learner.meta_step(batch)
+def guarded_meta_step(learner: Learner, batch: TaskBatch, *, step: int = 0) -> GuardedStep:
+    """``learner.meta_step(batch, step=step)`` (``step``: the meta-iteration), recomputed without
+    the tasks whose query loss is not finite."""
+    out: MetaStep = learner.meta_step(batch, step=step)
     finite = torch.isfinite(out.query_loss.detach())
     n, good = batch.num_tasks, int(finite.sum())
     if good == n:
@@ -78,7 +79,7 @@ def guarded_meta_step(learner: MetaLearner, batch: TaskBatch) -> GuardedStep:
     if good == 0:
         zero = sum(p.sum() for p in learner.parameters()) * 0.0
         return GuardedStep(objective=zero, good=0, tasks=n, query_loss=out.query_loss[:0])
-    kept = learner.meta_step(select_tasks(batch, finite.nonzero().view(-1)))
+    kept = learner.meta_step(select_tasks(batch, finite.nonzero().view(-1)), step=step)
     return GuardedStep(
         objective=kept.objective * (good / n), good=good, tasks=n, query_loss=kept.query_loss
     )

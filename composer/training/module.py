@@ -1,4 +1,4 @@
-"""The LightningModule of meta-training: one ``MetaLearner`` and an optimizer factory."""
+"""The LightningModule of meta-training: one ``Learner`` and an optimizer factory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import Learner
 from metacompose.tasks.base import TaskBatch
 from metacompose.training.guard import (
     BadInputError,
@@ -22,9 +22,11 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 
 
 class MetaLearningModule(L.LightningModule):
-    """Meta-trains a :class:`MetaLearner`.
+    """Meta-trains a :class:`~metacompose.algorithms.Learner`.
 
-    A training step adapts to every task of the (micro-)batch (vectorised) and returns the
+    A training step hands the learner the meta-iteration (``trainer.global_step``: optimizer
+    steps, so every accumulated micro-batch of one meta-iteration sees the same value and the
+    learner's schedules run at the same pace with or without ``data.task_chunk_size``), adapts to every task of the (micro-)batch (vectorised) and returns the
     meta-objective; Lightning (and DDP, when configured) averages its gradient over ranks and
     accumulated micro-batches. Tasks with a NaN/Inf loss are dropped and the gradient rescaled to the
     mean over the good tasks of the whole meta-batch (all ranks); a meta-batch without good tasks,
@@ -37,7 +39,7 @@ class MetaLearningModule(L.LightningModule):
     metric before (``_step0``) and after adaptation (and, for regression, ``val/query_loss``).
 
     Args:
-        learner: the meta-learner (graph + algorithm).
+        learner: the meta-learner.
         optimizer: builds the outer optimizer from the parameters (picklable for ``ddp_spawn``).
         metric: ``"mse"`` or ``"accuracy"``: the name used in logged metrics.
         extra_checkpoint: plain data stored in every checkpoint under ``"metacompose"`` (the
@@ -48,7 +50,7 @@ class MetaLearningModule(L.LightningModule):
     def __init__(
         self,
         *,
-        learner: MetaLearner,
+        learner: Learner,
         optimizer: OptimizerFactory,
         metric: str = "mse",
         extra_checkpoint: dict[str, Any] | None = None,
@@ -71,7 +73,7 @@ class MetaLearningModule(L.LightningModule):
         return (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
-        step = guarded_meta_step(self.learner, batch)
+        step = guarded_meta_step(self.learner, batch, step=self.trainer.global_step)
         self._good += step.good
         self._tasks += step.tasks
         if self._log_now():  # every rank logs at the same steps (sync_dist all-reduces)

@@ -1,8 +1,9 @@
 """Adapt a meta-learner to tasks and certify every adaptation (meta weights vs adapted weights).
 
-Per task the learner's own inner loop runs (hard routing for a routed learner, whose graph is then
-exported per task); the meta-learned and adapted weights become a :class:`symbolic.NetworkPair`
-and :func:`metacompose.symbolic.certify` checks the spec. Every ``violated`` claim's counterexample is then
+Per task the learner's own inner loop runs and the learner exports the task's graph
+(:meth:`Learner.export_tasks`: hard routing for a routed learner); the meta-learned and adapted
+weights become a :class:`symbolic.NetworkPair` and :func:`metacompose.symbolic.certify` checks the
+spec. Every ``violated`` claim's counterexample is then
 replayed on the real ``ModuleGraph`` (float64 ``functional_call``, not the IR) and kept only if it
 reproduces; otherwise the claim becomes ``unknown``.
 """
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metacompose.algorithms.learner import Learner
 from metacompose.graph import ModuleGraph
-from metacompose.router.pool import ModulePool, route_key
 from metacompose.symbolic import (
     BoxDomain,
     CertificationReport,
@@ -51,45 +52,18 @@ class TaskAdaptation:
     choice: dict[str, int]
 
 
-def _detach(d: Params) -> Params:
-    return {k: v.detach() for k, v in d.items()}
-
-
-def adapt_tasks(learner, batch: TaskBatch, *, steps: int | None = None) -> list[TaskAdaptation]:
-    """Adapt to every task of ``batch`` (``steps`` inner steps; default ``eval_inner_steps``)."""
-    steps = learner.eval_inner_steps if steps is None else steps
+def adapt_tasks(
+    learner: Learner, batch: TaskBatch, *, steps: int | None = None
+) -> list[TaskAdaptation]:
+    """Adapt to every task of ``batch`` (``steps`` inner steps; default ``eval_inner_steps``) and
+    take each task's exported graph (:meth:`Learner.export_tasks`)."""
     flat = batch.support_x.reshape(batch.num_tasks, batch.support_x.shape[1], -1)
     qflat = batch.query_x.reshape(batch.num_tasks, batch.query_x.shape[1], -1)
-    out = []
-    if isinstance(learner.graph, ModulePool):
-        pool: ModulePool = learner.graph
-        with torch.no_grad():
-            before, after, frozen, _ = learner.adapt_batch(
-                batch, steps=steps, hard=True, first_order=True
-            )
-        before, after, frozen = _detach(before), _detach(after), _detach(frozen)
-        for t in range(batch.num_tasks):
-            choice = {s: int(before[route_key(s)][t].argmax()) for s in pool.routed_slots}
-            graph, w_meta = pool.export_graph(
-                choice, {**frozen, **{k: v[t] for k, v in before.items()}}
-            )
-            _, w_adapted = pool.export_graph(
-                choice, {**frozen, **{k: v[t] for k, v in after.items()}}
-            )
-            out.append(
-                TaskAdaptation(
-                    graph, _detach(w_meta), _detach(w_adapted), flat[t], qflat[t], choice
-                )
-            )
-        return out
-    with torch.no_grad():
-        fast0, frozen = learner.split_params()
-        fast, _ = learner.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True)
-    meta = _detach({**frozen, **fast0})
-    for t in range(batch.num_tasks):
-        adapted = {**meta, **{k: v[t].detach() for k, v in fast.items()}}
-        out.append(TaskAdaptation(learner.graph, meta, adapted, flat[t], qflat[t], {}))
-    return out
+    exports = learner.export_tasks(batch, steps=steps)
+    return [
+        TaskAdaptation(e.graph, e.meta, e.adapted, flat[t], qflat[t], e.choice)
+        for t, e in enumerate(exports)
+    ]
 
 
 def certify_adaptation(

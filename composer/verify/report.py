@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from metacompose.algorithms.learner import Learner
 from metacompose.progress import track
 from metacompose.symbolic import CertificationReport, StabilitySpec
 from metacompose.tasks.base import TaskFamily, derive_seed
@@ -114,7 +115,7 @@ def _short(xs: list) -> str:
 
 
 def verify_learner(
-    learner,
+    learner: Learner,
     family: TaskFamily,
     spec: StabilitySpec,
     *,

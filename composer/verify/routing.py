@@ -12,8 +12,26 @@ from __future__ import annotations
 
 import torch
 
+from metacompose.router.policies import RoutingDecision, RoutingProblem, one_hot_decision
 from metacompose.router.pool import ModulePool
 from metacompose.symbolic import Candidate, CompositionRules, best_valid_selection
+
+
+class RulesValidRouting:
+    """Routing policy at evaluation: each task's best joint choice under composition rules.
+
+    Args:
+        pool: the pool whose slots are chosen (candidate types, spaces, sizes).
+        rules: composition rules (:func:`metacompose.symbolic.load_rules`).
+    """
+
+    def __init__(self, *, pool: ModulePool, rules: CompositionRules) -> None:
+        self.pool, self.rules = pool, rules
+
+    def decide(self, problem: RoutingProblem) -> RoutingDecision:
+        logits = {s: problem.logits[s] for s in problem.sizes}
+        choice = best_valid_choice(self.pool, logits, self.rules)
+        return one_hot_decision(choice, problem.sizes, problem.like)
 
 
 def pool_candidates(

@@ -5,66 +5,27 @@ import copy
 
 import pytest
 import torch
+from routed_testing import TEMPLATE, routed_learner
 
-from metacompose.router import RoutedMetaLearner, TemperatureSchedule, build_pool, relaxed_route
+from metacompose.router import (
+    ArgmaxRouting,
+    RelaxedRouting,
+    RoutedMetaLearner,
+    TemperatureSchedule,
+    build_pool,
+    relaxed_route,
+)
+from metacompose.router.anchors import ModulationAnchors
 from metacompose.router.build import build_router
 from metacompose.router.hypernet import support_features
 from metacompose.router.inspection import inspect_routed
 from metacompose.tasks import CompositionalFamily
 
 T, K, Q = 5, 6, 7
-TEMPLATE = {
-    "nodes": {
-        "inner": {
-            "type": "MLPBlock",
-            "candidates": 3,
-            "args": {"in_features": 1, "hidden": [8], "out_features": 4, "activation": "tanh"},
-        },
-        "outer": {
-            "type": "MLPBlock",
-            "candidates": 2,
-            "args": {
-                "in_features": 4,
-                "hidden": [6],
-                "out_features": 1,
-                "activation": "tanh",
-                "activate_output": False,
-            },
-        },
-    },
-    "edges": [["inner", "outer"]],
-}
 
 
-def make_learner(*, routing="learned", low_rank=1, dtype=torch.float64, **kw):
-    torch.manual_seed(3)
-    pool = build_pool(TEMPLATE)
-    router = build_router(
-        pool=pool,
-        in_features=1,
-        out_features=1,
-        encoder_hidden=16,
-        embedding=8,
-        hidden=12,
-        routed=routing == "learned",
-        film=True,
-        low_rank=low_rank,
-    )
-    kw.setdefault("algorithm", "maml")
-    learner = RoutedMetaLearner(
-        pool=pool,
-        router=router,
-        inner_lr=0.05,
-        modulation_lr=0.1,
-        inner_steps=2,
-        eval_inner_steps=3,
-        routing=routing,
-        schedule=TemperatureSchedule(start=1.0, end=0.5, steps=10),
-        balance_weight=0.1,
-        entropy_weight=0.01,
-        seed=7,
-        **kw,
-    )
+def make_learner(*, dtype=torch.float64, **kw):
+    learner = routed_learner(**kw)
     with torch.no_grad():  # move the generated modulations away from zero so they matter
         learner.router.modulation.weight.normal_(0.0, 0.1)
     return learner.to(dtype)
@@ -101,18 +62,9 @@ def test_routing_gradients_reach_router_and_encoder():
         assert sum(v.abs().sum() for v in sel) > 0, prefix
 
 
-@pytest.mark.parametrize(
-    "algorithm,adapt",
-    [
-        ("maml", "modules"),
-        ("maml", "both"),
-        ("metasgd", "modulations"),
-        ("anil", "modules"),
-        ("fomaml", "both"),
-    ],
-)
-def test_vmapped_inner_loop_agrees_with_per_task_loop(algorithm, adapt):
-    a = make_learner(algorithm=algorithm, adapt=adapt)
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil", "fomaml"])
+def test_vmapped_inner_loop_agrees_with_per_task_loop(algorithm):
+    a = make_learner(algorithm=algorithm)
     b_ = copy.deepcopy(a)
     b_.vectorize = False
     data = batch()
@@ -128,8 +80,7 @@ def test_vmapped_inner_loop_agrees_with_per_task_loop(algorithm, adapt):
 
 def test_meta_objective_matches_hand_unrolled_reference():
     """Independent path: per task, autograd.grad(create_graph=True) on the pool, no vmap/torch.func."""
-    learner = make_learner(adapt="both", low_rank=0)
-    learner.balance_weight = learner.entropy_weight = 0.0
+    learner = make_learner(low_rank=0, balance_weight=0.0, entropy_weight=0.0)
     data = batch()
     gen_state = learner.noise_generator.get_state()
     out, g = grads(learner, data)
@@ -137,7 +88,7 @@ def test_meta_objective_matches_hand_unrolled_reference():
     ro = learner.router(support_features(data.support_x, data.support_y))
     from metacompose.router.relaxed import gumbel_noise
 
-    tau = learner.schedule(0)
+    tau = learner.training_routing.schedule(0)
     w = {
         s: relaxed_route(
             ro.logits[s],
@@ -151,20 +102,16 @@ def test_meta_objective_matches_hand_unrolled_reference():
     total = 0.0
     for t in range(T):
         mods = {k: v[t] for k, v in ro.modulations.items()}
-        fast = {**pool, **mods}
+        fast = dict(pool)
         for _ in range(learner.inner_steps):
-            p = {**fast, "route.inner": w["inner"][t], "route.outer": w["outer"][t]}
+            p = {**fast, **mods, "route.inner": w["inner"][t], "route.outer": w["outer"][t]}
             loss = (
                 (learner.graph.apply_params(p, data.support_x[t]) - data.support_y[t]) ** 2
             ).mean()
             keys = list(fast)
             gr = torch.autograd.grad(loss, [fast[k] for k in keys], create_graph=True)
-            fast = {
-                k: fast[k]
-                - (learner.modulation_lr if k.startswith("mod.") else learner.inner_lr) * d
-                for k, d in zip(keys, gr)
-            }
-        p = {**fast, "route.inner": w["inner"][t], "route.outer": w["outer"][t]}
+            fast = {k: fast[k] - learner.inner_lr * d for k, d in zip(keys, gr)}
+        p = {**fast, **mods, "route.inner": w["inner"][t], "route.outer": w["outer"][t]}
         total = (
             total + ((learner.graph.apply_params(p, data.query_x[t]) - data.query_y[t]) ** 2).mean()
         )
@@ -178,7 +125,7 @@ def test_meta_objective_matches_hand_unrolled_reference():
 
 
 def test_hard_routing_at_eval_gives_the_inspected_graph():
-    learner = make_learner(adapt="both").eval()
+    learner = make_learner().eval()
     fam = CompositionalFamily()
     data = batch(n=6)
     curve = learner.evaluate(data, steps=3)
@@ -203,7 +150,7 @@ def test_hard_routing_at_eval_gives_the_inspected_graph():
 def test_uniform_routing_is_task_independent():
     learner = make_learner(routing="uniform")
     assert len(learner.router.logits) == 0
-    _, w = learner.route(batch(), hard=True)
+    w = learner.eval_route(batch())[1].weights
     torch.testing.assert_close(w["inner"], torch.full((T, 3), 1 / 3, dtype=torch.float64))
     out = learner.meta_step(batch())
     assert torch.isfinite(out.objective)
@@ -218,10 +165,10 @@ def test_metalearner_style_adapt_matches_evaluate():
 
 
 def test_unsupported_combinations_fail_clearly():
-    with pytest.raises(ValueError, match="routed learner supports algorithms"):
+    with pytest.raises(ValueError, match="routed learner supports"):
         make_learner(algorithm="reptile")
-    with pytest.raises(ValueError, match="adapt must be one of"):
-        make_learner(adapt="everything")
+    with pytest.raises(ValueError, match="adapts nothing"):
+        make_learner(adapt_nodes=[])
 
 
 def test_anchors_start_each_task_from_a_slotwise_best_pair_by_support_loss():
@@ -231,9 +178,9 @@ def test_anchors_start_each_task_from_a_slotwise_best_pair_by_support_loss():
     MSE is that of its picked pair."""
     learner = make_learner(anchors=4, anchor_init=1.0, anchor_rounds=100).eval()
     data = batch()
+    picks = record_picks(learner)
     got = learner.evaluate(data, steps=0)[0]
-    _, w = learner.route(data, hard=True)
-    pick = learner.apply_anchors(data, learner.encode(data), w)
+    pick = picks[0]
     on_support = type(data)(support_x=data.support_x, support_y=data.support_y,
                             query_x=data.support_x, query_y=data.support_y)  # fmt: skip
     support = torch.zeros(4, 4, T, dtype=torch.float64)
@@ -241,9 +188,9 @@ def test_anchors_start_each_task_from_a_slotwise_best_pair_by_support_loss():
     for mi in range(4):
         for mo in range(4):
             ref = copy.deepcopy(learner)
-            ref.anchors = torch.nn.ParameterDict()
+            ref.anchors = None
             m = {"inner": mi, "outer": mo}
-            flat = torch.cat([learner.anchors[_key(k)][m[k.split(".")[1]]].flatten()
+            flat = torch.cat([learner.anchors.anchor(k)[m[k.split(".")[1]]].flatten()
                               for k, _ in ref.router.layout])  # fmt: skip
             with torch.no_grad():
                 ref.router.modulation.bias += flat
@@ -261,8 +208,7 @@ def test_anchors_start_each_task_from_a_slotwise_best_pair_by_support_loss():
 def test_meta_gradient_reaches_only_the_picked_anchors():
     learner = make_learner(anchors=6, anchor_init=1.0).train()
     data = batch(n=3)
-    picks, pick_anchors = [], learner.apply_anchors
-    learner.apply_anchors = lambda *a: picks.append(pick_anchors(*a)) or picks[-1]
+    picks = record_picks(learner)
     _, g = grads(learner, data)
     assert len(picks) == 1
     per_slot = {}
@@ -276,44 +222,26 @@ def test_meta_gradient_reaches_only_the_picked_anchors():
         assert set(used) == set(picks[0][slot].tolist()), slot
 
 
-def test_unamortized_modulations_are_one_learned_vector_for_every_task():
-    torch.manual_seed(0)
-    pool = build_pool(TEMPLATE)
-    router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=8,
-                          embedding=4, hidden=8, routed=True, film=True, low_rank=0,
-                          amortized=False)  # fmt: skip
-    with torch.no_grad():
-        router.modulation.weight.normal_(0.0, 0.1)
-    fam = CompositionalFamily()
-    a, b = (fam.sample(4, shots=K, query=Q, generator=torch.Generator().manual_seed(s))
-            for s in (1, 2))  # fmt: skip
-    out_a = router(support_features(a.support_x, a.support_y, 0))
-    out_b = router(support_features(b.support_x, b.support_y, 0))
-    flat = router.modulation.weight[:, 0]
-    start = 0
-    for key, shape in router.layout:
-        n = int(torch.tensor(shape).prod())
-        want = flat[start : start + n].reshape(shape).expand(4, *shape)
-        torch.testing.assert_close(out_a.modulations[key], want, rtol=0, atol=0)
-        torch.testing.assert_close(out_b.modulations[key], want, rtol=0, atol=0)
-        start += n
-    learner = RoutedMetaLearner(pool=pool, router=router).double()
-    _, g = grads(learner, a.to("cpu", torch.float64))
-    assert g["router.modulation.weight"].abs().sum() > 0
+def record_picks(learner):
+    """Record every anchor pick of ``learner`` (slot -> ``(T,)``) in the returned list."""
+    picks, pick = [], learner.anchors.pick
+    learner.anchors.pick = lambda *a: picks.append(pick(*a)) or picks[-1]
+    return picks
 
 
-def test_anchors_fail_clearly_without_modulations_or_with_search():
+def test_anchors_fail_clearly_without_modulations():
     pool = build_pool(TEMPLATE)
     router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=8, embedding=4,
                           hidden=8, routed=True, film=False, low_rank=0)  # fmt: skip
     with pytest.raises(ValueError, match="anchors need generated modulations"):
-        RoutedMetaLearner(pool=pool, router=router, anchors=2)
-    with pytest.raises(ValueError, match="anchors do not combine with routing search"):
-        make_learner(anchors=2, search_steps=5)
+        ModulationAnchors(layout=router.layout, slot_of=router.layout_slot, count=2)
 
 
-def _key(key):
-    return key.replace(".", "__").replace("*", "all")
+def plain(pool, router):
+    """A routed learner with the default (relaxed / argmax) policies."""
+    training = RelaxedRouting(schedule=TemperatureSchedule())
+    return RoutedMetaLearner(pool=pool, router=router, training_routing=training,
+                             eval_routing=ArgmaxRouting())  # fmt: skip
 
 
 def test_vector_descriptor_reaches_the_router():
@@ -331,7 +259,7 @@ def test_vector_descriptor_reaches_the_router():
         low_rank=0,
         descriptor_dim=8,
     )
-    learner = RoutedMetaLearner(pool=pool, router=router).double()
+    learner = plain(pool, router).double()
     fam = CompositionalFamily(descriptor="onehot")
     data = fam.sample(4, shots=K, query=Q, generator=torch.Generator().manual_seed(1)).to(
         "cpu", torch.float64
@@ -368,7 +296,7 @@ def test_descriptor_slots_route_each_slot_from_its_own_slice():
     for slot in out.logits:
         torch.testing.assert_close(out.logits[slot], out2.logits[slot], rtol=0, atol=0)
     # routing gradients reach the descriptor heads through the meta-objective
-    learner = RoutedMetaLearner(pool=pool, router=router).double()
+    learner = plain(pool, router).double()
     _, g = grads(learner, b.to("cpu", torch.float64))
     assert g["router.logits.inner.weight"].abs().sum() > 0
     assert g["router.logits.outer.weight"].abs().sum() > 0
@@ -394,39 +322,3 @@ def test_descriptor_one_to_one_starts_as_the_identity_map():
     assert torch.equal(out.logits["inner"].argmax(-1), b.info["f"])
     with pytest.raises(ValueError, match="reads 8 descriptor entries but has 4 candidates"):
         descriptor_router(pool, descriptor_slots={"inner": (0, 8)}, descriptor_one_to_one=True)
-
-
-def test_descriptor_local_modulations_read_only_their_own_slot_slice():
-    """Each slot's modulations equal the plain router's on the descriptor with every other
-    slot's slice zeroed, so the inner module's modulation cannot depend on its outer partner."""
-    torch.manual_seed(0)
-    pool = build_pool(TEMPLATE)
-    slots = {"inner": (0, 4), "outer": (4, 8)}
-    local = descriptor_router(pool, descriptor_slots=slots, descriptor_local=True).double()
-    with torch.no_grad():  # FiLM rows start at zero: make them matter
-        local.modulation.weight.normal_()
-    plain = descriptor_router(pool, descriptor_slots=slots).double()
-    plain.load_state_dict(local.state_dict())
-    fam = CompositionalFamily(descriptor="onehot")
-    b = fam.sample(6, shots=K, query=Q, generator=torch.Generator().manual_seed(1))
-    b = b.to("cpu", torch.float64)
-    feats = support_features(b.support_x, b.support_y, 0)
-    out = local(feats, b.descriptor)
-    for slot, (lo, hi) in slots.items():
-        own = torch.zeros_like(b.descriptor)
-        own[:, lo:hi] = b.descriptor[:, lo:hi]
-        ref = plain(feats, own)
-        keys = [k for k, s in local.layout_slot.items() if s == slot]
-        assert keys
-        for k in keys:
-            torch.testing.assert_close(out.modulations[k], ref.modulations[k], rtol=0, atol=1e-12)
-    swapped = b.descriptor.clone()
-    swapped[:, 4:8] = swapped[:, 4:8].roll(1, dims=1)  # other outer primitives
-    out2 = local(feats, swapped)
-    for k, s in local.layout_slot.items():
-        diff = (out.modulations[k] - out2.modulations[k]).abs().max()
-        assert (diff == 0) if s == "inner" else (diff > 1e-3), (k, float(diff))
-    with pytest.raises(ValueError, match="descriptor_local needs a descriptor_slots slice"):
-        descriptor_router(pool, descriptor_slots={"inner": (0, 4)}, descriptor_local=True)
-    with pytest.raises(ValueError, match="descriptor_local needs amortized"):
-        descriptor_router(pool, descriptor_slots=slots, descriptor_local=True, amortized=False)

@@ -6,7 +6,15 @@ import itertools
 import pytest
 import torch
 
-from metacompose.router import RoutedMetaLearner, TemperatureSchedule, build_pool
+from metacompose.router import (
+    ArgmaxRouting,
+    RelaxedRouting,
+    RoutedMetaLearner,
+    SearchRouting,
+    SupportSearchRouting,
+    TemperatureSchedule,
+    build_pool,
+)
 from metacompose.router.build import build_router
 from metacompose.router.pool import route_key
 from metacompose.router.search import MAX_COMBINATIONS, route_combinations, search_routes
@@ -40,7 +48,7 @@ TEMPLATE = {
 LR = 0.3
 
 
-def make_learner(**kw):
+def make_learner(*, search_steps=0, search_noise=False, eval_routing="router"):
     torch.manual_seed(5)
     pool = build_pool(TEMPLATE)
     router = build_router(
@@ -54,16 +62,21 @@ def make_learner(**kw):
         film=True,
         low_rank=0,
     )
+    schedule = TemperatureSchedule(start=1.0, end=0.1, steps=10)
+    training = RelaxedRouting(schedule=schedule)
+    if search_steps:
+        anneal = schedule if search_noise else None
+        training = SearchRouting(steps=search_steps, weight=1.0, then=training, anneal=anneal)
     learner = RoutedMetaLearner(
         pool=pool,
         router=router,
+        training_routing=training,
+        eval_routing=SupportSearchRouting() if eval_routing == "search" else ArgmaxRouting(),
         inner_lr=LR,
         inner_steps=1,
         eval_inner_steps=2,
         adapt_nodes=["pre"],
-        schedule=TemperatureSchedule(start=1.0, end=0.1, steps=10),
         seed=3,
-        **kw,
     )
     with torch.no_grad():  # non-zero generated FiLM of the "pre" slot, so that it matters
         learner.router.modulation.weight.normal_(0.0, 0.3)
@@ -135,29 +148,30 @@ def test_search_matches_hand_unrolled_loop():
 
 def test_searched_meta_step_trains_router_and_pool():
     learner, b = make_learner(search_steps=5), batch()
-    learner.train()
-    assert learner.searching
-    step = learner.meta_step(b)
+    calls, search = [], learner.search
+    learner.search = lambda *a, **k: calls.append(1) or search(*a, **k)
+    step = learner.meta_step(b, step=4)
+    assert len(calls) == 1  # meta-iteration 4 < search_steps: routed by search
     step.objective.backward()
     for name in ("logits.inner.weight", "logits.outer.weight", "encoder.phi.layers.0.weight"):
         g = dict(learner.router.named_parameters())[name].grad
         assert g is not None and g.abs().sum() > 0, name
     pool_grads = [p.grad for k, p in learner.graph.named_parameters() if k.startswith("inner.")]
     assert any(g is not None and g.abs().sum() > 0 for g in pool_grads)
-    assert int(learner.meta_iterations) == 1
-    learner.eval()
-    assert not learner.searching
+    learner.meta_step(b, step=5)  # from search_steps on: the router's own (relaxed) routing
+    assert len(calls) == 1
 
 
-def test_annealed_choice_is_the_best_when_cold():
-    learner = make_learner(search_steps=5, search_noise=True)
-    losses = torch.rand(6, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    losses[torch.arange(50) % 6, torch.arange(50)] = 1e-3  # a clear best per task
-    learner.schedule = TemperatureSchedule(start=1e-4, end=1e-4, steps=0)
-    best = route_combinations({"inner": 3, "outer": 2})[losses.argmin(dim=0)]
-    choice = learner.anneal_choice(losses)
-    assert choice["inner"].tolist() == best[:, 0].tolist()
-    assert choice["outer"].tolist() == best[:, 1].tolist()
+def test_searched_objective_adds_the_cross_entropy_to_the_searched_choice():
+    learner, b = make_learner(search_steps=5), batch()
+    ref = reference_losses(learner, b, steps=1, score_x=b.query_x, score_y=b.query_y)
+    best = route_combinations({"inner": 3, "outer": 2})[ref.argmin(dim=0)]
+    step = learner.meta_step(b, step=0)
+    logits = learner.router(torch.cat([b.support_x, b.support_y], -1)).logits
+    ce = [torch.nn.functional.cross_entropy(logits[s], best[:, i]) for i, s in enumerate(logits)]
+    expected = step.query_loss.mean() + sum(ce) / 2
+    torch.testing.assert_close(step.objective, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(step.query_loss, ref[ref.argmin(dim=0), torch.arange(T)])
 
 
 def test_eval_search_routing_picks_lowest_support_loss():
@@ -178,13 +192,6 @@ def test_eval_search_routing_picks_lowest_support_loss():
         w[route_key("outer")] = torch.nn.functional.one_hot(best[t, 1], 2).double()
         pred = learner.graph.apply_params(w, b.query_x[t])
         torch.testing.assert_close(curve[0, t], ((pred - b.query_y[t]) ** 2).mean())
-
-
-def test_bad_search_arguments():
-    with pytest.raises(ValueError, match="eval_routing"):
-        make_learner(eval_routing="oracle")
-    with pytest.raises(ValueError, match="search_steps"):
-        make_learner(search_steps=-1)
 
 
 def test_inspect_reports_the_searched_routing():

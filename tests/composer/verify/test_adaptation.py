@@ -6,7 +6,10 @@ import torch
 from metacompose.models import mlp_graph
 from metacompose.modules.linear import RegressionHead
 from metacompose.modules.mlp import MLPBlock
-from metacompose.router.pool import ModulePool, route_key
+from metacompose.router import RoutedMetaLearner
+from metacompose.router.build import build_router
+from metacompose.router.policies import one_hot_decision
+from metacompose.router.pool import ModulePool
 from metacompose.symbolic import (
     CertificationReport,
     ClaimResult,
@@ -52,21 +55,12 @@ def test_non_reproducing_violation_becomes_unknown():
     assert isinstance(out[2].outcome, Violated)
 
 
-class _FakeRouted:
-    """Just enough of a RoutedMetaLearner for adapt_tasks: fixed routing, one SGD-like change."""
+class _Alternate:
+    """A routing policy: task t takes candidate t % 2 of every routed slot."""
 
-    eval_inner_steps = 1
-
-    def __init__(self, pool):
-        self.graph = pool
-
-    def adapt_batch(self, batch, *, steps, hard, first_order):
-        t = batch.num_tasks
-        pool = dict(self.graph.named_parameters())
-        before = {k: v.detach().expand(t, *v.shape) for k, v in pool.items()}
-        before[route_key("a")] = torch.nn.functional.one_hot(torch.arange(t) % 2, 2).float()
-        after = {k: v + 0.1 * (k != route_key("a")) for k, v in before.items()}
-        return before, after, {}, None
+    def decide(self, problem):
+        choice = {s: torch.arange(problem.num_tasks) % 2 for s in problem.sizes}
+        return one_hot_decision(choice, problem.sizes, problem.like)
 
 
 def test_routed_adaptations_are_exported_per_task():
@@ -78,15 +72,19 @@ def test_routed_adaptations_are_exported_per_task():
         },
         edges=[("a", "h")],
     )
+    router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=4,
+                          embedding=4, hidden=4, routed=True, film=False, low_rank=0)  # fmt: skip
+    learner = RoutedMetaLearner(pool=pool, router=router, training_routing=_Alternate(),
+                                eval_routing=_Alternate(), inner_lr=0.1)  # fmt: skip
     x = torch.randn(2, 5, 1)
-    batch = TaskBatch(support_x=x, support_y=x, query_x=x, query_y=x)
-    ads = adapt_tasks(_FakeRouted(pool), batch)
-    z = torch.linspace(-2, 2, 50, dtype=torch.float64).reshape(-1, 1)
+    batch = TaskBatch(support_x=x, support_y=torch.sin(x), query_x=x, query_y=x)
+    ads = adapt_tasks(learner, batch, steps=2)
+    fast, frozen = learner.adapt(batch.support_x, batch.support_y, steps=2, first_order=True)
+    z = torch.linspace(-2, 2, 50).reshape(-1, 1)
     for t, a in enumerate(ads):
         assert a.choice == {"a": t % 2}
-        onehot = torch.nn.functional.one_hot(torch.tensor(t % 2), 2).double()
-        p = {k: (v.detach() + 0.1).double() for k, v in pool.named_parameters()}
-        p[route_key("a")] = onehot
         with torch.no_grad():
-            ref = pool.apply_params(p, z)
-        torch.testing.assert_close(graph_to_network(a.graph, a.adapted)(z), ref, atol=1e-12, rtol=0)
+            ref = pool.apply_params({**frozen, **{k: v[t] for k, v in fast.items()}}, z)
+        got = graph_to_network(a.graph, a.adapted)(z.double())
+        torch.testing.assert_close(got, ref.double(), atol=1e-5, rtol=0)
+        assert any(not torch.equal(a.meta[k], a.adapted[k]) for k in a.meta)

@@ -11,9 +11,11 @@ from metacompose.build import build_family, build_learner
 from metacompose.config import ConfigError, load_config
 from metacompose.modules.linear import RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
+from metacompose.router.policies import ArgmaxRouting
 from metacompose.router.pool import ModulePool
 from metacompose.symbolic import rules_from_dict
 from metacompose.verify import best_valid_choice
+from metacompose.verify.routing import RulesValidRouting
 
 
 def _pool() -> ModulePool:
@@ -87,10 +89,11 @@ def test_router_rules_config_drives_the_hard_decision(tmp_path):
     root = Path(__file__).resolve().parents[3]
     config = root / "configs" / "compositional.yaml"
     plain = build_learner(load_config(config))
-    assert plain.rules is None
+    assert isinstance(plain.eval_routing, ArgmaxRouting)
     ok = build_learner(
         load_config(config, [f"router.rules={root}/configs/rules/compositional.yaml"])
     )
+    assert isinstance(ok.eval_routing, RulesValidRouting)
     ok.eval()
     plain.eval()
     family = build_family(load_config(config).task)

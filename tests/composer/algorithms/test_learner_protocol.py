@@ -1,0 +1,55 @@
+"""Both learners satisfy the ``Learner`` protocol, and what accepts a ``Learner`` (the Lightning
+module, evaluation, forgetting, verification) works with either."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from metacompose.algorithms import Learner, ParameterAdapter
+from metacompose.build import build_learner
+from metacompose.config import load_config
+from metacompose.evaluate import evaluate
+from metacompose.report.forgetting import sequential_metrics, supports_forgetting
+from metacompose.tasks.base import derive_seed
+from metacompose.training.module import MetaLearningModule
+from metacompose.verify.adaptation import adapt_tasks
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+SMALL = ["data.meta_batch_size=4", "algo.eval_inner_steps=2"]
+
+
+@pytest.fixture(params=["sinusoid", "compositional"])
+def built(request):
+    cfg = load_config(CONFIGS / f"{request.param}.yaml", SMALL)
+    return build_learner(cfg), cfg
+
+
+def test_both_learners_are_learners_and_only_the_plain_one_adapts_in_sequence(built):
+    learner, cfg = built
+    assert isinstance(learner, Learner)
+    assert isinstance(learner, ParameterAdapter) == (not cfg.router.enabled)
+    assert supports_forgetting(learner) == (not cfg.router.enabled)
+
+
+def test_lightning_module_evaluate_and_verify_accept_either(built):
+    learner, cfg = built
+    from metacompose.build import build_family
+
+    family = build_family(cfg.task)
+    g = torch.Generator().manual_seed(derive_seed(0, "t"))
+    batch = family.sample(4, shots=cfg.task.shots, query=cfg.task.query, generator=g)
+    module = MetaLearningModule(learner=learner, optimizer=torch.optim.SGD.__call__)
+    module.learner.meta_step(batch, step=0).objective.backward()
+    result = evaluate(learner.eval(), family, n_tasks=4, steps=2, batch_size=4)
+    assert len(result.mean) == 3 and all(torch.isfinite(torch.tensor(result.mean)))
+    exported = adapt_tasks(learner, batch, steps=2)
+    assert len(exported) == 4
+    for a in exported:
+        assert set(a.meta) == set(a.adapted) == set(dict(a.graph.named_parameters()))
+    if supports_forgetting(learner):
+        m = sequential_metrics(learner, family, n_sequences=2, length=2, shots=5, query=5, steps=1)
+        assert m.shape == (2, 2, 2)
+    else:
+        with pytest.raises(ValueError, match="no plain parameter dict"):
+            sequential_metrics(learner, family, n_sequences=2, length=2, shots=5, query=5, steps=1)

@@ -1,0 +1,68 @@
+"""A small routed learner over a 3 x 2 pool, built the way router.build wires the policies."""
+
+import torch
+
+from metacompose.router import (
+    ArgmaxRouting,
+    ModulationAnchors,
+    RelaxedRouting,
+    RoutedMetaLearner,
+    SearchRouting,
+    SupportSearchRouting,
+    TemperatureSchedule,
+    UniformRouting,
+    build_pool,
+)
+from metacompose.router.build import build_router
+
+TEMPLATE = {
+    "nodes": {
+        "inner": {
+            "type": "MLPBlock",
+            "candidates": 3,
+            "args": {"in_features": 1, "hidden": [8], "out_features": 4, "activation": "tanh"},
+        },
+        "outer": {
+            "type": "MLPBlock",
+            "candidates": 2,
+            "args": {
+                "in_features": 4,
+                "hidden": [6],
+                "out_features": 1,
+                "activation": "tanh",
+                "activate_output": False,
+            },
+        },
+    },
+    "edges": [["inner", "outer"]],
+}
+
+
+def routed_learner(
+    *, routing="learned", low_rank=1, film=True, hidden=12, search_steps=0, search_noise=False,
+    eval_routing="router", anchors=0, anchor_init=0.5, anchor_rounds=4, balance_weight=0.1,
+    entropy_weight=0.01, schedule=None, **kw,
+):  # fmt: skip
+    """A seeded routed learner; keyword names follow the ``router`` config keys."""
+    torch.manual_seed(3)
+    pool = build_pool(TEMPLATE)
+    router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=16,
+                          embedding=8, hidden=hidden, routed=routing == "learned", film=film,
+                          low_rank=low_rank)  # fmt: skip
+    schedule = schedule or TemperatureSchedule(start=1.0, end=0.5, steps=10)
+    if routing == "uniform":
+        training, evaluation = UniformRouting(), UniformRouting()
+    else:
+        training = RelaxedRouting(schedule=schedule, balance_weight=balance_weight,
+                                  entropy_weight=entropy_weight)  # fmt: skip
+        if search_steps:
+            training = SearchRouting(steps=search_steps, weight=1.0, then=training,
+                                     anneal=schedule if search_noise else None)  # fmt: skip
+        evaluation = SupportSearchRouting() if eval_routing == "search" else ArgmaxRouting()
+    mods = ModulationAnchors(layout=router.layout, slot_of=router.layout_slot, count=anchors,
+                             init=anchor_init, rounds=anchor_rounds) if anchors else None  # fmt: skip
+    kw.setdefault("inner_lr", 0.05)
+    kw.setdefault("inner_steps", 2)
+    kw.setdefault("eval_inner_steps", 3)
+    return RoutedMetaLearner(pool=pool, router=router, training_routing=training,
+                             eval_routing=evaluation, anchors=mods, seed=7, **kw)  # fmt: skip
