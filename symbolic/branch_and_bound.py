@@ -53,6 +53,7 @@ def branch_and_bound(
     batch: int = 64,
     attack_every: int = 4,
     generator: torch.Generator | None = None,
+    min_width: float = 0.0,
 ) -> BranchAndBoundResult:
     """Search boxes ``[xlo, xhi]`` (each ``(B, n)``), see the module docstring.
 
@@ -63,6 +64,8 @@ def branch_and_bound(
         batch: boxes split per iteration (each into two halves along its widest side).
         attack_every: run projected gradient ascent from the worst boxes every this many rounds.
         generator: randomness of the attack.
+        min_width: stop with ``"unknown"`` once the boxes to split are all narrower than this
+            (relative to the domain's extent): the bound cannot get meaningfully tighter.
     """
     t0 = time.perf_counter()
     scale = (xhi - xlo).amax(0).clamp(min=1e-300)
@@ -101,6 +104,8 @@ def branch_and_bound(
             return result("unknown", upper)
         order = torch.argsort(ub, descending=True)
         top, rest = order[:batch], order[batch:]
+        if min_width > 0 and bool((((hi[top] - lo[top]) / scale).amax(1) < min_width).all()):
+            return result("unknown", upper)
         clo, chi = _split(lo[top], hi[top], scale)
         cub = objective.upper(output_bounds(pair, clo, chi))
         n_boxes += clo.shape[0]

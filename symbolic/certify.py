@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from fractions import Fraction
 
 import torch
 import z3
@@ -20,7 +19,13 @@ import z3
 from metacompose.symbolic.branch_and_bound import branch_and_bound
 from metacompose.symbolic.diff_propagation import propagate_pair
 from metacompose.symbolic.exact_tier import exact_check
-from metacompose.symbolic.fast_tier import decide_from_bounds, finiteness, merge, split_boxes
+from metacompose.symbolic.fast_tier import (
+    confirm_violation,
+    decide_from_bounds,
+    finiteness,
+    merge,
+    split_boxes,
+)
 from metacompose.symbolic.lipschitz import certify_lipschitz
 from metacompose.symbolic.lipschitz_attack import lipschitz_attack
 from metacompose.symbolic.network import NetworkPair
@@ -29,12 +34,10 @@ from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import (
     CertificationReport,
     ClaimResult,
-    Counterexample,
     Unknown,
-    Violated,
 )
-from metacompose.symbolic.rounding import rational_upper, z3_rational
-from metacompose.symbolic.spec import StabilitySpec, domain_boxes, per_output
+from metacompose.symbolic.rounding import float_below, rational_upper, z3_rational
+from metacompose.symbolic.spec import StabilitySpec, domain_boxes, exact_value, per_output
 from metacompose.symbolic.step_size import step_size_estimate
 from metacompose.symbolic.trust_region import certify_trust_region
 
@@ -84,6 +87,8 @@ def certify(
     def record(claim: str, limit: float | None, outcome, t0: float, used_tier: str = "fast"):
         results.append(ClaimResult(claim, limit, outcome, used_tier, time.perf_counter() - t0))
 
+    finite_weights = pair.meta.is_finite() and pair.adapted.is_finite()
+    bad_weights = Unknown("the networks have non-finite weights (e.g. a diverged inner loop)")
     params = module_params if module_params is not None else pair.module_params()
     for region in spec.trust_regions:
         t0 = time.perf_counter()
@@ -99,7 +104,7 @@ def certify(
         t0 = time.perf_counter()
         outcome, _ = certify_lipschitz(pair.adapted, lip.norm, lip.bound)
         used = "fast"
-        if isinstance(outcome, Unknown) and tier != "fast":
+        if isinstance(outcome, Unknown) and tier != "fast" and finite_weights:
             found = lipschitz_attack(pair.adapted, lip.norm, lip.bound, xlo, xhi, generator=gen)
             outcome, used = (found, "refine") if found is not None else (outcome, used)
         record(f"lipschitz.{lip.norm}", lip.bound, outcome, t0, used)
@@ -115,6 +120,9 @@ def certify(
         ob = bounds[pair.meta.output]
         for name, limit, subs in claims:
             t0 = time.perf_counter() - t_pass / max(1, len(claims))
+            if not finite_weights:
+                record(name, limit, bad_weights, t0)
+                continue
             outs = [
                 decide_from_bounds(
                     pair, o, thr, ob, blo, bhi, name=f"{name}:{o.kind}", method="reludiff"
@@ -137,7 +145,11 @@ def certify(
         u = torch.rand((64, xlo.shape[1]), generator=gen, dtype=torch.float64)
         idx = torch.randint(0, xlo.shape[0], (64,), generator=gen)
         xs = xlo[idx] + u * (xhi[idx] - xlo[idx])
-        est = step_size_estimate(pair.meta, spec.step_size.step_size, xs)
+        est = (
+            step_size_estimate(pair.meta, spec.step_size.step_size, xs)
+            if pair.meta.is_finite()
+            else Unknown("step_size: the meta network has non-finite weights")
+        )
         record("step_size", 2.0, est, t0)
     return CertificationReport(tuple(results), time.perf_counter() - t_all)
 
@@ -161,24 +173,22 @@ def _escalate(pair, objective, threshold, xlo, xhi, tier, timeout_s, gen, name):
     if tier == "exact":
         return exact_check(pair, objective, threshold, xlo, xhi, timeout_s=timeout_s)
     res = branch_and_bound(
-        pair, objective, xlo, xhi, threshold=threshold, time_budget_s=timeout_s, generator=gen
+        pair,
+        objective,
+        xlo,
+        xhi,
+        threshold=float_below(exact_value(threshold)),
+        time_budget_s=timeout_s,
+        generator=gen,
     )
     return from_branch_and_bound(pair, objective, threshold, res, name)
 
 
 def from_branch_and_bound(pair, objective, threshold, res, name):
-    """Turn a :class:`BranchAndBoundResult` into a typed outcome (replaying any counterexample)."""
+    """Turn a :class:`BranchAndBoundResult` into a typed outcome (a counterexample is kept only
+    if it exceeds the exact threshold in exact arithmetic)."""
     if res.status == "violated":
-        with torch.no_grad():
-            observed = float(objective.value(pair, res.best_x.reshape(1, -1))[0])
-        if observed > threshold:
-            ce = Counterexample(
-                x=res.best_x,
-                y=objective.witness_output(pair, res.best_x),
-                note=f"{name}: attack found {observed:.6g} (replayed in torch)",
-            )
-            return Violated(ce, observed)
-        return Unknown(f"{name}: attack value not confirmed on replay")
+        return confirm_violation(pair, objective, threshold, res.best_x, f"{name}: attack found")
     if res.status == "proved":
         v = z3.Real(f"max[{name}]")
         fact = Fact(
@@ -189,7 +199,7 @@ def from_branch_and_bound(pair, objective, threshold, res, name):
         )
         return prove(
             [fact],
-            v <= z3_rational(Fraction(repr(float(threshold)))),
+            v <= z3_rational(exact_value(threshold)),
             method="branch-and-bound",
             bound=res.upper,
         )

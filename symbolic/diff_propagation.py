@@ -6,6 +6,11 @@ difference is ``W2 d + (W2 - W1) z1 + (b2 - b1)`` (or ``W1 d + (W2 - W1) z2 + ..
 kept per neuron), so the two networks stay correlated instead of being bounded separately;
 through a ReLU, the difference is exact when both phases are decided and otherwise relaxed with
 ``min(d, 0) <= relu(z2) - relu(z1) <= max(d, 0)`` (ReluDiff, Paulsen et al., ICSE 2020).
+Through a smooth activation the mean-value theorem gives ``f(z2) - f(z1) = f'(xi) d`` with ``xi``
+between ``z1`` and ``z2``, so ``s d`` with ``s`` in the range ``[s_lo, s_hi]`` of ``f'`` over the
+hull of both input ranges: ``min(s_lo d, s_hi d) <= f(z2) - f(z1) <= max(s_lo d, s_hi d)``,
+relaxed by chords over ``d``'s range; the difference of the two networks' own relaxations is the
+alternative, and the tighter is kept per neuron.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from metacompose.symbolic import activations
 from metacompose.symbolic import linear_bounds as lbm
+from metacompose.symbolic.crown import pair_output_bounds as crown_bounds
 from metacompose.symbolic.linear_bounds import LinearBounds
-from metacompose.symbolic.network import INPUT, Add, Affine, NetworkPair, ReLU
+from metacompose.symbolic.network import INPUT, Activation, Add, Affine, NetworkPair, ReLU
 
 
 @dataclass
@@ -28,8 +35,14 @@ class PairBounds:
     diff: LinearBounds
 
 
-def propagate_pair(pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor) -> dict:
+def propagate_pair(
+    pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor, *, crown: bool = True
+) -> dict:
     """Bounds of every node of both networks over the boxes ``[xlo, xhi]`` (each ``(B, n)``).
+
+    With ``crown`` the output node's concrete bounds (both outputs and their difference) are
+    intersected with CROWN back-substitution through each network and through the difference
+    network (:mod:`~metacompose.symbolic.crown`): the tightest sound bound wins.
 
     Returns:
         node name (and ``INPUT``) -> :class:`PairBounds`; concrete bounds are ``(B, width)``.
@@ -47,6 +60,8 @@ def propagate_pair(pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor) -> d
             out[name] = _affine(ins[0], nd1.op, nd2.op, xlo, xhi, xabs)
         elif isinstance(nd1.op, ReLU):
             out[name] = _relu(ins[0], xlo, xhi, xabs)
+        elif isinstance(nd1.op, Activation):
+            out[name] = _activation(ins[0], nd1.op.kind, xlo, xhi, xabs)
         elif isinstance(nd1.op, Add):
             out[name] = PairBounds(
                 *(lbm.add([getattr(p, f) for p in ins]) for f in ("meta", "adapted", "diff"))
@@ -55,7 +70,22 @@ def propagate_pair(pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor) -> d
             out[name] = PairBounds(
                 *(lbm.concat([getattr(p, f) for p in ins]) for f in ("meta", "adapted", "diff"))
             )
+    if crown:
+        c = crown_bounds(pair, out, xlo, xhi)
+        ob = out[pair.meta.output]
+        out[pair.meta.output] = PairBounds(
+            *(
+                _intersect(getattr(ob, w), c[f"{w}_lo"], c[f"{w}_hi"])
+                for w in ("meta", "adapted", "diff")
+            )
+        )
     return out
+
+
+def _intersect(lb: LinearBounds, lo: torch.Tensor, hi: torch.Tensor) -> LinearBounds:
+    return LinearBounds(
+        lb.al, lb.cl, lb.au, lb.cu, torch.maximum(lb.lo, lo), torch.minimum(lb.hi, hi)
+    )
 
 
 def output_bounds(pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor) -> PairBounds:
@@ -123,4 +153,57 @@ def _relu(p: PairBounds, xlo, xhi, xabs) -> PairBounds:
     lo = torch.where(both_off, 0.0, lo)
     hi = torch.where(both_off, 0.0, hi)
     out = LinearBounds(al, cl, au, cu, lo, hi).tighten(xlo, xhi)
+    return PairBounds(r1, r2, out)
+
+
+def _compose(lam: torch.Tensor, c: torch.Tensor, d: LinearBounds, upper: bool) -> tuple:
+    """``lam * d + c`` with ``d`` replaced by its upper (``upper``) or lower linear bound."""
+    take_up = (lam >= 0) == upper
+    a = lam.unsqueeze(-1) * torch.where(take_up.unsqueeze(-1), d.au, d.al)
+    k = lam * torch.where(take_up, d.cu, d.cl) + c
+    return a, k
+
+
+def _activation(p: PairBounds, kind: str, xlo, xhi, xabs) -> PairBounds:
+    z1, z2, d = p.meta, p.adapted, p.diff
+    r1, r2 = lbm.activation(z1, kind, xabs), lbm.activation(z2, kind, xabs)
+    s_lo, s_hi = activations.derivative_range(
+        kind, torch.minimum(z1.lo, z2.lo), torch.maximum(z1.hi, z2.hi)
+    )
+    dl, du = d.lo, d.hi
+    w = du - dl
+    safe = torch.where(w > 0, w, 1.0)
+    hl, hu = torch.maximum(s_lo * dl, s_hi * dl), torch.maximum(s_lo * du, s_hi * du)
+    gl, gu = torch.minimum(s_lo * dl, s_hi * dl), torch.minimum(s_lo * du, s_hi * du)
+    lam = torch.where(w > 0, (hu - hl) / safe, 0.0)
+    mu = torch.where(w > 0, (gu - gl) / safe, 0.0)
+    mag = d.magnitude(xabs)
+    scale = torch.maximum(dl.abs(), du.abs())
+    err_u = lbm.fp_error(lam.abs() * (mag + 2 * scale) + hl.abs() + hu.abs(), 4)
+    err_l = lbm.fp_error(mu.abs() * (mag + 2 * scale) + gl.abs() + gu.abs(), 4)
+    au, cu = _compose(lam, hl - lam * dl + err_u, d, upper=True)
+    al, cl = _compose(mu, gl - mu * dl - err_l, d, upper=False)
+    lo = torch.minimum(gl, gu) - err_l
+    hi = torch.maximum(hl, hu) + err_u
+    mvt = LinearBounds(al, cl, au, cu, lo, hi).tighten(xlo, xhi)
+    # alternative: the difference of the two networks' own relaxations
+    err = lbm.fp_error(r1.magnitude(xabs) + r2.magnitude(xabs), 2)
+    sub = LinearBounds(
+        r2.al - r1.au,
+        r2.cl - r1.cu - err,
+        r2.au - r1.al,
+        r2.cu - r1.cl + err,
+        r2.lo - r1.hi - err,
+        r2.hi - r1.lo + err,
+    ).tighten(xlo, xhi)
+    up = mvt.hi <= sub.hi
+    low = mvt.lo >= sub.lo
+    out = LinearBounds(
+        torch.where(low.unsqueeze(-1), mvt.al, sub.al),
+        torch.where(low, mvt.cl, sub.cl),
+        torch.where(up.unsqueeze(-1), mvt.au, sub.au),
+        torch.where(up, mvt.cu, sub.cu),
+        torch.maximum(mvt.lo, sub.lo),
+        torch.minimum(mvt.hi, sub.hi),
+    )
     return PairBounds(r1, r2, out)

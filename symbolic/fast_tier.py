@@ -15,11 +15,13 @@ import torch
 import z3
 
 from metacompose.symbolic.diff_propagation import PairBounds, propagate_pair
+from metacompose.symbolic.exact_eval import exceeds
 from metacompose.symbolic.network import NetworkPair
 from metacompose.symbolic.objectives import Objective
 from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import Certificate, Counterexample, Proved, Unknown, Violated
 from metacompose.symbolic.rounding import rational_upper, z3_rational
+from metacompose.symbolic.spec import exact_value
 
 
 def split_boxes(xlo: torch.Tensor, xhi: torch.Tensor, n_boxes: int) -> tuple:
@@ -52,19 +54,19 @@ def decide_from_bounds(
     method: str,
     timeout_ms: int = 5000,
 ) -> Proved | Violated | Unknown:
-    """Prove ``objective <= threshold`` from per-box upper bounds, or refute it at box centres."""
+    """Prove ``objective <= threshold`` from per-box upper bounds, or refute it at box centres.
+
+    ``threshold`` stands for its exact rational (:func:`~.spec.exact_value`): a centre refutes
+    only if its exactly evaluated value exceeds it, the bound proves only if z3 finds it below.
+    """
     centres = 0.5 * (xlo + xhi)
     with torch.no_grad():
         vals = objective.value(pair, centres)
     i = int(torch.argmax(vals))
     if float(vals[i]) > threshold:
-        x = centres[i]
-        with torch.no_grad():  # replay the single point, as a reviewer would
-            observed = float(objective.value(pair, x.reshape(1, -1))[0])
-        if observed > threshold:
-            y = objective.witness_output(pair, x)
-            ce = Counterexample(x=x, y=y, note=f"{name} at a box centre: {observed:.6g}")
-            return Violated(ce, observed)
+        found = confirm_violation(pair, objective, threshold, centres[i], f"{name} at a box centre")
+        if isinstance(found, Violated):
+            return found
     ub = objective.upper(ob)
     if not bool(torch.isfinite(ub).all()):
         return Unknown(f"{name}: non-finite bound")
@@ -78,10 +80,27 @@ def decide_from_bounds(
     )
     return prove(
         [fact],
-        v <= z3_rational(Fraction(repr(float(threshold)))),
+        v <= z3_rational(exact_value(threshold)),
         method=method,
         bound=u,
         timeout_ms=timeout_ms,
+    )
+
+
+def confirm_violation(
+    pair: NetworkPair, objective: Objective, threshold: float, x: torch.Tensor, what: str
+) -> Violated | Unknown:
+    """``Violated`` if the objective at ``x`` exceeds the exact threshold in exact (rigorously
+    enclosed) arithmetic, else ``Unknown`` saying that the float value did not survive."""
+    with torch.no_grad():  # the float replay a reviewer would run
+        observed = float(objective.value(pair, x.reshape(1, -1))[0])
+    if exceeds(pair, objective, x, exact_value(threshold)):
+        y = objective.witness_output(pair, x)
+        note = f"{what}: {observed:.17g} (exceeds the limit in exact arithmetic)"
+        return Violated(Counterexample(x=x, y=y, note=note), observed)
+    return Unknown(
+        f"{what}: float value {observed:.17g} is not above the limit {threshold!r} in exact "
+        "arithmetic (numerically borderline)"
     )
 
 

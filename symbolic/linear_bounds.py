@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metacompose.symbolic import activations
+
 UNIT_ROUNDOFF = 2.0**-53
 TINY = 1e-300  # absorbs underflow (each underflowing op errs by at most 2**-1074)
 
@@ -145,3 +147,20 @@ def relu(lb: LinearBounds, xabs: torch.Tensor) -> LinearBounds:
     al = torch.where(lower_on, lb.al, 0.0)
     cl = torch.where(act | keep_lower, lb.cl, 0.0)
     return LinearBounds(al, cl, au, cu, lb.lo.clamp(min=0), lb.hi.clamp(min=0))
+
+
+def activation(lb: LinearBounds, kind: str, xabs: torch.Tensor) -> LinearBounds:
+    """Bounds of a smooth activation ``f(v)``: the per-neuron relaxation of
+    :func:`~metacompose.symbolic.activations.relaxation` composed with ``lb``; concrete bounds
+    from :func:`~metacompose.symbolic.activations.interval`."""
+    sl, bl, su, bu = activations.relaxation(kind, lb.lo, lb.hi)
+    lo, hi = activations.interval(kind, lb.lo, lb.hi)
+    mag = torch.maximum(sl.abs(), su.abs()) * lb.magnitude(xabs) + torch.maximum(bl.abs(), bu.abs())
+    err = fp_error(mag, 3)
+    su_pos = (su >= 0).unsqueeze(-1)
+    sl_pos = (sl >= 0).unsqueeze(-1)
+    au = su.unsqueeze(-1) * torch.where(su_pos, lb.au, lb.al)
+    cu = su * torch.where(su >= 0, lb.cu, lb.cl) + bu + err
+    al = sl.unsqueeze(-1) * torch.where(sl_pos, lb.al, lb.au)
+    cl = sl * torch.where(sl >= 0, lb.cl, lb.cu) + bl - err
+    return LinearBounds(al, cl, au, cu, lo, hi)

@@ -1,7 +1,7 @@
 """Lipschitz upper bound of a network, composed along its DAG and proved in z3 via logarithms.
 
 Products along paths, sums at merges: an Affine node multiplies the bound by its operator norm,
-a ReLU keeps it, an Add or Concat sums the bounds of its inputs (for Concat this over-approximates
+a ReLU keeps it, a smooth activation multiplies it by ``sup |f'|``, an Add or Concat sums the bounds of its inputs (for Concat this over-approximates
 both the L2 ``sqrt(sum L_i^2)`` and the Linf ``max L_i``). Products stay in log space as sums of
 outward-rounded logarithms (z3 decides long linear sums instantly; nonlinear products of 20+
 factors time out); only at merges is a log bound turned into a plain bound by an outward ``exp``.
@@ -14,7 +14,8 @@ from fractions import Fraction
 
 import z3
 
-from metacompose.symbolic.network import INPUT, Add, Affine, Concat, Network
+from metacompose.symbolic import activations
+from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Concat, Network
 from metacompose.symbolic.operator_norms import operator_norm_upper
 from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import Unknown
@@ -27,6 +28,7 @@ from metacompose.symbolic.rounding import (
     rational_upper,
     z3_rational,
 )
+from metacompose.symbolic.spec import exact_value
 
 MIN_NORM = (
     2.0**-1000
@@ -101,6 +103,18 @@ def lipschitz_facts(net: Network, norm: str) -> tuple[list[Fact], z3.ArithRef, F
                 )
             )
             val[name] = lt
+        elif isinstance(nd.op, Activation):  # elementwise, |f'| <= c: Lip scales by c in every norm
+            u = nd.inputs[0]
+            c = activations.get(nd.op.kind).lip
+            lc = log_upper(c)
+            facts.append(
+                Fact(
+                    f"act[{name}]",
+                    v <= ell[u] + z3_rational(lc),
+                    f"Lip({name}) <= Lip({u}) * {float(c):g} (sup |{nd.op.kind}'|)",
+                )
+            )
+            val[name] = rational_upper(float(val[u] + lc))
         else:  # ReLU is 1-Lipschitz in every p-norm
             u = nd.inputs[0]
             facts.append(Fact(f"relu[{name}]", v <= ell[u], f"Lip({name}) <= Lip({u}) (ReLU)"))
@@ -121,7 +135,7 @@ def certify_lipschitz(net: Network, norm: str, limit: float, *, timeout_ms: int 
         return Unknown(f"lipschitz.{norm}: {e}"), float("nan")
     if limit <= 0:
         return Unknown(f"lipschitz.{norm}: limit {limit} is not positive", bound=bound), bound
-    q = log_lower(Fraction(limit))
+    q = log_lower(exact_value(limit))
     facts.append(Fact("limit", z3.BoolVal(True), f"log({limit}) >= {float(q):.6g}"))
     res = prove(
         facts,

@@ -1,4 +1,4 @@
-"""A minimal piecewise-linear network IR: a DAG of Affine / ReLU / Add / Concat ops, float64.
+"""A minimal network IR: a DAG of Affine / ReLU / Activation / Add / Concat ops, float64.
 
 The symbolic layer never sees ``composer`` graphs or ``nn.Module`` objects: a caller converts
 its weights into this IR (``Network.from_layers`` for a plain stack, or explicit ``Node`` lists
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from metacompose.symbolic import activations
 
 INPUT = "input"
 """Name of the network's single input; nodes refer to it in their ``inputs``."""
@@ -48,6 +50,22 @@ class ReLU:
 
 
 @dataclass(frozen=True)
+class Activation:
+    """Elementwise smooth activation ``kind``: one of ``tanh``, ``sigmoid``, ``softplus``,
+    ``sin``, ``cos``, ``gelu``, ``silu`` (see :mod:`~metacompose.symbolic.activations`).
+
+    The IR means the mathematical function: ``gelu`` is the exact ``x Phi(x)`` (torch's
+    ``approximate="none"``), ``softplus`` is ``log(1 + e^x)`` (``nn.Softplus`` with its default
+    ``threshold=20`` differs by at most ``e^-20`` above 20). ReLU is its own op, :class:`ReLU`.
+    """
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        activations.get(self.kind)
+
+
+@dataclass(frozen=True)
 class Add:
     """Sum of all inputs (same width); residual skips are an ``Add`` of a branch and its input."""
 
@@ -57,8 +75,8 @@ class Concat:
     """Concatenation of the inputs along the feature dimension, in the order given."""
 
 
-Op = Affine | ReLU | Add | Concat
-SUPPORTED_OPS = (Affine, ReLU, Add, Concat)
+Op = Affine | ReLU | Activation | Add | Concat
+SUPPORTED_OPS = (Affine, ReLU, Activation, Add, Concat)
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,7 @@ class Network:
         output: name of the output node (default: the last node given).
 
     Raises:
-        TypeError: an op is not one of Affine, ReLU, Add, Concat.
+        TypeError: an op is not one of Affine, ReLU, Activation, Add, Concat.
         ValueError: unknown input names, a cycle, or mismatched widths.
     """
 
@@ -94,7 +112,7 @@ class Network:
             if not isinstance(nd.op, SUPPORTED_OPS):
                 raise TypeError(
                     f"node {nd.name!r}: unsupported op {type(nd.op).__name__}; the symbolic IR "
-                    "supports Affine, ReLU, Add, Concat"
+                    "supports Affine, ReLU, Activation, Add, Concat"
                 )
         self.output = output if output is not None else nodes[-1].name
         if self.output not in self.nodes:
@@ -105,6 +123,18 @@ class Network:
     @property
     def output_dim(self) -> int:
         return self.widths[self.output]
+
+    @property
+    def piecewise_linear(self) -> bool:
+        """True when every op is Affine, ReLU, Add or Concat (no smooth activation)."""
+        return not any(isinstance(nd.op, Activation) for nd in self.nodes.values())
+
+    def is_finite(self) -> bool:
+        """Whether every Affine weight and bias is finite."""
+        return all(
+            bool(torch.isfinite(nd.op.weight).all() and torch.isfinite(nd.op.bias).all())
+            for nd in self.affine_nodes()
+        )
 
     def affine_nodes(self) -> list[Node]:
         """The Affine nodes in topological order."""
@@ -123,9 +153,11 @@ class Network:
                         f"got widths {ins}"
                     )
                 widths[name] = op.weight.shape[0]
-            elif isinstance(op, ReLU):
+            elif isinstance(op, ReLU | Activation):
                 if len(ins) != 1:
-                    raise ValueError(f"node {name!r}: ReLU takes one input, got {len(ins)}")
+                    raise ValueError(
+                        f"node {name!r}: {type(op).__name__} takes one input, got {len(ins)}"
+                    )
                 widths[name] = ins[0]
             elif isinstance(op, Add):
                 if not ins or len(set(ins)) != 1:
@@ -156,6 +188,8 @@ class Network:
                 vals[name] = ins[0] @ w.T + b
             elif isinstance(op, ReLU):
                 vals[name] = torch.relu(ins[0])
+            elif isinstance(op, Activation):
+                vals[name] = activations.get(op.kind).f(ins[0])
             elif isinstance(op, Add):
                 vals[name] = torch.stack(ins).sum(0)
             else:
@@ -174,8 +208,9 @@ class Network:
     ) -> Network:
         """A plain stack: each layer is ``(weight (out, in), bias (out,), activation)``.
 
-        ``activation`` is ``"relu"`` or ``None``/``"linear"``. Affine nodes are named
-        ``f"{prefix}{i}"``, their ReLUs ``f"{prefix}{i}.relu"``.
+        ``activation`` is ``"relu"``, a smooth kind of :data:`activations.KINDS` (``"tanh"``,
+        ``"sin"``, ...) or ``None``/``"linear"``. Affine nodes are named ``f"{prefix}{i}"``, their
+        activations ``f"{prefix}{i}.{activation}"``.
         """
         nodes: list[Node] = []
         prev = INPUT
@@ -185,24 +220,32 @@ class Network:
             if act == "relu":
                 nodes.append(Node(f"{prev}.relu", ReLU(), (prev,)))
                 prev = f"{prev}.relu"
+            elif act in activations.KINDS:
+                nodes.append(Node(f"{prev}.{act}", Activation(act), (prev,)))
+                prev = f"{prev}.{act}"
             elif act not in (None, "linear"):
-                raise ValueError(f"layer {i}: unsupported activation {act!r} (use 'relu' or None)")
+                raise ValueError(
+                    f"layer {i}: unsupported activation {act!r} (use 'relu', one of "
+                    f"{sorted(activations.KINDS)}, or None)"
+                )
         return cls(input_dim=nodes[0].op.weight.shape[1], nodes=nodes)
 
     @classmethod
     def from_sequential(cls, seq: nn.Sequential, *, prefix: str = "") -> Network:
-        """Convert an ``nn.Sequential`` of ``nn.Linear`` / ``nn.ReLU`` / ``nn.Identity``."""
+        """Convert an ``nn.Sequential`` of ``nn.Linear``, ``nn.Identity`` and activations after a
+        Linear (``ReLU``, ``Tanh``, ``Sigmoid``, ``SiLU``, ``GELU()`` exact, ``Softplus()`` with
+        default arguments)."""
         layers: list[list] = []
         for i, mod in enumerate(seq):
             if isinstance(mod, nn.Linear):
                 bias = mod.bias if mod.bias is not None else torch.zeros(mod.out_features)
                 layers.append([mod.weight, bias, None])
-            elif isinstance(mod, nn.ReLU) and layers and layers[-1][2] is None:
-                layers[-1][2] = "relu"
+            elif _module_kind(mod) is not None and layers and layers[-1][2] is None:
+                layers[-1][2] = _module_kind(mod)
             elif not isinstance(mod, nn.Identity):
                 raise TypeError(
                     f"layer {i}: unsupported module {type(mod).__name__} (supported: Linear, "
-                    "ReLU after a Linear, Identity)"
+                    "Identity, ReLU/Tanh/Sigmoid/SiLU/GELU/Softplus after a Linear)"
                 )
         return cls.from_layers([tuple(x) for x in layers], prefix=prefix)
 
@@ -220,9 +263,22 @@ class Network:
     def structure(self) -> list[tuple[str, str, tuple[str, ...], int]]:
         """(name, op type, inputs, width) per node in topological order: equal for twins."""
         return [
-            (k, type(self.nodes[k].op).__name__, self.nodes[k].inputs, self.widths[k])
+            (k, _op_name(self.nodes[k].op), self.nodes[k].inputs, self.widths[k])
             for k in self.order
         ]
+
+
+def _op_name(op: Op) -> str:
+    return f"Activation({op.kind})" if isinstance(op, Activation) else type(op).__name__
+
+
+def _module_kind(mod: nn.Module) -> str | None:
+    if isinstance(mod, nn.GELU):
+        return "gelu" if mod.approximate == "none" else None
+    if isinstance(mod, nn.Softplus):
+        return "softplus" if mod.beta == 1 else None
+    kinds = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
+    return kinds.get(type(mod))
 
 
 def _topological_order(nodes: dict[str, Node]) -> list[str]:

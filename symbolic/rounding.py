@@ -92,6 +92,16 @@ def fraction_to_float_up(q: Fraction) -> float:
     return f if Fraction(f) >= q else math.nextafter(f, math.inf)
 
 
+def float_below(q: Fraction) -> float:
+    """The largest float ``<= q`` (``-inf`` below the float range): a threshold safe to compare
+    float upper bounds against (``ub <= float_below(q)`` implies ``ub <= q``)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return -math.inf if q < 0 else math.nextafter(math.inf, 0)
+    return f if Fraction(f) <= q else math.nextafter(f, -math.inf)
+
+
 def log_upper(q: Fraction, *, ulps: int = DEFAULT_ULPS) -> Fraction:
     """A rational ``>= ln(q)`` for ``q > 0`` (q may be far outside the float range)."""
     if q <= 0:

@@ -1,16 +1,52 @@
 """What a safety reviewer asks of an adaptation: the :class:`StabilitySpec` and its parts.
 
-Any subset of claims may be given. Bounds are plain floats as written in the YAML; they enter z3
-as the exact decimal the reviewer wrote (``Fraction(repr(x))``).
+Any subset of claims may be given. Bounds are floats that remember the exact decimal the reviewer
+wrote (:class:`ExactFloat`, made by the YAML loader from the scalar's text); every tier proves and
+refutes against that exact rational (:func:`exact_value`), never against its nearest double.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import torch
 
 NORMS = ("l2", "linf")
+
+
+class ExactFloat(float):
+    """A float that remembers the exact rational it stands for (the decimal as written).
+
+    ``ExactFloat("0.1")`` is the double nearest 1/10 and ``.exact == Fraction(1, 10)``; a plain
+    float ``x`` stands for ``Fraction(repr(x))``, the shortest decimal that reads back as ``x``.
+    Negation keeps the exact value; other arithmetic gives a plain float.
+    """
+
+    exact: Fraction
+
+    def __new__(cls, value: float | str, exact: Fraction | str | None = None) -> ExactFloat:
+        if exact is None:
+            exact = Fraction(value) if isinstance(value, str) else Fraction(repr(float(value)))
+        obj = super().__new__(cls, float(value))
+        obj.exact = Fraction(exact)
+        return obj
+
+    def __neg__(self) -> ExactFloat:
+        return ExactFloat(-float(self), -self.exact)
+
+    def __reduce__(self):
+        return ExactFloat, (float(self), self.exact)
+
+
+def exact_value(x: float) -> Fraction:
+    """The exact rational a limit stands for: ``x.exact`` for an :class:`ExactFloat`, else the
+    shortest decimal of the float (``Fraction(repr(x))``)."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, ExactFloat):
+        return x.exact
+    return Fraction(repr(float(x)))
 
 
 @dataclass(frozen=True)
@@ -113,13 +149,18 @@ class StabilitySpec:
     source: str = field(default="<python>", compare=False)
 
 
-def per_output(values: tuple[float, ...], m: int, what: str) -> list[float]:
-    """Broadcast a one-element tuple to ``m`` outputs, or check the length is ``m``."""
+def per_output(values: tuple[float, ...], m: int, what: str) -> list[ExactFloat]:
+    """Broadcast a one-element tuple to ``m`` outputs, or check the length is ``m`` (values keep
+    their exact decimal, see :class:`ExactFloat`)."""
     if len(values) == 1:
-        return [float(values[0])] * m
+        return [_exact_float(values[0])] * m
     if len(values) != m:
         raise ValueError(f"{what}: {len(values)} values for a network with {m} outputs")
-    return [float(v) for v in values]
+    return [_exact_float(v) for v in values]
+
+
+def _exact_float(v: float) -> ExactFloat:
+    return v if isinstance(v, ExactFloat) else ExactFloat(v)
 
 
 def domain_boxes(domain: Domain, points: torch.Tensor | None = None) -> tuple:

@@ -17,6 +17,7 @@ Schema (every top-level key except ``domain`` optional)::
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from metacompose.symbolic.spec import (
     NORMS,
     BoxDomain,
     DeviationBound,
+    ExactFloat,
     LinfBallDomain,
     LipschitzBound,
     OutputRange,
@@ -41,9 +43,38 @@ class SpecError(ValueError):
 
 
 def load_spec(path: str | Path) -> StabilitySpec:
-    """Read and validate a stability spec YAML file."""
+    """Read and validate a stability spec YAML file; numbers keep the decimal text as written."""
     path = Path(path)
-    return spec_from_dict(read_yaml(path, "stability spec", SpecError), source=str(path))
+    data = read_yaml(path, "stability spec", SpecError)
+    return spec_from_dict(data, source=str(path), texts=scalar_texts(path))
+
+
+def scalar_texts(path: Path) -> dict[str, str]:
+    """Key path (``"deviation.max_abs[0]"``) -> the scalar's text as written in the YAML file.
+
+    Best effort: an unreadable file or an exotic construct yields fewer entries, and a number
+    without an entry stands for its shortest decimal (see :class:`~.spec.ExactFloat`).
+    """
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except Exception:  # read_yaml has already reported real problems
+        return {}
+    out: dict[str, str] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    walk(v, f"{key}.{k.value}" if key else str(k.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{key}[{i}]")
+        elif isinstance(node, yaml.ScalarNode):
+            out[key] = node.value
+
+    if root is not None:
+        walk(root, "")
+    return out
 
 
 def read_yaml(path: Path, what: str, error: type[ValueError]) -> Any:
@@ -69,9 +100,16 @@ def read_yaml(path: Path, what: str, error: type[ValueError]) -> Any:
         ) from e
 
 
-def spec_from_dict(data: Any, *, source: str = "<dict>") -> StabilitySpec:
-    """Validate a plain nested dict (as loaded from YAML) into a :class:`StabilitySpec`."""
-    c = _Checker(source)
+def spec_from_dict(
+    data: Any, *, source: str = "<dict>", texts: dict[str, str] | None = None
+) -> StabilitySpec:
+    """Validate a plain nested dict (as loaded from YAML) into a :class:`StabilitySpec`.
+
+    Args:
+        texts: key path -> number as written (from :func:`scalar_texts`); a number whose text is
+            given keeps that exact decimal, others their shortest decimal.
+    """
+    c = _Checker(source, texts or {})
     top = c.mapping(
         data,
         "",
@@ -167,8 +205,9 @@ def _output_range(c: _Checker, t: Any) -> OutputRange:
 class _Checker:
     """Type checks that raise one-line :class:`SpecError` messages naming source and key."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, texts: dict[str, str] | None = None) -> None:
         self.source = source
+        self.texts = texts or {}
 
     def fail(self, key: str, msg: str):
         raise SpecError(f"{self.source}: key '{key or '<top>'}': {msg}")
@@ -192,18 +231,29 @@ class _Checker:
             self.fail(key, f"expected a list, got {type(v).__name__}")
         return v
 
-    def number(self, v: Any, key: str, *, positive: bool = False) -> float:
+    def number(
+        self, v: Any, key: str, *, positive: bool = False, text_key: str | None = None
+    ) -> ExactFloat:
         if isinstance(v, bool) or not isinstance(v, int | float):
             self.fail(key, f"expected a number, got {v!r}")
         if v != v or v in (float("inf"), float("-inf")):
             self.fail(key, f"expected a finite number, got {v!r}")
-        if positive and v <= 0:
+        exact = Fraction(v) if isinstance(v, int) else Fraction(repr(float(v)))
+        text = self.texts.get(text_key or key)
+        if text is not None:
+            try:
+                written = Fraction(text.strip().replace("_", ""))
+            except (ValueError, ZeroDivisionError):
+                written = None
+            if written is not None and float(written) == float(v):
+                exact = written
+        if positive and exact <= 0:
             self.fail(key, f"expected a positive number, got {v!r}")
-        return float(v)
+        return ExactFloat(float(v), exact)
 
-    def floats(self, v: Any, key: str, *, positive: bool = False) -> tuple[float, ...]:
+    def floats(self, v: Any, key: str, *, positive: bool = False) -> tuple[ExactFloat, ...]:
         if isinstance(v, int | float) and not isinstance(v, bool):
-            v = [v]
+            return (self.number(v, f"{key}[0]", positive=positive, text_key=key),)
         v = self.seq(v, key)
         if not v:
             self.fail(key, "expected a non-empty list of numbers")

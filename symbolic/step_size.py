@@ -8,13 +8,14 @@ with ``J`` the Jacobian of the meta network's outputs with respect to its Affine
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 
 import torch
 from torch.func import jacrev
 
 from metacompose.symbolic.network import Network
-from metacompose.symbolic.results import Estimate
+from metacompose.symbolic.results import Estimate, Unknown
 
 _CACHE: OrderedDict[str, float] = OrderedDict()
 _CACHE_SIZE = 8
@@ -57,12 +58,23 @@ def _gauss_newton_smoothness(
 
     jac = jacrev(f, argnums=tuple(range(len(params))))(*params)
     j = torch.cat([t.reshape(t.shape[0], -1) for t in jac], dim=1)
+    if not bool(torch.isfinite(j).all()):
+        return math.inf
     gram = j @ j.T  # same non-zero spectrum as J^T J, smaller
     return float(2.0 / x.shape[0] * torch.linalg.eigvalsh(gram).max())
 
 
-def step_size_estimate(net: Network, step_size: float, x: torch.Tensor) -> Estimate:
-    lam = gauss_newton_smoothness(net, x)
+def step_size_estimate(net: Network, step_size: float, x: torch.Tensor) -> Estimate | Unknown:
+    """``step_size * lambda_max`` as an :class:`Estimate`; ``Unknown`` if it cannot be formed
+    (non-finite weights or Jacobian)."""
+    if not net.is_finite():
+        return Unknown("step_size: the meta network has non-finite weights")
+    try:
+        lam = gauss_newton_smoothness(net, x)
+    except (RuntimeError, ValueError) as e:  # LinAlgError subclasses RuntimeError
+        return Unknown(f"step_size: no estimate ({type(e).__name__}: {e})")
+    if not math.isfinite(lam):
+        return Unknown("step_size: the smoothness estimate is not finite (overflow)")
     value = step_size * lam
     verdict = "below 2 (stable step expected)" if value < 2 else "NOT below 2"
     note = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 import torch
 import z3
@@ -13,7 +12,7 @@ from metacompose.symbolic.linear_bounds import fp_error
 from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import Counterexample, Unknown, Violated
 from metacompose.symbolic.rounding import rational_lower, rational_upper, z3_rational
-from metacompose.symbolic.spec import TrustRegion
+from metacompose.symbolic.spec import TrustRegion, exact_value
 
 
 def _flat(ts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -53,7 +52,7 @@ def certify_trust_region(
     if not math.isfinite(d_hi):  # e.g. a squared L2 norm past float64's range
         return Unknown(f"{region.claim}: weight-change norm overflows float64"), float("inf")
     observed = d_hi**0.5 if sq else d_hi
-    limit = Fraction(repr(region.bound))
+    limit = exact_value(region.bound)
     lim_pow = limit * limit if sq else limit
     dn = z3.Real(f"dnorm[{region.module}]")
     what = "||delta||_2^2" if sq else "||delta||_inf"

@@ -4,6 +4,7 @@ from torch import nn
 
 from metacompose.symbolic.network import (
     INPUT,
+    Activation,
     Add,
     Affine,
     Concat,
@@ -62,8 +63,10 @@ def test_from_sequential_matches_module():
 
 
 def test_unsupported_ops_and_bad_graphs_raise_clear_errors():
-    with pytest.raises(TypeError, match="unsupported module Tanh"):
-        Network.from_sequential(nn.Sequential(nn.Linear(2, 2), nn.Tanh()))
+    with pytest.raises(TypeError, match="unsupported module Softmax"):
+        Network.from_sequential(nn.Sequential(nn.Linear(2, 2), nn.Softmax(-1)))
+    with pytest.raises(TypeError, match="unsupported module GELU"):  # tanh approximation
+        Network.from_sequential(nn.Sequential(nn.Linear(2, 2), nn.GELU(approximate="tanh")))
     with pytest.raises(TypeError, match="unsupported op"):
         Network(input_dim=1, nodes=[Node("t", "tanh", (INPUT,))])
     with pytest.raises(ValueError, match="cycle"):
@@ -71,7 +74,19 @@ def test_unsupported_ops_and_bad_graphs_raise_clear_errors():
     with pytest.raises(ValueError, match="width"):
         Network(input_dim=3, nodes=[Node("a", Affine(torch.zeros(2, 2), torch.zeros(2)), (INPUT,))])
     with pytest.raises(ValueError, match="activation"):
-        Network.from_layers([(torch.zeros(1, 1), torch.zeros(1), "gelu")])
+        Network.from_layers([(torch.zeros(1, 1), torch.zeros(1), "swish")])
+    with pytest.raises(ValueError, match="unknown activation"):
+        Activation("swish")
+
+
+@pytest.mark.parametrize("module", [nn.Tanh(), nn.Sigmoid(), nn.SiLU(), nn.GELU(), nn.Softplus()])
+def test_from_sequential_converts_smooth_activations(module):
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(2, 8), module, nn.Linear(8, 1)).double()
+    net = Network.from_sequential(seq)
+    x = torch.randn(50, 2, dtype=torch.float64) * 3
+    torch.testing.assert_close(net(x), seq(x), atol=1e-12, rtol=0)
+    assert not net.piecewise_linear
 
 
 def test_pair_checks_structure_and_groups_modules():

@@ -1,0 +1,279 @@
+"""Smooth elementwise activations: their math, sound bounds, linear relaxations and enclosures.
+
+One table, :data:`KINDS`, owns everything the tiers need per activation:
+
+- ``f`` and ``df`` in torch float64 (the IR's semantics are the *mathematical* functions; e.g.
+  ``softplus(x) = log(1 + e^x)`` exactly, not torch's thresholded ``nn.Softplus``);
+- ``cuts(x0, x1)``: the points where ``f'`` changes monotonicity (zeros of ``f''``), so that on
+  each piece between cuts ``f'`` is monotone;
+- ``lip``: an exact rational upper bound on ``sup |f'|`` (for Lipschitz composition);
+- ``enclose``: a rigorous mpmath interval enclosure of ``f`` (for exact counterexample checks).
+
+Bounds over an interval ``[x0, x1]`` all come from one routine, :func:`line_offsets`: for a slope
+``a`` the extremes of ``g(x) = f(x) - a x`` are at ``l``, ``u``, the cuts, or a root of
+``f'(x) = a`` inside a piece (found by bisection, ``f'`` being monotone there). Float errors are
+absorbed by generous outward margins: every float evaluation of ``f`` or ``f'`` at ``x`` is
+trusted only to ``ERR * (1 + |x|)`` (libm and torch are accurate to a few ulps; this is ~64x
+more), a root bracket ``[p, q]`` adds ``(|f'(p) - a| + |f'(q) - a|) (q - p)``, and a misplaced
+root (where the float sign of ``f'(x) - a`` is wrong, so ``|f'(x) - a|`` is within the error)
+adds ``ERR' * (x1 - x0)``. Interval bounds are the slope-0 case; the linear relaxation picks, per
+neuron, the best of a few candidate slopes (chord, tangents at ``l``, ``u``, midpoint, 0), each
+with its own sound offsets, so it is sound on any interval (convex, concave or neither).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import mpmath
+import torch
+
+ERR = 2.0**-44
+"""Trusted accuracy of a float evaluation of ``f`` or ``f'`` at ``x``: ``ERR * (1 + |x|)``."""
+
+BISECT_STEPS = 40
+WIDE_PERIODIC = 3.0 * math.pi
+"""sin / cos on an interval wider than this are bounded by the constants ``[-1, 1]``."""
+
+
+def _phi(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _big_phi(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.erfc(-x / math.sqrt(2.0))
+
+
+def _fixed_cuts(*points: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def cuts(x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if not points:
+            return x0.new_zeros((*x0.shape, 0))
+        c = torch.tensor(points, dtype=torch.float64)
+        return torch.minimum(torch.maximum(c, x0.unsqueeze(-1)), u.unsqueeze(-1))
+
+    return cuts
+
+
+def _periodic_cuts(offset: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cuts at ``offset + k pi`` inside ``[x0, u]`` (at most 4 for widths below ``3 pi``)."""
+
+    def cuts(x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        k0 = torch.floor((x0 - offset) / math.pi)
+        k0 = torch.where(torch.isfinite(k0), k0, torch.zeros_like(k0))
+        ks = k0.unsqueeze(-1) + torch.arange(1, 5, dtype=torch.float64)
+        c = offset + ks * math.pi
+        return torch.minimum(torch.maximum(c, x0.unsqueeze(-1)), u.unsqueeze(-1))
+
+    return cuts
+
+
+# --- rigorous mpmath interval enclosures (used to confirm counterexamples) -------------------
+
+
+def _iv_sigmoid(x):
+    iv = mpmath.iv
+    return 1 / (1 + iv.exp(-x))
+
+
+def _iv_erf_small(z):
+    """erf on a thin interval with |z| <= 6: alternating Taylor series plus its remainder bound."""
+    iv = mpmath.iv
+    total = iv.mpf(0)
+    term = z  # z^(2n+1) (-1)^n / n!
+    z2 = z * z
+    n = 0
+    tiny = mpmath.mpf(2) ** (-iv.prec + 8)
+    while True:
+        total += term / (2 * n + 1)
+        n += 1
+        term = -term * z2 / n
+        mag = abs(term).b / (2 * n + 1)
+        if n > float(abs(z2).b) + 2 and mag < tiny:
+            break
+    # decreasing alternating tail: |remainder| <= first omitted term
+    return 2 / iv.sqrt(iv.pi) * (total + iv.mpf([-mag, mag]))
+
+
+def _iv_big_phi(x):
+    """Normal CDF ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` on a thin interval."""
+    iv = mpmath.iv
+    z = x / iv.sqrt(2)
+    if float(abs(z).b) <= 6:
+        return (1 + _iv_erf_small(z)) / 2
+    a = abs(z).a  # erfc(|z|) <= exp(-z^2) / (|z| sqrt(pi))
+    tail = iv.exp(-(iv.mpf(a) ** 2)) / (iv.mpf(a) * iv.sqrt(iv.pi))
+    t = tail.b / 2
+    return iv.mpf([0, t]) if float(z.b) < 0 else iv.mpf([1 - t, 1])
+
+
+_ENCLOSE = {
+    "tanh": lambda x: 1 - 2 / (mpmath.iv.exp(2 * x) + 1),
+    "sigmoid": _iv_sigmoid,
+    "softplus": lambda x: mpmath.iv.log1p(mpmath.iv.exp(x)),
+    "sin": lambda x: mpmath.iv.sin(x),
+    "cos": lambda x: mpmath.iv.cos(x),
+    "gelu": lambda x: x * _iv_big_phi(x),
+    "silu": lambda x: x * _iv_sigmoid(x),
+}
+
+
+@dataclass(frozen=True)
+class ActivationMath:
+    """Everything the tiers need about one activation (see the module docstring)."""
+
+    f: Callable[[torch.Tensor], torch.Tensor]
+    df: Callable[[torch.Tensor], torch.Tensor]
+    cuts: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lip: Fraction
+    periodic: bool = False
+
+
+def _sig_d(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+
+
+KINDS: dict[str, ActivationMath] = {
+    "tanh": ActivationMath(
+        torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, _fixed_cuts(0.0), Fraction(1)
+    ),
+    "sigmoid": ActivationMath(torch.sigmoid, _sig_d, _fixed_cuts(0.0), Fraction(1, 4)),
+    "softplus": ActivationMath(
+        lambda x: torch.logaddexp(x, torch.zeros_like(x)), torch.sigmoid, _fixed_cuts(), Fraction(1)
+    ),
+    "sin": ActivationMath(torch.sin, torch.cos, _periodic_cuts(0.0), Fraction(1), periodic=True),
+    "cos": ActivationMath(
+        torch.cos, lambda x: -torch.sin(x), _periodic_cuts(math.pi / 2), Fraction(1), periodic=True
+    ),
+    # GELU (exact erf form): f' = Phi + x phi, f'' = phi (2 - x^2); max f' = f'(sqrt 2) < 1.129.
+    "gelu": ActivationMath(
+        lambda x: x * _big_phi(x),
+        lambda x: _big_phi(x) + x * _phi(x),
+        _fixed_cuts(-math.sqrt(2.0), math.sqrt(2.0)),
+        Fraction(1129, 1000),
+    ),
+    # SiLU: f' = s (1 + x (1 - s)), f'' = 0 where x tanh(x / 2) = 2; max f' < 1.0999.
+    "silu": ActivationMath(
+        lambda x: x * torch.sigmoid(x),
+        lambda x: torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x))),
+        _fixed_cuts(-2.3993572805154676, 2.3993572805154676),
+        Fraction(10999, 10000),
+    ),
+}
+"""Supported smooth activation kinds (ReLU has its own op, :class:`~.network.ReLU`)."""
+
+
+def get(kind: str) -> ActivationMath:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown activation {kind!r}; supported: {sorted(KINDS)}") from None
+
+
+def enclose(kind: str, x):
+    """A rigorous mpmath interval containing ``f(x)`` for an mpmath interval ``x``."""
+    get(kind)
+    return _ENCLOSE[kind](x)
+
+
+def _err(x: torch.Tensor) -> torch.Tensor:
+    return ERR * (1.0 + x.abs())
+
+
+def _find_roots(m: ActivationMath, p0, p1, a) -> tuple:
+    """Bisection brackets ``[p, q]`` of ``f'(x) = a`` on pieces ``[p0, p1]`` (f' monotone).
+
+    Returns ``(p, q, has_root)``; without a sign change the bracket is ``[p0, p0]``.
+    """
+    h0 = m.df(p0) - a
+    h1 = m.df(p1) - a
+    has = (h0 * h1 < 0) & (p1 > p0)
+    lo, hi = p0.clone(), torch.where(has, p1, p0)
+    for _ in range(BISECT_STEPS):
+        mid = 0.5 * (lo + hi)
+        hm = m.df(mid) - a
+        same = (hm * h0) > 0
+        lo = torch.where(has & same, mid, lo)
+        hi = torch.where(has & ~same, mid, hi)
+    return lo, hi, has
+
+
+def line_offsets(kind: str, x0: torch.Tensor, u: torch.Tensor, a: torch.Tensor) -> tuple:
+    """Sound ``(b_lo, b_hi)`` with ``a x + b_lo <= f(x) <= a x + b_hi`` for all ``x`` in ``[x0, u]``.
+
+    ``x0, u, a`` broadcast to a common shape; non-finite inputs give non-finite offsets.
+    """
+    m = get(kind)
+    x0, u, a = torch.broadcast_tensors(x0, u, a)
+    cuts = m.cuts(x0, u)
+    pts = torch.cat([x0.unsqueeze(-1), cuts, u.unsqueeze(-1)], dim=-1)
+    ae = a.unsqueeze(-1)
+    p, q, has = _find_roots(m, pts[..., :-1], pts[..., 1:], ae)
+    corr = torch.where(has, ((m.df(p) - ae).abs() + (m.df(q) - ae).abs()) * (q - p), 0.0)
+    cand = torch.cat([pts, p], dim=-1)
+    slack = torch.cat([torch.zeros_like(pts), corr], dim=-1)
+    fc = m.f(cand)
+    g = fc - ae * cand
+    err = _err(cand) + 2.0**-50 * ((ae * cand).abs() + fc.abs()) + slack
+    mis = 4 * ERR * (1.0 + torch.maximum(x0.abs(), u.abs())) * (u - x0)
+    b_hi = (g + err).amax(-1) + mis
+    b_lo = (g - err).amin(-1) - mis
+    if m.periodic:
+        wide = (u - x0) > WIDE_PERIODIC
+        big = 1.0 + torch.maximum((a * x0).abs(), (a * u).abs()) * (1 + 2.0**-50)
+        b_hi = torch.where(wide, big, b_hi)
+        b_lo = torch.where(wide, -big, b_lo)
+    return b_lo, b_hi
+
+
+def interval(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
+    """Sound ``(lo, hi)`` of ``f`` over ``[x0, u]`` (elementwise)."""
+    return line_offsets(kind, x0, u, torch.zeros_like(x0))
+
+
+def derivative_range(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
+    """Sound ``(lo, hi)`` of ``f'`` over ``[x0, u]``: ``f'`` is monotone between cuts."""
+    m = get(kind)
+    pts = torch.cat([x0.unsqueeze(-1), m.cuts(x0, u), u.unsqueeze(-1)], dim=-1)
+    d = m.df(pts)
+    err = _err(pts).amax(-1)
+    lo, hi = d.amin(-1) - err, d.amax(-1) + err
+    if m.periodic:
+        wide = (u - x0) > WIDE_PERIODIC
+        lo = torch.where(wide, -1.0, lo)
+        hi = torch.where(wide, 1.0, hi)
+    return lo, hi
+
+
+def relaxation(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
+    """Linear bounds ``al x + bl <= f(x) <= au x + bu`` on ``[x0, u]``: ``(al, bl, au, bu)``.
+
+    Candidate slopes: chord, ``f'(x0)``, ``f'(u)``, ``f'(mid)`` and 0; the upper line with the
+    lowest value at the midpoint and the lower line with the highest are kept, per element.
+    """
+    m = get(kind)
+    mid = 0.5 * (x0 + u)
+    w = u - x0
+    fl, fu = m.f(x0), m.f(u)
+    chord = torch.where(w > 0, (fu - fl) / torch.where(w > 0, w, 1.0), m.df(x0))
+    slopes = torch.stack([chord, m.df(x0), m.df(u), m.df(mid), torch.zeros_like(x0)])
+    slopes = torch.where(torch.isfinite(slopes), slopes, 0.0)
+    b_lo, b_hi = line_offsets(kind, x0.unsqueeze(0), u.unsqueeze(0), slopes)
+    up = b_hi + slopes * mid
+    lo = b_lo + slopes * mid
+    up = torch.where(torch.isnan(up), math.inf, up)
+    lo = torch.where(torch.isnan(lo), -math.inf, lo)
+    iu = torch.argmin(up, 0, keepdim=True)
+    il = torch.argmax(lo, 0, keepdim=True)
+    au = slopes.gather(0, iu)[0]
+    bu = b_hi.gather(0, iu)[0]
+    al = slopes.gather(0, il)[0]
+    bl = b_lo.gather(0, il)[0]
+    # keep non-finite intervals visible to the caller's finiteness checks
+    bad = ~(torch.isfinite(x0) & torch.isfinite(u))
+    bu = torch.where(bad, math.nan, bu)
+    bl = torch.where(bad, math.nan, bl)
+    return al, bl, au, bu
