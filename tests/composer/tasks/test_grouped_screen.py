@@ -1,0 +1,62 @@
+"""The one-line screen of a grouped dataset: what it kept and why."""
+
+from pathlib import Path
+
+import pytest
+
+from metacompose.tasks.grouped import GroupedRegressionFamily
+from metacompose.tasks.grouped_screen import GroupScreen
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "grouped"
+
+
+def csv(tmp_path, groups: dict[str, int], *, missing: int = 0) -> Path:
+    """Groups of the given sizes; ``missing`` rows of the first group lack their target."""
+    lines = ["g,x,kind,y"]
+    for name, n in groups.items():
+        for i in range(n):
+            y = "NA" if name == next(iter(groups)) and i < missing else str(i % 3)
+            lines.append(f"{name},{i},{'ab'[i % 2]},{y}")
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def family(path, **kw):
+    return GroupedRegressionFamily(name="d", dataset="pkg/d", csv_path=path, group="g",
+                                   inputs=["x", "kind"], target="y", **kw)  # fmt: skip
+
+
+def test_line_says_what_was_kept_and_why(tmp_path):
+    sizes = {f"s{i}": 12 for i in range(10)} | {"tiny": 3}
+    f = family(csv(tmp_path, sizes, missing=4), min_rows=10)
+    line = f.screen.line(shots=5, query=5)
+    assert "kept 9 of 11 groups of 'g' with >= 10 complete rows" in line  # s0: 8 complete, tiny: 3
+    assert "4 of 123 rows dropped for a missing value" in line
+    assert "groups meta-train/val/test 5/2/2" in line
+    assert "2 features: x (numeric), kind (text -> 1 indicator)" in line
+    assert line.endswith("K + Q = 5 + 5 <= 10 rows per group")
+    assert "\n" not in line
+    assert f.screen.line(shots=8, query=5).endswith("K + Q = 8 + 5 > min_rows 10 rows per group")
+    f.screen.check()
+
+
+def test_a_split_with_one_group_is_refused(tmp_path):
+    f = family(csv(tmp_path, {f"s{i}": 12 for i in range(4)}), min_rows=10)
+    with pytest.raises(ValueError, match=r"meta-val holds 1 group\(s\) of 4 kept .*lower min_rows"):
+        f.screen.check()
+
+
+def test_constant_feature_is_named():
+    screen = GroupScreen(name="n", source="s", group="g", rows=10, incomplete_rows=0, groups=5,
+                         kept_groups=5, min_rows=2, split_groups=(3, 1, 1), numeric_inputs=("a",),
+                         text_inputs={}, constant_features=("a",))  # fmt: skip
+    assert "constant on meta-train: a" in screen.line()
+
+
+def test_shipped_fixture_screen():
+    f = GroupedRegressionFamily(name="chicks", dataset="datasets/ChickWeight",
+                                csv_path=FIX / "chickweight.csv", group="Chick",
+                                inputs=["Time"], target="weight", min_rows=10)  # fmt: skip
+    assert f.screen.kept_groups == len(f.group_keys)
+    assert f.screen.split_groups == tuple(len(f.group_splits[s]) for s in ("train", "val", "test"))

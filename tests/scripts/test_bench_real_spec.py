@@ -1,0 +1,84 @@
+"""``scripts/bench_real.py --spec PATH``: any grouped dataset, group-level numbers and verdicts."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_real.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_real_spec", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_spec(tmp_path: Path) -> Path:
+    """A dataset outside the repository: 20 groups, y = group level + slope * x + noise."""
+    g = torch.Generator().manual_seed(0)
+    lines = ["grp,x,y"]
+    for grp in range(20):
+        level, slope = torch.randn(2, generator=g).tolist()
+        for _ in range(14):
+            x = float(torch.randn((), generator=g))
+            lines.append(
+                f"{grp},{x:.5f},{level + slope * x + 0.1 * float(torch.randn((), generator=g)):.5f}"
+            )
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: outside\ndataset: local/d\ncsv_path: d.csv\ngroup: grp\n"
+                    "inputs: [x]\ntarget: y\nmin_rows: 8\n")  # fmt: skip
+    return path
+
+
+def test_spec_outside_the_repo_runs_with_screen_groups_and_verdicts(bench, tmp_path, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    spec, out = write_spec(tmp_path), tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", [
+        "bench_real.py", "--spec", str(spec), "--shots", "3", "--methods", "scratch", "maml",
+        "mixed_effects", "--iterations", "3", "--val-tasks", "20", "--test-tasks", "40",
+        "--finetune-steps", "2", "--eval-steps", "2", "--json", str(out)])  # fmt: skip
+    bench.main()
+    text = capsys.readouterr().out
+    # min_rows 8 < K 3 + Q 10: raised so that sampling works, and said so
+    assert "min_rows raised from 8 to 13 = K 3 + Q 10" in text
+    assert "kept 20 of 20 groups of 'grp' with >= 13 complete rows" in text
+    assert "groups meta-train/val/test 12/4/4" in text
+    assert "group " in text and "[4 groups]" in text
+    assert "best on meta-val maml - scratch:" in text and "(paired, t over groups) ->" in text
+    rows = json.loads(out.read_text())
+    assert {r["method"] for r in rows} == {"scratch", "maml", "mixed_effects"}
+    assert all(r["group"]["n_groups"] == 4 and len(r["groups"]) == 40 for r in rows)
+
+
+def rows(method, values, groups, val):
+    n = len(values)
+    return {"setting": "f K=5", "family": "f", "shots": 5, "seed": 0, "method": method,
+            "metric": "mse", "mean": sum(values) / n, "ci95": 0.0, "n_tasks": n, "steps": 0,
+            "lr": None, "train_iterations": 0, "train_seconds": 0.0, "eval_seconds": 0.0,
+            "values": values, "groups": groups, "val_mean": val}  # fmt: skip
+
+
+def test_markdown_group_rows_use_the_method_best_on_meta_val(bench, tmp_path, capsys):
+    groups = [0, 0, 1, 1, 2, 2]
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps([
+        rows("scratch", [1.0, 1.0, 1.2, 1.2, 0.9, 0.9], groups, 1.0),
+        rows("mixed_effects", [0.5, 0.5, 0.52, 0.52, 0.48, 0.48], groups, 0.5),
+        rows("maml", [0.2, 0.2, 0.2, 0.2, 0.2, 0.2], groups, 0.4),  # best on meta-val
+        rows("anil", [0.1, 0.1, 0.1, 0.1, 0.1, 0.1], groups, 0.45),  # best on meta-test only
+    ]))  # fmt: skip
+    bench.markdown([f])
+    md = capsys.readouterr().out.splitlines()
+    assert "| best on meta-val | maml |" in md
+    # scratch group means 1.0, 1.2, 0.9; maml 0.2: difference -0.8333, t(2) interval
+    line = next(s for s in md if s.startswith("| best − scratch"))
+    assert "-0.8333 ±" in line and line.endswith("win |")
+    assert "| best − mixed_effects (paired over groups) | -0.3000 ± " in "\n".join(md)
+    assert any(s.startswith("| maml | 0.2000 ± 0.0000 [3 groups]") for s in md)
