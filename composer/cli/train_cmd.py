@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.training import TrainingInterrupted, train  # heavy import (lightning) only now
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.task.family == "grouped":  # what the dataset kept, and why, before any training
+        from metacompose.tasks.grouped_spec import screen_line
+
+        print(screen_line(cfg.task), file=sys.stderr)
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:

@@ -67,3 +67,17 @@ def grouped_family(
     if missing:
         raise ValueError(f"{missing[0]}: required when no spec is given (missing: {missing})")
     return GroupedRegressionFamily(**overrides)
+
+
+def screen_line(task_cfg) -> str:
+    """The screen of a ``grouped`` task config in one line (:mod:`metacompose.tasks.grouped_screen`).
+
+    Raises:
+        ValueError: a split holds fewer than two groups.
+    """
+    from omegaconf import OmegaConf
+
+    args = OmegaConf.to_container(task_cfg.args, resolve=True) if task_cfg.args else {}
+    family = grouped_family(**args)
+    family.screen.check()
+    return family.screen.line(shots=int(task_cfg.shots), query=int(task_cfg.query))

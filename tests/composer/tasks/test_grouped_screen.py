@@ -60,3 +60,19 @@ def test_shipped_fixture_screen():
                                 inputs=["Time"], target="weight", min_rows=10)  # fmt: skip
     assert f.screen.kept_groups == len(f.group_keys)
     assert f.screen.split_groups == tuple(len(f.group_splits[s]) for s in ("train", "val", "test"))
+
+
+def test_screen_line_of_a_task_config_with_a_spec_outside_the_repo(tmp_path):
+    from omegaconf import OmegaConf
+
+    from metacompose.tasks.grouped_spec import screen_line
+
+    data = csv(tmp_path, {f"s{i}": 12 for i in range(10)})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: d\ndataset: pkg/d\ncsv_path: {data.name}\ngroup: g\n"
+                    "inputs: [x]\ntarget: y\nmin_rows: 10\n")  # fmt: skip
+    task = OmegaConf.create({"family": "grouped", "shots": 4, "query": 6,
+                             "args": {"spec": str(spec)}})  # fmt: skip
+    line = screen_line(task)
+    assert line.startswith("d (pkg/d): kept 10 of 10 groups")
+    assert line.endswith("K + Q = 4 + 6 <= 10 rows per group")
