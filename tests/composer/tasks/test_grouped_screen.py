@@ -74,5 +74,5 @@ def test_screen_line_of_a_task_config_with_a_spec_outside_the_repo(tmp_path):
     task = OmegaConf.create({"family": "grouped", "shots": 4, "query": 6,
                              "args": {"spec": str(spec)}})  # fmt: skip
     line = screen_line(task)
-    assert line.startswith("d (pkg/d): kept 10 of 10 groups")
+    assert line.startswith(f"d ({data}): kept 10 of 10 groups")
     assert line.endswith("K + Q = 4 + 6 <= 10 rows per group")
