@@ -90,6 +90,7 @@ RETIRED_ROUTER_KEYS = {
     "descriptor_local": False,
     "modulation_lr": 0.1,
     "anchor_rounds": 4,
+    "adapt": "modules",
 }
 
 
@@ -97,8 +98,8 @@ def drop_retired_keys(config: dict, path: str | Path) -> dict:
     """An older checkpoint's config without the retired router keys at their old defaults.
 
     Raises:
-        CheckpointError: a retired key set to another value, or ``router.adapt`` other than
-            ``modules`` (the model it describes can no longer be built).
+        CheckpointError: a retired key set to another value (the model it describes can no
+            longer be built).
     """
     router = dict(config.get("router") or {})
     for key, default in RETIRED_ROUTER_KEYS.items():
@@ -107,10 +108,6 @@ def drop_retired_keys(config: dict, path: str | Path) -> dict:
                 f"{path}: router.{key}={config['router'][key]!r} is no longer supported "
                 f"(removed option); this checkpoint cannot be rebuilt"
             )
-    if router.get("adapt", "modules") != "modules":
-        raise CheckpointError(
-            f"{path}: router.adapt={router['adapt']!r} is no longer supported (removed option)"
-        )
     return {**config, "router": router} if "router" in config else config
 
 

@@ -306,7 +306,7 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides for every variant (e.g. router.adapt=both); say them when quoting",
+        help="config overrides for every variant (e.g. router.anchors=16); say them when quoting",
     )
     p.add_argument("--per-pair", action="store_true", help="also print MSE per (f, g) pair")
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")

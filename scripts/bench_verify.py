@@ -28,7 +28,9 @@ import statistics
 import time
 
 import torch
+from omegaconf import OmegaConf
 
+from metacompose.build import build_learner
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say, track
 from metacompose.symbolic import (
@@ -46,12 +48,12 @@ from metacompose.symbolic import (
 from metacompose.symbolic.fast_tier import split_boxes
 from metacompose.tasks.base import derive_seed
 from metacompose.verify import (
-    Enforcer,
     UnsupportedModuleError,
     adapt_tasks,
     module_params,
     pair_from_params,
 )
+from metacompose.verify.enforce import EnforcementStats
 
 
 def true_max(pair, lo: float, hi: float) -> float:
@@ -160,28 +162,36 @@ def bench_adaptations(name, ckpt, spec_path, args, fallback=None) -> list[dict]:
 
 
 def bench_enforcement(ckpt, spec_path, args) -> None:
-    learner, cfg, family = load_checkpoint(ckpt)
+    trained, cfg, family = load_checkpoint(ckpt)
     spec = load_spec(spec_path)
     g = torch.Generator().manual_seed(derive_seed(args.seed, "test", "bench_enforce"))
     batch = family.sample(
         args.enforce_tasks, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="test"
     )
-    learner.inner_lr = cfg.algo.inner_lr * args.lr_scale
+    inner_lr = cfg.algo.inner_lr * args.lr_scale
     print(
         f"\n## enforcement: {ckpt}, spec {spec_path}, {args.enforce_tasks} tasks, inner lr "
-        f"{learner.inner_lr:g}, {args.steps} steps (every={args.every})"
+        f"{inner_lr:g}, {args.steps} steps (every={args.every})"
     )
     print(
         f"{'mode':>8} {'mse mean':>10} {'mse median':>10} {'certified':>10} {'rolled back':>11} "
         f"{'projected':>9} "
         f"{'enforce s/task':>14} {'total s':>8}"
     )
-    meta = {k: v.detach() for k, v in learner.graph.named_parameters()}
+    meta = {k: v.detach() for k, v in trained.graph.named_parameters()}
     for mode in track(
         ("off", "check", "reject", "project"), desc="bench_verify: enforce", unit="mode"
     ):
-        enforcer = Enforcer(spec=spec, mode=mode, every=args.every, max_halvings=args.max_halvings)
-        learner.enforcer = None if mode == "off" else enforcer
+        enforce = {"mode": mode, "spec": str(spec_path), "every": args.every}
+        learner = build_learner(
+            OmegaConf.merge(
+                cfg,
+                {"algo": {"inner_lr": inner_lr}},
+                {"enforce": {**enforce, "max_halvings": args.max_halvings}},
+            ),
+            family,
+        )
+        learner.load_state_dict(trained.state_dict())
         t0 = time.perf_counter()
         with torch.no_grad():
             fast, frozen = learner.adapt(
@@ -201,14 +211,13 @@ def bench_enforcement(ckpt, spec_path, args) -> None:
                     module_params=module_params(learner.graph, meta, adapted),
                 )
                 ok += rep.status == "proved"
-        s = enforcer.stats
+        s = learner.enforcer.stats if learner.enforcer is not None else EnforcementStats()
         say(
             f"{mode:>8} {float(mse.mean()):>10.4g} {float(mse.median()):>10.4g} "
             f"{ok:>6}/{batch.num_tasks:<3} "
             f"{s.rolled_back:>11} {s.projected:>9} {s.seconds / batch.num_tasks:>14.4f} "
             f"{total:>8.2f}"
         )
-    learner.enforcer = None
 
 
 def main() -> None:

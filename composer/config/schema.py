@@ -101,7 +101,6 @@ class RouterConfig:
     straight_through: bool = True  # one-hot forward, soft gradient
     balance_weight: float = 0.1  # load-balancing term weight (log C - H(mean routing))
     entropy_weight: float = 0.0  # mean per-task routing entropy weight (>0: confident routing)
-    adapt: str = "modules"  # the inner loop adapts the pool's module weights (the only mode)
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
     search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
     search_noise: bool = False  # sample searched routing by annealed loss (temperature tau_*)

@@ -23,7 +23,7 @@ PRECISIONS = (
 )  # fmt: skip
 
 # Literal-like tables of the string choices. The owners keep the same tuples (a test checks them):
-# metacompose.algorithms.ALGORITHMS, metacompose.router.build.{ROUTING_MODES, ADAPT_MODES, EVAL_ROUTING}
+# metacompose.algorithms.ALGORITHMS, metacompose.router.build.{ROUTING_MODES, EVAL_ROUTING}
 # (the get_args of their Literal types),
 # metacompose.verify.enforce.{MODES, EVERY}, metacompose.training.loggers.LOGGERS, metacompose.build.OPTIMIZERS.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -32,7 +32,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adam", "adamw", "sgd"),
     "trainer.logger": ("csv", "tensorboard", "none"),
     "router.routing": ("learned", "uniform"),
-    "router.adapt": ("modules",),
     "router.eval_routing": ("router", "search"),
     "enforce.mode": ("off", "check", "reject", "project"),
     "enforce.tier": ("fast", "refine", "exact"),

@@ -43,10 +43,8 @@ from metacompose.tasks.base import TaskFamily, derive_seed
 
 Routing = Literal["learned", "uniform"]
 EvalRouting = Literal["router", "search"]
-AdaptMode = Literal["modules"]  # the pool's module weights (the only mode)
 ROUTING_MODES: tuple[str, ...] = get_args(Routing)
 EVAL_ROUTING: tuple[str, ...] = get_args(EvalRouting)
-ADAPT_MODES: tuple[str, ...] = get_args(AdaptMode)
 
 PolicyFactory = Callable[[ModulePool], RoutingPolicy]
 

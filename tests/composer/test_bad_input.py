@@ -163,7 +163,7 @@ OVERRIDES = {
     "enforce_timeout_zero": ("enforce.timeout_s=0", "enforce.timeout_s=0"),
     "enforce_halvings_negative": ("enforce.max_halvings=-1", "enforce.max_halvings=-1"),
     "router_routing": ("router.routing=random", "router.routing=random"),
-    "router_adapt": ("router.adapt=all", "router.adapt=all"),
+    "router_adapt_removed": ("router.adapt=all", "router.adapt"),
     "router_eval_routing": ("router.eval_routing=oracle", "router.eval_routing=oracle"),
     "router_tau_start_zero": ("router.tau_start=0", "router.tau_start=0"),
     "router_tau_end_negative": ("router.tau_end=-1", "router.tau_end=-1"),

@@ -84,7 +84,7 @@ def test_choice_tables_match_their_owners():
     from metacompose.algorithms import ALGORITHMS
     from metacompose.build import OPTIMIZERS
     from metacompose.config.validate import CHOICES, strategies
-    from metacompose.router.build import AdaptMode, EvalRouting, Routing
+    from metacompose.router.build import EvalRouting, Routing
     from metacompose.symbolic import TIERS
     from metacompose.training.loggers import LOGGERS
     from metacompose.verify.enforce import EVERY, MODES
@@ -93,7 +93,6 @@ def test_choice_tables_match_their_owners():
     assert set(CHOICES["optim.name"]) == set(OPTIMIZERS)
     assert CHOICES["trainer.logger"] == LOGGERS
     assert CHOICES["router.routing"] == get_args(Routing)
-    assert CHOICES["router.adapt"] == get_args(AdaptMode)
     assert CHOICES["router.eval_routing"] == get_args(EvalRouting)
     assert CHOICES["enforce.mode"] == MODES and CHOICES["enforce.every"] == EVERY
     assert set(CHOICES["enforce.tier"]) == set(TIERS)
