@@ -3,6 +3,7 @@
 Depends on torch, z3, networkx, numpy and omegaconf only (never on ``composer``).
 """
 
+from metacompose.symbolic.activations import KINDS as ACTIVATION_KINDS
 from metacompose.symbolic.branch_and_bound import BranchAndBoundResult, branch_and_bound
 from metacompose.symbolic.certify import TIERS, certify
 from metacompose.symbolic.diff_propagation import PairBounds, output_bounds, propagate_pair
@@ -10,6 +11,7 @@ from metacompose.symbolic.exact_tier import exact_check
 from metacompose.symbolic.lipschitz import certify_lipschitz
 from metacompose.symbolic.network import (
     INPUT,
+    Activation,
     Add,
     Affine,
     Concat,
@@ -51,6 +53,7 @@ from metacompose.symbolic.self_test import SelfTestSummary, self_test
 from metacompose.symbolic.spec import (
     BoxDomain,
     DeviationBound,
+    ExactFloat,
     LinfBallDomain,
     LipschitzBound,
     OutputRange,
@@ -58,13 +61,16 @@ from metacompose.symbolic.spec import (
     StepSizeCheck,
     TrustRegion,
     domain_boxes,
+    exact_value,
 )
 from metacompose.symbolic.spec_yaml import SpecError, load_spec, spec_from_dict
 from metacompose.symbolic.witness import format_vnn_witness, parse_vnn_witness, write_vnn_witness
 
 __all__ = [
+    "ACTIVATION_KINDS",
     "INPUT",
     "TIERS",
+    "Activation",
     "Add",
     "Affine",
     "BoxDomain",
@@ -78,6 +84,7 @@ __all__ = [
     "Counterexample",
     "DeviationBound",
     "Estimate",
+    "ExactFloat",
     "LinfBallDomain",
     "LipschitzBound",
     "Network",
@@ -108,6 +115,7 @@ __all__ = [
     "certify_lipschitz",
     "domain_boxes",
     "exact_check",
+    "exact_value",
     "format_vnn_witness",
     "load_rules",
     "load_spec",

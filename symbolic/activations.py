@@ -79,31 +79,41 @@ def _iv_sigmoid(x):
 
 
 def _iv_erf_small(z):
-    """erf on a thin interval with |z| <= 6: alternating Taylor series plus its remainder bound."""
+    """erf on a thin interval with |z| <= 12: alternating Taylor series plus its remainder bound.
+
+    Terms grow to about ``e^(z^2)`` before they shrink, so the precision is raised by that many
+    bits while summing.
+    """
     iv = mpmath.iv
-    total = iv.mpf(0)
-    term = z  # z^(2n+1) (-1)^n / n!
-    z2 = z * z
-    n = 0
-    tiny = mpmath.mpf(2) ** (-iv.prec + 8)
-    while True:
-        total += term / (2 * n + 1)
-        n += 1
-        term = -term * z2 / n
-        mag = abs(term).b / (2 * n + 1)
-        if n > float(abs(z2).b) + 2 and mag < tiny:
-            break
-    # decreasing alternating tail: |remainder| <= first omitted term
-    return 2 / iv.sqrt(iv.pi) * (total + iv.mpf([-mag, mag]))
+    saved = iv.prec
+    z2f = float(abs(z).b) ** 2
+    iv.prec = saved + int(1.5 * z2f) + 20
+    try:
+        total = iv.mpf(0)
+        term = z  # (-1)^n z^(2n+1) / n!
+        z2 = z * z
+        n = 0
+        tiny = mpmath.mpf(2) ** (-saved - 8)
+        while True:
+            total += term / (2 * n + 1)
+            n += 1
+            term = -term * z2 / n
+            mag = abs(term).b / (2 * n + 1)
+            if n > z2f + 2 and mag < tiny:
+                break
+        # decreasing alternating tail: |remainder| <= first omitted term
+        return 2 / iv.sqrt(iv.pi) * (total + iv.mpf([-mag, mag]))
+    finally:
+        iv.prec = saved
 
 
 def _iv_big_phi(x):
     """Normal CDF ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` on a thin interval."""
     iv = mpmath.iv
     z = x / iv.sqrt(2)
-    if float(abs(z).b) <= 6:
+    if float(abs(z).b) <= 12:
         return (1 + _iv_erf_small(z)) / 2
-    a = abs(z).a  # erfc(|z|) <= exp(-z^2) / (|z| sqrt(pi))
+    a = abs(z).a  # erfc(|z|) <= exp(-z^2) / (|z| sqrt(pi)) < 2^-200
     tail = iv.exp(-(iv.mpf(a) ** 2)) / (iv.mpf(a) * iv.sqrt(iv.pi))
     t = tail.b / 2
     return iv.mpf([0, t]) if float(z.b) < 0 else iv.mpf([1 - t, 1])

@@ -94,6 +94,8 @@ def confirm_violation(
     enclosed) arithmetic, else ``Unknown`` saying that the float value did not survive."""
     with torch.no_grad():  # the float replay a reviewer would run
         observed = float(objective.value(pair, x.reshape(1, -1))[0])
+    if not math.isfinite(observed):
+        return Unknown(f"{what}: the float64 replay is not finite (the networks overflow)")
     if exceeds(pair, objective, x, exact_value(threshold)):
         y = objective.witness_output(pair, x)
         note = f"{what}: {observed:.17g} (exceeds the limit in exact arithmetic)"

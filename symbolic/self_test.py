@@ -1,10 +1,12 @@
 """Soundness self-test on random small networks (backs ``metacompose verify --self-test``).
 
-For each random network pair (1-D or 2-D input, ReLU MLP or residual graph, random adaptation),
+For each random network pair (1-D or 2-D input, MLP or residual graph, ReLU / tanh / sin
+activations in turn, random adaptation),
 the true maximum deviation is estimated by an independent attack (dense grid plus multi-start
 gradient ascent); deviation claims are set at multiples of it and certified. Checked: nothing
 ``proved`` is beaten by the attack, every ``violated`` counterexample lies in the domain and
-reproduces, and on 1-D inputs the exact tier agrees with the grid away from the boundary.
+reproduces, and on 1-D inputs the exact tier (z3 for ReLU, interval branch and bound for smooth
+activations) agrees with the grid away from the boundary.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from metacompose.symbolic.attack import pgd_maximize
 from metacompose.symbolic.certify import certify
 from metacompose.symbolic.exact_tier import exact_check
 from metacompose.symbolic.lipschitz_attack import lipschitz_attack
-from metacompose.symbolic.network import INPUT, Add, Affine, Network, NetworkPair, Node, ReLU
+from metacompose.symbolic.network import (
+    INPUT,
+    Activation,
+    Add,
+    Affine,
+    Network,
+    NetworkPair,
+    Node,
+    ReLU,
+)
 from metacompose.symbolic.objectives import Objective, in_boxes
 from metacompose.symbolic.results import Proved, Violated
 from metacompose.symbolic.spec import (
@@ -31,6 +42,8 @@ from metacompose.symbolic.spec import (
 )
 
 FACTORS = (0.5, 0.9, 1.05, 1.5)
+ACTIVATIONS = ("relu", "tanh", "sin")
+"""Cycled over the networks (two networks each: a 1-D and a 2-D one)."""
 
 
 @dataclass
@@ -44,6 +57,7 @@ class SelfTestSummary:
     not_reproduced: list[str] = field(default_factory=list)
     exact_disagreements: list[str] = field(default_factory=list)
     n_exact_checked: int = 0
+    n_by_activation: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -52,8 +66,10 @@ class SelfTestSummary:
 
     def lines(self) -> list[str]:
         return [
-            f"networks {self.n_networks}, claims {self.n_claims}: proved {self.n_proved}, "
-            f"violated {self.n_violated}, unknown {self.n_unknown}",
+            f"networks {self.n_networks} "
+            f"({', '.join(f'{k} {v}' for k, v in self.n_by_activation.items())}), "
+            f"claims {self.n_claims}: proved {self.n_proved}, violated {self.n_violated}, "
+            f"unknown {self.n_unknown}",
             f"proved-but-beaten {len(self.unsound)}, counterexamples not reproduced "
             f"{len(self.not_reproduced)}, exact-vs-grid disagreements "
             f"{len(self.exact_disagreements)} of {self.n_exact_checked}",
@@ -62,9 +78,19 @@ class SelfTestSummary:
 
 
 def random_pair(
-    gen: torch.Generator, *, input_dim: int, width: int, residual: bool, scale: float
+    gen: torch.Generator,
+    *,
+    input_dim: int,
+    width: int,
+    residual: bool,
+    scale: float,
+    activation: str = "relu",
 ) -> NetworkPair:
-    """A random ReLU network (plain or with a residual block) and a perturbed twin."""
+    """A random network (plain or with a residual block) and a perturbed twin; ``activation`` is
+    ``"relu"`` or a smooth kind (``"tanh"``, ``"sin"``, ...)."""
+
+    def act() -> ReLU | Activation:
+        return ReLU() if activation == "relu" else Activation(activation)
 
     def rnd(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -75,9 +101,9 @@ def random_pair(
     def build(ws, bs) -> Network:
         nodes = [
             Node("l0", Affine(ws[0], bs[0]), (INPUT,)),
-            Node("r0", ReLU(), ("l0",)),
+            Node("r0", act(), ("l0",)),
             Node("l1", Affine(ws[1], bs[1]), ("r0",)),
-            Node("r1", ReLU(), ("l1",)),
+            Node("r1", act(), ("l1",)),
         ]
         last = "r1"
         if residual:
@@ -131,13 +157,16 @@ def self_test(
     s = SelfTestSummary()
     for i in range(n_networks):
         n = 1 + i % 2
+        activation = ACTIVATIONS[(i // 2) % len(ACTIVATIONS)]
         pair = random_pair(
             gen,
             input_dim=n,
             width=int(torch.randint(3, 9, (1,), generator=gen)),
             residual=i % 3 == 2,
             scale=float(torch.rand(1, generator=gen)) * 0.3,
+            activation=activation,
         )
+        s.n_by_activation[activation] = s.n_by_activation.get(activation, 0) + 1
         lo = torch.full((1, n), -2.0, dtype=torch.float64)
         hi = torch.full((1, n), 2.0, dtype=torch.float64)
         dev = Objective("deviation", 0)
@@ -158,13 +187,14 @@ def self_test(
             for tier in tiers:
                 rep = certify(pair, spec, tier=tier, timeout_s=timeout_s, seed=seed + i)
                 for r in rep.results:
-                    _audit(s, pair, spec, r, lo, hi, true_dev, y_lo, y_hi, f"net{i} x{f} {tier}")
+                    tag = f"net{i} ({activation}) x{f} {tier}"
+                    _audit(s, pair, spec, r, lo, hi, true_dev, y_lo, y_hi, tag)
             if n == 1 and i % exact_every == 0 and abs(f - 1.0) >= 0.05:
                 s.n_exact_checked += 1
                 res = exact_check(pair, dev, f * true_dev, lo, hi, timeout_s=timeout_s)
                 expect = Proved if f > 1 else Violated
                 if not isinstance(res, expect) and res.status != "unknown":
-                    s.exact_disagreements.append(f"net{i} x{f}: exact {res.status}")
+                    s.exact_disagreements.append(f"net{i} ({activation}) x{f}: exact {res.status}")
         if on_progress is not None:
             on_progress(i + 1, n_networks)
     s.seconds = time.perf_counter() - t0

@@ -7,6 +7,7 @@ def test_self_test_fast_tier_on_random_networks():
     s = self_test(24, seed=0, tiers=("fast",), exact_every=6)
     assert s.ok, s.lines()
     assert s.n_proved > 0 and s.n_violated > 0 and s.n_exact_checked > 0
+    assert s.n_by_activation == {"relu": 8, "tanh": 8, "sin": 8}
 
 
 def test_self_test_refine_tier():
