@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from metacompose.modules.base import TypedModule
@@ -14,9 +15,13 @@ NORMS = ("batch", "group", "none")
 class TaskBatchNorm2d(nn.Module):
     """Batch norm over the current batch only (transductive, as in MAML): no running statistics.
 
-    Nothing is shared across tasks, so it is safe inside a vmapped inner loop. It is written with
-    plain tensor ops rather than the fused kernel, whose backward mixes dtypes under bf16 autocast
-    inside ``torch.func.grad``; the result equals ``nn.BatchNorm2d(track_running_stats=False)``.
+    Nothing is shared across tasks, so it is safe inside a vmapped inner loop. It runs the fused
+    kernel (``F.batch_norm(training=True)``: one pass forward and backward, channels-last aware)
+    except in two cases, where it falls back to plain tensor ops: under autocast (the fused backward
+    mixes dtypes under bf16 inside ``torch.func.grad``) and inside ``vmap`` (torch 2.13's batching
+    rule of the fused double backward gives wrong second-order gradients: ~1e-2 off in float64,
+    tests/composer/algorithms/test_conv_meta_gradients.py). Both equal
+    ``nn.BatchNorm2d(track_running_stats=False)``.
 
     Args:
         channels: number of channels ``C`` of the ``(B, C, H, W)`` input.
@@ -31,10 +36,22 @@ class TaskBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H, W)``, normalised per channel over ``B, H, W``."""
+        if not torch.is_autocast_enabled(x.device.type) and not _inside_vmap(x):
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
         var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
         x_hat = (x - mean) * torch.rsqrt(var + self.eps)
         return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def _inside_vmap(x: torch.Tensor) -> bool:
+    """Whether ``x`` is (or wraps, under ``torch.func.grad``) a ``vmap`` batched tensor."""
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(x):
+        if functorch.is_batchedtensor(x):
+            return True
+        x = functorch.get_unwrapped(x)
+    return False
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -96,5 +113,26 @@ class ConvBlock(TypedModule):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W) -> (B, filters * h * w)``."""
-        return self.layers(x).flatten(1)
+        """``(B, C, H, W) -> (B, filters * h * w)``.
+
+        Each stage runs as conv, norm, max-pool, ReLU: max-pooling commutes with ReLU (both in value
+        and in gradient), so pooling first quarters the ReLU's work. On CPU the activations are
+        kept channels-last, where the max-pool and batch-norm kernels are vectorised (NCHW max-pool
+        with indices is ~10x slower there; measured in scripts/bench_meta.py's conv section).
+        """
+        h = x
+        for i in range(0, len(self.layers), 4):
+            conv, norm, relu, pool = (self.layers[i + j] for j in range(4))
+            h = relu(pool(norm(_channels_last(conv(h)))))
+        return h.flatten(1)
+
+
+def _channels_last(h: torch.Tensor) -> torch.Tensor:
+    """``h`` in channels-last layout on CPU (a no-op elsewhere and when it already is).
+
+    Written as permute-contiguous-permute rather than ``contiguous(memory_format=...)``, which
+    ``vmap`` does not support.
+    """
+    if h.device.type != "cpu":
+        return h
+    return h.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)

@@ -8,7 +8,13 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import nn
 
-from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from metacompose.algorithms.inner_loop import (
+    Params,
+    Vectorize,
+    adapt,
+    broadcast_tasks,
+    query_losses,
+)
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.graph import ModuleGraph
@@ -49,7 +55,9 @@ class MetaLearner(nn.Module):
         eval_inner_steps: inner steps at evaluation (may differ from training).
         adapt: node names adapted in the inner loop; ``None`` means all (``["head"]`` for ANIL).
         first_order: force the first-order approximation (implied by ``fomaml`` and ``reptile``).
-        vectorize: ``vmap`` over the tasks of a meta-batch (else a per-task Python loop).
+        vectorize: ``vmap`` over the tasks of a meta-batch, a per-task Python loop (``False``), or
+            ``"auto"``: the faster of the two for the input and device
+            (:func:`~metacompose.algorithms.inner_loop.use_vmap`: the loop for images on CPU).
         chunk_size: ``vmap`` at most this many tasks at once.
         checkpoint_inner: activation checkpointing of each inner step (second order only).
         enforcer: certifies (and by its mode repairs) every task's adaptation against a
@@ -67,7 +75,7 @@ class MetaLearner(nn.Module):
         eval_inner_steps: int = 10,
         adapt: list[str] | None = None,
         first_order: bool = False,
-        vectorize: bool = True,
+        vectorize: Vectorize = "auto",
         chunk_size: int | None = None,
         checkpoint_inner: bool = False,
         enforcer: InnerLoopEnforcer | None = None,
