@@ -21,6 +21,7 @@ from metacompose.symbolic.network import (
     ReLU,
 )
 from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.prediction import certify_prediction
 from metacompose.symbolic.results import (
     Certificate,
     CertificationReport,
@@ -57,6 +58,7 @@ from metacompose.symbolic.spec import (
     LinfBallDomain,
     LipschitzBound,
     OutputRange,
+    PredictionStability,
     StabilitySpec,
     StepSizeCheck,
     TrustRegion,
@@ -94,6 +96,7 @@ __all__ = [
     "Objective",
     "OutputRange",
     "PairBounds",
+    "PredictionStability",
     "Proved",
     "ReLU",
     "RuleViolation",
@@ -113,6 +116,7 @@ __all__ = [
     "brute_force_selection",
     "certify",
     "certify_lipschitz",
+    "certify_prediction",
     "domain_boxes",
     "exact_check",
     "exact_value",

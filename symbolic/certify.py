@@ -30,6 +30,7 @@ from metacompose.symbolic.lipschitz import certify_lipschitz
 from metacompose.symbolic.lipschitz_attack import lipschitz_attack
 from metacompose.symbolic.network import NetworkPair
 from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.prediction import certify_prediction
 from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import (
     CertificationReport,
@@ -139,6 +140,13 @@ def certify(
                 ]
                 outcome, used = merge(outs), tier
             record(name, limit, outcome, t0, used)
+
+    if spec.prediction is not None:
+        results.extend(
+            certify_prediction(
+                pair, spec.prediction, xlo, xhi, tier=tier, timeout_s=timeout_s, generator=gen
+            )
+        )
 
     if spec.step_size is not None:
         t0 = time.perf_counter()

@@ -136,6 +136,17 @@ class StepSizeCheck:
 
 
 @dataclass(frozen=True)
+class PredictionStability:
+    """Classifier claims per domain box (an Linf ball around each query image):
+    ``prediction_stable[i]``: the adapted model's top-1 class is the same everywhere in ball ``i``
+    (``logit_c - logit_j > 0`` for every other class ``j``, ``c`` its class at the centre);
+    with ``agree_with_meta``, also ``prediction_agrees[i]``: both models have that same top-1
+    class everywhere in the ball (violated by a point where their top-1 classes differ)."""
+
+    agree_with_meta: bool = False
+
+
+@dataclass(frozen=True)
 class StabilitySpec:
     """All claims for one adaptation; every field except ``domain`` is optional."""
 
@@ -146,6 +157,7 @@ class StabilitySpec:
     output_range: OutputRange | None = None
     finite: bool = False
     step_size: StepSizeCheck | None = None
+    prediction: PredictionStability | None = None
     source: str = field(default="<python>", compare=False)
 
 

@@ -13,6 +13,7 @@ Schema (every top-level key except ``domain`` optional)::
     output_range: {lower: [-10.0], upper: [10.0]}
     finite: true
     step_size: {step_size: 0.01}         # reported as an estimate only
+    prediction: {agree_with_meta: true}  # classifiers: top-1 constant on each ball (+ = meta's)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from metacompose.symbolic.spec import (
     LinfBallDomain,
     LipschitzBound,
     OutputRange,
+    PredictionStability,
     StabilitySpec,
     StepSizeCheck,
     TrustRegion,
@@ -114,7 +116,15 @@ def spec_from_dict(
         data,
         "",
         required={"domain"},
-        optional={"trust_regions", "lipschitz", "deviation", "output_range", "finite", "step_size"},
+        optional={
+            "trust_regions",
+            "lipschitz",
+            "deviation",
+            "output_range",
+            "finite",
+            "step_size",
+            "prediction",
+        },
     )
     spec = StabilitySpec(
         domain=_domain(c, top["domain"]),
@@ -146,9 +156,17 @@ def spec_from_dict(
                 positive=True,
             )
         ),
+        prediction=None if "prediction" not in top else _prediction(c, top["prediction"]),
         source=source,
     )
     return spec
+
+
+def _prediction(c: _Checker, t: Any) -> PredictionStability:
+    t = c.mapping(t if t is not None else {}, "prediction", optional={"agree_with_meta"})
+    return PredictionStability(
+        agree_with_meta=c.boolean(t.get("agree_with_meta", False), "prediction.agree_with_meta")
+    )
 
 
 def _domain(c: _Checker, d: Any):

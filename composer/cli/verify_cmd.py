@@ -11,9 +11,13 @@ from metacompose.cli.paths import check_output_dir, check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    short_usage(p, "CHECKPOINT --spec SPEC.yaml | --self-test")
+    short_usage(p, "CHECKPOINT [--spec SPEC.yaml] | --self-test")
     p.add_argument("checkpoint", nargs="?", help="a run's checkpoints/last.ckpt")
-    p.add_argument("--spec", type=Path, help="stability spec YAML (configs/bounds/*.yaml)")
+    p.add_argument(
+        "--spec",
+        type=Path,
+        help="stability spec YAML (configs/bounds/*.yaml; default: the run config's verify.spec)",
+    )
     p.add_argument(
         "--tasks", type=positive_int, default=10, help="meta-test tasks to adapt to (default 10)"
     )
@@ -34,6 +38,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--networks", type=positive_int, default=20, help="random networks of --self-test"
     )
+
+
+def run_config_spec(cfg) -> Path:
+    """The spec a run config names (``verify.spec``), found from the working directory or the
+    repository root; ``ValueError`` (exit 2) when it names none."""
+    name = cfg.get("verify", {}).get("spec") if hasattr(cfg, "get") else None
+    if not name:
+        raise ValueError(
+            "verify: no --spec given and the checkpoint's run config names no verify.spec"
+        )
+    path = Path(name)
+    if not path.is_absolute() and not path.is_file():
+        import metacompose
+
+        root = Path(metacompose.__file__).resolve().parents[1]
+        if (root / path).is_file():
+            return root / path
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,14 +90,15 @@ def _run(args: argparse.Namespace) -> int:
             )
         print("\n".join(summary.lines()))
         return 0 if summary.ok else 1
-    if args.checkpoint is None or args.spec is None:
-        raise ValueError("verify needs CHECKPOINT and --spec SPEC.yaml (or --self-test)")
+    if args.checkpoint is None:
+        raise ValueError("verify needs CHECKPOINT (or --self-test)")
     from metacompose.evaluate import load_checkpoint
     from metacompose.symbolic import load_spec, write_vnn_witness
     from metacompose.verify.report import verify_learner
 
-    spec = load_spec(args.spec)  # SpecError is a ValueError: one line, exit 2
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    spec_path = args.spec if args.spec is not None else run_config_spec(cfg)
+    spec = load_spec(spec_path)  # SpecError is a ValueError: one line, exit 2
     report = verify_learner(
         learner,
         family,

@@ -127,6 +127,13 @@ class EnforceConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """What ``metacompose verify CHECKPOINT`` checks when no ``--spec`` is given."""
+
+    spec: str | None = None  # stability spec YAML (configs/bounds/*.yaml) for this run's model
+
+
+@dataclass
 class ReportConfig:
     """What ``metacompose report`` measures besides the in-distribution meta-test metric."""
 
@@ -149,3 +156,4 @@ class RunConfig:
     router: RouterConfig = field(default_factory=RouterConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     enforce: EnforceConfig = field(default_factory=EnforceConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)

@@ -19,9 +19,11 @@ from metacompose.algorithms.learner import Learner
 from metacompose.graph import ModuleGraph
 from metacompose.symbolic import (
     BoxDomain,
+    Certificate,
     CertificationReport,
     ClaimResult,
     NonFiniteError,
+    Proved,
     StabilitySpec,
     Unknown,
     Violated,
@@ -29,7 +31,15 @@ from metacompose.symbolic import (
 )
 from metacompose.symbolic.spec import per_output
 from metacompose.tasks.base import TaskBatch
-from metacompose.verify.convert import Params, module_params, pair_from_params
+from metacompose.verify.convert import (
+    NetworkTooLargeError,
+    Params,
+    UnsupportedModuleError,
+    has_batch_norm,
+    module_params,
+    pair_from_params,
+    reference_forward,
+)
 
 
 @dataclass
@@ -81,12 +91,19 @@ def certify_adaptation(
         points: centres of an Linf-ball domain given without points: ``"query"`` or
             ``"support"`` inputs of the task.
 
-    Raises:
-        UnsupportedModuleError: the graph has no exact IR.
+    A graph with batch norm is certified with the statistics of the task's query batch fixed
+    (what the model normalises when it predicts); every proved claim states it in its facts.
+
+    A graph without an exact IR (or too large to certify) gives one ``unknown`` claim saying why.
     """
-    pair = pair_from_params(a.graph, a.meta, a.adapted)
     centres = a.query_x if points == "query" else a.support_x
     t0 = time.perf_counter()
+    try:
+        pair = pair_from_params(a.graph, a.meta, a.adapted, stats_x=a.query_x)
+    except UnsupportedModuleError as e:  # no exact IR, or too large: nothing is certified
+        why = str(e) if isinstance(e, NetworkTooLargeError) else f"no exact IR: {e}"
+        claim = ClaimResult("all", None, Unknown(why), tier, time.perf_counter() - t0)
+        return CertificationReport((claim,), claim.seconds)
     try:
         report = certify(
             pair,
@@ -101,14 +118,36 @@ def certify_adaptation(
         reason = f"adaptation not certifiable: {e}"
         claim = ClaimResult("all", None, Unknown(reason), tier, time.perf_counter() - t0)
         return CertificationReport((claim,), claim.seconds)
-    return replay_on_graph(report, a, spec, centres)
+    report = replay_on_graph(report, a, spec, centres)
+    if has_batch_norm(a.graph):
+        report = _with_fact(report, BATCH_STATS_FACT, BATCH_STATS_TEXT)
+    return report
 
 
-def graph_forward(graph: ModuleGraph, params: Params, x: torch.Tensor) -> torch.Tensor:
-    """``graph`` with ``params`` on ``x`` of shape ``(B, n)``, all in float64: ``(B, m)``."""
-    p = {k: v.detach().to(torch.float64) for k, v in params.items()}
-    with torch.no_grad():
-        return graph.apply_params(p, x.to(torch.float64))
+BATCH_STATS_FACT = "assumption[batch_stats]"
+BATCH_STATS_TEXT = (
+    "batch norm statistics are fixed at the task's query batch (mean and variance per channel, "
+    "float64, through each network's own weights): the certified map is affine in them"
+)
+
+
+def _with_fact(report: CertificationReport, name: str, text: str) -> CertificationReport:
+    out = []
+    for r in report.results:
+        if isinstance(r.outcome, Proved):
+            c = r.outcome.certificate
+            cert = Certificate({**c.facts, name: text}, (*c.used, name), c.method, c.bound)
+            r = ClaimResult(r.claim, r.limit, Proved(cert), r.tier, r.seconds)
+        out.append(r)
+    return CertificationReport(tuple(out), report.seconds)
+
+
+def graph_forward(
+    graph: ModuleGraph, params: Params, x: torch.Tensor, *, stats_x: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``graph`` with ``params`` on flat ``x`` of shape ``(B, n)``, all in float64: ``(B, m)``
+    (batch norm with the statistics of ``stats_x``, see :func:`~.convert.reference_forward`)."""
+    return reference_forward(graph, params, x, stats_x=stats_x)
 
 
 def replay_on_graph(
@@ -140,6 +179,15 @@ def _in_domain(x: torch.Tensor, spec: StabilitySpec, centres: torch.Tensor) -> b
     return bool((dist <= d.radius * (1 + 1e-12) + 1e-300).any())
 
 
+def _ball_centre(spec: StabilitySpec, centres: torch.Tensor, i: int) -> torch.Tensor:
+    d = spec.domain
+    if isinstance(d, BoxDomain):
+        lo, hi = (torch.tensor(v, dtype=torch.float64) for v in (d.lower, d.upper))
+        return 0.5 * (lo + hi)
+    pts = centres if d.points is None else torch.tensor(d.points)
+    return pts.to(torch.float64).reshape(pts.shape[0], -1)[i]
+
+
 def _replay_failure(r: ClaimResult, a: TaskAdaptation, spec, centres) -> str | None:
     """``None`` when the counterexample reproduces on the ModuleGraph, else why not."""
     ce = r.outcome.counterexample
@@ -148,10 +196,23 @@ def _replay_failure(r: ClaimResult, a: TaskAdaptation, spec, centres) -> str | N
     ):
         return "counterexample lies outside the domain"
     x = ce.x.reshape(1, -1)
-    ya = graph_forward(a.graph, a.adapted, x)[0]
-    if r.claim.startswith("deviation["):
+
+    def fwd(params: Params, z: torch.Tensor) -> torch.Tensor:
+        return graph_forward(a.graph, params, z.reshape(1, -1), stats_x=a.query_x)[0]
+
+    ya = fwd(a.adapted, x)
+    if r.claim.startswith("prediction_stable["):
+        i = int(r.claim[len("prediction_stable[") : -1])
+        c = int(fwd(a.adapted, _ball_centre(spec, centres, i)).argmax())
+        others = torch.cat([ya[:c], ya[c + 1 :]])
+        got = float((others - ya[c]).max())
+        ok = got >= 0
+    elif r.claim.startswith("prediction_agrees["):
+        got = float(int(ya.argmax()) != int(fwd(a.meta, x).argmax()))
+        ok = got == 1.0
+    elif r.claim.startswith("deviation["):
         j = int(r.claim[len("deviation[") : -1])
-        got = float((ya - graph_forward(a.graph, a.meta, x)[0])[j].abs())
+        got = float((ya - fwd(a.meta, x))[j].abs())
         ok = got > r.limit
     elif r.claim.startswith("output_range["):
         j = int(r.claim[len("output_range[") : -1])
@@ -162,15 +223,13 @@ def _replay_failure(r: ClaimResult, a: TaskAdaptation, spec, centres) -> str | N
         ok = got < lo or got > hi
     elif r.claim.startswith("lipschitz."):
         p = 2 if r.claim.endswith("l2") else float("inf")
-        yb = graph_forward(a.graph, a.adapted, ce.x2.reshape(1, -1))[0]
+        yb = fwd(a.adapted, ce.x2)
         den = float(torch.linalg.vector_norm(ce.x2.to(torch.float64) - x[0], ord=p))
         got = float(torch.linalg.vector_norm(yb - ya, ord=p)) / den if den > 0 else 0.0
         ok = got > r.limit
     elif r.claim == "finite":
         got = float("nan")
-        ok = not bool(torch.isfinite(ya).all()) or not bool(
-            torch.isfinite(graph_forward(a.graph, a.meta, x)).all()
-        )
+        ok = not bool(torch.isfinite(ya).all()) or not bool(torch.isfinite(fwd(a.meta, x)).all())
     else:
         return None
     return None if ok else f"counterexample not reproduced on the ModuleGraph (got {got:.6g})"

@@ -1,9 +1,19 @@
-"""Convert a ``ModuleGraph`` and a parameter dict into the symbolic layer's piecewise-linear IR.
+"""Convert a ``ModuleGraph`` and a parameter dict into the symbolic layer's exact IR.
 
-Supported modules: ``Linear``, ``RegressionHead``, ``ClassificationHead``, ``MLPBlock`` and
-``ResidualMLPBlock`` with ReLU activations, on flat vector spaces, merged by ``sum`` or
-``concat``. Anything else (a conv block with batch norm, tanh, a set encoder, a router's
-``ModulePool`` before export) raises :class:`UnsupportedModuleError` naming the node.
+Supported modules: ``Linear``, ``RegressionHead``, ``ClassificationHead``, ``Identity``,
+``MLPBlock`` and ``ResidualMLPBlock`` with ReLU or a smooth activation the IR means exactly
+(tanh, sigmoid, sin, SiLU, exact GELU, Softplus with beta 1), merged by ``sum`` or ``concat``, and
+``ConvBlock`` on image spaces (conv, batch norm with the task's batch statistics fixed, ReLU,
+max-pool, flatten; lowered by :mod:`metacompose.symbolic.conv`). A routed learner's per-task export
+(``ModulePool.export_graph``) has its FiLM / low-rank modulations already folded into the weights.
+Anything else (a set encoder, group norm, a pool before export, tanh-approximate GELU) raises
+:class:`UnsupportedModuleError` naming the node.
+
+Batch norm (``TaskBatchNorm2d``) normalises over the batch it is applied to; it is affine once
+those statistics are fixed. :func:`graph_to_network` takes ``stats_x``, the batch the model
+normalises (the task's query batch at evaluation, its support batch in the inner loop), computes
+each layer's mean and variance from it in float64 with the given weights, and folds the
+normalisation into the preceding conv. The certificate then speaks of that fixed affine map.
 
 IR Affine nodes are named ``"<graph node>.<layer path>"`` (e.g. ``"body.layers.0"``), so the IR's
 default module grouping (:meth:`symbolic.NetworkPair.module_params`) is the graph's node names,
@@ -13,15 +23,29 @@ which is what trust regions in a stability spec name.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from metacompose.graph import ModuleGraph
+from metacompose.modules.activations import Sine
 from metacompose.modules.base import TypedModule
-from metacompose.modules.linear import ClassificationHead, Linear, RegressionHead
+from metacompose.modules.conv import ConvBlock, TaskBatchNorm2d
+from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
-from metacompose.symbolic import INPUT, Add, Affine, Concat, Network, NetworkPair, Node, ReLU
+from metacompose.symbolic import (
+    INPUT,
+    Activation,
+    Add,
+    Affine,
+    Concat,
+    Network,
+    NetworkPair,
+    Node,
+    ReLU,
+)
+from metacompose.symbolic.conv import avgpool_affine, conv2d_affine, dense_size, maxpool_nodes
 
 Params = dict[str, torch.Tensor]
 
@@ -30,13 +54,37 @@ class UnsupportedModuleError(ValueError):
     """A graph the symbolic IR cannot represent exactly; the message names the node and why."""
 
 
-def graph_to_network(graph: ModuleGraph, params: Params | None = None) -> Network:
-    """The exact piecewise-linear IR of ``graph`` with ``params`` (float64).
+MAX_DENSE_ENTRIES = 30_000_000
+"""Largest lowered network (Affine weight entries, both twins) certified; larger ones are
+``unknown`` (the dense lowering of a 28x28x32 conv net would take gigabytes)."""
+
+
+class NetworkTooLargeError(UnsupportedModuleError):
+    """The exact IR exists but is too large to certify on this machine."""
+
+
+BatchStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def input_numel(graph: ModuleGraph) -> int:
+    """Width of the flattened input (``C * H * W`` for an image space)."""
+    n = 1
+    for d in graph.in_space.shape:
+        n *= int(d)
+    return n
+
+
+def graph_to_network(
+    graph: ModuleGraph, params: Params | None = None, *, stats_x: torch.Tensor | None = None
+) -> Network:
+    """The exact IR of ``graph`` with ``params`` (float64) on the flattened input.
 
     Args:
         graph: a validated module graph (a router's pool must be exported per task first).
         params: ``"<node>.<param>"`` -> tensor, without a task dimension; missing keys fall back
             to the graph's own parameters.
+        stats_x: ``(B, ...)`` the batch whose statistics batch norm layers use (needed only when
+            the graph has batch norm).
 
     Raises:
         UnsupportedModuleError: a node whose module or activation has no exact IR.
@@ -48,14 +96,29 @@ def graph_to_network(graph: ModuleGraph, params: Params | None = None) -> Networ
         )
     own = dict(graph.named_parameters())
     full = {**own, **(params or {})}
+    stats: BatchStats = {}
+    if any(isinstance(m, TaskBatchNorm2d) for m in graph.modules()):
+        if stats_x is None:
+            raise UnsupportedModuleError(
+                "the graph has batch norm: converting it needs the batch it normalises (stats_x)"
+            )
+        stats = batch_stats(graph, full, stats_x)
     nodes: list[Node] = []
     outputs: dict[str, str] = {}  # graph node -> IR node holding its output
     for step in graph.plan:
         module = graph.node(step.node)
-        if module.in_space.kind != "vec" or module.out_space.kind != "vec":
+        converter = CONVERTERS.get(type(module))
+        if converter is None:
+            raise UnsupportedModuleError(
+                f"node {step.node!r}: module {type(module).__name__} has no exact IR; supported: "
+                f"{sorted(c.__name__ for c in CONVERTERS)}"
+            )
+        if module.out_space.kind != "vec" or (
+            module.in_space.kind != "vec" and not isinstance(module, ConvBlock)
+        ):
             raise UnsupportedModuleError(
                 f"node {step.node!r} ({type(module).__name__}): spaces {module.in_space} -> "
-                f"{module.out_space}; only flat vec spaces convert"
+                f"{module.out_space}; only vec spaces (and a ConvBlock's image input) convert"
             )
         if not step.inputs:
             h = INPUT
@@ -65,19 +128,34 @@ def graph_to_network(graph: ModuleGraph, params: Params | None = None) -> Networ
             h = f"{step.node}.merge"
             op = Add() if step.merge == "sum" else Concat()
             nodes.append(Node(h, op, tuple(outputs[i] for i in step.inputs)))
-        converter = CONVERTERS.get(type(module))
-        if converter is None:
-            raise UnsupportedModuleError(
-                f"node {step.node!r}: module {type(module).__name__} has no exact IR; supported: "
-                f"{sorted(c.__name__ for c in CONVERTERS)} with ReLU activations"
-            )
-        outputs[step.node] = converter(step.node, module, full, h, nodes)
-    return Network(input_dim=graph.in_space.dim, nodes=nodes, output=outputs[graph.sink])
+        outputs[step.node] = converter(step.node, module, full, h, nodes, stats)
+    out = outputs[graph.sink]
+    if out == INPUT:  # an identity graph: one explicit identity layer
+        n = input_numel(graph)
+        eye = torch.eye(n, dtype=torch.float64)
+        nodes.append(Node("identity", Affine(eye, torch.zeros(n, dtype=torch.float64)), (INPUT,)))
+        out = "identity"
+    if 2 * dense_size(nodes) > MAX_DENSE_ENTRIES:
+        raise NetworkTooLargeError(
+            f"the exact IR has {dense_size(nodes):,} weight entries per network (limit "
+            f"{MAX_DENSE_ENTRIES // 2:,}): too large to certify here"
+        )
+    return Network(input_dim=input_numel(graph), nodes=nodes, output=out)
 
 
-def pair_from_params(graph: ModuleGraph, meta: Params, adapted: Params) -> NetworkPair:
-    """The meta-learned network and its adapted twin (each a full or partial parameter dict)."""
-    return NetworkPair(meta=graph_to_network(graph, meta), adapted=graph_to_network(graph, adapted))
+def pair_from_params(
+    graph: ModuleGraph, meta: Params, adapted: Params, *, stats_x: torch.Tensor | None = None
+) -> NetworkPair:
+    """The meta-learned network and its adapted twin (each a full or partial parameter dict);
+    batch norm statistics (if any) come from ``stats_x`` through each twin's own weights."""
+    return NetworkPair(
+        meta=graph_to_network(graph, meta, stats_x=stats_x),
+        adapted=graph_to_network(graph, adapted, stats_x=stats_x),
+    )
+
+
+def has_batch_norm(graph: ModuleGraph) -> bool:
+    return any(isinstance(m, TaskBatchNorm2d) for m in graph.modules())
 
 
 def module_params(graph: ModuleGraph, meta: Params, adapted: Params) -> dict[str, tuple]:
@@ -91,6 +169,78 @@ def module_params(graph: ModuleGraph, meta: Params, adapted: Params) -> dict[str
     return out
 
 
+# ------------------------------------------------------------------ the torch reference forward
+def _as_input(graph: ModuleGraph, x: torch.Tensor) -> torch.Tensor:
+    x = x.to(torch.float64)
+    if graph.in_space.kind == "vec":
+        return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], *graph.in_space.shape)
+
+
+def batch_stats(graph: ModuleGraph, params: Params, stats_x: torch.Tensor) -> BatchStats:
+    """Per batch-norm module (qualified name): the ``(mean, var)`` over ``stats_x`` it uses, float64."""
+    stats: BatchStats = {}
+    handles = []
+    for name, mod in graph.named_modules():
+        if isinstance(mod, TaskBatchNorm2d):
+
+            def pre(m, inp, name=name):
+                x = inp[0]
+                mean = x.mean(dim=(0, 2, 3))
+                stats[name] = (mean, ((x - mean.view(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3)))
+
+            handles.append(mod.register_forward_pre_hook(pre))
+    try:
+        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
+        with torch.no_grad():
+            graph.apply_params(p, _as_input(graph, stats_x))
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+@contextmanager
+def frozen_batch_norm(graph: ModuleGraph, stats: BatchStats):
+    """Within the block every ``TaskBatchNorm2d`` of ``graph`` normalises with ``stats``."""
+    handles = []
+    for name, mod in graph.named_modules():
+        if isinstance(mod, TaskBatchNorm2d):
+
+            def hook(m, inp, out, name=name):
+                mean, var = (t.view(1, -1, 1, 1) for t in stats[name])
+                x_hat = (inp[0] - mean) * torch.rsqrt(var + m.eps)
+                return x_hat * m.weight.view(1, -1, 1, 1) + m.bias.view(1, -1, 1, 1)
+
+            handles.append(mod.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def reference_forward(
+    graph: ModuleGraph,
+    params: Params,
+    x: torch.Tensor,
+    *,
+    stats_x: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The real ``graph`` (``functional_call``, float64) on flat ``x`` of shape ``(B, n)``:
+    ``(B, m)``; batch norm normalises with the statistics of ``stats_x`` (see module docstring)."""
+    p = {k: v.detach().to(torch.float64) for k, v in params.items()}
+    if not has_batch_norm(graph):
+        with torch.no_grad():
+            return graph.apply_params(p, _as_input(graph, x))
+    if stats_x is None:
+        raise ValueError("the graph has batch norm: reference_forward needs stats_x")
+    stats = batch_stats(graph, {**dict(graph.named_parameters()), **p}, stats_x)
+    with torch.no_grad(), frozen_batch_norm(graph, stats):
+        return graph.apply_params(p, _as_input(graph, x))
+
+
+# ------------------------------------------------------------------------------- converters
 def _affine(prefix: str, layer: nn.Linear, full: Params) -> Affine:
     w = full[f"{prefix}.weight"]
     b = full.get(f"{prefix}.bias")
@@ -99,54 +249,167 @@ def _affine(prefix: str, layer: nn.Linear, full: Params) -> Affine:
     return Affine(w.detach(), b.detach())
 
 
-def _need_relu(node: str, module: TypedModule, act: str) -> None:
-    if act != "relu":
+def activation_op(node: str, layer: nn.Module) -> ReLU | Activation:
+    """The IR op of an activation module, or :class:`UnsupportedModuleError` for a setting the IR
+    does not mean (approximate GELU, Softplus with beta != 1)."""
+    if isinstance(layer, nn.ReLU):
+        return ReLU()
+    if isinstance(layer, nn.GELU):
+        if layer.approximate != "none":
+            raise UnsupportedModuleError(
+                f"node {node!r}: GELU(approximate={layer.approximate!r}) has no exact IR; "
+                "only the exact GELU (approximate='none') converts"
+            )
+        return Activation("gelu")
+    if isinstance(layer, nn.Softplus):
+        if layer.beta != 1:
+            raise UnsupportedModuleError(
+                f"node {node!r}: Softplus(beta={layer.beta}) has no exact IR; only beta=1 converts"
+            )
+        return Activation("softplus")
+    kinds = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", Sine: "sin"}
+    kind = kinds.get(type(layer))
+    if kind is None:
         raise UnsupportedModuleError(
-            f"node {node!r} ({type(module).__name__}): activation {act!r} has no exact "
-            "piecewise-linear IR; only 'relu' converts"
+            f"node {node!r}: activation {type(layer).__name__} has no exact IR; supported: ReLU, "
+            "Tanh, Sigmoid, SiLU, Sine, GELU (exact), Softplus (beta 1)"
         )
+    return Activation(kind)
 
 
-def _linear(node: str, module: TypedModule, full: Params, h: str, nodes: list[Node]) -> str:
+def _linear(node, module, full, h, nodes, stats) -> str:
     name = f"{node}.linear"
     nodes.append(Node(name, _affine(name, module.linear, full), (h,)))
     return name
 
 
-def _mlp(node: str, module: MLPBlock, full: Params, h: str, nodes: list[Node]) -> str:
-    _need_relu(node, module, module.spec()["activation"])
+def _identity(node, module, full, h, nodes, stats) -> str:
+    return h
+
+
+def _mlp(node, module: MLPBlock, full, h, nodes, stats) -> str:
     for i, layer in enumerate(module.layers):
         name = f"{node}.layers.{i}"
         if isinstance(layer, nn.Linear):
             nodes.append(Node(name, _affine(name, layer, full), (h,)))
-        elif isinstance(layer, nn.ReLU):
-            nodes.append(Node(name, ReLU(), (h,)))
-        else:  # pragma: no cover - MLPBlock only builds Linear + activation
-            raise UnsupportedModuleError(f"node {node!r}: layer {i} is {type(layer).__name__}")
+        elif isinstance(layer, nn.Identity):
+            continue
+        else:
+            nodes.append(Node(name, activation_op(node, layer), (h,)))
         h = name
     return h
 
 
-def _residual(node: str, module: ResidualMLPBlock, full: Params, h: str, nodes: list[Node]) -> str:
-    _need_relu(node, module, module.spec()["activation"])
+def _residual(node, module: ResidualMLPBlock, full, h, nodes, stats) -> str:
     x = h
     nodes.append(Node(f"{node}.inner", _affine(f"{node}.inner", module.inner, full), (x,)))
-    nodes.append(Node(f"{node}.act", ReLU(), (f"{node}.inner",)))
+    nodes.append(Node(f"{node}.act", activation_op(node, module.act), (f"{node}.inner",)))
     nodes.append(
         Node(f"{node}.outer", _affine(f"{node}.outer", module.outer, full), (f"{node}.act",))
     )
     nodes.append(Node(f"{node}.sum", Add(), (x, f"{node}.outer")))
-    if not module.spec()["activate_output"]:
+    if isinstance(module.out_act, nn.Identity):
         return f"{node}.sum"
-    nodes.append(Node(f"{node}.out_act", ReLU(), (f"{node}.sum",)))
+    nodes.append(Node(f"{node}.out_act", activation_op(node, module.out_act), (f"{node}.sum",)))
     return f"{node}.out_act"
 
 
-Converter = Callable[[str, TypedModule, Params, str, list[Node]], str]
+def _conv_block(node, module: ConvBlock, full, h, nodes, stats) -> str:
+    """conv [+ batch norm folded in] -> activation -> pool, per stage; flatten is the layout."""
+    shape = tuple(int(d) for d in module.in_space.shape)
+    pending: Affine | None = None  # the last conv, waiting for a batch norm to fold in
+    pending_name = ""
+
+    def flush() -> None:
+        nonlocal h, pending
+        if pending is not None:
+            nodes.append(Node(pending_name, pending, (h,)))
+            h, pending = pending_name, None
+
+    for i, layer in enumerate(module.layers):
+        name = f"{node}.layers.{i}"
+        if isinstance(layer, nn.Conv2d):
+            flush()
+            if layer.dilation != (1, 1) or layer.groups != 1 or layer.padding_mode != "zeros":
+                raise UnsupportedModuleError(
+                    f"node {node!r}: layer {i} Conv2d with dilation/groups/padding mode has no IR"
+                )
+            if len(set(layer.stride)) != 1 or len(set(layer.padding)) != 1:
+                raise UnsupportedModuleError(f"node {node!r}: layer {i}: non-square stride/padding")
+            pending, shape = conv2d_affine(
+                full[f"{name}.weight"],
+                full.get(f"{name}.bias"),
+                shape,
+                stride=layer.stride[0],
+                padding=layer.padding[0],
+            )
+            pending_name = name
+        elif isinstance(layer, TaskBatchNorm2d):
+            if pending is None:
+                raise UnsupportedModuleError(f"node {node!r}: batch norm {i} not after a conv")
+            pending = _fold_batch_norm(pending, name, layer, full, stats[name], shape)
+            pending_name = f"{pending_name}+bn"
+        elif isinstance(layer, nn.Identity):
+            continue
+        elif isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
+            flush()
+            k, s, pad = (
+                _single(v, node, i) for v in (layer.kernel_size, layer.stride, layer.padding)
+            )
+            if pad != 0 or getattr(layer, "ceil_mode", False) or _dilated(layer):
+                raise UnsupportedModuleError(f"node {node!r}: layer {i}: padded/ceil/dilated pool")
+            if isinstance(layer, nn.MaxPool2d):
+                new, h, shape = maxpool_nodes(name, h, shape, k, s)
+                nodes.extend(new)
+            else:
+                aff, shape = avgpool_affine(shape, k, s)
+                nodes.append(Node(name, aff, (h,)))
+                h = name
+        elif isinstance(layer, nn.GroupNorm):
+            raise UnsupportedModuleError(
+                f"node {node!r}: GroupNorm (layer {i}) normalises each image by its own statistics "
+                "(not affine in the input); use norm: batch or none"
+            )
+        else:
+            flush()
+            nodes.append(Node(name, activation_op(node, layer), (h,)))
+            h = name
+    flush()
+    return h
+
+
+def _single(v, node: str, i: int) -> int:
+    if isinstance(v, tuple):
+        if len(set(v)) != 1:
+            raise UnsupportedModuleError(f"node {node!r}: layer {i}: non-square pooling")
+        v = v[0]
+    return int(v)
+
+
+def _dilated(layer: nn.Module) -> bool:
+    d = getattr(layer, "dilation", 1)
+    return (d if isinstance(d, int) else max(d)) != 1
+
+
+def _fold_batch_norm(conv: Affine, name, layer: TaskBatchNorm2d, full, stat, shape) -> Affine:
+    """``gamma (conv(x) - mean) / sqrt(var + eps) + beta`` as one Affine (statistics fixed)."""
+    mean, var = (t.to(torch.float64) for t in stat)
+    gamma = full[f"{name}.weight"].detach().to(torch.float64)
+    beta = full[f"{name}.bias"].detach().to(torch.float64)
+    scale = gamma * torch.rsqrt(var + layer.eps)
+    per = shape[1] * shape[2]
+    s = scale.repeat_interleave(per)
+    shift = (beta - scale * mean).repeat_interleave(per)
+    return Affine(conv.weight * s.unsqueeze(1), conv.bias * s + shift)
+
+
+Converter = Callable[[str, TypedModule, Params, str, list[Node], BatchStats], str]
 CONVERTERS: dict[type, Converter] = {
     Linear: _linear,
     RegressionHead: _linear,
     ClassificationHead: _linear,
+    Identity: _identity,
     MLPBlock: _mlp,
     ResidualMLPBlock: _residual,
+    ConvBlock: _conv_block,
 }

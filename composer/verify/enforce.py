@@ -166,7 +166,7 @@ class Enforcer:
         self.stats.certifications += 1
         try:
             report = certify(
-                pair_from_params(graph, meta, adapted),
+                pair_from_params(graph, meta, adapted, stats_x=centres),
                 self.spec,
                 tier=self.tier,
                 points=centres.detach().to(torch.float64),

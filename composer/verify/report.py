@@ -10,7 +10,7 @@ import torch
 
 from metacompose.algorithms.learner import Learner
 from metacompose.progress import track
-from metacompose.symbolic import CertificationReport, StabilitySpec
+from metacompose.symbolic import CertificationReport, ClaimResult, StabilitySpec, Unknown
 from metacompose.tasks.base import TaskFamily, derive_seed
 from metacompose.verify.adaptation import adapt_tasks, certify_adaptation
 
@@ -135,10 +135,18 @@ def verify_learner(
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "verify"))
     batch = family.sample(n_tasks, shots=shots, query=query, generator=g, split="test")
-    adaptations = adapt_tasks(learner, batch, steps=steps)
     out = VerifyReport(
         checkpoint=checkpoint, spec=spec.source, tier=tier, seed=seed, inner_steps=steps
     )
+    if not hasattr(learner, "export_tasks"):  # e.g. an in-context learner: no weights to compare
+        why = f"{type(learner).__name__} exports no per-task weights: nothing to certify"
+        for t in range(n_tasks):
+            out.tasks.append({"task": t})
+            claim = ClaimResult("all", None, Unknown(why), tier, 0.0)
+            out.reports.append(CertificationReport((claim,), 0.0))
+        out.seconds = time.perf_counter() - t0
+        return out
+    adaptations = adapt_tasks(learner, batch, steps=steps)
     for t, a in enumerate(track(adaptations, desc=f"verify ({tier})", unit="task")):
         info: dict[str, Any] = {"task": t}
         for k, v in batch.info.items():

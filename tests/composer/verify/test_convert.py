@@ -84,10 +84,14 @@ def test_module_params_group_by_node():
 
 
 def test_unsupported_modules_are_named():
-    with pytest.raises(UnsupportedModuleError, match=r"node 'body'.*spaces image"):
+    with pytest.raises(UnsupportedModuleError, match=r"batch norm.*stats_x"):
         graph_to_network(conv_graph(image_size=8, filters=4, depth=1, norm="batch"))
-    with pytest.raises(UnsupportedModuleError, match=r"node 'body'.*'tanh'"):
-        graph_to_network(mlp_graph(hidden=[4, 4], activation="tanh"))
+    with pytest.raises(UnsupportedModuleError, match=r"node 'body'.*GroupNorm"):
+        graph_to_network(conv_graph(image_size=8, filters=4, depth=1, norm="group"))
+    graph = mlp_graph(hidden=[4, 4], activation="gelu")
+    graph.node("body").layers[1].approximate = "tanh"
+    with pytest.raises(UnsupportedModuleError, match=r"node 'body'.*GELU\(approximate='tanh'\)"):
+        graph_to_network(graph)
     pool = ModulePool(
         slots={"a": [MLPBlock(in_features=1, hidden=[], out_features=2)] * 2}, edges=[]
     )
