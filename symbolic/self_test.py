@@ -1,7 +1,8 @@
 """Soundness self-test on random small networks (backs ``metacompose verify --self-test``).
 
 For each random network pair (1-D or 2-D input, MLP or residual graph, ReLU / tanh / sin
-activations in turn, random adaptation),
+activations in turn, random adaptation; plus ``n_conv`` tiny conv nets on 1x8x8 images with
+deviation and prediction-stability claims on Linf balls, audited by sampling and PGD),
 the true maximum deviation is estimated by an independent attack (dense grid plus multi-start
 gradient ascent); deviation claims are set at multiples of it and certified. Checked: nothing
 ``proved`` is beaten by the attack, every ``violated`` counterexample lies in the domain and
@@ -19,6 +20,7 @@ import torch
 
 from metacompose.symbolic.attack import pgd_maximize
 from metacompose.symbolic.certify import certify
+from metacompose.symbolic.conv import avgpool_affine, conv2d_affine, maxpool_nodes
 from metacompose.symbolic.exact_tier import exact_check
 from metacompose.symbolic.lipschitz_attack import lipschitz_attack
 from metacompose.symbolic.network import (
@@ -36,9 +38,12 @@ from metacompose.symbolic.results import Proved, Violated
 from metacompose.symbolic.spec import (
     BoxDomain,
     DeviationBound,
+    LinfBallDomain,
     LipschitzBound,
     OutputRange,
+    PredictionStability,
     StabilitySpec,
+    domain_boxes,
 )
 
 FACTORS = (0.5, 0.9, 1.05, 1.5)
@@ -124,13 +129,19 @@ def attack_max(
     hi: torch.Tensor,
     gen: torch.Generator,
 ) -> float:
-    """Independent lower bound on max objective: dense grid plus gradient ascent from 17 starts."""
+    """Independent lower bound on max objective: dense grid (1-D / 2-D; 2,000 uniform samples
+    otherwise) plus gradient ascent from 17 starts."""
     n = lo.shape[1]
-    k = 4001 if n == 1 else 121
-    axes = [
-        torch.linspace(float(lo[0, i]), float(hi[0, i]), k, dtype=torch.float64) for i in range(n)
-    ]
-    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
+    if n <= 2:
+        k = 4001 if n == 1 else 121
+        axes = [
+            torch.linspace(float(lo[0, i]), float(hi[0, i]), k, dtype=torch.float64)
+            for i in range(n)
+        ]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
+    else:  # images: uniform samples instead of a grid
+        u = torch.rand(2000, n, generator=gen, dtype=torch.float64)
+        grid = lo[0] + u * (hi[0] - lo[0])
     with torch.no_grad():
         g = float(objective.value(pair, grid).max())
     _, v = pgd_maximize(
@@ -139,10 +150,118 @@ def attack_max(
     return max(g, v)
 
 
+def random_conv_pair(gen: torch.Generator, *, scale: float, n_classes: int = 3) -> NetworkPair:
+    """A tiny conv net on 1x8x8 images (conv 3x3 -> ReLU -> max-pool 2 -> conv 3x3 -> ReLU ->
+    avg-pool 2 -> Affine to ``n_classes``), lowered by :mod:`~metacompose.symbolic.conv`, and a
+    perturbed twin."""
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    w = [rnd(2, 1, 3, 3) / 2, rnd(2, 2, 3, 3) / 3, rnd(n_classes, 8) / 2]
+    b = [rnd(2) * 0.2, rnd(2) * 0.2, rnd(n_classes) * 0.2]
+
+    def build(ws, bs) -> Network:
+        c1, shape = conv2d_affine(ws[0], bs[0], (1, 8, 8), padding=1)
+        nodes = [Node("c1", c1, (INPUT,)), Node("r1", ReLU(), ("c1",))]
+        pool, h, shape = maxpool_nodes("p1", "r1", shape, 2)
+        c2, shape = conv2d_affine(ws[1], bs[1], shape, padding=1)
+        nodes += [*pool, Node("c2", c2, (h,)), Node("r2", ReLU(), ("c2",))]
+        avg, shape = avgpool_affine(shape, 2)
+        nodes += [Node("p2", avg, ("r2",)), Node("out", Affine(ws[2], bs[2]), ("p2",))]
+        return Network(input_dim=64, nodes=nodes)
+
+    wa = [x + scale * rnd(*x.shape) for x in w]
+    ba = [x + scale * rnd(*x.shape) for x in b]
+    return NetworkPair(meta=build(w, b), adapted=build(wa, ba))
+
+
+def _conv_checks(s: SelfTestSummary, i: int, gen: torch.Generator, timeout_s: float) -> None:
+    """Deviation and prediction-stability claims on an Linf ball around random images."""
+    pair = random_conv_pair(gen, scale=float(torch.rand(1, generator=gen)) * 0.1)
+    s.n_by_activation["conv"] = s.n_by_activation.get("conv", 0) + 1
+    s.n_networks += 1
+    centres = torch.rand(3, 64, generator=gen, dtype=torch.float64)
+    for radius in (0.002, 0.02, 0.1):
+        lo, hi = centres - radius, centres + radius
+        dev = Objective("deviation", 0)
+        true_dev = max(attack_max(pair, dev, lo[b : b + 1], hi[b : b + 1], gen) for b in range(3))
+        for f in (0.9, 1.1):
+            spec = StabilitySpec(
+                domain=LinfBallDomain(radius=radius),
+                deviation=DeviationBound(max_abs=(max(f * true_dev, 1e-12),)),
+                prediction=PredictionStability(agree_with_meta=True),
+            )
+            rep = certify(pair, spec, tier="fast", points=centres, timeout_s=timeout_s, seed=i)
+            xlo, xhi = domain_boxes(spec.domain, centres)
+            for r in rep.results:
+                tag = f"net{i} (conv) r={radius} x{f} {r.claim}"
+                if r.claim.startswith("deviation[0]"):
+                    _audit(s, pair, spec, r, xlo, xhi, true_dev, 0.0, 0.0, tag)
+                elif r.claim.startswith("prediction_stable"):
+                    _audit_stable(s, pair, r, xlo, xhi, gen, tag)
+                elif r.claim.startswith("prediction_agrees"):
+                    s.n_claims += 1
+                    _count(s, r, pair, xlo, xhi, tag)
+
+
+def _audit_stable(s, pair, r, xlo, xhi, gen, tag) -> None:
+    """Proved: no sampled or PGD point changes the top-1 class; violated: its point does."""
+    s.n_claims += 1
+    b = int(r.claim[len("prediction_stable[") : -1])
+    lo, hi = xlo[b : b + 1], xhi[b : b + 1]
+    with torch.no_grad():
+        c = int(pair.adapted(0.5 * (lo + hi)).argmax())
+    if isinstance(r.outcome, Proved):
+        s.n_proved += 1
+        u = torch.rand(2000, lo.shape[1], generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            y = pair.adapted(lo + u * (hi - lo))
+        beaten = bool((y.argmax(1) != c).any())
+        for j in range(pair.output_dim):
+            if j != c:
+                _, v = pgd_maximize(
+                    lambda x, j=j: pair.adapted(x)[:, j] - pair.adapted(x)[:, c],
+                    lo,
+                    hi,
+                    starts_per_box=8,
+                    steps=20,
+                    generator=gen,
+                )
+                beaten = beaten or v >= 0
+        if beaten:
+            s.unsound.append(tag)
+    else:
+        _count(s, r, pair, xlo, xhi, tag)
+
+
+def _count(s, r, pair, xlo, xhi, tag) -> None:
+    if isinstance(r.outcome, Proved):
+        s.n_proved += 1
+    elif isinstance(r.outcome, Violated):
+        s.n_violated += 1
+        ce = r.outcome.counterexample
+        with torch.no_grad():
+            ya = pair.adapted(ce.x.reshape(1, -1))[0]
+            ym = pair.meta(ce.x.reshape(1, -1))[0]
+        b = int(r.claim[r.claim.index("[") + 1 : -1])
+        with torch.no_grad():
+            c = int(pair.adapted(0.5 * (xlo[b : b + 1] + xhi[b : b + 1])).argmax())
+        if r.claim.startswith("prediction_stable"):
+            ok = bool((torch.cat([ya[:c], ya[c + 1 :]]) >= ya[c]).any())
+        else:
+            ok = int(ya.argmax()) != int(ym.argmax())
+        if not (ok and in_boxes(ce.x, xlo[b : b + 1], xhi[b : b + 1])):
+            s.not_reproduced.append(tag)
+    else:
+        s.n_unknown += 1
+
+
 def self_test(
     n_networks: int = 20,
     seed: int = 0,
     *,
+    n_conv: int = 0,
     tiers: tuple[str, ...] = ("fast", "refine"),
     exact_every: int = 4,
     timeout_s: float = 5.0,
@@ -196,7 +315,11 @@ def self_test(
                 if not isinstance(res, expect) and res.status != "unknown":
                     s.exact_disagreements.append(f"net{i} ({activation}) x{f}: exact {res.status}")
         if on_progress is not None:
-            on_progress(i + 1, n_networks)
+            on_progress(i + 1, n_networks + n_conv)
+    for i in range(n_conv):
+        _conv_checks(s, n_networks + i, gen, timeout_s)
+        if on_progress is not None:
+            on_progress(n_networks + i + 1, n_networks + n_conv)
     s.seconds = time.perf_counter() - t0
     return s
 

@@ -81,9 +81,11 @@ def _run(args: argparse.Namespace) -> int:
         from metacompose.progress import progress
         from metacompose.symbolic import self_test
 
-        with progress(desc="verify --self-test", total=args.networks, unit="net") as bar:
+        n_conv = max(1, args.networks // 4)
+        with progress(desc="verify --self-test", total=args.networks + n_conv, unit="net") as bar:
             summary = self_test(
                 n_networks=args.networks,
+                n_conv=n_conv,
                 seed=args.seed,
                 timeout_s=args.timeout,
                 on_progress=lambda done, _total: bar.update(done - bar.n),
