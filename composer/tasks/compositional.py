@@ -1,9 +1,12 @@
-"""Compositional regression: y = A g(f(x)) with an inner primitive f and an outer primitive g.
+"""Compositional regression: two primitives per task, composed by a structure.
 
-Each primitive has per-task continuous parameters. A fixed set of (f, g) combinations is held out of
-meta-training entirely, so that meta-test can score generalisation to *unseen combinations* of
-seen parts. Every task's true primitives are exposed in ``TaskBatch.info`` (``"f"``, ``"g"``: int64
-ids into :attr:`CompositionalFamily.inner` / :attr:`CompositionalFamily.outer`).
+The chain ``y = A g(f(x))`` (an inner primitive f, an outer primitive g) or the sum
+``y = a f(x) + b g(x)`` (:mod:`metacompose.tasks.structures`), with primitives chosen by name from
+the registries of :mod:`metacompose.tasks.primitives`, each with its per-task continuous
+parameter. A fixed set of (f, g) combinations is held out of meta-training entirely, so that
+meta-test can score generalisation to *unseen combinations* of seen parts (``subset="held_out"``).
+Every task's true primitives are exposed in ``TaskBatch.info`` (``"f"``, ``"g"``: int64 ids into
+:attr:`CompositionalFamily.factors`).
 
 Primitive sets (``preset``): ``"original"`` (the default, kept so that earlier runs stay
 reproducible), ``"identifiable"`` and ``"identifiable_wavy"``. In the original set ``ramp``
@@ -14,43 +17,25 @@ primitive. Under the per-task parameter and a per-task output scale/shift, the b
 distinct pair leaves, for every parameter value, at least 7% of a target's variance unexplained
 in ``"identifiable"`` (worst: ``vee∘square`` vs ``vee∘cos``; median over pairs 75%) and at least
 39% in ``"identifiable_wavy"`` (outer primitives with one to two full periods on [-1, 1], which
-makes its tasks much harder to fit from 10 shots). See :func:`confusability`.
+makes its tasks much harder to fit from 10 shots). See :func:`confusability`; every chosen set is
+checked on construction (``min_distinct``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import logging
+from functools import lru_cache
 
 import torch
 
 from metacompose.modules.space import Space
 from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.confusability import confusability
+from metacompose.tasks.primitives import INNER, OUTER, Primitive
+from metacompose.tasks.structures import STRUCTURES, build_structure
 
 Tensor = torch.Tensor
-
-# Inner primitives: x -> u (values roughly in [-1.4, 1.4]). Each gets a (T, 1, 1) parameter tensor
-# ``p`` uniform in the family's ``param_range`` (default [0, 1)) that it maps to its own parameter.
-INNER: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "sine": lambda x, p: torch.sin((2.0 + p) * x + math.pi * p),  # frequency 2-3, phase 0-pi
-    "ramp": lambda x, p: (0.25 + 0.2 * p) * x,  # slope 0.25-0.45
-    "bump": lambda x, p: 2.0 * torch.exp(-((x - (2 * p - 1)) ** 2)) - 1.0,  # centre -1..1
-    "step": lambda x, p: torch.tanh(3.0 * (x - (2 * p - 1))),  # edge at -1..1
-    "vee": lambda x, p: torch.abs(x - (2 * p - 1)) / 2.0 - 1.0,  # V with its corner at -1..1
-}
-
-# Outer primitives: u -> y before the amplitude.
-OUTER: dict[str, Callable[[Tensor], Tensor]] = {
-    "linear": lambda u: u,
-    "square": lambda u: u**2,
-    "relu": lambda u: torch.relu(u),
-    "cos": lambda u: torch.cos(math.pi * u),
-    "abs": lambda u: torch.abs(u),
-    "sin_pi": lambda u: torch.sin(math.pi * u),
-    "cos_2pi": lambda u: torch.cos(2.0 * math.pi * u),
-    "sin_2pi": lambda u: torch.sin(2.0 * math.pi * u),
-    "squash": lambda u: torch.tanh(3.0 * u),
-}
+log = logging.getLogger(__name__)
 
 # One held-out partner per inner and per outer primitive (a permutation), so that every primitive
 # is still seen in meta-training with three partners.
@@ -75,42 +60,58 @@ PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str]
     ),
 }
 
-COMBOS = ("seen", "held_out", "all")
+# The solo tasks' stand-in for the missing primitive (``"identity"`` in ``factors``).
+IDENTITY = Primitive(lambda x: x)
+CONFUSABLE = ("warn", "refuse")
+
+__all__ = ["INNER", "OUTER", "PRESETS", "CompositionalFamily", "confusability"]
 
 
 class CompositionalFamily:
-    """Tasks ``y = A * g(f(x))``, ``x ~ U[x_range]``, ``A ~ U[amplitude]``.
+    """Tasks ``y = A g(f(x))`` (``structure: chain``) or ``y = a f(x) + b g(x)`` (``sum``),
+    ``x ~ U[x_range]``, every amplitude ``~ U[amplitude]``, every primitive's parameter
+    ``~ U[param_range]``.
 
     Splits "train" and "val" draw only *seen* (f, g) combinations; "test" draws seen combinations by
-    default and the held-out ones with ``sample(..., combos="held_out")``.
+    default, and the held-out ones or all of them with ``sample(..., subset="held_out" | "all")``
+    (:attr:`subsets`).
 
     Args:
-        preset: ``"original"`` or ``"identifiable"`` (see the module docstring): the default
-            ``inner``, ``outer`` and ``held_out`` of :data:`PRESETS`.
-        inner: names of the inner primitives (keys of ``INNER``); default: the preset's.
-        outer: names of the outer primitives (keys of ``OUTER``); default: the preset's.
+        preset: ``"original"``, ``"identifiable"`` or ``"identifiable_wavy"`` (see the module
+            docstring): the default ``inner``, ``outer`` and ``held_out`` of :data:`PRESETS`.
+        structure: ``"chain"`` (f from ``INNER``, g from ``OUTER``) or ``"sum"`` (both from
+            ``INNER``; ``inner`` lists the first term's primitives, ``outer`` the second's).
+        inner: names of the slot-f primitives; default: the preset's.
+        outer: names of the slot-g primitives; default: the preset's.
         held_out: ``[f, g]`` pairs never drawn in meta-training; default: the preset's.
-        amplitude: range of the output amplitude ``A``.
+        amplitude: range of the output amplitude ``A`` (of each term's, for the sum).
         x_range: input range.
-        param_range: range of the inner primitive's parameter ``p`` (within ``[0, 1]``); a
-            narrower range makes each primitive closer to one fixed shape.
+        param_range: range of every primitive's parameter ``p`` (within ``[0, 1]``); a narrower
+            range makes each primitive closer to one fixed shape.
         descriptor: ``"none"``; ``"onehot"`` to give the learner the one-hot of (f, g) as a
             ``(T, len(inner) + len(outer))`` task descriptor (context-aware adaptation); or
             ``"input"`` to append that one-hot to every input point instead (``x`` becomes
             ``(1 + len(inner) + len(outer))``-dim: how a plain network gets the same context).
-        solo: probability that a meta-train task shows its inner primitive alone, ``y = f(x)``
-            (amplitude 1, no outer primitive): such tasks give the inner stage's output a fixed
-            meaning (it *is* ``f(x)``) whatever outer primitive it is later composed with. Its
-            ``g`` is the extra outer id ``len(outer)`` (named ``"identity"`` in :attr:`factors`,
-            and a one-hot column of its own in the descriptor). Meta-val and meta-test never
-            draw solo tasks.
-        solo_outer: probability that a meta-train task shows its outer primitive alone on the
-            unit interval, ``y = A g(u)`` with the input ``u = x`` rescaled from ``x_range`` to
-            ``[-1, 1]`` (the range every inner primitive writes): such tasks give the outer
-            stage's *input* a fixed meaning (the value ``u``) whatever inner primitive later
-            writes it. Its ``f`` is the extra inner id ``len(inner)`` (``"identity"``, with a
-            descriptor column of its own; its ``info["param"]`` is drawn but unused). Drawn
+        solo: (chain only) probability that a meta-train task shows its inner primitive alone,
+            ``y = f(x)`` (amplitude 1, no outer primitive): such tasks give the inner stage's
+            output a fixed meaning (it *is* ``f(x)``) whatever outer primitive it is later
+            composed with. Its ``g`` is the extra outer id ``len(outer)`` (named ``"identity"``
+            in :attr:`factors`, and a one-hot column of its own in the descriptor). Meta-val and
+            meta-test never draw solo tasks.
+        solo_outer: (chain only) probability that a meta-train task shows its outer primitive
+            alone on the unit interval, ``y = A g(u)`` with the input ``u = x`` rescaled from
+            ``x_range`` to ``[-1, 1]`` (the range every inner primitive writes): such tasks give
+            the outer stage's *input* a fixed meaning (the value ``u``) whatever inner primitive
+            later writes it. Its ``f`` is the extra inner id ``len(inner)`` (``"identity"``, with
+            a descriptor column of its own; its ``info["param"]`` is drawn but unused). Drawn
             exclusively of ``solo``; meta-val and meta-test never draw them.
+        min_distinct: the check on construction: every (f, g) pair's tasks must keep at least
+            this fraction of their variance unexplained by the best fit of any other pair
+            (:func:`confusability` on ``check_points`` inputs); 0 turns the check off.
+        on_confusable: ``"warn"`` (one log line naming the worst two pairs) or ``"refuse"``
+            (``ValueError``) when the chosen set fails the check.
+        check_points: evenly spaced inputs of the check (e.g. the support size K, to ask what
+            K evenly spaced shots can tell apart; the default is dense).
     """
 
     name = "compositional"
@@ -122,6 +123,7 @@ class CompositionalFamily:
         self,
         *,
         preset: str = "original",
+        structure: str = "chain",
         inner: list[str] | tuple[str, ...] | None = None,
         outer: list[str] | tuple[str, ...] | None = None,
         held_out: list[list[str]] | tuple[tuple[str, str], ...] | None = None,
@@ -131,14 +133,21 @@ class CompositionalFamily:
         descriptor: str = "none",
         solo: float = 0.0,
         solo_outer: float = 0.0,
+        min_distinct: float = 0.01,
+        on_confusable: str = "warn",
+        check_points: int = 121,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        if structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {structure!r}; known: {sorted(STRUCTURES)}")
+        self.structure = build_structure(structure)
         inner = PRESETS[preset][0] if inner is None else inner
         outer = PRESETS[preset][1] if outer is None else outer
         held_out = PRESETS[preset][2] if held_out is None else held_out
-        for name, table, kind in [(n, INNER, "inner") for n in inner] + [
-            (n, OUTER, "outer") for n in outer
+        f_table, g_table = self.structure.registries
+        for name, table, kind in [(n, f_table, "inner") for n in inner] + [
+            (n, g_table, "outer") for n in outer
         ]:
             if name not in table:
                 raise ValueError(f"unknown {kind} primitive {name!r}; known: {sorted(table)}")
@@ -172,9 +181,39 @@ class CompositionalFamily:
                 f"got solo={solo}, solo_outer={solo_outer}"
             )
         self.solo_outer = float(solo_outer)
+        if (solo or solo_outer) and structure != "chain":
+            raise ValueError(f"solo and solo_outer are for structure 'chain', not {structure!r}")
         self.descriptor = descriptor
         if descriptor == "input":
             self.in_space = Space("vec", 1 + len(self.inner_ids) + len(self.outer_ids))
+        self._f = [f_table[n] for n in self.inner] + [IDENTITY]
+        self._g = [g_table[n] for n in self.outer] + [IDENTITY]
+        self._g_param = any(g.param is not None for g in self._g)
+        if on_confusable not in CONFUSABLE:
+            raise ValueError(f"on_confusable must be one of {CONFUSABLE}, got {on_confusable!r}")
+        if min_distinct > 0:
+            self._check(min_distinct, on_confusable, check_points)
+
+    def _check(self, min_distinct: float, on_confusable: str, points: int) -> None:
+        left, a, b = worst_pair(
+            self.structure.name, self.inner, self.outer, self.x_range, points, self.amplitude
+        )
+        if left >= min_distinct:
+            return
+        j = self.structure.join
+        msg = (
+            f"(f, g) pairs {a[0]}{j}{a[1]} and {b[0]}{j}{b[1]} are confusable: the best fit of the "
+            f"second leaves {left:.2%} of a task of the first unexplained on {points} points of "
+            f"{list(self.x_range)} (min_distinct {min_distinct:.2%})"
+        )
+        if on_confusable == "refuse":
+            raise ValueError(msg)
+        log.warning("compositional: %s", msg)
+
+    @property
+    def subsets(self) -> tuple[str, ...]:
+        """The (f, g) combination sets ``sample(..., subset=...)`` can draw from (split "test")."""
+        return ("seen", "held_out", "all") if self.held_out else ("seen", "all")
 
     @property
     def inner_ids(self) -> tuple[str, ...]:
@@ -190,7 +229,8 @@ class CompositionalFamily:
 
     @property
     def factors(self) -> dict[str, tuple[str, ...]]:
-        """Categorical ground-truth keys of ``TaskBatch.info`` and the names of their values."""
+        """Categorical ground-truth keys of ``TaskBatch.info`` and the names of their values, in
+        slot order (f, then g)."""
         return {"f": self.inner_ids, "g": self.outer_ids}
 
     def sample(
@@ -201,22 +241,23 @@ class CompositionalFamily:
         query: int,
         generator: torch.Generator,
         split: str = "train",
-        combos: str = "seen",
+        subset: str = "seen",
     ) -> TaskBatch:
-        """Draw ``n_tasks`` tasks; ``combos`` picks seen, held-out or all (f, g) combinations.
+        """Draw ``n_tasks`` tasks; ``subset`` picks seen, held-out or all (f, g) combinations.
 
         ``info`` holds ``f``, ``g`` (int64 ids), ``held_out`` (int64 0/1), ``amplitude`` and
-        ``param`` (the inner primitive's parameter in ``param_range``), each ``(T,)``.
+        ``param`` (f's parameter in ``param_range``), each ``(T,)``; with a parametric g also
+        ``param_g``, and for the sum ``amplitude_g`` (the second term's amplitude).
         """
         check_split(split)
-        if combos not in COMBOS:
-            raise ValueError(f"combos must be one of {COMBOS}, got {combos!r}")
-        if combos != "seen" and split != "test":
+        if subset not in ("seen", "held_out", "all"):
+            raise ValueError(f"subset must be one of {self.subsets}, got {subset!r}")
+        if subset != "seen" and split != "test":
             raise ValueError(
                 f"held-out combinations are only drawn for split 'test', not {split!r}"
             )
         pool = {"seen": self.seen, "held_out": self.held_out, "all": self.seen + self.held_out}
-        pairs = torch.tensor(pool[combos], dtype=torch.int64)
+        pairs = torch.tensor(pool[subset], dtype=torch.int64)
         if len(pairs) == 0:
             raise ValueError("this family has no held-out combinations")
         g = generator
@@ -224,15 +265,16 @@ class CompositionalFamily:
         f_id, g_id = pick[:, 0], pick[:, 1]
         lo, hi = self.param_range
         p = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g)
+        q = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g) if self._g_param else None
         lo, hi = self.amplitude
-        amp = lo + (hi - lo) * torch.rand((n_tasks, 1, 1), generator=g)
+        amp = lo + (hi - lo) * torch.rand((n_tasks, self.structure.num_terms, 1, 1), generator=g)
         lo, hi = self.x_range
         x = lo + (hi - lo) * torch.rand((n_tasks, shots + query, 1), generator=g)
         held = torch.tensor([(int(a), int(b)) in self.held_out for a, b in pick], dtype=torch.int64)
         if self.solo > 0 and split == "train":
             solo = torch.rand(n_tasks, generator=g) < self.solo
             g_id = torch.where(solo, len(self.outer), g_id)
-            amp = torch.where(solo.view(-1, 1, 1), 1.0, amp)
+            amp = torch.where(solo.view(-1, 1, 1, 1), 1.0, amp)
         if self.solo_outer > 0 and split == "train":
             # Its own draw, so that turning it on leaves the inner-solo tasks of a seed as they were.
             r = torch.rand(n_tasks, generator=g)
@@ -243,10 +285,11 @@ class CompositionalFamily:
             x = torch.where(alone.view(-1, 1, 1), unit, x)
         y = torch.empty_like(x)
         for t in range(n_tasks):
-            ft = int(f_id[t])
-            u = INNER[self.inner[ft]](x[t], p[t]) if ft < len(self.inner) else x[t]
-            gt = int(g_id[t])
-            y[t] = amp[t] * (OUTER[self.outer[gt]](u) if gt < len(self.outer) else u)
+            fp, gp = self._f[int(f_id[t])], self._g[int(g_id[t])]
+            terms = self.structure.terms(fp, gp, x[t], p[t], None if q is None else q[t])
+            y[t] = amp[t, 0] * terms[0]
+            for k in range(1, len(terms)):
+                y[t] = y[t] + amp[t, k] * terms[k]
         descriptor = None
         if self.descriptor != "none":
             descriptor = torch.cat(
@@ -259,58 +302,43 @@ class CompositionalFamily:
         if self.descriptor == "input":
             x = torch.cat([x, descriptor[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
             descriptor = None
+        info = {"f": f_id, "g": g_id, "held_out": held, "amplitude": amp[:, 0].reshape(-1)}
+        info["param"] = p.view(-1)
+        if q is not None:
+            info["param_g"] = q.view(-1)
+        if self.structure.num_terms > 1:
+            info["amplitude_g"] = amp[:, 1].reshape(-1)
         return TaskBatch(
             support_x=x[:, :shots],
             support_y=y[:, :shots],
             query_x=x[:, shots:],
             query_y=y[:, shots:],
             descriptor=descriptor,
-            info={
-                "f": f_id,
-                "g": g_id,
-                "held_out": held,
-                "amplitude": amp.view(-1),
-                "param": p.view(-1),
-            },
+            info=info,
         )
 
 
-def confusability(
-    inner: tuple[str, ...] | list[str],
-    outer: tuple[str, ...] | list[str],
-    *,
-    x_range: tuple[float, float] = (-3.0, 3.0),
-    points: int = 121,
-    params: int = 21,
-) -> tuple[list[tuple[str, str]], Tensor]:
-    """How well each (f, g) pair is explained by another, over the per-task parameters.
-
-    For pairs ``a`` and ``b`` and every inner parameter ``p`` of ``a`` (a grid of ``params``
-    values in ``[0, 1]``), the target ``g_a(f_a(x; p))`` on ``points`` grid inputs is fitted by
-    ``c0 + c1 * g_b(f_b(x; q))`` (least squares in ``c0, c1``: a per-task output shift/scale,
-    which absorbs the amplitude) for the best ``q`` of the grid. The fraction of variance left,
-    ``1 - corr^2``, is minimised over ``q`` and then over ``p`` (the worst case for ``a``).
-    Computed in float64.
-
-    Args:
-        inner: inner primitive names.
-        outer: outer primitive names.
-        x_range: input interval of the grid.
-        points: grid inputs.
-        params: grid values of the inner parameter.
-
-    Returns:
-        ``(pairs, left)``: the ``P = len(inner) * len(outer)`` pairs in order, and ``(P, P)``
-        fraction of variance of pair ``a`` (row) left by the best fit of pair ``b`` (column); the
-        diagonal is 0.
-    """
-    x = torch.linspace(*x_range, points, dtype=torch.float64).view(1, -1)
-    p = torch.linspace(0.0, 1.0, params, dtype=torch.float64).view(-1, 1)
-    pairs = [(f, g) for f in inner for g in outer]
-    y = torch.stack([OUTER[g](INNER[f](x, p)) for f, g in pairs])  # (P, params, points)
-    y = y - y.mean(-1, keepdim=True)
-    y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    corr = torch.einsum("apn,bqn->abpq", y, y)
-    left = (1.0 - corr**2).amin(dim=3).amin(dim=2)
-    left.fill_diagonal_(0.0)
-    return pairs, left
+@lru_cache(maxsize=64)
+def worst_pair(
+    structure: str,
+    inner: tuple[str, ...],
+    outer: tuple[str, ...],
+    x_range: tuple[float, float],
+    points: int,
+    amplitude: tuple[float, float],
+) -> tuple[float, tuple[str, str], tuple[str, str]]:
+    """``(left, a, b)``: the smallest :func:`confusability` of two distinct pairs of the set, and
+    the pairs (``a``'s tasks, fitted by ``b``). Parameter grids: 21 values with one parametric
+    slot, 9 per slot with two."""
+    st = build_structure(structure)
+    two = any(st.registries[1][g].param is not None for g in outer)
+    pairs, left = confusability(
+        inner, outer, structure=structure, x_range=x_range, points=points,
+        params=9 if two else 21, amplitude=amplitude,
+    )  # fmt: skip
+    if len(pairs) < 2:
+        return 1.0, pairs[0], pairs[0]
+    left = left + torch.eye(len(pairs)) * 2.0
+    k = int(left.argmin())
+    a, b = divmod(k, len(pairs))
+    return max(0.0, float(left.flatten()[k])), pairs[a], pairs[b]

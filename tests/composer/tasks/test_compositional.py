@@ -32,7 +32,7 @@ OUTER_NP = {
 def test_targets_match_the_formula_and_info():
     fam = CompositionalFamily()
     b = fam.sample(
-        64, shots=5, query=6, generator=torch.Generator().manual_seed(0), split="test", combos="all"
+        64, shots=5, query=6, generator=torch.Generator().manual_seed(0), split="test", subset="all"
     )
     x = torch.cat([b.support_x, b.query_x], 1).double().numpy()
     y = torch.cat([b.support_y, b.query_y], 1).double().numpy()
@@ -54,10 +54,10 @@ def test_held_out_combinations_never_reach_meta_training():
     assert int(train.info["held_out"].sum()) == 0
     pairs = set(zip(train.info["f"].tolist(), train.info["g"].tolist()))
     assert pairs == set(fam.seen) and len(pairs) == 12
-    held = fam.sample(400, shots=1, query=1, generator=g, split="test", combos="held_out")
+    held = fam.sample(400, shots=1, query=1, generator=g, split="test", subset="held_out")
     assert set(zip(held.info["f"].tolist(), held.info["g"].tolist())) == set(fam.held_out)
     with pytest.raises(ValueError, match="only drawn for split 'test'"):
-        fam.sample(2, shots=1, query=1, generator=g, split="train", combos="held_out")
+        fam.sample(2, shots=1, query=1, generator=g, split="train", subset="held_out")
 
 
 def test_descriptor_and_bad_arguments():
@@ -73,8 +73,8 @@ def test_descriptor_and_bad_arguments():
     assert torch.equal(b_in.query_x[..., 1:], b.descriptor[:, None, :].expand(-1, 2, -1))
     with pytest.raises(ValueError, match="descriptor must be"):
         CompositionalFamily(descriptor="label")
-    with pytest.raises(ValueError, match="unknown inner primitive 'saw'"):
-        CompositionalFamily(inner=["saw"])
+    with pytest.raises(ValueError, match="unknown inner primitive 'zigzag'"):
+        CompositionalFamily(inner=["zigzag"])
     with pytest.raises(ValueError, match=r"held_out pair \['sine', 'tan'\]"):
         CompositionalFamily(held_out=[["sine", "tan"]])
 
@@ -101,7 +101,7 @@ def test_solo_tasks_show_the_inner_primitive_alone_in_meta_training_only():
     assert b.descriptor.shape == (2000, 9)
     assert torch.equal(b.descriptor[:, 8].bool(), torch.from_numpy(solo))
     for split, combos in [("val", "seen"), ("test", "seen"), ("test", "held_out")]:
-        e = fam.sample(500, shots=3, query=2, generator=g, split=split, combos=combos)
+        e = fam.sample(500, shots=3, query=2, generator=g, split=split, subset=combos)
         assert int((e.info["g"] == 4).sum()) == 0
     with pytest.raises(ValueError, match="solo must be a probability"):
         CompositionalFamily(solo=1.0)
@@ -125,7 +125,7 @@ def test_outer_solo_tasks_show_the_outer_primitive_alone_on_the_unit_interval():
     assert torch.equal(b.descriptor[:, 4].bool(), torch.from_numpy(alone))
     assert torch.equal(b.descriptor[:, 9].bool(), torch.from_numpy(solo))
     for split, combos in [("val", "seen"), ("test", "seen"), ("test", "held_out")]:
-        e = fam.sample(500, shots=3, query=2, generator=g, split=split, combos=combos)
+        e = fam.sample(500, shots=3, query=2, generator=g, split=split, subset=combos)
         assert int((e.info["f"] == 4).sum()) == 0
     with pytest.raises(ValueError, match="solo_outer"):
         CompositionalFamily(solo=0.5, solo_outer=0.5)
@@ -168,7 +168,7 @@ def test_identifiable_presets_targets_and_split(preset, outer, held_names):
     assert fam.inner == ("sine", "bump", "step", "vee")
     assert fam.outer == outer
     b = fam.sample(
-        64, shots=5, query=6, generator=torch.Generator().manual_seed(3), split="test", combos="all"
+        64, shots=5, query=6, generator=torch.Generator().manual_seed(3), split="test", subset="all"
     )
     x = torch.cat([b.support_x, b.query_x], 1).double().numpy()
     y = torch.cat([b.support_y, b.query_y], 1).double().numpy()

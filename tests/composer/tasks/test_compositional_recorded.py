@@ -43,7 +43,7 @@ def sample_cases() -> dict[str, torch.Tensor]:
         for split, combos in draws:
             for seed in (0, 1):
                 g = torch.Generator().manual_seed(seed)
-                b = fam.sample(7, shots=3, query=2, generator=g, split=split, combos=combos)
+                b = fam.sample(7, shots=3, query=2, generator=g, split=split, subset=combos)
                 key = f"{name}/{split}/{combos}/{seed}"
                 for field in ("support_x", "support_y", "query_x", "query_y", "descriptor"):
                     if getattr(b, field) is not None:
