@@ -10,6 +10,12 @@ learner's per-task exported graphs when they convert, else the monolithic MAML b
 - ``exact``: the same claim in the exact z3 tier (first ``--exact-tasks`` adaptations only);
 - ``spec fast/refine``: fraction of the spec file's claims decided by each tier.
 
+Part 3 (``--coverage``): every ``configs/*.yaml`` trains 3 meta-iterations (tiny overrides; glyph
+configs on ``task.family=digits`` at 8x8, 2 conv stages of 4 filters: no fonts here) and its
+checkpoint is verified against the spec its config names (``verify.spec``): exit code and claims.
+``--soundness``: self-test counts over ReLU / tanh / sin MLPs and conv nets. ``--classifier CKPT``:
+prediction stability at rho = 0.001 and 0.01 (fraction of query images decided, s per image).
+
 Part 2 (``--enforce``): meta-test adaptation pushed far (inner lr x ``--lr-scale``, ``--steps``
 steps) under enforce modes off / check / reject / project: query MSE, fraction of final
 adaptations certified (re-checked from scratch), enforcement seconds per task.
@@ -220,6 +226,128 @@ def bench_enforcement(ckpt, spec_path, args) -> None:
         )
 
 
+def _digits_copy(path: str, out: str) -> str:
+    """The resolved glyph config on ``task.family: digits`` at 8x8 (no fonts on this machine)."""
+    from metacompose.config import load_config
+
+    cfg = load_config(path)
+    cfg.task.family = "digits"
+    cfg.task.args = {"ways": int(cfg.task.args.get("ways", 5)), "size": 8}
+    cfg.model.args.image_size = 8
+    cfg.report.ood_family = None
+    new = f"{out}/{path.split('/')[-1]}"
+    OmegaConf.save(cfg, new)
+    return new
+
+
+TINY = [
+    "trainer.max_steps=3",
+    "trainer.val_check_interval=3",
+    "trainer.checkpoint_every_n_steps=3",
+    "trainer.enable_progress_bar=false",
+    "data.val_tasks=4",
+    "data.meta_batch_size=2",
+]
+CONV_TINY = ["model.args.depth=2", "model.args.filters=4"]
+
+
+def bench_coverage(args) -> None:
+    """Train every configs/*.yaml briefly and verify its checkpoint against the spec it names."""
+    import glob
+    import tempfile
+    from collections import Counter
+
+    from metacompose.cli.main import main as cli
+
+    rows = []
+    out = tempfile.mkdtemp(prefix="bench_verify_cov_")
+    for path in sorted(glob.glob(args.coverage_glob)):
+        name = path.split("/")[-1][: -len(".yaml")]
+        extra = list(TINY)
+        if "glyphs" in name:
+            path = _digits_copy(path, out)
+        if "glyphs" in name or "digits" in name:
+            extra += CONV_TINY
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(None):
+            code = cli(["train", path, *extra, f"out_dir={out}", f"name={name}"])
+        if code != 0:
+            rows.append((name, "train failed", code, Counter(), 0.0))
+            continue
+        ckpt = f"{out}/{name}/checkpoints/last.ckpt"
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            vcode = cli(
+                ["verify", ckpt, "--tasks", "2", "--tier", "fast", "--json", f"{ckpt}.json"]
+            )
+        counts = Counter()
+        try:
+            import json
+
+            with open(f"{ckpt}.json") as f:
+                rep = json.load(f)
+            for t in rep["tasks"]:
+                for c in t["claims"]:
+                    counts[c["status"]] += 1
+        except (OSError, ValueError):
+            pass
+        rows.append((name, "ok", vcode, counts, time.perf_counter() - t0))
+    say(f"{'config':48} {'exit':>4} {'proved':>6} {'viol.':>6} {'unkn.':>6} {'s':>6}")
+    for name, what, code, c, sec in rows:
+        tag = name + (" (digits)" if "glyphs" in name else "")
+        if what != "ok":
+            say(f"{tag:48} {what} (exit {code})")
+            continue
+        say(f"{tag:48} {code:>4} {c['proved']:>6} {c['violated']:>6} {c['unknown']:>6} {sec:>6.1f}")
+    bad = [r[0] for r in rows if r[1] != "ok" or r[2] == 2]
+    say(
+        f"coverage: {len(rows) - len(bad)}/{len(rows)} configs verify with exit 0/1/3; exit 2 or "
+        f"no checkpoint: {bad}"
+    )
+
+
+def bench_soundness(args) -> None:
+    """Self-test counts over ReLU / tanh / sin MLPs and tiny conv nets."""
+    from metacompose.symbolic import self_test
+
+    s = self_test(n_networks=args.soundness_networks, n_conv=args.soundness_conv, seed=args.seed)
+    say("soundness: " + " | ".join(s.lines()))
+
+
+def bench_classifier(args) -> None:
+    """Prediction stability of a conv 5-way classifier at rho = 0.001 and 0.01."""
+    from metacompose.symbolic import spec_from_dict
+    from metacompose.verify.report import verify_learner
+
+    learner, cfg, family = load_checkpoint(args.classifier)
+    for rho in (0.001, 0.01):
+        spec = spec_from_dict(
+            {"domain": {"linf_ball": {"radius": rho}}, "prediction": {"agree_with_meta": True}},
+            source=f"rho={rho}",
+        )
+        rep = verify_learner(
+            learner,
+            family,
+            spec,
+            n_tasks=args.tasks,
+            shots=cfg.task.shots,
+            query=cfg.task.query,
+            steps=cfg.algo.eval_inner_steps,
+            tier="fast",
+            seed=args.seed,
+        )
+        stable = [r for t in rep.reports for r in t.results if r.claim.startswith("prediction_s")]
+        n = max(1, len(stable))
+        dec = sum(r.status in ("proved", "violated") for r in stable)
+        pr = sum(r.status == "proved" for r in stable)
+        say(
+            f"classifier rho={rho}: stability decided {dec}/{len(stable)} images "
+            f"({pr} proved, {dec - pr} violated); {rep.seconds / n:.3f} s per image"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sinusoid", help="sinusoid checkpoint")
@@ -241,6 +369,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--max-halvings", type=int, default=8)
     p.add_argument("--every", choices=("end", "step"), default="end")
+    p.add_argument("--coverage", action="store_true", help="train+verify every config briefly")
+    p.add_argument("--coverage-glob", default="configs/*.yaml")
+    p.add_argument("--soundness", action="store_true", help="self-test counts (>= 1,000 claims)")
+    p.add_argument("--soundness-networks", type=int, default=48)
+    p.add_argument("--soundness-conv", type=int, default=12)
+    p.add_argument("--classifier", help="conv classifier checkpoint (prediction stability)")
     args = p.parse_args()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
     if args.sinusoid and args.tasks > 0:
@@ -255,6 +389,12 @@ def main() -> None:
         )
     if args.enforce and args.sinusoid:
         bench_enforcement(args.sinusoid, args.sinusoid_spec, args)
+    if args.classifier:
+        bench_classifier(args)
+    if args.soundness:
+        bench_soundness(args)
+    if args.coverage:
+        bench_coverage(args)
 
 
 if __name__ == "__main__":
