@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,15 +14,22 @@ from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
+from metacompose.router.metrics import routing_purity
 from metacompose.stats import ci95_over_tasks
-from metacompose.tasks.base import TaskFamily, derive_seed
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.checkpoint_io import CheckpointError, safe_load
 from metacompose.training.run import CHECKPOINT_FORMAT
 
 
 @dataclass
 class EvalResult:
-    """Query metric after 0..S inner steps on ``n_tasks`` meta-test tasks (mean and 95% interval)."""
+    """Query metric after 0..S inner steps on ``n_tasks`` meta-test tasks (mean and 95% interval).
+
+    ``subset``: the family's task subset drawn (e.g. ``"held_out"``), ``None`` for its default;
+    ``routing``: routing purity on the same tasks when the learner routes and the family exposes
+    its true structure (:func:`metacompose.router.metrics.routing_purity`), else ``None``. Both
+    are left out of the JSON when ``None``.
+    """
 
     task_family: str
     metric: str
@@ -30,14 +38,26 @@ class EvalResult:
     steps: list[int]
     mean: list[float]
     ci95: list[float]
+    subset: str | None = None
+    routing: dict | None = None
 
     def to_json_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def table(self) -> str:
         lines = [f"{'step':>4}  {'query ' + self.metric:>14}  {'± 95% CI':>10}"]
         for s, m, c in zip(self.steps, self.mean, self.ci95):
             lines.append(f"{s:>4}  {m:>14.4f}  {c:>10.4f}")
+        if self.routing:
+            lines.append(
+                f"routing purity over {self.routing['tasks']} tasks: "
+                f"joint NMI {self.routing['joint_nmi']:.3f}"
+            )
+            lines.append(f"{'slot':>8}  {'true':>6}  {'NMI':>6}  {'matched acc':>11}")
+            for slot, r in self.routing["slots"].items():
+                lines.append(
+                    f"{slot:>8}  {r['factor']:>6}  {r['nmi']:>6.3f}  {r['accuracy']:>11.3f}"
+                )
         return "\n".join(lines)
 
 
@@ -121,21 +141,17 @@ def evaluate(
     query: int = 10,
     seed: int = 0,
     batch_size: int = 100,
+    subset: str | None = None,
 ) -> EvalResult:
     """Adapt to ``n_tasks`` meta-test tasks (seeded, disjoint from training) for 0..``steps`` steps.
 
-    A progress bar over the tasks is drawn on stderr (see :mod:`metacompose.progress`).
+    ``subset`` draws only that subset of the family's tasks (one of ``family.subsets``). A
+    routed learner on a family with ``factors`` is also scored for routing purity on the same
+    tasks. A progress bar over the tasks is drawn on stderr (see :mod:`metacompose.progress`).
     """
-    curve = evaluate_tasks(
-        learner,
-        family,
-        n_tasks=n_tasks,
-        steps=steps,
-        shots=shots,
-        query=query,
-        seed=seed,
-        batch_size=batch_size,
-    ).double()  # (S + 1, N)
+    stream = {"n_tasks": n_tasks, "shots": shots, "query": query, "seed": seed}
+    stream |= {"batch_size": batch_size, "subset": subset}
+    curve = evaluate_tasks(learner, family, steps=steps, **stream).double()  # (S + 1, N)
     mean = curve.mean(dim=1)
     ci = ci95_over_tasks(curve, dim=1) if n_tasks > 1 else torch.zeros_like(mean)
     return EvalResult(
@@ -146,7 +162,64 @@ def evaluate(
         steps=list(range(steps + 1)),
         mean=[float(v) for v in mean],
         ci95=[float(v) for v in ci],
+        subset=subset,
+        routing=routing_purity_of(learner, family, **stream),
     )
+
+
+def check_subset(family: TaskFamily, subset: str | None) -> None:
+    """One-line ``ValueError`` unless ``subset`` is ``None`` or one of ``family.subsets``."""
+    if subset is None:
+        return
+    subsets = tuple(getattr(family, "subsets", ()))
+    if not subsets:
+        raise ValueError(f"--subset {subset}: family {family.name!r} declares no subsets")
+    if subset not in subsets:
+        raise ValueError(
+            f"--subset {subset}: family {family.name!r} has subsets {', '.join(subsets)}"
+        )
+
+
+def meta_test_batches(
+    family: TaskFamily,
+    *,
+    n_tasks: int,
+    shots: int,
+    query: int,
+    seed: int = 0,
+    batch_size: int = 100,
+    subset: str | None = None,
+) -> Iterator[TaskBatch]:
+    """The seeded meta-test stream of :func:`evaluate`, ``batch_size`` tasks at a time (so
+    ``batch_size`` is part of the stream); ``subset`` as in :func:`evaluate`."""
+    check_subset(family, subset)
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "eval"))
+    kw = {} if subset is None else {"subset": subset}
+    for start in range(0, n_tasks, batch_size):
+        b = min(batch_size, n_tasks - start)
+        yield family.sample(b, shots=shots, query=query, generator=g, split="test", **kw)
+
+
+def routing_purity_of(learner: Learner, family: TaskFamily, **stream) -> dict | None:
+    """Routing purity (:func:`metacompose.router.metrics.routing_purity`) of the learner's hard
+    choices on the tasks of :func:`meta_test_batches` (``stream``: its arguments), or ``None`` when
+    the learner does not route or the family exposes no ``factors``."""
+    factors = getattr(family, "factors", None)
+    routed = list(getattr(getattr(learner, "graph", None), "routed_slots", []) or [])
+    if not factors or not routed or not hasattr(learner, "choices"):
+        return None
+    choices: dict[str, list[int]] = {}
+    truth: dict[str, list[int]] = {f: [] for f in factors}
+    with torch.no_grad():
+        for batch in meta_test_batches(family, **stream):
+            for slot, c in learner.choices(batch).items():
+                choices.setdefault(slot, []).extend(c.tolist())
+            for f in factors:
+                truth[f].extend(batch.info[f].tolist())
+    if not choices:  # uniform routing: no hard choice
+        return None
+    sizes = {s: learner.graph.num_candidates[s] for s in choices}
+    return routing_purity(choices, truth, factors, sizes)
 
 
 def evaluate_tasks(
@@ -160,22 +233,66 @@ def evaluate_tasks(
     seed: int = 0,
     batch_size: int = 100,
     chunk: int | None = None,
+    subset: str | None = None,
 ) -> torch.Tensor:
     """Per-task query metric after 0..``steps`` inner steps: ``(steps + 1, n_tasks)``.
 
-    Tasks are drawn ``batch_size`` at a time from one seeded generator (so ``batch_size`` is part
-    of the task stream), and each drawn batch is adapted ``chunk`` tasks at a time (default: all of
-    it), with a progress bar over the tasks.
+    Tasks are drawn as :func:`meta_test_batches` does, and each drawn batch is adapted ``chunk``
+    tasks at a time (default: all of it), with a progress bar over the tasks.
     """
-    g = torch.Generator().manual_seed(derive_seed(seed, "test", "eval"))
     curves = []
+    stream = meta_test_batches(
+        family, n_tasks=n_tasks, shots=shots, query=query, seed=seed, batch_size=batch_size,
+        subset=subset,
+    )  # fmt: skip
     with progress(desc=f"eval {family.name}", total=n_tasks, unit="task") as bar:
-        for start in range(0, n_tasks, batch_size):
-            b = min(batch_size, n_tasks - start)
-            batch = family.sample(b, shots=shots, query=query, generator=g, split="test")
+        for batch in stream:
+            b = batch.num_tasks
             step = b if chunk is None else chunk
             for i in range(0, b, step):
                 part = batch if step >= b else batch.slice(i, min(i + step, b))
                 curves.append(learner.evaluate(part, steps=steps))
                 bar.update(part.num_tasks)
     return torch.cat(curves, dim=1)
+
+
+@dataclass
+class ShotsResult:
+    """Query metric of a learner without adaptation steps (in-context) against the support size K."""
+
+    task_family: str
+    metric: str
+    n_tasks: int
+    shots: list[int]
+    mean: list[float]
+    ci95: list[float]
+
+    def to_json_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [f"{'shots':>5}  {'query ' + self.metric:>14}  {'± 95% CI':>10}"]
+        for k, m, c in zip(self.shots, self.mean, self.ci95):
+            lines.append(f"{k:>5}  {m:>14.4f}  {c:>10.4f}")
+        return "\n".join(lines)
+
+
+def evaluate_shots(
+    learner: Learner,
+    family: TaskFamily,
+    *,
+    shots: list[int],
+    n_tasks: int = 600,
+    query: int = 10,
+    seed: int = 0,
+) -> ShotsResult:
+    """The metric on ``n_tasks`` meta-test tasks for each K in ``shots`` (a learner whose adaptation
+    is reading the support set: the number of shots replaces the steps axis)."""
+    means, cis = [], []
+    for k in shots:
+        values = evaluate_tasks(
+            learner, family, n_tasks=n_tasks, steps=0, shots=k, query=query, seed=seed
+        )[-1].double()
+        means.append(float(values.mean()))
+        cis.append(float(ci95_over_tasks(values[None], dim=1)[0]) if n_tasks > 1 else 0.0)
+    return ShotsResult(family.name, family.metric, n_tasks, list(shots), means, cis)

@@ -3,8 +3,8 @@
 Trains each variant with the same budget (meta-iterations, meta-batch, seeds) on the compositional
 family, then reports query MSE after the configured inner steps (K = 10) on in-distribution and on
 held-out (f, g) combinations (mean over seeds, 95% t-interval over seeds), and routing purity: NMI
-between the joint slot choice and the joint true (f, g), and per slot against its best-matching
-primitive.
+between the joint slot choice and the joint true (f, g), and the accuracy after matching each
+slot's candidates to its primitives one to one (Hungarian; slot i scored against factor i).
 
     python scripts/bench_composition.py                 # 5 variants x 3 seeds (2 shared CPU cores: ~30 min)
     python scripts/bench_composition.py --tasks 200 --variants id-structured id-search id-uniform id-maml
@@ -19,6 +19,13 @@ primitive.
     python scripts/bench_composition.py --oracle identifiable --tasks 200
                                                         # the error floor: the true (f, g) and their
                                                         # forms known, p by grid search, A by least squares
+    python scripts/bench_composition.py --variants wide sums --tasks 200
+                                                        # a second primitive set; the sum structure
+    python scripts/bench_composition.py --variants routed --set task.args.preset=identifiable \
+        'task.args.outer=[sin_freq,abs_shift,gauss,exp_rate]' task.args.held_out=[]
+                                                        # any primitive set of the registry
+    python scripts/bench_composition.py --oracle configs/sums.yaml --tasks 200
+                                                        # the error floor of any config's family
 
 The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 """
@@ -38,8 +45,9 @@ from omegaconf import OmegaConf
 from metacompose.config import load_config
 from metacompose.optional import MissingExtraError, require
 from metacompose.progress import progress, say
-from metacompose.router import normalized_mutual_info
+from metacompose.router.metrics import routing_purity
 from metacompose.tasks.base import derive_seed
+from metacompose.tasks.structures import Chain
 
 VARIANTS = {
     "routed": "configs/compositional.yaml",
@@ -64,13 +72,16 @@ VARIANTS = {
     "id-program-sin-duo": "configs/compositional_identifiable_program_sin_duo.yaml",
     "id-maml-sin-duo": "configs/compositional_identifiable_maml_sin_duo.yaml",
     "id-uniform-sin-duo": "configs/compositional_identifiable_uniform_sin_duo.yaml",
+    # a second primitive set (parametric outer primitives) and the sum structure y = a f + b g
+    "wide": "configs/compositional_wide.yaml",
+    "sums": "configs/sums.yaml",
 }
 
 
 def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
     """The seeded meta-test tasks of one combination set, in batches of at most 100."""
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", combos))
-    kw = {} if combos is None else {"combos": combos}
+    kw = {} if combos is None else {"subset": combos}
     for done in range(0, n_tasks, 100):
         b = min(100, n_tasks - done)
         yield family.sample(b, shots=shots, query=shots, generator=g, split="test", **kw)
@@ -84,14 +95,15 @@ def split_mse(learner, family, *, n_tasks: int, combos: str | None, shots: int, 
 
 def split_mse_pairs(learner, family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
     """``(mse, pairs)``: per-task query MSE as :func:`split_mse`, and each task's ``"f∘g"``
-    name (empty when the family exposes no ``f``/``g``)."""
+    (chain) or ``"f+g"`` (sum) name (empty when the family exposes no ``f``/``g``)."""
     mse, pairs = [], []
     for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
         mse.append(learner.evaluate(b)[-1])
         if {"f", "g"} <= set(b.info):
             names = family.factors
+            join = getattr(getattr(family, "structure", None), "join", "∘")
             pairs += [
-                f"{names['f'][int(f)]}∘{names['g'][int(g)]}"
+                f"{names['f'][int(f)]}{join}{names['g'][int(g)]}"
                 for f, g in zip(b.info["f"], b.info["g"])
             ]
     return torch.cat(mse).double(), pairs
@@ -111,57 +123,78 @@ def pair_table(per_pair: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def routing_nmi(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict[str, float]:
-    """Joint and per-slot NMI between hard routing choices and the true primitives (all combos)."""
+def routing_scores(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict:
+    """Routing purity of the hard choices on meta-test tasks of all combinations
+    (:func:`metacompose.router.metrics.routing_purity`: joint NMI; per slot NMI and the accuracy
+    after matching candidates to primitives); empty for an unrouted learner."""
     if not hasattr(learner, "choices") or not learner.graph.routed_slots:
         return {}
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", "nmi"))
     batch = family.sample(
-        n_tasks, shots=shots, query=shots, generator=g, split="test", combos="all"
+        n_tasks, shots=shots, query=shots, generator=g, split="test", subset="all"
     )
-    ch = learner.choices(batch)
+    with torch.no_grad():
+        ch = learner.choices(batch)
     if not ch:
         return {}
-    slots = list(ch)
-    joint_c = list(zip(*[ch[s].tolist() for s in slots]))
-    joint_t = list(zip(*[batch.info[f].tolist() for f in family.factors]))
-    out = {"joint": normalized_mutual_info(joint_c, joint_t)}
-    for s in slots:
-        out[s] = max(
-            normalized_mutual_info(ch[s].tolist(), batch.info[f].tolist()) for f in family.factors
-        )
-    return out
+    truth = {f: batch.info[f].tolist() for f in family.factors}
+    sizes = {s: learner.graph.num_candidates[s] for s in ch}
+    return routing_purity({s: c.tolist() for s, c in ch.items()}, truth, family.factors, sizes)
 
 
 def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> torch.Tensor:
     """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas:
-    the inner parameter by grid search (401 points) on the support set, the amplitude by least
-    squares (clamped to the family's range). Not a learner: how much 10 shots determine a task."""
-    from metacompose.tasks.compositional import INNER, OUTER
-
+    the parameters by grid search on the support set (401 points for one parameter, 41 x 41 for
+    two), the amplitudes by least squares (clamped to the family's range). Not a learner: how
+    much 10 shots determine a task."""
+    structure = getattr(family, "structure", Chain())
+    f_reg, g_reg = structure.registries
     lo, hi = family.param_range
-    grid = torch.linspace(lo, hi, 401).view(-1, 1, 1)
     out = []
     for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
         for i in range(b.num_tasks):
-            f = INNER[family.inner[int(b.info["f"][i])]]
-            o = OUTER[family.outer[int(b.info["g"][i])]]
-            phi = o(f(b.support_x[i][None], grid))  # (grid, K, 1)
+            f = f_reg[family.inner[int(b.info["f"][i])]]
+            o = g_reg[family.outer[int(b.info["g"][i])]]
+            if o.param is None:
+                p, q = torch.linspace(lo, hi, 401).view(-1, 1, 1), None
+            else:
+                grid = torch.linspace(lo, hi, 41)
+                p, q = (v.reshape(-1, 1, 1) for v in torch.meshgrid(grid, grid, indexing="ij"))
+            phi = structure.terms(f, o, b.support_x[i][None], p, q)  # each (grid, K, 1)
             y = b.support_y[i][None]
-            amp = ((phi * y).sum((1, 2)) / (phi * phi).sum((1, 2)).clamp_min(1e-12)).clamp(
-                *family.amplitude
-            )
-            best = ((amp.view(-1, 1, 1) * phi - y) ** 2).mean((1, 2)).argmin()
-            pred = amp[best] * o(f(b.query_x[i], grid[best]))
+            amp = least_squares_amplitudes(phi, y, family.amplitude)  # (grid, terms)
+            fit = sum(amp[:, k].view(-1, 1, 1) * phi[k] for k in range(len(phi)))
+            best = ((fit - y) ** 2).mean((1, 2)).argmin()
+            pq = (p[best], None if q is None else q[best])
+            terms = structure.terms(f, o, b.query_x[i], *pq)
+            pred = sum(amp[best, k] * terms[k] for k in range(len(terms)))
             out.append(((pred - b.query_y[i]) ** 2).mean())
     return torch.stack(out).double()
+
+
+def least_squares_amplitudes(phi: list[torch.Tensor], y: torch.Tensor, limits) -> torch.Tensor:
+    """``(grid, len(phi))`` amplitudes fitting ``y ~ sum_k a_k phi_k`` (each ``(grid, K, 1)``),
+    clamped to ``limits``."""
+    if len(phi) == 1:
+        (t,) = phi
+        amp = (t * y).sum((1, 2)) / (t * t).sum((1, 2)).clamp_min(1e-12)
+        return amp.clamp(*limits)[:, None]
+    design = torch.cat(phi, dim=2)  # (grid, K, terms)
+    gram = design.transpose(1, 2) @ design + 1e-9 * torch.eye(len(phi))
+    amp = torch.linalg.solve(gram, design.transpose(1, 2) @ y)[..., 0]
+    return amp.clamp(*limits)
 
 
 def bench_oracle(args) -> None:
     from metacompose.tasks import CompositionalFamily
 
-    family = CompositionalFamily(preset=args.oracle)
-    print(f"oracle query MSE, preset {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
+    if args.oracle.endswith(".yaml"):  # a config: its family, with the --set overrides
+        from metacompose.build import build_family
+
+        family = build_family(load_config(args.oracle, args.set).task)
+    else:
+        family = CompositionalFamily(preset=args.oracle)
+    print(f"oracle query MSE, {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
     with progress(args.seeds, desc="oracle", unit="seed") as bar:
         for seed in bar:
             seen, held = (
@@ -213,19 +246,38 @@ def bench_composition(args) -> None:
     )
     print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
     print(
-        f"{'variant':18s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} {'NMI joint':>16s}"
+        f"{'variant':18s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} "
+        f"{'NMI joint':>16s} {'matched acc':>16s}"
     )
     for variant, rs in rows.items():
         i_m, i_c = ci95([r[0] for r in rs])
         h_m, h_c = ci95([r[1] for r in rs])
-        nm = [r[2]["joint"] for r in rs if r[2]]
+        nm = [r[2]["joint_nmi"] for r in rs if r[2]]
         nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
+        acc = [mean_accuracy(r[2]) for r in rs if r[2]]
+        acc = "-" if not acc else "{:.3f} ± {:.3f}".format(*ci95(acc))
         print(
-            f"{variant:18s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} {nmi:>16s}"
+            f"{variant:18s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} "
+            f"{nmi:>16s} {acc:>16s}"
         )
     if args.per_pair and any(per_pair.values()):
         print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
         print(pair_table(per_pair))
+
+
+def mean_accuracy(purity: dict) -> float:
+    """Matched accuracy averaged over the routed slots."""
+    return sum(r["accuracy"] for r in purity["slots"].values()) / len(purity["slots"])
+
+
+def purity_line(purity: dict) -> str:
+    """``joint NMI x; inner NMI x acc y; ...`` or ``-``."""
+    if not purity:
+        return "-"
+    slots = "; ".join(
+        f"{s} NMI {r['nmi']:.3f} acc {r['accuracy']:.3f}" for s, r in purity["slots"].items()
+    )
+    return f"joint NMI {purity['joint_nmi']:.3f}; {slots}"
 
 
 def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None:
@@ -244,12 +296,12 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     table = per_pair.setdefault(variant, {})
     for m, p in zip(torch.cat([idd, held]).tolist(), idd_pairs + held_pairs):
         table.setdefault(p + (" *" if p in held_pairs else ""), []).append(m)
-    nmi = routing_nmi(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
+    nmi = routing_scores(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
     rows.setdefault(variant, []).append((idd.mean().item(), held.mean().item(), nmi, n_params))
     say(
         f"{variant:18s} seed {seed}: params {n_params}, train {secs:.0f} s, "
         f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
-        f"NMI {', '.join(f'{k} {v:.3f}' for k, v in nmi.items()) or '-'}"
+        f"routing {purity_line(nmi)}"
     )
 
 
@@ -312,7 +364,10 @@ def main() -> None:
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
     p.add_argument(
-        "--oracle", metavar="PRESET", default=None, help="error floor of the family (no training)"
+        "--oracle",
+        metavar="PRESET|CONFIG",
+        default=None,
+        help="error floor of a preset's family or a config's (with --set; no training)",
     )
     args = p.parse_args()
     if args.oracle:

@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     import numpy as np
 
+    from metacompose.algorithms.context_learner import ContextLearner
+    from metacompose.algorithms.learned_opt import LearnedOptimizerLearner
     from metacompose.algorithms.learner import ParameterAdapter
     from metacompose.evaluate import load_checkpoint
     from metacompose.progress import track
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         usage_table,
     )
     from metacompose.router.learner import RoutedMetaLearner
+    from metacompose.router.metrics import routing_purity
     from metacompose.router.render import draw_graph, draw_usage_heatmap, to_dot
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
@@ -50,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     routed = isinstance(learner, RoutedMetaLearner)
-    if not routed and not isinstance(learner, ParameterAdapter):
+    if isinstance(learner, ContextLearner):
+        return _inspect_context(learner, out)
+    if not routed and not isinstance(learner, (ParameterAdapter, LearnedOptimizerLearner)):
         raise ValueError(f"inspect: no inspection for a {type(learner).__name__}")
     results = inspect_routed(learner, family, batch) if routed else [inspect_plain(learner, batch)]
     n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
@@ -78,6 +83,41 @@ def run(args: argparse.Namespace) -> int:
                 for t, r in enumerate(results):
                     m[int(batch.info[f][t]), r.choice[slot]] += 1
                 counts[(slot, f)] = m
-        draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
-        print("wrote usage_heatmap.png")
+        drawn = draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
+        print("wrote usage_heatmap.png (rows and columns ordered by the matching)")
+        truth = {f: batch.info[f].tolist() for f in factors}
+        choices = {s: [r.choice[s] for r in results] for s in results[0].choice}
+        sizes = {s: learner.graph.num_candidates[s] for s in choices}
+        purity = routing_purity(choices, truth, factors, sizes)
+        purity["heatmap"] = [
+            {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
+            for (s, f), (rows, cols, acc) in drawn.items()
+        ]
+        (out / "routing.json").write_text(json.dumps(purity, indent=2))
+        print(
+            f"wrote routing.json: joint NMI {purity['joint_nmi']:.3f}; "
+            + "; ".join(
+                f"{s} vs {r['factor']}: NMI {r['nmi']:.3f}, matched accuracy {r['accuracy']:.3f}"
+                for s, r in purity["slots"].items()
+            )
+        )
+    return 0
+
+
+def _inspect_context(learner, out: Path) -> int:
+    """An in-context learner adapts no weights and routes nothing: write its structure only."""
+    predictor = learner.predictor
+    model = {
+        "learner": type(predictor).__name__,
+        "loss": learner.loss,
+        "num_parameters": sum(p.numel() for p in learner.parameters()),
+        "encoder": learner.graph.to_json_dict(),
+        "modules": {n: type(m).__name__ for n, m in predictor.named_children()},
+    }
+    (out / "model.json").write_text(json.dumps(model, indent=2))
+    print(f"wrote model.json to {out}")
+    print(
+        f"{model['learner']}: adapts by reading the support set: no per-task graphs or weight changes"
+    )
+    print("no routed slots: no usage table")
     return 0

@@ -6,7 +6,6 @@ Works for a ``RoutedMetaLearner`` (one graph per task, from hard routing) and fo
 
 from __future__ import annotations
 
-import inspect as pyinspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +32,9 @@ class TaskGraph:
 
 
 def sample_tasks(family: TaskFamily, n: int, *, shots: int, query: int, seed: int) -> TaskBatch:
-    """Meta-test tasks to inspect; all (f, g) combinations when the family has held-out ones."""
+    """Meta-test tasks to inspect; all (f, g) combinations when the family has subsets."""
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "inspect"))
-    kw = {}
-    if "combos" in pyinspect.signature(family.sample).parameters:
-        kw["combos"] = "all"
+    kw = {"subset": "all"} if "all" in getattr(family, "subsets", ()) else {}
     return family.sample(n, shots=shots, query=query, generator=g, split="test", **kw)
 
 

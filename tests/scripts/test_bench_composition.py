@@ -35,7 +35,7 @@ def test_oracle_recovers_tasks_from_ten_shots_and_a_wrong_form_does_not():
     assert float(bad.mean()) > 10 * float(mse.mean()) + 1e-2
     # independent float64 check of one task: the true parameters reproduce the query exactly
     g = torch.Generator().manual_seed(0)
-    b = fam.sample(1, shots=10, query=10, generator=g, split="test", combos="held_out")
+    b = fam.sample(1, shots=10, query=10, generator=g, split="test", subset="held_out")
     f, o = INNER[fam.inner[int(b.info["f"][0])]], OUTER[fam.outer[int(b.info["g"][0])]]
     p = b.info["param"].double().view(1, 1)
     pred = float(b.info["amplitude"][0]) * o(f(b.query_x[0].double(), p))
@@ -67,3 +67,25 @@ def test_pairs_label_each_task_and_the_table_averages_them():
     table = bench.pair_table({"zero": {"a∘b": [1.0, 3.0]}, "other": {"a∘b": [0.5], "c∘d": [2.0]}})
     rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
     assert rows == {"a∘b": ["2.0000", "0.5000"], "c∘d": ["-", "2.0000"]}
+
+
+def test_oracle_and_labels_for_the_sum_structure_and_parametric_outer_primitives():
+    """The oracle searches both parameters (and solves both amplitudes of a sum); per-pair labels
+    use the structure's sign."""
+    bench = load()
+    sums = CompositionalFamily(
+        structure="sum", inner=["ramp", "step", "vee", "saw"], outer=["sine", "bump", "sinc"],
+        held_out=[["ramp", "sine"], ["step", "bump"]], min_distinct=0.0,
+    )  # fmt: skip
+    mse = bench.oracle_mse(sums, n_tasks=6, combos="held_out", shots=10, seed=0)
+    assert float(mse.max()) < 2e-2
+    _, pairs = bench.split_mse_pairs(
+        PredictZero(), sums, n_tasks=20, combos="held_out", shots=10, seed=0
+    )
+    assert set(pairs) == {"ramp+sine", "step+bump"}
+    wide = CompositionalFamily(inner=["sine", "step"], outer=["sin_freq", "gauss"], held_out=[])
+    assert float(bench.oracle_mse(wide, n_tasks=6, combos="seen", shots=10, seed=0).max()) < 2e-2
+    purity = {"joint_nmi": 0.5, "slots": {"inner": {"nmi": 0.2, "accuracy": 0.6},
+                                          "outer": {"nmi": 0.4, "accuracy": 0.8}}}  # fmt: skip
+    assert bench.mean_accuracy(purity) == 0.7
+    assert bench.purity_line(purity).startswith("joint NMI 0.500; inner NMI 0.200 acc 0.600")

@@ -4,6 +4,7 @@ compositional configs build, and the monolithic baseline matches the routed lear
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from metacompose.cli.main import main
 from metacompose.config import ConfigError, load_config
 from metacompose.graph import ModuleGraph
 from metacompose.router import RoutedMetaLearner
+from metacompose.router.metrics import matched_order
 
 TINY = [
     "trainer.max_steps=2",
@@ -75,10 +77,58 @@ def test_inspect_routed_checkpoint(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 8 and sum(int(r["tasks"]) for r in rows) == 2 * 16
     assert (out / "usage_heatmap.png").stat().st_size > 1000
+    # the heat map's rows and columns follow the Hungarian matching of the routing it reports
+    purity = json.loads((out / "routing.json").read_text())
+    assert set(purity["slots"]) == {"inner", "outer"} and purity["tasks"] == 16
+    factors = {"f": ("sine", "ramp", "bump", "step"), "g": ("linear", "square", "relu", "cos")}
+    assert len(purity["heatmap"]) == 4
+    for panel in purity["heatmap"]:
+        slot, f = panel["slot"], panel["factor"]
+        counts = np.array(
+            [[int(r[f"{f}={v}"]) for r in rows if r["slot"] == slot] for v in factors[f]]
+        )  # (values, candidates) from usage.csv
+        assert (panel["rows"], panel["columns"], panel["accuracy"]) == matched_order(counts)
+        if purity["slots"][slot]["factor"] == f:
+            assert purity["slots"][slot]["accuracy"] == panel["accuracy"]
     assert main(["eval", str(ckpt), "--tasks", "8"]) == 0
 
 
-def test_inspect_plain_checkpoint(tmp_path):
+def test_eval_subset_and_routing_purity_in_json(tmp_path, capsys):
+    """`eval --subset held_out` draws only held-out (f, g) pairs and scores the router's hard
+    choices on them (NMI per slot and joint, accuracy after the Hungarian matching)."""
+    from metacompose.evaluate import evaluate, load_checkpoint, meta_test_batches
+    from metacompose.router.metrics import routing_purity
+
+    ckpt = _train("configs/compositional.yaml", tmp_path, "routed")
+    out = tmp_path / "held.json"
+    assert (
+        main(["eval", str(ckpt), "--tasks", "12", "--subset", "held_out", "--json", str(out)]) == 0
+    )
+    data = json.loads(out.read_text())
+    assert data["subset"] == "held_out" and data["n_tasks"] == 12
+    routing = data["routing"]
+    assert routing["tasks"] == 12 and set(routing["slots"]) == {"inner", "outer"}
+    for slot, factor in (("inner", "f"), ("outer", "g")):
+        r = routing["slots"][slot]
+        assert r["factor"] == factor and 0 <= r["nmi"] <= 1 and 0 < r["accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert "(held_out)" in printed and "matched acc" in printed and "joint NMI" in printed
+    # the same numbers from the held-out tasks themselves
+    learner, _, family = load_checkpoint(ckpt)
+    res = evaluate(learner, family, n_tasks=12, steps=1, seed=0, subset="held_out")
+    assert res.routing == routing
+    (batch,) = meta_test_batches(family, n_tasks=12, shots=10, query=10, subset="held_out")
+    assert int(batch.info["held_out"].sum()) == 12
+    with torch.no_grad():
+        ch = {s: c.tolist() for s, c in learner.choices(batch).items()}
+    truth = {f: batch.info[f].tolist() for f in family.factors}
+    assert routing_purity(ch, truth, family.factors, {"inner": 4, "outer": 4}) == routing
+    # a subset the family does not have: one line, exit 2
+    assert main(["eval", str(ckpt), "--tasks", "4", "--subset", "unseen"]) == 2
+    assert "has subsets seen, held_out, all" in capsys.readouterr().err
+
+
+def test_inspect_plain_checkpoint(tmp_path, capsys):
     ckpt = _train("configs/sinusoid.yaml", tmp_path, "plain")
     out = tmp_path / "inspect"
     assert main(["inspect", str(ckpt), "--tasks", "4", "--out", str(out)]) == 0
@@ -87,6 +137,12 @@ def test_inspect_plain_checkpoint(tmp_path):
     assert all("routing_prob" not in n for n in report["nodes"])
     assert report["nodes"][1]["weight_change_norm"] > 0
     assert not (out / "graph_1.json").exists() and not (out / "usage.csv").exists()
+    # eval: no routing purity for a plain learner; --subset needs a family with subsets
+    js = tmp_path / "plain.json"
+    assert main(["eval", str(ckpt), "--tasks", "4", "--json", str(js)]) == 0
+    assert "routing" not in json.loads(js.read_text())
+    assert main(["eval", str(ckpt), "--tasks", "4", "--subset", "held_out"]) == 2
+    assert "family 'sinusoid' declares no subsets" in capsys.readouterr().err
     torch.testing.assert_close(
         torch.tensor(report["graph"]["nodes"][0]["num_parameters"]),
         torch.tensor(40 + 40 + 40 * 40 + 40),
@@ -114,7 +170,7 @@ def test_program_given_configs_build_train_and_route_by_the_descriptor(tmp_path)
     learner, cfg, family = load_checkpoint(ckpt)
     b = family.sample(
         32, shots=10, query=10, generator=torch.Generator().manual_seed(0), split="test",
-        combos="all",
+        subset="all",
     )  # fmt: skip
     choices = learner.choices(b)
     assert torch.equal(choices["inner"], b.info["f"])
@@ -132,7 +188,7 @@ def test_anchored_sine_config_round_trips_and_inspects(tmp_path):
     assert len(list(learner.anchors.parameters())) > 0 and learner.anchors.rounds == 4
     b = family.sample(
         8, shots=10, query=10, generator=torch.Generator().manual_seed(0), split="test",
-        combos="all",
+        subset="all",
     )  # fmt: skip
     again, _, _ = load_checkpoint(ckpt)
     torch.testing.assert_close(learner.evaluate(b), again.evaluate(b), rtol=0, atol=0)
@@ -188,7 +244,7 @@ def test_duo_config_routes_both_kinds_of_solo_task_to_an_identity(tmp_path):
     assert torch.equal(picks["inner"] == 4, alone) and torch.equal(picks["outer"] == 4, solo)
     held = family.sample(
         16, shots=10, query=10, generator=torch.Generator().manual_seed(1), split="test",
-        combos="held_out",
+        subset="held_out",
     )  # fmt: skip
     picks = learner.choices(held)
     assert torch.equal(picks["inner"], held.info["f"]) and torch.equal(
