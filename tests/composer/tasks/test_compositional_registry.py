@@ -173,6 +173,9 @@ def test_a_confusable_set_is_refused_or_warned_about_in_one_line(caplog):
     with pytest.raises(ValueError, match="confusable"):
         CompositionalFamily(structure="sum", inner=["bump", "step"], outer=["bump", "saw"],
                             held_out=[], on_confusable="refuse")  # fmt: skip
+    # from K = 10 evenly spaced shots even the identifiable set has pairs that fit each other
+    with pytest.raises(ValueError, match=r"sine∘square and sine∘cos .* on 10 points"):
+        CompositionalFamily(preset="identifiable", check_points=10, on_confusable="refuse")
     with pytest.raises(ValueError, match="on_confusable must be one of"):
         CompositionalFamily(on_confusable="ignore")
 
