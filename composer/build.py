@@ -8,9 +8,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner, MetaLearner
+from metacompose.algorithms.cnp import cnp_learner
+from metacompose.algorithms.incontext import incontext_learner
+from metacompose.algorithms.learned_opt import learned_opt_learner
 from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.models import MODEL_BUILDERS
+from metacompose.modules.conv import TaskBatchNorm2d
 from metacompose.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
 
 
@@ -85,8 +89,19 @@ def _enforcing(cfg: DictConfig) -> bool:
     return "enforce" in cfg and str(cfg.enforce.mode).lower() not in ("off", "false")
 
 
+# Learners outside the MAML family, by ``algo.name``: builders called with the graph (in-context
+# learners: their input encoder) and what the run config says (HANDED_ARGS), plus ``algo.args``.
+ALGO_BUILDERS: dict[str, Callable[..., Learner]] = {
+    "incontext": incontext_learner,
+    "cnp": cnp_learner,
+    "learned_opt": learned_opt_learner,
+}
+HANDED_ARGS = ("encoder", "targets", "classification", "graph", "loss", "eval_inner_steps")
+
+
 def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
-    """The learner a run config names: routed (``router.enabled``) or plain."""
+    """The learner a run config names: routed (``router.enabled``), plain MAML family, or one of
+    ``ALGO_BUILDERS``."""
     family = family or build_family(cfg.task)
     if "router" in cfg and cfg.router.enabled:
         return _routed_learner(cfg, family)
@@ -95,6 +110,8 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
         raise ConfigError(
             f"model: graph input {graph.in_space} does not match task family input {family.in_space}"
         )
+    if cfg.algo.name in ALGO_BUILDERS:
+        return _other_learner(cfg, family, graph)
     a = cfg.algo
     unknown = [n for n in a.adapt or [] if n not in graph.graph]
     if unknown:
@@ -119,6 +136,33 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
+
+
+def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> Learner:
+    """An ``ALGO_BUILDERS`` learner (seeded init of its own parameters, as ``build_graph``)."""
+    if _enforcing(cfg):
+        raise ConfigError(f"enforce.mode: not available with algo.name={cfg.algo.name}")
+    name, args = cfg.algo.name, _container(cfg.algo.args)
+    if name == "learned_opt":
+        handed = {
+            "graph": graph,
+            "loss": loss_for(family),
+            "eval_inner_steps": cfg.algo.eval_inner_steps,
+        }
+    else:
+        classification = family.metric != "mse"
+        if any(isinstance(m, TaskBatchNorm2d) for m in graph.modules()):
+            raise ConfigError(
+                f"model.args.norm: batch norm mixes the queries of a task; {name} needs "
+                "norm: group or none (each query is predicted on its own)"
+            )
+        handed = {"encoder": graph, "targets": family.out_dim, "classification": classification}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.seed, "init", name) % (2**31))
+        try:
+            return ALGO_BUILDERS[name](**handed, **args)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"algo.args: {e}") from e
 
 
 def _enforcer(cfg: DictConfig):

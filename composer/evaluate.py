@@ -254,3 +254,45 @@ def evaluate_tasks(
                 curves.append(learner.evaluate(part, steps=steps))
                 bar.update(part.num_tasks)
     return torch.cat(curves, dim=1)
+
+
+@dataclass
+class ShotsResult:
+    """Query metric of a learner without adaptation steps (in-context) against the support size K."""
+
+    task_family: str
+    metric: str
+    n_tasks: int
+    shots: list[int]
+    mean: list[float]
+    ci95: list[float]
+
+    def to_json_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [f"{'shots':>5}  {'query ' + self.metric:>14}  {'± 95% CI':>10}"]
+        for k, m, c in zip(self.shots, self.mean, self.ci95):
+            lines.append(f"{k:>5}  {m:>14.4f}  {c:>10.4f}")
+        return "\n".join(lines)
+
+
+def evaluate_shots(
+    learner: Learner,
+    family: TaskFamily,
+    *,
+    shots: list[int],
+    n_tasks: int = 600,
+    query: int = 10,
+    seed: int = 0,
+) -> ShotsResult:
+    """The metric on ``n_tasks`` meta-test tasks for each K in ``shots`` (a learner whose adaptation
+    is reading the support set: the number of shots replaces the steps axis)."""
+    means, cis = [], []
+    for k in shots:
+        values = evaluate_tasks(
+            learner, family, n_tasks=n_tasks, steps=0, shots=k, query=query, seed=seed
+        )[-1].double()
+        means.append(float(values.mean()))
+        cis.append(float(ci95_over_tasks(values[None], dim=1)[0]) if n_tasks > 1 else 0.0)
+    return ShotsResult(family.name, family.metric, n_tasks, list(shots), means, cis)

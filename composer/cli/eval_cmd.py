@@ -9,6 +9,9 @@ from pathlib import Path
 from metacompose.cli.args import non_negative_int, positive_int, short_usage
 from metacompose.cli.paths import check_output_file
 
+# Learners without adaptation steps (they read the support set): a table over K, not over steps.
+SHOTS_TABLE = (1, 2, 5, 10, 20)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT")
@@ -32,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json")
+    from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.build import check_task_sizes
     from metacompose.evaluate import check_subset, evaluate, load_checkpoint
 
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     check_subset(family, args.subset)
     if args.shots is not None:
         check_task_sizes(family, shots=args.shots, query=cfg.task.query, where="--shots")
+    if isinstance(learner, ContextLearner):
+        return _run_shots(args, learner, cfg, family)
     result = evaluate(
         learner,
         family,
@@ -53,6 +59,28 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test tasks{subset}"
     )
+    print(result.table())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json_dict(), indent=2))
+    return 0
+
+
+def _run_shots(args: argparse.Namespace, learner, cfg, family) -> int:
+    """In-context learners: the metric for each K up to the config's (or ``--shots``)."""
+    from metacompose.build import check_task_sizes
+    from metacompose.evaluate import evaluate_shots
+
+    if args.steps:
+        raise ValueError(f"--steps {args.steps}: {cfg.algo.name} has no adaptation steps")
+    top = cfg.task.shots if args.shots is None else args.shots
+    shots = sorted({k for k in SHOTS_TABLE if k < top} | {top})
+    for k in shots:
+        check_task_sizes(family, shots=k, query=cfg.task.query, where=f"shots={k}")
+    result = evaluate_shots(
+        learner, family, shots=shots, n_tasks=args.tasks, query=cfg.task.query, seed=args.seed
+    )
+    print(f"{family.name}: {cfg.algo.name} (no adaptation steps), {result.n_tasks} meta-test tasks")
     print(result.table())
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

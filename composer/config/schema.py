@@ -26,7 +26,8 @@ class ModelConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = "maml"  # maml | fomaml | metasgd | anil | reptile (routed: not reptile)
+    # maml | fomaml | metasgd | anil | reptile (routed: not reptile) | incontext | cnp | learned_opt
+    name: str = "maml"
     inner_lr: float = 0.01  # inner SGD step size (Meta-SGD: initial learned step size)
     inner_steps: int = 1  # inner steps during meta-training
     eval_inner_steps: int = 10  # inner steps at validation / evaluation
@@ -35,6 +36,9 @@ class AlgoConfig:
     vectorize: bool = True  # vmap over tasks (False: per-task Python loop, for reference)
     chunk_size: int | None = None  # vmap at most this many tasks at once (memory bound)
     checkpoint_inner: bool = False  # activation checkpointing of inner steps (second order)
+    # keyword arguments of the incontext / cnp / learned_opt learner builders
+    # (metacompose.build.ALGO_BUILDERS); must be empty for the MAML family
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

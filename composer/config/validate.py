@@ -27,7 +27,16 @@ PRECISIONS = (
 # (the get_args of their Literal types),
 # metacompose.verify.enforce.{MODES, EVERY}, metacompose.training.loggers.LOGGERS, metacompose.build.OPTIMIZERS.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "algo.name": ("maml", "fomaml", "metasgd", "anil", "reptile"),
+    "algo.name": (
+        "maml",
+        "fomaml",
+        "metasgd",
+        "anil",
+        "reptile",
+        "incontext",
+        "cnp",
+        "learned_opt",
+    ),
     "data.sharding": ("per_rank", "global"),
     "optim.name": ("adam", "adamw", "sgd"),
     "trainer.logger": ("csv", "tensorboard", "none"),
@@ -105,6 +114,35 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
     check_builder_args(cfg, source)
+    check_algo_args(cfg, source)
+
+
+def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
+    """``algo.args`` bind to the builder of ``algo.name`` (metacompose.build.ALGO_BUILDERS), less the
+    arguments the run config hands it; the MAML family takes none."""
+    from omegaconf import OmegaConf
+
+    from metacompose.build import ALGO_BUILDERS, HANDED_ARGS
+
+    args = OmegaConf.to_container(cfg.algo.args, resolve=True)
+    name = cfg.algo.name
+    if name not in ALGO_BUILDERS:
+        if args:
+            raise ConfigError(f"{source}: algo.args: {name} takes no algo.args, got {sorted(args)}")
+        return
+    if cfg.router.enabled:
+        raise ConfigError(f"{source}: algo.name={name}: not available with router.enabled")
+    fn = ALGO_BUILDERS[name]
+    known = [k for k in inspect.signature(fn).parameters if k not in HANDED_ARGS]
+    for key in args:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: algo.args.{key}: unknown argument of {name}; known: {known}"
+            )
+    try:
+        check_arg_types(fn, args, "algo.args")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
 
 
 def check_builder_args(cfg: DictConfig, source: str | Path) -> None:

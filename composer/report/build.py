@@ -149,7 +149,7 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
             "query": query,
             "inner_steps": steps,
             "final": final_summary(test),
-            "adaptation": curve_summary(test),
+            "adaptation": adaptation_entry(learner, test),
         }
         # Sample efficiency: the final metric against K.
         eff = {"shots": [], "mean": [], "ci95": [], "diverged": [], "skipped": {}}
@@ -177,6 +177,20 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
             reference=_start(test), bar=bar,
         )  # fmt: skip
     entry["convergence"] = convergence_entry(path, family.metric)
+    return entry
+
+
+def adaptation_entry(learner, test: torch.Tensor) -> dict:
+    """The metric against adaptation steps; a learner without steps (it reads the support set)
+    gets its one row and a reason (its axis is K: see the sample-efficiency section)."""
+    from metacompose.algorithms.context_learner import ContextLearner
+
+    entry = curve_summary(test)
+    if isinstance(learner, ContextLearner):
+        entry["reason"] = (
+            f"{type(learner.predictor).__name__} has no adaptation steps (it reads the support "
+            "set): see sample efficiency (metric vs K)"
+        )
     return entry
 
 

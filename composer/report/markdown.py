@@ -39,9 +39,12 @@ def render_markdown(report: dict, plots: dict[str, str], skipped_plots: dict[str
     for e in report["checkpoints"]:
         a = e["adaptation"]
         before = {"mean": a["mean"][0], "ci95": a["ci95"][0], "diverged": a["diverged"][0]}
+        steps, shown = e["inner_steps"], fmt(before)
+        if "reason" in a:  # no adaptation steps (an in-context learner)
+            steps, shown = "-", "n/a (reads the support set)"
         lines.append(
             f"| {e['label']} | {e['family']} | {e['algorithm']} | {e['shots']} | "
-            f"{e['inner_steps']} | {e['metric']} | {fmt(before)} | {fmt(e['final'])} |"
+            f"{steps} | {e['metric']} | {shown} | {fmt(e['final'])} |"
         )
     lines += [
         "",

@@ -1,0 +1,115 @@
+"""The learned optimizer: meta-gradient vs a hand-unrolled float64 reference, bounded updates."""
+
+import torch
+
+from metacompose.algorithms.learned_inner_loop import adam_update, unroll
+from metacompose.algorithms.learned_opt import LearnedUpdateRule, learned_opt_learner
+from metacompose.models import mlp_graph
+from metacompose.tasks import SinusoidFamily
+
+B1, B2, EPS = 0.9, 0.999, 1e-8
+
+
+def small_learner(**kw):
+    torch.manual_seed(0)
+    graph = mlp_graph(in_features=1, hidden=[5], out_features=1, activation="tanh")
+    return learned_opt_learner(graph=graph, loss="mse", eval_inner_steps=4, hidden=6, **kw).double()
+
+
+def tasks(t=3, k=4, q=3):
+    g = torch.Generator().manual_seed(3)
+    return SinusoidFamily().sample(t, shots=k, query=q, generator=g).to("cpu", torch.float64)
+
+
+def reference_rule(rule, f):
+    """The rule's forward written out with its weights (no nn.Module call)."""
+    m, s = rule.mlp, rule.skip
+    h = torch.tanh(f @ m[0].weight.T + m[0].bias)
+    h = torch.tanh(h @ m[2].weight.T + m[2].bias)
+    out = h @ m[4].weight.T + m[4].bias + f @ s.weight.T + s.bias
+    step = rule.max_step * torch.sigmoid(rule.scale)
+    return -step * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
+
+
+def reference_objective(learner, b, truncation):
+    """Per-task Python loop, torch.autograd.grad(create_graph=True), features written out."""
+    total = 0.0
+    names = [n for n, _ in learner.graph.named_parameters()]
+    for i in range(b.num_tasks):
+        p = [w for _, w in learner.graph.named_parameters()]
+        m = [torch.zeros_like(w) for w in p]
+        v = [torch.zeros_like(w) for w in p]
+
+        def loss(ps, x, y):
+            return ((learner.graph.apply_params(dict(zip(names, ps)), x) - y) ** 2).mean()
+
+        for t in range(1, learner.horizon + 1):
+            grads = torch.autograd.grad(
+                loss(p, b.support_x[i], b.support_y[i]), p, create_graph=True
+            )
+            new_p = []
+            for j, (w, g) in enumerate(zip(p, grads)):
+                m[j] = B1 * m[j] + (1 - B1) * g
+                v[j] = B2 * v[j] + (1 - B2) * g * g
+                root = torch.sqrt(v[j] / (1 - B2**t) + EPS**2)
+                f = torch.stack([g / root, m[j] / (1 - B1**t) / root, w,
+                                 torch.log(g.abs() + EPS) / 10, torch.log(w.abs() + EPS) / 10,
+                                 torch.full_like(w, t / (t + learner.horizon))], -1)  # fmt: skip
+                new_p.append(w + reference_rule(learner.rule, f))
+            p = new_p
+            if truncation and t % truncation == 0 and t < learner.horizon:
+                p = [w.detach().requires_grad_() for w in p]
+                m, v = [a.detach() for a in m], [a.detach() for a in v]
+            total = total + loss(p, b.query_x[i], b.query_y[i])
+    return total / (learner.horizon * b.num_tasks)
+
+
+def test_meta_gradient_matches_a_hand_unrolled_float64_reference():
+    for truncation in (None, 2):
+        learner, b = small_learner(horizon=5, truncation=truncation), tasks()
+        params = [p for p in learner.parameters() if p.requires_grad]
+        fast = torch.autograd.grad(learner.meta_step(b).objective, params)
+        ref = torch.autograd.grad(reference_objective(learner, b, truncation), params)
+        for a, r in zip(fast, ref):
+            torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+
+
+def test_updates_are_bounded_by_max_step_at_any_horizon():
+    rule = LearnedUpdateRule(hidden=8, max_step=0.05, init_lr=0.01).double()
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.normal_(0, 10)  # an adversarial rule
+    f = torch.randn(1000, 6, dtype=torch.float64) * 1e3
+    assert rule(f).abs().max() <= 0.05
+    learner = small_learner(max_step=0.05)
+    learner.rule = rule
+    out = learner.evaluate(tasks(), steps=300)  # 75x the training horizon
+    assert torch.isfinite(out).all()
+
+
+def test_initial_rule_is_squashed_adam():
+    rule = LearnedUpdateRule(hidden=4, max_step=0.1, init_lr=0.01).double()
+    f = torch.randn(50, 6, dtype=torch.float64)
+    # the scale was stored in float32 before .double(): agreement to float32 rounding
+    torch.testing.assert_close(rule(f), -0.01 * torch.tanh(f[:, 1]), atol=1e-9, rtol=1e-6)
+
+
+def test_vmapped_unroll_matches_the_per_task_loop():
+    learner, b = small_learner(), tasks()
+    fast, frozen = learner.split_params()
+    fast = {k: v.detach().expand(b.num_tasks, *v.shape) for k, v in fast.items()}
+    for update in (learner.rule, adam_update(0.01)):
+        a, _ = unroll(learner.graph, update, fast, frozen, b.support_x, b.support_y, steps=3,
+                      horizon=5, loss="mse")  # fmt: skip
+        r, _ = unroll(learner.graph, update, fast, frozen, b.support_x, b.support_y, steps=3,
+                      horizon=5, loss="mse", vectorize=False)  # fmt: skip
+        for k in a:
+            torch.testing.assert_close(a[k], r[k], atol=1e-12, rtol=1e-12)
+
+
+def test_export_tasks_gives_before_and_after_weights_of_the_graph():
+    learner, b = small_learner(), tasks()
+    ex = learner.export_tasks(b, steps=3)
+    assert len(ex) == b.num_tasks and ex[0].graph is learner.graph
+    moved = sum((ex[0].adapted[k] - ex[0].meta[k]).abs().sum() for k in ex[0].meta)
+    assert moved > 0

@@ -1,0 +1,79 @@
+"""The commands on every learner kind of issue 19: train, eval (a shots table for in-context
+learners), inspect, report, and verify (learned optimizer; refused in one line for in-context)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metacompose.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext"]
+TINY = {"sinusoid_learned_opt": ["algo.eval_inner_steps=5", "algo.args.horizon=3"]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    for name in KINDS:
+        args = ["train", str(ROOT / "configs" / f"{name}.yaml"), "trainer.max_steps=4",
+                "trainer.val_check_interval=2", "trainer.checkpoint_every_n_steps=2",
+                "trainer.enable_progress_bar=false", "data.val_tasks=4", "data.meta_batch_size=4",
+                f"out_dir={out}", f"name={name}", *TINY.get(name, [])]  # fmt: skip
+        assert main(args) == 0
+    return {n: out / n / "checkpoints" / "last.ckpt" for n in KINDS}
+
+
+@pytest.mark.parametrize(
+    "name", ["sinusoid_incontext", "sinusoid_cnp", "digits_5way1shot_incontext"]
+)
+def test_eval_prints_a_shots_table_for_in_context_learners(runs, name, tmp_path, capsys):
+    js = tmp_path / "e.json"
+    assert main(["eval", str(runs[name]), "--tasks", "6", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "no adaptation steps" in out and "shots" in out
+    data = json.loads(js.read_text())
+    top = 10 if name.startswith("sinusoid") else 1
+    assert data["shots"][-1] == top and len(data["mean"]) == len(data["shots"])
+
+
+def test_eval_of_the_learned_optimizer_is_a_steps_table(runs, capsys):
+    assert main(["eval", str(runs["sinusoid_learned_opt"]), "--tasks", "4", "--steps", "30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "step" and lines[-1].split()[0] == "30"
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_inspect_runs_on_every_kind(runs, name, tmp_path, capsys):
+    assert main(["inspect", str(runs[name]), "--tasks", "2", "--out", str(tmp_path / "i")]) == 0
+    out = capsys.readouterr().out
+    if "incontext" in name or "cnp" in name:
+        assert (tmp_path / "i" / "model.json").exists() and "reading the support set" in out
+    else:
+        assert (tmp_path / "i" / "graph_0.json").exists()
+
+
+def test_report_covers_every_kind_and_says_what_does_not_apply(runs, tmp_path):
+    args = ["report", *(str(runs[n]) for n in KINDS), "--out", str(tmp_path / "r"), "--tasks", "8"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    by = {e["label"]: e for e in report["checkpoints"]}
+    assert "reason" in by["sinusoid_incontext"]["forgetting"]
+    assert "reason" in by["sinusoid_incontext"]["adaptation"]
+    assert "reason" not in by["sinusoid_learned_opt"]["adaptation"]
+    assert (tmp_path / "r" / "report.md").exists()
+
+
+def test_verify_certifies_learned_optimizer_adaptations(runs, capsys):
+    spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
+    code = main(["verify", str(runs["sinusoid_learned_opt"]), "--spec", spec, "--tasks", "2",
+                 "--tier", "fast"])  # fmt: skip
+    assert code in (0, 1, 3)
+    assert "2 adaptations" in capsys.readouterr().out
+
+
+def test_verify_refuses_an_in_context_learner_in_one_line(runs, capsys):
+    spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
+    assert main(["verify", str(runs["sinusoid_incontext"]), "--spec", spec, "--tasks", "2"]) == 2
+    assert "no adapted weights" in capsys.readouterr().err
