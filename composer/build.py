@@ -8,9 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner, MetaLearner
-from metacompose.algorithms.cnp import cnp_learner
-from metacompose.algorithms.incontext import incontext_learner
-from metacompose.algorithms.learned_opt import learned_opt_learner
+from metacompose.algorithms.builders import ALGO_BUILDERS
 from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.models import MODEL_BUILDERS
@@ -87,16 +85,6 @@ def loss_for(family: TaskFamily) -> str:
 def _enforcing(cfg: DictConfig) -> bool:
     # YAML reads a bare ``off`` as false: both spell "no enforcement".
     return "enforce" in cfg and str(cfg.enforce.mode).lower() not in ("off", "false")
-
-
-# Learners outside the MAML family, by ``algo.name``: builders called with the graph (in-context
-# learners: their input encoder) and what the run config says (HANDED_ARGS), plus ``algo.args``.
-ALGO_BUILDERS: dict[str, Callable[..., Learner]] = {
-    "incontext": incontext_learner,
-    "cnp": cnp_learner,
-    "learned_opt": learned_opt_learner,
-}
-HANDED_ARGS = ("encoder", "targets", "classification", "graph", "loss", "eval_inner_steps")
 
 
 def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:

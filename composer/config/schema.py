@@ -37,7 +37,7 @@ class AlgoConfig:
     chunk_size: int | None = None  # vmap at most this many tasks at once (memory bound)
     checkpoint_inner: bool = False  # activation checkpointing of inner steps (second order)
     # keyword arguments of the incontext / cnp / learned_opt learner builders
-    # (metacompose.build.ALGO_BUILDERS); must be empty for the MAML family
+    # (metacompose.algorithms.builders); must be empty for the MAML family
     args: dict[str, Any] = field(default_factory=dict)
 
 

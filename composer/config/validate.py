@@ -118,11 +118,11 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
 
 
 def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
-    """``algo.args`` bind to the builder of ``algo.name`` (metacompose.build.ALGO_BUILDERS), less the
+    """``algo.args`` bind to the builder of ``algo.name`` (metacompose.algorithms.builders), less the
     arguments the run config hands it; the MAML family takes none."""
     from omegaconf import OmegaConf
 
-    from metacompose.build import ALGO_BUILDERS, HANDED_ARGS
+    from metacompose.algorithms.builders import ALGO_BUILDERS, HANDED_ARGS
 
     args = OmegaConf.to_container(cfg.algo.args, resolve=True)
     name = cfg.algo.name

@@ -82,6 +82,7 @@ def test_choice_tables_match_their_owners():
     from lightning.pytorch.strategies import StrategyRegistry
 
     from metacompose.algorithms import ALGORITHMS
+    from metacompose.algorithms.builders import ALGO_BUILDERS
     from metacompose.build import OPTIMIZERS
     from metacompose.config.validate import CHOICES, strategies
     from metacompose.router.build import EvalRouting, Routing
@@ -89,7 +90,7 @@ def test_choice_tables_match_their_owners():
     from metacompose.training.loggers import LOGGERS
     from metacompose.verify.enforce import EVERY, MODES
 
-    assert CHOICES["algo.name"] == ALGORITHMS
+    assert CHOICES["algo.name"] == ALGORITHMS + tuple(ALGO_BUILDERS)
     assert set(CHOICES["optim.name"]) == set(OPTIMIZERS)
     assert CHOICES["trainer.logger"] == LOGGERS
     assert CHOICES["router.routing"] == get_args(Routing)
