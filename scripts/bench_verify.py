@@ -232,7 +232,9 @@ def _digits_copy(path: str, out: str) -> str:
 
     cfg = load_config(path)
     cfg.task.family = "digits"
-    cfg.task.args = {"ways": int(cfg.task.args.get("ways", 5)), "size": 8}
+    ways = min(10, int(cfg.task.args.get("ways", 5)))  # digits has 10 classes
+    cfg.task.args = {"ways": ways, "size": 8}
+    cfg.model.args.n_way = ways
     cfg.model.args.image_size = 8
     cfg.report.ood_family = None
     new = f"{out}/{path.split('/')[-1]}"

@@ -138,15 +138,16 @@ def verify_learner(
     out = VerifyReport(
         checkpoint=checkpoint, spec=spec.source, tier=tier, seed=seed, inner_steps=steps
     )
-    if not hasattr(learner, "export_tasks"):  # e.g. an in-context learner: no weights to compare
-        why = f"{type(learner).__name__} exports no per-task weights: nothing to certify"
+    try:
+        adaptations = adapt_tasks(learner, batch, steps=steps)
+    except (AttributeError, ValueError) as e:  # e.g. an in-context learner: no weights to compare
+        why = f"{type(learner).__name__} exports no per-task weights, nothing to certify ({e})"
         for t in range(n_tasks):
             out.tasks.append({"task": t})
             claim = ClaimResult("all", None, Unknown(why), tier, 0.0)
             out.reports.append(CertificationReport((claim,), 0.0))
         out.seconds = time.perf_counter() - t0
         return out
-    adaptations = adapt_tasks(learner, batch, steps=steps)
     for t, a in enumerate(track(adaptations, desc=f"verify ({tier})", unit="task")):
         info: dict[str, Any] = {"task": t}
         for k, v in batch.info.items():
