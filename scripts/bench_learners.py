@@ -6,8 +6,10 @@ for the same wall-clock budget (plain loop: ``learner.meta_step`` + Adam, the ma
 update, step size tuned on meta-validation tasks) start from the MAML init; the oracle fits
 ``a sin x + b cos x`` (= A sin(x - phase), linear in (a, b)) to the support set by exact least
 squares. Every method meets the same seeded meta-test tasks (in distribution, and out of
-distribution: amplitude [5, 10], phase [pi, 2 pi]). Then the learned optimizer's targets: steps to
-reach tuned Adam's 100-step loss, 10x its training horizon, and a 2x wider tanh network.
+distribution: amplitude [5, 10], phase [pi, 2 pi]). The learned optimizer meta-trains its update rule
+from the MAML init (learn_init=false), so it, Adam and SGD differ only in the update. Then its
+targets: steps to reach tuned Adam's 100-step loss, 10x its training horizon, and the rule alone on
+fresh networks (random init): the trained architecture and a 2x wider tanh network.
 
     python scripts/bench_learners.py --budget 180 --tasks 400 --json learners.json
 """
@@ -37,18 +39,23 @@ LEARNERS = {
     "metasgd": ("sinusoid.yaml", ["algo.name=metasgd"]),
     "incontext": ("sinusoid_incontext.yaml", []),
     "cnp": ("sinusoid_cnp.yaml", []),
-    "learned_opt": ("sinusoid_learned_opt.yaml", []),
+    # the update rule alone, meta-trained from the MAML init (compared with Adam/SGD from it)
+    "learned_opt": ("sinusoid_learned_opt.yaml", ["algo.args.learn_init=false"]),
 }
 LR_GRID = {"adam": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 RULES = {"adam": adam_update, "sgd": sgd_update}
 
 
-def meta_train(name: str, budget: float, max_steps: int, seed: int):
-    """Meta-train one learner for ``budget`` seconds (or ``max_steps``); returns it and stats."""
+def meta_train(name: str, budget: float, max_steps: int, seed: int, init=None):
+    """Meta-train one learner for ``budget`` seconds (or ``max_steps``); returns it and stats.
+
+    ``init``: a graph state dict to start from (the learned optimizer starts at the MAML init)."""
     path, overrides = LEARNERS[name]
     cfg = load_config(ROOT / "configs" / path, [f"seed={seed}", *overrides])
     family = SinusoidFamily()
     learner = build_learner(cfg, family)
+    if init is not None:
+        learner.graph.load_state_dict(init)
     opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=cfg.optim.lr)
     g = torch.Generator().manual_seed(derive_seed(seed, "train", "bench_learners"))
     t0, step = time.perf_counter(), 0
@@ -130,7 +137,8 @@ def main() -> None:
     n, seed, out = args.tasks, args.seed, {"settings": vars(args) | {"json": str(args.json)}}
     learners, stats = {}, {}
     for name in LEARNERS:
-        learners[name], stats[name] = meta_train(name, args.budget, args.max_steps, seed)
+        init = learners["maml"].graph.state_dict() if name == "learned_opt" else None
+        learners[name], stats[name] = meta_train(name, args.budget, args.max_steps, seed, init)
         print(f"# {name}: {stats[name]['iterations']} meta-iterations in "
               f"{stats[name]['train_s']:.0f} s", flush=True)  # fmt: skip
     # (method, learner or None, steps) rows; curves[method][(fam, K)] = per-task final metric

@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metacompose.algorithms.context_learner import ContextLearner, Likelihood, output_dim
+from metacompose.algorithms.context_learner import (
+    ContextLearner,
+    Likelihood,
+    output_dim,
+    regression_loss,
+)
 from metacompose.graph import ModuleGraph
 
 
@@ -67,7 +72,7 @@ def cnp_learner(
 ) -> ContextLearner:
     """The ``algo.name: cnp`` learner; ``algo.args`` sets ``likelihood``, ``hidden``, ``layers``,
     ``min_shots`` (see :func:`metacompose.algorithms.incontext.incontext_learner`)."""
-    loss = "cross_entropy" if classification else likelihood
+    loss = regression_loss(likelihood, classification)
     n_classes = targets if classification else None
     label_dim = targets
     predictor = ConditionalNeuralProcess(

@@ -39,6 +39,13 @@ class Predictor(Protocol):
         ...
 
 
+def regression_loss(likelihood: str, classification: bool) -> str:
+    """The loss of a builder's ``likelihood`` (classification: ``"cross_entropy"``)."""
+    if likelihood not in get_args(Likelihood):
+        raise ValueError(f"likelihood={likelihood!r}: expected one of {get_args(Likelihood)}")
+    return "cross_entropy" if classification else likelihood
+
+
 def output_dim(loss: str, targets: int) -> int:
     """Outputs a predictor needs: ``2 x targets`` (mean, variance) for ``"gaussian"``."""
     return 2 * targets if loss == "gaussian" else targets

@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metacompose.algorithms.context_learner import ContextLearner, Likelihood, output_dim
+from metacompose.algorithms.context_learner import (
+    ContextLearner,
+    Likelihood,
+    output_dim,
+    regression_loss,
+)
 from metacompose.graph import ModuleGraph
 
 
@@ -114,7 +119,7 @@ def incontext_learner(
         likelihood: regression loss: ``"mse"`` or ``"gaussian"`` (predicted mean and variance).
         min_shots: see :class:`~metacompose.algorithms.context_learner.ContextLearner`.
     """
-    loss = "cross_entropy" if classification else likelihood
+    loss = regression_loss(likelihood, classification)
     n_classes = targets if classification else None
     label_dim = targets
     predictor = InContextTransformer(

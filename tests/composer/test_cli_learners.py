@@ -77,3 +77,20 @@ def test_verify_refuses_an_in_context_learner_in_one_line(runs, capsys):
     spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
     assert main(["verify", str(runs["sinusoid_incontext"]), "--spec", spec, "--tasks", "2"]) == 2
     assert "no adapted weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("algo.args.widht=8", "algo.args.widht: unknown argument of incontext"),
+        ("algo.args.encoder=1", "algo.args.encoder: unknown argument"),
+        ("algo.args.likelihood=laplace", "likelihood='laplace': expected one of"),
+        ("model.args.norm=batch", "batch norm mixes the queries"),
+    ],
+)
+def test_bad_algo_args_fail_in_one_line_before_training(override, match, tmp_path, capsys):
+    name = "digits_5way1shot_incontext" if "norm" in override else "sinusoid_incontext"
+    args = ["train", str(ROOT / "configs" / f"{name}.yaml"), override, f"out_dir={tmp_path}"]
+    assert main(args) == 2
+    assert match in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
