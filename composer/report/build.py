@@ -29,6 +29,8 @@ from metacompose.progress import progress, track
 from metacompose.report.convergence import read_curve, run_dir_of
 from metacompose.report.curves import metric_curves
 from metacompose.report.forgetting import sequential_metrics, supports_forgetting
+from metacompose.report.grouped_stats import over_groups
+from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import difference, over_seeds, over_tasks
 from metacompose.tasks import FAMILIES
 
@@ -151,6 +153,10 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
             "final": final_summary(test),
             "adaptation": adaptation_entry(learner, test),
         }
+        if has_groups(family):  # the independent unit is the group, not the task
+            groups = curve_task_groups(family, split="test", n_tasks=settings.n_tasks,
+                                       shots=shots, query=query, seed=settings.seed)  # fmt: skip
+            entry["final_over_groups"] = over_groups(test[-1], groups).to_json_dict()
         # Sample efficiency: the final metric against K.
         eff = {"shots": [], "mean": [], "ci95": [], "diverged": [], "skipped": {}}
         for k in ks:

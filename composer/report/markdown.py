@@ -46,6 +46,14 @@ def render_markdown(report: dict, plots: dict[str, str], skipped_plots: dict[str
             f"| {e['label']} | {e['family']} | {e['algorithm']} | {e['shots']} | "
             f"{steps} | {e['metric']} | {shown} | {fmt(e['final'])} |"
         )
+        grouped = [e for e in report["checkpoints"] if "final_over_groups" in e]
+        for e in grouped:
+            g = e["final_over_groups"]
+            lines.append(
+                f"\n{e['label']}: grouped data, so the interval that counts is over the "
+                f"{g['n_groups']} groups behind the {g['n_tasks']} tasks (mean of group means, "
+                f"Student t): {_group_text(g)}"
+            )
     lines += [
         "",
         "## Over seeds",
@@ -144,3 +152,10 @@ def _convergence(report: dict) -> list[str]:
                 f"{c['values'][-1]:.4f} at step {c['steps'][-1]} ({len(c['steps'])} validations)"
             )
     return lines
+
+
+def _group_text(g: dict) -> str:
+    if g["mean"] is None:
+        return "diverged"
+    ci = "n/a" if g["ci95"] is None else f"{g['ci95']:.4f}"
+    return f"{g['mean']:.4f} ± {ci}"

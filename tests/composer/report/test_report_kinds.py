@@ -107,6 +107,11 @@ def test_report_on_every_kind_of_checkpoint(kind, tmp_path, capsys, monkeypatch)
         assert e["family"] == "chickweight" and se["shots"] == [2, 5]
         assert list(se["skipped"]) == ["10"] and "K=10 skipped" in md
         assert e["forgetting"]["adapted"]["after_last"][0]["n"] == 2
+        g = e["final_over_groups"]  # the interval over the independent unit: groups
+        assert 2 <= g["n_groups"] <= g["n_tasks"] == 4 and g["interval"].startswith("student_t")
+        assert f"over the {g['n_groups']} groups behind the 4 tasks" in md
+    else:
+        assert "final_over_groups" not in e
     if kind == "classification":
         assert e["metric"] == "accuracy" and e["family"].startswith("digits")
         assert e["ood"]["family"] is None and "Fashion-MNIST not found" in e["ood"]["reason"]
