@@ -18,7 +18,7 @@ from metacompose.router.metrics import routing_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.checkpoint_io import CheckpointError, safe_load
-from metacompose.training.run import CHECKPOINT_FORMAT
+from metacompose.training.resume import CHECKPOINT_FORMAT
 
 
 @dataclass

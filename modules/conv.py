@@ -120,7 +120,7 @@ class ConvBlock(TypedModule):
         kept channels-last, where the max-pool and batch-norm kernels are vectorised (NCHW max-pool
         with indices is ~10x slower there; measured in scripts/bench_meta.py's conv section).
         """
-        h = x
+        h = _channels_last(x)
         for i in range(0, len(self.layers), 4):
             conv, norm, relu, pool = (self.layers[i + j] for j in range(4))
             h = relu(pool(norm(_channels_last(conv(h)))))
@@ -131,8 +131,12 @@ def _channels_last(h: torch.Tensor) -> torch.Tensor:
     """``h`` in channels-last layout on CPU (a no-op elsewhere and when it already is).
 
     Written as permute-contiguous-permute rather than ``contiguous(memory_format=...)``, which
-    ``vmap`` does not support.
+    ``vmap`` does not support. A single-channel input is already laid out channels-last, but conv
+    only sees it when the channel stride says so (then its output is channels-last too, sparing a
+    transposing copy of the largest activation and of its gradient).
     """
     if h.device.type != "cpu":
         return h
+    if h.shape[1] == 1 and not _inside_vmap(h):
+        return h.as_strided(h.shape, (h.stride(0), 1, h.stride(2), h.stride(3)))
     return h.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)

@@ -1,118 +1,339 @@
-"""Meta-iterations per second and peak memory of the MAML family on the sinusoid config.
+"""Meta-iterations per second and peak memory of metacompose and the per-task peers.
 
-    python scripts/bench_meta.py                  # the full table (~2 min)
-    python scripts/bench_meta.py --threads 2 --seconds 3
+    python scripts/bench_meta.py                                   # sinusoid and conv tables
+    python scripts/bench_meta.py --section conv --tasks 8 --steps 1,5 --repeats 3
+    python scripts/bench_meta.py --section sinusoid --seconds 3
 
-For each inner-step count (1, 5, 10), first and second order, it times full meta-iterations (inner
-loop on 25 tasks, query loss, meta-gradient, Adam step) with the vectorised inner loop (``vmap``
-over tasks) and with a per-task Python loop (the way learn2learn, higher and TorchOpt run a
-meta-batch). Each configuration runs in a fresh subprocess so that its peak RSS is its own; "peak
-delta" is the peak RSS minus the RSS just before the first meta-iteration.
+Sections (second order unless ``--orders`` says otherwise):
+    sinusoid: MLP 1-40-40-1, meta-batch 25, K=10 support, 10 query (the MAML sinusoid).
+    conv:     MAML conv4 (64 filters, batch norm, 28x28x1), 5-way 1-shot, 15 query per class,
+              meta-batch 32 (``--tasks``); random images (only the cost is measured).
+
+Implementations (each in a fresh subprocess, so that its peak RSS is its own; "MB" is the peak RSS
+minus the RSS just before the first meta-iteration; repetitions alternate between
+implementations and the table shows medians):
+    ours:     ``MetaLearner`` with default settings (``vectorize="auto"``) and the task chunks the
+              trainer picks from its default memory budget (``data.memory_budget_mb``), one
+              backward per chunk, as ``metacompose train`` accumulates them.
+    vmap:     ``vectorize=True``, the whole meta-batch in one backward.
+    l2l:      learn2learn's algorithm written out (``clone`` + ``adapt``: per task,
+              ``autograd.grad(create_graph=True)`` on an ``nn.Module`` in NCHW, then the task's
+              query loss ``.backward()``); learn2learn itself does not build on Python 3.11.
+    higher:   ``higher.innerloop_ctx`` per task (when installed).
+    torchopt: ``torchopt.MetaSGD`` with ``extract_state_dict``/``recover_state_dict`` per task
+              (when installed; second order only).
+Every implementation times full meta-iterations: inner loop, query loss, meta-gradient, Adam step,
+by default per CPU second of its worker (``--clock cpu``: one thread, so CPU time is the work done,
+and other processes on a shared machine change it far less than wall time).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
+
+SECTIONS = {
+    "sinusoid": {"tasks": 25, "shots": 10, "query": 10, "inner_lr": 0.01},
+    "conv": {"tasks": 32, "ways": 5, "shots": 1, "query": 15, "filters": 64, "inner_lr": 0.4},
+}
+IMPLS = ("ours", "vmap", "l2l", "higher", "torchopt")
+
+
+def make_batch(section: str, tasks: int):
+    import torch
+
+    from metacompose.tasks import SinusoidFamily, TaskBatch
+
+    s = SECTIONS[section]
+    g = torch.Generator().manual_seed(0)
+    if section == "sinusoid":
+        return SinusoidFamily().sample(tasks, shots=s["shots"], query=s["query"], generator=g)
+    ways, k, q = s["ways"], s["shots"], s["query"]
+    labels = torch.arange(ways)
+    return TaskBatch(
+        support_x=torch.randn(tasks, ways * k, 1, 28, 28, generator=g),
+        support_y=labels.repeat_interleave(k).expand(tasks, -1).contiguous(),
+        query_x=torch.randn(tasks, ways * q, 1, 28, 28, generator=g),
+        query_y=labels.repeat_interleave(q).expand(tasks, -1).contiguous(),
+    )
+
+
+def ours_step(args, batch):
+    """A meta-iteration of ``MetaLearner``: ``vmap`` whole, or default settings in task chunks."""
+    import torch
+
+    from metacompose.algorithms import MetaLearner
+    from metacompose.models import conv_graph, mlp_graph
+    from metacompose.training.data import select_tasks
+    from metacompose.training.hardware import (
+        CPU_MEMORY_BUDGET_MB,
+        auto_task_chunk,
+        estimate_task_mb,
+    )
+
+    s = SECTIONS[args.section]
+    conv = args.section == "conv"
+    graph = conv_graph(filters=s["filters"], n_way=s["ways"]) if conv else mlp_graph()
+    learner = MetaLearner(
+        graph=graph,
+        algorithm="fomaml" if args.order == 1 else "maml",
+        loss="cross_entropy" if conv else "mse",
+        inner_lr=s["inner_lr"],
+        inner_steps=args.steps,
+        vectorize=True if args.impl == "vmap" else "auto",
+        checkpoint_inner=args.checkpoint,
+    )
+    tasks, chunk = batch.num_tasks, batch.num_tasks
+    if args.impl == "ours":
+        example = torch.cat([batch.support_x[0], batch.query_x[0]])[:4]
+        mb = estimate_task_mb(
+            graph,
+            example,
+            support=batch.support_x.shape[1],
+            query=batch.query_x.shape[1],
+            steps=args.steps,
+            second_order=args.order == 2,
+        )
+        chunk = auto_task_chunk(tasks, mb, args.budget_mb or CPU_MEMORY_BUDGET_MB)
+    parts = [select_tasks(batch, slice(i, i + chunk)) for i in range(0, tasks, chunk)]
+    opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad()
+        for part in parts:
+            (learner.meta_step(part).objective * (part.num_tasks / tasks)).backward()
+        opt.step()
+
+    return step, {"chunk": chunk}
+
+
+def peer_model(section: str):
+    from torch import nn
+
+    s = SECTIONS[section]
+    if section == "sinusoid":
+        return nn.Sequential(
+            nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1)
+        )
+    layers, c = [], 1
+    for _ in range(4):
+        f = s["filters"]
+        layers += [
+            nn.Conv2d(c, f, 3, padding=1),
+            nn.BatchNorm2d(f, track_running_stats=False),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
+        c = f
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(s["filters"], s["ways"]))
+
+
+def peer_step(args, batch):
+    """A meta-iteration the way a per-task peer runs it: adapt a task, backward its query loss."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    model = peer_model(args.section)
+    loss_fn = F.cross_entropy if args.section == "conv" else F.mse_loss
+    lr, steps, fo, T = (
+        SECTIONS[args.section]["inner_lr"],
+        args.steps,
+        args.order == 1,
+        batch.num_tasks,
+    )
+    sx, sy, qx, qy = batch.support_x, batch.support_y, batch.query_x, batch.query_y
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def l2l() -> None:  # MAML.clone() + adapt(): autograd.grad, then a functional update
+        params = dict(model.named_parameters())
+        for t in range(T):
+            fast = params
+            for _ in range(steps):
+                loss = loss_fn(functional_call(model, fast, (sx[t],)), sy[t])
+                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not fo)
+                fast = {k: v - lr * g for (k, v), g in zip(fast.items(), grads)}
+            (loss_fn(functional_call(model, fast, (qx[t],)), qy[t]) / T).backward()
+
+    def higher_loop() -> None:
+        import higher
+
+        inner_opt = torch.optim.SGD(model.parameters(), lr=lr)
+        detach = (lambda gs: [g.detach() for g in gs]) if fo else None
+        for t in range(T):
+            with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fm, dopt):
+                for _ in range(steps):
+                    dopt.step(loss_fn(fm(sx[t]), sy[t]), grad_callback=detach)
+                (loss_fn(fm(qx[t]), qy[t]) / T).backward()
+
+    def torchopt_loop() -> None:
+        import torchopt
+
+        inner_opt = torchopt.MetaSGD(model, lr=lr)
+        state = torchopt.extract_state_dict(model)
+        for t in range(T):
+            for _ in range(steps):
+                inner_opt.step(loss_fn(model(sx[t]), sy[t]))
+            (loss_fn(model(qx[t]), qy[t]) / T).backward()
+            torchopt.recover_state_dict(model, state)
+
+    run = {"l2l": l2l, "higher": higher_loop, "torchopt": torchopt_loop}[args.impl]
+
+    def step() -> None:
+        opt.zero_grad()
+        run()
+        opt.step()
+
+    return step, {}
 
 
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from metacompose.algorithms import MetaLearner
-    from metacompose.models import mlp_graph
-    from metacompose.tasks import SinusoidFamily
-
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    learner = MetaLearner(
-        graph=mlp_graph(in_features=1, hidden=[40, 40], out_features=1),
-        algorithm="fomaml" if args.order == 1 else "maml",
-        inner_lr=0.01,
-        inner_steps=args.steps,
-        vectorize=args.mode == "vmap",
-        checkpoint_inner=args.checkpoint,
-    )
-    opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    batches = [SinusoidFamily().sample(25, shots=10, query=10, generator=g) for _ in range(8)]
-
-    def step(i: int) -> None:
-        opt.zero_grad()
-        learner.meta_step(batches[i % len(batches)]).objective.backward()
-        opt.step()
-
+    batch = make_batch(args.section, args.tasks)
+    build = ours_step if args.impl in ("ours", "vmap") else peer_step
+    step, info = build(args, batch)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for i in range(3):
-        step(i)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < args.seconds or n < 3:
-        step(n)
+    step()  # warm-up
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < args.seconds or n < args.min_iters:
+        step()
         n += 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {"its": n / elapsed, "peak_mb": peak / 1024, "delta_mb": (peak - base_rss) / 1024}
-        )
-    )
+    its = n / (cpu if args.clock == "cpu" else elapsed)
+    out = {"its": its, "delta_mb": (peak - base_rss) / 1024, **info}
+    if args.flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        out["gflop"] = counter.get_total_flops() / 1e9
+    print(json.dumps(out))
 
 
-def run_one(mode: str, order: int, steps: int, threads: int, seconds: float) -> dict:
+def run_one(args: argparse.Namespace, impl: str, order: int, steps: int) -> dict:
     cmd = [
         sys.executable,
         __file__,
         "--worker",
-        f"--mode={mode}",
-        f"--order={order}",
+        f"--section={args.section}",
+        f"--impl={impl}",
+        f"--orders={order}",
         f"--steps={steps}",
-        f"--threads={threads}",
-        f"--seconds={seconds}",
+        f"--tasks={args.tasks}",
+        f"--threads={args.threads}",
+        f"--seconds={args.seconds}",
+        f"--clock={args.clock}",
+        f"--min-iters={args.min_iters}",
+        f"--budget-mb={args.budget_mb or 0}",
+        *(["--flops"] if args.flops and impl == "ours" else []),
+        *(["--checkpoint"] if args.checkpoint else []),
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def installed(impl: str) -> bool:
+    return impl not in ("higher", "torchopt") or importlib.util.find_spec(impl) is not None
+
+
+def table(args: argparse.Namespace) -> None:
+    from metacompose.progress import say
+
+    impls = [i for i in args.impls.split(",") if installed(i)]
+    steps = [int(s) for s in str(args.steps).split(",")]
+    orders = [int(o) for o in str(args.orders).split(",")]
+    say(
+        f"{args.section}: meta-batch {args.tasks}, torch.set_num_threads({args.threads}), "
+        f"medians of {args.repeats} alternating repetitions; it/s per {args.clock} second "
+        "(MB = peak RSS above set-up)"
+    )
+    head = f"{'order':>5} {'inner':>5} | " + " | ".join(f"{i:>17}" for i in impls)
+    head += " | " + " ".join(f"{'ours/' + i:>12}" for i in impls if i != "ours")
+    say(head)
+    say("-" * len(head))
+    for order in orders:
+        for n in steps:
+            runs = {i: [] for i in impls}
+            for _ in range(args.repeats):
+                for i in impls:
+                    if order == 1 and i == "torchopt":
+                        continue
+                    runs[i].append(run_one(args, i, order, n))
+            med = {}
+            for i, rs in runs.items():
+                good = [r for r in rs if "its" in r]
+                if good:
+                    med[i] = {
+                        k: statistics.median(r[k] for r in good) for k in good[0] if k != "error"
+                    }
+                elif rs:
+                    say(f"  {i}: {rs[0]['error']}")
+            cells = [
+                f"{med[i]['its']:>8.3g} {med[i]['delta_mb']:>6.0f}MB" if i in med else f"{'-':>17}"
+                for i in impls
+            ]
+            ratios = [
+                f"{med['ours']['its'] / med[i]['its']:>11.2f}x"
+                if "ours" in med and i in med
+                else f"{'-':>12}"
+                for i in impls
+                if i != "ours"
+            ]
+            extra = ""
+            if "ours" in med:
+                extra = f"  (ours: chunks of {med['ours']['chunk']:.0f} tasks"
+                if "gflop" in med["ours"]:
+                    g = med["ours"]["gflop"]
+                    extra += f", {g:.1f} GFLOP/it, {g * med['ours']['its']:.1f} GFLOP/s"
+                extra += ")"
+            say(f"{order:>5} {n:>5} | " + " | ".join(cells) + " | " + " ".join(ratios) + extra)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--section", default="all", help="sinusoid, conv or all")
+    p.add_argument("--tasks", type=int, default=None, help="meta-batch (default: the section's)")
+    p.add_argument("--steps", default="1,5", help="inner-step counts")
+    p.add_argument("--orders", default="2", help="1 (first order), 2 (second order) or 1,2")
+    p.add_argument("--impls", default=",".join(IMPLS), help="implementations to run")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in each worker")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per configuration")
-    p.add_argument("--steps", default="1,5,10", help="inner-step counts")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run")
+    p.add_argument(
+        "--clock",
+        default="cpu",
+        choices=["cpu", "wall"],
+        help="it/s per CPU second of the worker (robust on a shared machine) or per wall second",
+    )
+    p.add_argument(
+        "--min-iters", type=int, default=3, help="timed meta-iterations per run, at least"
+    )
+    p.add_argument("--repeats", type=int, default=1, help="alternating repetitions per config")
+    p.add_argument("--budget-mb", type=float, default=0, help="ours: memory budget (0: default)")
+    p.add_argument("--flops", action="store_true", help="count ours' FLOPs per meta-iteration")
+    p.add_argument("--checkpoint", action="store_true", help="ours: checkpoint_inner")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--mode", default="vmap", help=argparse.SUPPRESS)
-    p.add_argument("--order", type=int, default=2, help=argparse.SUPPRESS)
-    p.add_argument("--checkpoint", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        args.steps = int(args.steps)
+        args.steps, args.order = int(args.steps), int(args.orders)
         worker(args)
         return
-    from metacompose.progress import progress, say
-
-    print(f"sinusoid MLP 1-40-40-1, meta-batch 25, K=10, torch.set_num_threads({args.threads})")
-    header = (
-        f"{'order':>5} {'inner':>5} | {'vmap it/s':>9} {'loop it/s':>9} {'speed-up':>8} | "
-        f"{'vmap peak MB':>12} {'delta MB':>8} | {'loop peak MB':>12} {'delta MB':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    steps = [int(s) for s in args.steps.split(",")]
-    runs = [(order, n) for order in (1, 2) for n in steps]
-    with progress(desc="bench_meta", total=2 * len(runs), unit="run") as bar:
-        for order, n in runs:
-            v = run_one("vmap", order, n, args.threads, args.seconds)
-            bar.update(1)
-            loop = run_one("loop", order, n, args.threads, args.seconds)
-            bar.update(1)
-            say(
-                f"{order:>5} {n:>5} | {v['its']:>9.1f} {loop['its']:>9.1f} "
-                f"{v['its'] / loop['its']:>7.1f}x | {v['peak_mb']:>12.0f} {v['delta_mb']:>8.1f} | "
-                f"{loop['peak_mb']:>12.0f} {loop['delta_mb']:>8.1f}"
-            )
+    for section in SECTIONS if args.section == "all" else [args.section]:
+        sub = argparse.Namespace(**vars(args))
+        sub.section, sub.tasks = section, args.tasks or SECTIONS[section]["tasks"]
+        table(sub)
 
 
 if __name__ == "__main__":

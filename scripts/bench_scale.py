@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from metacompose.progress import say, track
 
+STARTED = time.perf_counter()  # start-up is measured from here (before torch is imported)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -59,6 +61,8 @@ def child_train(args: argparse.Namespace) -> dict:
             self.t0 = self.base = None
 
         def on_train_batch_start(self, trainer, *a) -> None:
+            if trainer.global_step == 0 and not hasattr(self, "startup"):
+                self.startup = time.perf_counter() - STARTED
             if trainer.global_step == args.warmup and self.t0 is None:
                 self.t0, self.base = time.perf_counter(), rss_mib()
 
@@ -71,7 +75,39 @@ def child_train(args: argparse.Namespace) -> dict:
     steps = cfg.trainer.max_steps - args.warmup
     rank = int(os.environ.get("LOCAL_RANK", 0))
     out = {"it_s": steps / clock.seconds, "peak_rss": peak_rss_mib(), "base_rss": clock.base}
+    out["startup"] = clock.startup
     Path(f"{args.result}.rank{rank}").write_text(json.dumps(out))
+    return out
+
+
+def child_raw(args: argparse.Namespace) -> dict:
+    """The same config's meta-steps without the trainer: the LightningModule's learner, task stream
+    and optimizer in a plain loop (guarded meta-step, backward, optimizer step)."""
+    import torch
+
+    from metacompose.config import load_config
+    from metacompose.training.guard import guarded_meta_step
+    from metacompose.training.run import build_run
+
+    torch.set_num_threads(1)
+    cfg = load_config(REPO / "configs" / "sinusoid.yaml", args.overrides)
+    module, data, _ = build_run(cfg)
+    stream = iter(data.train_dataloader())
+    opt = module.configure_optimizers()
+    learner = module.learner
+    steps = cfg.trainer.max_steps
+    for i in range(steps):
+        if i == 0:
+            startup = time.perf_counter() - STARTED
+        if i == args.warmup:
+            t0, base = time.perf_counter(), rss_mib()
+        opt.zero_grad()
+        guarded_meta_step(learner, next(stream), step=i).objective.backward()
+        opt.step()
+    seconds = time.perf_counter() - t0
+    out = {"it_s": (steps - args.warmup) / seconds, "peak_rss": peak_rss_mib(), "base_rss": base}
+    out["startup"] = startup
+    Path(args.result).write_text(json.dumps(out))
     return out
 
 
@@ -187,6 +223,27 @@ def bench_ddp(steps: int) -> None:
             say(row(name, spawn(["--child", "train", "--warmup", "20", *ov])))
 
 
+def bench_tax(steps: int, repeats: int) -> None:
+    print(
+        f"\n## trainer tax: the sinusoid config through train() vs its meta-steps in a plain loop, "
+        f"{steps} steps, medians of {repeats} alternating runs (start-up: to the first meta-step)"
+    )
+    print(f"{'configuration':<34} {'it/s':>8} {'start-up s':>10}")
+    common = [f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"]
+    runs = {"raw loop": [], "train()": []}
+    with tempfile.TemporaryDirectory() as out:
+        for r in track(range(repeats), desc="bench_scale: tax", unit="repeat"):
+            runs["raw loop"] += spawn(["--child", "raw", "--warmup", "50", *common])
+            ov = [*common, f"out_dir={out}", f"name=tax{r}"]
+            runs["train()"] += spawn(["--child", "train", "--warmup", "50", *ov])
+    med = {}
+    for name, rs in runs.items():
+        med[name] = statistics.median(r["it_s"] for r in rs)
+        startup = statistics.median(r["startup"] for r in rs)
+        say(f"{name:<34} {med[name]:>8.1f} {startup:>10.2f}")
+    say(f"train() / raw loop: {med['train()'] / med['raw loop']:.3f}")
+
+
 def bench_inner(args: argparse.Namespace) -> None:
     print(
         f"\n## inner steps x activation checkpointing: conv4x{args.filters}, 28x28, 5-way 5-shot, "
@@ -223,13 +280,15 @@ def bench_chunk(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", choices=["ddp", "inner", "chunk"], default=None)
+    p.add_argument("--only", choices=["ddp", "inner", "chunk", "tax"], default=None)
+    p.add_argument("--tax-steps", type=int, default=1500)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ddp-steps", type=int, default=400)
     p.add_argument("--tasks", type=int, default=4, help="tasks of the inner-steps table")
     p.add_argument("--filters", type=int, default=32)
     p.add_argument("--device", default="cpu")
     # child mode (one configuration per fresh process)
-    p.add_argument("--child", choices=["train", "meta"], default=None)
+    p.add_argument("--child", choices=["train", "meta", "raw"], default=None)
     p.add_argument("--result", default=None)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--inner-steps", type=int, default=1)
@@ -245,6 +304,9 @@ def main() -> None:
     if args.child == "meta":
         child_meta(args)
         return
+    if args.child == "raw":
+        child_raw(args)
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, one torch thread/process")
     if args.only in (None, "ddp"):
         bench_ddp(args.ddp_steps)
@@ -252,6 +314,8 @@ def main() -> None:
         bench_inner(args)
     if args.only in (None, "chunk"):
         bench_chunk(args)
+    if args.only in (None, "tax"):
+        bench_tax(args.tax_steps, args.repeats)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,37 @@ def sgd_step(
     return {k: fast[k] - lrs[k] * grads[k] for k in fast}
 
 
+def autograd_sgd_step(
+    graph: FunctionalModel,
+    fast: Params,
+    frozen: Params,
+    lrs: StepSizes,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str,
+    first_order: bool,
+) -> Params:
+    """:func:`sgd_step` with ``torch.autograd.grad`` instead of ``torch.func.grad`` (same result).
+
+    The per-task loop uses it: without functorch's wrapper tensors every op dispatches once, which
+    measured ~15% faster on the conv net, and the graph accepts saved-tensor hooks. Second order
+    keeps the inner gradient in the graph (``create_graph``); first order, or no grad mode (as in
+    ``evaluate``), takes it at detached parameters.
+    """
+    if first_order or not torch.is_grad_enabled():
+        at = {k: v.detach().requires_grad_() for k, v in fast.items()}
+        held = {k: v.detach() for k, v in frozen.items()}
+        with torch.enable_grad():
+            value = task_loss(graph.apply_params({**held, **at}, x), y, loss)
+            grads = torch.autograd.grad(value, list(at.values()))
+    else:
+        at = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in fast.items()}
+        value = task_loss(graph.apply_params({**frozen, **at}, x), y, loss)
+        grads = torch.autograd.grad(value, list(at.values()), create_graph=True)
+    return {k: fast[k] - lrs[k] * g for k, g in zip(at, grads)}
+
+
 def adapt(
     graph: FunctionalModel,
     fast: Params,
@@ -116,18 +147,18 @@ def adapt(
         the adapted parameters, ``(T, ...)`` each.
     """
 
-    def one(f: Params, z: Params, lr: StepSizes, xt: torch.Tensor, yt: torch.Tensor) -> Params:
-        return sgd_step(graph, f, z, lr, xt, yt, loss=loss, first_order=first_order)
+    vectorized = use_vmap(vectorize, x)
 
-    if use_vmap(vectorize, x):
+    def one(f: Params, z: Params, lr: StepSizes, xt: torch.Tensor, yt: torch.Tensor) -> Params:
+        inner = sgd_step if vectorized else autograd_sgd_step
+        return inner(graph, f, z, lr, xt, yt, loss=loss, first_order=first_order)
+
+    if vectorized:
         step = vmap(one, in_dims=(0, None, None, 0, 0), chunk_size=chunk_size)
     else:
 
         def step(f: Params, z: Params, lr: StepSizes, xs: torch.Tensor, ys: torch.Tensor) -> Params:
-            outs = [
-                one({k: v[t] for k, v in f.items()}, z, lr, xs[t], ys[t])
-                for t in range(xs.shape[0])
-            ]
+            outs = [one(ft, z, lr, xs[t], ys[t]) for t, ft in enumerate(per_task(f))]
             return {k: torch.stack([o[k] for o in outs]) for k in f}
 
     use_ckpt = checkpoint_steps and not first_order and torch.is_grad_enabled()
@@ -162,6 +193,16 @@ def _checkpointed(step, fast: Params, frozen: Params, lrs: StepSizes, x, y) -> P
     return dict(zip(fkeys, checkpoint(run, *flat, use_reentrant=True)))
 
 
+def per_task(params: Params) -> list[Params]:
+    """``params`` with a leading task dimension, as one dict per task.
+
+    ``unbind`` rather than indexing: the backward of ``v[t]`` writes a zero-filled ``(T, ...)``
+    gradient for every task (quadratic in ``T``), that of ``unbind`` stacks the ``T`` gradients.
+    """
+    keys = list(params)
+    return [dict(zip(keys, vals)) for vals in zip(*(params[k].unbind(0) for k in keys))]
+
+
 def broadcast_tasks(params: Params, num_tasks: int) -> Params:
     """Give every parameter a leading task dimension (a view: no copy, gradients sum over tasks)."""
     return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
@@ -187,6 +228,4 @@ def query_losses(
 
     if use_vmap(vectorize, x):
         return vmap(one, in_dims=(0, 0, 0), chunk_size=chunk_size)(fast, x, y)
-    return torch.stack(
-        [one({k: v[t] for k, v in fast.items()}, x[t], y[t]) for t in range(x.shape[0])]
-    )
+    return torch.stack([one(f, x[t], y[t]) for t, f in enumerate(per_task(fast))])

@@ -33,7 +33,9 @@ class AlgoConfig:
     eval_inner_steps: int = 10  # inner steps at validation / evaluation
     adapt: list[str] | None = None  # node names adapted in the inner loop (None: all; ANIL: head)
     first_order: bool = False  # first-order approximation for any algorithm
-    vectorize: bool = True  # vmap over tasks (False: per-task Python loop, for reference)
+    # vmap over tasks (true), per-task Python loop (false), or auto: the loop for images on CPU,
+    # vmap otherwise (metacompose.algorithms.inner_loop.use_vmap)
+    vectorize: Any = "auto"
     chunk_size: int | None = None  # vmap at most this many tasks at once (memory bound)
     checkpoint_inner: bool = False  # activation checkpointing of inner steps (second order)
     # keyword arguments of the incontext / cnp / learned_opt learner builders
@@ -52,6 +54,9 @@ class DataConfig:
     # Meta-gradient in chunks of this many tasks per rank, one backward each (gradient
     # accumulation): bounds second-order memory by the chunk. None: the whole share at once.
     task_chunk_size: int | None = None
+    # Without task_chunk_size: the activation memory (MB per rank) a chunk of tasks may hold; the
+    # chunks are chosen from an estimate of one task's (None: 256 on CPU, 1/4 of a GPU's memory).
+    memory_budget_mb: float | None = None
 
 
 @dataclass

@@ -1,47 +1,50 @@
-"""Meta-training on Lightning: task streams, the LightningModule, safe checkpoints, ``train``."""
+"""Meta-training on Lightning: task streams, the LightningModule, safe checkpoints, ``train``.
 
-from metacompose.training.checkpoint_io import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    atomic_save,
-    safe_load,
-)
-from metacompose.training.data import SHARDINGS, MetaDataModule, TaskStream, select_tasks
-from metacompose.training.guard import (
-    BadInputError,
-    BadTaskGuard,
-    BadTaskWarning,
-    guarded_meta_step,
-)
-from metacompose.training.hardware import check_accelerator
-from metacompose.training.interrupt import GracefulStop, TrainingInterrupted
-from metacompose.training.module import MetaLearningModule
-from metacompose.training.rng import capture_rng_state, restore_rng_state
-from metacompose.training.run import TrainResult, resolve_resume, train
-from metacompose.training.run_lock import RunFolderBusy, RunLock
+Names are imported on first use (PEP 562), so that ``metacompose.training.checkpoint_io`` and the
+other Lightning-free parts load without importing Lightning (``metacompose eval`` starts fast).
+"""
 
-__all__ = [
-    "SHARDINGS",
-    "AtomicCheckpointIO",
-    "BadInputError",
-    "BadTaskGuard",
-    "BadTaskWarning",
-    "CheckpointError",
-    "GracefulStop",
-    "MetaDataModule",
-    "MetaLearningModule",
-    "RunFolderBusy",
-    "RunLock",
-    "TaskStream",
-    "TrainResult",
-    "TrainingInterrupted",
-    "atomic_save",
-    "capture_rng_state",
-    "check_accelerator",
-    "guarded_meta_step",
-    "resolve_resume",
-    "restore_rng_state",
-    "safe_load",
-    "select_tasks",
-    "train",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "AtomicCheckpointIO": "lightning_io",
+    "CheckpointError": "checkpoint_io",
+    "atomic_save": "checkpoint_io",
+    "safe_load": "checkpoint_io",
+    "SHARDINGS": "data",
+    "MetaDataModule": "data",
+    "TaskStream": "data",
+    "select_tasks": "data",
+    "BadInputError": "guard",
+    "BadTaskGuard": "guard",
+    "BadTaskWarning": "guard",
+    "guarded_meta_step": "guard",
+    "check_accelerator": "hardware",
+    "GracefulStop": "interrupt",
+    "TrainingInterrupted": "interrupt",
+    "MetaLearningModule": "module",
+    "capture_rng_state": "rng",
+    "restore_rng_state": "rng",
+    "TrainResult": "run",
+    "resolve_resume": "run",
+    "train": "run",
+    "RunFolderBusy": "run_lock",
+    "RunLock": "run_lock",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'metacompose.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"metacompose.training.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TMP_SUFFIX = ".tmp"  # atomic_save writes ``.NAME.<random>.tmp`` next to ``NAME``, then renames it
 
@@ -81,16 +79,3 @@ def safe_load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (top level is {type(obj).__name__})")
     return obj
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O: atomic rename on save, ``weights_only=True`` on load."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        fs = get_filesystem(path)
-        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_save(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return safe_load(path, map_location=map_location or "cpu")

@@ -89,7 +89,84 @@ def check_layout(cfg: DictConfig) -> None:
         )
 
 
-def chunks_per_rank(cfg: DictConfig, ranks: int) -> int:
-    """Micro-batches (gradient-accumulation steps) per meta-batch on each rank."""
+def chunks_per_rank(cfg: DictConfig, ranks: int, task_mb: float | None = None) -> int:
+    """Micro-batches (gradient-accumulation steps) per meta-batch on each rank.
+
+    ``data.task_chunk_size`` when set; else, given ``task_mb`` (:func:`estimate_task_mb`), as few
+    chunks as keep each chunk's activations within :func:`memory_budget_mb`; else one.
+    """
+    share = cfg.data.meta_batch_size // ranks
     chunk = cfg.data.task_chunk_size
-    return 1 if chunk is None else cfg.data.meta_batch_size // ranks // chunk
+    if chunk is None and task_mb is not None:
+        chunk = auto_task_chunk(share, task_mb, memory_budget_mb(cfg))
+    return 1 if chunk is None else share // chunk
+
+
+CPU_MEMORY_BUDGET_MB = 256.0  # default activation budget per rank on CPU (data.memory_budget_mb)
+GPU_MEMORY_FRACTION = 0.25  # default budget on GPU: this fraction of the device's total memory
+
+
+def memory_budget_mb(cfg: DictConfig) -> float:
+    """``data.memory_budget_mb``, or its default for the run's accelerator.
+
+    The defaults are fixed per machine (not read from the free memory), so a resumed run cuts its
+    meta-batches into the same chunks.
+    """
+    budget = cfg.data.memory_budget_mb
+    if budget is not None:
+        return float(budget)
+    acc = str(cfg.trainer.accelerator)
+    if acc in ("gpu", "cuda") or (acc == "auto" and _gpu_count() > 0):
+        return GPU_MEMORY_FRACTION * torch.cuda.get_device_properties(0).total_memory / 2**20
+    return CPU_MEMORY_BUDGET_MB
+
+
+def auto_task_chunk(share: int, task_mb: float, budget_mb: float) -> int:
+    """The largest divisor of ``share`` (tasks per rank) whose chunk fits ``budget_mb`` (at least 1).
+
+    Args:
+        share: tasks each rank draws per meta-batch.
+        task_mb: estimated activation memory of one task's meta-gradient
+            (:func:`estimate_task_mb`).
+        budget_mb: activation memory a chunk may hold.
+    """
+    fits = max(1, int(budget_mb // max(task_mb, 1e-9)))
+    return max(d for d in range(1, share + 1) if share % d == 0 and d <= fits)
+
+
+def estimate_task_mb(
+    graph: torch.nn.Module,
+    example: torch.Tensor,
+    *,
+    support: int,
+    query: int,
+    steps: int,
+    second_order: bool,
+) -> float:
+    """Activation memory (MB) the meta-gradient of one task keeps until its backward.
+
+    Counts the bytes autograd saves for one plain forward of ``example`` (``(B, *in_shape)``,
+    ``B >= 2`` so batch norm has statistics; parameters excluded) per example, then scales by the
+    examples the meta-step keeps: the query set, plus for second order each inner step's support
+    forward and its differentiable backward (about twice the forward's activations).
+
+    Args:
+        graph: the model (called as ``graph(example)``).
+        example: a few inputs of the task family.
+        support: support examples per task; query: query examples per task.
+        steps: inner steps; second_order: whether the inner steps stay in the graph.
+    """
+    params = {p.untyped_storage().data_ptr() for p in graph.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        graph(example)
+    per_example = sum(seen.values()) / example.shape[0]
+    kept = query + (3 * steps * support if second_order else 0)
+    return per_example * kept / 2**20

@@ -19,15 +19,21 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from metacompose.algorithms import MetaLearner
 from metacompose.build import build_family, build_learner, build_optimizer
 from metacompose.config import ConfigError, to_yaml
 from metacompose.progress import progress_enabled
 from metacompose.tasks.base import derive_seed
-from metacompose.training.checkpoint_io import AtomicCheckpointIO
 from metacompose.training.data import MetaDataModule
 from metacompose.training.guard import one_line_bad_task_warnings
-from metacompose.training.hardware import check_accelerator, chunks_per_rank, world_size
+from metacompose.training.hardware import (
+    check_accelerator,
+    chunks_per_rank,
+    estimate_task_mb,
+    world_size,
+)
 from metacompose.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
+from metacompose.training.lightning_io import AtomicCheckpointIO
 from metacompose.training.loggers import make_logger
 from metacompose.training.module import MetaLearningModule
 from metacompose.training.progress_bar import MetaProgressBar
@@ -170,7 +176,9 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         },
         max_bad_tasks=cfg.trainer.max_bad_tasks,
     )
-    chunks = chunks_per_rank(cfg, world_size(cfg) or 1)
+    chunks = chunks_per_rank(
+        cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, family)
+    )
     data = MetaDataModule(
         family=family,
         seed=cfg.seed,
@@ -182,6 +190,24 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         chunks=chunks,
     )
     return module, data, chunks
+
+
+def task_memory_mb(cfg: DictConfig, learner, family) -> float | None:
+    """Estimated activation memory of one task's meta-gradient (MAML family; else ``None``), from
+    which ``data.memory_budget_mb`` chooses the task chunks."""
+    if not isinstance(learner, MetaLearner) or learner.algorithm == "reptile":
+        return None
+    g = torch.Generator().manual_seed(0)
+    task = family.sample(1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train")
+    example = torch.cat([task.support_x[0], task.query_x[0]])[:4]
+    return estimate_task_mb(
+        learner.graph,
+        example,
+        support=task.support_x.shape[1],
+        query=task.query_x.shape[1],
+        steps=learner.inner_steps,
+        second_order=not learner.first_order,
+    )
 
 
 def fit(

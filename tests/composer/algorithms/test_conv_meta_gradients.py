@@ -116,3 +116,18 @@ def test_auto_loops_over_images_on_cpu_and_vmaps_vectors():
     assert not use_vmap("auto", torch.zeros(2, 3, 1, 8, 8))
     assert use_vmap("auto", torch.zeros(2, 3, 1))
     assert use_vmap(True, torch.zeros(2, 3, 1, 8, 8)) and not use_vmap(False, torch.zeros(2, 3, 1))
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_checkpointed_inner_loop_matches_the_reference(vectorize, batch):
+    learner = make("maml", vectorize, checkpoint_inner=True)
+    meta = {k: v.detach() for k, v in learner.graph.named_parameters()}
+    ref = reference_meta_grads(meta, batch, first_order=False, adapt_keys=learner.adapt_keys)
+    got = learner_meta_grads(learner, batch)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-10, atol=1e-10, msg=k)
+
+
+def test_evaluation_curve_of_the_loop_equals_the_vmapped_one(batch):
+    curves = [make("maml", v).evaluate(batch, steps=3) for v in (True, False)]
+    torch.testing.assert_close(curves[0], curves[1], rtol=1e-12, atol=1e-12)

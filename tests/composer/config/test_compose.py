@@ -38,6 +38,9 @@ def test_every_shipped_config_resolves_as_before_composition():
         resolved = OmegaConf.to_container(load_config(CONFIGS / f"{stem}.yaml"), resolve=True)
         resolved.pop("verify", None)  # added since the snapshot: the spec `metacompose verify` uses
         resolved["algo"].pop("args", None)  # added since: learner arguments (incontext, ...)
+        resolved["data"].pop("memory_budget_mb", None)  # added since: budget of the task chunks
+        if resolved["algo"]["vectorize"] == "auto":  # the default since (was true): vmap or loop
+            resolved["algo"]["vectorize"] = True
         assert resolved == schema_keys(before), stem
 
 

@@ -72,3 +72,40 @@ def test_distributed_example_configs_split_evenly(name):
     check_layout(cfg)
     assert cfg.trainer.strategy == "ddp" and cfg.data.sharding == "global"
     assert world_size(cfg) == cfg.trainer.devices * cfg.trainer.num_nodes
+
+
+def test_memory_budget_chooses_the_largest_dividing_chunk_that_fits():
+    from metacompose.training.hardware import auto_task_chunk
+
+    assert auto_task_chunk(32, task_mb=60.0, budget_mb=256.0) == 4  # 4 x 60 fits, 8 x 60 does not
+    assert auto_task_chunk(30, task_mb=60.0, budget_mb=256.0) == 3  # 4 does not divide 30
+    assert auto_task_chunk(32, task_mb=1000.0, budget_mb=256.0) == 1  # one task at least
+    assert auto_task_chunk(25, task_mb=0.01, budget_mb=256.0) == 25  # the whole share
+
+
+def test_task_memory_estimate_counts_saved_activations_per_example():
+    from metacompose.models import conv_graph, mlp_graph
+    from metacompose.training.hardware import estimate_task_mb
+
+    graph = conv_graph(filters=8, depth=1, image_size=8)
+    x = torch.randn(4, 1, 8, 8)
+    one = estimate_task_mb(graph, x, support=1, query=1, steps=1, second_order=False)
+    # conv output (8x8x8 floats, kept channels-last) saved by batch norm, its output by max-pool,
+    # pool indices (int64) and the pooled map (by ReLU), the flat features (by the head)
+    floats = 8 * 64 + 8 * 64 + 2 * 8 * 16 + 8 * 16 + 8 * 16
+    assert floats * 4 / 2**20 <= one <= 2 * floats * 4 / 2**20
+    so = estimate_task_mb(graph, x, support=2, query=3, steps=2, second_order=True)
+    assert so == pytest.approx(one * (3 + 3 * 2 * 2))
+    assert estimate_task_mb(mlp_graph(), torch.randn(4, 1), support=10, query=10, steps=1,
+                            second_order=True) < 0.1  # fmt: skip
+
+
+def test_chunks_per_rank_follows_the_budget_unless_a_chunk_size_is_set(tiny_cfg):
+    from metacompose.training.hardware import chunks_per_rank
+
+    cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.memory_budget_mb=100")
+    assert chunks_per_rank(cfg, 1) == 1  # no estimate: one chunk
+    assert chunks_per_rank(cfg, 1, task_mb=30.0) == 4  # chunks of 2 tasks (60 MB)
+    assert chunks_per_rank(cfg, 2, task_mb=30.0) == 2
+    cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.task_chunk_size=4")
+    assert chunks_per_rank(cfg, 1, task_mb=1000.0) == 2
