@@ -120,6 +120,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
             vectorize=a.vectorize,
             chunk_size=a.chunk_size,
             checkpoint_inner=a.checkpoint_inner,
+            per_step_lr=a.per_step_lr,
             enforcer=enforcer,
         )
     except (ValueError, KeyError) as e:

@@ -119,7 +119,7 @@ def adapt(
     graph: FunctionalModel,
     fast: Params,
     frozen: Params,
-    lrs: StepSizes,
+    lrs: StepSizes | list[StepSizes],
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -135,6 +135,8 @@ def adapt(
 
     Args:
         fast: adapted parameters WITH a leading task dimension ``T`` (use :func:`broadcast_tasks`).
+        lrs: the step sizes (see :func:`sgd_step`), or a list of them, one per step (MAML++'s
+            per-step learning rates); steps past its end reuse the last.
         x: ``(T, K, *in_shape)``; y: ``(T, K, ...)``.
         vectorize: ``vmap`` over tasks, a Python loop over tasks (``False``; also the reference
             path), or ``"auto"`` (:func:`use_vmap`).
@@ -163,10 +165,11 @@ def adapt(
 
     use_ckpt = checkpoint_steps and not first_order and torch.is_grad_enabled()
     for s in range(steps):
+        lr = lrs[min(s, len(lrs) - 1)] if isinstance(lrs, list) else lrs
         if use_ckpt:
-            fast = _checkpointed(step, fast, frozen, lrs, x, y)
+            fast = _checkpointed(step, fast, frozen, lr, x, y)
         else:
-            fast = step(fast, frozen, lrs, x, y)
+            fast = step(fast, frozen, lr, x, y)
         if on_step is not None:
             on_step(s + 1, fast)
     return fast

@@ -60,6 +60,9 @@ class MetaLearner(nn.Module):
             (:func:`~metacompose.algorithms.inner_loop.use_vmap`: the loop for images on CPU).
         chunk_size: ``vmap`` at most this many tasks at once.
         checkpoint_inner: activation checkpointing of each inner step (second order only).
+        per_step_lr: learn one step size per adapted tensor and inner step (MAML++'s LSLR, Antoniou
+            et al. 2019), all starting at ``inner_lr``; evaluation with more steps than
+            ``inner_steps`` reuses the last step's. Not with ``metasgd`` or ``reptile``.
         enforcer: certifies (and by its mode repairs) every task's adaptation against a
             stability spec (:mod:`metacompose.verify.enforce`); ``None``: no enforcement.
     """
@@ -78,6 +81,7 @@ class MetaLearner(nn.Module):
         vectorize: Vectorize = "auto",
         chunk_size: int | None = None,
         checkpoint_inner: bool = False,
+        per_step_lr: bool = False,
         enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
@@ -101,10 +105,21 @@ class MetaLearner(nn.Module):
         self.chunk_size = chunk_size
         self.checkpoint_inner = checkpoint_inner
         self.enforcer = enforcer
+        if per_step_lr and algorithm in ("metasgd", "reptile"):
+            raise ValueError(f"per_step_lr: not available with algorithm={algorithm}")
+        self.per_step_lr = per_step_lr
         params = dict(graph.named_parameters())
-        self.step_sizes = learned_step_sizes(
-            {k: params[k] for k in self.adapt_keys} if algorithm == "metasgd" else {}, inner_lr
-        )
+        if per_step_lr:
+            scalars = {
+                f"{k}.step{s}": params[k].new_empty(())
+                for s in range(self.inner_steps)
+                for k in self.adapt_keys
+            }
+            self.step_sizes = learned_step_sizes(scalars, inner_lr)
+        else:
+            self.step_sizes = learned_step_sizes(
+                {k: params[k] for k in self.adapt_keys} if algorithm == "metasgd" else {}, inner_lr
+            )
 
     # ------------------------------------------------------------------------------ parameters
     def split_params(self, params: Params | None = None) -> tuple[Params, Params]:
@@ -114,7 +129,13 @@ class MetaLearner(nn.Module):
         frozen = {k: v for k, v in params.items() if k not in fast}
         return fast, frozen
 
-    def lrs(self) -> dict[str, torch.Tensor | float]:
+    def lrs(self) -> dict[str, torch.Tensor | float] | list[dict[str, torch.Tensor | float]]:
+        """Step sizes by adapted key (a list of them, one per inner step, with ``per_step_lr``)."""
+        if self.per_step_lr:
+            return [
+                {k: self.step_sizes[safe_name(f"{k}.step{s}")] for k in self.adapt_keys}
+                for s in range(self.inner_steps)
+            ]
         if self.algorithm == "metasgd":
             return {k: self.step_sizes[safe_name(k)] for k in self.adapt_keys}
         return dict.fromkeys(self.adapt_keys, self.inner_lr)

@@ -38,6 +38,9 @@ class AlgoConfig:
     vectorize: Any = "auto"
     chunk_size: int | None = None  # vmap at most this many tasks at once (memory bound)
     checkpoint_inner: bool = False  # activation checkpointing of inner steps (second order)
+    # one learned step size per adapted tensor and inner step (MAML++ LSLR; not metasgd/reptile);
+    # evaluation past inner_steps reuses the last step's
+    per_step_lr: bool = False
     # keyword arguments of the incontext / cnp / learned_opt learner builders
     # (metacompose.algorithms.builders); must be empty for the MAML family
     args: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +58,7 @@ class DataConfig:
     # accumulation): bounds second-order memory by the chunk. None: the whole share at once.
     task_chunk_size: int | None = None
     # Without task_chunk_size: the activation memory (MB per rank) a chunk of tasks may hold; the
-    # chunks are chosen from an estimate of one task's (None: 256 on CPU, 1/4 of a GPU's memory).
+    # chunks are chosen from an estimate of one task's (None: 64 on CPU, 1/4 of a GPU's memory).
     memory_budget_mb: float | None = None
 
 

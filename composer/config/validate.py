@@ -89,6 +89,10 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.integer("data.val_tasks", lo=1, hi=SIZE_LIMIT)
     c.integer("data.task_chunk_size", lo=1, hi=SIZE_LIMIT, optional=True)
     c.real("data.memory_budget_mb", lo=0.0, lo_open=True, optional=True)
+    if cfg.algo.per_step_lr and (
+        cfg.router.enabled or cfg.algo.name not in ("maml", "fomaml", "anil")
+    ):
+        c.fail("algo.per_step_lr", True, "needs algo.name maml, fomaml or anil, without router")
     c.real("optim.lr", lo=0.0, lo_open=True)
     c.real("optim.weight_decay", lo=0.0)
     c.real("optim.grad_clip", lo=0.0, lo_open=True, optional=True)

@@ -102,7 +102,10 @@ def chunks_per_rank(cfg: DictConfig, ranks: int, task_mb: float | None = None) -
     return 1 if chunk is None else share // chunk
 
 
-CPU_MEMORY_BUDGET_MB = 256.0  # default activation budget per rank on CPU (data.memory_budget_mb)
+# Default activation budget per rank on CPU (data.memory_budget_mb). On CPU the conv path loops over
+# tasks anyway, so small chunks cost nothing but a micro-batch each: 64 MB keeps one MAML conv4-64
+# task per chunk (peak RSS like the per-task peers'), while an MLP's meta-batch stays whole.
+CPU_MEMORY_BUDGET_MB = 64.0
 GPU_MEMORY_FRACTION = 0.25  # default budget on GPU: this fraction of the device's total memory
 
 
@@ -148,7 +151,8 @@ def estimate_task_mb(
     Counts the bytes autograd saves for one plain forward of ``example`` (``(B, *in_shape)``,
     ``B >= 2`` so batch norm has statistics; parameters excluded) per example, then scales by the
     examples the meta-step keeps: the query set, plus for second order each inner step's support
-    forward and its differentiable backward (about twice the forward's activations).
+    forward and its differentiable backward (about twice the forward's activations). Parameters
+    and the example itself are not counted.
 
     Args:
         graph: the model (called as ``graph(example)``).
@@ -156,12 +160,13 @@ def estimate_task_mb(
         support: support examples per task; query: query examples per task.
         steps: inner steps; second_order: whether the inner steps stay in the graph.
     """
-    params = {p.untyped_storage().data_ptr() for p in graph.parameters()}
+    shared = {p.untyped_storage().data_ptr() for p in graph.parameters()}
+    shared.add(example.untyped_storage().data_ptr())  # the batch itself is not an activation
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
+        if ptr not in shared:
             seen[ptr] = t.untyped_storage().nbytes()
         return t
 

@@ -38,13 +38,14 @@ def reference_meta_grads(meta, batch, *, first_order, adapt_keys, lrs=None):
     total = 0.0
     for t in range(batch.num_tasks):
         fast = dict(leaves)
-        for _ in range(STEPS):
+        for s in range(STEPS):
             loss = F.cross_entropy(net(fast, batch.support_x[t]), batch.support_y[t])
             grads = torch.autograd.grad(
                 loss, [fast[k] for k in adapt_keys], create_graph=not first_order
             )
             for k, g in zip(adapt_keys, grads):
-                fast[k] = fast[k] - lr_leaves.get(k, LR) * (g.detach() if first_order else g)
+                lr = lr_leaves.get(f"{k}.step{s}", lr_leaves.get(k, LR))  # per step, or per key
+                fast[k] = fast[k] - lr * (g.detach() if first_order else g)
         total = total + F.cross_entropy(net(fast, batch.query_x[t]), batch.query_y[t])
     wrt = list(leaves.values()) + list(lr_leaves.values())
     grads = torch.autograd.grad(total / batch.num_tasks, wrt, allow_unused=True)
@@ -76,7 +77,7 @@ def make(algorithm, vectorize, **kw):
         vectorize=vectorize,
         **kw,
     ).double()
-    if algorithm == "metasgd":  # distinct step sizes, so their gradients are non-trivial
+    if algorithm == "metasgd" or kw.get("per_step_lr"):  # distinct step sizes: non-trivial grads
         with torch.no_grad():
             for i, p in enumerate(learner.step_sizes.values()):
                 p.mul_(1 + 0.1 * i)
@@ -87,10 +88,8 @@ def learner_meta_grads(learner, batch):
     learner.zero_grad()
     learner.meta_step(batch).objective.backward()
     out = {k: p.grad.clone() for k, p in learner.graph.named_parameters()}
-    if learner.algorithm == "metasgd":
-        out.update(
-            {f"lr:{k}": learner.step_sizes[k.replace(".", "__")].grad for k in learner.adapt_keys}
-        )
+    if learner.algorithm == "metasgd" or learner.per_step_lr:
+        out.update({f"lr:{k.replace('__', '.')}": p.grad for k, p in learner.step_sizes.items()})
     return out
 
 
@@ -131,3 +130,49 @@ def test_checkpointed_inner_loop_matches_the_reference(vectorize, batch):
 def test_evaluation_curve_of_the_loop_equals_the_vmapped_one(batch):
     curves = [make("maml", v).evaluate(batch, steps=3) for v in (True, False)]
     torch.testing.assert_close(curves[0], curves[1], rtol=1e-12, atol=1e-12)
+
+
+def step_size_values(learner):
+    return {k.replace("__", "."): p.detach() for k, p in learner.step_sizes.items()}
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil"])
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_per_step_learning_rates_match_the_reference(algorithm, vectorize, batch):
+    learner = make(algorithm, vectorize, per_step_lr=True)
+    assert len(learner.step_sizes) == STEPS * len(learner.adapt_keys)
+    meta = {k: v.detach() for k, v in learner.graph.named_parameters()}
+    ref = reference_meta_grads(
+        meta,
+        batch,
+        first_order=learner.first_order,
+        adapt_keys=learner.adapt_keys,
+        lrs=step_size_values(learner),
+    )
+    got = learner_meta_grads(learner, batch)
+    assert set(ref) == set(got)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-10, atol=1e-10, msg=k)
+
+
+def test_per_step_learning_rates_past_training_steps_reuse_the_last(batch):
+    learner = make("maml", False, per_step_lr=True)
+    lrs = step_size_values(learner)
+    curve = learner.evaluate(batch, steps=STEPS + 2)
+    # Per task, by hand: step sizes l0, l1, l1, l1.
+    for t in range(T):
+        p = {k: v.detach() for k, v in learner.graph.named_parameters()}
+        for s in range(STEPS + 2):
+            leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+            loss = F.cross_entropy(net(leaves, batch.support_x[t]), batch.support_y[t])
+            grads = torch.autograd.grad(loss, list(leaves.values()))
+            lr = {k: lrs[f"{k}.step{min(s, STEPS - 1)}"] for k in p}
+            p = {k: v - lr[k] * g for (k, v), g in zip(p.items(), grads)}
+        with torch.no_grad():
+            acc = (net(p, batch.query_x[t]).argmax(-1) == batch.query_y[t]).double().mean()
+        torch.testing.assert_close(curve[-1, t], acc)
+
+
+def test_per_step_learning_rates_are_refused_for_metasgd():
+    with pytest.raises(ValueError, match="per_step_lr"):
+        make("metasgd", True, per_step_lr=True)
