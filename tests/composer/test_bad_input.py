@@ -491,7 +491,7 @@ case(
     lambda env: ["verify", str(env.ckpt), "--spec", str(env.tmp / "no.yaml")],
     "no.yaml",
 )
-case("spec-not-given", lambda env: ["verify", str(env.ckpt)], "--spec")
+case("checkpoint-not-given", lambda env: ["verify"], "CHECKPOINT")
 
 # -- composition rules (router.rules of a routed config) ---------------------------------------------
 RULES = {

@@ -95,7 +95,8 @@ def test_self_test_bar_on_stderr(capsys, monkeypatch):
     plain = run_cli(args, capsys, monkeypatch, flag="0")
     shown = run_cli(args, capsys, monkeypatch, flag="1")
     assert _no_seconds(shown.out) == _no_seconds(plain.out) and "PASS" in shown.out
-    assert "verify --self-test" in shown.err and "/2 " in shown.err
+    # 2 dense networks and max(1, 2 // 4) = 1 conv network
+    assert "verify --self-test" in shown.err and "/3 " in shown.err
     assert plain.err == ""
 
 
