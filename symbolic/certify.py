@@ -83,14 +83,32 @@ def certify(
         raise ValueError(
             f"{spec.source}: domain has {xlo.shape[1]} dims, network input has {pair.input_dim}"
         )
-    results: list[ClaimResult] = []
-
-    def record(claim: str, limit: float | None, outcome, t0: float, used_tier: str = "fast"):
-        results.append(ClaimResult(claim, limit, outcome, used_tier, time.perf_counter() - t0))
-
-    finite_weights = pair.meta.is_finite() and pair.adapted.is_finite()
-    bad_weights = Unknown("the networks have non-finite weights (e.g. a diverged inner loop)")
     params = module_params if module_params is not None else pair.module_params()
+    results = [
+        *_trust_region_results(spec, params),
+        *_lipschitz_results(pair, spec, xlo, xhi, tier=tier, generator=gen),
+        *_box_results(
+            pair, spec, xlo, xhi, tier=tier, timeout_s=timeout_s, fast_boxes=fast_boxes,
+            generator=gen,
+        ),
+    ]  # fmt: skip
+    if spec.prediction is not None:
+        results.extend(
+            certify_prediction(
+                pair, spec.prediction, xlo, xhi, tier=tier, timeout_s=timeout_s, generator=gen
+            )
+        )
+    if spec.step_size is not None:
+        results.append(_step_size_result(pair, spec, xlo, xhi, generator=gen))
+    return CertificationReport(tuple(results), time.perf_counter() - t_all)
+
+
+def _result(claim: str, limit, outcome, t0: float, tier: str = "fast") -> ClaimResult:
+    return ClaimResult(claim, limit, outcome, tier, time.perf_counter() - t0)
+
+
+def _trust_region_results(spec: StabilitySpec, params: ModuleParams) -> list[ClaimResult]:
+    out = []
     for region in spec.trust_regions:
         t0 = time.perf_counter()
         if region.module not in params:
@@ -99,67 +117,85 @@ def certify(
                 f"known modules: {sorted(params)}"
             )
         outcome, _ = certify_trust_region(region, *params[region.module])
-        record(region.claim, region.bound, outcome, t0)
+        out.append(_result(region.claim, region.bound, outcome, t0))
+    return out
 
+
+def _lipschitz_results(
+    pair: NetworkPair, spec: StabilitySpec, xlo, xhi, *, tier: str, generator: torch.Generator
+) -> list[ClaimResult]:
+    """Lipschitz claims: operator-norm bounds, then (beyond the fast tier) an attack."""
+    finite_weights = pair.meta.is_finite() and pair.adapted.is_finite()
+    out = []
     for lip in spec.lipschitz:
         t0 = time.perf_counter()
         outcome, _ = certify_lipschitz(pair.adapted, lip.norm, lip.bound)
         used = "fast"
         if isinstance(outcome, Unknown) and tier != "fast" and finite_weights:
-            found = lipschitz_attack(pair.adapted, lip.norm, lip.bound, xlo, xhi, generator=gen)
-            outcome, used = (found, "refine") if found is not None else (outcome, used)
-        record(f"lipschitz.{lip.norm}", lip.bound, outcome, t0, used)
-
-    claims = _box_claims(spec, pair.output_dim)
-    if claims or spec.finite:
-        t0 = time.perf_counter()
-        blo, bhi = split_boxes(xlo, xhi, fast_boxes)
-        bounds = propagate_pair(pair, blo, bhi)
-        t_pass = time.perf_counter() - t0
-        if spec.finite:
-            record("finite", None, finiteness(pair, blo, bhi, bounds), t0)
-        ob = bounds[pair.meta.output]
-        for name, limit, subs in claims:
-            t0 = time.perf_counter() - t_pass / max(1, len(claims))
-            if not finite_weights:
-                record(name, limit, bad_weights, t0)
-                continue
-            outs = [
-                decide_from_bounds(
-                    pair, o, thr, ob, blo, bhi, name=f"{name}:{o.kind}", method="reludiff"
-                )
-                for o, thr in subs
-            ]
-            outcome, used = merge(outs), "fast"
-            if isinstance(outcome, Unknown) and tier != "fast":
-                outs = [
-                    o2
-                    if not isinstance(o2, Unknown)
-                    else _escalate(pair, o, thr, xlo, xhi, tier, timeout_s, gen, name)
-                    for o2, (o, thr) in zip(outs, subs)
-                ]
-                outcome, used = merge(outs), tier
-            record(name, limit, outcome, t0, used)
-
-    if spec.prediction is not None:
-        results.extend(
-            certify_prediction(
-                pair, spec.prediction, xlo, xhi, tier=tier, timeout_s=timeout_s, generator=gen
+            found = lipschitz_attack(
+                pair.adapted, lip.norm, lip.bound, xlo, xhi, generator=generator
             )
-        )
+            outcome, used = (found, "refine") if found is not None else (outcome, used)
+        out.append(_result(f"lipschitz.{lip.norm}", lip.bound, outcome, t0, used))
+    return out
 
-    if spec.step_size is not None:
-        t0 = time.perf_counter()
-        u = torch.rand((64, xlo.shape[1]), generator=gen, dtype=torch.float64)
-        idx = torch.randint(0, xlo.shape[0], (64,), generator=gen)
-        xs = xlo[idx] + u * (xhi[idx] - xlo[idx])
-        est = (
-            step_size_estimate(pair.meta, spec.step_size.step_size, xs)
-            if pair.meta.is_finite()
-            else Unknown("step_size: the meta network has non-finite weights")
-        )
-        record("step_size", 2.0, est, t0)
-    return CertificationReport(tuple(results), time.perf_counter() - t_all)
+
+def _box_results(
+    pair: NetworkPair, spec: StabilitySpec, xlo, xhi, *, tier: str, timeout_s: float,
+    fast_boxes: int, generator: torch.Generator,
+) -> list[ClaimResult]:  # fmt: skip
+    """Finiteness, deviation and output-range claims: one fast pass over ``fast_boxes`` pieces,
+    then the refine / exact tier for what it left undecided."""
+    claims = _box_claims(spec, pair.output_dim)
+    if not (claims or spec.finite):
+        return []
+    out = []
+    finite_weights = pair.meta.is_finite() and pair.adapted.is_finite()
+    bad_weights = Unknown("the networks have non-finite weights (e.g. a diverged inner loop)")
+    t0 = time.perf_counter()
+    blo, bhi = split_boxes(xlo, xhi, fast_boxes)
+    bounds = propagate_pair(pair, blo, bhi)
+    t_pass = time.perf_counter() - t0
+    if spec.finite:
+        out.append(_result("finite", None, finiteness(pair, blo, bhi, bounds), t0))
+    ob = bounds[pair.meta.output]
+    for name, limit, subs in claims:
+        t0 = time.perf_counter() - t_pass / max(1, len(claims))
+        if not finite_weights:
+            out.append(_result(name, limit, bad_weights, t0))
+            continue
+        outs = [
+            decide_from_bounds(
+                pair, o, thr, ob, blo, bhi, name=f"{name}:{o.kind}", method="reludiff"
+            )
+            for o, thr in subs
+        ]
+        outcome, used = merge(outs), "fast"
+        if isinstance(outcome, Unknown) and tier != "fast":
+            outs = [
+                o2
+                if not isinstance(o2, Unknown)
+                else _escalate(pair, o, thr, xlo, xhi, tier, timeout_s, generator, name)
+                for o2, (o, thr) in zip(outs, subs)
+            ]
+            outcome, used = merge(outs), tier
+        out.append(_result(name, limit, outcome, t0, used))
+    return out
+
+
+def _step_size_result(
+    pair: NetworkPair, spec: StabilitySpec, xlo, xhi, *, generator: torch.Generator
+) -> ClaimResult:
+    t0 = time.perf_counter()
+    u = torch.rand((64, xlo.shape[1]), generator=generator, dtype=torch.float64)
+    idx = torch.randint(0, xlo.shape[0], (64,), generator=generator)
+    xs = xlo[idx] + u * (xhi[idx] - xlo[idx])
+    est = (
+        step_size_estimate(pair.meta, spec.step_size.step_size, xs)
+        if pair.meta.is_finite()
+        else Unknown("step_size: the meta network has non-finite weights")
+    )
+    return _result("step_size", 2.0, est, t0)
 
 
 def _box_claims(spec: StabilitySpec, m: int) -> list:
