@@ -35,11 +35,10 @@ from metacompose.verify.convert import (
     NetworkTooLargeError,
     Params,
     UnsupportedModuleError,
-    has_batch_norm,
     module_params,
     pair_from_params,
-    reference_forward,
 )
+from metacompose.verify.reference import has_batch_norm, reference_forward
 
 
 @dataclass
@@ -146,7 +145,7 @@ def graph_forward(
     graph: ModuleGraph, params: Params, x: torch.Tensor, *, stats_x: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``graph`` with ``params`` on flat ``x`` of shape ``(B, n)``, all in float64: ``(B, m)``
-    (batch norm with the statistics of ``stats_x``, see :func:`~.convert.reference_forward`)."""
+    (batch norm with the statistics of ``stats_x``, see :func:`~.reference.reference_forward`)."""
     return reference_forward(graph, params, x, stats_x=stats_x)
 
 

@@ -12,7 +12,7 @@ from metacompose.modules.mlp import MLPBlock
 from metacompose.router.modulation import film_fold
 from metacompose.symbolic import Activation
 from metacompose.verify import graph_forward, graph_to_network
-from metacompose.verify.convert import batch_stats, reference_forward
+from metacompose.verify.reference import batch_stats, reference_forward
 
 
 def _params(graph, gen, scale=1.0):
@@ -62,7 +62,10 @@ def test_residual_tanh_and_identity_merges():
 def test_film_and_low_rank_folding_matches_the_modulated_layer():
     """A FiLM + low-rank modulated Linear equals the folded Affine the converter is handed."""
     gen = torch.Generator().manual_seed(2)
-    w, b = torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    w, b = (
+        torch.randn(5, 3, generator=gen, dtype=torch.float64),
+        torch.randn(5, dtype=torch.float64),
+    )
     gamma, beta = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
     u, v = torch.randn(5, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
     x = torch.randn(32, 3, generator=gen, dtype=torch.float64)
