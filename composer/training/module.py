@@ -88,11 +88,12 @@ class MetaLearningModule(L.LightningModule):
         """Rescale to the mean over good tasks, or skip the step; count and stop past the limit."""
         params = [p for p in self.parameters() if p.grad is not None]
         finite = grads_finite(params)
-        counts = torch.tensor([self._good, self._tasks], dtype=torch.float64, device=self.device)
+        good, tasks = self._good, self._tasks
         self._good = self._tasks = 0
-        if self.trainer.world_size > 1:
+        if self.trainer.world_size > 1:  # one tensor and a reduce only where there are ranks
+            counts = torch.tensor([good, tasks], dtype=torch.float64, device=self.device)
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        good, tasks = int(counts[0]), int(counts[1])
+            good, tasks = int(counts[0]), int(counts[1])
         try:
             skip = self.guard.record(
                 step=self.global_step,
