@@ -29,9 +29,10 @@ from metacompose.algorithms.learned_inner_loop import adam_update, sgd_update, u
 from metacompose.build import build_learner
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
-from metacompose.report.curves import metric_curves
+from metacompose.report.curves import SAMPLE_CHUNK, metric_curves
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks import SinusoidFamily, derive_seed
+from metacompose.tasks.base import TaskBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNERS = {
@@ -76,10 +77,18 @@ def timed_curves(learner, family, **kw):
     return c, (time.perf_counter() - t0) / kw["n_tasks"]
 
 
+def same_tasks(family, *, split, n_tasks, shots, seed) -> TaskBatch:
+    """The tasks :func:`metric_curves` draws for these arguments (query 10)."""
+    g = torch.Generator().manual_seed(derive_seed(seed, split, "report", shots, 10))
+    sizes = [min(SAMPLE_CHUNK, n_tasks - i) for i in range(0, n_tasks, SAMPLE_CHUNK)]
+    return TaskBatch.cat(
+        [family.sample(b, shots=shots, query=10, generator=g, split=split) for b in sizes]
+    )
+
+
 def rule_curves(graph, init, update, family, *, split, n_tasks, shots, steps, seed, support=False):
     """Query (or support) MSE after 0..steps of ``update`` from ``init``: ``(steps + 1, n)``."""
-    g = torch.Generator().manual_seed(derive_seed(seed, split, "report", shots, 10))
-    tasks = family.sample(n_tasks, shots=shots, query=10, generator=g, split=split)
+    tasks = same_tasks(family, split=split, n_tasks=n_tasks, shots=shots, seed=seed)
     x, y = (tasks.support_x, tasks.support_y) if support else (tasks.query_x, tasks.query_y)
     fast = broadcast_tasks({k: v.detach() for k, v in init.items()}, n_tasks)
     curve = [query_losses(graph, fast, {}, x, y, loss="mse", metric=True)]
@@ -112,9 +121,18 @@ def oracle(family, *, split, n_tasks, shots, seed):
     return ((basis(t.query_x) @ coef - t.query_y) ** 2).mean((1, 2))
 
 
-def summary(v: torch.Tensor) -> tuple[float, float]:
+def summary(v: torch.Tensor) -> tuple[float, float, int]:
+    """Mean and 95% half-width over the tasks that stayed finite, and how many did not."""
     v = v.double()
-    return float(v.mean()), float(ci95_over_tasks(v[None], dim=1)[0])
+    ok = torch.isfinite(v) & (v < 1e6)
+    f = v[ok]
+    if len(f) < 2:
+        return float("nan"), float("nan"), int((~ok).sum())
+    return float(f.mean()), float(ci95_over_tasks(f[None], dim=1)[0]), int((~ok).sum())
+
+
+def cell(m: float, c: float, bad: int) -> str:
+    return f"{m:>9.4f} ± {c:<6.4f}" + (f"[{bad}div]" if bad else "      ")
 
 
 def first_reaching(curve_mean: torch.Tensor, target: float) -> int | None:
@@ -173,14 +191,15 @@ def main() -> None:
                 fam, split="test", n_tasks=n, shots=k, seed=seed)  # fmt: skip
     cols = [(f, k) for f in fams for k in (5, 10)]
     print(f"\nsinusoid query MSE, {n} meta-test tasks per column (mean ± 95% interval), "
-          f"{args.budget:.0f} s meta-training per learner, seed {seed}, 1 thread")  # fmt: skip
-    head = f"{'method':<26}" + "".join(f"{f'{f} K={k}':>20}" for f, k in cols) + f"{'ms/task':>9}"
+          f"{args.budget:.0f} s meta-training per learner, seed {seed}, 1 thread; [n div]: n tasks "
+          "diverged (NaN/Inf or > 1e6), left out of the mean")  # fmt: skip
+    head = f"{'method':<26}" + "".join(f"{f'{f} K={k}':>24}" for f, k in cols) + f"{'ms/task':>9}"
     print(head + "\n" + "-" * len(head))
     table = {}
     for label, r in rows.items():
         cells = {f"{f} K={k}": summary(r[(f, k)]) for f, k in cols}
         table[label] = {"cells": cells, "ms_per_task": 1e3 * times.get(label, float("nan"))}
-        print(f"{label:<26}" + "".join(f"{m:>11.4f} ± {c:<6.4f}" for m, c in cells.values())
+        print(f"{label:<26}" + "".join(cell(*v) for v in cells.values())
               + f"{1e3 * times.get(label, float('nan')):>9.2f}")  # fmt: skip
     out.update(train=stats, table=table, tuned_lr={f"{k}@{a}": v for (k, a), v in lrs.items()})
     out["learned_opt"] = learned_opt_targets(learners, ind, lrs, n=n, seed=seed)
@@ -194,20 +213,24 @@ def learned_opt_targets(learners, ind, lrs, *, n, seed) -> dict:
     res: dict = {}
     adam = rule_curves(maml.graph, dict(maml.graph.named_parameters()), adam_update(lrs[("adam", 100)]),
                        ind, split="test", n_tasks=n, shots=10, steps=100, seed=seed)  # fmt: skip
+    long = 10 * (lo.horizon + lo.warmup)  # 10x the steps the rule was trained on
     learned = metric_curves(
-        lo, ind, split="test", n_tasks=n, shots=10, query=10, steps=100, seed=seed
+        lo, ind, split="test", n_tasks=n, shots=10, query=10, steps=long, seed=seed
     )
     meta_sgd = metric_curves(msgd, ind, split="test", n_tasks=n, shots=10, query=10, steps=100,
                              seed=seed)  # fmt: skip
     target = float(adam[100].mean())
     s = first_reaching(learned.mean(1), target)
     res["query"] = {"adam_100": target, "learned_steps_to_reach": s,
-                    "learned_at": {k: float(learned[k].mean()) for k in (0, 10, 50, 100)},
+                    "learned_at": {k: float(learned[k].mean()) for k in (0, 10, 20, 50, 100, long)},
                     "metasgd_at": {k: float(meta_sgd[k].mean()) for k in (1, 2, 5, 10, 100)},
                     "learned_finite": bool(torch.isfinite(learned).all())}  # fmt: skip
-    print(f"\nlearned optimizer (training horizon {lo.horizon}), K=10 query MSE on {n} tasks:")
+    print(
+        f"\nlearned optimizer (trained on steps 1..{lo.horizon + lo.warmup}: warm-up <= {lo.warmup} "
+        f"+ {lo.horizon} unrolled), K=10 query MSE on {n} tasks:"
+    )
     print(f"  tuned Adam from the MAML init, 100 steps: {target:.4f}; learned rule reaches it at "
-          f"step {s}; learned at steps 0/10/50/100: "
+          f"step {s}; learned at steps " + "/".join(map(str, res["query"]["learned_at"])) + ": "
           + " / ".join(f"{v:.4f}" for v in res["query"]["learned_at"].values()))  # fmt: skip
     print("  Meta-SGD at steps 1/2/5/10/100: "
           + " / ".join(f"{v:.4g}" for v in res["query"]["metasgd_at"].values()))  # fmt: skip

@@ -50,11 +50,12 @@ def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor,
 
     Gradient and bias-corrected momentum, each over the root of the bias-corrected second moment
     (Adam's scale-free direction); the parameter value; log-magnitudes of the gradient and the
-    parameter (/ 10); and the step fraction ``t / (t + horizon)`` (bounded, at any horizon).
+    parameter (/ 10); and the step fraction ``min(t / horizon, 1)``: constant past the horizon,
+    so every step beyond it looks like the steps the rule was trained on there.
     """
     m_hat = m / (1 - BETA1**t)
     root = torch.sqrt(v / (1 - BETA2**t) + EPS**2)  # eps inside: a finite gradient at v = 0
-    frac = torch.full_like(p, t / (t + horizon))
+    frac = torch.full_like(p, min(t / horizon, 1.0))
     return torch.stack(
         [g / root, m_hat / root, p, torch.log(g.abs() + EPS) / 10, torch.log(p.abs() + EPS) / 10,
          frac], dim=-1,

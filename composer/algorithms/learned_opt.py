@@ -27,7 +27,7 @@ from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_los
 from metacompose.algorithms.learned_inner_loop import NUM_FEATURES, unroll
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.graph import ModuleGraph
-from metacompose.tasks.base import TaskBatch
+from metacompose.tasks.base import TaskBatch, derive_seed
 
 
 class LearnedUpdateRule(nn.Module):
@@ -68,7 +68,10 @@ class LearnedOptimizerLearner(nn.Module):
 
     Meta-objective: the mean over the ``horizon`` unrolled steps of the mean query loss after each
     step (progress at every step, not only at the end), with the unroll truncated every
-    ``truncation`` steps (parameters and optimizer state detached there).
+    ``truncation`` steps (parameters and optimizer state detached there). Each meta-iteration
+    first takes ``0..warmup`` steps (drawn from the meta-iteration's seed) without meta-gradient,
+    so the rule is trained on steps ``1..warmup + horizon``: the step-fraction feature saturates at
+    the horizon, and later steps look like the ones trained past it.
 
     Args:
         graph: the model adapted in the inner loop (every parameter).
@@ -78,6 +81,7 @@ class LearnedOptimizerLearner(nn.Module):
         truncation: steps between truncation points (``None``: the whole unroll).
         eval_inner_steps: inner steps at evaluation.
         learn_init: meta-learn the initial weights too (else they stay at the seeded init).
+        warmup: most steps taken without meta-gradient before the unroll (0: none).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class LearnedOptimizerLearner(nn.Module):
         truncation: int | None = 5,
         eval_inner_steps: int = 20,
         learn_init: bool = True,
+        warmup: int = 0,
     ) -> None:
         super().__init__()
         if horizon < 1 or (truncation is not None and truncation < 1):
@@ -101,6 +106,7 @@ class LearnedOptimizerLearner(nn.Module):
         self.truncation = truncation
         self.eval_inner_steps = int(eval_inner_steps)
         self.learn_init = learn_init
+        self.warmup = int(warmup)
         self.adapt_keys = graph.param_keys()
         graph.requires_grad_(learn_init)
 
@@ -108,14 +114,18 @@ class LearnedOptimizerLearner(nn.Module):
         """``(adapted, frozen)``: every graph parameter adapts."""
         return dict(self.graph.named_parameters()) if params is None else dict(params), {}
 
-    def adapt(self, x, y, *, steps=None, first_order=None, on_step=None, truncation=None):
-        """Adapt support sets ``x: (T, K, ...)`` with the learned rule; returns ``(fast, {})``."""
+    def adapt(
+        self, x, y, *, steps=None, first_order=None, on_step=None, truncation=None, start=None
+    ):
+        """Adapt support sets ``x: (T, K, ...)`` with the learned rule; returns ``(fast, {})``.
+
+        ``start``: ``(fast, OptState)`` to continue from (default: the initial weights, step 0)."""
         fast, frozen = self.split_params()
-        fast = broadcast_tasks(fast, x.shape[0])
+        fast, state = (broadcast_tasks(fast, x.shape[0]), None) if start is None else start
         steps = self.eval_inner_steps if steps is None else steps
         fast, _ = unroll(
             self.graph, self.rule, fast, frozen, x, y, steps=steps, horizon=self.horizon,
-            loss=self.loss, truncation=truncation, on_step=on_step,
+            loss=self.loss, truncation=truncation, on_step=on_step, state=state,
         )  # fmt: skip
         return fast, frozen
 
@@ -123,14 +133,27 @@ class LearnedOptimizerLearner(nn.Module):
         return query_losses(self.graph, fast, frozen, x, y, loss=self.loss, metric=metric)
 
     def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
-        """Mean over the unroll of the query loss after each step (``step`` unused)."""
+        """Mean over the unroll of the query loss after each step, after a warm-up of
+        ``0..warmup`` steps drawn from meta-iteration ``step``."""
+        start = None
+        if self.warmup:
+            g = torch.Generator().manual_seed(derive_seed(step, "learned-opt-warmup") % 2**63)
+            t0 = int(torch.randint(0, self.warmup + 1, (1,), generator=g))
+            fast, frozen = self.split_params()
+            with torch.no_grad():  # no meta-gradient through the warm-up
+                fast, state = unroll(
+                    self.graph, self.rule, broadcast_tasks(fast, batch.num_tasks), frozen,
+                    batch.support_x, batch.support_y, steps=t0, horizon=self.horizon,
+                    loss=self.loss,
+                )  # fmt: skip
+            start = ({k: v.detach() for k, v in fast.items()}, state.detach())
         losses = []
 
         def record(_s: int, f: Params) -> None:
             losses.append(self.query_loss(f, {}, batch.query_x, batch.query_y))
 
         self.adapt(batch.support_x, batch.support_y, steps=self.horizon, on_step=record,
-                   truncation=self.truncation)  # fmt: skip
+                   truncation=self.truncation, start=start)  # fmt: skip
         curve = torch.stack(losses)  # (H, T)
         return MetaStep(objective=curve.mean(), query_loss=curve[-1])
 
@@ -167,11 +190,12 @@ def learned_opt_learner(
     horizon: int = 10,
     truncation: int | None = 5,
     learn_init: bool = True,
+    warmup: int = 0,
 ) -> LearnedOptimizerLearner:
     """The ``algo.name: learned_opt`` learner; ``algo.args`` sets the keyword arguments after
     ``eval_inner_steps`` (see :class:`LearnedUpdateRule` and :class:`LearnedOptimizerLearner`)."""
     rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr)
     return LearnedOptimizerLearner(
         graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
-        eval_inner_steps=eval_inner_steps, learn_init=learn_init,
+        eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
     )  # fmt: skip

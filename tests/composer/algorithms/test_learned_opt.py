@@ -54,7 +54,7 @@ def reference_objective(learner, b, truncation):
                 root = torch.sqrt(v[j] / (1 - B2**t) + EPS**2)
                 f = torch.stack([g / root, m[j] / (1 - B1**t) / root, w,
                                  torch.log(g.abs() + EPS) / 10, torch.log(w.abs() + EPS) / 10,
-                                 torch.full_like(w, t / (t + learner.horizon))], -1)  # fmt: skip
+                                 torch.full_like(w, min(t / learner.horizon, 1.0))], -1)  # fmt: skip
                 new_p.append(w + reference_rule(learner.rule, f))
             p = new_p
             if truncation and t % truncation == 0 and t < learner.horizon:
