@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,9 +40,12 @@ class EvalResult:
     ci95: list[float]
     subset: str | None = None
     routing: dict | None = None
+    # (S + 1, N) per-task metric, for statistics at another level (e.g. over groups); not in JSON
+    per_task: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_json_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        data = {k: v for k, v in asdict(self).items() if k != "per_task"}
+        return {k: v for k, v in data.items() if v is not None}
 
     def table(self) -> str:
         lines = [f"{'step':>4}  {'query ' + self.metric:>14}  {'± 95% CI':>10}"]
@@ -164,6 +167,7 @@ def evaluate(
         ci95=[float(v) for v in ci],
         subset=subset,
         routing=routing_purity_of(learner, family, **stream),
+        per_task=curve,
     )
 
 

@@ -60,10 +60,27 @@ def run(args: argparse.Namespace) -> int:
         f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test tasks{subset}"
     )
     print(result.table())
+    grouped = _over_groups(result, family, cfg, args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json_dict(), indent=2))
+        args.json.write_text(json.dumps({**result.to_json_dict(), **grouped}, indent=2))
     return 0
+
+
+def _over_groups(result, family, cfg, args: argparse.Namespace) -> dict:
+    """Grouped families: the tasks are not independent, the groups are. Print the table with
+    Student-t intervals over per-group means and return it for the JSON (``{}`` otherwise)."""
+    from metacompose.report.grouped_stats import grouped_table, over_groups_per_step
+    from metacompose.report.grouped_tasks import eval_task_groups, has_groups
+
+    if not has_groups(family) or args.subset is not None:
+        return {}
+    groups = eval_task_groups(
+        family, n_tasks=result.n_tasks, shots=result.shots, query=cfg.task.query, seed=args.seed
+    )
+    print(grouped_table(result.per_task, groups, family.metric))
+    rows = over_groups_per_step(result.per_task, groups)
+    return {"over_groups": [e.to_json_dict() for e in rows]}
 
 
 def _run_shots(args: argparse.Namespace, learner, cfg, family) -> int:
