@@ -116,9 +116,10 @@ class ConvBlock(TypedModule):
         """``(B, C, H, W) -> (B, filters * h * w)``.
 
         Each stage runs as conv, norm, max-pool, ReLU: max-pooling commutes with ReLU (both in value
-        and in gradient), so pooling first quarters the ReLU's work. On CPU the activations are
-        kept channels-last, where the max-pool and batch-norm kernels are vectorised (NCHW max-pool
-        with indices is ~10x slower there; measured in scripts/bench_meta.py's conv section).
+        and in gradient), so pooling first quarters the ReLU's work (a second-order MAML task of
+        conv4-64, 5-way 1-shot: ~82 -> ~67 ms, one thread). On CPU the activations are kept
+        channels-last, where max-pool with indices is vectorised (~10x faster forward, ~1.7x
+        forward and backward than NCHW on a 75x64x28x28 map) and conv is ~10% faster.
         """
         h = _channels_last(x)
         for i in range(0, len(self.layers), 4):

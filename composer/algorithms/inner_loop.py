@@ -1,4 +1,6 @@
-"""The functional inner loop: SGD on a task's support set, vectorised over tasks with ``vmap``.
+"""The functional inner loop: SGD on a task's support set, over the tasks of a meta-batch either
+vectorised with ``vmap`` (``torch.func.grad`` inside) or in a per-task loop (``torch.autograd.grad``),
+chosen by :func:`use_vmap` (images on CPU loop, everything else vmaps).
 
 Parameters travel as explicit dicts. ``fast`` holds the adapted parameters with a leading task
 dimension ``T``; ``frozen`` holds the meta-parameters outside the adaptation scope (shared by all
