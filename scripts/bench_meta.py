@@ -1,7 +1,9 @@
 """Meta-iterations per second and peak memory of metacompose and the per-task peers.
 
     python scripts/bench_meta.py                                   # sinusoid and conv tables
-    python scripts/bench_meta.py --section conv --tasks 8 --steps 1,5 --repeats 3
+    python scripts/bench_meta.py --section conv --tasks 8 --steps 1,5 --repeats 3 --flops
+    python scripts/bench_meta.py --section conv --tasks 2 --steps 1,5,10,20,50 --impls ours
+        --budget-mb 100000 --checkpoint --seconds 0 --min-iters 1    # memory vs inner steps
     python scripts/bench_meta.py --section sinusoid --seconds 3
 
 Sections (second order unless ``--orders`` says otherwise):
@@ -251,7 +253,8 @@ def installed(impl: str) -> bool:
 def table(args: argparse.Namespace) -> None:
     from metacompose.progress import say
 
-    impls = [i for i in args.impls.split(",") if installed(i)]
+    wanted = args.impls or ",".join(i for i in IMPLS if args.section != "conv" or i != "vmap")
+    impls = [i for i in wanted.split(",") if installed(i)]
     steps = [int(s) for s in str(args.steps).split(",")]
     orders = [int(o) for o in str(args.orders).split(",")]
     say(
@@ -307,7 +310,12 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=None, help="meta-batch (default: the section's)")
     p.add_argument("--steps", default="1,5", help="inner-step counts")
     p.add_argument("--orders", default="2", help="1 (first order), 2 (second order) or 1,2")
-    p.add_argument("--impls", default=",".join(IMPLS), help="implementations to run")
+    p.add_argument(
+        "--impls",
+        default=None,
+        help=f"implementations to run (default: {','.join(IMPLS)}; conv without vmap, which needs "
+        "~4.5 GB and ~10 s per meta-iteration at meta-batch 32)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in each worker")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run")
     p.add_argument(
