@@ -176,3 +176,13 @@ def test_per_step_learning_rates_past_training_steps_reuse_the_last(batch):
 def test_per_step_learning_rates_are_refused_for_metasgd():
     with pytest.raises(ValueError, match="per_step_lr"):
         make("metasgd", True, per_step_lr=True)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_channels_last_layout_matches_the_reference(algorithm, vectorize, batch, monkeypatch):
+    """The test batches are small (NCHW); run them channels-last as large batches are on CPU."""
+    from metacompose.modules import conv
+
+    monkeypatch.setattr(conv, "CHANNELS_LAST_MIN_BATCH", 1)
+    test_every_path_matches_the_hand_unrolled_reference(algorithm, vectorize, batch)
