@@ -54,7 +54,12 @@ def sequential_metrics(
         fast = {k: v for k, v in fast.items() if k in keep}
         if not fast:
             raise ValueError(f"scope {scope} selects none of the adapted parameters")
-    lrs = {k: v for k, v in learner.lrs().items() if k in fast}
+    step_sizes = learner.lrs()  # one dict, or one per inner step (per_step_lr)
+    lrs = (
+        [{k: v for k, v in d.items() if k in fast} for d in step_sizes]
+        if isinstance(step_sizes, list)
+        else {k: v for k, v in step_sizes.items() if k in fast}
+    )
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "forgetting", shots, query))
     tasks = [
         family.sample(n_sequences, shots=shots, query=query, generator=g, split="test").to(device)

@@ -41,3 +41,20 @@ def test_sequential_metrics_match_unrolled_reference(scope):
     ref = reference(learner, tasks, 2)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4, equal_nan=True)
     assert torch.isnan(got[:, 1, 0]).all() and not torch.isnan(got[:, 0, 2]).any()
+
+
+def test_sequential_metrics_with_per_step_learning_rates():
+    """MAML++ per-step step sizes (a list of dicts) follow the learner's own adapt()."""
+    torch.manual_seed(0)
+    learner = MetaLearner(graph=mlp_graph(hidden=[8, 8]), inner_lr=0.05, inner_steps=2,
+                          per_step_lr=True)  # fmt: skip
+    with torch.no_grad():  # distinct rates per step, so using the wrong one would show
+        for name, p in learner.step_sizes.items():
+            p.fill_(0.02 if name.endswith("step0") else 0.07)
+    fam = SinusoidFamily()
+    got = sequential_metrics(learner, fam, n_sequences=3, length=3, shots=5, query=6, steps=2,
+                             seed=4, scope=None)  # fmt: skip
+    g = torch.Generator().manual_seed(derive_seed(4, "test", "forgetting", 5, 6))
+    tasks = [fam.sample(3, shots=5, query=6, generator=g, split="test") for _ in range(3)]
+    torch.testing.assert_close(got, reference(learner, tasks, 2), atol=1e-5, rtol=1e-4,
+                               equal_nan=True)  # fmt: skip
