@@ -122,6 +122,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
             checkpoint_inner=a.checkpoint_inner,
             per_step_lr=a.per_step_lr,
             enforcer=enforcer,
+            eval_guard=a.eval_guard,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e

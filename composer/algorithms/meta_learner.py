@@ -8,6 +8,7 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import nn
 
+from metacompose.algorithms.guarded import guarded_adapt
 from metacompose.algorithms.inner_loop import (
     Params,
     Vectorize,
@@ -65,6 +66,11 @@ class MetaLearner(nn.Module):
             ``inner_steps`` reuses the last step's. Not with ``metasgd`` or ``reptile``.
         enforcer: certifies (and by its mode repairs) every task's adaptation against a
             stability spec (:mod:`metacompose.verify.enforce`); ``None``: no enforcement.
+        eval_guard: at evaluation (``evaluate``, ``export_tasks``) keep an inner step only if it
+            does not raise the task's support loss, else halve that task's step scale
+            (:mod:`metacompose.algorithms.guarded`): finite for any number of steps. ``"auto"``:
+            on for learned step sizes (``metasgd``, ``per_step_lr``), which overshoot past the
+            steps they were trained for; off for a fixed ``inner_lr``. Training is never guarded.
     """
 
     def __init__(
@@ -83,6 +89,7 @@ class MetaLearner(nn.Module):
         checkpoint_inner: bool = False,
         per_step_lr: bool = False,
         enforcer: InnerLoopEnforcer | None = None,
+        eval_guard: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         if algorithm not in ALGORITHMS:
@@ -108,6 +115,10 @@ class MetaLearner(nn.Module):
         if per_step_lr and algorithm in ("metasgd", "reptile"):
             raise ValueError(f"per_step_lr: not available with algorithm={algorithm}")
         self.per_step_lr = per_step_lr
+        if eval_guard not in (True, False, "auto"):
+            raise ValueError(f"eval_guard must be true, false or auto, got {eval_guard!r}")
+        learned = algorithm == "metasgd" or per_step_lr
+        self.eval_guard = learned if eval_guard == "auto" else bool(eval_guard)
         params = dict(graph.named_parameters())
         if per_step_lr:
             scalars = {
@@ -150,11 +161,13 @@ class MetaLearner(nn.Module):
         params: Params | None = None,
         first_order: bool | None = None,
         on_step=None,
+        guard: bool = False,
     ) -> tuple[Params, Params]:
         """Adapt to a meta-batch of support sets ``x: (T, K, ...)``; returns ``(fast, frozen)``.
 
         ``fast`` has a leading task dimension; ``frozen`` is shared. ``on_step(s, fast)`` is called
-        after each step.
+        after each step. ``guard``: the first-order guarded loop
+        (:func:`~metacompose.algorithms.guarded.guarded_adapt`; evaluation only).
         """
         fast, frozen = self.split_params(params)
         fast = broadcast_tasks(fast, x.shape[0])
@@ -162,6 +175,11 @@ class MetaLearner(nn.Module):
         steps = self.inner_steps if steps is None else steps
 
         def run(f: Params, n: int, on) -> Params:
+            if guard:
+                return guarded_adapt(
+                    self.graph, f, frozen, self.lrs(), x, y, steps=n, loss=self.loss,
+                    vectorize=self.vectorize, chunk_size=self.chunk_size, on_step=on,
+                )  # fmt: skip
             return adapt(
                 self.graph,
                 f,
@@ -242,7 +260,8 @@ class MetaLearner(nn.Module):
         def record(_s: int, f: Params) -> None:
             curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
 
-        self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record)
+        self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record,
+                   guard=self.eval_guard)  # fmt: skip
         return torch.stack(curve)
 
     @torch.no_grad()
@@ -250,7 +269,9 @@ class MetaLearner(nn.Module):
         """The graph with the meta-learned and each task's adapted weights (first order)."""
         steps = self.eval_inner_steps if steps is None else steps
         fast0, frozen = self.split_params()
-        fast, _ = self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True)
+        fast, _ = self.adapt(
+            batch.support_x, batch.support_y, steps=steps, first_order=True, guard=self.eval_guard
+        )
         meta = {k: v.detach() for k, v in {**frozen, **fast0}.items()}
         return [
             TaskExport(self.graph, meta, {**meta, **{k: v[t].detach() for k, v in fast.items()}})

@@ -85,6 +85,7 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.names("algo.adapt")
     c.choice("algo.vectorize", ("True", "False", "auto"), shown="true, false or auto")
     c.integer("algo.chunk_size", lo=1, hi=SIZE_LIMIT, optional=True)
+    c.choice("algo.eval_guard", ("True", "False", "auto"), shown="true, false or auto")
     c.integer("data.meta_batch_size", lo=1, hi=SIZE_LIMIT)
     c.integer("data.val_tasks", lo=1, hi=SIZE_LIMIT)
     c.integer("data.task_chunk_size", lo=1, hi=SIZE_LIMIT, optional=True)
