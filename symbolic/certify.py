@@ -54,7 +54,7 @@ def certify(
     points: torch.Tensor | None = None,
     module_params: ModuleParams | None = None,
     timeout_s: float = 5.0,
-    fast_boxes: int = 16,
+    fast_boxes: int = 64,
     seed: int = 0,
 ) -> CertificationReport:
     """Check every claim of ``spec`` for the adaptation ``pair``.

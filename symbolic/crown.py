@@ -134,21 +134,23 @@ def _pm_eye(b: int, w: int) -> torch.Tensor:
 def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
     """Tighten the input bounds of every activation of ``net`` by back-substitution.
 
+    Only nodes behind two or more activations are re-derived (:func:`activation_depth`).
+
     Args:
-        bounds: node -> sound ``(lo, hi)`` (e.g. forward bounds), each ``(B, width)``; updated.
+        bounds: node -> sound ``(lo, hi)`` (forward linear bounds), each ``(B, width)``; updated.
 
     Returns:
         ``(relax, mags)`` for :func:`backward` from any node.
     """
     mags = {k: torch.maximum(lo.abs(), hi.abs()) for k, (lo, hi) in bounds.items()}
     relax: dict = {}
-    seen_act = set()
+    depth = activation_depth(net)
     for name in net.order:
         nd = net.nodes[name]
         if not isinstance(nd.op, ReLU | Activation):
             continue
         u = nd.inputs[0]
-        if seen_act and u != INPUT:
+        if depth[u] > 1:
             w = net.widths[u]
             lx, c, s = backward(net, u, _pm_eye(xlo.shape[0], w), relax, mags)
             up = concretize_upper(lx, c, s, xlo, xhi)
@@ -157,8 +159,22 @@ def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
             bounds[u] = (lo, hi)
             mags[u] = torch.maximum(lo.abs(), hi.abs())
         relax[name] = _relaxation(nd.op, *bounds[u])
-        seen_act.add(name)
     return relax, mags
+
+
+def activation_depth(net: Network) -> dict[str, int]:
+    """Node -> the most activations on any path from the input to it (inclusive).
+
+    A node of depth <= 1 needs no back-substitution for its own bounds: the forward linear
+    bounds (:mod:`~metacompose.symbolic.linear_bounds`) compose the same per-neuron lines with
+    the same choice by sign, so CROWN would return the same bound at several times the cost.
+    """
+    depth = {INPUT: 0}
+    for name in net.order:
+        nd = net.nodes[name]
+        d = max(depth[u] for u in nd.inputs)
+        depth[name] = d + int(isinstance(nd.op, ReLU | Activation))
+    return depth
 
 
 def pair_output_bounds(pair, fwd: dict, xlo, xhi) -> dict[str, torch.Tensor]:

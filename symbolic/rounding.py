@@ -40,16 +40,19 @@ def simplest_between(lo: Fraction, hi: Fraction) -> Fraction:
     sign = 1
     if hi < 0:
         lo, hi, sign = -hi, -lo, -1
-    # Convergents p/q of the common continued-fraction prefix of lo and hi.
+    # Convergents p/q of the common continued-fraction prefix of lo and hi; a = an/ad and
+    # b = bn/bd are kept as integer pairs (Fraction arithmetic would normalise every step).
     p0, q0, p1, q1 = 0, 1, 1, 0
-    a, b = lo, hi
+    an, ad, bn, bd = lo.numerator, lo.denominator, hi.numerator, hi.denominator
     while True:
-        f = math.floor(a)
-        if f == a or f + 1 <= b:  # an integer lies in [a, b]: take the smallest one
-            t = f if f == a else f + 1
+        f = an // ad
+        exact = f * ad == an
+        if exact or (f + 1) * bd <= bn:  # an integer lies in [a, b]: take the smallest one
+            t = f if exact else f + 1
             return sign * Fraction(t * p1 + p0, t * q1 + q0)
         p0, q0, p1, q1 = p1, q1, f * p1 + p0, f * q1 + q0
-        a, b = 1 / (b - f), 1 / (a - f)
+        # a, b <- 1 / (b - f), 1 / (a - f)
+        an, ad, bn, bd = bd, bn - f * bd, ad, an - f * ad
 
 
 def _check_finite(x: float) -> float:
