@@ -1,7 +1,7 @@
 """Throughput and peak memory of meta-training at different scales; prints one table per question.
 
     python scripts/bench_scale.py            # all three tables (~3 min on 2 CPU cores)
-    python scripts/bench_scale.py --only ddp # or: inner, chunk
+    python scripts/bench_scale.py --only ddp # or: inner, chunk, tax
 
 Every configuration runs in a FRESH subprocess (peak RSS is process-wide and never goes down), which
 reports meta-iterations/s, its peak RSS, and the peak RSS *increase* over the process's RSS just
@@ -14,6 +14,9 @@ excluded). With a GPU, ``--device cuda`` reports CUDA max-allocated memory as we
               steps 1/5/10, with and without activation checkpointing (``algo.checkpoint_inner``).
 3. ``chunk``: a 32-task meta-batch unchunked, with chunked vmap (``algo.chunk_size=8``), and with
               meta-gradient chunks (``data.task_chunk_size=8``: one backward per chunk, accumulated).
+4. ``tax``:   ``train()`` on the sinusoid config (default logging/validation/checkpoint cadence) vs
+              the same meta-steps in a plain loop, interleaved in blocks in ONE process, and the
+              start-up to the first meta-step.
 """
 
 from __future__ import annotations
@@ -89,12 +92,17 @@ def child_train(args: argparse.Namespace) -> dict:
     return out
 
 
-def child_raw(args: argparse.Namespace) -> dict:
-    """The same config's meta-steps without the trainer: the LightningModule's learner, task stream
-    and optimizer in a plain loop (guarded meta-step, backward, optimizer step)."""
+def child_tax(args: argparse.Namespace) -> dict:
+    """``train()`` and the raw loop interleaved in ONE process: after the warm-up, every ``block``
+    meta-steps of ``train()`` (timed from one block end to the next, Lightning's work between steps
+    included) are followed by ``block`` raw-loop steps (a second learner built from the same config,
+    its own stream and optimizer) run inside a callback and timed apart. Load on a shared machine
+    hits both alike; the ratio is the trainer's tax."""
+    import lightning as L
     import torch
 
     from metacompose.config import load_config
+    from metacompose.training import train
     from metacompose.training.guard import guarded_meta_step
     from metacompose.training.run import build_run
 
@@ -103,19 +111,47 @@ def child_raw(args: argparse.Namespace) -> dict:
     module, data, _ = build_run(cfg)
     stream = iter(data.train_dataloader())
     opt = module.configure_optimizers()
-    learner = module.learner
-    steps = cfg.trainer.max_steps
-    for i in range(steps):
-        if i == 0:
-            startup = time.perf_counter() - STARTED
-        if i == args.warmup:
-            t0, base = clock(), rss_mib()
-        opt.zero_grad()
-        guarded_meta_step(learner, next(stream), step=i).objective.backward()
-        opt.step()
-    seconds = clock() - t0
-    out = {"it_s": (steps - args.warmup) / seconds, "peak_rss": peak_rss_mib(), "base_rss": base}
-    out["startup"] = startup
+    raw_step = [0]
+
+    def raw_block(n: int) -> float:
+        start = clock()
+        for _ in range(n):
+            opt.zero_grad()
+            guarded_meta_step(module.learner, next(stream), step=raw_step[0]).objective.backward()
+            opt.step()
+            raw_step[0] += 1
+        return clock() - start
+
+    class Interleave(L.Callback):
+        def __init__(self) -> None:
+            self.mark = None
+            self.train_s = self.raw_s = 0.0
+            self.train_n = self.raw_n = 0
+
+        def on_train_batch_start(self, trainer, *a) -> None:
+            if trainer.global_step == 0 and not hasattr(self, "startup"):
+                self.startup = time.perf_counter() - STARTED
+
+        def on_train_batch_end(self, trainer, *a) -> None:
+            step = trainer.global_step
+            if step < args.warmup or step % args.block:
+                return
+            if self.mark is not None:
+                self.train_s += clock() - self.mark
+                self.train_n += args.block
+            if step < trainer.max_steps:
+                self.raw_s += raw_block(args.block)
+                self.raw_n += args.block
+            self.mark = clock()
+
+    raw_block(args.warmup)
+    timer = Interleave()
+    train(cfg, callbacks=[timer])
+    out = {
+        "train_it_s": timer.train_n / timer.train_s,
+        "raw_it_s": timer.raw_n / timer.raw_s,
+        "startup": timer.startup,
+    }
     Path(args.result).write_text(json.dumps(out))
     return out
 
@@ -232,26 +268,27 @@ def bench_ddp(steps: int) -> None:
             say(row(name, spawn(["--child", "train", "--warmup", "20", *ov])))
 
 
-def bench_tax(steps: int, repeats: int) -> None:
+def bench_tax(steps: int, repeats: int, block: int) -> None:
     print(
         f"\n## trainer tax: the sinusoid config through train() vs its meta-steps in a plain loop, "
-        f"{steps} steps, medians of {repeats} alternating runs; it/s per CPU second, start-up in wall "
-        "seconds to the first meta-step"
+        f"interleaved in one process ({block}-step blocks, {steps} steps each), {repeats} "
+        "processes; it/s per CPU second; start-up: wall seconds from the process start to the "
+        "first meta-step of train()"
     )
-    print(f"{'configuration':<34} {'it/s':>8} {'start-up s':>10}")
+    print(f"{'process':<10} {'raw it/s':>9} {'train() it/s':>13} {'ratio':>7} {'start-up s':>11}")
     common = [f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"]
-    runs = {"raw loop": [], "train()": []}
+    ratios = []
     with tempfile.TemporaryDirectory() as out:
         for r in track(range(repeats), desc="bench_scale: tax", unit="repeat"):
-            runs["raw loop"] += spawn(["--child", "raw", "--warmup", "50", *common])
             ov = [*common, f"out_dir={out}", f"name=tax{r}"]
-            runs["train()"] += spawn(["--child", "train", "--warmup", "50", *ov])
-    med = {}
-    for name, rs in runs.items():
-        med[name] = statistics.median(r["it_s"] for r in rs)
-        startup = statistics.median(r["startup"] for r in rs)
-        say(f"{name:<34} {med[name]:>8.1f} {startup:>10.2f}")
-    say(f"train() / raw loop: {med['train()'] / med['raw loop']:.3f}")
+            argv = ["--child", "tax", "--warmup", "100", "--block", str(block), *ov]
+            (res,) = spawn(argv)
+            ratios.append(res["train_it_s"] / res["raw_it_s"])
+            say(
+                f"{r:<10} {res['raw_it_s']:>9.1f} {res['train_it_s']:>13.1f} {ratios[-1]:>7.3f} "
+                f"{res['startup']:>11.2f}"
+            )
+    say(f"train() / raw loop: median {statistics.median(ratios):.3f}")
 
 
 def bench_inner(args: argparse.Namespace) -> None:
@@ -291,14 +328,15 @@ def bench_chunk(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", choices=["ddp", "inner", "chunk", "tax"], default=None)
-    p.add_argument("--tax-steps", type=int, default=1500)
+    p.add_argument("--tax-steps", type=int, default=2100)
+    p.add_argument("--block", type=int, default=50, help="interleaving block of the tax table")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ddp-steps", type=int, default=400)
     p.add_argument("--tasks", type=int, default=4, help="tasks of the inner-steps table")
     p.add_argument("--filters", type=int, default=32)
     p.add_argument("--device", default="cpu")
     # child mode (one configuration per fresh process)
-    p.add_argument("--child", choices=["train", "meta", "raw"], default=None)
+    p.add_argument("--child", choices=["train", "meta", "tax"], default=None)
     p.add_argument("--result", default=None)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--inner-steps", type=int, default=1)
@@ -314,8 +352,8 @@ def main() -> None:
     if args.child == "meta":
         child_meta(args)
         return
-    if args.child == "raw":
-        child_raw(args)
+    if args.child == "tax":
+        child_tax(args)
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, one torch thread/process")
     if args.only in (None, "ddp"):
@@ -325,7 +363,7 @@ def main() -> None:
     if args.only in (None, "chunk"):
         bench_chunk(args)
     if args.only in (None, "tax"):
-        bench_tax(args.tax_steps, args.repeats)
+        bench_tax(args.tax_steps, args.repeats, args.block)
 
 
 if __name__ == "__main__":

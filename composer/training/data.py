@@ -230,6 +230,14 @@ class MetaDataModule(L.LightningDataModule):
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # A TaskBatch moves itself: cheaper than Lightning's generic walk over a dataclass.
+        if isinstance(batch, TaskBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Count a meta-train micro-batch as consumed when it reaches the training step."""
         trainer = getattr(self, "trainer", None)

@@ -87,8 +87,8 @@ def guarded_meta_step(learner: Learner, batch: TaskBatch, *, step: int = 0) -> G
 
 def grads_finite(params) -> bool:
     """Whether every gradient present on ``params`` is finite (True when none has one)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return not grads or bool(torch.stack([g.isfinite().all() for g in grads]).all())
+    grads = [p.grad.reshape(-1) for p in params if p.grad is not None]
+    return not grads or bool(torch.cat(grads).isfinite().all())  # one check, one sync
 
 
 class BadTaskGuard:

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import MetaLearner
@@ -33,7 +33,7 @@ from metacompose.training.hardware import (
     world_size,
 )
 from metacompose.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
-from metacompose.training.lightning_io import AtomicCheckpointIO
+from metacompose.training.lightning_io import AtomicCheckpointIO, PeriodicCheckpoint
 from metacompose.training.loggers import make_logger
 from metacompose.training.module import MetaLearningModule
 from metacompose.training.progress_bar import MetaProgressBar
@@ -55,6 +55,8 @@ _QUIET = (
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*resuming from a checkpoint that ended before the epoch ended.*",
     ".*`training_step` returned `None`.*",
+    # Manual optimization: a periodic checkpoint holds the weights after the step, as wanted.
+    ".*ModelCheckpoint with manual optimization.*",
 )
 
 __all__ = [
@@ -165,6 +167,9 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         optimizer(learner.parameters())
     except ValueError as e:  # torch's own checks: a negative lr, weight decay, ...
         raise ConfigError(f"optim: {e}") from e
+    chunks = chunks_per_rank(
+        cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, family)
+    )
     module = MetaLearningModule(
         learner=learner,
         optimizer=optimizer,
@@ -175,9 +180,8 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
             "graph": learner.graph.to_json_dict(),
         },
         max_bad_tasks=cfg.trainer.max_bad_tasks,
-    )
-    chunks = chunks_per_rank(
-        cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, family)
+        grad_clip=cfg.optim.grad_clip,
+        chunks=chunks,
     )
     data = MetaDataModule(
         family=family,
@@ -276,10 +280,11 @@ def make_trainer(
             accumulate_grad_batches=chunks,
             enable_progress_bar=bar,
             deterministic=t.deterministic,
-            gradient_clip_val=cfg.optim.grad_clip,
+            # One micro-batch per meta-iteration: the module optimizes (and clips) itself.
+            gradient_clip_val=cfg.optim.grad_clip if chunks > 1 else None,
             logger=make_logger(t.logger, run_dir),
             callbacks=[
-                ModelCheckpoint(
+                PeriodicCheckpoint(
                     dirpath=run_dir / "checkpoints",
                     save_last=True,
                     save_top_k=0,

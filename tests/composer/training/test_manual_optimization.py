@@ -1,0 +1,76 @@
+"""Manual optimization in the LightningModule: the same numbers as a plain loop, clipping included,
+and checkpoints written under Lightning's automatic optimization still resume at their step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from training_testing import final_state
+
+from metacompose.training import train
+from metacompose.training.guard import guarded_meta_step
+from metacompose.training.run import build_run
+
+STEPS = 5
+
+
+def plain_loop(cfg, *, clip: float | None) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The reference: guarded meta-step, backward, optional norm clipping, optimizer step."""
+    module, data, chunks = build_run(cfg)
+    assert chunks == 1
+    stream = iter(data.train_dataloader())
+    opt = module.configure_optimizers()
+    params = [p for p in module.parameters() if p.requires_grad]
+    norms = []
+    for i in range(STEPS):
+        opt.zero_grad()
+        guarded_meta_step(module.learner, next(stream), step=i).objective.backward()
+        norms.append(float(torch.linalg.vector_norm(torch.cat([p.grad.view(-1) for p in params]))))
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}, norms
+
+
+@pytest.mark.parametrize("clip", [None, 0.05], ids=["no-clip", "clip"])
+def test_train_takes_the_steps_of_a_plain_loop(tiny_cfg, clip):
+    extra = [f"trainer.max_steps={STEPS}", "trainer.val_check_interval=100"]
+    extra += [f"optim.grad_clip={clip}"] if clip is not None else []
+    want, norms = plain_loop(tiny_cfg("ref", *extra), clip=clip)
+    if clip is not None:
+        assert min(norms) > 2 * clip  # clipping changes every step
+    got = final_state(train(tiny_cfg("run", *extra)).checkpoint)
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-7, msg=key)
+
+
+def test_clipping_changes_the_result(tiny_cfg):
+    extra = [f"trainer.max_steps={STEPS}", "trainer.val_check_interval=100"]
+    free = final_state(train(tiny_cfg("free", *extra)).checkpoint)
+    clipped = final_state(train(tiny_cfg("clipped", *extra, "optim.grad_clip=0.05")).checkpoint)
+    assert any(not torch.equal(free[k], clipped[k]) for k in free)
+
+
+def test_checkpoint_of_automatic_optimization_resumes_at_its_step(tmp_path, tiny_cfg):
+    """A checkpoint whose step count sits in the automatic loop's counter (as written before
+    manual optimization) resumes at that step, not at 0."""
+    extra = ["trainer.max_steps=6", "trainer.val_check_interval=100"]
+    cut = train(tiny_cfg("cut", *["trainer.max_steps=3", *extra[1:]]))
+    state = torch.load(cut.checkpoint, weights_only=True)
+    loops = state["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    auto = loops["epoch_loop.automatic_optimization.optim_progress"]
+    assert manual["total"]["completed"] == 3 and state["global_step"] == 3
+    for counter in (auto["optimizer"]["step"]["total"], auto["optimizer"]["step"]["current"]):
+        counter["ready"] = counter["completed"] = 3
+    for counter in (manual["total"], manual["current"]):
+        counter["ready"] = counter["completed"] = 0
+    torch.save(state, cut.checkpoint)
+
+    resumed = train(tiny_cfg("cut", *extra), resume=tmp_path / "cut")
+    full = train(tiny_cfg("full", *extra))
+    assert torch.load(resumed.checkpoint, weights_only=True)["global_step"] == 6
+    got, want = final_state(resumed.checkpoint), final_state(full.checkpoint)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
