@@ -26,6 +26,11 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
                                                         # any primitive set of the registry
     python scripts/bench_composition.py --oracle configs/sums.yaml --tasks 200
                                                         # the error floor of any config's family
+    python scripts/bench_composition.py --from-data --tasks 200
+                                                        # routing from data (configs/from_data*.yaml)
+                                                        # vs descriptor-routed, uniform, MAML and the
+                                                        # oracle on the same tasks, 3 structures/sets;
+                                                        # then evaluation seconds per task
 
 The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 """
@@ -33,6 +38,7 @@ The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -76,6 +82,41 @@ VARIANTS = {
     "wide": "configs/compositional_wide.yaml",
     "sums": "configs/sums.yaml",
 }
+
+# Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
+# very same tasks, budget and template, its comparison: descriptor-routed (the family's (f, g)
+# one-hot routes each slot; the upper bound), uniform routing, monolithic MAML of equal size
+# (within 10% parameters) and the oracle (the true primitives' formulas; no training).
+FROM_DATA = {"fd": "configs/from_data.yaml", "fdw": "configs/from_data_wide.yaml",
+             "fds": "configs/from_data_sums.yaml"}  # fmt: skip
+MAML_CONFIG = "configs/compositional_identifiable_maml.yaml"
+for _p, _config in FROM_DATA.items():
+    VARIANTS[_p] = _config
+    VARIANTS[f"{_p}-desc"] = _config
+    VARIANTS[f"{_p}-uniform"] = _config
+    VARIANTS[f"{_p}-maml"] = MAML_CONFIG
+    VARIANTS[f"{_p}-oracle"] = _config
+FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-uniform", "-maml")]
+
+
+def variant_overrides(variant: str) -> list[str]:
+    """Overrides that turn a ``from_data*.yaml`` config into its comparison variants."""
+    prefix, _, kind = variant.partition("-")
+    if prefix not in FROM_DATA or not kind:
+        return []
+    if kind == "maml":  # the data-routed config's task, MAML's model and algorithm
+        args = OmegaConf.to_container(load_config(FROM_DATA[prefix]).task.args)
+        return [f"task.args={json.dumps(args)}"]  # JSON is YAML: one flow-style value
+    if kind == "uniform":
+        return ["router.routing=uniform", "router.eval_routing=router"]
+    slots = load_config(FROM_DATA[prefix]).router.template
+    routed = [n for n, v in slots.nodes.items() if v.get("candidates")]
+    spans = ", ".join(f"{s}: [{4 * i}, {4 * i + 4}]" for i, s in enumerate(routed))
+    return [
+        "task.args.descriptor=onehot", "router.routing=learned", "router.eval_routing=router",
+        f"router.descriptor_dim={4 * len(routed)}", f"router.descriptor_slots={{{spans}}}",
+        "router.descriptor_one_to_one=true", "router.tau_end=0.05",
+    ]  # fmt: skip
 
 
 def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
@@ -263,6 +304,14 @@ def bench_composition(args) -> None:
     if args.per_pair and any(per_pair.values()):
         print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
         print(pair_table(per_pair))
+    if any(r[2] for rs in rows.values() for r in rs):
+        print("\nper seed: held-out MSE, joint NMI, matched accuracy (mean over slots)\n")
+        for variant, rs in rows.items():
+            if rs[0][2]:
+                cells = [f"{r[1]:.4f} / {r[2]['joint_nmi']:.3f} / {mean_accuracy(r[2]):.3f}"
+                         for r in rs]  # fmt: skip
+                print(f"{variant:18s} " + "   ".join(cells))
+    eval_seconds(args.timed, tasks=min(args.tasks, 100))
 
 
 def mean_accuracy(purity: dict) -> float:
@@ -282,9 +331,14 @@ def purity_line(purity: dict) -> str:
 
 def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None:
     """Train one variant with one seed, print its line, and add it to ``rows`` and ``per_pair``."""
+    if variant.endswith("-oracle"):
+        return bench_oracle_row(args, variant, seed, rows)
+    extra = variant_overrides(variant) + list(args.set)
     learner, cfg, family, secs = train_variant(
-        VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", args.set
+        VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
+    if variant.split("-")[0] in FROM_DATA and not variant.endswith(("-maml", "-uniform")):
+        args.timed.setdefault(variant, []).append((learner, family, seed))
     n_params = sum(p.numel() for p in learner.parameters())
     shots = cfg.task.shots
     idd, idd_pairs = split_mse_pairs(
@@ -303,6 +357,43 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
         f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
         f"routing {purity_line(nmi)}"
     )
+
+
+def bench_oracle_row(args, variant: str, seed: int, rows: dict) -> None:
+    """The oracle's row of a ``from_data*.yaml`` comparison (no training, no parameters)."""
+    from metacompose.build import build_family
+
+    family = build_family(load_config(VARIANTS[variant], list(args.set)).task)
+    kw = {"n_tasks": args.tasks, "shots": 10, "seed": seed}
+    idd = oracle_mse(family, combos="seen", **kw)
+    held = oracle_mse(family, combos="held_out", **kw)
+    rows.setdefault(variant, []).append((idd.mean().item(), held.mean().item(), {}, 0))
+    say(f"{variant:18s} seed {seed}: ID MSE {idd.mean():.2e}, held-out MSE {held.mean():.2e}")
+
+
+def eval_seconds(timed: dict, *, tasks: int, rounds: int = 3) -> None:
+    """Evaluation seconds per held-out task of each kept learner, the variants interleaved round by
+    round in this one process (so that machine load hits them alike); median over rounds."""
+    if not timed:
+        return
+    import os
+
+    secs: dict[str, list[float]] = {v: [] for v in timed}
+    for _ in range(rounds):
+        for variant, runs in timed.items():
+            for learner, family, seed in runs:
+                batches = list(meta_test_batches(family, n_tasks=tasks, combos="held_out",
+                                                 shots=10, seed=seed))  # fmt: skip
+                start = time.perf_counter()
+                for b in batches:
+                    learner.evaluate(b)
+                secs[variant].append((time.perf_counter() - start) / tasks)
+    print(
+        f"\nevaluation seconds per task ({tasks} held-out tasks, all inner steps; median over "
+        f"{rounds} interleaved rounds and the seeds; load average {os.getloadavg()[0]:.1f})\n"
+    )
+    for variant, xs in secs.items():
+        print(f"{variant:18s} {sorted(xs)[len(xs) // 2] * 1e3:8.2f} ms/task")
 
 
 def bench_sinusoid(args) -> None:
@@ -361,6 +452,11 @@ def main() -> None:
         help="config overrides for every variant (e.g. router.anchors=16); say them when quoting",
     )
     p.add_argument("--per-pair", action="store_true", help="also print MSE per (f, g) pair")
+    p.add_argument(
+        "--from-data",
+        action="store_true",
+        help="the routing-from-data comparison (every fd*/fdw*/fds* variant, oracles included)",
+    )
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
     p.add_argument(
@@ -370,6 +466,9 @@ def main() -> None:
         help="error floor of a preset's family or a config's (with --set; no training)",
     )
     args = p.parse_args()
+    args.timed = {}
+    if args.from_data:
+        args.variants = [v for p in FROM_DATA for v in VARIANTS if v.split("-")[0] == p]
     if args.oracle:
         return bench_oracle(args)
     try:  # needed only for the final table: fail now, not after the training runs

@@ -106,7 +106,7 @@ class RouterConfig:
     descriptor_slots: dict[str, list[int]] = field(default_factory=dict)
     descriptor_one_to_one: bool = False  # descriptor_slots heads start as id i -> candidate i
     # training routing policy: learned (Gumbel-softmax, tau_*) | uniform (no task-dependent
-    # composition, also at evaluation)
+    # composition, also at evaluation) | em (hard EM over joint choices, from data)
     routing: str = "learned"
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
     low_rank: int = 0  # rank of generated weight deltas (0: off)
@@ -119,9 +119,15 @@ class RouterConfig:
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
     search_weight: float = 1.0  # router cross-entropy to the searched routing (while searching)
     search_noise: bool = False  # sample searched routing by annealed loss (temperature tau_*)
+    # routing: em: each candidate takes at most ceil(em_capacity * T / C) tasks of a meta-batch
+    # during the first em_capacity_steps meta-iterations (balanced assignment; 0: no limit)
+    em_capacity: float = 0.0
+    em_capacity_steps: int = 0
+    em_prior_weight: float = 0.0  # routing: em: weight of the router's log-prob in the E-step
     eval_routing: str = (
-        "router"  # evaluation policy: router (argmax logits) | search (support loss)
+        "router"  # evaluation policy: router (argmax) | search (support loss) | topk (both)
     )
+    eval_top_k: int = 4  # eval_routing: topk: joint choices adapted per task
     rules: str | None = None  # composition rules YAML: evaluation routing = best valid graph
     # learned modulation anchors: each task starts its inner loop from the generated modulations
     # plus the anchor (of this many) with the lowest support loss (0: off)

@@ -40,8 +40,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.sharding": ("per_rank", "global"),
     "optim.name": ("adam", "adamw", "sgd"),
     "trainer.logger": ("csv", "tensorboard", "none"),
-    "router.routing": ("learned", "uniform"),
-    "router.eval_routing": ("router", "search"),
+    "router.routing": ("learned", "uniform", "em"),
+    "router.eval_routing": ("router", "search", "topk"),
     "enforce.mode": ("off", "check", "reject", "project"),
     "enforce.tier": ("fast", "refine", "exact"),
     "enforce.every": ("end", "step"),
@@ -114,7 +114,13 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
     for key in ("balance_weight", "entropy_weight", "search_weight", "anchor_init"):
         c.real(f"router.{key}", lo=0.0)
+    c.real("router.em_prior_weight", lo=0.0)
     c.integer("router.search_steps", lo=0, hi=STEPS_LIMIT)
+    c.real("router.em_capacity", lo=0.0)
+    if 0 < cfg.router.em_capacity < 1:
+        c.fail("router.em_capacity", cfg.router.em_capacity, "expected 0 (off) or >= 1")
+    c.integer("router.em_capacity_steps", lo=0, hi=STEPS_LIMIT)
+    c.integer("router.eval_top_k", lo=1, hi=SIZE_LIMIT)
     c.real("enforce.timeout_s", lo=0.0, lo_open=True)
     c.integer("enforce.max_halvings", lo=0, hi=64)
     if cfg.enforce.mode != "off" and not cfg.enforce.spec:

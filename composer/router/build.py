@@ -5,10 +5,13 @@ The config chooses the routing policies (:mod:`metacompose.router.policies`):
 ========================  ==========================================================
 ``router.routing``        ``learned``: Gumbel-softmax while training (``tau_*``,
                           ``straight_through``, ``balance_weight``, ``entropy_weight``);
-                          ``uniform``: 1/C for every task, always.
+                          ``uniform``: 1/C for every task, always;
+                          ``em``: hard EM over joint choices, from data (``em_capacity``,
+                          ``em_capacity_steps``, ``search_weight``, ``search_noise``).
 ``router.search_steps``   > 0: the first meta-iterations route by search
                           (``search_weight``, ``search_noise`` anneals with ``tau_*``).
-``router.eval_routing``   ``router``: argmax of the logits; ``search``: lowest support loss.
+``router.eval_routing``   ``router``: argmax of the logits; ``search``: lowest support loss;
+                          ``topk``: the router's ``eval_top_k`` best, by support loss.
 ``router.rules``          rules-valid selection at evaluation (built by
                           :func:`metacompose.build.build_learner`, passed in here).
 ``router.anchors``        > 0: modulation anchors (:mod:`metacompose.router.anchors`).
@@ -31,18 +34,20 @@ from metacompose.router.hypernet import RouterHypernetwork
 from metacompose.router.learner import RoutedMetaLearner
 from metacompose.router.policies import (
     ArgmaxRouting,
+    EMRouting,
     RelaxedRouting,
     RoutingPolicy,
     SearchRouting,
     SupportSearchRouting,
+    TopKSupportRouting,
     UniformRouting,
 )
 from metacompose.router.pool import ModulePool, build_pool
 from metacompose.router.relaxed import TemperatureSchedule
 from metacompose.tasks.base import TaskFamily, derive_seed
 
-Routing = Literal["learned", "uniform"]
-EvalRouting = Literal["router", "search"]
+Routing = Literal["learned", "uniform", "em"]
+EvalRouting = Literal["router", "search", "topk"]
 ROUTING_MODES: tuple[str, ...] = get_args(Routing)
 EVAL_ROUTING: tuple[str, ...] = get_args(EvalRouting)
 
@@ -88,6 +93,14 @@ def training_policy(r: DictConfig) -> RoutingPolicy:
     if r.routing == "uniform":
         return UniformRouting()
     schedule = TemperatureSchedule(start=r.tau_start, end=r.tau_end, steps=r.tau_steps)
+    if r.routing == "em":
+        return EMRouting(
+            weight=r.search_weight,
+            capacity=r.em_capacity,
+            capacity_steps=r.em_capacity_steps,
+            anneal=schedule if r.search_noise else None,
+            prior_weight=r.em_prior_weight,
+        )
     relaxed = RelaxedRouting(
         schedule=schedule,
         straight_through=r.straight_through,
@@ -104,12 +117,14 @@ def eval_policy(r: DictConfig) -> RoutingPolicy:
     """``router.eval_routing``: the policy at evaluation (uniform routing stays uniform)."""
     if r.routing == "uniform":
         return UniformRouting()
+    if r.eval_routing == "topk":
+        return TopKSupportRouting(k=r.eval_top_k)
     return SupportSearchRouting() if r.eval_routing == "search" else ArgmaxRouting()
 
 
 def check_router_config(r: DictConfig, *, rules: bool) -> None:
     """The combinations no policy serves, in one line naming the keys."""
-    searching = r.search_steps > 0 or r.eval_routing == "search"
+    searching = r.search_steps > 0 or r.routing == "em" or r.eval_routing in ("search", "topk")
     if r.routing == "uniform" and (searching or rules or r.descriptor_slots):
         raise ConfigError(
             "router.routing=uniform: search_steps, eval_routing=search, rules and "
@@ -117,8 +132,15 @@ def check_router_config(r: DictConfig, *, rules: bool) -> None:
         )
     if r.anchors and searching:
         raise ConfigError("router.anchors: anchors do not combine with routing search")
-    if rules and r.eval_routing == "search":
-        raise ConfigError("router.rules: rules-valid selection replaces eval_routing=search")
+    if rules and r.eval_routing in ("search", "topk"):
+        raise ConfigError(
+            f"router.rules: rules-valid selection replaces eval_routing={r.eval_routing}"
+        )
+    if r.routing == "em" and (r.search_steps or r.descriptor_slots):
+        raise ConfigError(
+            "router.routing=em: every meta-iteration is routed by EM from data; "
+            "search_steps and descriptor_slots do not apply"
+        )
 
 
 def build_routed_learner(
@@ -169,7 +191,7 @@ def _router(
             encoder_hidden=r.encoder_hidden,
             embedding=r.embedding,
             hidden=r.hidden,
-            routed=r.routing == "learned",
+            routed=r.routing in ("learned", "em"),
             film=r.film,
             low_rank=r.low_rank,
             n_classes=family.out_dim if classification else 0,

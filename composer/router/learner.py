@@ -23,7 +23,7 @@ from metacompose.router.anchors import ModulationAnchors
 from metacompose.router.hypernet import RouterHypernetwork, RouterOutput
 from metacompose.router.policies.base import RoutingDecision, RoutingPolicy, RoutingProblem
 from metacompose.router.pool import ModulePool, route_key
-from metacompose.router.search import search_routes
+from metacompose.router.search import choice_losses, search_routes
 from metacompose.tasks.base import TaskBatch
 
 RoutedAlgorithm = Literal["maml", "fomaml", "metasgd", "anil"]
@@ -105,15 +105,23 @@ class RoutedMetaLearner(nn.Module):
         out = self.router.read(batch)
         sizes = {s: self.graph.num_candidates[s] for s in self.graph.routed_slots}
 
+        xs = (batch.support_x, batch.query_x if search_query else batch.support_x)
+        ys = (batch.support_y, batch.query_y if search_query else batch.support_y)
+
         def joint_losses() -> torch.Tensor:
             fast, frozen, lrs = self.task_params(out, {})
-            xs = (batch.support_x, batch.query_x if search_query else batch.support_x)
-            ys = (batch.support_y, batch.query_y if search_query else batch.support_y)
             return self.search(fast, frozen, lrs, xs, ys, steps=search_steps)
+
+        def picked_losses(picks: torch.Tensor) -> torch.Tensor:
+            fast, frozen, lrs = self.task_params(out, {})
+            return choice_losses(self.graph, fast, frozen, lrs, xs, ys, picks, steps=search_steps,
+                                 loss=self.loss, vectorize=self.vectorize,
+                                 chunk_size=self.chunk_size)  # fmt: skip
 
         problem = RoutingProblem(
             logits=out.logits, sizes=sizes, num_tasks=batch.num_tasks, like=batch.support_x,
             step=step, generator=self.noise_generator, joint_losses=joint_losses,
+            choice_losses=picked_losses,
         )  # fmt: skip
         decision = policy.decide(problem)
         if self.anchors is not None:

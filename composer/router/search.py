@@ -69,33 +69,57 @@ def search_routes(
     """
     slots = pool.routed_slots
     combos = route_combinations({s: pool.num_candidates[s] for s in slots})
-    k, t = combos.shape[0], x[0].shape[0]
-    expanded = {
-        key: v.detach().repeat(k, *([1] * (v.dim() - 1)))
-        for key, v in fast.items()
-        if not key.startswith("route.")
-    }
-    for i, s in enumerate(slots):
-        onehot = torch.nn.functional.one_hot(combos[:, i], pool.num_candidates[s])
-        expanded[route_key(s)] = onehot.to(x[0]).repeat_interleave(t, dim=0)
-    step_sizes = {key: lrs.get(key, 0.0) for key in expanded}
-    sx, qx = (v.repeat(k, *([1] * (v.dim() - 1))) for v in x)
-    sy, qy = (v.repeat(k, *([1] * (v.dim() - 1))) for v in y)
-    adapted = adapt(
-        pool,
-        expanded,
-        frozen,
-        step_sizes,
-        sx,
-        sy,
-        steps=steps,
-        loss=loss,
-        first_order=True,
-        vectorize=vectorize,
+    t = x[0].shape[0]
+    picks = torch.arange(combos.shape[0]).expand(t, -1)
+    losses = choice_losses(
+        pool, fast, frozen, lrs, x, y, picks, steps=steps, loss=loss, vectorize=vectorize,
         chunk_size=chunk_size,
-    )
-    losses = query_losses(
-        pool, adapted, frozen, qx, qy, loss=loss, vectorize=vectorize, chunk_size=chunk_size
-    ).view(k, t)
+    )  # fmt: skip
     best = combos[losses.argmin(dim=0)]  # (T, S)
     return {s: best[:, i] for i, s in enumerate(slots)}, losses
+
+
+@torch.no_grad()
+def choice_losses(
+    pool: ModulePool,
+    fast: Params,
+    frozen: Params,
+    lrs: StepSizes,
+    x: tuple[torch.Tensor, torch.Tensor],
+    y: tuple[torch.Tensor, torch.Tensor],
+    picks: torch.Tensor,
+    *,
+    steps: int,
+    loss: str,
+    vectorize: bool = True,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The loss after adaptation of chosen joint choices per task, in one vmapped batch.
+
+    Args:
+        picks: ``(T, k)`` rows of :func:`route_combinations` to score for each task.
+        (the rest as :func:`search_routes`.)
+
+    Returns:
+        ``(k, T)``: ``[j, t]`` is task t's query loss under its joint choice ``picks[t, j]``
+        after ``steps`` first-order inner steps on its support set.
+    """
+    slots = pool.routed_slots
+    combos = route_combinations({s: pool.num_candidates[s] for s in slots})
+    t, k = picks.shape
+    task = torch.arange(t).repeat(k)  # row j * T + t holds task t
+    rows = combos[picks.T.reshape(-1)]  # (k * T, S)
+    expanded = {key: v.detach()[task] for key, v in fast.items() if not key.startswith("route.")}
+    for i, s in enumerate(slots):
+        onehot = torch.nn.functional.one_hot(rows[:, i], pool.num_candidates[s])
+        expanded[route_key(s)] = onehot.to(x[0])
+    step_sizes = {key: lrs.get(key, 0.0) for key in expanded}
+    sx, qx = (v[task] for v in x)
+    sy, qy = (v[task] for v in y)
+    adapted = adapt(
+        pool, expanded, frozen, step_sizes, sx, sy, steps=steps, loss=loss, first_order=True,
+        vectorize=vectorize, chunk_size=chunk_size,
+    )  # fmt: skip
+    return query_losses(
+        pool, adapted, frozen, qx, qy, loss=loss, vectorize=vectorize, chunk_size=chunk_size
+    ).view(k, t)

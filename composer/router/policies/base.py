@@ -30,6 +30,8 @@ class RoutingProblem:
         joint_losses: ``() -> (K, T)`` loss of every joint choice (rows as
             :func:`metacompose.router.search.route_combinations` of ``sizes``); what "loss" means
             (query loss in training, support loss at evaluation) is the learner's.
+        choice_losses: ``(picks) -> (k, T)``: the same loss of only the joint choices
+            ``picks`` ``(T, k)`` (rows of ``route_combinations``) of each task.
     """
 
     logits: dict[str, torch.Tensor]
@@ -39,6 +41,7 @@ class RoutingProblem:
     step: int
     generator: torch.Generator
     joint_losses: Callable[[], torch.Tensor]
+    choice_losses: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass

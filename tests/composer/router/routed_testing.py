@@ -1,5 +1,7 @@
 """A small routed learner over a 3 x 2 pool, built the way router.build wires the policies."""
 
+import itertools
+
 import torch
 
 from metacompose.router import (
@@ -14,6 +16,7 @@ from metacompose.router import (
     build_pool,
 )
 from metacompose.router.build import build_router
+from metacompose.router.pool import route_key
 
 TEMPLATE = {
     "nodes": {
@@ -66,3 +69,32 @@ def routed_learner(
     kw.setdefault("eval_inner_steps", 3)
     return RoutedMetaLearner(pool=pool, router=router, training_routing=training,
                              eval_routing=evaluation, anchors=mods, seed=7, **kw)  # fmt: skip
+
+
+def reference_losses(learner, b, *, steps, score_x, score_y):
+    """(K, T) score loss of every joint choice of a 3 x 2 pool ("inner", "outer"), one task and
+    one choice at a time, by hand (plain SGD at the learner's inner step size)."""
+    pool = learner.graph
+    out = learner.router(torch.cat([b.support_x, b.support_y], -1))
+    base = {k: v.detach() for k, v in pool.named_parameters()}
+    rows = []
+    for combo in itertools.product(range(3), range(2)):
+        row = []
+        for t in range(b.num_tasks):
+            w = dict(base)
+            w.update({k: v[t].detach() for k, v in out.modulations.items()})
+            w[route_key("inner")] = torch.nn.functional.one_hot(torch.tensor(combo[0]), 3).double()
+            w[route_key("outer")] = torch.nn.functional.one_hot(torch.tensor(combo[1]), 2).double()
+            fast = {k: w[k].clone().requires_grad_(True) for k in learner.module_keys}
+            for _ in range(steps):
+                pred = pool.apply_params({**w, **fast}, b.support_x[t])
+                loss = ((pred - b.support_y[t]) ** 2).mean()
+                g = torch.autograd.grad(loss, list(fast.values()))
+                fast = {
+                    k: (v - learner.inner_lr * gk).detach().requires_grad_(True)
+                    for (k, v), gk in zip(fast.items(), g)
+                }
+            pred = pool.apply_params({**w, **fast}, score_x[t])
+            row.append(((pred - score_y[t]) ** 2).mean().detach())
+        rows.append(torch.stack(row))
+    return torch.stack(rows)

@@ -5,6 +5,7 @@ import itertools
 
 import pytest
 import torch
+from routed_testing import reference_losses
 
 from metacompose.router import (
     ArgmaxRouting,
@@ -88,34 +89,6 @@ def batch(n=T):
     return fam.sample(n, shots=K, query=Q, generator=torch.Generator().manual_seed(2)).to(
         "cpu", torch.float64
     )
-
-
-def reference_losses(learner, b, *, steps, score_x, score_y):
-    """(K, T) score loss of every joint choice, one task and one choice at a time, by hand."""
-    pool = learner.graph
-    out = learner.router(torch.cat([b.support_x, b.support_y], -1))
-    base = {k: v.detach() for k, v in pool.named_parameters()}
-    rows = []
-    for combo in itertools.product(range(3), range(2)):
-        row = []
-        for t in range(b.num_tasks):
-            w = dict(base)
-            w.update({k: v[t].detach() for k, v in out.modulations.items()})
-            w[route_key("inner")] = torch.nn.functional.one_hot(torch.tensor(combo[0]), 3).double()
-            w[route_key("outer")] = torch.nn.functional.one_hot(torch.tensor(combo[1]), 2).double()
-            fast = {k: w[k].clone().requires_grad_(True) for k in learner.module_keys}
-            for _ in range(steps):
-                pred = pool.apply_params({**w, **fast}, b.support_x[t])
-                loss = ((pred - b.support_y[t]) ** 2).mean()
-                g = torch.autograd.grad(loss, list(fast.values()))
-                fast = {
-                    k: (v - LR * gk).detach().requires_grad_(True)
-                    for (k, v), gk in zip(fast.items(), g)
-                }
-            pred = pool.apply_params({**w, **fast}, score_x[t])
-            row.append(((pred - score_y[t]) ** 2).mean().detach())
-        rows.append(torch.stack(row))
-    return torch.stack(rows)
 
 
 def test_route_combinations_order_and_limit():
