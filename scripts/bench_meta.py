@@ -5,6 +5,8 @@
     python scripts/bench_meta.py --section conv --tasks 2 --steps 1,5,10,20,50 --impls ours
         --budget-mb 100000 --checkpoint --seconds 0 --min-iters 1    # memory vs inner steps
     python scripts/bench_meta.py --section sinusoid --seconds 3
+    python scripts/bench_meta.py --section sinusoid --steps 1 --interleave --seconds 20
+        # speed only, every implementation in one process (a loaded machine hits all alike)
 
 Sections (second order unless ``--orders`` says otherwise):
     sinusoid: MLP 1-40-40-1, meta-batch 25, K=10 support, 10 query (the MAML sinusoid).
@@ -222,6 +224,84 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
+def interleaved_worker(args: argparse.Namespace) -> None:
+    """Speed only: every implementation in THIS process, timed in alternating blocks of about
+    ``--seconds / --rounds`` each (the order rotates every round), so load on a shared machine hits
+    all of them alike. Prints ``{impl: it/s}``."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    batch = make_batch(args.section, args.tasks)
+    impls = args.impls.split(",")
+    steps = {}
+    for impl in impls:
+        sub = argparse.Namespace(**{**vars(args), "impl": impl})
+        steps[impl] = (ours_step if impl in ("ours", "vmap") else peer_step)(sub, batch)[0]
+    block = {}
+    for impl, step in steps.items():
+        step()  # warm-up
+        start = time.process_time()
+        step()
+        one = max(time.process_time() - start, 1e-6)
+        block[impl] = max(1, round(args.seconds / args.rounds / one))
+    cpu, done = dict.fromkeys(impls, 0.0), dict.fromkeys(impls, 0)
+    for r in range(args.rounds):
+        for impl in impls[r % len(impls) :] + impls[: r % len(impls)]:
+            start = time.process_time()
+            for _ in range(block[impl]):
+                steps[impl]()
+            cpu[impl] += time.process_time() - start
+            done[impl] += block[impl]
+    print(json.dumps({impl: done[impl] / cpu[impl] for impl in impls}))
+
+
+def interleaved_table(args: argparse.Namespace) -> None:
+    from metacompose.progress import say
+
+    impls = [i for i in (args.impls or ",".join(IMPLS)).split(",") if installed(i)]
+    say(
+        f"{args.section}: meta-batch {args.tasks}, torch.set_num_threads({args.threads}), all "
+        f"implementations in ONE process, {args.rounds} alternating rounds of ~{args.seconds:g} s "
+        "in all per implementation; it/s per CPU second (speed only: memory needs the per-process "
+        "table)"
+    )
+    head = f"{'order':>5} {'inner':>5} | " + " | ".join(f"{i:>9}" for i in impls)
+    head += " | " + " ".join(f"{'ours/' + i:>12}" for i in impls if i != "ours")
+    say(head)
+    say("-" * len(head))
+    for order in (int(o) for o in str(args.orders).split(",")):
+        for n in (int(s) for s in str(args.steps).split(",")):
+            used = [i for i in impls if not (order == 1 and i == "torchopt")]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--interleaved-worker",
+                f"--section={args.section}",
+                f"--impls={','.join(used)}",
+                f"--orders={order}",
+                f"--steps={n}",
+                f"--tasks={args.tasks}",
+                f"--threads={args.threads}",
+                f"--seconds={args.seconds}",
+                f"--rounds={args.rounds}",
+                f"--budget-mb={args.budget_mb or 0}",
+                *(["--checkpoint"] if args.checkpoint else []),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                say(f"  failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+                continue
+            its = json.loads(done.stdout.strip().splitlines()[-1])
+            cells = [f"{its[i]:>9.3g}" if i in its else f"{'-':>9}" for i in impls]
+            ratios = [
+                f"{its['ours'] / its[i]:>11.2f}x" if "ours" in its and i in its else f"{'-':>12}"
+                for i in impls
+                if i != "ours"
+            ]
+            say(f"{order:>5} {n:>5} | " + " | ".join(cells) + " | " + " ".join(ratios))
+
+
 def run_one(args: argparse.Namespace, impl: str, order: int, steps: int) -> dict:
     cmd = [
         sys.executable,
@@ -331,17 +411,24 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=0, help="ours: memory budget (0: default)")
     p.add_argument("--flops", action="store_true", help="count ours' FLOPs per meta-iteration")
     p.add_argument("--checkpoint", action="store_true", help="ours: checkpoint_inner")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="speed only: all implementations in one process, alternating (robust to load)",
+    )
+    p.add_argument("--rounds", type=int, default=10, help="--interleave: alternating rounds")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--interleaved-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.worker:
+    if args.worker or args.interleaved_worker:
         args.steps, args.order = int(args.steps), int(args.orders)
-        worker(args)
+        (worker if args.worker else interleaved_worker)(args)
         return
     for section in SECTIONS if args.section == "all" else [args.section]:
         sub = argparse.Namespace(**vars(args))
         sub.section, sub.tasks = section, args.tasks or SECTIONS[section]["tasks"]
-        table(sub)
+        (interleaved_table if args.interleave else table)(sub)
 
 
 if __name__ == "__main__":
