@@ -86,15 +86,16 @@ def same_tasks(family, *, split, n_tasks, shots, seed) -> TaskBatch:
     )
 
 
-def rule_curves(graph, init, update, family, *, split, n_tasks, shots, steps, seed, support=False):
+def rule_curves(graph, init, update, family, *, split, n_tasks, shots, steps, seed, support=False,
+                guard=False, horizon=10):  # fmt: skip
     """Query (or support) MSE after 0..steps of ``update`` from ``init``: ``(steps + 1, n)``."""
     tasks = same_tasks(family, split=split, n_tasks=n_tasks, shots=shots, seed=seed)
     x, y = (tasks.support_x, tasks.support_y) if support else (tasks.query_x, tasks.query_y)
     fast = broadcast_tasks({k: v.detach() for k, v in init.items()}, n_tasks)
     curve = [query_losses(graph, fast, {}, x, y, loss="mse", metric=True)]
     with torch.no_grad():
-        unroll(graph, update, fast, {}, tasks.support_x, tasks.support_y, steps=steps, horizon=10,
-               loss="mse", on_step=lambda s, f: curve.append(
+        unroll(graph, update, fast, {}, tasks.support_x, tasks.support_y, steps=steps,
+               horizon=horizon, loss="mse", guard=guard, on_step=lambda s, f: curve.append(
                    query_losses(graph, f, {}, x, y, loss="mse", metric=True)))  # fmt: skip
     return torch.stack(curve).double()
 
@@ -147,12 +148,38 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["sinusoid", "few_shot"],
+        choices=["sinusoid", "few_shot"],
+        help="sinusoid: the table and the learned "
+        "optimizer's targets; few_shot: digits 5-way 1-shot and mathachieve",
+    )
+    p.add_argument("--few-shot-budget", type=float, default=60.0, help="seconds per method")
+    p.add_argument("--few-shot-tasks", type=int, default=200, help="meta-test tasks per section")
     args = p.parse_args()
     torch.set_num_threads(1)
+    out = {"settings": vars(args) | {"json": str(args.json)}}
+    if "sinusoid" in args.sections:
+        out.update(sinusoid(args))
+    if "few_shot" in args.sections:
+        out["few_shot"] = {
+            label: few_shot_section(label, spec, budget=args.few_shot_budget,
+                                    tasks=args.few_shot_tasks, seed=args.seed)
+            for label, spec in SECTIONS.items()
+        }  # fmt: skip
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+
+
+def sinusoid(args) -> dict:
+    """The sinusoid table (every learner, ID and OOD, K=5 and 10) and the learned optimizer's
+    targets."""
     ind = SinusoidFamily()
     ood = SinusoidFamily(amplitude=(5.0, 10.0), phase=(math.pi, 2 * math.pi))
     fams = {"ID": ind, "OOD": ood}
-    n, seed, out = args.tasks, args.seed, {"settings": vars(args) | {"json": str(args.json)}}
+    n, seed, out = args.tasks, args.seed, {}
     learners, stats = {}, {}
     for name in LEARNERS:
         init = learners["maml"].graph.state_dict() if name == "learned_opt" else None
@@ -192,7 +219,8 @@ def main() -> None:
     cols = [(f, k) for f in fams for k in (5, 10)]
     print(f"\nsinusoid query MSE, {n} meta-test tasks per column (mean ± 95% interval), "
           f"{args.budget:.0f} s meta-training per learner, seed {seed}, 1 thread; [n div]: n tasks "
-          "diverged (NaN/Inf or > 1e6), left out of the mean")  # fmt: skip
+          "diverged (NaN/Inf or > 1e6), left out of the mean; Meta-SGD and the learned optimizer "
+          "with the evaluation guard (their default)")  # fmt: skip
     head = f"{'method':<26}" + "".join(f"{f'{f} K={k}':>24}" for f, k in cols) + f"{'ms/task':>9}"
     print(head + "\n" + "-" * len(head))
     table = {}
@@ -203,40 +231,59 @@ def main() -> None:
               + f"{1e3 * times.get(label, float('nan')):>9.2f}")  # fmt: skip
     out.update(train=stats, table=table, tuned_lr={f"{k}@{a}": v for (k, a), v in lrs.items()})
     out["learned_opt"] = learned_opt_targets(learners, ind, lrs, n=n, seed=seed)
-    if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2, default=str))
+    return out
 
 
 def learned_opt_targets(learners, ind, lrs, *, n, seed) -> dict:
-    """Steps to reach tuned Adam's 100-step loss; 10x horizon; a wider tanh network."""
+    """Issue #19's learned-optimizer targets, on the K=10 held-out tasks: steps to reach tuned
+    Adam's 100-step query loss; the query loss at 1, H, 2H, 5H and 10H steps (H: the steps the rule
+    was trained on) next to tuned Adam, tuned SGD and Meta-SGD (guarded and not); and the rule
+    alone on fresh networks (random init): the trained architecture and a 2x wider tanh one."""
     lo, maml, msgd = learners["learned_opt"], learners["maml"], learners["metasgd"]
-    res: dict = {}
-    adam = rule_curves(maml.graph, dict(maml.graph.named_parameters()), adam_update(lrs[("adam", 100)]),
-                       ind, split="test", n_tasks=n, shots=10, steps=100, seed=seed)  # fmt: skip
-    long = 10 * (lo.horizon + lo.warmup)  # 10x the steps the rule was trained on
-    learned = metric_curves(
-        lo, ind, split="test", n_tasks=n, shots=10, query=10, steps=long, seed=seed
-    )
-    meta_sgd = metric_curves(msgd, ind, split="test", n_tasks=n, shots=10, query=10, steps=100,
-                             seed=seed)  # fmt: skip
-    target = float(adam[100].mean())
-    s = first_reaching(learned.mean(1), target)
-    res["query"] = {"adam_100": target, "learned_steps_to_reach": s,
-                    "learned_at": {k: float(learned[k].mean()) for k in (0, 10, 20, 50, 100, long)},
-                    "metasgd_at": {k: float(meta_sgd[k].mean()) for k in (1, 2, 5, 10, 100)},
-                    "learned_finite": bool(torch.isfinite(learned).all())}  # fmt: skip
-    print(
-        f"\nlearned optimizer (trained on steps 1..{lo.horizon + lo.warmup}: warm-up <= {lo.warmup} "
-        f"+ {lo.horizon} unrolled), K=10 query MSE on {n} tasks:"
-    )
-    print(f"  tuned Adam from the MAML init, 100 steps: {target:.4f}; learned rule reaches it at "
-          f"step {s}; learned at steps " + "/".join(map(str, res["query"]["learned_at"])) + ": "
-          + " / ".join(f"{v:.4f}" for v in res["query"]["learned_at"].values()))  # fmt: skip
-    print("  Meta-SGD at steps 1/2/5/10/100: "
-          + " / ".join(f"{v:.4g}" for v in res["query"]["metasgd_at"].values()))  # fmt: skip
+    h = lo.horizon + lo.warmup  # the rule was trained on steps 1..h
+    marks = (1, h, 2 * h, 5 * h, 10 * h)
+    init = dict(maml.graph.named_parameters())
+    kw = {"split": "test", "n_tasks": n, "shots": 10, "seed": seed}
+    curves = {
+        f"learned opt (guard{'' if lo.guard else ' off'})": metric_curves(
+            lo, ind, query=10, steps=10 * h, **kw
+        ).mean(1),
+        f"learned opt, guard {'off' if lo.guard else 'on'}": rule_curves(
+            lo.graph, dict(lo.graph.named_parameters()), lo.rule, ind, steps=10 * h,
+            guard=not lo.guard, horizon=lo.horizon, **kw,
+        ).mean(1),
+        **{f"{k} tuned@100 (lr {lrs[(k, 100)]:g})": rule_curves(
+            maml.graph, init, RULES[k](lrs[(k, 100)]), ind, steps=10 * h, **kw).mean(1)
+           for k in ("adam", "sgd")},
+    }  # fmt: skip
+    for guard in (True, False):
+        msgd.eval_guard = guard
+        curves[f"Meta-SGD (guard {'on' if guard else 'off'})"] = metric_curves(
+            msgd, ind, query=10, steps=10 * h, **kw
+        ).mean(1)
+    msgd.eval_guard = True
+    adam_label = next(k for k in curves if k.startswith("adam"))
+    target = float(curves[adam_label][100])
+    learned = curves[next(iter(curves))]
+    s = first_reaching(learned, target)
+    res = {"H": h, "adam_100": target, "learned_steps_to_reach": s,
+           "curves": {k: {m: float(c[m]) for m in marks} for k, c in curves.items()},
+           "learned_finite": bool(torch.isfinite(learned).all()),
+           "learned_improving_10H": bool(learned[10 * h] <= learned[h])}  # fmt: skip
+    print(f"\nlearned optimizer trained on steps 1..{h} (warm-up <= {lo.warmup} + {lo.horizon} "
+          f"unrolled); K=10 query MSE (mean of {n} tasks; NaN: some task diverged) after steps:")  # fmt: skip
+    head = f"  {'method':<34}" + "".join(f"{f'{m}':>11}" for m in marks)
+    print(head + "\n  " + "-" * (len(head) - 2))
+    for k, c in curves.items():
+        print(f"  {k:<34}" + "".join(f"{float(c[m]):>11.4g}" for m in marks))
+    print(f"  target: reach tuned Adam's 100-step loss {target:.4f} in <= 50 steps: step {s}; "
+          f"finite and improving at 10H ({float(learned[10 * h]):.4f} <= {float(learned[h]):.4f} at "
+          f"H): {res['learned_finite'] and res['learned_improving_10H']}")  # fmt: skip
+    speed_id = None if s is None else 100 / max(s, 1)
+    res["speedup_held_out"] = speed_id
     # The rule alone on fresh networks (random init, not meta-learned): support loss vs tuned Adam.
-    for label, hidden, act in (("trained architecture", [40, 40], "relu"),
-                               ("2x wider, tanh", [80, 80], "tanh")):  # fmt: skip
+    for label, hidden, act in (("trained architecture (relu 40-40)", [40, 40], "relu"),
+                               ("2x wider, tanh (80-80)", [80, 80], "tanh")):  # fmt: skip
         torch.manual_seed(seed + 1)
         graph = mlp_graph(hidden=hidden, activation=act)
         init = dict(graph.named_parameters())
@@ -246,10 +293,9 @@ def learned_opt_targets(learners, ind, lrs, *, n, seed) -> dict:
                                   shots=10, steps=100, seed=seed, support=True)[100].mean())  # fmt: skip
             if v < best_v:
                 best, best_v = lr, v
-        a = rule_curves(graph, init, adam_update(best), ind, split="test", n_tasks=n, shots=10,
-                        steps=100, seed=seed, support=True)  # fmt: skip
-        lr_ = rule_curves(graph, init, lo.rule, ind, split="test", n_tasks=n, shots=10, steps=100,
-                          seed=seed, support=True)  # fmt: skip
+        a = rule_curves(graph, init, adam_update(best), ind, support=True, steps=100, **kw)
+        lr_ = rule_curves(graph, init, lo.rule, ind, support=True, steps=100, guard=lo.guard,
+                          horizon=lo.horizon, **kw)  # fmt: skip
         t = float(a[100].mean())
         s = first_reaching(lr_.mean(1), t)
         speed = None if s is None else 100 / max(s, 1)
@@ -257,8 +303,90 @@ def learned_opt_targets(learners, ind, lrs, *, n, seed) -> dict:
                       "speedup": speed, "learned_100_support": float(lr_[100].mean())}  # fmt: skip
         print(f"  random init, {label}: support MSE tuned Adam (lr {best:g}) @100 {t:.4f}; learned "
               f"@100 {float(lr_[100].mean()):.4f}, reaches Adam@100 at step {s} "
-              f"(speed-up {'-' if speed is None else f'{speed:.2f}x'})")  # fmt: skip
+              f"(speed-up {'-' if speed is None else f'{speed:.2f}x'}; target on the wider tanh "
+              "network: >= 1.5x)")  # fmt: skip
     return res
+
+
+# Few-shot sections: (label, base config + overrides per method). Digits is the stand-in for the
+# glyph family where the Noto fonts (its render cache) are absent; mathachieve is a grouped real
+# family (one school = one task; intervals at the group level).
+SECTIONS = {
+    "digits 5-way 1-shot (accuracy)": {
+        "base": ("base/digits.yaml", ["data.meta_batch_size=8"]),
+        "metasgd": ("base/digits.yaml", ["data.meta_batch_size=8", "algo.name=metasgd"]),
+        "incontext": ("digits_5way1shot_incontext.yaml", []),
+        "learned_opt": ("base/digits.yaml", [
+            "algo.name=learned_opt", "data.meta_batch_size=4", "algo.eval_inner_steps=10",
+            "algo.args={horizon: 5, truncation: 5, max_step: 0.1, init_lr: 0.01}"]),
+        "methods": ("protonet", "maml", "metasgd", "incontext", "learned_opt"),
+    },
+    "mathachieve K=5 (query MSE)": {
+        "base": ("mathachieve.yaml", []),
+        "maml": ("mathachieve.yaml", []),
+        "metasgd": ("mathachieve.yaml", ["algo.name=metasgd"]),
+        "incontext": ("mathachieve_incontext.yaml", []),
+        "cnp": ("mathachieve.yaml", [  # the encoder of mathachieve_incontext.yaml
+            "algo.name=cnp", "algo.eval_inner_steps=0", "model.args.hidden=[64]",
+            "model.args.out_features=64", "algo.args={likelihood: gaussian, min_shots: 2}"]),
+        "learned_opt": ("mathachieve.yaml", ["algo.name=learned_opt", "algo.args={warmup: 10}"]),
+        "methods": ("scratch", "mixed_effects", "maml", "metasgd", "incontext", "cnp",
+                    "learned_opt"),
+    },
+}  # fmt: skip
+
+
+def few_shot_section(label: str, spec: dict, *, budget: float, tasks: int, seed: int) -> dict:
+    """Every method of one section on the same seeded meta-val/meta-test tasks, ``budget`` seconds
+    of meta-training each (:func:`metacompose.baselines.compare.run_method`'s protocol: steps and
+    fine-tuning step sizes chosen on meta-val), printed with 95% intervals (over groups for a
+    grouped family, over tasks otherwise)."""
+    from metacompose.baselines.compare import EvalPlan, MethodResult, run_method, score
+    from metacompose.baselines.meta_train import meta_train as train_for
+    from metacompose.build import build_family
+    from metacompose.report.grouped_stats import over_groups
+    from metacompose.report.grouped_tasks import curve_task_groups, has_groups
+
+    path, over = spec["base"]
+    cfg = load_config(ROOT / "configs" / path, [f"seed={seed}", *over])
+    family = build_family(cfg.task)
+    plan = EvalPlan(shots=cfg.task.shots, query=cfg.task.query, val_tasks=max(tasks // 4, 50),
+                    test_tasks=tasks, seed=seed)  # fmt: skip
+    groups = (curve_task_groups(family, split="test", n_tasks=tasks, shots=plan.shots,
+                                query=plan.query, seed=seed) if has_groups(family) else None)  # fmt: skip
+    results = {}
+    for method in spec["methods"]:
+        t0 = time.perf_counter()
+        if method in ("incontext", "cnp", "learned_opt"):
+            path, over = spec[method]
+            c = load_config(ROOT / "configs" / path, [f"seed={seed}", *over])
+            learner = build_learner(c, family)
+            r = train_for(learner, family, iterations=10**6, meta_batch_size=c.data.meta_batch_size,
+                          shots=plan.shots, query=plan.query, lr=c.optim.lr, seed=seed,
+                          max_seconds=budget, desc=f"meta-train {method}")  # fmt: skip
+            t1 = time.perf_counter()
+            v, steps, _ = score(learner.eval(), family, plan, max_steps=c.algo.eval_inner_steps)
+            res = MethodResult(method, family.metric, None, steps, None, r.iterations, r.seconds,
+                               time.perf_counter() - t1, v)  # fmt: skip
+        else:
+            path, over = spec.get(method, spec["base"])
+            c = load_config(ROOT / "configs" / path, [f"seed={seed}", *over])
+            res = run_method(method, c, family, plan, iterations=10**6, max_seconds=budget,
+                             finetune_steps=20)  # fmt: skip
+        results[method] = res
+        print(f"# {label}: {method} {res.train_iterations} meta-iterations, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    unit = "groups" if groups is not None else "tasks"
+    print(f"\n{label}: {tasks} meta-test tasks (seed {seed}), {budget:.0f} s meta-training per "
+          f"method, steps chosen on {plan.val_tasks} meta-val tasks; 95% interval over {unit}")  # fmt: skip
+    print(f"  {'method':<14}{'mean ± 95%':>22}{'steps':>7}{'iters':>8}")
+    out = {}
+    for m, r in results.items():
+        est = over_groups(r.values, groups) if groups is not None else summary(r.values)
+        mean, ci = (est.mean, est.ci95) if groups is not None else est[:2]
+        out[m] = {"mean": mean, "ci95": ci, "steps": r.steps, "iterations": r.train_iterations}
+        print(f"  {m:<14}{mean:>12.4f} ± {ci:<7.4f}{r.steps:>7}{r.train_iterations:>8}")
+    return out
 
 
 if __name__ == "__main__":

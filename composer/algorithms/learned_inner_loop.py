@@ -6,6 +6,8 @@ rule is a function ``rule(features) -> update`` of the per-element features of
 :func:`features`; :func:`adam_update` and :func:`sgd_update` are the hand-designed references.
 The meta-gradient flows through the unroll (second order through ``torch.func.grad``) except at
 truncation points, where the state is detached (truncated backpropagation through the unroll).
+At evaluation ``unroll(guard=True)`` keeps a step only if it does not raise the task's support
+loss, else that task's update scale halves (:mod:`metacompose.algorithms.guarded`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, vmap
+from torch.func import grad, grad_and_value, vmap
 
+from metacompose.algorithms.guarded import accept_if_lower
 from metacompose.algorithms.inner_loop import FunctionalModel, Params
 from metacompose.algorithms.losses import task_loss
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
-NUM_FEATURES = 6
-# One element's update from its features (..., NUM_FEATURES) -> (...,); the features are those of
-# ``features``; ``param``/``grad`` are passed too for the hand-designed rules.
-UpdateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+NUM_FEATURES = 7
+GRAD_SCALE = 0.01  # the raw-gradient feature is GRAD_SCALE * g
+# One element's update ``update(features, grad, param, v, t) -> (...,)`` from its features
+# (..., NUM_FEATURES) of ``features``; ``grad``/``param``/``v`` for the hand-designed rules, the
+# 1-based step ``t`` for a learned rule's decay (beyond the horizon the step fraction saturates).
+UpdateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass
@@ -46,30 +51,31 @@ class OptState:
 
 def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor, *, t: int,
              horizon: int) -> torch.Tensor:  # fmt: skip
-    """``(..., 6)`` per-element inputs of a learned rule at step ``t`` (1-based).
+    """``(..., 7)`` per-element inputs of a learned rule at step ``t`` (1-based).
 
     Gradient and bias-corrected momentum, each over the root of the bias-corrected second moment
     (Adam's scale-free direction); the parameter value; log-magnitudes of the gradient and the
-    parameter (/ 10); and the step fraction ``min(t / horizon, 1)``: constant past the horizon,
-    so every step beyond it looks like the steps the rule was trained on there.
+    parameter (/ 10); the step fraction ``min(t / horizon, 1)``: constant past the horizon,
+    so every step beyond it looks like the steps the rule was trained on there; and the raw
+    gradient times ``GRAD_SCALE`` (SGD's direction: a meta-learned init is shaped for it).
     """
     m_hat = m / (1 - BETA1**t)
     root = torch.sqrt(v / (1 - BETA2**t) + EPS**2)  # eps inside: a finite gradient at v = 0
     frac = torch.full_like(p, min(t / horizon, 1.0))
     return torch.stack(
         [g / root, m_hat / root, p, torch.log(g.abs() + EPS) / 10, torch.log(p.abs() + EPS) / 10,
-         frac], dim=-1,
+         frac, GRAD_SCALE * g], dim=-1,
     )  # fmt: skip
 
 
 def adam_update(lr: float) -> UpdateFn:
     """Adam (bias-corrected) as an update rule: ``-lr * m_hat / (sqrt(v_hat) + eps)``."""
-    return lambda f, g, p, v: -lr * f[..., 1]
+    return lambda f, g, p, v, t: -lr * f[..., 1]
 
 
 def sgd_update(lr: float) -> UpdateFn:
     """Plain SGD as an update rule: ``-lr * g``."""
-    return lambda f, g, p, v: -lr * g
+    return lambda f, g, p, v, t: -lr * g
 
 
 def rule_step(
@@ -85,27 +91,37 @@ def rule_step(
     t: int,
     horizon: int,
     loss: str,
-) -> tuple[Params, Params, Params]:
-    """One inner step on ONE task: new ``(fast, m, v)`` after gradient step ``t`` (1-based).
+    scale: torch.Tensor | None = None,
+) -> tuple[Params, Params, Params, torch.Tensor | None]:
+    """One inner step on ONE task: new ``(fast, m, v, scale)`` after gradient step ``t`` (1-based).
 
-    Every adapted tensor is flattened into one vector, so the rule runs once per step."""
+    Every adapted tensor is flattened into one vector, so the rule runs once per step.
+    ``scale`` (0-dim, evaluation only): guarded step ``p + scale * update``, kept (with its new
+    moments) only if the support loss does not rise, else the old ``(p, m, v)`` and half the scale."""
 
     def support_loss(f: Params) -> torch.Tensor:
         return task_loss(graph.apply_params({**frozen, **f}, x), y, loss)
 
-    grads = grad(support_loss)(fast)
+    if scale is None:
+        grads = grad(support_loss)(fast)
+    else:
+        grads, before = grad_and_value(support_loss)(fast)
     keys = list(fast)
-    flat = [torch.cat([d[k].reshape(-1) for k in keys]) for d in (fast, grads, m, v)]
-    p, g, m1, v1 = flat
-    m1 = BETA1 * m1 + (1 - BETA1) * g
-    v1 = BETA2 * v1 + (1 - BETA2) * g * g
-    p1 = p + update(features(g, m1, v1, p, t=t, horizon=horizon), g, p, v1)
+    p, g, m0, v0 = (torch.cat([d[k].reshape(-1) for k in keys]) for d in (fast, grads, m, v))
+    m1 = BETA1 * m0 + (1 - BETA1) * g
+    v1 = BETA2 * v0 + (1 - BETA2) * g * g
+    delta = update(features(g, m1, v1, p, t=t, horizon=horizon), g, p, v1, t)
     sizes = [fast[k].numel() for k in keys]
-    new_f, new_m, new_v = (
-        {k: part.view(fast[k].shape) for k, part in zip(keys, vec.split(sizes))}
-        for vec in (p1, m1, v1)
-    )
-    return new_f, new_m, new_v
+
+    def split(vec: torch.Tensor) -> Params:
+        return {k: part.view(fast[k].shape) for k, part in zip(keys, vec.split(sizes))}
+
+    if scale is None:
+        return split(p + delta), split(m1), split(v1), None
+    new = {"p": p + scale * delta, "m": m1, "v": v1}
+    kept, scale = accept_if_lower(before, support_loss(split(new["p"])), {"p": p, "m": m0, "v": v0},
+                                  new, scale)  # fmt: skip
+    return split(kept["p"]), split(kept["m"]), split(kept["v"]), scale
 
 
 def unroll(
@@ -123,6 +139,7 @@ def unroll(
     truncation: int | None = None,
     vectorize: bool = True,
     on_step: Callable[[int, Params], None] | None = None,
+    guard: bool = False,
 ) -> tuple[Params, OptState]:
     """Adapt every task of a meta-batch for ``steps`` steps of ``update``.
 
@@ -135,25 +152,33 @@ def unroll(
             meta-gradient flows through unrolls of at most this length.
         vectorize: ``vmap`` over tasks (else a per-task Python loop: the reference path).
         on_step: ``on_step(s, fast)`` after each step ``s = 1..steps``.
+        guard: keep a task's step only if its support loss does not rise, else halve that task's
+            update scale (evaluation: no meta-gradient through the accept/reject decision).
 
     Returns:
         ``(fast, state)`` after the last step.
     """
     state = OptState.zeros(fast) if state is None else state
     m, v, t0 = state.m, state.v, state.t
+    scale = x.new_ones(x.shape[0]) if guard else None
     for s in range(1, steps + 1):
         t = t0 + s
 
-        def one(f, mm, vv, xt, yt, t=t):
-            return rule_step(graph, update, f, frozen, mm, vv, xt, yt, t=t, horizon=horizon,
-                             loss=loss)  # fmt: skip
+        def one(f, mm, vv, sc, xt, yt, t=t):
+            out = rule_step(graph, update, f, frozen, mm, vv, xt, yt, t=t, horizon=horizon,
+                            loss=loss, scale=sc)  # fmt: skip
+            return out if guard else out[:3]
 
         if vectorize:
-            fast, m, v = vmap(one)(fast, m, v, x, y)
+            out = vmap(one, in_dims=(0, 0, 0, 0 if guard else None, 0, 0))(fast, m, v, scale, x, y)
+            fast, m, v = out[:3]
+            scale = out[3] if guard else None
         else:
-            outs = [one(*({k: d[k][i] for k in d} for d in (fast, m, v)), x[i], y[i])
+            outs = [one(*({k: d[k][i] for k in d} for d in (fast, m, v)),
+                        None if scale is None else scale[i], x[i], y[i])
                     for i in range(x.shape[0])]  # fmt: skip
             fast, m, v = ({k: torch.stack([o[j][k] for o in outs]) for k in fast} for j in range(3))
+            scale = None if scale is None else torch.stack([o[3] for o in outs])
         if truncation is not None and s % truncation == 0 and s < steps:
             fast = {k: p.detach() for k, p in fast.items()}
             m, v = OptState(m, v).detach().m, OptState(m, v).detach().v

@@ -5,10 +5,13 @@
 parameter, log-magnitudes and the step fraction (:func:`~metacompose.algorithms.learned_inner_loop
 .features`) it outputs a direction and a magnitude gate. The update is
 
-    delta = -max_step * sigmoid(scale) * tanh(direction) * sigmoid(gate)
+    delta = -max_step * sigmoid(scale) * (1 + t / tau) ** -alpha * tanh(direction) * sigmoid(gate)
 
 so every element moves by less than ``max_step`` per step at any horizon (stable by construction),
-with ``scale`` a learned global scalar. A linear skip path starts the rule as tanh-squashed Adam.
+with ``scale`` a learned global scalar and a learned power-law decay in the step ``t`` (``tau``,
+``alpha >= 0``; the step-fraction feature saturates past the horizon, the decay does not). A linear
+skip path starts the rule as tanh-squashed Adam. At evaluation a guard keeps a step only if it does
+not raise the task's support loss (:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
 
 :class:`LearnedOptimizerLearner` meta-trains the rule (and, by default, the initial weights, as
 MAML does) through truncated, vmapped unrolls of the inner loop; its adaptation is an ordinary
@@ -19,29 +22,42 @@ adaptation of the same ``ModuleGraph`` weights, so ``export_tasks`` gives before
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_losses
-from metacompose.algorithms.learned_inner_loop import NUM_FEATURES, unroll
+from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, NUM_FEATURES, unroll
 from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch, derive_seed
 
 
 class LearnedUpdateRule(nn.Module):
-    """Per-element update ``(..., 6) features -> (...,)``, bounded by ``max_step``.
+    """Per-element update ``(..., 7) features, step t -> (...,)``, bounded by ``max_step``.
 
     Args:
-        hidden: MLP width; max_step: bound on any element's change per step; init_lr: the
-            initial rule is ``-init_lr * tanh(m_hat / sqrt(v_hat))`` (needs ``init_lr < max_step/2``).
+        hidden: MLP width; max_step: bound on any element's change per step.
+        init_lr, init_rule: the initial rule is ``-init_lr * d(t) * tanh(m_hat / sqrt(v_hat))``
+            (``"adam"``, needs ``init_lr < max_step / 2``) or ``-init_lr * d(t) * tanh(c g) / c``
+            with ``c = GRAD_SCALE`` (``"sgd"``: SGD with step ``init_lr`` while ``|c g| << 1``,
+            needs ``init_lr < c * max_step / 2``), with ``d(t) = (1 + t / 10) ** -0.05`` before
+            meta-training.
     """
 
-    def __init__(self, *, hidden: int = 16, max_step: float = 0.1, init_lr: float = 0.01) -> None:
+    def __init__(
+        self, *, hidden: int = 16, max_step: float = 0.1, init_lr: float = 0.01,
+        init_rule: Literal["adam", "sgd"] = "adam",
+    ) -> None:  # fmt: skip
         super().__init__()
-        if not 0 < init_lr < max_step / 2:
-            raise ValueError(f"init_lr must be in (0, max_step / 2), got {init_lr}, {max_step}")
+        if init_rule not in ("adam", "sgd"):
+            raise ValueError(f"init_rule must be adam or sgd, got {init_rule!r}")
+        gain = 1.0 if init_rule == "adam" else 1 / GRAD_SCALE
+        if not 0 < init_lr * gain < max_step / 2:
+            raise ValueError(f"init_lr must be in (0, max_step / {2 * gain:g}) for init_rule="
+                             f"{init_rule}, got {init_lr}, {max_step}")  # fmt: skip
         self.max_step = float(max_step)
         self.mlp = nn.Sequential(
             nn.Linear(NUM_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
@@ -53,14 +69,21 @@ class LearnedUpdateRule(nn.Module):
         with torch.no_grad():
             self.skip.weight.zero_()
             self.skip.bias.zero_()
-            self.skip.weight[0, 1] = 1.0  # direction <- normalised momentum (Adam)
-        frac = 2 * init_lr / max_step  # sigmoid(gate = 0) = 1/2
+            # direction <- normalised momentum (Adam) or the scaled raw gradient (SGD)
+            self.skip.weight[0, 1 if init_rule == "adam" else NUM_FEATURES - 1] = 1.0
+        frac = 2 * init_lr * gain / max_step  # sigmoid(gate = 0) = 1/2
         self.scale = nn.Parameter(torch.tensor(math.log(frac / (1 - frac))))
+        self.log_tau = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.decay = nn.Parameter(torch.tensor(math.log(math.expm1(0.05))))  # alpha = 0.05
 
-    def forward(self, feats, g=None, p=None, v=None) -> torch.Tensor:
+    def step_size(self, t: int) -> torch.Tensor:
+        """The bound at step ``t``: ``max_step * sigmoid(scale) * (1 + t / tau) ** -alpha``."""
+        alpha = nn.functional.softplus(self.decay)
+        return self.max_step * torch.sigmoid(self.scale) * (1 + t / self.log_tau.exp()) ** -alpha
+
+    def forward(self, feats, g=None, p=None, v=None, t: int = 1) -> torch.Tensor:
         out = self.mlp(feats) + self.skip(feats)
-        step = self.max_step * torch.sigmoid(self.scale)
-        return -step * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
+        return -self.step_size(t) * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
 
 
 class LearnedOptimizerLearner(nn.Module):
@@ -82,6 +105,9 @@ class LearnedOptimizerLearner(nn.Module):
         eval_inner_steps: inner steps at evaluation.
         learn_init: meta-learn the initial weights too (else they stay at the seeded init).
         warmup: most steps taken without meta-gradient before the unroll (0: none).
+        networks: fresh random networks some meta-iterations train the rule on (their objective
+            is the query curve over its value at the start of the unroll: scale-free).
+        guard: at evaluation keep a step only if the task's support loss does not rise.
     """
 
     def __init__(
@@ -95,6 +121,8 @@ class LearnedOptimizerLearner(nn.Module):
         eval_inner_steps: int = 20,
         learn_init: bool = True,
         warmup: int = 0,
+        networks: RandomNetworks | None = None,
+        guard: bool = True,
     ) -> None:
         super().__init__()
         if horizon < 1 or (truncation is not None and truncation < 1):
@@ -107,6 +135,8 @@ class LearnedOptimizerLearner(nn.Module):
         self.eval_inner_steps = int(eval_inner_steps)
         self.learn_init = learn_init
         self.warmup = int(warmup)
+        self.networks = networks
+        self.guard = bool(guard)
         self.adapt_keys = graph.param_keys()
         graph.requires_grad_(learn_init)
 
@@ -115,17 +145,20 @@ class LearnedOptimizerLearner(nn.Module):
         return dict(self.graph.named_parameters()) if params is None else dict(params), {}
 
     def adapt(
-        self, x, y, *, steps=None, first_order=None, on_step=None, truncation=None, start=None
-    ):
+        self, x, y, *, steps=None, first_order=None, on_step=None, truncation=None, start=None,
+        guard=False, graph=None,
+    ):  # fmt: skip
         """Adapt support sets ``x: (T, K, ...)`` with the learned rule; returns ``(fast, {})``.
 
-        ``start``: ``(fast, OptState)`` to continue from (default: the initial weights, step 0)."""
+        ``start``: ``(fast, OptState)`` to continue from (default: the initial weights, step 0);
+        ``graph``: another network to run the rule on (default: the learner's; needs ``start``)."""
         fast, frozen = self.split_params()
         fast, state = (broadcast_tasks(fast, x.shape[0]), None) if start is None else start
         steps = self.eval_inner_steps if steps is None else steps
         fast, _ = unroll(
-            self.graph, self.rule, fast, frozen, x, y, steps=steps, horizon=self.horizon,
-            loss=self.loss, truncation=truncation, on_step=on_step, state=state,
+            self.graph if graph is None else graph, self.rule, fast, frozen, x, y, steps=steps,
+            horizon=self.horizon, loss=self.loss, truncation=truncation, on_step=on_step,
+            state=state, guard=guard,
         )  # fmt: skip
         return fast, frozen
 
@@ -134,28 +167,34 @@ class LearnedOptimizerLearner(nn.Module):
 
     def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
         """Mean over the unroll of the query loss after each step, after a warm-up of
-        ``0..warmup`` steps drawn from meta-iteration ``step``."""
-        start = None
+        ``0..warmup`` steps drawn from meta-iteration ``step``; on the learner's network from its
+        initial weights, or (``networks``) on a fresh random network."""
+        drawn = None if self.networks is None else self.networks.draw(step, batch.support_x)
+        graph, fast = drawn if drawn is not None else (self.graph, self.split_params()[0])
+        fast, state = broadcast_tasks(fast, batch.num_tasks), None
         if self.warmup:
             g = torch.Generator().manual_seed(derive_seed(step, "learned-opt-warmup") % 2**63)
             t0 = int(torch.randint(0, self.warmup + 1, (1,), generator=g))
-            fast, frozen = self.split_params()
             with torch.no_grad():  # no meta-gradient through the warm-up
-                fast, state = unroll(
-                    self.graph, self.rule, broadcast_tasks(fast, batch.num_tasks), frozen,
-                    batch.support_x, batch.support_y, steps=t0, horizon=self.horizon,
-                    loss=self.loss,
-                )  # fmt: skip
-            start = ({k: v.detach() for k, v in fast.items()}, state.detach())
+                fast, state = unroll(graph, self.rule, fast, {}, batch.support_x, batch.support_y,
+                                     steps=t0, horizon=self.horizon, loss=self.loss)  # fmt: skip
+            fast, state = {k: v.detach() for k, v in fast.items()}, state.detach()
         losses = []
 
         def record(_s: int, f: Params) -> None:
-            losses.append(self.query_loss(f, {}, batch.query_x, batch.query_y))
+            losses.append(query_losses(graph, f, {}, batch.query_x, batch.query_y, loss=self.loss))
 
+        start = (fast, state) if (state is not None or drawn is not None) else None
         self.adapt(batch.support_x, batch.support_y, steps=self.horizon, on_step=record,
-                   truncation=self.truncation, start=start)  # fmt: skip
+                   truncation=self.truncation, start=start, graph=graph)  # fmt: skip
         curve = torch.stack(losses)  # (H, T)
-        return MetaStep(objective=curve.mean(), query_loss=curve[-1])
+        objective = curve.mean()
+        if drawn is not None:  # scale-free: random networks start at very different losses
+            with torch.no_grad():
+                at_start = query_losses(graph, fast, {}, batch.query_x, batch.query_y,
+                                        loss=self.loss).mean()  # fmt: skip
+            objective = objective / at_start.clamp_min(1e-8)
+        return MetaStep(objective=objective, query_loss=curve[-1])
 
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
@@ -167,14 +206,14 @@ class LearnedOptimizerLearner(nn.Module):
         def record(_s: int, f: Params) -> None:
             curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
 
-        self.adapt(batch.support_x, batch.support_y, steps=steps, on_step=record)
+        self.adapt(batch.support_x, batch.support_y, steps=steps, on_step=record, guard=self.guard)
         return torch.stack(curve)
 
     @torch.no_grad()
     def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:
         """The graph with the meta-learned and each task's adapted weights."""
         meta = {k: v.detach() for k, v in self.graph.named_parameters()}
-        fast, _ = self.adapt(batch.support_x, batch.support_y, steps=steps)
+        fast, _ = self.adapt(batch.support_x, batch.support_y, steps=steps, guard=self.guard)
         return [TaskExport(self.graph, meta, {k: v[t].detach() for k, v in fast.items()})
                 for t in range(batch.num_tasks)]  # fmt: skip
 
@@ -187,15 +226,33 @@ def learned_opt_learner(
     hidden: int = 16,
     max_step: float = 0.1,
     init_lr: float = 0.01,
+    init_rule: Literal["adam", "sgd"] = "adam",
     horizon: int = 10,
     truncation: int | None = 5,
     learn_init: bool = True,
     warmup: int = 0,
+    guard: bool = True,
+    random_net_prob: float = 0.0,
+    random_net_widths: list[int] | None = None,
+    random_net_activations: list[str] | None = None,
+    random_net_depth: int = 2,
 ) -> LearnedOptimizerLearner:
     """The ``algo.name: learned_opt`` learner; ``algo.args`` sets the keyword arguments after
-    ``eval_inner_steps`` (see :class:`LearnedUpdateRule` and :class:`LearnedOptimizerLearner`)."""
-    rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr)
+    ``eval_inner_steps`` (see :class:`LearnedUpdateRule`, :class:`LearnedOptimizerLearner` and,
+    for ``random_net_*``, :class:`~metacompose.algorithms.rule_curriculum.RandomNetworks`; MLP
+    families only: the drawn networks take the graph's input and output sizes)."""
+    rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule)
+    networks = None
+    if random_net_prob:
+        if graph.in_space.kind != "vec":
+            raise ValueError("random_net_prob: random networks are MLPs (vector inputs only)")
+        networks = RandomNetworks(
+            prob=random_net_prob, widths=tuple(random_net_widths or (20, 40)),
+            activations=tuple(random_net_activations or ("relu",)), depth=random_net_depth,
+            in_features=graph.in_space.numel, out_features=graph.out_space.numel,
+        )  # fmt: skip
     return LearnedOptimizerLearner(
         graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
         eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
+        networks=networks, guard=guard,
     )  # fmt: skip

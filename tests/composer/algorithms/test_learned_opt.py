@@ -1,9 +1,14 @@
 """The learned optimizer: meta-gradient vs a hand-unrolled float64 reference, bounded updates."""
 
+import pytest
 import torch
 
-from metacompose.algorithms.learned_inner_loop import adam_update, unroll
+from metacompose.algorithms.inner_loop import query_losses
+from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, adam_update, unroll
 from metacompose.algorithms.learned_opt import LearnedUpdateRule, learned_opt_learner
+from metacompose.algorithms.rule_curriculum import RandomNetworks
+from metacompose.build import build_learner
+from metacompose.config import ConfigError, load_config
 from metacompose.models import mlp_graph
 from metacompose.tasks import SinusoidFamily
 
@@ -21,13 +26,14 @@ def tasks(t=3, k=4, q=3):
     return SinusoidFamily().sample(t, shots=k, query=q, generator=g).to("cpu", torch.float64)
 
 
-def reference_rule(rule, f):
+def reference_rule(rule, f, t):
     """The rule's forward written out with its weights (no nn.Module call)."""
     m, s = rule.mlp, rule.skip
     h = torch.tanh(f @ m[0].weight.T + m[0].bias)
     h = torch.tanh(h @ m[2].weight.T + m[2].bias)
     out = h @ m[4].weight.T + m[4].bias + f @ s.weight.T + s.bias
-    step = rule.max_step * torch.sigmoid(rule.scale)
+    alpha = torch.log1p(torch.exp(rule.decay))
+    step = rule.max_step * torch.sigmoid(rule.scale) * (1 + t / torch.exp(rule.log_tau)) ** -alpha
     return -step * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
 
 
@@ -54,8 +60,9 @@ def reference_objective(learner, b, truncation):
                 root = torch.sqrt(v[j] / (1 - B2**t) + EPS**2)
                 f = torch.stack([g / root, m[j] / (1 - B1**t) / root, w,
                                  torch.log(g.abs() + EPS) / 10, torch.log(w.abs() + EPS) / 10,
-                                 torch.full_like(w, min(t / learner.horizon, 1.0))], -1)  # fmt: skip
-                new_p.append(w + reference_rule(learner.rule, f))
+                                 torch.full_like(w, min(t / learner.horizon, 1.0)), GRAD_SCALE * g],
+                                -1)  # fmt: skip
+                new_p.append(w + reference_rule(learner.rule, f, t))
             p = new_p
             if truncation and t % truncation == 0 and t < learner.horizon:
                 p = [w.detach().requires_grad_() for w in p]
@@ -79,7 +86,7 @@ def test_updates_are_bounded_by_max_step_at_any_horizon():
     with torch.no_grad():
         for p in rule.parameters():
             p.normal_(0, 10)  # an adversarial rule
-    f = torch.randn(1000, 6, dtype=torch.float64) * 1e3
+    f = torch.randn(1000, 7, dtype=torch.float64) * 1e3
     assert rule(f).abs().max() <= 0.05
     learner = small_learner(max_step=0.05)
     learner.rule = rule
@@ -89,9 +96,22 @@ def test_updates_are_bounded_by_max_step_at_any_horizon():
 
 def test_initial_rule_is_squashed_adam():
     rule = LearnedUpdateRule(hidden=4, max_step=0.1, init_lr=0.01).double()
-    f = torch.randn(50, 6, dtype=torch.float64)
+    f = torch.randn(50, 7, dtype=torch.float64)
     # the scale was stored in float32 before .double(): agreement to float32 rounding
-    torch.testing.assert_close(rule(f), -0.01 * torch.tanh(f[:, 1]), atol=1e-9, rtol=1e-6)
+    for t in (1, 7, 1000):
+        decay = (1 + t / 10) ** -0.05  # the initial decay
+        torch.testing.assert_close(rule(f, t=t), -0.01 * decay * torch.tanh(f[:, 1]), atol=1e-9,
+                                   rtol=1e-6)  # fmt: skip
+
+
+def test_initial_sgd_rule_is_sgd_for_small_gradients():
+    rule = LearnedUpdateRule(hidden=4, max_step=2.5, init_lr=0.01, init_rule="sgd").double()
+    f = torch.randn(50, 7, dtype=torch.float64) * 1e-5  # the last feature is GRAD_SCALE * g
+    decay = (1 + 3 / 10) ** -0.05
+    torch.testing.assert_close(rule(f, t=3), -0.01 * decay * f[:, 6] / GRAD_SCALE, atol=1e-9,
+                               rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="init_lr"):
+        LearnedUpdateRule(max_step=0.5, init_lr=0.01, init_rule="sgd")
 
 
 def test_vmapped_unroll_matches_the_per_task_loop():
@@ -113,3 +133,70 @@ def test_export_tasks_gives_before_and_after_weights_of_the_graph():
     assert len(ex) == b.num_tasks and ex[0].graph is learner.graph
     moved = sum((ex[0].adapted[k] - ex[0].meta[k]).abs().sum() for k in ex[0].meta)
     assert moved > 0
+
+
+def guarded_support_curve(learner, b, update, steps):
+    fast, frozen = learner.split_params()
+    fast = {k: v.detach().expand(b.num_tasks, *v.shape) for k, v in fast.items()}
+    curve = [query_losses(learner.graph, fast, {}, b.support_x, b.support_y, loss="mse")]
+    with torch.no_grad():
+        out, _ = unroll(learner.graph, update, fast, frozen, b.support_x, b.support_y, steps=steps,
+                        horizon=5, loss="mse", guard=True, on_step=lambda s, f: curve.append(
+                            query_losses(learner.graph, f, {}, b.support_x, b.support_y, loss="mse")))  # fmt: skip
+    return out, torch.stack(curve)
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_guarded_unroll_equals_the_unguarded_one_when_every_step_is_accepted(vectorize):
+    learner, b = small_learner(), tasks()
+    fast, frozen = learner.split_params()
+    fast = {k: v.detach().expand(b.num_tasks, *v.shape) for k, v in fast.items()}
+    for update in (learner.rule, adam_update(1e-3)):
+        args = (learner.graph, update, fast, frozen, b.support_x, b.support_y)
+        with torch.no_grad():
+            plain, _ = unroll(*args, steps=6, horizon=5, loss="mse")
+            guarded, _ = unroll(*args, steps=6, horizon=5, loss="mse", guard=True,
+                                vectorize=vectorize)  # fmt: skip
+        _, curve = guarded_support_curve(learner, b, update, 6)
+        assert (curve[1:] < curve[:-1]).all()  # every step accepted
+        for k in plain:
+            torch.testing.assert_close(guarded[k], plain[k], atol=1e-12, rtol=1e-12)
+
+
+def test_guard_keeps_an_adversarial_rule_finite_and_the_support_loss_non_increasing():
+    learner, b = small_learner(max_step=5.0, init_lr=1.0), tasks(t=6)
+    with torch.no_grad():
+        for p in learner.rule.parameters():
+            p.normal_(0, 3, generator=torch.Generator().manual_seed(4))
+    _, curve = guarded_support_curve(learner, b, learner.rule, 50)  # 10x the horizon
+    assert torch.isfinite(curve).all() and (curve[1:] <= curve[:-1]).all()
+    assert learner.guard and torch.isfinite(learner.evaluate(b, steps=50)).all()
+
+
+def test_random_networks_are_seeded_and_train_the_rule():
+    nets = RandomNetworks(prob=1.0, widths=(3, 7), activations=("relu", "gelu"), depth=2,
+                          in_features=1, out_features=1)  # fmt: skip
+    (_, p1), (_, p2) = nets.draw(5), nets.draw(5)
+    assert all(torch.equal(p1[k], p2[k]) for k in p1)
+    assert {tuple(nets.draw(s)[1]["body.layers.0.weight"].shape) for s in range(20)} == {
+        (3, 1),
+        (7, 1),
+    }
+    assert RandomNetworks(prob=0.0, widths=(3,), activations=("relu",), depth=1, in_features=1,
+                          out_features=1).draw(0) is None  # fmt: skip
+    with pytest.raises(ValueError, match="random_net_prob"):
+        RandomNetworks(prob=1.5, widths=(3,), activations=("relu",), depth=1, in_features=1,
+                       out_features=1)  # fmt: skip
+    learner = small_learner(random_net_prob=1.0, random_net_widths=[4], horizon=3)
+    step = learner.meta_step(tasks(), step=1)
+    grads = torch.autograd.grad(step.objective, list(learner.rule.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    graph_grads = [p.grad for p in learner.graph.parameters()]
+    assert all(g is None for g in graph_grads)  # a drawn network leaves the init untouched
+
+
+def test_bad_learned_opt_arguments_are_one_line_config_errors():
+    for arg in ("algo.args.random_net_prob=1.5", "algo.args.guard=maybe"):
+        with pytest.raises(ConfigError) as e:
+            build_learner(load_config("configs/sinusoid_learned_opt.yaml", [arg]))
+        assert "\n" not in str(e.value) and "algo.args" in str(e.value)
