@@ -14,7 +14,8 @@ learner's per-task exported graphs when they convert, else the monolithic MAML b
 Part 3 (``--coverage``): every ``configs/*.yaml`` trains 3 meta-iterations (tiny overrides; glyph
 configs on ``task.family=digits`` at 8x8, 2 conv stages of 4 filters: no fonts here) and its
 checkpoint is verified against the spec its config names (``verify.spec``): exit code and claims.
-``--soundness``: self-test counts over ReLU / tanh / sin MLPs and conv nets. ``--classifier CKPT``:
+``--soundness``: self-test counts over ReLU / tanh / sin MLPs and conv nets. ``--smooth``: tanh
+and sin pairs, refine bound / best attack value and claims set 10% above the attack value. ``--classifier CKPT``:
 prediction stability at rho = 0.001 and 0.01 (fraction of query images decided, s per image).
 
 Part 2 (``--enforce``): meta-test adaptation pushed far (inner lr x ``--lr-scale``, ``--steps``
@@ -45,6 +46,7 @@ from metacompose.symbolic import (
     DeviationBound,
     NonFiniteError,
     Objective,
+    OutputRange,
     Proved,
     StabilitySpec,
     Unknown,
@@ -348,6 +350,62 @@ def bench_soundness(args) -> None:
     say("soundness: " + " | ".join(s.lines()))
 
 
+def bench_smooth(args) -> None:
+    """Tanh / sin pairs: refine bound over the best attack value, and claims 10% above it.
+
+    Stand-in pairs (:func:`metacompose.symbolic.self_test.random_pair`: 1-40-40-1 nets with a
+    perturbed twin, plain and residual) on ``[-2, 2]``; per pair two claims,
+    deviation and output upper bound. The attack value is the best of an independent attack
+    (dense grid + gradient ascent) and branch and bound's own best point; the bound is branch
+    and bound's (rel. gap 1%, 5 s); the claim ``objective <= 1.1 x attack`` goes to
+    ``certify(tier="refine")`` with a 5 s budget.
+    """
+    from metacompose.symbolic.self_test import attack_max, random_pair
+
+    for act in ("tanh", "sin"):
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "smooth", act))
+        rows = []
+        for i in range(args.smooth_pairs):
+            n = 1
+            pair = random_pair(
+                g, input_dim=n, width=40, residual=i % 4 >= 2, scale=0.1, activation=act
+            )
+            xlo = torch.full((1, n), -2.0, dtype=torch.float64)
+            xhi = -xlo
+            for kind in ("deviation", "output_upper"):
+                obj = Objective(kind, 0)
+                res = branch_and_bound(
+                    pair, obj, xlo, xhi, rel_gap=0.01, time_budget_s=args.timeout, generator=g
+                )
+                best = max(attack_max(pair, obj, xlo, xhi, g), res.best_value)
+                if best <= 0:  # a ratio needs a positive reference: shift by an offset claim
+                    continue
+                limit = 1.1 * best
+                dom = BoxDomain(lower=(-2.0,) * n, upper=(2.0,) * n)
+                spec = (
+                    StabilitySpec(domain=dom, deviation=DeviationBound(max_abs=(limit,)))
+                    if kind == "deviation"
+                    else StabilitySpec(
+                        domain=dom, output_range=OutputRange(lower=(-1e9,), upper=(limit,))
+                    )
+                )
+                t0 = time.perf_counter()
+                (r,) = certify(pair, spec, tier="refine", timeout_s=args.timeout).results
+                rows.append((res.upper / best, r.status, time.perf_counter() - t0))
+        n_claims = len(rows)
+        ratios = sorted(r[0] for r in rows)
+        proved = sum(r[1] == "proved" and r[2] <= args.timeout for r in rows)
+        tight = sum(r[0] <= 1.05 for r in rows)
+        say(
+            f"smooth {act}: {n_claims} claims; refine bound / best attack median "
+            f"{statistics.median(ratios):.4f}, p90 {ratios[int(0.9 * (n_claims - 1))]:.4f}, max "
+            f"{ratios[-1]:.4f}; <= 1.05 for {tight}/{n_claims}; claims at 1.1x attack proved "
+            f"within {args.timeout:.0f} s: {proved}/{n_claims} ({proved / n_claims:.1%}); "
+            f"violated {sum(r[1] == 'violated' for r in rows)}; "
+            f"max {max(r[2] for r in rows):.2f} s"
+        )
+
+
 def bench_classifier(args) -> None:
     """Prediction stability of a conv 5-way classifier at rho = 0.001 and 0.01."""
     from metacompose.symbolic import spec_from_dict
@@ -365,7 +423,7 @@ def bench_classifier(args) -> None:
             spec,
             n_tasks=args.tasks,
             shots=cfg.task.shots,
-            query=cfg.task.query,
+            query=args.classifier_query or cfg.task.query,
             steps=cfg.algo.eval_inner_steps,
             tier="fast",
             seed=args.seed,
@@ -406,7 +464,12 @@ def main() -> None:
     p.add_argument("--soundness", action="store_true", help="self-test counts (>= 1,000 claims)")
     p.add_argument("--soundness-networks", type=int, default=48)
     p.add_argument("--soundness-conv", type=int, default=12)
+    p.add_argument("--smooth", action="store_true", help="tanh / sin refine tightness")
+    p.add_argument("--smooth-pairs", type=int, default=20, help="pairs per activation (2 claims)")
     p.add_argument("--classifier", help="conv classifier checkpoint (prediction stability)")
+    p.add_argument(
+        "--classifier-query", type=int, default=0, help="query images per class (0: the config's)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
     if args.sinusoid and args.tasks > 0:
@@ -421,6 +484,8 @@ def main() -> None:
         )
     if args.enforce and args.sinusoid:
         bench_enforcement(args.sinusoid, args.sinusoid_spec, args)
+    if args.smooth:
+        bench_smooth(args)
     if args.classifier:
         bench_classifier(args)
     if args.soundness:

@@ -8,6 +8,7 @@ from metacompose.symbolic.branch_and_bound import BranchAndBoundResult, branch_a
 from metacompose.symbolic.certify import TIERS, certify
 from metacompose.symbolic.diff_propagation import PairBounds, output_bounds, propagate_pair
 from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.image_ops import Conv2d, MaxPool2d
 from metacompose.symbolic.lipschitz import certify_lipschitz
 from metacompose.symbolic.network import (
     INPUT,
@@ -83,12 +84,14 @@ __all__ = [
     "ClaimResult",
     "CompositionRules",
     "Concat",
+    "Conv2d",
     "Counterexample",
     "DeviationBound",
     "Estimate",
     "ExactFloat",
     "LinfBallDomain",
     "LipschitzBound",
+    "MaxPool2d",
     "Network",
     "NetworkPair",
     "Node",

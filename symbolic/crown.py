@@ -23,8 +23,17 @@ from __future__ import annotations
 import torch
 
 from metacompose.symbolic import activations
-from metacompose.symbolic.linear_bounds import fp_error
+from metacompose.symbolic.image_bounds import maxpool_relaxation
+from metacompose.symbolic.image_ops import Conv2d, MaxPool2d
+from metacompose.symbolic.linear_bounds import TINY, fp_error
 from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Network, ReLU
+
+MAX_ROWS = 256
+"""Coefficient rows per backward pass when tightening the bounds of an image network's neurons
+(memory: rows x the widest layer x 8 bytes)."""
+MAX_TIGHTEN = 2048
+"""Most neurons per layer and box whose bounds are tightened by back-substitution in an image
+network (the most ambiguous first); the others keep their interval bounds."""
 
 Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -86,7 +95,33 @@ def backward(
             cterm = pos * bu.unsqueeze(1) + neg * bl.unsqueeze(1)
             const = const + cterm.sum(-1)
             slack = slack + fp_error(cterm.abs().sum(-1), lv.shape[-1])
-            slack = slack + (fp_error(contrib.abs(), 1) * mags[u].unsqueeze(1)).sum(-1)
+            cmag = (contrib.abs() * mags[u].unsqueeze(1)).sum(-1)
+            slack = slack + fp_error(cmag, 1) + TINY * lv.shape[-1]  # fp_error is linear
+            slack = slack + _accumulate(lam, u, contrib, mags)
+        elif isinstance(op, Conv2d):
+            u = nd.inputs[0]
+            absl = lv.abs()
+            const = const + op.bias_map(lv)
+            n_pos = op.out_shape[1] * op.out_shape[2]
+            bmag = absl.reshape(b, k, op.out_shape[0], -1).sum(-1) @ op.bias.abs()
+            slack = slack + fp_error(bmag, n_pos + op.out_shape[0])
+            # sum_j (|lam| |W|)_j mags_j = sum_o |lam_o| (|W| mags)_o: one forward conv per box
+            wmag = op.apply(mags[u], op.weight.abs()).unsqueeze(1)
+            err = fp_error((absl * wmag).sum(-1), op.fan_out) + TINY * net.widths[u]
+            slack = slack + err
+            slack = slack + _accumulate(lam, u, op.transpose(lv), mags)
+        elif isinstance(op, MaxPool2d):
+            u = nd.inputs[0]
+            index, gap = relax[name]  # v_j <= y <= v_j + gap (image_bounds)
+            cterm = lv.clamp(min=0) * gap.unsqueeze(1)
+            const = const + cterm.sum(-1)
+            slack = slack + fp_error(cterm.sum(-1), lv.shape[-1])
+            idx = index.unsqueeze(1).expand(b, k, -1)
+            contrib = lv.new_zeros(b, k, net.widths[u]).scatter_add_(2, idx, lv)
+            if op.stride < op.kernel:  # overlapping windows: two outputs may add into one input
+                summed = lv.new_zeros(b, k, net.widths[u]).scatter_add_(2, idx, lv.abs())
+                err = fp_error(summed, op.kernel * op.kernel)
+                slack = slack + (err * mags[u].unsqueeze(1)).sum(-1)
             slack = slack + _accumulate(lam, u, contrib, mags)
         elif isinstance(op, Add):
             for u in nd.inputs:
@@ -134,46 +169,126 @@ def _pm_eye(b: int, w: int) -> torch.Tensor:
 def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
     """Tighten the input bounds of every activation of ``net`` by back-substitution.
 
-    Only nodes behind two or more activations are re-derived (:func:`activation_depth`).
+    Only nodes behind two or more activations are re-derived (:func:`activation_depth`) when
+    the bounds are forward linear bounds; for an image network (interval bounds, see
+    :mod:`~metacompose.symbolic.image_bounds`) every node behind one, but only the neurons whose
+    bounds matter: unstable ReLU inputs, and the inputs of max-pool windows not yet decided.
 
     Args:
-        bounds: node -> sound ``(lo, hi)`` (forward linear bounds), each ``(B, width)``; updated.
+        bounds: node -> sound ``(lo, hi)``, each ``(B, width)``; updated.
 
     Returns:
         ``(relax, mags)`` for :func:`backward` from any node.
     """
     mags = {k: torch.maximum(lo.abs(), hi.abs()) for k, (lo, hi) in bounds.items()}
     relax: dict = {}
+    image = net.has_image_ops
     depth = activation_depth(net)
     for name in net.order:
         nd = net.nodes[name]
+        if isinstance(nd.op, MaxPool2d):
+            if image:
+                _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi)
+            relax[name] = maxpool_relaxation(nd.op, *bounds[nd.inputs[0]])
+            continue
         if not isinstance(nd.op, ReLU | Activation):
             continue
         u = nd.inputs[0]
-        if depth[u] > 1:
+        if image and depth[u] > 0:
+            lo, hi = bounds[u]
+            if isinstance(nd.op, ReLU):
+                score = torch.minimum(-lo, hi)  # > 0: unstable
+            else:
+                score = hi - lo
+            _tighten(net, u, score, bounds, relax, mags, xlo, xhi)
+        elif depth[u] > 1:
             w = net.widths[u]
             lx, c, s = backward(net, u, _pm_eye(xlo.shape[0], w), relax, mags)
             up = concretize_upper(lx, c, s, xlo, xhi)
-            lo, hi = bounds[u]
-            lo, hi = torch.maximum(lo, -up[:, w:]), torch.minimum(hi, up[:, :w])
-            bounds[u] = (lo, hi)
-            mags[u] = torch.maximum(lo.abs(), hi.abs())
-        relax[name] = _relaxation(nd.op, *bounds[u])
+            _intersect(bounds, mags, u, -up[:, w:], up[:, :w])
+        _activate(net, name, bounds, relax, mags)
     return relax, mags
 
 
-def activation_depth(net: Network) -> dict[str, int]:
-    """Node -> the most activations on any path from the input to it (inclusive).
+def _activate(net: Network, name: str, bounds: Bounds, relax: dict, mags: dict) -> None:
+    """Relax activation ``name`` from its input's bounds; tighten its own bounds from them."""
+    op = net.nodes[name].op
+    lo, hi = bounds[net.nodes[name].inputs[0]]
+    relax[name] = _relaxation(op, lo, hi)
+    if isinstance(op, ReLU):
+        _intersect(bounds, mags, name, lo.clamp(min=0), hi.clamp(min=0))
+    else:
+        _intersect(bounds, mags, name, *activations.interval(op.kind, lo, hi))
 
-    A node of depth <= 1 needs no back-substitution for its own bounds: the forward linear
-    bounds (:mod:`~metacompose.symbolic.linear_bounds`) compose the same per-neuron lines with
-    the same choice by sign, so CROWN would return the same bound at several times the cost.
+
+def _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi) -> None:
+    """Tighten the inputs of max-pool windows that are undecided (the relaxation's gap grows
+    with every element's width), when the pool follows an activation of a deeper node."""
+    op = net.nodes[name].op
+    r = net.nodes[name].inputs[0]
+    if not isinstance(net.nodes[r].op, ReLU | Activation):
+        return
+    u = net.nodes[r].inputs[0]
+    if depth[u] == 0:
+        return
+    _, gap = maxpool_relaxation(op, *bounds[r])
+    win = op.windows()
+    lo, hi = bounds[u]
+    # score > 0: an element of an undecided window that can be positive; wider first
+    member = torch.zeros_like(lo, dtype=torch.bool)
+    for b in range(lo.shape[0]):
+        member[b, win[gap[b] > 0].flatten()] = True
+    score = torch.where(member & (hi > 0), hi - lo, 0.0)
+    if bool((score > 0).any()):
+        _tighten(net, u, score, bounds, relax, mags, xlo, xhi)
+        _activate(net, r, bounds, relax, mags)
+
+
+def _intersect(bounds: Bounds, mags: dict, node: str, lo, hi) -> None:
+    old_lo, old_hi = bounds[node]
+    lo, hi = torch.maximum(old_lo, lo), torch.minimum(old_hi, hi)
+    bounds[node] = (lo, hi)
+    mags[node] = torch.maximum(lo.abs(), hi.abs())
+
+
+def _tighten(net: Network, u: str, score, bounds: Bounds, relax: dict, mags: dict, xlo, xhi):
+    """Back-substitute from the neurons of ``u`` with ``score > 0`` (highest first, at most
+    :data:`MAX_TIGHTEN` per box), box by box, in chunks of :data:`MAX_ROWS` rows."""
+    lo, hi = bounds[u]
+    new_lo, new_hi = lo.clone(), hi.clone()
+    for b in range(lo.shape[0]):
+        idx = torch.nonzero(score[b] > 0).flatten()
+        idx = idx[score[b, idx].argsort(descending=True)][:MAX_TIGHTEN]
+        if idx.numel() == 0:
+            continue
+        rel = {k: tuple(t[b : b + 1] for t in v) for k, v in relax.items()}
+        mg = {k: v[b : b + 1] for k, v in mags.items()}
+        for chunk in idx.split(MAX_ROWS // 2):
+            n = chunk.numel()
+            rows = lo.new_zeros(1, 2 * n, lo.shape[1])
+            rows[0, torch.arange(n), chunk] = 1.0
+            rows[0, n + torch.arange(n), chunk] = -1.0
+            lx, c, s = backward(net, u, rows, rel, mg)
+            up = concretize_upper(lx, c, s, xlo[b : b + 1], xhi[b : b + 1])[0]
+            new_hi[b, chunk] = torch.minimum(new_hi[b, chunk], up[:n])
+            new_lo[b, chunk] = torch.maximum(new_lo[b, chunk], -up[n:])
+    _intersect(bounds, mags, u, new_lo, new_hi)
+
+
+def activation_depth(net: Network) -> dict[str, int]:
+    """Node -> the most nonlinear ops (activations, max-pools) on any path from the input to it,
+    the node included.
+
+    A node of depth <= 1 needs no back-substitution for its own bounds when the bounds are
+    forward linear bounds (:mod:`~metacompose.symbolic.linear_bounds`): they compose the same
+    per-neuron lines with the same choice by sign, so CROWN would return the same bound at
+    several times the cost.
     """
     depth = {INPUT: 0}
     for name in net.order:
         nd = net.nodes[name]
         d = max(depth[u] for u in nd.inputs)
-        depth[name] = d + int(isinstance(nd.op, ReLU | Activation))
+        depth[name] = d + int(isinstance(nd.op, ReLU | Activation | MaxPool2d))
     return depth
 
 

@@ -21,7 +21,8 @@ import torch
 from metacompose.symbolic import activations
 from metacompose.symbolic import linear_bounds as lbm
 from metacompose.symbolic.crown import pair_output_bounds as crown_bounds
-from metacompose.symbolic.linear_bounds import LinearBounds
+from metacompose.symbolic.image_bounds import interval_bounds
+from metacompose.symbolic.linear_bounds import LinearBounds, fp_error
 from metacompose.symbolic.network import INPUT, Activation, Add, Affine, NetworkPair, ReLU
 
 
@@ -48,6 +49,42 @@ def propagate_pair(
     """
     xlo = xlo.to(torch.float64)
     xhi = xhi.to(torch.float64)
+    if pair.meta.has_image_ops:
+        out = _interval_pair(pair, xlo, xhi)
+    else:
+        out = _linear_pair(pair, xlo, xhi)
+    if crown:
+        c = crown_bounds(pair, out, xlo, xhi)
+        ob = out[pair.meta.output]
+        out[pair.meta.output] = PairBounds(
+            *(
+                _intersect(getattr(ob, w), c[f"{w}_lo"], c[f"{w}_hi"])
+                for w in ("meta", "adapted", "diff")
+            )
+        )
+    return out
+
+
+def _interval_pair(pair: NetworkPair, xlo, xhi) -> dict:
+    """Image networks: interval bounds of each network, their difference as the difference of
+    the ranges (CROWN on the difference network then tightens the output)."""
+    m, a = interval_bounds(pair.meta, xlo, xhi), interval_bounds(pair.adapted, xlo, xhi)
+    n = xlo.shape[1]
+    out = {}
+    for k in m:
+        (ml, mh), (al, ah) = m[k], a[k]
+        mag = torch.maximum(torch.maximum(ml.abs(), mh.abs()), torch.maximum(al.abs(), ah.abs()))
+        err = fp_error(mag, 1)
+        out[k] = PairBounds(
+            LinearBounds.constant(ml, mh, n),
+            LinearBounds.constant(al, ah, n),
+            LinearBounds.constant(al - mh - err, ah - ml + err, n),
+        )
+    return out
+
+
+def _linear_pair(pair: NetworkPair, xlo, xhi) -> dict:
+    """Forward linear bounds of both networks and of their difference (module docstring)."""
     xabs = torch.maximum(xlo.abs(), xhi.abs())
     b, n = xlo.shape
     ident = LinearBounds.identity(xlo, xhi)
@@ -69,15 +106,6 @@ def propagate_pair(
             out[name] = PairBounds(
                 *(lbm.concat([getattr(p, f) for p in ins]) for f in ("meta", "adapted", "diff"))
             )
-    if crown:
-        c = crown_bounds(pair, out, xlo, xhi)
-        ob = out[pair.meta.output]
-        out[pair.meta.output] = PairBounds(
-            *(
-                _intersect(getattr(ob, w), c[f"{w}_lo"], c[f"{w}_hi"])
-                for w in ("meta", "adapted", "diff")
-            )
-        )
     return out
 
 

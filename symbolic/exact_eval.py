@@ -3,7 +3,10 @@
 A float64 replay can be off by an ulp, and a limit within an ulp of the true value then reads as
 violated when it is not. Here the network is evaluated in exact rational arithmetic (weights and
 input are the exact rationals their floats denote): Affine, ReLU, Add and Concat exactly, smooth
-activations through a rigorous mpmath interval enclosure at :data:`PRECISION` bits. Every value is
+activations through a rigorous mpmath interval enclosure at :data:`PRECISION` bits, structured
+convolutions (:mod:`~metacompose.symbolic.image_ops`; tens of thousands of outputs) by float64
+interval arithmetic rounded outward (a rigorous enclosure, not a point), max-pools exactly. Every
+value is
 an interval ``(lo, hi)`` of Fractions (``lo == hi`` for piecewise-linear networks), and a claim is
 violated only when the *lower* end of the enclosure exceeds the limit as written.
 """
@@ -17,8 +20,11 @@ import torch
 from mpmath.libmp import to_rational
 
 from metacompose.symbolic import activations
+from metacompose.symbolic.image_bounds import conv_interval
+from metacompose.symbolic.image_ops import Conv2d, MaxPool2d
 from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Network, NetworkPair, ReLU
 from metacompose.symbolic.objectives import Objective
+from metacompose.symbolic.rounding import float_below, fraction_to_float_up
 
 PRECISION = 256
 """Bits of the mpmath interval arithmetic used for smooth activations."""
@@ -48,6 +54,21 @@ def _affine(op: Affine, xs: list[Interval]) -> list[Interval]:
                 lo, hi = lo + q * c, hi + q * a
         out.append((lo, lo) if thin else (lo, hi))
     return out
+
+
+def _conv(op: Conv2d, xs: list[Interval]) -> list[Interval]:
+    lo = torch.tensor([[float_below(a) for a, _ in xs]], dtype=torch.float64)
+    hi = torch.tensor([[fraction_to_float_up(c) for _, c in xs]], dtype=torch.float64)
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError("conv input enclosure is not finite")
+    out_lo, out_hi = conv_interval(op, lo, hi)
+    if not bool(torch.isfinite(out_lo).all() and torch.isfinite(out_hi).all()):
+        raise ValueError("conv output enclosure is not finite")
+    return [(_fr(a), _fr(c)) for a, c in zip(out_lo[0].tolist(), out_hi[0].tolist())]
+
+
+def _maxpool(op: MaxPool2d, xs: list[Interval]) -> list[Interval]:
+    return [(max(xs[i][0] for i in w), max(xs[i][1] for i in w)) for w in op.windows().tolist()]
 
 
 def _to_iv(lo: Fraction, hi: Fraction):
@@ -91,6 +112,10 @@ def evaluate(net: Network, x: torch.Tensor) -> list[Interval]:
             vals[name] = [(max(lo, Fraction(0)), max(hi, Fraction(0))) for lo, hi in ins[0]]
         elif isinstance(op, Activation):
             vals[name] = _activation(op.kind, ins[0])
+        elif isinstance(op, Conv2d):
+            vals[name] = _conv(op, ins[0])
+        elif isinstance(op, MaxPool2d):
+            vals[name] = _maxpool(op, ins[0])
         elif isinstance(op, Add):
             vals[name] = [(sum(p[0] for p in t), sum(p[1] for p in t)) for t in zip(*ins)]
         else:

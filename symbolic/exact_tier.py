@@ -108,12 +108,12 @@ def exact_check(
     taken as is). Boxes are split until the sound bounds discharge them or at most
     ``max_unstable`` ReLUs (both networks together) remain undecided; those boxes go to z3, one
     fresh solver each. The answer is complete (an exact decision) unless the overall
-    ``timeout_s`` runs out. Non-finite weights give ``unknown``; smooth activations go to
-    :func:`interval_check`.
+    ``timeout_s`` runs out. Non-finite weights give ``unknown``; smooth activations and
+    structured conv / max-pool nodes (not encoded in z3) go to :func:`interval_check`.
     """
     if not (pair.meta.is_finite() and pair.adapted.is_finite()):
         return Unknown("exact tier: the networks have non-finite weights")
-    if not (pair.meta.piecewise_linear and pair.adapted.piecewise_linear):
+    if not pair.meta.piecewise_linear or pair.meta.has_image_ops:  # not encoded in z3
         return interval_check(pair, objective, threshold, xlo, xhi, timeout_s=timeout_s)
     limit = exact_value(threshold)
     t0 = time.perf_counter()

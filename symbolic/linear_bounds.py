@@ -55,6 +55,12 @@ class LinearBounds:
         za = torch.zeros(b, m, n, dtype=torch.float64)
         return cls(za, z, za, z, z, z)
 
+    @classmethod
+    def constant(cls, lo: torch.Tensor, hi: torch.Tensor, n: int) -> LinearBounds:
+        """Concrete bounds only (zero coefficients, not stored: an expanded view), ``(B, m)``."""
+        za = lo.new_zeros(()).expand(*lo.shape, n)
+        return cls(za, lo, za, hi, lo, hi)
+
     def magnitude(self, xabs: torch.Tensor) -> torch.Tensor:
         """Bound on ``|al x + cl|`` and ``|au x + cu|`` over the box, shape ``(B, m)``."""
         ml = _bmv(self.al.abs(), xabs) + self.cl.abs()

@@ -15,7 +15,7 @@ from fractions import Fraction
 import z3
 
 from metacompose.symbolic import activations
-from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Concat, Network
+from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Concat, Network, ReLU
 from metacompose.symbolic.operator_norms import operator_norm_upper
 from metacompose.symbolic.prover import Fact, prove
 from metacompose.symbolic.results import Unknown
@@ -115,10 +115,12 @@ def lipschitz_facts(net: Network, norm: str) -> tuple[list[Fact], z3.ArithRef, F
                 )
             )
             val[name] = rational_upper(float(val[u] + lc))
-        else:  # ReLU is 1-Lipschitz in every p-norm
+        elif isinstance(nd.op, ReLU):  # 1-Lipschitz in every p-norm
             u = nd.inputs[0]
             facts.append(Fact(f"relu[{name}]", v <= ell[u], f"Lip({name}) <= Lip({u}) (ReLU)"))
             val[name] = val[u]
+        else:
+            raise TypeError(f"node {name!r}: no Lipschitz rule for {type(nd.op).__name__}")
     return facts, ell[net.output], val[net.output]
 
 
@@ -128,6 +130,9 @@ def certify_lipschitz(net: Network, norm: str, limit: float, *, timeout_ms: int 
     Returns:
         ``(Proved | Unknown, certified_bound)``; the bound is ``nan`` if it could not be formed.
     """
+    if net.has_image_ops:
+        why = "no operator-norm rule for structured Conv2d / MaxPool2d nodes"
+        return Unknown(f"lipschitz.{norm}: {why}"), float("nan")
     try:
         facts, out, value = lipschitz_facts(net, norm)
         bound = math.exp(fraction_to_float_up(value))

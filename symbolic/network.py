@@ -1,4 +1,5 @@
-"""A minimal network IR: a DAG of Affine / ReLU / Activation / Add / Concat ops, float64.
+"""A minimal network IR: a DAG of Affine / ReLU / Activation / Add / Concat ops, float64, plus
+the structured image ops Conv2d and MaxPool2d (:mod:`~metacompose.symbolic.image_ops`).
 
 The symbolic layer never sees ``composer`` graphs or ``nn.Module`` objects: a caller converts
 its weights into this IR (``Network.from_layers`` for a plain stack, or explicit ``Node`` lists
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from metacompose.symbolic import activations
+from metacompose.symbolic.image_ops import IMAGE_OPS, Conv2d, MaxPool2d, numel
 
 INPUT = "input"
 """Name of the network's single input; nodes refer to it in their ``inputs``."""
@@ -75,8 +77,8 @@ class Concat:
     """Concatenation of the inputs along the feature dimension, in the order given."""
 
 
-Op = Affine | ReLU | Activation | Add | Concat
-SUPPORTED_OPS = (Affine, ReLU, Activation, Add, Concat)
+Op = Affine | ReLU | Activation | Add | Concat | Conv2d | MaxPool2d
+SUPPORTED_OPS = (Affine, ReLU, Activation, Add, Concat, Conv2d, MaxPool2d)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Network:
         output: name of the output node (default: the last node given).
 
     Raises:
-        TypeError: an op is not one of Affine, ReLU, Activation, Add, Concat.
+        TypeError: an op is not one of Affine, ReLU, Activation, Add, Concat, Conv2d, MaxPool2d.
         ValueError: unknown input names, a cycle, or mismatched widths.
     """
 
@@ -112,7 +114,7 @@ class Network:
             if not isinstance(nd.op, SUPPORTED_OPS):
                 raise TypeError(
                     f"node {nd.name!r}: unsupported op {type(nd.op).__name__}; the symbolic IR "
-                    "supports Affine, ReLU, Activation, Add, Concat"
+                    "supports Affine, ReLU, Activation, Add, Concat, Conv2d, MaxPool2d"
                 )
         self.output = output if output is not None else nodes[-1].name
         if self.output not in self.nodes:
@@ -129,11 +131,17 @@ class Network:
         """True when every op is Affine, ReLU, Add or Concat (no smooth activation)."""
         return not any(isinstance(nd.op, Activation) for nd in self.nodes.values())
 
+    @property
+    def has_image_ops(self) -> bool:
+        """True when a Conv2d or MaxPool2d node is kept structured (not lowered to Affine)."""
+        return any(isinstance(nd.op, IMAGE_OPS) for nd in self.nodes.values())
+
     def is_finite(self) -> bool:
-        """Whether every Affine weight and bias is finite."""
+        """Whether every Affine / Conv2d weight and bias is finite."""
         return all(
             bool(torch.isfinite(nd.op.weight).all() and torch.isfinite(nd.op.bias).all())
-            for nd in self.affine_nodes()
+            for nd in self.nodes.values()
+            if isinstance(nd.op, Affine | Conv2d)
         )
 
     def affine_nodes(self) -> list[Node]:
@@ -159,6 +167,13 @@ class Network:
                         f"node {name!r}: {type(op).__name__} takes one input, got {len(ins)}"
                     )
                 widths[name] = ins[0]
+            elif isinstance(op, Conv2d | MaxPool2d):
+                if len(ins) != 1 or numel(op.in_shape) != ins[0]:
+                    raise ValueError(
+                        f"node {name!r}: {type(op).__name__} on image {op.in_shape} takes one "
+                        f"input of width {numel(op.in_shape)}, got widths {ins}"
+                    )
+                widths[name] = numel(op.out_shape)
             elif isinstance(op, Add):
                 if not ins or len(set(ins)) != 1:
                     raise ValueError(f"node {name!r}: Add needs inputs of equal width, got {ins}")
@@ -190,6 +205,10 @@ class Network:
                 vals[name] = torch.relu(ins[0])
             elif isinstance(op, Activation):
                 vals[name] = activations.get(op.kind).f(ins[0])
+            elif isinstance(op, Conv2d):
+                vals[name] = op.apply(ins[0]) + op.bias_flat()
+            elif isinstance(op, MaxPool2d):
+                vals[name] = op.apply(ins[0])
             elif isinstance(op, Add):
                 vals[name] = torch.stack(ins).sum(0)
             else:

@@ -1,7 +1,8 @@
 """Soundness self-test on random small networks (backs ``metacompose verify --self-test``).
 
 For each random network pair (1-D or 2-D input, MLP or residual graph, ReLU / tanh / sin
-activations in turn, random adaptation; plus ``n_conv`` tiny conv nets on 1x8x8 images with
+activations in turn, random adaptation; plus ``n_conv`` tiny conv nets on 1x8x8 images, every
+other one kept as structured Conv2d / MaxPool2d nodes instead of its dense lowering, with
 deviation and prediction-stability claims on Linf balls, audited by sampling and PGD),
 the true maximum deviation is estimated by an independent attack (dense grid plus multi-start
 gradient ascent); deviation claims are set at multiples of it and certified. Checked: nothing
@@ -22,6 +23,7 @@ from metacompose.symbolic.attack import pgd_maximize
 from metacompose.symbolic.certify import certify
 from metacompose.symbolic.conv import avgpool_affine, conv2d_affine, maxpool_nodes
 from metacompose.symbolic.exact_tier import exact_check
+from metacompose.symbolic.image_ops import Conv2d, MaxPool2d, avgpool_conv
 from metacompose.symbolic.lipschitz_attack import lipschitz_attack
 from metacompose.symbolic.network import (
     INPUT,
@@ -150,10 +152,12 @@ def attack_max(
     return max(g, v)
 
 
-def random_conv_pair(gen: torch.Generator, *, scale: float, n_classes: int = 3) -> NetworkPair:
+def random_conv_pair(
+    gen: torch.Generator, *, scale: float, n_classes: int = 3, structured: bool = False
+) -> NetworkPair:
     """A tiny conv net on 1x8x8 images (conv 3x3 -> ReLU -> max-pool 2 -> conv 3x3 -> ReLU ->
-    avg-pool 2 -> Affine to ``n_classes``), lowered by :mod:`~metacompose.symbolic.conv`, and a
-    perturbed twin."""
+    avg-pool 2 -> Affine to ``n_classes``), lowered by :mod:`~metacompose.symbolic.conv` (or
+    with ``structured`` kept as Conv2d / MaxPool2d nodes), and a perturbed twin."""
 
     def rnd(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -161,7 +165,24 @@ def random_conv_pair(gen: torch.Generator, *, scale: float, n_classes: int = 3) 
     w = [rnd(2, 1, 3, 3) / 2, rnd(2, 2, 3, 3) / 3, rnd(n_classes, 8) / 2]
     b = [rnd(2) * 0.2, rnd(2) * 0.2, rnd(n_classes) * 0.2]
 
+    def build_structured(ws, bs) -> Network:
+        c1 = Conv2d(ws[0], bs[0], (1, 8, 8), 1, 1)
+        p1 = MaxPool2d(c1.out_shape, 2, 2)
+        c2 = Conv2d(ws[1], bs[1], p1.out_shape, 1, 1)
+        nodes = [
+            Node("c1", c1, (INPUT,)),
+            Node("r1", ReLU(), ("c1",)),
+            Node("p1", p1, ("r1",)),
+            Node("c2", c2, ("p1",)),
+            Node("r2", ReLU(), ("c2",)),
+            Node("p2", avgpool_conv(c2.out_shape, 2, 2), ("r2",)),
+            Node("out", Affine(ws[2], bs[2]), ("p2",)),
+        ]
+        return Network(input_dim=64, nodes=nodes)
+
     def build(ws, bs) -> Network:
+        if structured:
+            return build_structured(ws, bs)
         c1, shape = conv2d_affine(ws[0], bs[0], (1, 8, 8), padding=1)
         nodes = [Node("c1", c1, (INPUT,)), Node("r1", ReLU(), ("c1",))]
         pool, h, shape = maxpool_nodes("p1", "r1", shape, 2)
@@ -178,8 +199,11 @@ def random_conv_pair(gen: torch.Generator, *, scale: float, n_classes: int = 3) 
 
 def _conv_checks(s: SelfTestSummary, i: int, gen: torch.Generator, timeout_s: float) -> None:
     """Deviation and prediction-stability claims on an Linf ball around random images."""
-    pair = random_conv_pair(gen, scale=float(torch.rand(1, generator=gen)) * 0.1)
-    s.n_by_activation["conv"] = s.n_by_activation.get("conv", 0) + 1
+    structured = i % 2 == 1  # every other net keeps Conv2d / MaxPool2d nodes
+    scale = float(torch.rand(1, generator=gen)) * 0.1
+    pair = random_conv_pair(gen, scale=scale, structured=structured)
+    kind = "conv nodes" if structured else "conv"
+    s.n_by_activation[kind] = s.n_by_activation.get(kind, 0) + 1
     s.n_networks += 1
     centres = torch.rand(3, 64, generator=gen, dtype=torch.float64)
     for radius in (0.002, 0.02, 0.1):
@@ -195,7 +219,7 @@ def _conv_checks(s: SelfTestSummary, i: int, gen: torch.Generator, timeout_s: fl
             rep = certify(pair, spec, tier="fast", points=centres, timeout_s=timeout_s, seed=i)
             xlo, xhi = domain_boxes(spec.domain, centres)
             for r in rep.results:
-                tag = f"net{i} (conv) r={radius} x{f} {r.claim}"
+                tag = f"net{i} ({kind}) r={radius} x{f} {r.claim}"
                 if r.claim.startswith("deviation[0]"):
                     _audit(s, pair, spec, r, xlo, xhi, true_dev, 0.0, 0.0, tag)
                 elif r.claim.startswith("prediction_stable"):

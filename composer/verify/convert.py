@@ -4,7 +4,8 @@ Supported modules: ``Linear``, ``RegressionHead``, ``ClassificationHead``, ``Ide
 ``MLPBlock`` and ``ResidualMLPBlock`` with ReLU or a smooth activation the IR means exactly
 (tanh, sigmoid, sin, SiLU, exact GELU, Softplus with beta 1), merged by ``sum`` or ``concat``, and
 ``ConvBlock`` on image spaces (conv, batch norm with the task's batch statistics fixed, ReLU,
-max-pool, flatten; lowered by :mod:`metacompose.symbolic.conv`). A routed learner's per-task export
+max-pool, flatten; lowered densely by :mod:`metacompose.symbolic.conv` while small, else kept as
+structured Conv2d / MaxPool2d nodes of :mod:`metacompose.symbolic.image_ops`). A routed learner's per-task export
 (``ModulePool.export_graph``) has its FiLM / low-rank modulations already folded into the weights.
 Anything else (a set encoder, group norm, a pool before export, tanh-approximate GELU) raises
 :class:`UnsupportedModuleError` naming the node.
@@ -45,6 +46,7 @@ from metacompose.symbolic import (
     ReLU,
 )
 from metacompose.symbolic.conv import avgpool_affine, conv2d_affine, dense_size, maxpool_nodes
+from metacompose.symbolic.image_ops import Conv2d, MaxPool2d, avgpool_conv, pooled_shape
 from metacompose.verify.reference import BatchStats, Params, batch_stats
 
 
@@ -53,8 +55,8 @@ class UnsupportedModuleError(ValueError):
 
 
 MAX_DENSE_ENTRIES = 30_000_000
-"""Largest lowered network (Affine weight entries, both twins) certified; larger ones are
-``unknown`` (the dense lowering of a 28x28x32 conv net would take gigabytes)."""
+"""Largest lowered network (Affine weight entries, both twins) certified; a ConvBlock whose dense
+lowering would exceed it (a 28x28x32 conv net would take gigabytes) keeps structured conv nodes."""
 
 
 class NetworkTooLargeError(UnsupportedModuleError):
@@ -235,9 +237,15 @@ def _residual(node, module: ResidualMLPBlock, full, h, nodes, stats) -> str:
 
 
 def _conv_block(node, module: ConvBlock, full, h, nodes, stats) -> str:
-    """conv [+ batch norm folded in] -> activation -> pool, per stage; flatten is the layout."""
+    """conv [+ batch norm folded in] -> activation -> pool, per stage; flatten is the layout.
+
+    Lowered to dense Affine nodes (every tier, the exact z3 one included) while that stays
+    small; beyond :data:`MAX_DENSE_ENTRIES` (e.g. 28x28 images) kept as structured Conv2d /
+    MaxPool2d nodes (:mod:`metacompose.symbolic.image_ops`).
+    """
     shape = tuple(int(d) for d in module.in_space.shape)
-    pending: Affine | None = None  # the last conv, waiting for a batch norm to fold in
+    structured = 2 * _dense_estimate(module, shape) > MAX_DENSE_ENTRIES
+    pending: Affine | Conv2d | None = None  # the last conv, waiting for a batch norm to fold in
     pending_name = ""
 
     def flush() -> None:
@@ -256,7 +264,8 @@ def _conv_block(node, module: ConvBlock, full, h, nodes, stats) -> str:
                 )
             if len(set(layer.stride)) != 1 or len(set(layer.padding)) != 1:
                 raise UnsupportedModuleError(f"node {node!r}: layer {i}: non-square stride/padding")
-            pending, shape = conv2d_affine(
+            lower = _conv_node if structured else conv2d_affine
+            pending, shape = lower(
                 full[f"{name}.weight"],
                 full.get(f"{name}.bias"),
                 shape,
@@ -278,7 +287,15 @@ def _conv_block(node, module: ConvBlock, full, h, nodes, stats) -> str:
             )
             if pad != 0 or getattr(layer, "ceil_mode", False) or _dilated(layer):
                 raise UnsupportedModuleError(f"node {node!r}: layer {i}: padded/ceil/dilated pool")
-            if isinstance(layer, nn.MaxPool2d):
+            if structured:
+                op = (
+                    MaxPool2d(shape, k, s)
+                    if isinstance(layer, nn.MaxPool2d)
+                    else avgpool_conv(shape, k, s)
+                )
+                nodes.append(Node(name, op, (h,)))
+                h, shape = name, op.out_shape
+            elif isinstance(layer, nn.MaxPool2d):
                 new, h, shape = maxpool_nodes(name, h, shape, k, s)
                 nodes.extend(new)
             else:
@@ -311,12 +328,43 @@ def _dilated(layer: nn.Module) -> bool:
     return (d if isinstance(d, int) else max(d)) != 1
 
 
-def _fold_batch_norm(conv: Affine, name, layer: TaskBatchNorm2d, full, stat, shape) -> Affine:
-    """``gamma (conv(x) - mean) / sqrt(var + eps) + beta`` as one Affine (statistics fixed)."""
+def _conv_node(weight, bias, shape, *, stride: int, padding: int) -> tuple:
+    w = weight.detach().to(torch.float64)
+    b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
+    op = Conv2d(w, b, shape, stride, padding)
+    return op, op.out_shape
+
+
+def _dense_estimate(module: ConvBlock, shape) -> int:
+    """Weight entries of the dense lowering of ``module`` (conv and pool matrices)."""
+    total = 0
+    for layer in module.layers:
+        n_in = shape[0] * shape[1] * shape[2]
+        if isinstance(layer, nn.Conv2d):
+            k, st, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]
+            shape = pooled_shape(shape, layer.out_channels, k, st, p)
+        elif isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
+            k = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+            st = layer.stride if isinstance(layer.stride, int) else layer.stride[0]
+            shape = pooled_shape(shape, shape[0], k, st or k, 0)
+        else:
+            continue
+        total += n_in * shape[0] * shape[1] * shape[2]
+    return total
+
+
+def _fold_batch_norm(conv, name, layer: TaskBatchNorm2d, full, stat, shape):
+    """``gamma (conv(x) - mean) / sqrt(var + eps) + beta`` as one Affine or Conv2d (statistics
+    fixed)."""
     mean, var = (t.to(torch.float64) for t in stat)
     gamma = full[f"{name}.weight"].detach().to(torch.float64)
     beta = full[f"{name}.bias"].detach().to(torch.float64)
     scale = gamma * torch.rsqrt(var + layer.eps)
+    if isinstance(conv, Conv2d):
+        w = conv.weight * scale.view(-1, 1, 1, 1)
+        return Conv2d(
+            w, conv.bias * scale + beta - scale * mean, conv.in_shape, conv.stride, conv.padding
+        )
     per = shape[1] * shape[2]
     s = scale.repeat_interleave(per)
     shift = (beta - scale * mean).repeat_interleave(per)
