@@ -4,6 +4,7 @@
     python scripts/bench_meta.py --section conv --tasks 8 --steps 1,5 --repeats 3 --flops
     python scripts/bench_meta.py --section conv --tasks 2 --steps 1,5,10,20,50 --impls ours
         --budget-mb 100000 --checkpoint --seconds 0 --min-iters 1    # memory vs inner steps
+        [--mmap-threshold 131072]           # peak RSS of live memory, not glibc's hoarding
     python scripts/bench_meta.py --section sinusoid --seconds 3
     python scripts/bench_meta.py --section sinusoid --steps 1 --interleave --seconds 20
         # speed only, every implementation in one process (a loaded machine hits all alike)
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -320,7 +322,10 @@ def run_one(args: argparse.Namespace, impl: str, order: int, steps: int) -> dict
         *(["--flops"] if args.flops and impl == "ours" else []),
         *(["--checkpoint"] if args.checkpoint else []),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.mmap_threshold:  # glibc: a fixed threshold stops the heap keeping freed large blocks
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -411,6 +416,14 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=0, help="ours: memory budget (0: default)")
     p.add_argument("--flops", action="store_true", help="count ours' FLOPs per meta-iteration")
     p.add_argument("--checkpoint", action="store_true", help="ours: checkpoint_inner")
+    p.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=0,
+        help="glibc MALLOC_MMAP_THRESHOLD_ of the workers in bytes (0: glibc's dynamic default, "
+        "whose rising threshold keeps freed large blocks in the heap, so peak RSS also counts "
+        "allocator hoarding; 131072 makes it track live memory)",
+    )
     p.add_argument(
         "--interleave",
         action="store_true",

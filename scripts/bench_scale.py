@@ -97,9 +97,14 @@ def child_tax(args: argparse.Namespace) -> dict:
     meta-steps of ``train()`` (timed from one block end to the next, Lightning's work between steps
     included) are followed by ``block`` raw-loop steps (a second learner built from the same config,
     its own stream and optimizer) run inside a callback and timed apart. Load on a shared machine
-    hits both alike; the ratio is the trainer's tax."""
-    import lightning as L
+    hits both alike; the ratio is the trainer's tax. Start-up: wall seconds from the process start
+    to ``import torch`` done, to ``import lightning`` done, and to the first meta-step."""
     import torch
+
+    torch_s = time.perf_counter() - STARTED
+    import lightning as L
+
+    lightning_s = time.perf_counter() - STARTED
 
     from metacompose.config import load_config
     from metacompose.training import train
@@ -151,6 +156,8 @@ def child_tax(args: argparse.Namespace) -> dict:
         "train_it_s": timer.train_n / timer.train_s,
         "raw_it_s": timer.raw_n / timer.raw_s,
         "startup": timer.startup,
+        "torch_s": torch_s,
+        "lightning_s": lightning_s,
     }
     Path(args.result).write_text(json.dumps(out))
     return out
@@ -272,10 +279,13 @@ def bench_tax(steps: int, repeats: int, block: int) -> None:
     print(
         f"\n## trainer tax: the sinusoid config through train() vs its meta-steps in a plain loop, "
         f"interleaved in one process ({block}-step blocks, {steps} steps each), {repeats} "
-        "processes; it/s per CPU second; start-up: wall seconds from the process start to the "
-        "first meta-step of train()"
+        "processes; it/s per CPU second; start-up: wall seconds from the process start to torch "
+        "imported, to lightning imported, to the first meta-step of train()"
     )
-    print(f"{'process':<10} {'raw it/s':>9} {'train() it/s':>13} {'ratio':>7} {'start-up s':>11}")
+    print(
+        f"{'process':<10} {'raw it/s':>9} {'train() it/s':>13} {'ratio':>7} {'torch s':>8} "
+        f"{'+lightning s':>13} {'1st step s':>11}"
+    )
     common = [f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"]
     ratios = []
     with tempfile.TemporaryDirectory() as out:
@@ -286,7 +296,7 @@ def bench_tax(steps: int, repeats: int, block: int) -> None:
             ratios.append(res["train_it_s"] / res["raw_it_s"])
             say(
                 f"{r:<10} {res['raw_it_s']:>9.1f} {res['train_it_s']:>13.1f} {ratios[-1]:>7.3f} "
-                f"{res['startup']:>11.2f}"
+                f"{res['torch_s']:>8.2f} {res['lightning_s']:>13.2f} {res['startup']:>11.2f}"
             )
     say(f"train() / raw loop: median {statistics.median(ratios):.3f}")
 
