@@ -1,6 +1,6 @@
 """A stability guard for evaluation-time inner loops: a step is kept only if it does not raise the
 task's support loss; a rejected step leaves that task's parameters where they were and halves its
-step scale.
+step scale, an accepted one doubles it back, up to 1 (backtracking with reset).
 
 Meta-SGD's learned step sizes (and MAML++'s per-step ones) are fitted to the few inner steps of
 meta-training; taken more often at evaluation they overshoot and diverge (sinusoid: 0.25 after one
@@ -32,6 +32,7 @@ from metacompose.algorithms.inner_loop import (
 from metacompose.algorithms.losses import task_loss
 
 SHRINK = 0.5  # a rejected step multiplies that task's step scale by this
+GROW = 2.0  # an accepted step multiplies it by this, up to 1 (so it never exceeds the rule's own)
 
 
 def accept_if_lower(
@@ -39,11 +40,11 @@ def accept_if_lower(
 ) -> tuple[Params, torch.Tensor]:
     """``(params, scale)`` after one guarded step of ONE task (``before``/``after``: 0-dim losses).
 
-    ``new`` is kept when ``after <= before`` (a NaN loss is never accepted), else ``old`` with
-    ``scale * SHRINK``."""
+    ``new`` is kept when ``after <= before`` (a NaN loss is never accepted) with
+    ``min(scale * GROW, 1)``, else ``old`` with ``scale * SHRINK``."""
     ok = after <= before
     kept = {k: torch.where(ok, new[k], old[k]) for k in old}
-    return kept, torch.where(ok, scale, scale * SHRINK)
+    return kept, torch.where(ok, (scale * GROW).clamp(max=1.0), scale * SHRINK)
 
 
 def guarded_sgd_step(
