@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metacompose.algorithms import MetaLearner
-from metacompose.algorithms.guarded import guarded_adapt
+from metacompose.algorithms.guarded import accept_if_lower, guarded_adapt
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.build import build_family, build_learner
 from metacompose.config import ConfigError, load_config
@@ -110,3 +110,13 @@ def test_eval_guard_defaults_and_config_key():
     with pytest.raises(ConfigError, match=r"algo\.eval_guard") as e:
         load_config("configs/sinusoid.yaml", ["algo.eval_guard=sometimes"])
     assert "\n" not in str(e.value)
+
+
+def test_a_rejected_step_halves_the_scale_and_an_accepted_one_doubles_it_back_up_to_one():
+    old, new = {"w": torch.zeros(3)}, {"w": torch.ones(3)}
+    cases = [(1.0, 2.0, 0.5, 0.0, 0.25), (2.0, 1.0, 0.25, 1.0, 0.5), (2.0, 1.0, 0.75, 1.0, 1.0),
+             (1.0, float("nan"), 1.0, 0.0, 0.5)]  # fmt: skip
+    for before, after, scale, moved, expected in cases:
+        kept, s = accept_if_lower(torch.tensor(before), torch.tensor(after), old, new,
+                                  torch.tensor(scale))  # fmt: skip
+        assert float(kept["w"][0]) == moved and float(s) == expected
