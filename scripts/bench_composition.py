@@ -298,8 +298,8 @@ def bench_composition(args) -> None:
         acc = [mean_accuracy(r[2]) for r in rs if r[2]]
         acc = "-" if not acc else "{:.3f} ± {:.3f}".format(*ci95(acc))
         print(
-            f"{variant:18s} {rs[0][3]:>7d} {i_m:>10.4f} ± {i_c:<7.4f} {h_m:>10.4f} ± {h_c:<7.4f} "
-            f"{nmi:>16s} {acc:>16s}"
+            f"{variant:18s} {rs[0][3]:>7d} {num(i_m):>10s} ± {num(i_c):<7s} {num(h_m):>10s} ± "
+            f"{num(h_c):<7s} {nmi:>16s} {acc:>16s}"
         )
     if args.per_pair and any(per_pair.values()):
         print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
@@ -312,6 +312,11 @@ def bench_composition(args) -> None:
                          for r in rs]  # fmt: skip
                 print(f"{variant:18s} " + "   ".join(cells))
     eval_seconds(args.timed, tasks=min(args.tasks, 100))
+
+
+def num(x: float) -> str:
+    """4 decimals, or 2 significant digits below 0.001 (the oracle's error floor)."""
+    return f"{x:.1e}" if 0 < abs(x) < 1e-3 else f"{x:.4f}"
 
 
 def mean_accuracy(purity: dict) -> float:
