@@ -36,6 +36,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.baselines.compare import (
+    LEARNER_METHODS,
     META_METHODS,
     STAT_METHODS,
     EvalPlan,
@@ -67,7 +68,20 @@ REGRESSION = (
 )
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
 REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed",
-               *STAT_METHODS)  # fmt: skip
+               *LEARNER_METHODS, *STAT_METHODS)  # fmt: skip
+# every meta-learned method (what "the best meta-learned method" is chosen from)
+META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS)
+# The other learner kinds on a family's regression config: a 64-wide encoder (the family's MLP ends
+# in one output) and the settings of configs/mathachieve_incontext.yaml; learned_opt as
+# bench_learners.py runs it on mathachieve.
+_ENCODER = {"model": {"args": {"hidden": [64], "out_features": 64}}}
+LEARNER_CONFIG = {
+    "incontext": {**_ENCODER, "algo": {"eval_inner_steps": 0, "args": {
+        "likelihood": "gaussian", "width": 64, "heads": 4, "layers": 2, "ff": 128, "min_shots": 2}}},
+    "cnp": {**_ENCODER, "algo": {"eval_inner_steps": 0,
+                                 "args": {"likelihood": "gaussian", "min_shots": 2}}},
+    "learned_opt": {"algo": {"args": {"warmup": 10}}},
+}  # fmt: skip
 # what a meta-learned method must beat: the usual baselines and the statistician's
 BASELINES = ("scratch", "pretrain_finetune", *STAT_METHODS)
 BASE_GROUPED = ROOT / "configs" / "base" / "grouped.yaml"
@@ -142,6 +156,8 @@ def bench_config(name: str, shots: int, methods, args, out: list) -> None:
         if method == "routed":
             c = OmegaConf.merge(cfg, {"router": {"enabled": True,
                                                  "template": routed_template(family.in_space.numel)}})  # fmt: skip
+        if method in LEARNER_CONFIG:
+            c = OmegaConf.merge(cfg, LEARNER_CONFIG[method], {"algo": {"name": method}})
         if method == "pretrain_finetune":
             pretrained, *pre = pretrain_for(cfg, family, iterations=args.iterations,
                                             max_seconds=args.budget, device=args.device)  # fmt: skip
@@ -177,7 +193,7 @@ def apart(best: MethodResult, other: MethodResult) -> bool:
 
 def best_meta(results: dict[str, MethodResult]) -> MethodResult | None:
     """The best meta-learned method of a setting; a diverged (NaN) one is never the best."""
-    meta = [r for m, r in results.items() if m in (*META_METHODS, "routed", "protonet")
+    meta = [r for m, r in results.items() if m in META
             and r.test.mean == r.test.mean]  # fmt: skip
     if not meta:
         return None
@@ -200,7 +216,7 @@ def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
 
 def best_on_val(results: dict[str, MethodResult]) -> MethodResult | None:
     """The meta-learned method with the best meta-*validation* metric (finite ones only)."""
-    meta = [r for m, r in results.items() if m in (*META_METHODS, "routed", "protonet")
+    meta = [r for m, r in results.items() if m in META
             and r.val_mean is not None and r.val_mean == r.val_mean]  # fmt: skip
     if not meta:
         return None
@@ -232,7 +248,7 @@ def compare_groups(setting: str, results: dict[str, MethodResult]) -> None:
             say(f"{setting:<24} best on meta-val {best.method} - {name}: {d.text()} "
                 f"(paired, t over groups) -> {v}")  # fmt: skip
     for m in results:
-        if m in (*META_METHODS, "routed") and results[m].groups is not None:
+        if m in META and results[m].groups is not None:
             vs = ", ".join(f"{n} {v}" for n, (_, v) in verdicts(results, m).items())
             say(f"{setting:<24} {m} vs {vs}")
 

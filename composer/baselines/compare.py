@@ -31,7 +31,11 @@ META_METHODS = ("maml", "fomaml", "metasgd", "anil")
 # the statistician's baselines for grouped regression: a linear mixed model (empirical Bayes) and
 # a GP per task with a meta-learned deep kernel
 STAT_METHODS = ("mixed_effects", "gp_dkt")
-METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed", *STAT_METHODS)
+# Learners outside the MAML family (``algo.name``); in-context ones adapt in one forward pass.
+CONTEXT_METHODS = ("incontext", "cnp")
+LEARNER_METHODS = (*CONTEXT_METHODS, "learned_opt")
+METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed", *LEARNER_METHODS,
+           *STAT_METHODS)  # fmt: skip
 
 
 @dataclass
@@ -192,6 +196,8 @@ def run_method(
             OmegaConf.update(c, "router.enabled", False)
         learner = build_learner(c, family)
         max_steps = c.algo.eval_inner_steps if eval_steps is None else int(eval_steps)
+        if method in CONTEXT_METHODS:
+            max_steps = 0  # no inner loop: the support set is read in the forward pass
     learner.to(plan.device)
     r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
                    shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,

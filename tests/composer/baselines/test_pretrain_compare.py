@@ -64,3 +64,19 @@ def test_eval_steps_widens_the_meta_learners_step_choice():
                       eval_steps=12)  # fmt: skip
     assert capped.steps <= 2 < wide.steps <= 12
     assert wide.test.mean < capped.test.mean
+
+
+def test_run_method_trains_the_other_learner_kinds_on_the_same_tasks():
+    """In-context learners score with no inner step even when meta-val may pick up to 12; the
+    learned optimizer scores after the step count meta-val picks, within the config's 3."""
+    cfg = load_config(CONFIG, ["model.args.hidden=[8]", "model.args.out_features=8",
+                               "data.meta_batch_size=4", "algo.eval_inner_steps=3"])  # fmt: skip
+    fam = SinusoidFamily()
+    plan = EvalPlan(shots=5, query=5, val_tasks=6, test_tasks=8)
+    for method in ("incontext", "cnp"):
+        r = run_method(method, cfg, fam, plan, iterations=2, max_seconds=None, eval_steps=12)
+        assert r.steps == 0 and r.train_iterations == 2 and r.values.shape == (8,)
+        assert torch.isfinite(r.values).all()
+    lo = run_method("learned_opt", cfg, fam, plan, iterations=2, max_seconds=None)
+    assert 0 <= lo.steps <= 3 and torch.isfinite(lo.values).all()
+    assert OmegaConf.to_container(cfg)["algo"]["name"] == "maml"
