@@ -131,7 +131,10 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
 def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> Learner:
     """An ``ALGO_BUILDERS`` learner (seeded init of its own parameters, as ``build_graph``)."""
     if _enforcing(cfg):
-        raise ConfigError(f"enforce.mode: not available with algo.name={cfg.algo.name}")
+        raise ConfigError(
+            f"enforce.mode: not available with algo.name={cfg.algo.name}: "
+            f"{_NO_ENFORCE.get(cfg.algo.name, 'no per-task weights to certify')}"
+        )
     name, args = cfg.algo.name, _container(cfg.algo.args)
     if name == "learned_opt":
         handed = {
@@ -155,6 +158,15 @@ def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> L
             raise ConfigError(f"algo.args: {e}") from e
 
 
+# Why an ALGO_BUILDERS learner has no adaptation the enforcer could certify or repair.
+_NO_ENFORCE = {
+    "incontext": "an in-context learner has no per-task weights (a task enters as context)",
+    "cnp": "a conditional neural process has no per-task weights (a task enters as context)",
+    "learned_opt": "its learned-rule unroll is not wired to the enforcer; check its adapted "
+    "exports after training with metacompose verify",
+}
+
+
 def _enforcer(cfg: DictConfig):
     from metacompose.verify.enforce import build_enforcer
 
@@ -165,8 +177,14 @@ def _routed_learner(cfg: DictConfig, family: TaskFamily) -> Learner:
     """The routed learner; ``router.rules`` hands it rules-valid selection at evaluation."""
     from metacompose.router.build import build_routed_learner
 
+    enforcer = None
     if _enforcing(cfg):
-        raise ConfigError("enforce.mode: enforcement supports plain (unrouted) learners only")
+        if cfg.router.routing == "uniform":
+            raise ConfigError(
+                "enforce.mode: router.routing=uniform mixes every candidate, so a task has no "
+                "exported graph to certify; use router.routing: learned or em"
+            )
+        enforcer = _enforcer(cfg)
     rules_policy = None
     if cfg.router.get("rules"):
         from metacompose.symbolic import RulesError, load_rules
@@ -180,7 +198,9 @@ def _routed_learner(cfg: DictConfig, family: TaskFamily) -> Learner:
         def rules_policy(pool):
             return RulesValidRouting(pool=pool, rules=rules)
 
-    return build_routed_learner(cfg, family, loss=loss_for(family), eval_routing=rules_policy)
+    return build_routed_learner(
+        cfg, family, loss=loss_for(family), eval_routing=rules_policy, enforcer=enforcer
+    )
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

@@ -26,6 +26,7 @@ from typing import Literal, get_args
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.config import ConfigError
 from metacompose.graph import GraphError
 from metacompose.modules.set_encoder import SetEncoder
@@ -149,12 +150,14 @@ def build_routed_learner(
     *,
     loss: str,
     eval_routing: PolicyFactory | None = None,
+    enforcer: InnerLoopEnforcer | None = None,
 ) -> RoutedMetaLearner:
     """Deterministic init from ``cfg.seed``; errors name the config key at fault.
 
     Args:
         eval_routing: builds the evaluation policy from the pool (rules-valid selection);
             ``None``: the one ``router.eval_routing`` names.
+        enforcer: certifies each task's adaptation (:mod:`metacompose.verify.enforce`).
     """
     r = cfg.router
     check_router_config(r, rules=eval_routing is not None)
@@ -164,7 +167,8 @@ def build_routed_learner(
         router = _router(r, pool, family, classification=loss == "cross_entropy")
         anchors = _anchors(r, router)
         evaluation = eval_routing(pool) if eval_routing is not None else eval_policy(r)
-        return _learner(cfg, loss, pool, router, anchors, training_policy(r), evaluation)
+        policies = (training_policy(r), evaluation)
+        return _learner(cfg, loss, pool, router, anchors, *policies, enforcer=enforcer)
 
 
 def _pool(r: DictConfig, family: TaskFamily) -> ModulePool:
@@ -213,7 +217,9 @@ def _anchors(r: DictConfig, router: RouterHypernetwork) -> ModulationAnchors | N
     )
 
 
-def _learner(cfg, loss, pool, router, anchors, training, evaluation) -> RoutedMetaLearner:
+def _learner(
+    cfg, loss, pool, router, anchors, training, evaluation, *, enforcer
+) -> RoutedMetaLearner:
     a = cfg.algo
     try:
         return RoutedMetaLearner(
@@ -232,6 +238,7 @@ def _learner(cfg, loss, pool, router, anchors, training, evaluation) -> RoutedMe
             vectorize=a.vectorize,
             chunk_size=a.chunk_size,
             seed=derive_seed(cfg.seed, "gumbel") % (2**31),
+            enforcer=enforcer,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"router/algo: {e}") from e

@@ -18,6 +18,7 @@ from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
 from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.router.anchors import ModulationAnchors
 from metacompose.router.hypernet import RouterHypernetwork, RouterOutput
@@ -50,6 +51,11 @@ class RoutedMetaLearner(nn.Module):
         vectorize: vmap over tasks (else a per-task Python loop); chunk_size: at most this many
             tasks per vmap.
         seed: seed of the Gumbel-noise generator (its position is checkpointed).
+        enforcer: certifies (and by its mode repairs) each task's adaptation as the plain learner's
+            does (:mod:`metacompose.verify.enforce`), on the task's exported graph (chosen
+            candidates, modulations folded in); repairs move the pool's module weights. Only hard
+            routing has such a graph: a meta-training batch routed softly (relaxed, no straight
+            through) is adapted without enforcement. ``None``: no enforcement.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class RoutedMetaLearner(nn.Module):
         vectorize: bool = True,
         chunk_size: int | None = None,
         seed: int = 0,
+        enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
@@ -92,6 +99,7 @@ class RoutedMetaLearner(nn.Module):
             {k: params[k] for k in self.module_keys} if algorithm == "metasgd" else {}, inner_lr
         )
         self.noise_generator = torch.Generator().manual_seed(int(seed))
+        self.enforcer = enforcer
 
     # ------------------------------------------------------------------------------ routing
     def route(
@@ -171,11 +179,40 @@ class RoutedMetaLearner(nn.Module):
         self, batch: TaskBatch, out: RouterOutput, decision: RoutingDecision, *, steps: int,
         first_order: bool, on_step=None,
     ) -> tuple[Params, Params, Params]:  # fmt: skip
-        """Adapt a routed meta-batch; returns ``(fast_before, fast_after, frozen)``."""
+        """Adapt a routed meta-batch; returns ``(fast_before, fast_after, frozen)``.
+
+        With an enforcer and hard routing, every task's adapted exported graph is certified (and
+        repaired by the enforcer's mode) against its meta-learned one."""
         fast, frozen, lrs = self.task_params(out, decision.weights)
-        adapted = self.inner(fast, frozen, lrs, batch.support_x, batch.support_y, steps=steps,
-                             first_order=first_order, on_step=on_step)  # fmt: skip
+
+        def run(f: Params, n: int, on) -> Params:
+            return self.inner(f, frozen, lrs, batch.support_x, batch.support_y, steps=n,
+                              first_order=first_order, on_step=on)  # fmt: skip
+
+        hard = None if self.enforcer is None else self._hard_choice(decision)
+        if hard is None:
+            return fast, run(fast, steps, on_step), frozen
+        choices = [{s: int(c[t]) for s, c in hard.items()} for t in range(len(out.embedding))]
+
+        def view(t: int, params: Params):
+            return self.graph.export_graph(choices[t], params)
+
+        adapted = self.enforcer.adapt(self.graph, fast, frozen, run, steps=steps,
+                                      x=batch.support_x, on_step=on_step, view=view)  # fmt: skip
         return fast, adapted, frozen
+
+    def _hard_choice(self, decision: RoutingDecision) -> dict[str, torch.Tensor] | None:
+        """Slot -> ``(T,)`` candidates when ``decision`` routes each task to one candidate per
+        routed slot (one-hot weights, e.g. straight-through); ``None`` for soft routing."""
+        hard = {}
+        for s in self.graph.routed_slots:
+            w = decision.weights[s].detach()
+            c = decision.choice.get(s, w.argmax(dim=-1))
+            hot = torch.nn.functional.one_hot(c, self.graph.num_candidates[s]).to(w)
+            if not torch.allclose(w, hot, atol=1e-6):
+                return None
+            hard[s] = c
+        return hard
 
     def adapt(
         self,
@@ -234,14 +271,13 @@ class RoutedMetaLearner(nn.Module):
         Inner gradients are still taken (``torch.func.grad`` ignores the outer ``no_grad``)."""
         steps = self.eval_inner_steps if steps is None else steps
         out, decision = self.eval_route(batch)
-        fast, frozen, lrs = self.task_params(out, decision.weights)
+        fast, frozen, _ = self.task_params(out, decision.weights)
         curve = [self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)]
 
         def record(_s: int, f: Params) -> None:
             curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
 
-        self.inner(fast, frozen, lrs, batch.support_x, batch.support_y, steps=steps,
-                   first_order=True, on_step=record)  # fmt: skip
+        self.adapt_routed(batch, out, decision, steps=steps, first_order=True, on_step=record)
         return torch.stack(curve)
 
     @torch.no_grad()

@@ -32,6 +32,9 @@ from metacompose.verify.convert import Params, module_params, pair_from_params
 MODES = ("off", "check", "reject", "project")
 EVERY = ("end", "step")
 RunSteps = Callable[[Params, int, Callable | None], Params]
+# (task index, one task's full parameters) -> the network to certify and its weights; e.g. a routed
+# task's exported graph with its chosen candidates and folded modulations.
+TaskView = Callable[[int, Params], tuple[ModuleGraph, Params]]
 
 
 @dataclass
@@ -98,12 +101,15 @@ class Enforcer:
         steps: int,
         x: torch.Tensor,
         on_step: Callable[[int, Params], None] | None = None,
+        view: TaskView | None = None,
     ) -> Params:
         """Run ``steps`` inner steps through ``run(fast, n, on_step)`` with enforcement.
 
         Args:
             fast0: ``(T, ...)`` parameters before adaptation (the meta-learned ones, broadcast).
             x: ``(T, K, ...)`` support inputs (centres of an Linf-ball domain without points).
+            view: certify ``view(t, params)`` instead of ``(graph, params)`` (routed learners:
+                each task's exported graph); repairs still act on ``graph``'s parameters.
         """
         if self.mode == "off" or steps == 0:
             return run(fast0, steps, on_step)
@@ -114,13 +120,15 @@ class Enforcer:
                     on_step(s, f)
 
             fast = run(fast0, steps, inner)
-            fast = self.enforce(graph, fast0, fast, frozen, last_ok=fast0, x=x)
+            fast = self.enforce(graph, fast0, fast, frozen, last_ok=fast0, x=x, view=view)
             if on_step is not None:
                 on_step(steps, fast)
             return fast
         fast = fast0
         for s in range(1, steps + 1):
-            fast = self.enforce(graph, fast0, run(fast, 1, None), frozen, last_ok=fast, x=x)
+            fast = self.enforce(
+                graph, fast0, run(fast, 1, None), frozen, last_ok=fast, x=x, view=view
+            )
             if on_step is not None:
                 on_step(s, fast)
         return fast
@@ -134,8 +142,10 @@ class Enforcer:
         *,
         last_ok: Params,
         x: torch.Tensor,
+        view: TaskView | None = None,
     ) -> Params:
-        """Certify every task of ``fast`` (``(T, ...)``) against ``fast0``; repair by ``mode``."""
+        """Certify every task of ``fast`` (``(T, ...)``) against ``fast0``; repair by ``mode``
+        (``view``: see :meth:`adapt`)."""
         t0 = time.perf_counter()
         num_tasks = next(iter(fast.values())).shape[0]
         frozen_d = {k: v.detach() for k, v in frozen.items()}
@@ -144,13 +154,14 @@ class Enforcer:
             meta_t = {k: v[t] for k, v in fast0.items()}
             new_t = {k: v[t] for k, v in fast.items()}
             centres = x[t].reshape(x.shape[1], -1)
-            status = self._status(graph, meta_t, new_t, frozen_d, centres)
+            check = _Check(graph, frozen_d, centres, t, view)
+            status = self._status(check, meta_t, new_t)
             self.stats.checked += 1
             setattr(self.stats, status, getattr(self.stats, status) + 1)
             if status == "proved" or self.mode == "check":
                 rows.append(new_t)
             elif self.mode == "project":
-                rows.append(self._project(graph, meta_t, new_t, last_ok, t, frozen_d, centres))
+                rows.append(self._project(check, meta_t, new_t, last_ok))
             else:
                 self.stats.rolled_back += 1
                 rows.append({k: v[t] for k, v in last_ok.items()})
@@ -158,11 +169,15 @@ class Enforcer:
         return {k: torch.stack([r[k] for r in rows]) for k in fast}
 
     # ------------------------------------------------------------------------------ internals
-    def _status(self, graph, meta_t, new_t, frozen, centres) -> str:
-        meta = {**frozen, **{k: v.detach() for k, v in meta_t.items()}}
-        adapted = {**frozen, **{k: v.detach() for k, v in new_t.items()}}
+    def _status(self, check: _Check, meta_t: Params, new_t: Params) -> str:
+        meta = {**check.frozen, **{k: v.detach() for k, v in meta_t.items()}}
+        adapted = {**check.frozen, **{k: v.detach() for k, v in new_t.items()}}
         if not all(bool(torch.isfinite(v).all()) for v in new_t.values()):
             return "unknown"  # non-finite weights cannot be certified (nor converted)
+        graph, centres = check.graph, check.centres
+        if check.view is not None:
+            graph, meta = check.view(check.task, meta)
+            _, adapted = check.view(check.task, adapted)
         self.stats.certifications += 1
         try:
             report = certify(
@@ -177,16 +192,27 @@ class Enforcer:
             return "unknown"
         return report.status
 
-    def _project(self, graph, meta_t, new_t, last_ok, t, frozen, centres) -> Params:
-        delta = project_trust_regions(self.spec, graph, meta_t, new_t, frozen)
+    def _project(self, check: _Check, meta_t: Params, new_t: Params, last_ok: Params) -> Params:
+        delta = project_trust_regions(self.spec, check.graph, meta_t, new_t, check.frozen)
         for h in range(self.max_halvings + 1):
             alpha = 0.5**h
             cand = {k: meta_t[k] + alpha * delta[k] for k in new_t}
-            if self._status(graph, meta_t, cand, frozen, centres) == "proved":
+            if self._status(check, meta_t, cand) == "proved":
                 self.stats.projected += 1
                 return cand
         self.stats.rolled_back += 1
-        return {k: v[t] for k, v in last_ok.items()}
+        return {k: v[check.task] for k, v in last_ok.items()}
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What certifying one task needs besides its weights."""
+
+    graph: ModuleGraph  # the network whose parameters are adapted (and repaired)
+    frozen: Params  # its detached non-adapted parameters
+    centres: torch.Tensor  # (K, D) support inputs of the task
+    task: int
+    view: TaskView | None  # the network actually certified (None: ``graph`` itself)
 
 
 def project_trust_regions(
