@@ -130,17 +130,18 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
 
 def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> Learner:
     """An ``ALGO_BUILDERS`` learner (seeded init of its own parameters, as ``build_graph``)."""
-    if _enforcing(cfg):
+    if _enforcing(cfg) and cfg.algo.name != "learned_opt":
         raise ConfigError(
             f"enforce.mode: not available with algo.name={cfg.algo.name}: "
             f"{_NO_ENFORCE.get(cfg.algo.name, 'no per-task weights to certify')}"
         )
     name, args = cfg.algo.name, _container(cfg.algo.args)
-    if name == "learned_opt":
+    if name == "learned_opt":  # adapts the graph's own weights: enforced as MAML is
         handed = {
             "graph": graph,
             "loss": loss_for(family),
             "eval_inner_steps": cfg.algo.eval_inner_steps,
+            "enforcer": _enforcer(cfg) if _enforcing(cfg) else None,
         }
     else:
         classification = family.metric != "mse"
@@ -162,8 +163,6 @@ def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> L
 _NO_ENFORCE = {
     "incontext": "an in-context learner has no per-task weights (a task enters as context)",
     "cnp": "a conditional neural process has no per-task weights (a task enters as context)",
-    "learned_opt": "its learned-rule unroll is not wired to the enforcer; check its adapted "
-    "exports after training with metacompose verify",
 }
 
 

@@ -33,11 +33,13 @@ UpdateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int
 
 @dataclass
 class OptState:
-    """Running first and second moments of the gradient (per task, per element) and the step."""
+    """Running first and second moments of the gradient (per task, per element), the step, and
+    (guarded unrolls) each task's update scale, so a continued unroll resumes all of them."""
 
     m: Params
     v: Params
     t: int = 0
+    scale: torch.Tensor | None = None
 
     @staticmethod
     def zeros(fast: Params) -> OptState:
@@ -46,7 +48,8 @@ class OptState:
 
     def detach(self) -> OptState:
         return OptState({k: v.detach() for k, v in self.m.items()},
-                        {k: v.detach() for k, v in self.v.items()}, self.t)  # fmt: skip
+                        {k: v.detach() for k, v in self.v.items()}, self.t,
+                        None if self.scale is None else self.scale.detach())  # fmt: skip
 
 
 def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor, *, t: int,
@@ -147,7 +150,7 @@ def unroll(
         fast: adapted parameters WITH a leading task dimension ``T``.
         x: ``(T, K, *in_shape)``; y: ``(T, K, ...)``.
         horizon: the rule's training horizon (scales the step-fraction feature).
-        state: optimizer state to continue from (default: zero moments, step 0).
+        state: optimizer state to continue from (default: zero moments, step 0, scale 1).
         truncation: detach parameters and state every this many steps (``None``: never), so the
             meta-gradient flows through unrolls of at most this length.
         vectorize: ``vmap`` over tasks (else a per-task Python loop: the reference path).
@@ -160,7 +163,7 @@ def unroll(
     """
     state = OptState.zeros(fast) if state is None else state
     m, v, t0 = state.m, state.v, state.t
-    scale = x.new_ones(x.shape[0]) if guard else None
+    scale = (x.new_ones(x.shape[0]) if state.scale is None else state.scale) if guard else None
     for s in range(1, steps + 1):
         t = t0 + s
 
@@ -184,4 +187,4 @@ def unroll(
             m, v = OptState(m, v).detach().m, OptState(m, v).detach().v
         if on_step is not None:
             on_step(s, fast)
-    return fast, OptState(m, v, t0 + steps)
+    return fast, OptState(m, v, t0 + steps, scale)

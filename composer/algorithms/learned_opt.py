@@ -16,7 +16,8 @@ not raise the task's support loss (:func:`~metacompose.algorithms.learned_inner_
 :class:`LearnedOptimizerLearner` meta-trains the rule (and, by default, the initial weights, as
 MAML does) through truncated, vmapped unrolls of the inner loop; its adaptation is an ordinary
 adaptation of the same ``ModuleGraph`` weights, so ``export_tasks`` gives before/after weights for
-``metacompose verify``.
+``metacompose verify``, and an ``enforcer`` certifies (and repairs) each adaptation from the
+meta-learned weights as it does for MAML.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import torch
 from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_losses
-from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, NUM_FEATURES, unroll
+from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, NUM_FEATURES, OptState, unroll
 from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch, derive_seed
@@ -108,6 +110,9 @@ class LearnedOptimizerLearner(nn.Module):
         networks: fresh random networks some meta-iterations train the rule on (their objective
             is the query curve over its value at the start of the unroll: scale-free).
         guard: at evaluation keep a step only if the task's support loss does not rise.
+        enforcer: certifies (and by its mode repairs: projection, halving of the weight change,
+            rollback) every adaptation that starts from the meta-learned weights (evaluation,
+            export, and meta-training unrolls without warm-up on the learner's own network).
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class LearnedOptimizerLearner(nn.Module):
         warmup: int = 0,
         networks: RandomNetworks | None = None,
         guard: bool = True,
+        enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if horizon < 1 or (truncation is not None and truncation < 1):
@@ -137,6 +143,7 @@ class LearnedOptimizerLearner(nn.Module):
         self.warmup = int(warmup)
         self.networks = networks
         self.guard = bool(guard)
+        self.enforcer = enforcer
         self.adapt_keys = graph.param_keys()
         graph.requires_grad_(learn_init)
 
@@ -151,16 +158,27 @@ class LearnedOptimizerLearner(nn.Module):
         """Adapt support sets ``x: (T, K, ...)`` with the learned rule; returns ``(fast, {})``.
 
         ``start``: ``(fast, OptState)`` to continue from (default: the initial weights, step 0);
-        ``graph``: another network to run the rule on (default: the learner's; needs ``start``)."""
+        ``graph``: another network to run the rule on (default: the learner's; needs ``start``).
+        The ``enforcer`` acts only without ``start`` (an adaptation from the meta-learned weights);
+        between its calls of ``run`` the optimizer state carries on (``every: step``)."""
         fast, frozen = self.split_params()
         fast, state = (broadcast_tasks(fast, x.shape[0]), None) if start is None else start
         steps = self.eval_inner_steps if steps is None else steps
-        fast, _ = unroll(
-            self.graph if graph is None else graph, self.rule, fast, frozen, x, y, steps=steps,
-            horizon=self.horizon, loss=self.loss, truncation=truncation, on_step=on_step,
-            state=state, guard=guard,
-        )  # fmt: skip
-        return fast, frozen
+        carried: list[OptState | None] = [state]
+
+        def run(f: Params, n: int, on) -> Params:
+            out, carried[0] = unroll(
+                self.graph if graph is None else graph, self.rule, f, frozen, x, y, steps=n,
+                horizon=self.horizon, loss=self.loss, truncation=truncation, on_step=on,
+                state=carried[0], guard=guard,
+            )  # fmt: skip
+            return out
+
+        if self.enforcer is None or start is not None:
+            return run(fast, steps, on_step), frozen
+        return self.enforcer.adapt(
+            self.graph, fast, frozen, run, steps=steps, x=x, on_step=on_step
+        ), frozen
 
     def query_loss(self, fast, frozen, x, y, *, metric: bool = False) -> torch.Tensor:
         return query_losses(self.graph, fast, frozen, x, y, loss=self.loss, metric=metric)
@@ -236,11 +254,13 @@ def learned_opt_learner(
     random_net_widths: list[int] | None = None,
     random_net_activations: list[str] | None = None,
     random_net_depth: int = 2,
+    enforcer: InnerLoopEnforcer | None = None,
 ) -> LearnedOptimizerLearner:
     """The ``algo.name: learned_opt`` learner; ``algo.args`` sets the keyword arguments after
     ``eval_inner_steps`` (see :class:`LearnedUpdateRule`, :class:`LearnedOptimizerLearner` and,
     for ``random_net_*``, :class:`~metacompose.algorithms.rule_curriculum.RandomNetworks`; MLP
-    families only: the drawn networks take the graph's input and output sizes)."""
+    families only: the drawn networks take the graph's input and output sizes); ``enforcer``
+    comes from the config's ``enforce`` section."""
     rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule)
     networks = None
     if random_net_prob:
@@ -254,5 +274,5 @@ def learned_opt_learner(
     return LearnedOptimizerLearner(
         graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
         eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
-        networks=networks, guard=guard,
+        networks=networks, guard=guard, enforcer=enforcer,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """``enforce.mode: project`` per model kind: accepted (and every meta-batch task is certified, then
 kept or repaired) for the plain sinusoid MLP, the routed compositional learner, grouped regression
-and the digits classifier; refused in one line, saying why, where no per-task weights exist or the
-inner loop is not the enforcer's (in-context, CNP, learned optimizer, uniform routing)."""
+and the digits classifier (the learned optimizer: tests/composer/algorithms/
+test_learned_opt_enforce.py); refused in one line, saying why, where no per-task weights exist or
+no single graph per task does (in-context, CNP, uniform routing)."""
 
 from pathlib import Path
 
@@ -78,7 +79,6 @@ def test_routed_soft_training_batches_go_unenforced_but_evaluation_is():
     [
         ("sinusoid_incontext", "no per-task weights"),
         ("sinusoid_cnp", "no per-task weights"),
-        ("sinusoid_learned_opt", "not wired to the enforcer"),
         ("compositional_uniform", "router.routing=uniform mixes every candidate"),
     ],
 )
