@@ -78,6 +78,9 @@ VARIANTS = {
     "id-program-sin-duo": "configs/compositional_identifiable_program_sin_duo.yaml",
     "id-maml-sin-duo": "configs/compositional_identifiable_maml_sin_duo.yaml",
     "id-uniform-sin-duo": "configs/compositional_identifiable_uniform_sin_duo.yaml",
+    # routing from data (hard EM, no descriptor) on the sin_duo pool and tasks; no "-" in its name,
+    # so variant_overrides leaves it as written (docs/experiments/router_pilots.md)
+    "fdduo": "configs/from_data_duo.yaml",
     # a second primitive set (parametric outer primitives) and the sum structure y = a f + b g
     "wide": "configs/compositional_wide.yaml",
     "sums": "configs/sums.yaml",
