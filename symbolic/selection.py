@@ -141,7 +141,6 @@ def _z3_selection(slots, slot_edges, rules, timeout_ms: int) -> Selection:
     x = {s: [choice_var[s] == k for k in range(len(c))] for s, c in slots.items()}
     score = {s: z3.Real(f"score[{s}]") for s in slots}
     params = {s: z3.Int(f"params[{s}]") for s in slots}
-    tracked: list[tuple[str, z3.BoolRef]] = []
     for s, cands in slots.items():
         opt.add(choice_var[s] >= 0, choice_var[s] < len(cands))
         opt.add(*[choice_var[s] != k for k in sorted(dominated(cands, rules))])
@@ -155,6 +154,33 @@ def _z3_selection(slots, slot_edges, rules, timeout_ms: int) -> Selection:
                     ),
                 )
             )
+    tracked = _rule_constraints(slots, slot_edges, rules, x, params)
+    for i, (_, cons) in enumerate(tracked):
+        opt.assert_and_track(cons, z3.Bool(f"rule{i}"))
+    objective = z3.Sum(
+        [
+            z3.If(v, z3_rational(Fraction(float(c.score))), 0)
+            for s in slots
+            for v, c in zip(x[s], slots[s])
+        ]
+    )
+    opt.maximize(objective)
+    res = opt.check()
+    if res == z3.unsat:
+        core = {str(c) for c in opt.unsat_core()}
+        names = tuple(n for i, (n, _) in enumerate(tracked) if f"rule{i}" in core)
+        return Selection("infeasible", {}, float("-inf"), names)
+    if res != z3.sat:
+        return Selection("unknown", {}, float("-inf"), (opt.reason_unknown(),))
+    model = opt.model()
+    choice = {s: model.eval(choice_var[s], model_completion=True).as_long() for s in slots}
+    return Selection("optimal", choice, sum(slots[s][k].score for s, k in choice.items()))
+
+
+def _rule_constraints(slots, slot_edges, rules, x, params) -> list[tuple[str, z3.BoolRef]]:
+    """Each rule of ``rules`` as a named z3 constraint over the choice literals ``x[slot][k]`` and
+    the per-slot parameter counts ``params[slot]`` (named so an unsat core can cite them)."""
+    tracked: list[tuple[str, z3.BoolRef]] = []
     if rules.interface_compatibility:
         for a, b in slot_edges:
             cons = [
@@ -203,26 +229,7 @@ def _z3_selection(slots, slot_edges, rules, timeout_ms: int) -> Selection:
                     z3.Sum([z3.If(present(m, [s]), 1, 0) for m in grp]) <= 1,
                 )
             )
-    for i, (_, cons) in enumerate(tracked):
-        opt.assert_and_track(cons, z3.Bool(f"rule{i}"))
-    objective = z3.Sum(
-        [
-            z3.If(v, z3_rational(Fraction(float(c.score))), 0)
-            for s in slots
-            for v, c in zip(x[s], slots[s])
-        ]
-    )
-    opt.maximize(objective)
-    res = opt.check()
-    if res == z3.unsat:
-        core = {str(c) for c in opt.unsat_core()}
-        names = tuple(n for i, (n, _) in enumerate(tracked) if f"rule{i}" in core)
-        return Selection("infeasible", {}, float("-inf"), names)
-    if res != z3.sat:
-        return Selection("unknown", {}, float("-inf"), (opt.reason_unknown(),))
-    model = opt.model()
-    choice = {s: model.eval(choice_var[s], model_completion=True).as_long() for s in slots}
-    return Selection("optimal", choice, sum(slots[s][k].score for s, k in choice.items()))
+    return tracked
 
 
 def brute_force_selection(
