@@ -10,12 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metacompose.algorithms.context_learner import (
-    ContextLearner,
-    Likelihood,
-    output_dim,
-    regression_loss,
-)
+from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
 
 
@@ -72,14 +67,13 @@ def cnp_learner(
 ) -> ContextLearner:
     """The ``algo.name: cnp`` learner; ``algo.args`` sets ``likelihood``, ``hidden``, ``layers``,
     ``min_shots`` (see :func:`metacompose.algorithms.incontext.incontext_learner`)."""
-    loss = regression_loss(likelihood, classification)
-    n_classes = targets if classification else None
-    label_dim = targets
-    predictor = ConditionalNeuralProcess(
+    return context_learner(
+        predictor=ConditionalNeuralProcess,
         encoder=encoder,
-        label_dim=label_dim,
-        out_dim=output_dim(loss, targets),
+        targets=targets,
+        classification=classification,
+        likelihood=likelihood,
+        min_shots=min_shots,
         hidden=hidden,
         layers=layers,
     )
-    return ContextLearner(predictor=predictor, loss=loss, n_classes=n_classes, min_shots=min_shots)

@@ -10,7 +10,8 @@ and the number of shots replaces the steps axis (:func:`metacompose.evaluate.eva
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
@@ -37,18 +38,6 @@ class Predictor(Protocol):
     ) -> torch.Tensor:
         """``(T, K, *in)``, ``(T, K, label_dim)``, ``(T, Q, *in)`` -> ``(T, Q, out)``."""
         ...
-
-
-def regression_loss(likelihood: str, classification: bool) -> str:
-    """The loss of a builder's ``likelihood`` (classification: ``"cross_entropy"``)."""
-    if likelihood not in get_args(Likelihood):
-        raise ValueError(f"likelihood={likelihood!r}: expected one of {get_args(Likelihood)}")
-    return "cross_entropy" if classification else likelihood
-
-
-def output_dim(loss: str, targets: int) -> int:
-    """Outputs a predictor needs: ``2 x targets`` (mean, variance) for ``"gaussian"``."""
-    return 2 * targets if loss == "gaussian" else targets
 
 
 def per_task_loss(pred: torch.Tensor, y: torch.Tensor, loss: str, *, metric: bool) -> torch.Tensor:
@@ -149,3 +138,30 @@ class ContextLearner(nn.Module):
             f"{type(self.predictor).__name__} adapts by reading the support set: it has no "
             "adapted weights to export or verify"
         )
+
+
+def context_learner(
+    *,
+    predictor: Callable[..., nn.Module],
+    encoder: ModuleGraph,
+    targets: int,
+    classification: bool,
+    likelihood: Likelihood,
+    min_shots: int | None,
+    **predictor_args: Any,
+) -> ContextLearner:
+    """A :class:`ContextLearner` around ``predictor(encoder=, label_dim=, out_dim=, **args)``.
+
+    Args:
+        targets: regression target width D, or the number of classes N (labels enter one-hot).
+        classification: N-way classification (cross-entropy); else ``likelihood``: ``"mse"`` or
+            ``"gaussian"`` (the predictor then outputs a mean and a variance per target).
+    """
+    if likelihood not in get_args(Likelihood):
+        raise ValueError(f"likelihood={likelihood!r}: expected one of {get_args(Likelihood)}")
+    loss = "cross_entropy" if classification else likelihood
+    out_dim = 2 * targets if loss == "gaussian" else targets
+    net = predictor(encoder=encoder, label_dim=targets, out_dim=out_dim, **predictor_args)
+    return ContextLearner(
+        predictor=net, loss=loss, n_classes=targets if classification else None, min_shots=min_shots
+    )

@@ -12,12 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metacompose.algorithms.context_learner import (
-    ContextLearner,
-    Likelihood,
-    output_dim,
-    regression_loss,
-)
+from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
 
 
@@ -119,16 +114,15 @@ def incontext_learner(
         likelihood: regression loss: ``"mse"`` or ``"gaussian"`` (predicted mean and variance).
         min_shots: see :class:`~metacompose.algorithms.context_learner.ContextLearner`.
     """
-    loss = regression_loss(likelihood, classification)
-    n_classes = targets if classification else None
-    label_dim = targets
-    predictor = InContextTransformer(
+    return context_learner(
+        predictor=InContextTransformer,
         encoder=encoder,
-        label_dim=label_dim,
-        out_dim=output_dim(loss, targets),
+        targets=targets,
+        classification=classification,
+        likelihood=likelihood,
+        min_shots=min_shots,
         width=width,
         heads=heads,
         layers=layers,
         ff=ff,
     )
-    return ContextLearner(predictor=predictor, loss=loss, n_classes=n_classes, min_shots=min_shots)
