@@ -55,6 +55,7 @@ from metacompose.symbolic import (
     exact_check,
     load_spec,
 )
+from metacompose.symbolic.network import Activation
 from metacompose.tasks.base import derive_seed
 from metacompose.verify import (
     UnsupportedModuleError,
@@ -351,59 +352,91 @@ def bench_soundness(args) -> None:
 
 
 def bench_smooth(args) -> None:
-    """Tanh / sin pairs: refine bound over the best attack value, and claims 10% above it.
+    """Tanh / sin stand-in pairs: refine bound over the best attack value, claims 10% above it.
 
     Stand-in pairs (:func:`metacompose.symbolic.self_test.random_pair`: 1-40-40-1 nets with a
-    perturbed twin, plain and residual) on ``[-2, 2]``; per pair two claims,
-    deviation and output upper bound. The attack value is the best of an independent attack
-    (dense grid + gradient ascent) and branch and bound's own best point; the bound is branch
-    and bound's (rel. gap 1%, 5 s); the claim ``objective <= 1.1 x attack`` goes to
-    ``certify(tier="refine")`` with a 5 s budget.
+    perturbed twin, plain and residual; ``--smooth-dims`` inputs) on ``[-2, 2]^n``; per pair
+    two claims (:func:`smooth_claims`).
     """
-    from metacompose.symbolic.self_test import attack_max, random_pair
+    from metacompose.symbolic.self_test import random_pair
 
-    for act in ("tanh", "sin"):
-        g = torch.Generator().manual_seed(derive_seed(args.seed, "smooth", act))
+    for n, act in ((n, a) for n in args.smooth_dims for a in ("tanh", "sin")):
+        g = torch.Generator().manual_seed(
+            derive_seed(args.seed, "smooth", act, *([n] if n > 1 else []))
+        )
         rows = []
         for i in range(args.smooth_pairs):
-            n = 1
             pair = random_pair(
                 g, input_dim=n, width=40, residual=i % 4 >= 2, scale=0.1, activation=act
             )
-            xlo = torch.full((1, n), -2.0, dtype=torch.float64)
-            xhi = -xlo
-            for kind in ("deviation", "output_upper"):
-                obj = Objective(kind, 0)
-                res = branch_and_bound(
-                    pair, obj, xlo, xhi, rel_gap=0.01, time_budget_s=args.timeout, generator=g
-                )
-                best = max(attack_max(pair, obj, xlo, xhi, g), res.best_value)
-                if best <= 0:  # a ratio needs a positive reference: shift by an offset claim
-                    continue
-                limit = 1.1 * best
-                dom = BoxDomain(lower=(-2.0,) * n, upper=(2.0,) * n)
-                spec = (
-                    StabilitySpec(domain=dom, deviation=DeviationBound(max_abs=(limit,)))
-                    if kind == "deviation"
-                    else StabilitySpec(
-                        domain=dom, output_range=OutputRange(lower=(-1e9,), upper=(limit,))
-                    )
-                )
-                t0 = time.perf_counter()
-                (r,) = certify(pair, spec, tier="refine", timeout_s=args.timeout).results
-                rows.append((res.upper / best, r.status, time.perf_counter() - t0))
-        n_claims = len(rows)
-        ratios = sorted(r[0] for r in rows)
-        proved = sum(r[1] == "proved" and r[2] <= args.timeout for r in rows)
-        tight = sum(r[0] <= 1.05 for r in rows)
-        say(
-            f"smooth {act}: {n_claims} claims; refine bound / best attack median "
-            f"{statistics.median(ratios):.4f}, p90 {ratios[int(0.9 * (n_claims - 1))]:.4f}, max "
-            f"{ratios[-1]:.4f}; <= 1.05 for {tight}/{n_claims}; claims at 1.1x attack proved "
-            f"within {args.timeout:.0f} s: {proved}/{n_claims} ({proved / n_claims:.1%}); "
-            f"violated {sum(r[1] == 'violated' for r in rows)}; "
-            f"max {max(r[2] for r in rows):.2f} s"
+            dom = BoxDomain(lower=(-2.0,) * n, upper=(2.0,) * n)
+            rows += smooth_claims(pair, dom, args, g)
+        say(smooth_summary(f"smooth {n}-D {act}", rows, args.timeout))
+
+
+def bench_smooth_checkpoint(ckpt: str, args) -> None:
+    """The same claims on per-task adaptations of a trained checkpoint (routed exports with
+    FiLM / low-rank modulation folded in), over the domain of the spec its config names."""
+    learner, cfg, family = load_checkpoint(ckpt)
+    spec = load_spec(cfg.verify.spec)
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "test", "bench_smooth"))
+    batch = family.sample(
+        args.tasks, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="test"
+    )
+    rows = []
+    for a in adapt_tasks(learner, batch):
+        pair = pair_from_params(a.graph, a.meta, a.adapted)
+        rows += smooth_claims(pair, spec.domain, args, g)
+    kinds = sorted({nd.op.kind for nd in pair.meta.nodes.values() if isinstance(nd.op, Activation)})
+    say(smooth_summary(f"checkpoint {ckpt} ({'/'.join(kinds)}, {args.tasks} tasks)", rows,
+                       args.timeout))  # fmt: skip
+
+
+def smooth_claims(pair, dom: BoxDomain, args, g: torch.Generator) -> list[tuple]:
+    """Deviation and output-upper claims on output 0 over ``dom``: (bound / attack, status, s).
+
+    The attack value is the best of an independent attack (dense grid + gradient ascent) and
+    branch and bound's own best point; the bound is branch and bound's (rel. gap 1%,
+    ``--timeout``); the claim ``objective <= 1.1 x attack`` goes to ``certify(tier="refine")``
+    with the same budget. A claim whose attack value is not positive is skipped.
+    """
+    from metacompose.symbolic.self_test import attack_max
+
+    xlo = torch.tensor([dom.lower], dtype=torch.float64)
+    xhi = torch.tensor([dom.upper], dtype=torch.float64)
+    rows = []
+    for kind in ("deviation", "output_upper"):
+        obj = Objective(kind, 0)
+        res = branch_and_bound(
+            pair, obj, xlo, xhi, rel_gap=0.01, time_budget_s=args.timeout, generator=g
         )
+        best = max(attack_max(pair, obj, xlo, xhi, g), res.best_value)
+        if best <= 0:  # a ratio needs a positive reference
+            continue
+        limit = 1.1 * best
+        spec = (
+            StabilitySpec(domain=dom, deviation=DeviationBound(max_abs=(limit,)))
+            if kind == "deviation"
+            else StabilitySpec(domain=dom, output_range=OutputRange(lower=(-1e9,), upper=(limit,)))
+        )
+        t0 = time.perf_counter()
+        (r,) = certify(pair, spec, tier="refine", timeout_s=args.timeout).results
+        rows.append((res.upper / best, r.status, time.perf_counter() - t0))
+    return rows
+
+
+def smooth_summary(label: str, rows: list[tuple], timeout: float) -> str:
+    n = len(rows)
+    ratios = sorted(r[0] for r in rows)
+    proved = sum(r[1] == "proved" and r[2] <= timeout for r in rows)
+    tight = sum(r[0] <= 1.05 for r in rows)
+    return (
+        f"{label}: {n} claims; refine bound / best attack median "
+        f"{statistics.median(ratios):.4f}, p90 {ratios[int(0.9 * (n - 1))]:.4f}, max "
+        f"{ratios[-1]:.4f}; <= 1.05 for {tight}/{n}; claims at 1.1x attack proved "
+        f"within {timeout:.0f} s: {proved}/{n} ({proved / n:.1%}); "
+        f"violated {sum(r[1] == 'violated' for r in rows)}; max {max(r[2] for r in rows):.2f} s"
+    )
 
 
 def bench_classifier(args) -> None:
@@ -466,6 +499,16 @@ def main() -> None:
     p.add_argument("--soundness-conv", type=int, default=12)
     p.add_argument("--smooth", action="store_true", help="tanh / sin refine tightness")
     p.add_argument("--smooth-pairs", type=int, default=20, help="pairs per activation (2 claims)")
+    p.add_argument(
+        "--smooth-dims", type=int, nargs="+", default=[1, 2], help="input dims of the stand-ins"
+    )
+    p.add_argument(
+        "--smooth-checkpoint",
+        action="append",
+        default=[],
+        help="trained smooth-activation checkpoint (repeatable): the --smooth claims on its "
+        "per-task adaptations (--tasks of them)",
+    )
     p.add_argument("--classifier", help="conv classifier checkpoint (prediction stability)")
     p.add_argument(
         "--classifier-query", type=int, default=0, help="query images per class (0: the config's)"
@@ -486,6 +529,8 @@ def main() -> None:
         bench_enforcement(args.sinusoid, args.sinusoid_spec, args)
     if args.smooth:
         bench_smooth(args)
+    for ckpt in args.smooth_checkpoint:
+        bench_smooth_checkpoint(ckpt, args)
     if args.classifier:
         bench_classifier(args)
     if args.soundness:

@@ -35,6 +35,8 @@ ERR = 2.0**-44
 """Trusted accuracy of a float evaluation of ``f`` or ``f'`` at ``x``: ``ERR * (1 + |x|)``."""
 
 BISECT_STEPS = 40
+GUESS_WIDTH = 2.0**-30
+"""Half-width of the bracket around a closed-form root, relative to ``1 + |root|``."""
 WIDE_PERIODIC = 3.0 * math.pi
 """sin / cos on an interval wider than this are bounded by the constants ``[-1, 1]``."""
 
@@ -139,6 +141,9 @@ class ActivationMath:
     cuts: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     lip: Fraction
     periodic: bool = False
+    root: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """Closed-form guess of the root of ``f'(x) = a`` on a piece ``[p0, p1]`` between cuts (any
+    float, NaN where there is none): :func:`_find_roots` checks it and bisects where it fails."""
 
 
 def _sig_d(x: torch.Tensor) -> torch.Tensor:
@@ -146,17 +151,68 @@ def _sig_d(x: torch.Tensor) -> torch.Tensor:
     return s * (1 - s)
 
 
+def _side(p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
+    """-1 on pieces left of 0, +1 right of it (the cut of the odd-derivative kinds)."""
+    return torch.where(p0 + p1 < 0, -1.0, 1.0)
+
+
+def _tanh_root(p0, p1, a):
+    # 1 - tanh(x)^2 = a: |x| = atanh(s) = log1p(s) - log(a) / 2 with s = sqrt(1 - a)
+    return _side(p0, p1) * (torch.log1p(torch.sqrt(1 - a)) - 0.5 * torch.log(a))
+
+
+def _sigmoid_root(p0, p1, a):
+    # s (1 - s) = a: |x| = 2 log1p(r) - log(4 a) with r = sqrt(1 - 4 a)
+    return _side(p0, p1) * (2 * torch.log1p(torch.sqrt(1 - 4 * a)) - torch.log(4 * a))
+
+
+def _periodic_root(shift: float):
+    """Root of ``cos(x + shift) = a`` on a piece between consecutive cuts ``k pi - shift``."""
+
+    def root(p0, p1, a):
+        y = 0.5 * (p0 + p1) + shift
+        k = torch.floor(y / math.pi)
+        even = torch.remainder(k, 2) == 0
+        t = torch.acos(a)
+        return k * math.pi + torch.where(even, t, math.pi - t) - shift
+
+    return root
+
+
 KINDS: dict[str, ActivationMath] = {
     "tanh": ActivationMath(
-        torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, _fixed_cuts(0.0), Fraction(1)
+        torch.tanh,
+        lambda x: 1 - torch.tanh(x) ** 2,
+        _fixed_cuts(0.0),
+        Fraction(1),
+        root=_tanh_root,
     ),
-    "sigmoid": ActivationMath(torch.sigmoid, _sig_d, _fixed_cuts(0.0), Fraction(1, 4)),
+    "sigmoid": ActivationMath(
+        torch.sigmoid, _sig_d, _fixed_cuts(0.0), Fraction(1, 4), root=_sigmoid_root
+    ),
     "softplus": ActivationMath(
-        lambda x: torch.logaddexp(x, torch.zeros_like(x)), torch.sigmoid, _fixed_cuts(), Fraction(1)
+        lambda x: torch.logaddexp(x, torch.zeros_like(x)),
+        torch.sigmoid,
+        _fixed_cuts(),
+        Fraction(1),
+        root=lambda p0, p1, a: torch.log(a) - torch.log1p(-a),
     ),
-    "sin": ActivationMath(torch.sin, torch.cos, _periodic_cuts(0.0), Fraction(1), periodic=True),
+    # sin' = cos; cos' = -sin = cos(x + pi / 2)
+    "sin": ActivationMath(
+        torch.sin,
+        torch.cos,
+        _periodic_cuts(0.0),
+        Fraction(1),
+        periodic=True,
+        root=_periodic_root(0.0),
+    ),
     "cos": ActivationMath(
-        torch.cos, lambda x: -torch.sin(x), _periodic_cuts(math.pi / 2), Fraction(1), periodic=True
+        torch.cos,
+        lambda x: -torch.sin(x),
+        _periodic_cuts(math.pi / 2),
+        Fraction(1),
+        periodic=True,
+        root=_periodic_root(math.pi / 2),
     ),
     # GELU (exact erf form): f' = Phi + x phi, f'' = phi (2 - x^2); max f' = f'(sqrt 2) < 1.129.
     "gelu": ActivationMath(
@@ -194,21 +250,44 @@ def _err(x: torch.Tensor) -> torch.Tensor:
 
 
 def _find_roots(m: ActivationMath, p0, p1, a) -> tuple:
-    """Bisection brackets ``[p, q]`` of ``f'(x) = a`` on pieces ``[p0, p1]`` (f' monotone).
+    """Brackets ``[p, q]`` of ``f'(x) = a`` on pieces ``[p0, p1]`` (f' monotone).
 
-    Returns ``(p, q, has_root)``; without a sign change the bracket is ``[p0, p0]``.
+    Returns ``(p, q, has_root)``; without a sign change the bracket is ``[p0, p0]``. A bracket
+    keeps the bisection's invariant: ``f'(p) - a`` has the float sign of ``f'(p0) - a`` and
+    ``f'(q) - a`` does not. It comes from the closed-form guess ``m.root`` widened by
+    :data:`GUESS_WIDTH` where that guess passes the check, else from bisection.
     """
+    p0, p1, a = torch.broadcast_tensors(p0, p1, a)
     h0 = m.df(p0) - a
-    h1 = m.df(p1) - a
-    has = (h0 * h1 < 0) & (p1 > p0)
+    has = (h0 * (m.df(p1) - a) < 0) & (p1 > p0)
     lo, hi = p0.clone(), torch.where(has, p1, p0)
+    todo = has
+    if m.root is not None:
+        with torch.no_grad():
+            r = m.root(p0, p1, torch.where(has, a, 0.5))
+        r = torch.where(torch.isfinite(r), r, p0)
+        d = GUESS_WIDTH * (1.0 + r.abs())
+        p = torch.minimum(torch.maximum(r - d, p0), p1)
+        q = torch.maximum(torch.minimum(r + d, p1), p0)
+        ok = has & ((m.df(p) - a) * h0 > 0) & ((m.df(q) - a) * h0 <= 0) & (p < q)
+        lo, hi = torch.where(ok, p, lo), torch.where(ok, q, hi)
+        todo = has & ~ok
+    if bool(todo.any()):
+        bl, bh = _bisect(m, p0[todo], p1[todo], a[todo], h0[todo])
+        lo, hi = lo.clone(), hi.clone()
+        lo[todo], hi[todo] = bl, bh
+    return lo, hi, has
+
+
+def _bisect(m: ActivationMath, p0, p1, a, h0) -> tuple:
+    """Bisection brackets on pieces with a sign change of ``f'(x) - a`` (1-D tensors)."""
+    lo, hi = p0.clone(), p1.clone()
     for _ in range(BISECT_STEPS):
         mid = 0.5 * (lo + hi)
-        hm = m.df(mid) - a
-        same = (hm * h0) > 0
-        lo = torch.where(has & same, mid, lo)
-        hi = torch.where(has & ~same, mid, hi)
-    return lo, hi, has
+        same = (m.df(mid) - a) * h0 > 0
+        lo = torch.where(same, mid, lo)
+        hi = torch.where(same, hi, mid)
+    return lo, hi
 
 
 def line_offsets(kind: str, x0: torch.Tensor, u: torch.Tensor, a: torch.Tensor) -> tuple:
@@ -264,6 +343,12 @@ def relaxation(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
     Candidate slopes: chord, ``f'(x0)``, ``f'(u)``, ``f'(mid)`` and 0; the upper line with the
     lowest value at the midpoint and the lower line with the highest are kept, per element.
     """
+    return relaxation_and_interval(kind, x0, u)[:4]
+
+
+def relaxation_and_interval(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
+    """:func:`relaxation` and :func:`interval` from one pass (the interval is the slope-0
+    candidate's offsets): ``(al, bl, au, bu, lo, hi)``."""
     m = get(kind)
     mid = 0.5 * (x0 + u)
     w = u - x0
@@ -286,4 +371,4 @@ def relaxation(kind: str, x0: torch.Tensor, u: torch.Tensor) -> tuple:
     bad = ~(torch.isfinite(x0) & torch.isfinite(u))
     bu = torch.where(bad, math.nan, bu)
     bl = torch.where(bad, math.nan, bl)
-    return al, bl, au, bu
+    return al, bl, au, bu, b_lo[-1], b_hi[-1]

@@ -48,12 +48,6 @@ def relu_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple:
     return al, torch.zeros_like(lo), lam, bu
 
 
-def _relaxation(op, lo: torch.Tensor, hi: torch.Tensor) -> tuple:
-    if isinstance(op, ReLU):
-        return relu_relaxation(lo, hi)
-    return activations.relaxation(op.kind, lo, hi)
-
-
 def backward(
     net: Network, start: str, rows: torch.Tensor, relax: dict, mags: dict
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -214,11 +208,13 @@ def _activate(net: Network, name: str, bounds: Bounds, relax: dict, mags: dict) 
     """Relax activation ``name`` from its input's bounds; tighten its own bounds from them."""
     op = net.nodes[name].op
     lo, hi = bounds[net.nodes[name].inputs[0]]
-    relax[name] = _relaxation(op, lo, hi)
     if isinstance(op, ReLU):
+        relax[name] = relu_relaxation(lo, hi)
         _intersect(bounds, mags, name, lo.clamp(min=0), hi.clamp(min=0))
     else:
-        _intersect(bounds, mags, name, *activations.interval(op.kind, lo, hi))
+        al, bl, au, bu, ilo, ihi = activations.relaxation_and_interval(op.kind, lo, hi)
+        relax[name] = (al, bl, au, bu)
+        _intersect(bounds, mags, name, ilo, ihi)
 
 
 def _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi) -> None:

@@ -159,8 +159,7 @@ def activation(lb: LinearBounds, kind: str, xabs: torch.Tensor) -> LinearBounds:
     """Bounds of a smooth activation ``f(v)``: the per-neuron relaxation of
     :func:`~metacompose.symbolic.activations.relaxation` composed with ``lb``; concrete bounds
     from :func:`~metacompose.symbolic.activations.interval`."""
-    sl, bl, su, bu = activations.relaxation(kind, lb.lo, lb.hi)
-    lo, hi = activations.interval(kind, lb.lo, lb.hi)
+    sl, bl, su, bu, lo, hi = activations.relaxation_and_interval(kind, lb.lo, lb.hi)
     mag = torch.maximum(sl.abs(), su.abs()) * lb.magnitude(xabs) + torch.maximum(bl.abs(), bu.abs())
     err = fp_error(mag, 3)
     su_pos = (su >= 0).unsqueeze(-1)
