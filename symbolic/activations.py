@@ -249,34 +249,40 @@ def _err(x: torch.Tensor) -> torch.Tensor:
     return ERR * (1.0 + x.abs())
 
 
-def _find_roots(m: ActivationMath, p0, p1, a) -> tuple:
-    """Brackets ``[p, q]`` of ``f'(x) = a`` on pieces ``[p0, p1]`` (f' monotone).
+def _find_roots(m: ActivationMath, p0, p1, a, d0, d1) -> tuple:
+    """Brackets ``[p, q]`` of ``f'(x) = a`` on pieces ``[p0, p1]`` (f' monotone), given
+    ``d0 = f'(p0)`` and ``d1 = f'(p1)``.
 
-    Returns ``(p, q, has_root)``; without a sign change the bracket is ``[p0, p0]``. A bracket
-    keeps the bisection's invariant: ``f'(p) - a`` has the float sign of ``f'(p0) - a`` and
-    ``f'(q) - a`` does not. It comes from the closed-form guess ``m.root`` widened by
-    :data:`GUESS_WIDTH` where that guess passes the check, else from bisection.
+    Returns ``(p, q, has_root, hp, hq)`` with ``hp = f'(p) - a``, ``hq = f'(q) - a`` (as
+    evaluated); without a sign change the bracket is ``[p0, p0]``. A bracket keeps the
+    bisection's invariant: ``hp`` has the float sign of ``f'(p0) - a`` and ``hq`` does not. It
+    comes from the closed-form guess ``m.root`` widened by :data:`GUESS_WIDTH` where that guess
+    passes the check, else from bisection.
     """
-    p0, p1, a = torch.broadcast_tensors(p0, p1, a)
-    h0 = m.df(p0) - a
-    has = (h0 * (m.df(p1) - a) < 0) & (p1 > p0)
-    lo, hi = p0.clone(), torch.where(has, p1, p0)
+    p0, p1, a, d0, d1 = torch.broadcast_tensors(p0, p1, a, d0, d1)
+    h0, h1 = d0 - a, d1 - a
+    has = (h0 * h1 < 0) & (p1 > p0)
+    p, q = p0, torch.where(has, p1, p0)
+    hp, hq = h0, torch.where(has, h1, h0)
     todo = has
     if m.root is not None:
-        with torch.no_grad():
-            r = m.root(p0, p1, torch.where(has, a, 0.5))
+        r = m.root(p0, p1, torch.where(has, a, 0.5))
         r = torch.where(torch.isfinite(r), r, p0)
         d = GUESS_WIDTH * (1.0 + r.abs())
-        p = torch.minimum(torch.maximum(r - d, p0), p1)
-        q = torch.maximum(torch.minimum(r + d, p1), p0)
-        ok = has & ((m.df(p) - a) * h0 > 0) & ((m.df(q) - a) * h0 <= 0) & (p < q)
-        lo, hi = torch.where(ok, p, lo), torch.where(ok, q, hi)
+        pg = torch.minimum(torch.maximum(r - d, p0), p1)
+        qg = torch.maximum(torch.minimum(r + d, p1), p0)
+        hpg, hqg = m.df(pg) - a, m.df(qg) - a
+        ok = has & (hpg * h0 > 0) & (hqg * h0 <= 0) & (pg < qg)
+        p, q = torch.where(ok, pg, p), torch.where(ok, qg, q)
+        hp, hq = torch.where(ok, hpg, hp), torch.where(ok, hqg, hq)
         todo = has & ~ok
     if bool(todo.any()):
-        bl, bh = _bisect(m, p0[todo], p1[todo], a[todo], h0[todo])
-        lo, hi = lo.clone(), hi.clone()
-        lo[todo], hi[todo] = bl, bh
-    return lo, hi, has
+        at = a[todo]
+        bl, bh = _bisect(m, p0[todo], p1[todo], at, h0[todo])
+        p, q, hp, hq = p.clone(), q.clone(), hp.clone(), hq.clone()
+        p[todo], q[todo] = bl, bh
+        hp[todo], hq[todo] = m.df(bl) - at, m.df(bh) - at
+    return p, q, has, hp, hq
 
 
 def _bisect(m: ActivationMath, p0, p1, a, h0) -> tuple:
@@ -296,15 +302,18 @@ def line_offsets(kind: str, x0: torch.Tensor, u: torch.Tensor, a: torch.Tensor) 
     ``x0, u, a`` broadcast to a common shape; non-finite inputs give non-finite offsets.
     """
     m = get(kind)
-    x0, u, a = torch.broadcast_tensors(x0, u, a)
-    cuts = m.cuts(x0, u)
-    pts = torch.cat([x0.unsqueeze(-1), cuts, u.unsqueeze(-1)], dim=-1)
+    shape = torch.broadcast_tensors(x0, u, a)[0].shape  # (broadcast_shapes imports sympy)
+    x0, u = torch.broadcast_tensors(x0, u)  # the points do not depend on the slope: once
+    pts = torch.cat([x0.unsqueeze(-1), m.cuts(x0, u), u.unsqueeze(-1)], dim=-1)
+    fp, dp = m.f(pts), m.df(pts)
+    full = (*shape, pts.shape[-1])
+    pts, fp, dp = pts.expand(full), fp.expand(full), dp.expand(full)
     ae = a.unsqueeze(-1)
-    p, q, has = _find_roots(m, pts[..., :-1], pts[..., 1:], ae)
-    corr = torch.where(has, ((m.df(p) - ae).abs() + (m.df(q) - ae).abs()) * (q - p), 0.0)
+    p, q, has, hp, hq = _find_roots(m, pts[..., :-1], pts[..., 1:], ae, dp[..., :-1], dp[..., 1:])
+    corr = torch.where(has, (hp.abs() + hq.abs()) * (q - p), 0.0)
     cand = torch.cat([pts, p], dim=-1)
     slack = torch.cat([torch.zeros_like(pts), corr], dim=-1)
-    fc = m.f(cand)
+    fc = torch.cat([fp, m.f(p)], dim=-1)
     g = fc - ae * cand
     err = _err(cand) + 2.0**-50 * ((ae * cand).abs() + fc.abs()) + slack
     mis = 4 * ERR * (1.0 + torch.maximum(x0.abs(), u.abs())) * (u - x0)

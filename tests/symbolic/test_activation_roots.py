@@ -76,12 +76,15 @@ def test_closed_form_brackets_hold_a_root_and_match_bisection(kind):
     m = A.get(kind)
     pts = torch.cat([lo[:, None], m.cuts(lo, hi), hi[:, None]], -1)
     p0, p1 = pts[:, :-1], pts[:, 1:]
-    p, q, has = A._find_roots(m, p0, p1, a[:, None])
-    bp, bq, bhas = A._find_roots(dataclasses.replace(m, root=None), p0, p1, a[:, None])
+    d0, d1 = m.df(p0), m.df(p1)
+    p, q, has, hp_out, hq_out = A._find_roots(m, p0, p1, a[:, None], d0, d1)
+    bisect = dataclasses.replace(m, root=None)
+    bp, bq, bhas, _, _ = A._find_roots(bisect, p0, p1, a[:, None], d0, d1)
     assert torch.equal(has, bhas)
     assert int(has.sum()) > 300
     hp, hq = m.df(p) - a[:, None], m.df(q) - a[:, None]
-    h0 = m.df(p0) - a[:, None]
+    assert torch.equal(hp[has], hp_out[has]) and torch.equal(hq[has], hq_out[has])
+    h0 = d0 - a[:, None]
     assert bool(((hp * h0 > 0) & (hq * h0 <= 0) & (p0 <= p) & (q <= p1))[has].all())
     # both brackets hold the same (unique) root: they overlap
     assert bool(((p <= bq) & (bp <= q))[has].all())
@@ -92,7 +95,7 @@ def test_a_wrong_guess_falls_back_to_bisection():
     lo = torch.tensor([[-3.0, 0.0]], dtype=torch.float64)
     hi = torch.tensor([[0.0, 3.0]], dtype=torch.float64)
     a = torch.tensor([[0.5]], dtype=torch.float64)
-    p, q, has = A._find_roots(m, lo, hi, a)
+    p, q, has, _, _ = A._find_roots(m, lo, hi, a, m.df(lo), m.df(hi))
     root = torch.atanh(torch.tensor(0.5**0.5, dtype=torch.float64))
     assert bool(has.all())
     assert float(p[0, 1]) <= float(root) <= float(q[0, 1])
