@@ -60,12 +60,19 @@ def _fixed_cuts(*points: float) -> Callable[[torch.Tensor, torch.Tensor], torch.
 
 
 def _periodic_cuts(offset: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Cuts at ``offset + k pi`` inside ``[x0, u]`` (at most 4 for widths below ``3 pi``)."""
+    """Cuts at ``offset + k pi`` inside ``[x0, u]``: ``ceil(w / pi) + 1`` candidates for the
+    widest finite width ``w`` (an interval of width ``w`` holds at most ``ceil(w / pi)``; one
+    more in case the float ``floor`` lands one multiple low), at most 4 (widths above
+    :data:`WIDE_PERIODIC` are bounded by constants instead)."""
 
     def cuts(x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         k0 = torch.floor((x0 - offset) / math.pi)
         k0 = torch.where(torch.isfinite(k0), k0, torch.zeros_like(k0))
-        ks = k0.unsqueeze(-1) + torch.arange(1, 5, dtype=torch.float64)
+        w = u - x0
+        finite = torch.isfinite(w)
+        widest = float(w[finite].max()) if bool(finite.any()) else 0.0
+        n = 4 if not bool(finite.all()) else min(4, math.ceil(widest / math.pi) + 1)
+        ks = k0.unsqueeze(-1) + torch.arange(1, n + 1, dtype=torch.float64)
         c = offset + ks * math.pi
         return torch.minimum(torch.maximum(c, x0.unsqueeze(-1)), u.unsqueeze(-1))
 

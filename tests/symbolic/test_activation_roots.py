@@ -101,3 +101,29 @@ def test_a_wrong_guess_falls_back_to_bisection():
     assert float(p[0, 1]) <= float(root) <= float(q[0, 1])
     assert float(p[0, 0]) <= -float(root) <= float(q[0, 0])
     assert float((q - p).max()) < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["sin", "cos"])
+def test_periodic_cuts_hold_every_extremum_of_the_derivative(kind):
+    """Every ``offset + k pi`` inside ``[x0, u]`` (found in 50-digit arithmetic) is a cut or an
+    end point, for batches whose widest interval decides how many cuts are made."""
+    offset = mpmath.mpf(0) if kind == "sin" else mpmath.pi / 2
+    g = torch.Generator().manual_seed(3)
+    m = A.get(kind)
+    for widest in (0.01, 1.0, 3.2, 6.5, 9.4):
+        lo = torch.randn(300, generator=g, dtype=torch.float64) * 6
+        lo[:50] = torch.arange(-25, 25, dtype=torch.float64) * torch.pi  # at float multiples
+        w = torch.rand(300, generator=g, dtype=torch.float64) * widest
+        w[0] = widest
+        hi = lo + w
+        cuts = m.cuts(lo, hi)
+        with mpmath.workdps(50):
+            for i in range(300):
+                a, b = mpmath.mpf(float(lo[i])), mpmath.mpf(float(hi[i]))
+                k = mpmath.ceil((a - offset) / mpmath.pi)
+                while offset + k * mpmath.pi <= b:
+                    c = offset + k * mpmath.pi
+                    pts = [*cuts[i].tolist(), float(lo[i]), float(hi[i])]
+                    gap = min(abs(mpmath.mpf(x) - c) for x in pts)
+                    assert gap < 1e-12 * (1 + abs(c)), (kind, widest, i, float(c))
+                    k += 1
