@@ -34,12 +34,14 @@ UpdateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int
 @dataclass
 class OptState:
     """Running first and second moments of the gradient (per task, per element), the step, and
-    (guarded unrolls) each task's update scale, so a continued unroll resumes all of them."""
+    (guarded unrolls) each task's update scale and lowest support loss so far, so a continued
+    unroll resumes all of them."""
 
     m: Params
     v: Params
     t: int = 0
     scale: torch.Tensor | None = None
+    best: torch.Tensor | None = None
 
     @staticmethod
     def zeros(fast: Params) -> OptState:
@@ -49,7 +51,7 @@ class OptState:
     def detach(self) -> OptState:
         return OptState({k: v.detach() for k, v in self.m.items()},
                         {k: v.detach() for k, v in self.v.items()}, self.t,
-                        None if self.scale is None else self.scale.detach())  # fmt: skip
+                        *(None if a is None else a.detach() for a in (self.scale, self.best)))  # fmt: skip
 
 
 def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor, *, t: int,
@@ -95,12 +97,18 @@ def rule_step(
     horizon: int,
     loss: str,
     scale: torch.Tensor | None = None,
-) -> tuple[Params, Params, Params, torch.Tensor | None]:
-    """One inner step on ONE task: new ``(fast, m, v, scale)`` after gradient step ``t`` (1-based).
+    best: torch.Tensor | None = None,
+    slack: float = 1.0,
+) -> tuple[Params, Params, Params, torch.Tensor | None, torch.Tensor | None]:
+    """One inner step on ONE task: new ``(fast, m, v, scale, best)`` after gradient step ``t``
+    (1-based).
 
     Every adapted tensor is flattened into one vector, so the rule runs once per step.
     ``scale`` (0-dim, evaluation only): guarded step ``p + scale * update``, kept (with its new
-    moments) only if the support loss does not rise, else the old ``(p, m, v)`` and half the scale."""
+    moments) only if its support loss is at most ``slack`` times ``best``, the lowest support loss
+    of this task so far (0-dim, ``inf`` at the start), else the old ``(p, m, v)`` and half the
+    scale. ``slack = 1``: the support loss never rises; ``slack > 1``: a non-monotone guard that
+    lets momentum through a bump but never past ``slack`` times the best loss."""
 
     def support_loss(f: Params) -> torch.Tensor:
         return task_loss(graph.apply_params({**frozen, **f}, x), y, loss)
@@ -120,11 +128,13 @@ def rule_step(
         return {k: part.view(fast[k].shape) for k, part in zip(keys, vec.split(sizes))}
 
     if scale is None:
-        return split(p + delta), split(m1), split(v1), None
+        return split(p + delta), split(m1), split(v1), None, None
     new = {"p": p + scale * delta, "m": m1, "v": v1}
-    kept, scale = accept_if_lower(before, support_loss(split(new["p"])), {"p": p, "m": m0, "v": v0},
-                                  new, scale)  # fmt: skip
-    return split(kept["p"]), split(kept["m"]), split(kept["v"]), scale
+    best = torch.minimum(best, before)
+    after = support_loss(split(new["p"]))
+    kept, scale = accept_if_lower(slack * best, after, {"p": p, "m": m0, "v": v0}, new, scale)
+    best = torch.where(after <= best, after, best)
+    return split(kept["p"]), split(kept["m"]), split(kept["v"]), scale, best
 
 
 def unroll(
@@ -143,6 +153,7 @@ def unroll(
     vectorize: bool = True,
     on_step: Callable[[int, Params], None] | None = None,
     guard: bool = False,
+    slack: float = 1.0,
 ) -> tuple[Params, OptState]:
     """Adapt every task of a meta-batch for ``steps`` steps of ``update``.
 
@@ -155,36 +166,42 @@ def unroll(
             meta-gradient flows through unrolls of at most this length.
         vectorize: ``vmap`` over tasks (else a per-task Python loop: the reference path).
         on_step: ``on_step(s, fast)`` after each step ``s = 1..steps``.
-        guard: keep a task's step only if its support loss does not rise, else halve that task's
-            update scale (evaluation: no meta-gradient through the accept/reject decision).
+        guard: keep a task's step only if its support loss does not rise (above ``slack`` times
+            its lowest support loss so far), else halve that task's update scale (evaluation: no
+            meta-gradient through the accept/reject decision).
 
     Returns:
         ``(fast, state)`` after the last step.
     """
     state = OptState.zeros(fast) if state is None else state
     m, v, t0 = state.m, state.v, state.t
-    scale = (x.new_ones(x.shape[0]) if state.scale is None else state.scale) if guard else None
+    scale = best = None
+    if guard:
+        scale = x.new_ones(x.shape[0]) if state.scale is None else state.scale
+        best = x.new_full((x.shape[0],), torch.inf) if state.best is None else state.best
     for s in range(1, steps + 1):
         t = t0 + s
 
-        def one(f, mm, vv, sc, xt, yt, t=t):
+        def one(f, mm, vv, sc, bb, xt, yt, t=t):
             out = rule_step(graph, update, f, frozen, mm, vv, xt, yt, t=t, horizon=horizon,
-                            loss=loss, scale=sc)  # fmt: skip
+                            loss=loss, scale=sc, best=bb, slack=slack)  # fmt: skip
             return out if guard else out[:3]
 
         if vectorize:
-            out = vmap(one, in_dims=(0, 0, 0, 0 if guard else None, 0, 0))(fast, m, v, scale, x, y)
+            dim = 0 if guard else None
+            out = vmap(one, in_dims=(0, 0, 0, dim, dim, 0, 0))(fast, m, v, scale, best, x, y)
             fast, m, v = out[:3]
-            scale = out[3] if guard else None
+            scale, best = out[3:] if guard else (None, None)
         else:
             outs = [one(*({k: d[k][i] for k in d} for d in (fast, m, v)),
-                        None if scale is None else scale[i], x[i], y[i])
+                        *(None if a is None else a[i] for a in (scale, best)), x[i], y[i])
                     for i in range(x.shape[0])]  # fmt: skip
             fast, m, v = ({k: torch.stack([o[j][k] for o in outs]) for k in fast} for j in range(3))
-            scale = None if scale is None else torch.stack([o[3] for o in outs])
+            if guard:
+                scale, best = (torch.stack([o[j] for o in outs]) for j in (3, 4))
         if truncation is not None and s % truncation == 0 and s < steps:
             fast = {k: p.detach() for k, p in fast.items()}
             m, v = OptState(m, v).detach().m, OptState(m, v).detach().v
         if on_step is not None:
             on_step(s, fast)
-    return fast, OptState(m, v, t0 + steps, scale)
+    return fast, OptState(m, v, t0 + steps, scale, best)

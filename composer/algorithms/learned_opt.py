@@ -3,15 +3,22 @@
 :class:`LearnedUpdateRule` is one small MLP applied to every element of every adapted tensor
 (shared across tensors, so it runs on any network): from the gradient, the running moments, the
 parameter, log-magnitudes and the step fraction (:func:`~metacompose.algorithms.learned_inner_loop
-.features`) it outputs a direction and a magnitude gate. The update is
+.features`) it outputs a log-modulation ``u`` of a direction and a magnitude gate. The update is
 
-    delta = -max_step * sigmoid(scale) * (1 + t / tau) ** -alpha * tanh(direction) * sigmoid(gate)
+    delta = -max_step * sigmoid(scale) * (1 + t / tau) ** -alpha * tanh(k * d * exp(k * u)) * gate
 
-so every element moves by less than ``max_step`` per step at any horizon (stable by construction),
+with ``d`` a learned linear combination of the gradient features alone (``g / sqrt(v_hat)``,
+``m_hat / sqrt(v_hat)``, ``GRAD_SCALE * g``), so an element whose gradient and momentum are zero
+does not move (no learned drift once a task is fitted: the rule does not wander off late, past
+its training horizon), ``gate = sigmoid(k * (MLP + linear))`` in (0, 1), and ``k = out_gain`` a
+fixed gain on every learned output (``< 1``: a meta-step changes the rule's behaviour less, so the
+few hundred meta-iterations of a short budget refine the initial rule instead of scrambling it).
+Every element moves by less than ``max_step`` per step at any horizon (stable by construction),
 with ``scale`` a learned global scalar and a learned power-law decay in the step ``t`` (``tau``,
-``alpha >= 0``; the step-fraction feature saturates past the horizon, the decay does not). A linear
-skip path starts the rule as tanh-squashed Adam. At evaluation a guard keeps a step only if it does
-not raise the task's support loss (:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
+``alpha >= 0``; the step-fraction feature saturates past the horizon, the decay does not). The
+rule starts as tanh-squashed Adam or SGD. At evaluation a guard keeps a step only if the task's
+support loss stays within ``guard_slack`` of its lowest so far
+(:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
 
 :class:`LearnedOptimizerLearner` meta-trains the rule (and, by default, the initial weights, as
 MAML does) through truncated, vmapped unrolls of the inner loop; its adaptation is an ordinary
@@ -36,12 +43,17 @@ from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch, derive_seed
 
+# The features the direction is linear in: g / sqrt(v_hat), m_hat / sqrt(v_hat), GRAD_SCALE * g
+# (the rest only modulate it), so that no learned offset moves a parameter whose gradient is zero.
+DIRECTION_FEATURES = [0, 1, NUM_FEATURES - 1]
+
 
 class LearnedUpdateRule(nn.Module):
     """Per-element update ``(..., 7) features, step t -> (...,)``, bounded by ``max_step``.
 
     Args:
         hidden: MLP width; max_step: bound on any element's change per step.
+        out_gain: ``k``, the gain on every learned output (module docstring), in (0, 1].
         init_lr, init_rule: the initial rule is ``-init_lr * d(t) * tanh(m_hat / sqrt(v_hat))``
             (``"adam"``, needs ``init_lr < max_step / 2``) or ``-init_lr * d(t) * tanh(c g) / c``
             with ``c = GRAD_SCALE`` (``"sgd"``: SGD with step ``init_lr`` while ``|c g| << 1``,
@@ -51,9 +63,12 @@ class LearnedUpdateRule(nn.Module):
 
     def __init__(
         self, *, hidden: int = 16, max_step: float = 0.1, init_lr: float = 0.01,
-        init_rule: Literal["adam", "sgd"] = "adam",
+        init_rule: Literal["adam", "sgd"] = "adam", out_gain: float = 1.0,
     ) -> None:  # fmt: skip
         super().__init__()
+        if not 0 < out_gain <= 1:
+            raise ValueError(f"out_gain must be in (0, 1], got {out_gain}")
+        self.out_gain = float(out_gain)
         if init_rule not in ("adam", "sgd"):
             raise ValueError(f"init_rule must be adam or sgd, got {init_rule!r}")
         gain = 1.0 if init_rule == "adam" else 1 / GRAD_SCALE
@@ -67,12 +82,15 @@ class LearnedUpdateRule(nn.Module):
         )  # fmt: skip
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
-        self.skip = nn.Linear(NUM_FEATURES, 2)
+        # direction: linear in the gradient features only (zero at a stationary point)
+        self.direction = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
+        self.gate = nn.Linear(NUM_FEATURES, 1)
         with torch.no_grad():
-            self.skip.weight.zero_()
-            self.skip.bias.zero_()
-            # direction <- normalised momentum (Adam) or the scaled raw gradient (SGD)
-            self.skip.weight[0, 1 if init_rule == "adam" else NUM_FEATURES - 1] = 1.0
+            self.direction.weight.zero_()
+            self.gate.weight.zero_()
+            self.gate.bias.zero_()
+            # normalised momentum (Adam) or the scaled raw gradient (SGD)
+            self.direction.weight[0, 1 if init_rule == "adam" else 2] = 1.0 / out_gain
         frac = 2 * init_lr * gain / max_step  # sigmoid(gate = 0) = 1/2
         self.scale = nn.Parameter(torch.tensor(math.log(frac / (1 - frac))))
         self.log_tau = nn.Parameter(torch.tensor(math.log(10.0)))
@@ -84,8 +102,12 @@ class LearnedUpdateRule(nn.Module):
         return self.max_step * torch.sigmoid(self.scale) * (1 + t / self.log_tau.exp()) ** -alpha
 
     def forward(self, feats, g=None, p=None, v=None, t: int = 1) -> torch.Tensor:
-        out = self.mlp(feats) + self.skip(feats)
-        return -self.step_size(t) * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
+        k, h = self.out_gain, self.mlp(feats)
+        direction = (
+            k * self.direction(feats[..., DIRECTION_FEATURES])[..., 0] * torch.exp(k * h[..., 0])
+        )
+        gate = torch.sigmoid(k * (h[..., 1] + self.gate(feats)[..., 0]))
+        return -self.step_size(t) * torch.tanh(direction) * gate
 
 
 class LearnedOptimizerLearner(nn.Module):
@@ -109,7 +131,9 @@ class LearnedOptimizerLearner(nn.Module):
         warmup: most steps taken without meta-gradient before the unroll (0: none).
         networks: fresh random networks some meta-iterations train the rule on (their objective
             is the query curve over its value at the start of the unroll: scale-free).
-        guard: at evaluation keep a step only if the task's support loss does not rise.
+        guard: at evaluation keep a step only if the task's support loss does not rise above
+            ``guard_slack`` times its lowest so far (1: never rises; > 1: non-monotone, so a
+            momentum rule is not cut at every bump), else halve that task's update scale.
         enforcer: certifies (and by its mode repairs: projection, halving of the weight change,
             rollback) every adaptation that starts from the meta-learned weights (evaluation,
             export, and meta-training unrolls without warm-up on the learner's own network).
@@ -128,11 +152,14 @@ class LearnedOptimizerLearner(nn.Module):
         warmup: int = 0,
         networks: RandomNetworks | None = None,
         guard: bool = True,
+        guard_slack: float = 1.0,
         enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if horizon < 1 or (truncation is not None and truncation < 1):
             raise ValueError("horizon and truncation must be >= 1")
+        if not 1.0 <= guard_slack < math.inf:
+            raise ValueError(f"guard_slack must be a finite number >= 1, got {guard_slack}")
         self.graph = graph
         self.rule = rule
         self.loss = loss
@@ -143,6 +170,7 @@ class LearnedOptimizerLearner(nn.Module):
         self.warmup = int(warmup)
         self.networks = networks
         self.guard = bool(guard)
+        self.guard_slack = float(guard_slack)
         self.enforcer = enforcer
         self.adapt_keys = graph.param_keys()
         graph.requires_grad_(learn_init)
@@ -170,7 +198,7 @@ class LearnedOptimizerLearner(nn.Module):
             out, carried[0] = unroll(
                 self.graph if graph is None else graph, self.rule, f, frozen, x, y, steps=n,
                 horizon=self.horizon, loss=self.loss, truncation=truncation, on_step=on,
-                state=carried[0], guard=guard,
+                state=carried[0], guard=guard, slack=self.guard_slack,
             )  # fmt: skip
             return out
 
@@ -245,11 +273,13 @@ def learned_opt_learner(
     max_step: float = 0.1,
     init_lr: float = 0.01,
     init_rule: Literal["adam", "sgd"] = "adam",
+    out_gain: float = 1.0,
     horizon: int = 10,
     truncation: int | None = 5,
     learn_init: bool = True,
     warmup: int = 0,
     guard: bool = True,
+    guard_slack: float = 1.0,
     random_net_prob: float = 0.0,
     random_net_widths: list[int] | None = None,
     random_net_activations: list[str] | None = None,
@@ -261,7 +291,8 @@ def learned_opt_learner(
     for ``random_net_*``, :class:`~metacompose.algorithms.rule_curriculum.RandomNetworks`; MLP
     families only: the drawn networks take the graph's input and output sizes); ``enforcer``
     comes from the config's ``enforce`` section."""
-    rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule)
+    rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule,
+                             out_gain=out_gain)  # fmt: skip
     networks = None
     if random_net_prob:
         if graph.in_space.kind != "vec":
@@ -274,5 +305,5 @@ def learned_opt_learner(
     return LearnedOptimizerLearner(
         graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
         eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
-        networks=networks, guard=guard, enforcer=enforcer,
+        networks=networks, guard=guard, guard_slack=guard_slack, enforcer=enforcer,
     )  # fmt: skip

@@ -28,13 +28,16 @@ def tasks(t=3, k=4, q=3):
 
 def reference_rule(rule, f, t):
     """The rule's forward written out with its weights (no nn.Module call)."""
-    m, s = rule.mlp, rule.skip
+    m, k = rule.mlp, rule.out_gain
     h = torch.tanh(f @ m[0].weight.T + m[0].bias)
     h = torch.tanh(h @ m[2].weight.T + m[2].bias)
-    out = h @ m[4].weight.T + m[4].bias + f @ s.weight.T + s.bias
+    h = h @ m[4].weight.T + m[4].bias
+    grads = torch.stack([f[..., 0], f[..., 1], f[..., 6]], -1)  # g/root, m_hat/root, c g
+    direction = k * (grads @ rule.direction.weight[0]) * torch.exp(k * h[..., 0])
+    gate = torch.sigmoid(k * (h[..., 1] + f @ rule.gate.weight[0] + rule.gate.bias[0]))
     alpha = torch.log1p(torch.exp(rule.decay))
     step = rule.max_step * torch.sigmoid(rule.scale) * (1 + t / torch.exp(rule.log_tau)) ** -alpha
-    return -step * torch.tanh(out[..., 0]) * torch.sigmoid(out[..., 1])
+    return -step * torch.tanh(direction) * gate
 
 
 def reference_objective(learner, b, truncation):
@@ -71,9 +74,14 @@ def reference_objective(learner, b, truncation):
     return total / (learner.horizon * b.num_tasks)
 
 
-def test_meta_gradient_matches_a_hand_unrolled_float64_reference():
+@pytest.mark.parametrize("out_gain", [1.0, 0.1])
+def test_meta_gradient_matches_a_hand_unrolled_float64_reference(out_gain):
     for truncation in (None, 2):
-        learner, b = small_learner(horizon=5, truncation=truncation), tasks()
+        learner, b = small_learner(horizon=5, truncation=truncation, out_gain=out_gain), tasks()
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():  # off the initial rule, so that every path carries a gradient
+            for p in learner.rule.mlp.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
         params = [p for p in learner.parameters() if p.requires_grad]
         fast = torch.autograd.grad(learner.meta_step(b).objective, params)
         ref = torch.autograd.grad(reference_objective(learner, b, truncation), params)
@@ -94,6 +102,20 @@ def test_updates_are_bounded_by_max_step_at_any_horizon():
     assert torch.isfinite(out).all()
 
 
+def test_an_element_without_gradient_or_momentum_does_not_move():
+    """No learned drift: whatever the rule's weights, the update is zero where the gradient
+    features (g / root, m_hat / root, GRAD_SCALE * g) are, and not elsewhere."""
+    rule = LearnedUpdateRule(hidden=8, max_step=0.5, init_lr=0.01, out_gain=0.3).double()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    f = torch.randn(200, 7, generator=g, dtype=torch.float64)
+    f[:100, [0, 1, 6]] = 0.0
+    out = rule(f, t=50)
+    assert (out[:100] == 0).all() and (out[100:] != 0).all()
+
+
 def test_initial_rule_is_squashed_adam():
     rule = LearnedUpdateRule(hidden=4, max_step=0.1, init_lr=0.01).double()
     f = torch.randn(50, 7, dtype=torch.float64)
@@ -104,8 +126,10 @@ def test_initial_rule_is_squashed_adam():
                                    rtol=1e-6)  # fmt: skip
 
 
-def test_initial_sgd_rule_is_sgd_for_small_gradients():
-    rule = LearnedUpdateRule(hidden=4, max_step=2.5, init_lr=0.01, init_rule="sgd").double()
+@pytest.mark.parametrize("out_gain", [1.0, 0.1])
+def test_initial_sgd_rule_is_sgd_for_small_gradients(out_gain):
+    rule = LearnedUpdateRule(hidden=4, max_step=2.5, init_lr=0.01, init_rule="sgd",
+                             out_gain=out_gain).double()  # fmt: skip
     f = torch.randn(50, 7, dtype=torch.float64) * 1e-5  # the last feature is GRAD_SCALE * g
     decay = (1 + 3 / 10) ** -0.05
     torch.testing.assert_close(rule(f, t=3), -0.01 * decay * f[:, 6] / GRAD_SCALE, atol=1e-9,
