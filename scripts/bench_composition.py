@@ -186,34 +186,62 @@ def routing_scores(learner, family, *, n_tasks: int, shots: int, seed: int) -> d
     return routing_purity({s: c.tolist() for s, c in ch.items()}, truth, family.factors, sizes)
 
 
-def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> torch.Tensor:
-    """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas:
-    the parameters by grid search on the support set (401 points for one parameter, 41 x 41 for
-    two), the amplitudes by least squares (clamped to the family's range). Not a learner: how
-    much 10 shots determine a task."""
+def oracle_fit(family, f, o, sx, sy, qx) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(support MSE, query prediction)`` of one task under the primitives ``f`` and ``o`` (their
+    formulas known): the parameters by grid search on the support set (401 points for one
+    parameter, 41 x 41 for two), the amplitudes by least squares (clamped to the family's range)."""
     structure = getattr(family, "structure", Chain())
-    f_reg, g_reg = structure.registries
     lo, hi = family.param_range
+    if o.param is None:
+        p, q = torch.linspace(lo, hi, 401).view(-1, 1, 1), None
+    else:
+        grid = torch.linspace(lo, hi, 41)
+        p, q = (v.reshape(-1, 1, 1) for v in torch.meshgrid(grid, grid, indexing="ij"))
+    phi = structure.terms(f, o, sx[None], p, q)  # each (grid, K, 1)
+    amp = least_squares_amplitudes(phi, sy[None], family.amplitude)  # (grid, terms)
+    fit = sum(amp[:, k].view(-1, 1, 1) * phi[k] for k in range(len(phi)))
+    losses = ((fit - sy[None]) ** 2).mean((1, 2))
+    best = losses.argmin()
+    terms = structure.terms(f, o, qx, p[best], None if q is None else q[best])
+    return losses[best], sum(amp[best, k] * terms[k] for k in range(len(terms)))
+
+
+def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> torch.Tensor:
+    """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas
+    (:func:`oracle_fit`). Not a learner: how much ``shots`` points determine a task."""
+    f_reg, g_reg = getattr(family, "structure", Chain()).registries
     out = []
     for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
         for i in range(b.num_tasks):
             f = f_reg[family.inner[int(b.info["f"][i])]]
             o = g_reg[family.outer[int(b.info["g"][i])]]
-            if o.param is None:
-                p, q = torch.linspace(lo, hi, 401).view(-1, 1, 1), None
-            else:
-                grid = torch.linspace(lo, hi, 41)
-                p, q = (v.reshape(-1, 1, 1) for v in torch.meshgrid(grid, grid, indexing="ij"))
-            phi = structure.terms(f, o, b.support_x[i][None], p, q)  # each (grid, K, 1)
-            y = b.support_y[i][None]
-            amp = least_squares_amplitudes(phi, y, family.amplitude)  # (grid, terms)
-            fit = sum(amp[:, k].view(-1, 1, 1) * phi[k] for k in range(len(phi)))
-            best = ((fit - y) ** 2).mean((1, 2)).argmin()
-            pq = (p[best], None if q is None else q[best])
-            terms = structure.terms(f, o, b.query_x[i], *pq)
-            pred = sum(amp[best, k] * terms[k] for k in range(len(terms)))
+            _, pred = oracle_fit(family, f, o, b.support_x[i], b.support_y[i], b.query_x[i])
             out.append(((pred - b.query_y[i]) ** 2).mean())
     return torch.stack(out).double()
+
+
+def oracle_routing(family, *, n_tasks: int, combos: str, shots: int, seed: int):
+    """``(per-task query MSE, routing purity)`` of the oracle routed *from data*: the primitives'
+    formulas known, each task's (f, g) taken as the pair with the lowest support MSE after
+    :func:`oracle_fit` over every (f, g) of the family's sets. It bounds how well any router can
+    tell the composition from ``shots`` points of these primitives (lowest support loss, no prior)."""
+    f_reg, g_reg = getattr(family, "structure", Chain()).registries
+    pairs = [(i, j) for i in range(len(family.inner)) for j in range(len(family.outer))]
+    out, picked, truth = [], {"f": [], "g": []}, {"f": [], "g": []}
+    for b in meta_test_batches(family, n_tasks=n_tasks, combos=combos, shots=shots, seed=seed):
+        for t in range(b.num_tasks):
+            fits = [
+                oracle_fit(family, f_reg[family.inner[i]], g_reg[family.outer[j]],
+                           b.support_x[t], b.support_y[t], b.query_x[t])
+                for i, j in pairs
+            ]  # fmt: skip
+            k = int(torch.stack([loss for loss, _ in fits]).argmin())
+            out.append(((fits[k][1] - b.query_y[t]) ** 2).mean())
+            for slot, choice in zip(("f", "g"), pairs[k]):
+                picked[slot].append(choice)
+                truth[slot].append(int(b.info[slot][t]))
+    sizes = {"f": len(family.inner), "g": len(family.outer)}
+    return torch.stack(out).double(), routing_purity(picked, truth, family.factors, sizes)
 
 
 def least_squares_amplitudes(phi: list[torch.Tensor], y: torch.Tensor, limits) -> torch.Tensor:
@@ -238,17 +266,25 @@ def bench_oracle(args) -> None:
         family = build_family(load_config(args.oracle, args.set).task)
     else:
         family = CompositionalFamily(preset=args.oracle)
-    print(f"oracle query MSE, {args.oracle!r}, K=10, {args.tasks} tasks per split and seed")
+    print(
+        f"oracle query MSE, {args.oracle!r}, K={args.shots}, {args.tasks} tasks per split and seed"
+    )
     with progress(args.seeds, desc="oracle", unit="seed") as bar:
         for seed in bar:
             seen, held = (
-                oracle_mse(family, n_tasks=args.tasks, combos=c, shots=10, seed=seed)
+                oracle_mse(family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed)
                 for c in ("seen", "held_out")
             )
             say(
                 f"seed {seed}: in-distribution {seen.mean():.2e} (max {seen.max():.2e}), "
                 f"held-out {held.mean():.2e} (max {held.max():.2e})"
             )
+            for c in ("seen", "held_out"):
+                mse, purity = oracle_routing(
+                    family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed
+                )
+                say(f"seed {seed}: routed from data by support search, {c}: query MSE "
+                    f"{mse.mean():.2e}, {purity_line(purity)}")  # fmt: skip
 
 
 def ci95(values: list[float]) -> tuple[float, float]:
@@ -471,8 +507,10 @@ def main() -> None:
         "--oracle",
         metavar="PRESET|CONFIG",
         default=None,
-        help="error floor of a preset's family or a config's (with --set; no training)",
+        help="error floor of a preset's family or a config's (with --set; no training), and the "
+        "oracle routed from data: the pair with the lowest support MSE, its routing purity",
     )
+    p.add_argument("--shots", type=int, default=10, help="support points per task (--oracle)")
     args = p.parse_args()
     args.timed = {}
     if args.from_data:
