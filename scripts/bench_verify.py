@@ -15,7 +15,9 @@ Part 3 (``--coverage``): every ``configs/*.yaml`` trains 3 meta-iterations (tiny
 configs on ``task.family=digits`` at 8x8, 2 conv stages of 4 filters: no fonts here) and its
 checkpoint is verified against the spec its config names (``verify.spec``): exit code and claims.
 ``--soundness``: self-test counts over ReLU / tanh / sin MLPs and conv nets. ``--smooth``: tanh
-and sin pairs, refine bound / best attack value and claims set 10% above the attack value. ``--classifier CKPT``:
+and sin stand-in pairs (``--smooth-dims`` inputs), refine bound / best attack value and claims set
+10% above the attack value; ``--smooth-checkpoint CKPT`` (repeatable): the same on a trained
+checkpoint's per-task adaptations (e.g. the routed tanh and sin compositions). ``--classifier CKPT``:
 prediction stability at rho = 0.001 and 0.01 (fraction of query images decided, s per image).
 
 Part 2 (``--enforce``): meta-test adaptation pushed far (inner lr x ``--lr-scale``, ``--steps``

@@ -62,3 +62,13 @@ def test_mpmath_enclosure_contains_the_float_value(kind):
             assert float(e.b - e.a) < 1e-30 * abs(f) + 1e-60
     finally:
         iv.prec = saved
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_relaxation_and_interval_match_the_separate_calls(kind):
+    """The one-pass form (used by the forward and CROWN passes) returns exactly the relaxation
+    and the interval bound of the two separate functions."""
+    lo, hi = _intervals(4)
+    both = A.relaxation_and_interval(kind, lo, hi)
+    for got, want in zip(both, (*A.relaxation(kind, lo, hi), *A.interval(kind, lo, hi))):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
