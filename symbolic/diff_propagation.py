@@ -21,7 +21,7 @@ import torch
 from metacompose.symbolic import activations
 from metacompose.symbolic import linear_bounds as lbm
 from metacompose.symbolic.crown import pair_output_bounds as crown_bounds
-from metacompose.symbolic.image_bounds import interval_bounds
+from metacompose.symbolic.image_bounds import image_bounds
 from metacompose.symbolic.linear_bounds import LinearBounds, fp_error
 from metacompose.symbolic.network import INPUT, Activation, Add, Affine, NetworkPair, ReLU
 
@@ -66,9 +66,9 @@ def propagate_pair(
 
 
 def _interval_pair(pair: NetworkPair, xlo, xhi) -> dict:
-    """Image networks: interval bounds of each network, their difference as the difference of
-    the ranges (CROWN on the difference network then tightens the output)."""
-    m, a = interval_bounds(pair.meta, xlo, xhi), interval_bounds(pair.adapted, xlo, xhi)
+    """Image networks: concrete bounds of each network (:func:`image_bounds`), their difference
+    as the difference of the ranges (CROWN on the difference network then tightens the output)."""
+    m, a = image_bounds(pair.meta, xlo, xhi), image_bounds(pair.adapted, xlo, xhi)
     n = xlo.shape[1]
     out = {}
     for k in m:
