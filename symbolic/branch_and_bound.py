@@ -110,28 +110,33 @@ def branch_and_bound(
         cub = objective.upper(output_bounds(pair, clo, chi))
         n_boxes += clo.shape[0]
         rounds += 1
-        with torch.no_grad():
-            centres = 0.5 * (clo + chi)
-            vals = objective.value(pair, centres)
-        i = int(torch.argmax(vals))
-        if float(vals[i]) > best_v:
-            best_v, best_x = float(vals[i]), centres[i].clone()
-        if rounds % attack_every == 0:
-            k = min(8, clo.shape[0])
-            worst = torch.argsort(cub, descending=True)[:k]
-            x, v = pgd_maximize(
-                lambda x: objective.value(pair, x),
-                clo[worst],
-                chi[worst],
-                starts_per_box=2,
-                steps=15,
-                generator=generator,
-            )
-            if v > best_v:
-                best_v, best_x = v, x
+        attack = rounds % attack_every == 0
+        best_v, best_x = _best_point(
+            pair, objective, clo, chi, cub, best_v, best_x, attack, generator
+        )
         lo = torch.cat([lo[rest], clo])
         hi = torch.cat([hi[rest], chi])
         ub = torch.cat([ub[rest], cub])
+
+
+def _best_point(pair, objective, clo, chi, cub, best_v, best_x, attack: bool, generator):
+    """The best of ``(best_v, best_x)``, the new boxes' centres and, with ``attack``, projected
+    gradient ascent from the (at most 8) boxes of largest upper bound ``cub``."""
+    with torch.no_grad():
+        centres = 0.5 * (clo + chi)
+        vals = objective.value(pair, centres)
+    i = int(torch.argmax(vals))
+    if float(vals[i]) > best_v:
+        best_v, best_x = float(vals[i]), centres[i].clone()
+    if attack:
+        worst = torch.argsort(cub, descending=True)[: min(8, clo.shape[0])]
+        x, v = pgd_maximize(
+            lambda x: objective.value(pair, x), clo[worst], chi[worst], starts_per_box=2,
+            steps=15, generator=generator,
+        )  # fmt: skip
+        if v > best_v:
+            best_v, best_x = v, x
+    return best_v, best_x
 
 
 def _split(lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple:
