@@ -171,15 +171,33 @@ def run_method(
         v, steps, val = score(MixedEffectsLearner(fit=fit), family, plan, max_steps=0)
         return MethodResult(method, metric, over_tasks(v), steps, None, 0, train_s,
                             time.perf_counter() - t1, v, groups=groups, val_mean=val)  # fmt: skip
+    learner, max_steps = _trained_learner(method, cfg, family, eval_steps=eval_steps)
+    learner.to(plan.device)
+    r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
+                   shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,
+                   grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device,
+                   desc=f"meta-train {method}")  # fmt: skip
+    t1 = time.perf_counter()
+    v, steps, val = score(learner, family, plan, max_steps=max_steps)
+    return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
+                        time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps,
+                        groups=groups, val_mean=val)  # fmt: skip
+
+
+def _trained_learner(
+    method: str, cfg: DictConfig, family: TaskFamily, *, eval_steps: int | None
+) -> tuple[torch.nn.Module, int]:
+    """The learner ``method`` meta-trains, and the most adaptation steps it may pick on meta-val
+    (see :func:`run_method`)."""
     if method == "protonet":
-        if metric != "accuracy":
+        if family.metric != "accuracy":
             raise ValueError("protonet applies to classification families only")
         learner = ProtoNet(
             encoder=build_graph(cfg.model, cfg.seed).node("body"), ways=family.out_dim
         )
         max_steps = 0
     elif method == "gp_dkt":
-        if metric != "mse":
+        if family.metric != "mse":
             raise ValueError("gp_dkt applies to regression families only")
         hidden = tuple(cfg.model.args.get("hidden", (40, 40)))
         learner = DeepKernelGP(
@@ -198,16 +216,7 @@ def run_method(
         max_steps = c.algo.eval_inner_steps if eval_steps is None else int(eval_steps)
         if method in CONTEXT_METHODS:
             max_steps = 0  # no inner loop: the support set is read in the forward pass
-    learner.to(plan.device)
-    r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,
-                   shots=plan.shots, query=plan.query, lr=cfg.optim.lr, seed=cfg.seed,
-                   grad_clip=cfg.optim.grad_clip, max_seconds=max_seconds, device=plan.device,
-                   desc=f"meta-train {method}")  # fmt: skip
-    t1 = time.perf_counter()
-    v, steps, val = score(learner, family, plan, max_steps=max_steps)
-    return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
-                        time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps,
-                        groups=groups, val_mean=val)  # fmt: skip
+    return learner, max_steps
 
 
 def paired_difference(a: MethodResult, b: MethodResult) -> Estimate:
