@@ -76,33 +76,8 @@ def lipschitz_facts(net: Network, norm: str) -> tuple[list[Fact], z3.ArithRef, F
             )
             val[name] = rational_upper(float(val[u] + r))
         elif isinstance(nd.op, Add | Concat):
-            total = Fraction(0)
-            lin = []
-            for u in nd.inputs:
-                e = exp_upper(val[u])
-                lu = z3.Real(f"lip[{u}]@{name}")
-                lin.append(lu)
-                facts.append(
-                    Fact(
-                        f"exp[{u}->{name}]",
-                        z3.Implies(ell[u] <= z3_rational(val[u]), lu <= z3_rational(e)),
-                        f"log Lip({u}) <= {float(val[u]):.6g} => Lip({u}) <= {float(e):.6g}",
-                    )
-                )
-                total += e
-            s = z3.Real(f"lip[{name}]")
-            facts.append(
-                Fact(f"merge[{name}]", s <= z3.Sum(lin), f"Lip({name}) <= sum of its inputs' Lip")
-            )
-            lt = log_upper(total)
-            facts.append(
-                Fact(
-                    f"log[{name}]",
-                    z3.Implies(s <= z3_rational(total), v <= z3_rational(lt)),
-                    f"Lip({name}) <= {float(total):.6g} => log Lip({name}) <= {float(lt):.6g}",
-                )
-            )
-            val[name] = lt
+            merged, val[name] = _merge_facts(name, nd.inputs, v, ell, val)
+            facts += merged
         elif isinstance(nd.op, Activation):  # elementwise, |f'| <= c: Lip scales by c in every norm
             u = nd.inputs[0]
             c = activations.get(nd.op.kind).lip
@@ -122,6 +97,37 @@ def lipschitz_facts(net: Network, norm: str) -> tuple[list[Fact], z3.ArithRef, F
         else:
             raise TypeError(f"node {name!r}: no Lipschitz rule for {type(nd.op).__name__}")
     return facts, ell[net.output], val[net.output]
+
+
+def _merge_facts(name: str, inputs, v: z3.ArithRef, ell: dict, val: dict) -> tuple[list, Fraction]:
+    """Facts for a sum or concatenation ``name`` (its Lipschitz constant is at most the sum of
+    its inputs'), in log space through ``exp`` / ``log`` upper bounds; and its log-Lip value."""
+    facts: list[Fact] = []
+    total = Fraction(0)
+    lin = []
+    for u in inputs:
+        e = exp_upper(val[u])
+        lu = z3.Real(f"lip[{u}]@{name}")
+        lin.append(lu)
+        facts.append(
+            Fact(
+                f"exp[{u}->{name}]",
+                z3.Implies(ell[u] <= z3_rational(val[u]), lu <= z3_rational(e)),
+                f"log Lip({u}) <= {float(val[u]):.6g} => Lip({u}) <= {float(e):.6g}",
+            )
+        )
+        total += e
+    s = z3.Real(f"lip[{name}]")
+    facts.append(Fact(f"merge[{name}]", s <= z3.Sum(lin), f"Lip({name}) <= sum of its inputs' Lip"))
+    lt = log_upper(total)
+    facts.append(
+        Fact(
+            f"log[{name}]",
+            z3.Implies(s <= z3_rational(total), v <= z3_rational(lt)),
+            f"Lip({name}) <= {float(total):.6g} => log Lip({name}) <= {float(lt):.6g}",
+        )
+    )
+    return facts, lt
 
 
 def certify_lipschitz(net: Network, norm: str, limit: float, *, timeout_ms: int = 5000) -> tuple:
