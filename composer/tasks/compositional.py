@@ -283,25 +283,8 @@ class CompositionalFamily:
             lo, hi = self.x_range
             unit = (2.0 * x - lo - hi) / (hi - lo)
             x = torch.where(alone.view(-1, 1, 1), unit, x)
-        y = torch.empty_like(x)
-        for t in range(n_tasks):
-            fp, gp = self._f[int(f_id[t])], self._g[int(g_id[t])]
-            terms = self.structure.terms(fp, gp, x[t], p[t], None if q is None else q[t])
-            y[t] = amp[t, 0] * terms[0]
-            for k in range(1, len(terms)):
-                y[t] = y[t] + amp[t, k] * terms[k]
-        descriptor = None
-        if self.descriptor != "none":
-            descriptor = torch.cat(
-                [
-                    torch.nn.functional.one_hot(f_id, len(self.inner_ids)),
-                    torch.nn.functional.one_hot(g_id, len(self.outer_ids)),
-                ],
-                dim=1,
-            ).float()
-        if self.descriptor == "input":
-            x = torch.cat([x, descriptor[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
-            descriptor = None
+        y = self._targets(f_id, g_id, x, p, q, amp)
+        x, descriptor = self._with_descriptor(f_id, g_id, x)
         info = {"f": f_id, "g": g_id, "held_out": held, "amplitude": amp[:, 0].reshape(-1)}
         info["param"] = p.view(-1)
         if q is not None:
@@ -316,6 +299,33 @@ class CompositionalFamily:
             descriptor=descriptor,
             info=info,
         )
+
+    def _targets(self, f_id, g_id, x, p, q, amp) -> torch.Tensor:
+        """``y`` of every task: its structure's terms of (f, g) at ``x``, weighted by ``amp``."""
+        y = torch.empty_like(x)
+        for t in range(len(f_id)):
+            fp, gp = self._f[int(f_id[t])], self._g[int(g_id[t])]
+            terms = self.structure.terms(fp, gp, x[t], p[t], None if q is None else q[t])
+            y[t] = amp[t, 0] * terms[0]
+            for k in range(1, len(terms)):
+                y[t] = y[t] + amp[t, k] * terms[k]
+        return y
+
+    def _with_descriptor(self, f_id, g_id, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, descriptor)``: the (f, g) one-hot descriptor as ``self.descriptor`` says (none,
+        a separate tensor, or appended to every input)."""
+        if self.descriptor == "none":
+            return x, None
+        descriptor = torch.cat(
+            [
+                torch.nn.functional.one_hot(f_id, len(self.inner_ids)),
+                torch.nn.functional.one_hot(g_id, len(self.outer_ids)),
+            ],
+            dim=1,
+        ).float()
+        if self.descriptor == "input":
+            return torch.cat([x, descriptor[:, None, :].expand(-1, x.shape[1], -1)], dim=-1), None
+        return x, descriptor
 
 
 @lru_cache(maxsize=64)
