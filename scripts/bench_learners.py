@@ -8,8 +8,11 @@ update, step size tuned on meta-validation tasks) start from the MAML init; the 
 squares. Every method meets the same seeded meta-test tasks (in distribution, and out of
 distribution: amplitude [5, 10], phase [pi, 2 pi]). The learned optimizer meta-trains its update rule
 from the MAML init (learn_init=false), so it, Adam and SGD differ only in the update. Then its
-targets: steps to reach tuned Adam's 100-step loss, 10x its training horizon, and the rule alone on
-fresh networks (random init): the trained architecture and a 2x wider tanh network.
+targets: steps to reach tuned Adam's 100-step loss (and the advantage, 100 / steps), 10x its
+training horizon, and the same steps-to-reach on a 2x wider tanh network it never saw, from that
+network's own MAML init (``maml_tanh80``, meta-trained here with the same budget: the main
+target's protocol) and from a random init (support loss: the rule as an optimizer from scratch),
+next to the trained architecture from a random init; one MET/MISSED line per target.
 
     python scripts/bench_learners.py --budget 180 --tasks 400 --json learners.json
 """
