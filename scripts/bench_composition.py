@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from metacompose.cli.args import at_least
 from metacompose.config import load_config
 from metacompose.optional import MissingExtraError, require
 from metacompose.progress import progress, say
@@ -510,7 +511,9 @@ def main() -> None:
         help="error floor of a preset's family or a config's (with --set; no training), and the "
         "oracle routed from data: the pair with the lowest support MSE, its routing purity",
     )
-    p.add_argument("--shots", type=int, default=10, help="support points per task (--oracle)")
+    p.add_argument(
+        "--shots", type=at_least(1), default=10, help="support points per task (--oracle)"
+    )
     args = p.parse_args()
     args.timed = {}
     if args.from_data:
