@@ -18,3 +18,17 @@ def test_facts_do_not_carry_from_one_proof_to_the_next():
     # the core names only the facts used
     both = prove([tight, Fact("unused", y >= 0, "y >= 0")], x <= 1, method="m")
     assert isinstance(both, Proved) and both.certificate.used == ("tight",)
+
+
+def test_a_timed_out_proof_leaves_the_next_one_unaffected():
+    """z3 gives up (canceled) on a nonlinear obligation at 1 ms; the next proofs on the same
+    solver are decided as on a fresh one."""
+    xs = [z3.Real(f"h{i}") for i in range(30)]
+    hard = [
+        Fact(f"hard{i}", xs[i] * xs[(i + 1) % 30] + xs[(i + 7) % 30] * xs[(i + 3) % 30] >= i, "")
+        for i in range(30)
+    ]
+    assert isinstance(prove(hard, z3.Sum(xs) <= -1000, method="m", timeout_ms=1), Unknown)
+    x = z3.Real("x")
+    assert isinstance(prove([Fact("t", x <= 0, "x <= 0")], x <= 1, method="m"), Proved)
+    assert isinstance(prove([], x <= 1, method="m"), Unknown)
