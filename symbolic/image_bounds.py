@@ -26,7 +26,7 @@ from metacompose.symbolic.linear_bounds import LinearBounds, fp_error
 from metacompose.symbolic.network import INPUT, Activation, Add, Affine, Network, ReLU
 
 Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]
-MAX_LINEAR_FLOATS = 40_000_000  # coefficients of one node for one box (320 MB in float64)
+MAX_LINEAR_FLOATS = 20_000_000  # one node, one box: 160 MB in float64 (peak ~1.2 GB at 32x28x28)
 
 
 def affine_interval(op: Affine, lo: torch.Tensor, hi: torch.Tensor) -> tuple:
