@@ -108,7 +108,7 @@ def image_bounds(net: Network, xlo: torch.Tensor, xhi: torch.Tensor) -> Bounds:
     ival = interval_bounds(net, xlo, xhi)
     if max(net.widths.values()) * xlo.shape[1] > MAX_LINEAR_FLOATS:
         return ival
-    per = [linear_bounds(net, xlo[b : b + 1], xhi[b : b + 1]) for b in range(xlo.shape[0])]
+    per = [forward_linear_bounds(net, xlo[b : b + 1], xhi[b : b + 1]) for b in range(xlo.shape[0])]
     out = {}
     for k, (lo, hi) in ival.items():
         out[k] = (
@@ -118,7 +118,9 @@ def image_bounds(net: Network, xlo: torch.Tensor, xhi: torch.Tensor) -> Bounds:
     return out
 
 
-def linear_bounds(net: Network, xlo: torch.Tensor, xhi: torch.Tensor) -> dict[str, LinearBounds]:
+def forward_linear_bounds(
+    net: Network, xlo: torch.Tensor, xhi: torch.Tensor
+) -> dict[str, LinearBounds]:
     """Forward linear bounds (:mod:`~metacompose.symbolic.linear_bounds`) of every node of a
     network with structured image ops, each node's concrete bounds intersected with its
     concretised linear ones."""

@@ -9,7 +9,7 @@ from metacompose.symbolic.conv import conv2d_affine, maxpool_nodes
 from metacompose.symbolic.crown import backward, concretize_upper, net_crown
 from metacompose.symbolic.diff_propagation import propagate_pair
 from metacompose.symbolic.exact_eval import evaluate
-from metacompose.symbolic.image_bounds import image_bounds, interval_bounds, linear_bounds
+from metacompose.symbolic.image_bounds import forward_linear_bounds, image_bounds, interval_bounds
 from metacompose.symbolic.image_ops import Conv2d, MaxPool2d
 from metacompose.symbolic.network import INPUT, Affine, Network, NetworkPair, Node, ReLU
 from metacompose.symbolic.prediction import margin_rows, margin_upper
@@ -148,7 +148,7 @@ def test_forward_linear_bounds_through_conv_equal_the_dense_lowering():
     bounds (same relaxations), up to rounding."""
     conv, dense = _image_nets(6, pool=False)
     xlo, xhi = _boxes(7, b=1, radius=0.1)
-    lc, ld = linear_bounds(conv, xlo, xhi), linear_bounds(dense, xlo, xhi)
+    lc, ld = forward_linear_bounds(conv, xlo, xhi), forward_linear_bounds(dense, xlo, xhi)
     for k in ("c1", "r1", "c2", "r2", "fc"):
         for f in ("al", "cl", "au", "cu", "lo", "hi"):
             torch.testing.assert_close(getattr(lc[k], f), getattr(ld[k], f), atol=1e-9, rtol=1e-9)
