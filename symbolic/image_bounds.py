@@ -108,12 +108,16 @@ def image_bounds(net: Network, xlo: torch.Tensor, xhi: torch.Tensor) -> Bounds:
     ival = interval_bounds(net, xlo, xhi)
     if max(net.widths.values()) * xlo.shape[1] > MAX_LINEAR_FLOATS:
         return ival
-    per = [forward_linear_bounds(net, xlo[b : b + 1], xhi[b : b + 1]) for b in range(xlo.shape[0])]
+    per: list[dict] = []
+    for b in range(xlo.shape[0]):  # one box's coefficients at a time; keep only its (lo, hi)
+        fwd = forward_linear_bounds(net, xlo[b : b + 1], xhi[b : b + 1])
+        per.append({k: (lb.lo, lb.hi) for k, lb in fwd.items()})
+        del fwd
     out = {}
     for k, (lo, hi) in ival.items():
         out[k] = (
-            torch.maximum(lo, torch.cat([p[k].lo for p in per])),
-            torch.minimum(hi, torch.cat([p[k].hi for p in per])),
+            torch.maximum(lo, torch.cat([p[k][0] for p in per])),
+            torch.minimum(hi, torch.cat([p[k][1] for p in per])),
         )
     return out
 
