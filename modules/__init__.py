@@ -2,6 +2,7 @@
 
 from metacompose.modules.activations import ACTIVATIONS, make_activation
 from metacompose.modules.base import TypedModule
+from metacompose.modules.context_mlp import ContextMLP
 from metacompose.modules.conv import ConvBlock
 from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
@@ -13,6 +14,7 @@ __all__ = [
     "ACTIVATIONS",
     "MODULE_TYPES",
     "ClassificationHead",
+    "ContextMLP",
     "ConvBlock",
     "Identity",
     "Linear",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from metacompose.modules.base import TypedModule
+from metacompose.modules.context_mlp import ContextMLP
 from metacompose.modules.conv import ConvBlock
 from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
@@ -15,6 +16,7 @@ MODULE_TYPES: dict[str, type[TypedModule]] = {
     "Linear": Linear,
     "MLPBlock": MLPBlock,
     "ResidualMLPBlock": ResidualMLPBlock,
+    "ContextMLP": ContextMLP,
     "ConvBlock": ConvBlock,
     "SetEncoder": SetEncoder,
     "RegressionHead": RegressionHead,

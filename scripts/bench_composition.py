@@ -92,7 +92,8 @@ VARIANTS = {
 # one-hot routes each slot; the upper bound), uniform routing, monolithic MAML of equal size
 # (within 10% parameters) and the oracle (the true primitives' formulas; no training).
 FROM_DATA = {"fd": "configs/from_data.yaml", "fdw": "configs/from_data_wide.yaml",
-             "fds": "configs/from_data_sums.yaml"}  # fmt: skip
+             "fds": "configs/from_data_sums.yaml",
+             "fdc": "configs/from_data_ctx.yaml"}  # fmt: skip
 MAML_CONFIG = "configs/compositional_identifiable_maml.yaml"
 for _p, _config in FROM_DATA.items():
     VARIANTS[_p] = _config
@@ -168,15 +169,19 @@ def pair_table(per_pair: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def routing_scores(learner, family, *, n_tasks: int, shots: int, seed: int) -> dict:
-    """Routing purity of the hard choices on meta-test tasks of all combinations
-    (:func:`metacompose.router.metrics.routing_purity`: joint NMI; per slot NMI and the accuracy
-    after matching candidates to primitives); empty for an unrouted learner."""
+def routing_scores(
+    learner, family, *, n_tasks: int, shots: int, seed: int, combos: str = "all"
+) -> dict:
+    """Routing purity of the hard choices on meta-test tasks of one combination set (``all``,
+    ``seen`` or ``held_out``; :func:`metacompose.router.metrics.routing_purity`: joint NMI; per
+    slot NMI and the accuracy after matching candidates to primitives); empty for an unrouted
+    learner."""
     if not hasattr(learner, "choices") or not learner.graph.routed_slots:
         return {}
-    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", "nmi"))
+    tag = "nmi" if combos == "all" else f"nmi-{combos}"
+    g = torch.Generator().manual_seed(derive_seed(seed, "test", "bench", tag))
     batch = family.sample(
-        n_tasks, shots=shots, query=shots, generator=g, split="test", subset="all"
+        n_tasks, shots=shots, query=shots, generator=g, split="test", subset=combos
     )
     with torch.no_grad():
         ch = learner.choices(batch)
@@ -328,30 +333,40 @@ def bench_composition(args) -> None:
     print(f"mean over seeds {args.seeds} with 95% t-interval over seeds\n")
     print(
         f"{'variant':18s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} "
-        f"{'NMI joint':>16s} {'matched acc':>16s}"
+        f"{'NMI joint':>16s} {'matched acc':>16s} {'NMI held-out':>16s} {'acc held-out':>16s}"
     )
     for variant, rs in rows.items():
         i_m, i_c = ci95([r[0] for r in rs])
         h_m, h_c = ci95([r[1] for r in rs])
-        nm = [r[2]["joint_nmi"] for r in rs if r[2]]
-        nmi = "-" if not nm else "{:.3f} ± {:.3f}".format(*ci95(nm))
-        acc = [mean_accuracy(r[2]) for r in rs if r[2]]
-        acc = "-" if not acc else "{:.3f} ± {:.3f}".format(*ci95(acc))
+        cols = [
+            interval([score(r[i]) for r in rs if len(r) > i and r[i]])
+            for i in (2, 4)
+            for score in (lambda p: p["joint_nmi"], mean_accuracy)
+        ]
         print(
             f"{variant:18s} {rs[0][3]:>7d} {num(i_m):>10s} ± {num(i_c):<7s} {num(h_m):>10s} ± "
-            f"{num(h_c):<7s} {nmi:>16s} {acc:>16s}"
+            f"{num(h_c):<7s} " + " ".join(f"{c:>16s}" for c in cols)
         )
     if args.per_pair and any(per_pair.values()):
         print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
         print(pair_table(per_pair))
     if any(r[2] for rs in rows.values() for r in rs):
-        print("\nper seed: held-out MSE, joint NMI, matched accuracy (mean over slots)\n")
+        print("\nper seed: held-out MSE, joint NMI, matched accuracy (mean over slots), all pairs")
+        print("then joint NMI / matched accuracy on held-out pairs only, and on seen pairs only\n")
         for variant, rs in rows.items():
             if rs[0][2]:
-                cells = [f"{r[1]:.4f} / {r[2]['joint_nmi']:.3f} / {mean_accuracy(r[2]):.3f}"
-                         for r in rs]  # fmt: skip
+                cells = [
+                    " / ".join([f"{r[1]:.4f}", *(f"{p['joint_nmi']:.3f} / {mean_accuracy(p):.3f}"
+                                                 for p in (r[2], r[4], r[5]))])
+                    for r in rs
+                ]  # fmt: skip
                 print(f"{variant:18s} " + "   ".join(cells))
     eval_seconds(args.timed, tasks=min(args.tasks, 100))
+
+
+def interval(values: list[float]) -> str:
+    """``mean ± 95% half-width`` over seeds, or ``-`` without values."""
+    return "-" if not values else "{:.3f} ± {:.3f}".format(*ci95(values))
 
 
 def num(x: float) -> str:
@@ -396,11 +411,18 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     for m, p in zip(torch.cat([idd, held]).tolist(), idd_pairs + held_pairs):
         table.setdefault(p + (" *" if p in held_pairs else ""), []).append(m)
     nmi = routing_scores(learner, family, n_tasks=args.tasks, shots=shots, seed=seed)
-    rows.setdefault(variant, []).append((idd.mean().item(), held.mean().item(), nmi, n_params))
+    held_nmi, seen_nmi = (
+        routing_scores(learner, family, n_tasks=args.tasks, shots=shots, seed=seed, combos=c)
+        for c in ("held_out", "seen")
+    )
+    rows.setdefault(variant, []).append(
+        (idd.mean().item(), held.mean().item(), nmi, n_params, held_nmi, seen_nmi)
+    )
     say(
         f"{variant:18s} seed {seed}: params {n_params}, train {secs:.0f} s, "
         f"{cfg.trainer.max_steps} it, ID MSE {idd.mean():.4f}, held-out MSE {held.mean():.4f}, "
-        f"routing {purity_line(nmi)}"
+        f"routing (all pairs) {purity_line(nmi)}; held-out pairs {purity_line(held_nmi)}; "
+        f"seen pairs {purity_line(seen_nmi)}"
     )
 
 

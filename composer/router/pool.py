@@ -12,6 +12,7 @@ pool is called functionally with a flat dict that may also hold, per task, the r
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from typing import Any
 
@@ -99,11 +100,29 @@ class ModulePool(nn.Module):
         return self.candidate(self.sink, 0).out_space
 
     def param_keys(self, nodes: list[str] | None = None) -> list[str]:
-        """Pool parameter names, optionally only those of the given slots."""
-        for n in nodes or []:
-            if n not in self.num_candidates:
-                raise KeyError(f"template has no slot {n!r}; slots: {self.slot_names}")
-        return param_keys_of(self, nodes)
+        """Pool parameter names (``None``: all), in pool order: every parameter of each named slot,
+        and, for an entry that is not a slot, the parameters whose names match it as a glob
+        pattern (``"inner.*.context"``: the context of every candidate of slot ``inner``).
+
+        Raises:
+            KeyError: an entry that is neither a slot nor matches a parameter name.
+        """
+        if nodes is None:
+            return param_keys_of(self)
+        names = param_keys_of(self)
+        picked: set[str] = set()
+        for n in nodes:
+            if n in self.num_candidates:
+                picked.update(param_keys_of(self, [n]))
+                continue
+            matched = fnmatch.filter(names, n)
+            if not matched:
+                raise KeyError(
+                    f"template has no slot {n!r} and no parameter name matches it; "
+                    f"slots: {self.slot_names}"
+                )
+            picked.update(matched)
+        return [k for k in names if k in picked]
 
     def modulation_targets(self, *, low_rank: int) -> list[ModTarget]:
         """Every layer that generated per-task modulations act on (see ``modulation_targets``);

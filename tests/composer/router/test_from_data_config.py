@@ -7,7 +7,12 @@ from metacompose.build import build_family, build_learner
 from metacompose.config import ConfigError, load_config
 from metacompose.router.policies import EMRouting, TopKSupportRouting
 
-CONFIGS = ["configs/from_data.yaml", "configs/from_data_wide.yaml", "configs/from_data_sums.yaml"]
+CONFIGS = [
+    "configs/from_data.yaml",
+    "configs/from_data_wide.yaml",
+    "configs/from_data_sums.yaml",
+    "configs/from_data_ctx.yaml",
+]
 
 
 @pytest.mark.parametrize("path", CONFIGS)
