@@ -114,7 +114,8 @@ def child_tax(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     cfg = load_config(REPO / "configs" / "sinusoid.yaml", args.overrides)
     module, data, _ = build_run(cfg)
-    stream = iter(data.train_dataloader())
+    data.train_dataloader()
+    stream = data.train_stream  # meta-batch by meta-batch, whatever trainer.steps_per_call is
     opt = module.configure_optimizers()
     raw_step = [0]
 
@@ -122,14 +123,19 @@ def child_tax(args: argparse.Namespace) -> dict:
         start = clock()
         for _ in range(n):
             opt.zero_grad()
-            guarded_meta_step(module.learner, next(stream), step=raw_step[0]).objective.backward()
+            guarded_meta_step(
+                module.learner, stream.item(raw_step[0]), step=raw_step[0]
+            ).objective.backward()
             opt.step()
             raw_step[0] += 1
         return clock() - start
 
     class Interleave(L.Callback):
+        # A Lightning batch may hold several meta-iterations (trainer.steps_per_call): blocks are
+        # counted in meta-iterations (global_step), each followed by as many raw-loop steps.
         def __init__(self) -> None:
-            self.mark = None
+            self.mark: float | None = None
+            self.mark_step = 0
             self.train_s = self.raw_s = 0.0
             self.train_n = self.raw_n = 0
 
@@ -139,15 +145,15 @@ def child_tax(args: argparse.Namespace) -> dict:
 
         def on_train_batch_end(self, trainer, *a) -> None:
             step = trainer.global_step
-            if step < args.warmup or step % args.block:
+            if step < args.warmup or (self.mark is not None and step - self.mark_step < args.block):
                 return
             if self.mark is not None:
                 self.train_s += clock() - self.mark
-                self.train_n += args.block
+                self.train_n += step - self.mark_step
             if step < trainer.max_steps:
                 self.raw_s += raw_block(args.block)
                 self.raw_n += args.block
-            self.mark = clock()
+            self.mark, self.mark_step = clock(), step
 
     raw_block(args.warmup)
     timer = Interleave()

@@ -89,6 +89,13 @@ class TrainerConfig:
     logger: str = "csv"  # csv (run_dir/metrics.csv) | tensorboard (if installed) | none
     max_bad_tasks: int | None = 1000  # stop once more NaN/Inf tasks were dropped (None: never)
     cpu_threads: int | None = 1  # torch intra-op threads per process on CPU (None: torch's default)
+    # meta-iterations per Lightning batch (the trainer's fixed cost is paid once per batch): auto
+    # (up to 8 for vector inputs, 1 for images) | a count dividing every cadence above
+    steps_per_call: Any = "auto"
+
+
+# The trainer's cadences, in meta-iterations: an explicit trainer.steps_per_call divides each one.
+CADENCES = ("max_steps", "val_check_interval", "log_every_n_steps", "checkpoint_every_n_steps")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from metacompose.config.errors import ConfigError
+from metacompose.config.schema import CADENCES
 
 PRECISIONS = (
     "32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true",
@@ -104,6 +105,16 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         c.integer(f"trainer.{key}", lo=1, hi=STEPS_LIMIT)
     c.integer("trainer.max_bad_tasks", lo=0, optional=True)
     c.integer("trainer.cpu_threads", lo=1, hi=4096, optional=True)
+    per_call = cfg.trainer.steps_per_call
+    if per_call != "auto" and (type(per_call) is not int or not 1 <= per_call <= STEPS_LIMIT):
+        c.fail(
+            "trainer.steps_per_call", per_call, f"expected auto or an integer in 1..{STEPS_LIMIT}"
+        )
+    for key in CADENCES if per_call != "auto" else ():
+        if cfg.trainer[key] % per_call:
+            c.fail(
+                "trainer.steps_per_call", per_call, f"must divide trainer.{key}={cfg.trainer[key]}"
+            )
     for key in ("encoder_hidden", "embedding", "hidden"):
         c.integer(f"router.{key}", lo=1, hi=SIZE_LIMIT)
     for key in ("descriptor_dim", "low_rank", "anchors"):

@@ -67,6 +67,8 @@ class TaskStream(IterableDataset):
         num_batches: stop after this many meta-batches (``None``: endless). A finite stream
             restarts from batch 0 on every iteration (a fixed validation set).
         start: index of the first item (micro-batch) to yield; updated to resume.
+        group: an endless stream yields lists of this many consecutive meta-batches (one
+            Lightning batch of ``trainer.steps_per_call`` meta-iterations); 1: one at a time.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class TaskStream(IterableDataset):
         chunks: int = 1,
         num_batches: int | None = None,
         start: int = 0,
+        group: int = 1,
     ) -> None:
         super().__init__()
         if sharding not in SHARDINGS:
@@ -103,6 +106,7 @@ class TaskStream(IterableDataset):
         self.chunks = chunks
         self.num_batches = num_batches
         self.start = start
+        self.group = group
         self.per_rank = batch_size // world_size
         if sharding == "global":
             self.seed, self.draw = derive_seed(seed, split), batch_size
@@ -132,12 +136,12 @@ class TaskStream(IterableDataset):
         size = self.per_rank // self.chunks
         return select_tasks(self._cached[1], slice(chunk * size, (chunk + 1) * size))
 
-    def __iter__(self) -> Iterator[TaskBatch]:
+    def __iter__(self) -> Iterator[TaskBatch | list[TaskBatch]]:
         if self.num_batches is None:
-            position = self.start
+            position, n = self.start, self.group
             while True:
-                yield self.item(position)
-                position += 1
+                yield self.item(position) if n == 1 else [self.item(p + position) for p in range(n)]
+                position += n
         for position in range(self.num_batches * self.chunks):
             yield self.item(position)
 
@@ -163,6 +167,7 @@ class MetaDataModule(L.LightningDataModule):
         sharding: ``"per_rank"`` or ``"global"`` (see the module docstring).
         chunks: micro-batches per meta-batch and rank (gradient accumulation; see
             ``data.task_chunk_size``).
+        steps_per_call: meta-batches per training batch (:mod:`metacompose.training.steps_per_call`).
     """
 
     def __init__(
@@ -176,6 +181,7 @@ class MetaDataModule(L.LightningDataModule):
         val_tasks: int = 200,
         sharding: str = "per_rank",
         chunks: int = 1,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         self.family = family
@@ -186,6 +192,7 @@ class MetaDataModule(L.LightningDataModule):
         self.val_tasks = val_tasks
         self.sharding = sharding
         self.chunks = chunks
+        self.steps_per_call = steps_per_call
         self.consumed = 0
         self.train_stream: TaskStream | None = None
 
@@ -209,6 +216,7 @@ class MetaDataModule(L.LightningDataModule):
             sharding=self.sharding,
             chunks=self.chunks,
             start=self.consumed,
+            group=self.steps_per_call,
         )
         return DataLoader(self.train_stream, batch_size=None, num_workers=0)
 
@@ -236,13 +244,15 @@ class MetaDataModule(L.LightningDataModule):
         # A TaskBatch moves itself: cheaper than Lightning's generic walk over a dataclass.
         if isinstance(batch, TaskBatch):
             return batch.to(device)
+        if isinstance(batch, list) and all(isinstance(b, TaskBatch) for b in batch):
+            return [b.to(device) for b in batch]
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Count a meta-train micro-batch as consumed when it reaches the training step."""
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
-            self.consumed += 1
+            self.consumed += len(batch) if isinstance(batch, list) else 1
         return batch
 
     def state_dict(self) -> dict:

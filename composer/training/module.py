@@ -18,6 +18,7 @@ from metacompose.training.guard import (
     guarded_meta_step,
 )
 from metacompose.training.rng import capture_rng_state, restore_rng_state
+from metacompose.training.steps_per_call import rebatch_counters
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -57,6 +58,9 @@ class MetaLearningModule(L.LightningModule):
         chunks: micro-batches per meta-iteration (``data.task_chunk_size``); the trainer must
             accumulate this many batches (``accumulate_grad_batches``) and clip (``gradient_clip_val``)
             itself when it is above 1.
+        steps_per_call: meta-iterations per training batch (a list of that many ``TaskBatch``;
+            :mod:`metacompose.training.steps_per_call`); logged rows then carry their
+            meta-iteration as ``step``, since the trainer counts batches.
     """
 
     def __init__(
@@ -69,9 +73,13 @@ class MetaLearningModule(L.LightningModule):
         max_bad_tasks: int | None = 1000,
         grad_clip: float | None = None,
         chunks: int = 1,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
+        if steps_per_call > 1 and chunks > 1:
+            raise ValueError("steps_per_call > 1 needs one micro-batch per meta-iteration")
         self.automatic_optimization = chunks > 1
+        self.steps_per_call = steps_per_call
         self.grad_clip = grad_clip
         self.learner = learner
         self.optimizer_factory = optimizer
@@ -95,9 +103,19 @@ class MetaLearningModule(L.LightningModule):
         # Lightning writes at the end of the step when (steps done + 1) % log_every_n_steps == 0
         # (the row is labelled with the steps done before it). Logging in that same step keeps each
         # row's value from its own step, and a run stopped after any step resumes to the same log.
-        return (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0
+        every = self.trainer.log_every_n_steps * self.steps_per_call  # in meta-iterations
+        return (self.trainer.global_step + 1) % every == 0
 
-    def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(
+        self, batch: TaskBatch | list[TaskBatch], batch_idx: int
+    ) -> torch.Tensor | None:
+        if isinstance(batch, list):  # steps_per_call meta-iterations, each its own optimizer step
+            for one in batch:
+                self._meta_iteration(one)
+            return None
+        return self._meta_iteration(batch)
+
+    def _meta_iteration(self, batch: TaskBatch) -> torch.Tensor | None:
         step = guarded_meta_step(self.learner, batch, step=self.trainer.global_step)
         self._good += step.good
         self._tasks += step.tasks
@@ -107,6 +125,7 @@ class MetaLearningModule(L.LightningModule):
             # every later batch, logged or not.
             shown = self.trainer.progress_bar_callback is not None
             self.log("train/query_loss", loss, prog_bar=shown, sync_dist=True)
+            self._log_step(self.trainer.global_step)
         objective = step.objective
         if self.trainer.world_size > 1:  # only DDP needs every parameter in the graph
             objective = objective + sum(p.sum() for p in self._parameters_trained()) * 0.0
@@ -117,6 +136,11 @@ class MetaLearningModule(L.LightningModule):
         self.manual_backward(objective)
         optimizer.step()  # runs on_before_optimizer_step (guard, clipping) before the update
         return None
+
+    def _log_step(self, step: int) -> None:
+        # A row is labelled with the meta-iterations done before it, logged as ``step``: Lightning's
+        # own label counts batches, which differ from meta-iterations when steps_per_call > 1.
+        self.log("step", float(step), batch_size=1)
 
     def _parameters_trained(self) -> list[torch.nn.Parameter]:
         if self._trained is None:
@@ -156,6 +180,7 @@ class MetaLearningModule(L.LightningModule):
         if skip or good < tasks or self._log_now():
             for key, value in self.guard_metrics().items():
                 self.log(key, value)
+            self._log_step(self.global_step)
         if self.grad_clip is not None and not self.automatic_optimization:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
@@ -178,6 +203,7 @@ class MetaLearningModule(L.LightningModule):
         self.log(f"val/query_{m}", curve[-1].mean(), batch_size=n, sync_dist=True, prog_bar=True)
         if m == "mse":  # for regression the query loss is the metric
             self.log("val/query_loss", curve[-1].mean(), batch_size=n, sync_dist=True)
+        self._log_step(self.trainer.global_step - 1)  # as Lightning labels a validation row
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
@@ -187,11 +213,14 @@ class MetaLearningModule(L.LightningModule):
         checkpoint["metacompose_resume"] = {
             "rng": capture_rng_state(),
             "guard": self.guard.state_dict(),
+            "steps_per_call": self.steps_per_call,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        _settle_finished_batch(checkpoint)
         if not self.automatic_optimization:
             _steps_to_manual(checkpoint)
+            rebatch_counters(checkpoint, steps_per_call=self.steps_per_call)
         resume = checkpoint.get("metacompose_resume", {})
         self.guard.load_state_dict(resume.get("guard", {}))
         if "rng" in resume:
@@ -216,3 +245,18 @@ def _steps_to_manual(checkpoint: dict[str, Any]) -> None:
     if done and not manual["total"]["completed"]:
         for counter in ("total", "current"):
             manual[counter] = dict(manual[counter], ready=done, completed=done)
+
+
+def _settle_finished_batch(checkpoint: dict[str, Any]) -> None:
+    """Let a checkpoint saved after its last batch had finished (``train`` saves one when ``fit``
+    ends) resume with its log rows on the right steps.
+
+    Lightning saves periodic checkpoints inside a batch's hooks, before it counts the batch in
+    ``_batches_that_stepped``, and adds that batch on restore. It adds it to a finished batch too,
+    so a run resumed from its final checkpoint (``trainer.max_steps`` raised) wrote every later log
+    row one batch late and lost the last one. Such a checkpoint has every batch completed."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    total = loop.get("epoch_loop.batch_progress", {}).get("total")
+    state = loop.get("epoch_loop.state_dict", {})
+    if total and total["completed"] == total["processed"] and state.get("_batches_that_stepped"):
+        state["_batches_that_stepped"] -= 1

@@ -13,7 +13,13 @@ from metacompose.training.checkpoint_io import CheckpointError, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
 # Keys a resumed run may change: where the run lives, how long it goes on, whether a bar is drawn.
-MAY_CHANGE_ON_RESUME = ("out_dir", "name", "trainer.max_steps", "trainer.enable_progress_bar")
+MAY_CHANGE_ON_RESUME = (
+    "out_dir",
+    "name",
+    "trainer.max_steps",
+    "trainer.enable_progress_bar",
+    "trainer.steps_per_call",  # the same run, bit for bit, at any count
+)
 
 
 @dataclass(frozen=True)

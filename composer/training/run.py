@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from metacompose.algorithms import MetaLearner
 from metacompose.build import build_family, build_learner, build_optimizer
 from metacompose.config import ConfigError, to_yaml
+from metacompose.config.schema import CADENCES
 from metacompose.progress import progress_enabled
-from metacompose.tasks.base import derive_seed
+from metacompose.tasks.base import TaskBatch, derive_seed
 from metacompose.training.data import MetaDataModule
 from metacompose.training.guard import one_line_bad_task_warnings
 from metacompose.training.hardware import (
@@ -45,6 +46,7 @@ from metacompose.training.resume import (
     resolve_resume,
 )
 from metacompose.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
+from metacompose.training.steps_per_call import resolve_steps_per_call
 
 # Lightning warnings that say nothing about a meta-learning run (endless iterable streams, one
 # process per CPU rank, resuming mid-"epoch" of an endless stream).
@@ -132,11 +134,17 @@ def train(
     if resume is not None:
         point = load_resume_point(resume)
         check_resumable(point, cfg)
-    module, data, chunks = build_run(cfg)
+    module, data, chunks = build_run(cfg, resume_step=point.step if point is not None else 0)
     run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
     last = run_dir / "checkpoints" / "last.ckpt"
     stop = GracefulStop(checkpoint=last)
-    trainer = make_trainer(cfg, run_dir=run_dir, chunks=chunks, callbacks=[stop, *callbacks])
+    trainer = make_trainer(
+        cfg,
+        run_dir=run_dir,
+        chunks=chunks,
+        steps_per_call=module.steps_per_call,
+        callbacks=[stop, *callbacks],
+    )
 
     L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
     with contextlib.ExitStack() as held:
@@ -154,8 +162,13 @@ def train(
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
 
 
-def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]:
+def build_run(
+    cfg: DictConfig, *, resume_step: int = 0
+) -> tuple[MetaLearningModule, MetaDataModule, int]:
     """The Lightning module, the task streams and the chunks per rank of a run (nothing on disk).
+
+    ``resume_step``: the meta-iteration a resumed run continues from (``trainer.steps_per_call``
+    must divide it).
 
     Raises:
         ConfigError: anything built from ``cfg`` refuses it (family, learner, optimizer).
@@ -167,8 +180,20 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         optimizer(learner.parameters())
     except ValueError as e:  # torch's own checks: a negative lr, weight decay, ...
         raise ConfigError(f"optim: {e}") from e
+    g = torch.Generator().manual_seed(0)
+    example = family.sample(
+        1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train"
+    )
     chunks = chunks_per_rank(
-        cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, family)
+        cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, example)
+    )
+    t = cfg.trainer
+    per_call = resolve_steps_per_call(
+        t.steps_per_call,
+        cadences={key: t[key] for key in CADENCES},
+        chunks=chunks,
+        image=example.support_x.dim() >= 5,
+        resume_step=resume_step,
     )
     module = MetaLearningModule(
         learner=learner,
@@ -182,6 +207,7 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         max_bad_tasks=cfg.trainer.max_bad_tasks,
         grad_clip=cfg.optim.grad_clip,
         chunks=chunks,
+        steps_per_call=per_call,
     )
     data = MetaDataModule(
         family=family,
@@ -192,17 +218,16 @@ def build_run(cfg: DictConfig) -> tuple[MetaLearningModule, MetaDataModule, int]
         val_tasks=cfg.data.val_tasks,
         sharding=cfg.data.sharding,
         chunks=chunks,
+        steps_per_call=per_call,
     )
     return module, data, chunks
 
 
-def task_memory_mb(cfg: DictConfig, learner, family) -> float | None:
+def task_memory_mb(cfg: DictConfig, learner, task: TaskBatch) -> float | None:
     """Estimated activation memory of one task's meta-gradient (MAML family; else ``None``), from
-    which ``data.memory_budget_mb`` chooses the task chunks."""
+    which ``data.memory_budget_mb`` chooses the task chunks; ``task``: one task of the family."""
     if not isinstance(learner, MetaLearner) or learner.algorithm == "reptile":
         return None
-    g = torch.Generator().manual_seed(0)
-    task = family.sample(1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train")
     example = torch.cat([task.support_x[0], task.query_x[0]])[:4]
     return estimate_task_mb(
         learner.graph,
@@ -257,9 +282,17 @@ def fit(
 
 
 def make_trainer(
-    cfg: DictConfig, *, run_dir: Path, chunks: int, callbacks: Sequence[Callback]
+    cfg: DictConfig,
+    *,
+    run_dir: Path,
+    chunks: int,
+    callbacks: Sequence[Callback],
+    steps_per_call: int = 1,
 ) -> L.Trainer:
     """The Lightning ``Trainer`` of a run (it creates nothing on disk until ``fit``).
+
+    Lightning counts training batches: ``chunks`` of them per meta-iteration, or one per
+    ``steps_per_call`` meta-iterations; its cadences are converted accordingly.
 
     Raises:
         ConfigError: a precision, strategy, logger... that Lightning refuses.
@@ -274,9 +307,9 @@ def make_trainer(
             num_nodes=t.num_nodes,
             strategy=t.strategy,
             precision=t.precision,
-            val_check_interval=min(t.val_check_interval, t.max_steps) * chunks,
+            val_check_interval=min(t.val_check_interval, t.max_steps) * chunks // steps_per_call,
             check_val_every_n_epoch=None,
-            log_every_n_steps=t.log_every_n_steps,
+            log_every_n_steps=t.log_every_n_steps // steps_per_call,
             accumulate_grad_batches=chunks,
             enable_progress_bar=bar,
             deterministic=t.deterministic,

@@ -18,13 +18,14 @@ def plain_loop(cfg, *, clip: float | None) -> tuple[dict[str, torch.Tensor], lis
     """The reference: guarded meta-step, backward, optional norm clipping, optimizer step."""
     module, data, chunks = build_run(cfg)
     assert chunks == 1
-    stream = iter(data.train_dataloader())
+    data.train_dataloader()
+    stream = data.train_stream
     opt = module.configure_optimizers()
     params = [p for p in module.parameters() if p.requires_grad]
     norms = []
     for i in range(STEPS):
         opt.zero_grad()
-        guarded_meta_step(module.learner, next(stream), step=i).objective.backward()
+        guarded_meta_step(module.learner, stream.item(i), step=i).objective.backward()
         norms.append(float(torch.linalg.vector_norm(torch.cat([p.grad.view(-1) for p in params]))))
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(params, clip)

@@ -1,0 +1,152 @@
+"""Several meta-iterations per Lightning batch (trainer.steps_per_call) change nothing but speed:
+the same weights, optimizer state and metrics.csv, bit for bit, including across a SIGKILL and a
+resume with another count; bad counts fail in one line before anything runs."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+from training_testing import CONFIG, final_state, run_python, tiny_overrides
+
+from metacompose.config import ConfigError, load_config
+from metacompose.training import train
+from metacompose.training.run import build_run
+from metacompose.training.steps_per_call import AUTO_MAX, resolve_steps_per_call
+
+# Cadences that 4 divides: validation, checkpoints and a log row every 4 meta-iterations.
+EVERY4 = [
+    "trainer.val_check_interval=4",
+    "trainer.checkpoint_every_n_steps=4",
+    "trainer.log_every_n_steps=4",
+]
+
+
+def optimizer_state(ckpt):
+    return torch.load(ckpt, weights_only=True)["optimizer_states"][0]["state"]
+
+
+def assert_same_run(a, b) -> None:
+    wa, wb = final_state(a.checkpoint), final_state(b.checkpoint)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    oa, ob = optimizer_state(a.checkpoint), optimizer_state(b.checkpoint)
+    for i in oa:
+        assert torch.equal(oa[i]["exp_avg"], ob[i]["exp_avg"])
+        assert torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"])
+    assert (a.run_dir / "metrics.csv").read_text() == (b.run_dir / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("per_call", [2, 4])
+def test_steps_per_call_gives_the_run_of_one_step_per_batch(tiny_cfg, per_call):
+    extra = ["trainer.max_steps=12", *EVERY4]
+    one = train(tiny_cfg("one", *extra, "trainer.steps_per_call=1"))
+    many = train(tiny_cfg(f"many{per_call}", *extra, f"trainer.steps_per_call={per_call}"))
+    assert_same_run(one, many)
+    rows = (many.run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    steps = sorted({int(r.split(",")[header.index("step")]) for r in rows[1:]})
+    assert steps == [3, 7, 11]  # a row every 4 meta-iterations, labelled as with one per batch
+
+
+def test_auto_takes_several_steps_for_vectors(tiny_cfg):
+    cfg = tiny_cfg("auto", "trainer.max_steps=16", *EVERY4)
+    module, data, chunks = build_run(cfg)
+    assert (chunks, module.steps_per_call, data.steps_per_call) == (1, 4, 4)
+    cfg = tiny_cfg("auto", "trainer.max_steps=2000", "trainer.val_check_interval=2000",
+                   "trainer.checkpoint_every_n_steps=2000", "trainer.log_every_n_steps=100")  # fmt: skip
+    assert build_run(cfg)[0].steps_per_call == 5  # the largest divisor of 100 up to 8
+
+
+def test_auto_rule():
+    cad = {"max_steps": 70000, "val_check_interval": 2000, "log_every_n_steps": 100}
+    assert resolve_steps_per_call("auto", cadences=cad, chunks=1, image=False) == 5
+    cad["log_every_n_steps"] = 200
+    assert resolve_steps_per_call("auto", cadences=cad, chunks=1, image=False) == AUTO_MAX
+    assert resolve_steps_per_call("auto", cadences=cad, chunks=1, image=True) == 1
+    assert resolve_steps_per_call("auto", cadences=cad, chunks=2, image=False) == 1
+    # a run resumed at step 1003 (a SIGINT) can only take one step per batch
+    assert (
+        resolve_steps_per_call("auto", cadences=cad, chunks=1, image=False, resume_step=1003) == 1
+    )
+    assert (
+        resolve_steps_per_call("auto", cadences=cad, chunks=1, image=False, resume_step=1004) == 4
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["trainer.steps_per_call=3"],
+            r"trainer.steps_per_call=3: must divide trainer.max_steps=8",
+        ),
+        (["trainer.steps_per_call=4", "data.task_chunk_size=4"], r"needs one micro-batch"),
+    ],
+)
+def test_a_count_that_does_not_fit_fails_in_one_line(tiny_cfg, tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_cfg("bad", "trainer.max_steps=8", *EVERY4, *extra))
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "fast", "2.5", "-4"])
+def test_bad_values_fail_on_load(tmp_path, value):
+    with pytest.raises(ConfigError, match=rf"trainer.steps_per_call={value}: expected auto or an"):
+        load_config(CONFIG, tiny_overrides(tmp_path, "x", f"trainer.steps_per_call={value}"))
+
+
+KILLED_RUN = """
+import os, signal, sys
+import lightning as L
+import torch
+from metacompose.config import load_config
+from metacompose.training import train
+
+class KillAt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 12:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+torch.set_num_threads(1)
+train(load_config(sys.argv[1], sys.argv[2:]), callbacks=[KillAt()])
+"""
+
+
+def test_sigkill_then_resume_with_another_count_is_bit_identical(tmp_path, tiny_cfg):
+    """Killed at step 12 with 4 meta-iterations per batch (last checkpoint: step 8), resumed with 2
+    per batch and a higher max_steps: the run of one meta-iteration per batch, bit for bit."""
+    extra = [*EVERY4, "trainer.checkpoint_every_n_steps=8"]
+    full = train(tiny_cfg("full", "trainer.max_steps=20", *extra, "trainer.steps_per_call=1"))
+    cut = tiny_overrides(
+        tmp_path, "cut", "trainer.max_steps=16", *extra, "trainer.steps_per_call=4"
+    )
+    killed = run_python(["-c", KILLED_RUN, str(CONFIG), *cut])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 8
+    assert state["metacompose_resume"]["steps_per_call"] == 4
+    resumed = train(
+        tiny_cfg("cut", "trainer.max_steps=20", *extra, "trainer.steps_per_call=2"),
+        resume=tmp_path / "cut",
+    )
+    assert_same_run(full, resumed)
+
+
+@pytest.mark.parametrize("before, after", [(1, 1), (1, 4), (4, 2)])
+def test_a_finished_run_goes_on_as_if_never_stopped(tiny_cfg, before, after):
+    """A run that reached its max_steps, resumed with a higher one (and any count per batch), ends
+    as the run that never stopped: the same weights and the same metrics.csv (before the fix, its
+    later log rows came one batch late and the last one was lost)."""
+    extra = [*EVERY4, "trainer.checkpoint_every_n_steps=8"]
+    full = train(tiny_cfg("full", "trainer.max_steps=20", *extra, "trainer.steps_per_call=1"))
+    first = train(
+        tiny_cfg("run", "trainer.max_steps=8", *extra, f"trainer.steps_per_call={before}")
+    )
+    resumed = train(
+        tiny_cfg("run", "trainer.max_steps=20", *extra, f"trainer.steps_per_call={after}"),
+        resume=first.run_dir,
+    )
+    assert_same_run(full, resumed)
