@@ -19,8 +19,14 @@ STEPS = 4
         ["algo.name=metasgd", "algo.inner_steps=2", "algo.checkpoint_inner=true"],
         # surrogate objective; the frozen body gets no meta-gradient (would be "unused" under DDP)
         ["algo.name=reptile", "algo.inner_steps=3", "algo.adapt=[head]"],
+        # two meta-iterations per Lightning batch: two backward passes per DDP forward
+        [
+            "trainer.steps_per_call=2",
+            "trainer.val_check_interval=4",
+            "trainer.checkpoint_every_n_steps=4",
+        ],
     ],
-    ids=["metasgd", "reptile-head"],
+    ids=["metasgd", "reptile-head", "maml-2-per-call"],
 )
 def test_ddp_two_ranks_matches_one_process(tmp_path, tiny_cfg, algo):
     extra = [f"trainer.max_steps={STEPS}", "data.sharding=global", *algo]
