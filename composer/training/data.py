@@ -67,8 +67,6 @@ class TaskStream(IterableDataset):
         num_batches: stop after this many meta-batches (``None``: endless). A finite stream
             restarts from batch 0 on every iteration (a fixed validation set).
         start: index of the first item (micro-batch) to yield; updated to resume.
-        group: an endless stream yields lists of this many consecutive meta-batches (one
-            Lightning batch of ``trainer.steps_per_call`` meta-iterations); 1: one at a time.
     """
 
     def __init__(
@@ -86,7 +84,6 @@ class TaskStream(IterableDataset):
         chunks: int = 1,
         num_batches: int | None = None,
         start: int = 0,
-        group: int = 1,
     ) -> None:
         super().__init__()
         if sharding not in SHARDINGS:
@@ -106,7 +103,6 @@ class TaskStream(IterableDataset):
         self.chunks = chunks
         self.num_batches = num_batches
         self.start = start
-        self.group = group
         self.per_rank = batch_size // world_size
         if sharding == "global":
             self.seed, self.draw = derive_seed(seed, split), batch_size
@@ -136,12 +132,12 @@ class TaskStream(IterableDataset):
         size = self.per_rank // self.chunks
         return select_tasks(self._cached[1], slice(chunk * size, (chunk + 1) * size))
 
-    def __iter__(self) -> Iterator[TaskBatch | list[TaskBatch]]:
+    def __iter__(self) -> Iterator[TaskBatch]:
         if self.num_batches is None:
-            position, n = self.start, self.group
+            position = self.start
             while True:
-                yield self.item(position) if n == 1 else [self.item(p + position) for p in range(n)]
-                position += n
+                yield self.item(position)
+                position += 1
         for position in range(self.num_batches * self.chunks):
             yield self.item(position)
 
@@ -149,6 +145,20 @@ class TaskStream(IterableDataset):
         if self.num_batches is None:
             raise TypeError("an endless TaskStream has no length")
         return self.num_batches * self.chunks
+
+
+class Grouped(IterableDataset):
+    """An endless stream's items in lists of ``size`` consecutive ones: one training batch of
+    ``trainer.steps_per_call`` meta-iterations (:mod:`metacompose.training.steps_per_call`)."""
+
+    def __init__(self, stream: TaskStream, size: int) -> None:
+        super().__init__()
+        self.stream, self.size = stream, size
+
+    def __iter__(self) -> Iterator[list[TaskBatch]]:
+        items = iter(self.stream)
+        while True:
+            yield [next(items) for _ in range(self.size)]
 
 
 class MetaDataModule(L.LightningDataModule):
@@ -216,9 +226,10 @@ class MetaDataModule(L.LightningDataModule):
             sharding=self.sharding,
             chunks=self.chunks,
             start=self.consumed,
-            group=self.steps_per_call,
         )
-        return DataLoader(self.train_stream, batch_size=None, num_workers=0)
+        n = self.steps_per_call
+        batches = self.train_stream if n == 1 else Grouped(self.train_stream, n)
+        return DataLoader(batches, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
