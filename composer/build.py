@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metacompose.algorithms import Learner, MetaLearner
+from metacompose.algorithms import InnerLoop, Learner, MetaLearner
 from metacompose.algorithms.builders import ALGO_BUILDERS
 from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
@@ -112,13 +112,8 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
             graph=graph,
             algorithm=a.name,
             loss=loss_for(family),
-            inner_lr=a.inner_lr,
-            inner_steps=a.inner_steps,
-            eval_inner_steps=a.eval_inner_steps,
+            inner=inner_loop(a),
             adapt=list(a.adapt) if a.adapt is not None else None,
-            first_order=a.first_order,
-            vectorize=a.vectorize,
-            chunk_size=a.chunk_size,
             checkpoint_inner=a.checkpoint_inner,
             per_step_lr=a.per_step_lr,
             enforcer=enforcer,
@@ -126,6 +121,18 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
+
+
+def inner_loop(a: DictConfig) -> InnerLoop:
+    """The ``algo`` section's inner-loop settings as one typed value."""
+    return InnerLoop(
+        lr=a.inner_lr,
+        steps=a.inner_steps,
+        eval_steps=a.eval_inner_steps,
+        first_order=a.first_order,
+        vectorize=a.vectorize,
+        chunk_size=a.chunk_size,
+    )
 
 
 def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> Learner:

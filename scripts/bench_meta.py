@@ -74,7 +74,7 @@ def ours_step(args, batch):
     """A meta-iteration of ``MetaLearner``: ``vmap`` whole, or default settings in task chunks."""
     import torch
 
-    from metacompose.algorithms import MetaLearner
+    from metacompose.algorithms import InnerLoop, MetaLearner
     from metacompose.models import conv_graph, mlp_graph
     from metacompose.training.data import select_tasks
     from metacompose.training.hardware import (
@@ -90,10 +90,10 @@ def ours_step(args, batch):
         graph=graph,
         algorithm="fomaml" if args.order == 1 else "maml",
         loss="cross_entropy" if conv else "mse",
-        inner_lr=s["inner_lr"],
-        inner_steps=args.steps,
-        vectorize=True if args.impl == "vmap" else "auto",
         checkpoint_inner=args.checkpoint,
+        inner=InnerLoop(
+            lr=s["inner_lr"], steps=args.steps, vectorize=True if args.impl == "vmap" else "auto"
+        ),
     )
     tasks, chunk = batch.num_tasks, batch.num_tasks
     if args.impl == "ours":

@@ -173,7 +173,7 @@ def child_meta(args: argparse.Namespace) -> dict:
     """Direct meta-steps of a conv learner (the LightningModule's work without the trainer)."""
     import torch
 
-    from metacompose.algorithms import MetaLearner
+    from metacompose.algorithms import InnerLoop, MetaLearner
     from metacompose.models import conv_graph
     from metacompose.training.guard import guarded_meta_step
 
@@ -186,10 +186,8 @@ def child_meta(args: argparse.Namespace) -> dict:
         graph=graph,
         algorithm="maml",
         loss="cross_entropy",
-        inner_lr=0.1,
-        inner_steps=args.inner_steps,
-        chunk_size=args.vmap_chunk,
         checkpoint_inner=args.checkpoint,
+        inner=InnerLoop(lr=0.1, steps=args.inner_steps, chunk_size=args.vmap_chunk),
     ).to(dev)
     t, k = args.tasks, n_way * shots
     g = torch.Generator().manual_seed(1)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from metacompose.algorithms import MetaLearner  # noqa: E402
+from metacompose.algorithms import InnerLoop, MetaLearner  # noqa: E402
 from metacompose.config import ConfigError, load_config  # noqa: E402
 from metacompose.models import conv_graph  # noqa: E402
 from metacompose.tasks import TaskBatch  # noqa: E402
@@ -95,9 +95,8 @@ def bench_conv(precision: str, steps: int, iters: int, checkpoint: bool, device:
         graph=graph,
         algorithm="maml",
         loss="cross_entropy",
-        inner_lr=0.1,
-        inner_steps=steps,
         checkpoint_inner=checkpoint,
+        inner=InnerLoop(lr=0.1, steps=steps),
     ).to(dev)
     k = n_way * shots
     g = torch.Generator().manual_seed(1)

@@ -11,11 +11,11 @@ from torch import nn
 from metacompose.algorithms.guarded import guarded_adapt
 from metacompose.algorithms.inner_loop import (
     Params,
-    Vectorize,
     adapt,
     broadcast_tasks,
     query_losses,
 )
+from metacompose.algorithms.inner_settings import InnerLoop
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.graph import ModuleGraph
@@ -51,15 +51,9 @@ class MetaLearner(nn.Module):
         graph: the model to meta-learn.
         algorithm: one of ``ALGORITHMS``.
         loss: ``"mse"`` or ``"cross_entropy"``.
-        inner_lr: inner SGD step size (Meta-SGD: the initial value of every learned step size).
-        inner_steps: inner steps during meta-training.
-        eval_inner_steps: inner steps at evaluation (may differ from training).
+        inner: the inner loop's step size, step counts, order and vectorisation
+            (:class:`~metacompose.algorithms.inner_settings.InnerLoop`).
         adapt: node names adapted in the inner loop; ``None`` means all (``["head"]`` for ANIL).
-        first_order: force the first-order approximation (implied by ``fomaml`` and ``reptile``).
-        vectorize: ``vmap`` over the tasks of a meta-batch, a per-task Python loop (``False``), or
-            ``"auto"``: the faster of the two for the input and device
-            (:func:`~metacompose.algorithms.inner_loop.use_vmap`: the loop for images on CPU).
-        chunk_size: ``vmap`` at most this many tasks at once.
         checkpoint_inner: activation checkpointing of each inner step (second order only).
         per_step_lr: learn one step size per adapted tensor and inner step (MAML++'s LSLR, Antoniou
             et al. 2019), all starting at ``inner_lr``; evaluation with more steps than
@@ -79,13 +73,8 @@ class MetaLearner(nn.Module):
         graph: ModuleGraph,
         algorithm: Algorithm = "maml",
         loss: str = "mse",
-        inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        eval_inner_steps: int = 10,
+        inner: InnerLoop = InnerLoop(),
         adapt: list[str] | None = None,
-        first_order: bool = False,
-        vectorize: Vectorize = "auto",
-        chunk_size: int | None = None,
         checkpoint_inner: bool = False,
         per_step_lr: bool = False,
         enforcer: InnerLoopEnforcer | None = None,
@@ -94,22 +83,20 @@ class MetaLearner(nn.Module):
         super().__init__()
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; known: {ALGORITHMS}")
-        if inner_steps < 1 or eval_inner_steps < 0:
-            raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
         self.graph = graph
         self.algorithm = algorithm
         self.loss = loss
-        self.inner_lr = float(inner_lr)
-        self.inner_steps = int(inner_steps)
-        self.eval_inner_steps = int(eval_inner_steps)
+        self.inner_lr = float(inner.lr)
+        self.inner_steps = int(inner.steps)
+        self.eval_inner_steps = int(inner.eval_steps)
         if adapt is None and algorithm == "anil":
             adapt = ["head"]
         self.adapt_keys = graph.param_keys(adapt)
         if not self.adapt_keys:
             raise ValueError(f"adaptation scope {adapt} selects no parameters")
-        self.first_order = bool(first_order) or algorithm in ("fomaml", "reptile")
-        self.vectorize = vectorize
-        self.chunk_size = chunk_size
+        self.first_order = bool(inner.first_order) or algorithm in ("fomaml", "reptile")
+        self.vectorize = inner.vectorize
+        self.chunk_size = inner.chunk_size
         self.checkpoint_inner = checkpoint_inner
         self.enforcer = enforcer
         if per_step_lr and algorithm in ("metasgd", "reptile"):
@@ -126,10 +113,11 @@ class MetaLearner(nn.Module):
                 for s in range(self.inner_steps)
                 for k in self.adapt_keys
             }
-            self.step_sizes = learned_step_sizes(scalars, inner_lr)
+            self.step_sizes = learned_step_sizes(scalars, self.inner_lr)
         else:
             self.step_sizes = learned_step_sizes(
-                {k: params[k] for k in self.adapt_keys} if algorithm == "metasgd" else {}, inner_lr
+                {k: params[k] for k in self.adapt_keys} if algorithm == "metasgd" else {},
+                self.inner_lr,
             )
 
     # ------------------------------------------------------------------------------ parameters

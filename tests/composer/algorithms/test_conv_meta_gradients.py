@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.algorithms.inner_loop import use_vmap
 from metacompose.models import conv_graph
 from metacompose.tasks import TaskBatch
@@ -68,14 +68,9 @@ def batch():
 def make(algorithm, vectorize, **kw):
     torch.manual_seed(3)
     graph = conv_graph(image_size=SIZE, n_way=WAYS, filters=FILTERS, depth=DEPTH).double()
+    inner = InnerLoop(lr=LR, steps=STEPS, vectorize=vectorize)
     learner = MetaLearner(
-        graph=graph,
-        algorithm=algorithm,
-        loss="cross_entropy",
-        inner_lr=LR,
-        inner_steps=STEPS,
-        vectorize=vectorize,
-        **kw,
+        graph=graph, algorithm=algorithm, loss="cross_entropy", inner=inner, **kw
     ).double()
     if algorithm == "metasgd" or kw.get("per_step_lr"):  # distinct step sizes: non-trivial grads
         with torch.no_grad():

@@ -4,7 +4,7 @@ finite at 10x the training steps with adversarially large learned step sizes (si
 import pytest
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.algorithms.guarded import accept_if_lower, guarded_adapt
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.build import build_family, build_learner
@@ -21,8 +21,8 @@ def tasks(t=5, k=6, q=4, seed=3):
 def meta_sgd(steps_size: float, *, inner_steps=1) -> MetaLearner:
     torch.manual_seed(0)
     graph = mlp_graph(in_features=1, hidden=[16, 16], out_features=1).double()
-    learner = MetaLearner(graph=graph, algorithm="metasgd", inner_lr=steps_size,
-                          inner_steps=inner_steps, eval_inner_steps=10 * inner_steps)  # fmt: skip
+    inner = InnerLoop(lr=steps_size, steps=inner_steps, eval_steps=10 * inner_steps)
+    learner = MetaLearner(graph=graph, algorithm="metasgd", inner=inner)
     return learner.double()
 
 

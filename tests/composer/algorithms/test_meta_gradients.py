@@ -7,7 +7,7 @@ and unrolls the inner loop per task with ``torch.autograd.grad(create_graph=...)
 import pytest
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.models import mlp_graph
 from metacompose.tasks import SinusoidFamily
 
@@ -88,17 +88,11 @@ def batch():
     return SinusoidFamily().sample(T, shots=K, query=K, generator=g).to("cpu", torch.float64)
 
 
-def make(algorithm, vectorize, **kw):
+def make(algorithm, vectorize, *, chunk_size=None, **kw):
     torch.manual_seed(7)
     graph = mlp_graph(in_features=1, hidden=[H, H], out_features=1).double()
-    return MetaLearner(
-        graph=graph,
-        algorithm=algorithm,
-        inner_lr=LR,
-        inner_steps=STEPS,
-        vectorize=vectorize,
-        **kw,
-    ).double()
+    inner = InnerLoop(lr=LR, steps=STEPS, vectorize=vectorize, chunk_size=chunk_size)
+    return MetaLearner(graph=graph, algorithm=algorithm, inner=inner, **kw).double()
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil", "reptile"])

@@ -3,7 +3,7 @@ poison the weights; the update equals Adam on the good tasks alone."""
 
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.baselines.meta_train import meta_train
 from metacompose.models import mlp_graph
 from metacompose.tasks import SinusoidFamily, TaskBatch, derive_seed
@@ -28,7 +28,7 @@ class PoisonedSinusoid(SinusoidFamily):
 def make_learner() -> MetaLearner:
     torch.manual_seed(0)
     graph = mlp_graph(in_features=1, hidden=[16], out_features=1)
-    return MetaLearner(graph=graph, algorithm="maml", inner_lr=0.01, inner_steps=1)
+    return MetaLearner(graph=graph, algorithm="maml", inner=InnerLoop(lr=0.01, steps=1))
 
 
 def test_nan_tasks_are_dropped_and_the_update_is_adam_on_the_good_tasks():

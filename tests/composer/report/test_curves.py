@@ -2,7 +2,7 @@
 
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.models import mlp_graph
 from metacompose.report.curves import SAMPLE_CHUNK, default_batch_size, metric_curves
 from metacompose.tasks import SinusoidFamily
@@ -10,7 +10,7 @@ from metacompose.tasks.base import derive_seed
 
 
 def test_batch_size_changes_speed_not_tasks():
-    learner = MetaLearner(graph=mlp_graph(hidden=[8]), inner_lr=0.05)
+    learner = MetaLearner(graph=mlp_graph(hidden=[8]), inner=InnerLoop(lr=0.05))
     fam = SinusoidFamily()
     kw = dict(n_tasks=SAMPLE_CHUNK + 7, shots=4, query=5, steps=2, seed=3)
     whole = metric_curves(learner, fam, **kw)

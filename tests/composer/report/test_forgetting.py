@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.algorithms.losses import task_metric
 from metacompose.models import mlp_graph
 from metacompose.report.forgetting import sequential_metrics
@@ -30,14 +30,14 @@ def reference(learner, tasks, steps):
 
 @pytest.mark.parametrize("scope", [None, ["head"]])
 def test_sequential_metrics_match_unrolled_reference(scope):
-    learner = MetaLearner(graph=mlp_graph(hidden=[8, 8]), inner_lr=0.05)
+    learner = MetaLearner(graph=mlp_graph(hidden=[8, 8]), inner=InnerLoop(lr=0.05))
     fam = SinusoidFamily()
     got = sequential_metrics(learner, fam, n_sequences=3, length=3, shots=5, query=6, steps=2,
                              seed=4, scope=scope)  # fmt: skip
     g = torch.Generator().manual_seed(derive_seed(4, "test", "forgetting", 5, 6))
     tasks = [fam.sample(3, shots=5, query=6, generator=g, split="test") for _ in range(3)]
     if scope is not None:  # the reference: a learner whose own adaptation scope is ``scope``
-        learner = MetaLearner(graph=learner.graph, inner_lr=0.05, adapt=scope)
+        learner = MetaLearner(graph=learner.graph, adapt=scope, inner=InnerLoop(lr=0.05))
     ref = reference(learner, tasks, 2)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4, equal_nan=True)
     assert torch.isnan(got[:, 1, 0]).all() and not torch.isnan(got[:, 0, 2]).any()
@@ -46,8 +46,8 @@ def test_sequential_metrics_match_unrolled_reference(scope):
 def test_sequential_metrics_with_per_step_learning_rates():
     """MAML++ per-step step sizes (a list of dicts) follow the learner's own adapt()."""
     torch.manual_seed(0)
-    learner = MetaLearner(graph=mlp_graph(hidden=[8, 8]), inner_lr=0.05, inner_steps=2,
-                          per_step_lr=True)  # fmt: skip
+    inner = InnerLoop(lr=0.05, steps=2)
+    learner = MetaLearner(graph=mlp_graph(hidden=[8, 8]), per_step_lr=True, inner=inner)
     with torch.no_grad():  # distinct rates per step, so using the wrong one would show
         for name, p in learner.step_sizes.items():
             p.fill_(0.02 if name.endswith("step0") else 0.07)

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.models import mlp_graph
 from metacompose.tasks import SinusoidFamily, TaskBatch
 from metacompose.training import (
@@ -41,7 +41,7 @@ class PoisonedSinusoid(SinusoidFamily):
 def make_learner(algorithm: str = "maml") -> MetaLearner:
     torch.manual_seed(0)
     graph = mlp_graph(in_features=1, hidden=[16, 16], out_features=1)
-    return MetaLearner(graph=graph, algorithm=algorithm, inner_lr=0.01, inner_steps=2)
+    return MetaLearner(graph=graph, algorithm=algorithm, inner=InnerLoop(lr=0.01, steps=2))
 
 
 def fit(family, *, steps: int, max_bad_tasks: int | None = 1000) -> MetaLearningModule:

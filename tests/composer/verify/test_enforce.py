@@ -4,7 +4,7 @@ adaptations (checked against a dense grid too), ``reject`` rolls back to certifi
 import pytest
 import torch
 
-from metacompose.algorithms import MetaLearner
+from metacompose.algorithms import InnerLoop, MetaLearner
 from metacompose.algorithms.inner_loop import adapt, broadcast_tasks
 from metacompose.build import build_learner
 from metacompose.config import ConfigError, load_config
@@ -23,7 +23,7 @@ SPEC = {
 def _learner(enforcer=None, lr=0.5):
     torch.manual_seed(0)
     graph = mlp_graph(in_features=1, hidden=[8, 8], out_features=1)
-    return MetaLearner(graph=graph, inner_lr=lr, inner_steps=5, enforcer=enforcer)
+    return MetaLearner(graph=graph, enforcer=enforcer, inner=InnerLoop(lr=lr, steps=5))
 
 
 def _tasks(t=6, k=10, seed=0):
