@@ -16,15 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, grad_and_value, vmap
+from torch.func import grad_and_value, vmap
 
 from metacompose.algorithms.guarded import accept_if_lower
 from metacompose.algorithms.inner_loop import FunctionalModel, Params
 from metacompose.algorithms.losses import task_loss
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
-NUM_FEATURES = 7
+NUM_FEATURES = 8
 GRAD_SCALE = 0.01  # the raw-gradient feature is GRAD_SCALE * g
+# The per-task progress feature: the mean log support-loss ratio per step over the first
+# PROGRESS_STEPS steps, log(L_s / L_0) / s (s = min(t - 1, PROGRESS_STEPS)), then held; it is
+# PREPARED (also its floor) before the first step. Near -2 from a meta-learned init shaped for
+# gradient steps (one step cuts the loss ~10x), near -0.1 from a random init (sinusoid, measured).
+PROGRESS_STEPS, PREPARED = 3, -3.0
 # One element's update ``update(features, grad, param, v, t) -> (...,)`` from its features
 # (..., NUM_FEATURES) of ``features``; ``grad``/``param``/``v`` for the hand-designed rules, the
 # 1-based step ``t`` for a learned rule's decay (beyond the horizon the step fraction saturates).
@@ -33,35 +38,55 @@ UpdateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int
 
 @dataclass
 class OptState:
-    """Running first and second moments of the gradient (per task, per element), the step, and
+    """Running first and second moments of the gradient (per task, per element), the step, each
+    task's support loss before its first step and progress feature (:data:`PROGRESS_STEPS`), and
     (guarded unrolls) each task's update scale and lowest support loss so far, so a continued
     unroll resumes all of them."""
 
     m: Params
     v: Params
     t: int = 0
+    first: torch.Tensor | None = None
+    progress: torch.Tensor | None = None
     scale: torch.Tensor | None = None
     best: torch.Tensor | None = None
 
     @staticmethod
     def zeros(fast: Params) -> OptState:
+        t = next(iter(fast.values()))
         return OptState({k: torch.zeros_like(p) for k, p in fast.items()},
-                        {k: torch.zeros_like(p) for k, p in fast.items()})  # fmt: skip
+                        {k: torch.zeros_like(p) for k, p in fast.items()},
+                        0, t.new_ones(t.shape[0]), t.new_full((t.shape[0],), PREPARED))  # fmt: skip
 
     def detach(self) -> OptState:
+        per_task = (self.first, self.progress, self.scale, self.best)
         return OptState({k: v.detach() for k, v in self.m.items()},
                         {k: v.detach() for k, v in self.v.items()}, self.t,
-                        *(None if a is None else a.detach() for a in (self.scale, self.best)))  # fmt: skip
+                        *(None if a is None else a.detach() for a in per_task))  # fmt: skip
+
+
+def progress_feature(loss: torch.Tensor, first: torch.Tensor, progress: torch.Tensor, *,
+                     t: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(first, progress)`` at step ``t`` (1-based) of ONE task from its support loss before the
+    step: ``first`` is set at ``t = 1``; ``progress`` is ``log(loss / first) / (t - 1)`` (floored
+    at PREPARED) for ``2 <= t <= PROGRESS_STEPS + 1``, held after, PREPARED at ``t = 1``."""
+    if t == 1:
+        return loss, torch.full_like(progress, PREPARED)
+    if t - 1 > PROGRESS_STEPS:
+        return first, progress
+    return first, (torch.log((loss + EPS) / (first + EPS)) / (t - 1)).clamp(min=PREPARED)
 
 
 def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor, *, t: int,
-             horizon: int) -> torch.Tensor:  # fmt: skip
-    """``(..., 7)`` per-element inputs of a learned rule at step ``t`` (1-based).
+             horizon: int, progress: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``(..., 8)`` per-element inputs of a learned rule at step ``t`` (1-based).
 
     Gradient and bias-corrected momentum, each over the root of the bias-corrected second moment
     (Adam's scale-free direction); the parameter value; log-magnitudes of the gradient and the
     parameter (/ 10); the step fraction ``min(t / horizon, 1)``: constant past the horizon,
-    so every step beyond it looks like the steps the rule was trained on there; and the raw
+    so every step beyond it looks like the steps the rule was trained on there; the task's
+    ``progress`` (0-dim, :func:`progress_feature`: how far the first steps took the loss, which
+    tells a start prepared for gradient steps from one far from any solution); and the raw
     gradient times ``GRAD_SCALE`` (SGD's direction: a meta-learned init is shaped for it).
     """
     m_hat = m / (1 - BETA1**t)
@@ -69,7 +94,7 @@ def features(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, p: torch.Tensor,
     frac = torch.full_like(p, min(t / horizon, 1.0))
     return torch.stack(
         [g / root, m_hat / root, p, torch.log(g.abs() + EPS) / 10, torch.log(p.abs() + EPS) / 10,
-         frac, GRAD_SCALE * g], dim=-1,
+         frac, progress.expand_as(p), GRAD_SCALE * g], dim=-1,
     )  # fmt: skip
 
 
@@ -90,6 +115,8 @@ def rule_step(
     frozen: Params,
     m: Params,
     v: Params,
+    first: torch.Tensor,
+    progress: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -99,9 +126,10 @@ def rule_step(
     scale: torch.Tensor | None = None,
     best: torch.Tensor | None = None,
     slack: float = 1.0,
-) -> tuple[Params, Params, Params, torch.Tensor | None, torch.Tensor | None]:
-    """One inner step on ONE task: new ``(fast, m, v, scale, best)`` after gradient step ``t``
-    (1-based).
+) -> tuple[Params, Params, Params, torch.Tensor, torch.Tensor, torch.Tensor | None,
+           torch.Tensor | None]:  # fmt: skip
+    """One inner step on ONE task: new ``(fast, m, v, first, progress, scale, best)`` after
+    gradient step ``t`` (1-based); ``first``, ``progress``: 0-dim (:func:`progress_feature`).
 
     Every adapted tensor is flattened into one vector, so the rule runs once per step.
     ``scale`` (0-dim, evaluation only): guarded step ``p + scale * update``, kept (with its new
@@ -113,28 +141,27 @@ def rule_step(
     def support_loss(f: Params) -> torch.Tensor:
         return task_loss(graph.apply_params({**frozen, **f}, x), y, loss)
 
-    if scale is None:
-        grads = grad(support_loss)(fast)
-    else:
-        grads, before = grad_and_value(support_loss)(fast)
+    grads, before = grad_and_value(support_loss)(fast)
+    first, progress = progress_feature(before, first, progress, t=t)
     keys = list(fast)
     p, g, m0, v0 = (torch.cat([d[k].reshape(-1) for k in keys]) for d in (fast, grads, m, v))
     m1 = BETA1 * m0 + (1 - BETA1) * g
     v1 = BETA2 * v0 + (1 - BETA2) * g * g
-    delta = update(features(g, m1, v1, p, t=t, horizon=horizon), g, p, v1, t)
+    feats = features(g, m1, v1, p, t=t, horizon=horizon, progress=progress)
+    delta = update(feats, g, p, v1, t)
     sizes = [fast[k].numel() for k in keys]
 
     def split(vec: torch.Tensor) -> Params:
         return {k: part.view(fast[k].shape) for k, part in zip(keys, vec.split(sizes))}
 
     if scale is None:
-        return split(p + delta), split(m1), split(v1), None, None
+        return split(p + delta), split(m1), split(v1), first, progress, None, None
     new = {"p": p + scale * delta, "m": m1, "v": v1}
     best = torch.minimum(best, before)
     after = support_loss(split(new["p"]))
     kept, scale = accept_if_lower(slack * best, after, {"p": p, "m": m0, "v": v0}, new, scale)
     best = torch.where(after <= best, after, best)
-    return split(kept["p"]), split(kept["m"]), split(kept["v"]), scale, best
+    return split(kept["p"]), split(kept["m"]), split(kept["v"]), first, progress, scale, best
 
 
 def unroll(
@@ -174,7 +201,7 @@ def unroll(
         ``(fast, state)`` after the last step.
     """
     state = OptState.zeros(fast) if state is None else state
-    m, v, t0 = state.m, state.v, state.t
+    m, v, t0, first, progress = state.m, state.v, state.t, state.first, state.progress
     scale = best = None
     if guard:
         scale = x.new_ones(x.shape[0]) if state.scale is None else state.scale
@@ -182,26 +209,28 @@ def unroll(
     for s in range(1, steps + 1):
         t = t0 + s
 
-        def one(f, mm, vv, sc, bb, xt, yt, t=t):
-            out = rule_step(graph, update, f, frozen, mm, vv, xt, yt, t=t, horizon=horizon,
-                            loss=loss, scale=sc, best=bb, slack=slack)  # fmt: skip
-            return out if guard else out[:3]
+        def one(f, mm, vv, fi, pr, sc, bb, xt, yt, t=t):
+            out = rule_step(graph, update, f, frozen, mm, vv, fi, pr, xt, yt, t=t,
+                            horizon=horizon, loss=loss, scale=sc, best=bb, slack=slack)  # fmt: skip
+            return out if guard else out[:5]
 
         if vectorize:
             dim = 0 if guard else None
-            out = vmap(one, in_dims=(0, 0, 0, dim, dim, 0, 0))(fast, m, v, scale, best, x, y)
-            fast, m, v = out[:3]
-            scale, best = out[3:] if guard else (None, None)
+            out = vmap(one, in_dims=(0, 0, 0, 0, 0, dim, dim, 0, 0))(
+                fast, m, v, first, progress, scale, best, x, y
+            )
         else:
             outs = [one(*({k: d[k][i] for k in d} for d in (fast, m, v)),
-                        *(None if a is None else a[i] for a in (scale, best)), x[i], y[i])
-                    for i in range(x.shape[0])]  # fmt: skip
-            fast, m, v = ({k: torch.stack([o[j][k] for o in outs]) for k in fast} for j in range(3))
-            if guard:
-                scale, best = (torch.stack([o[j] for o in outs]) for j in (3, 4))
+                        *(None if a is None else a[i] for a in (first, progress, scale, best)),
+                        x[i], y[i]) for i in range(x.shape[0])]  # fmt: skip
+            out = [{k: torch.stack([o[j][k] for o in outs]) for k in fast} for j in range(3)]
+            out += [torch.stack([o[j] for o in outs]) for j in range(3, len(outs[0]))]
+        fast, m, v, first, progress = out[:5]
+        scale, best = out[5:] if guard else (None, None)
         if truncation is not None and s % truncation == 0 and s < steps:
             fast = {k: p.detach() for k, p in fast.items()}
-            m, v = OptState(m, v).detach().m, OptState(m, v).detach().v
+            state = OptState(m, v, t, first, progress).detach()
+            m, v, first, progress = state.m, state.v, state.first, state.progress
         if on_step is not None:
             on_step(s, fast)
-    return fast, OptState(m, v, t0 + steps, scale, best)
+    return fast, OptState(m, v, t0 + steps, first, progress, scale, best)

@@ -2,23 +2,28 @@
 
 :class:`LearnedUpdateRule` is one small MLP applied to every element of every adapted tensor
 (shared across tensors, so it runs on any network): from the gradient, the running moments, the
-parameter, log-magnitudes and the step fraction (:func:`~metacompose.algorithms.learned_inner_loop
-.features`) it outputs a log-modulation ``u`` of a direction and a magnitude gate. The update is
+parameter, log-magnitudes, the step fraction and the task's progress (:func:`~metacompose
+.algorithms.learned_inner_loop.features`) it outputs a log-modulation ``u`` of a direction, a
+magnitude gate and a switch between two directions. The update is
 
     delta = -max_step * sigmoid(scale) * (1 + t / tau) ** -alpha * tanh(k * d * exp(k * u)) * gate
+    d = (1 - w) * near + w * far,   w = sigmoid(k * (MLP + linear))
 
-with ``d`` a learned linear combination of the gradient features alone (``g / sqrt(v_hat)``,
-``m_hat / sqrt(v_hat)``, ``GRAD_SCALE * g``), so an element whose gradient and momentum are zero
-does not move (no learned drift once a task is fitted: the rule does not wander off late, past
-its training horizon), ``gate = sigmoid(k * (MLP + linear))`` in (0, 1), and ``k = out_gain`` a
-fixed gain on every learned output (``< 1``: a meta-step changes the rule's behaviour less, so the
-few hundred meta-iterations of a short budget refine the initial rule instead of scrambling it).
-Every element moves by less than ``max_step`` per step at any horizon (stable by construction),
-with ``scale`` a learned global scalar and a learned power-law decay in the step ``t`` (``tau``,
-``alpha >= 0``; the step-fraction feature saturates past the horizon, the decay does not). The
-rule starts as tanh-squashed Adam or SGD. At evaluation a guard keeps a step only if the task's
-support loss stays within ``guard_slack`` of its lowest so far
-(:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
+with ``near`` and ``far`` two learned linear combinations of the gradient features alone
+(``g / sqrt(v_hat)``, ``m_hat / sqrt(v_hat)``, ``GRAD_SCALE * g``), so an element whose gradient
+and momentum are zero does not move (no learned drift once a task is fitted: the rule does not
+wander off late, past its training horizon), ``gate = sigmoid(k * (MLP + linear))`` in (0, 1), and
+``k = out_gain`` a fixed gain on every learned output (``< 1``: a meta-step changes the rule's
+behaviour less, so the few hundred meta-iterations of a short budget refine the initial rule
+instead of scrambling it). Every element moves by less than ``max_step`` per step at any horizon
+(stable by construction), with ``scale`` a learned global scalar and a learned power-law decay in
+the step ``t`` (``tau``, ``alpha >= 0``; the step-fraction feature saturates past the horizon, the
+decay does not). The rule starts as tanh-squashed Adam or SGD (``near``); with ``far_lr`` it
+switches, per task, to Adam with step ``far_lr`` (``far``) where its first steps made little
+progress (:data:`SWITCH_AT` on the progress feature): a meta-learned init is refined by small
+gradient steps, a random one (far from any solution) is optimized as Adam does. At evaluation a
+guard keeps a step only if the task's support loss stays within ``guard_slack`` of its lowest so
+far (:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
 
 :class:`LearnedOptimizerLearner` meta-trains the rule (and, by default, the initial weights, as
 MAML does) through truncated, vmapped unrolls of the inner loop; its adaptation is an ordinary
@@ -46,10 +51,15 @@ from metacompose.tasks.base import TaskBatch, derive_seed
 # The features the direction is linear in: g / sqrt(v_hat), m_hat / sqrt(v_hat), GRAD_SCALE * g
 # (the rest only modulate it), so that no learned offset moves a parameter whose gradient is zero.
 DIRECTION_FEATURES = [0, 1, NUM_FEATURES - 1]
+PROGRESS = 6  # the per-task progress feature (learned_inner_loop.progress_feature)
+# The initial switch to the far direction (far_lr > 0): sigmoid(SHARPNESS * (progress - AT)), so
+# ~1 from a random init (progress ~ -0.1) and ~0 from a meta-learned one (~ -1.3 or lower) or
+# before the first step (PREPARED = -3).
+SWITCH_AT, SWITCH_SHARPNESS = -0.65, 10.0
 
 
 class LearnedUpdateRule(nn.Module):
-    """Per-element update ``(..., 7) features, step t -> (...,)``, bounded by ``max_step``.
+    """Per-element update ``(..., 8) features, step t -> (...,)``, bounded by ``max_step``.
 
     Args:
         hidden: MLP width; max_step: bound on any element's change per step.
@@ -58,12 +68,15 @@ class LearnedUpdateRule(nn.Module):
             (``"adam"``, needs ``init_lr < max_step / 2``) or ``-init_lr * d(t) * tanh(c g) / c``
             with ``c = GRAD_SCALE`` (``"sgd"``: SGD with step ``init_lr`` while ``|c g| << 1``,
             needs ``init_lr < c * max_step / 2``), with ``d(t) = (1 + t / 10) ** -0.05`` before
-            meta-training.
+            meta-training: the ``near`` direction.
+        far_lr: if > 0, the initial ``far`` direction is Adam with this step (``m_hat /
+            sqrt(v_hat)``, under the same squashing), taken where the task's progress feature is
+            above :data:`SWITCH_AT` (random inits); 0: ``far`` starts equal to ``near``.
     """
 
     def __init__(
         self, *, hidden: int = 16, max_step: float = 0.1, init_lr: float = 0.01,
-        init_rule: Literal["adam", "sgd"] = "adam", out_gain: float = 1.0,
+        init_rule: Literal["adam", "sgd"] = "adam", out_gain: float = 1.0, far_lr: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
         if not 0 < out_gain <= 1:
@@ -76,21 +89,33 @@ class LearnedUpdateRule(nn.Module):
             raise ValueError(f"init_lr must be in (0, max_step / {2 * gain:g}) for init_rule="
                              f"{init_rule}, got {init_lr}, {max_step}")  # fmt: skip
         self.max_step = float(max_step)
+        if not 0 <= far_lr < max_step / 2:
+            raise ValueError(f"far_lr must be in [0, max_step / 2), got {far_lr}, {max_step}")
         self.mlp = nn.Sequential(
             nn.Linear(NUM_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-            nn.Linear(hidden, 2),
+            nn.Linear(hidden, 3),
         )  # fmt: skip
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
-        # direction: linear in the gradient features only (zero at a stationary point)
-        self.direction = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
+        # two directions, each linear in the gradient features only (zero at a stationary point):
+        # ``near`` for a start prepared for gradient steps, ``far`` for one far from any solution,
+        # mixed per element by ``sigmoid(k * (MLP + switch(features)))``
+        self.near = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
+        self.far = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
+        self.switch = nn.Linear(NUM_FEATURES, 1)
         self.gate = nn.Linear(NUM_FEATURES, 1)
         with torch.no_grad():
-            self.direction.weight.zero_()
-            self.gate.weight.zero_()
+            for layer in (self.near, self.far, self.switch, self.gate):
+                layer.weight.zero_()
             self.gate.bias.zero_()
             # normalised momentum (Adam) or the scaled raw gradient (SGD)
-            self.direction.weight[0, 1 if init_rule == "adam" else 2] = 1.0 / out_gain
+            self.near.weight[0, 1 if init_rule == "adam" else 2] = 1.0 / out_gain
+            if far_lr:  # Adam with step far_lr where the first steps made little progress
+                self.far.weight[0, 1] = far_lr / (init_lr * gain * out_gain)
+                self.switch.weight[0, PROGRESS] = SWITCH_SHARPNESS / out_gain
+                self.switch.bias.fill_(-SWITCH_SHARPNESS * SWITCH_AT / out_gain)
+            else:  # one direction
+                self.far.weight.copy_(self.near.weight)
         frac = 2 * init_lr * gain / max_step  # sigmoid(gate = 0) = 1/2
         self.scale = nn.Parameter(torch.tensor(math.log(frac / (1 - frac))))
         self.log_tau = nn.Parameter(torch.tensor(math.log(10.0)))
@@ -103,9 +128,10 @@ class LearnedUpdateRule(nn.Module):
 
     def forward(self, feats, g=None, p=None, v=None, t: int = 1) -> torch.Tensor:
         k, h = self.out_gain, self.mlp(feats)
-        direction = (
-            k * self.direction(feats[..., DIRECTION_FEATURES])[..., 0] * torch.exp(k * h[..., 0])
-        )
+        grads = feats[..., DIRECTION_FEATURES]
+        w = torch.sigmoid(k * (h[..., 2] + self.switch(feats)[..., 0]))
+        mixed = (1 - w) * self.near(grads)[..., 0] + w * self.far(grads)[..., 0]
+        direction = k * mixed * torch.exp(k * h[..., 0])
         gate = torch.sigmoid(k * (h[..., 1] + self.gate(feats)[..., 0]))
         return -self.step_size(t) * torch.tanh(direction) * gate
 
@@ -129,8 +155,9 @@ class LearnedOptimizerLearner(nn.Module):
         eval_inner_steps: inner steps at evaluation.
         learn_init: meta-learn the initial weights too (else they stay at the seeded init).
         warmup: most steps taken without meta-gradient before the unroll (0: none).
-        networks: fresh random networks some meta-iterations train the rule on (their objective
-            is the query curve over its value at the start of the unroll: scale-free).
+        networks: fresh random networks some meta-iterations train the rule on, after the same
+            warm-up, on their support loss (scale-free: over its value at the start of the
+            unroll): the rule as an optimizer from scratch.
         guard: at evaluation keep a step only if the task's support loss does not rise above
             ``guard_slack`` times its lowest so far (1: never rises; > 1: non-monotone, so a
             momentum rule is not cut at every bump), else halve that task's update scale.
@@ -213,8 +240,10 @@ class LearnedOptimizerLearner(nn.Module):
 
     def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
         """Mean over the unroll of the query loss after each step, after a warm-up of
-        ``0..warmup`` steps drawn from meta-iteration ``step``; on the learner's network from its
-        initial weights, or (``networks``) on a fresh random network."""
+        ``0..warmup`` steps drawn from meta-iteration ``step``, on the learner's network from its
+        initial weights; or (``networks``) on a fresh random network (its random init, then the
+        same warm-up), the SUPPORT loss (the rule as an optimizer from scratch) over its value at
+        the start of the unroll (scale-free: random networks start at very different losses)."""
         drawn = None if self.networks is None else self.networks.draw(step, batch.support_x)
         graph, fast = drawn if drawn is not None else (self.graph, self.split_params()[0])
         fast, state = broadcast_tasks(fast, batch.num_tasks), None
@@ -225,20 +254,22 @@ class LearnedOptimizerLearner(nn.Module):
                 fast, state = unroll(graph, self.rule, fast, {}, batch.support_x, batch.support_y,
                                      steps=t0, horizon=self.horizon, loss=self.loss)  # fmt: skip
             fast, state = {k: v.detach() for k, v in fast.items()}, state.detach()
+        x, y = (
+            (batch.query_x, batch.query_y) if drawn is None else (batch.support_x, batch.support_y)
+        )
         losses = []
 
         def record(_s: int, f: Params) -> None:
-            losses.append(query_losses(graph, f, {}, batch.query_x, batch.query_y, loss=self.loss))
+            losses.append(query_losses(graph, f, {}, x, y, loss=self.loss))
 
         start = (fast, state) if (state is not None or drawn is not None) else None
         self.adapt(batch.support_x, batch.support_y, steps=self.horizon, on_step=record,
                    truncation=self.truncation, start=start, graph=graph)  # fmt: skip
         curve = torch.stack(losses)  # (H, T)
         objective = curve.mean()
-        if drawn is not None:  # scale-free: random networks start at very different losses
+        if drawn is not None:
             with torch.no_grad():
-                at_start = query_losses(graph, fast, {}, batch.query_x, batch.query_y,
-                                        loss=self.loss).mean()  # fmt: skip
+                at_start = query_losses(graph, fast, {}, x, y, loss=self.loss).mean()
             objective = objective / at_start.clamp_min(1e-8)
         return MetaStep(objective=objective, query_loss=curve[-1])
 
@@ -274,6 +305,7 @@ def learned_opt_learner(
     init_lr: float = 0.01,
     init_rule: Literal["adam", "sgd"] = "adam",
     out_gain: float = 1.0,
+    far_lr: float = 0.0,
     horizon: int = 10,
     truncation: int | None = 5,
     learn_init: bool = True,
@@ -292,7 +324,7 @@ def learned_opt_learner(
     families only: the drawn networks take the graph's input and output sizes); ``enforcer``
     comes from the config's ``enforce`` section."""
     rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule,
-                             out_gain=out_gain)  # fmt: skip
+                             out_gain=out_gain, far_lr=far_lr)  # fmt: skip
     networks = None
     if random_net_prob:
         if graph.in_space.kind != "vec":

@@ -1,5 +1,7 @@
 """The learned optimizer: meta-gradient vs a hand-unrolled float64 reference, bounded updates."""
 
+import math
+
 import pytest
 import torch
 
@@ -32,8 +34,10 @@ def reference_rule(rule, f, t):
     h = torch.tanh(f @ m[0].weight.T + m[0].bias)
     h = torch.tanh(h @ m[2].weight.T + m[2].bias)
     h = h @ m[4].weight.T + m[4].bias
-    grads = torch.stack([f[..., 0], f[..., 1], f[..., 6]], -1)  # g/root, m_hat/root, c g
-    direction = k * (grads @ rule.direction.weight[0]) * torch.exp(k * h[..., 0])
+    grads = torch.stack([f[..., 0], f[..., 1], f[..., 7]], -1)  # g/root, m_hat/root, c g
+    w = torch.sigmoid(k * (h[..., 2] + f @ rule.switch.weight[0] + rule.switch.bias[0]))
+    mixed = (1 - w) * (grads @ rule.near.weight[0]) + w * (grads @ rule.far.weight[0])
+    direction = k * mixed * torch.exp(k * h[..., 0])
     gate = torch.sigmoid(k * (h[..., 1] + f @ rule.gate.weight[0] + rule.gate.bias[0]))
     alpha = torch.log1p(torch.exp(rule.decay))
     step = rule.max_step * torch.sigmoid(rule.scale) * (1 + t / torch.exp(rule.log_tau)) ** -alpha
@@ -53,9 +57,13 @@ def reference_objective(learner, b, truncation):
             return ((learner.graph.apply_params(dict(zip(names, ps)), x) - y) ** 2).mean()
 
         for t in range(1, learner.horizon + 1):
-            grads = torch.autograd.grad(
-                loss(p, b.support_x[i], b.support_y[i]), p, create_graph=True
-            )
+            before = loss(p, b.support_x[i], b.support_y[i])
+            grads = torch.autograd.grad(before, p, create_graph=True)
+            # progress: mean log loss ratio per step over the first 3 steps, -3 before them
+            if t == 1:
+                first, progress = before, torch.tensor(-3.0, dtype=before.dtype)
+            elif t <= 4:
+                progress = torch.clamp(torch.log((before + EPS) / (first + EPS)) / (t - 1), min=-3)
             new_p = []
             for j, (w, g) in enumerate(zip(p, grads)):
                 m[j] = B1 * m[j] + (1 - B1) * g
@@ -63,13 +71,15 @@ def reference_objective(learner, b, truncation):
                 root = torch.sqrt(v[j] / (1 - B2**t) + EPS**2)
                 f = torch.stack([g / root, m[j] / (1 - B1**t) / root, w,
                                  torch.log(g.abs() + EPS) / 10, torch.log(w.abs() + EPS) / 10,
-                                 torch.full_like(w, min(t / learner.horizon, 1.0)), GRAD_SCALE * g],
+                                 torch.full_like(w, min(t / learner.horizon, 1.0)),
+                                 progress.expand_as(w), GRAD_SCALE * g],
                                 -1)  # fmt: skip
                 new_p.append(w + reference_rule(learner.rule, f, t))
             p = new_p
             if truncation and t % truncation == 0 and t < learner.horizon:
                 p = [w.detach().requires_grad_() for w in p]
                 m, v = [a.detach() for a in m], [a.detach() for a in v]
+                first, progress = first.detach(), progress.detach()
             total = total + loss(p, b.query_x[i], b.query_y[i])
     return total / (learner.horizon * b.num_tasks)
 
@@ -77,7 +87,8 @@ def reference_objective(learner, b, truncation):
 @pytest.mark.parametrize("out_gain", [1.0, 0.1])
 def test_meta_gradient_matches_a_hand_unrolled_float64_reference(out_gain):
     for truncation in (None, 2):
-        learner, b = small_learner(horizon=5, truncation=truncation, out_gain=out_gain), tasks()
+        learner = small_learner(horizon=5, truncation=truncation, out_gain=out_gain, far_lr=0.005)
+        b = tasks()
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():  # off the initial rule, so that every path carries a gradient
             for p in learner.rule.mlp.parameters():
@@ -94,7 +105,7 @@ def test_updates_are_bounded_by_max_step_at_any_horizon():
     with torch.no_grad():
         for p in rule.parameters():
             p.normal_(0, 10)  # an adversarial rule
-    f = torch.randn(1000, 7, dtype=torch.float64) * 1e3
+    f = torch.randn(1000, 8, dtype=torch.float64) * 1e3
     assert rule(f).abs().max() <= 0.05
     learner = small_learner(max_step=0.05)
     learner.rule = rule
@@ -105,20 +116,22 @@ def test_updates_are_bounded_by_max_step_at_any_horizon():
 def test_an_element_without_gradient_or_momentum_does_not_move():
     """No learned drift: whatever the rule's weights, the update is zero where the gradient
     features (g / root, m_hat / root, GRAD_SCALE * g) are, and not elsewhere."""
-    rule = LearnedUpdateRule(hidden=8, max_step=0.5, init_lr=0.01, out_gain=0.3).double()
+    rule = LearnedUpdateRule(
+        hidden=8, max_step=0.5, init_lr=0.01, out_gain=0.3, far_lr=0.1
+    ).double()
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for p in rule.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
-    f = torch.randn(200, 7, generator=g, dtype=torch.float64)
-    f[:100, [0, 1, 6]] = 0.0
+    f = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    f[:100, [0, 1, 7]] = 0.0
     out = rule(f, t=50)
     assert (out[:100] == 0).all() and (out[100:] != 0).all()
 
 
 def test_initial_rule_is_squashed_adam():
     rule = LearnedUpdateRule(hidden=4, max_step=0.1, init_lr=0.01).double()
-    f = torch.randn(50, 7, dtype=torch.float64)
+    f = torch.randn(50, 8, dtype=torch.float64)
     # the scale was stored in float32 before .double(): agreement to float32 rounding
     for t in (1, 7, 1000):
         decay = (1 + t / 10) ** -0.05  # the initial decay
@@ -130,12 +143,27 @@ def test_initial_rule_is_squashed_adam():
 def test_initial_sgd_rule_is_sgd_for_small_gradients(out_gain):
     rule = LearnedUpdateRule(hidden=4, max_step=2.5, init_lr=0.01, init_rule="sgd",
                              out_gain=out_gain).double()  # fmt: skip
-    f = torch.randn(50, 7, dtype=torch.float64) * 1e-5  # the last feature is GRAD_SCALE * g
+    f = torch.randn(50, 8, dtype=torch.float64) * 1e-5  # the last feature is GRAD_SCALE * g
     decay = (1 + 3 / 10) ** -0.05
-    torch.testing.assert_close(rule(f, t=3), -0.01 * decay * f[:, 6] / GRAD_SCALE, atol=1e-9,
+    torch.testing.assert_close(rule(f, t=3), -0.01 * decay * f[:, 7] / GRAD_SCALE, atol=1e-9,
                                rtol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="init_lr"):
         LearnedUpdateRule(max_step=0.5, init_lr=0.01, init_rule="sgd")
+
+
+def test_initial_far_rule_is_sgd_after_fast_progress_and_adam_after_slow():
+    """far_lr: SGD where the first steps cut the loss fast (progress <= -1.3: a meta-learned
+    init, and before the first step), Adam with step far_lr where they did not (random init)."""
+    rule = LearnedUpdateRule(hidden=4, max_step=2.5, init_lr=0.01, init_rule="sgd", out_gain=0.1,
+                             far_lr=0.03).double()  # fmt: skip
+    f = torch.randn(50, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 1e-3
+    decay = (1 + 3 / 10) ** -0.05
+    for progress, sgd_share in ((-3.0, 1.0), (-1.3, 1.0), (-0.1, 0.0), (0.0, 0.0)):
+        f[:, 6] = progress
+        w = 1 / (1 + math.exp(-10 * (progress + 0.65)))  # the initial switch, written out
+        assert abs(w - (1 - sgd_share)) < 2e-2
+        want = -decay * torch.tanh((1 - w) * f[:, 7] + w * 0.03 * f[:, 1])
+        torch.testing.assert_close(rule(f, t=3), want, atol=1e-9, rtol=1e-5)
 
 
 def test_vmapped_unroll_matches_the_per_task_loop():
@@ -219,8 +247,22 @@ def test_random_networks_are_seeded_and_train_the_rule():
     assert all(g is None for g in graph_grads)  # a drawn network leaves the init untouched
 
 
+def test_a_random_network_trains_the_rule_on_its_support_loss():
+    """On a drawn network the objective is the support loss after the step over the one before
+    (one step, written out with ``unroll``), not the query loss."""
+    learner, b = small_learner(random_net_prob=1.0, random_net_widths=[4], horizon=1), tasks()
+    graph, init = learner.networks.draw(1, b.support_x)
+    fast = {k: v.expand(b.num_tasks, *v.shape) for k, v in init.items()}
+    after, _ = unroll(graph, learner.rule, fast, {}, b.support_x, b.support_y, steps=1,
+                      horizon=1, loss="mse")  # fmt: skip
+    want = (query_losses(graph, after, {}, b.support_x, b.support_y, loss="mse").mean()
+            / query_losses(graph, fast, {}, b.support_x, b.support_y, loss="mse").mean())  # fmt: skip
+    torch.testing.assert_close(learner.meta_step(b, step=1).objective, want, atol=1e-12, rtol=0)
+
+
 def test_bad_learned_opt_arguments_are_one_line_config_errors():
-    for arg in ("algo.args.random_net_prob=1.5", "algo.args.guard=maybe"):
+    for arg in ("algo.args.random_net_prob=1.5", "algo.args.guard=maybe", "algo.args.far_lr=5",
+                "algo.args.far_lr=-0.1"):  # fmt: skip
         with pytest.raises(ConfigError) as e:
             build_learner(load_config("configs/sinusoid_learned_opt.yaml", [arg]))
         assert "\n" not in str(e.value) and "algo.args" in str(e.value)
