@@ -80,3 +80,21 @@ def test_meta_step_trains_the_weights_and_never_the_context():
     assert all(pool[f"f.{j}.context"].grad is None for j in range(3))
     assert pool["post.0.linear.weight"].grad is not None
     assert any(pool[f"f.{j}.mlp.layers.0.weight"].grad.abs().sum() > 0 for j in range(3))
+
+
+def test_exported_graph_carries_the_adapted_context():
+    lrn = learner()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 6, 1, generator=g, dtype=torch.float64) * 2 - 1
+    b = TaskBatch(support_x=x, support_y=torch.cos(3 * x), query_x=x, query_y=torch.cos(3 * x))
+    exports = lrn.export_tasks(b)
+    fast, frozen = lrn.adapt(b.support_x, b.support_y, steps=STEPS)
+    for t, e in enumerate(exports):
+        task = {**frozen, **{k: v[t] for k, v in fast.items()}}
+        torch.testing.assert_close(
+            e.graph.apply_params(e.adapted, x[t]), lrn.graph.apply_params(task, x[t]),
+            atol=1e-12, rtol=0,
+        )  # fmt: skip
+        ctx = e.adapted["f.context"]
+        assert ctx.item() != 0.0 and e.meta["f.context"].item() == 0.0
+        torch.testing.assert_close(ctx, fast[f"f.{e.choice['f']}.context"][t], atol=1e-12, rtol=0)
