@@ -116,6 +116,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
             adapt=list(a.adapt) if a.adapt is not None else None,
             checkpoint_inner=a.checkpoint_inner,
             per_step_lr=a.per_step_lr,
+            per_step_bn=a.per_step_bn,
             enforcer=enforcer,
             eval_guard=a.eval_guard,
         )

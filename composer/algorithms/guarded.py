@@ -26,6 +26,7 @@ from metacompose.algorithms.inner_loop import (
     Params,
     StepSizes,
     Vectorize,
+    at_step,
     per_task,
     use_vmap,
 )
@@ -83,7 +84,7 @@ def guarded_sgd_step(
 def guarded_adapt(
     graph: FunctionalModel,
     fast: Params,
-    frozen: Params,
+    frozen: Params | list[Params],
     lrs: StepSizes | list[StepSizes],
     x: torch.Tensor,
     y: torch.Tensor,
@@ -98,6 +99,8 @@ def guarded_adapt(
 
     Args:
         fast: adapted parameters WITH a leading task dimension ``T``.
+        frozen: the rest, or a list of them, one per step (as in ``adapt``); a step's guard
+            compares the support losses before and after it under that step's element.
         lrs: step sizes, or a list of them, one per step (steps past its end reuse the last).
         x: ``(T, K, *in_shape)``; y: ``(T, K, ...)``.
         on_step: ``on_step(s, fast)`` after each step ``s = 1..steps``.
@@ -108,22 +111,22 @@ def guarded_adapt(
     fast = {k: v.detach() for k, v in fast.items()}
     scale = x.new_ones(x.shape[0])
 
-    def one(f, sc, lr, xt, yt):
-        return guarded_sgd_step(graph, f, frozen, lr, sc, xt, yt, loss=loss)
+    def one(f, sc, lr, z, xt, yt):
+        return guarded_sgd_step(graph, f, z, lr, sc, xt, yt, loss=loss)
 
     if use_vmap(vectorize, x):
-        step = vmap(one, in_dims=(0, 0, None, 0, 0), chunk_size=chunk_size)
+        step = vmap(one, in_dims=(0, 0, None, None, 0, 0), chunk_size=chunk_size)
     else:
 
-        def step(f, sc, lr, xs, ys):
-            outs = [one(ft, sc[t], lr, xs[t], ys[t]) for t, ft in enumerate(per_task(f))]
+        def step(f, sc, lr, z, xs, ys):
+            outs = [one(ft, sc[t], lr, z, xs[t], ys[t]) for t, ft in enumerate(per_task(f))]
             stacked = {k: torch.stack([o[0][k] for o in outs]) for k in f}
             return stacked, torch.stack([o[1] for o in outs])
 
     for s in range(steps):
         lr = lrs[min(s, len(lrs) - 1)] if isinstance(lrs, list) else lrs
         lr = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in lr.items()}
-        fast, scale = step(fast, scale, lr, x, y)
+        fast, scale = step(fast, scale, lr, at_step(frozen, s), x, y)
         if on_step is not None:
             on_step(s + 1, fast)
     return fast

@@ -166,7 +166,7 @@ def autograd_sgd_step(
 def adapt(
     graph: FunctionalModel,
     fast: Params,
-    frozen: Params,
+    frozen: Params | list[Params],
     lrs: StepSizes | list[StepSizes],
     x: torch.Tensor,
     y: torch.Tensor,
@@ -183,6 +183,9 @@ def adapt(
 
     Args:
         fast: adapted parameters WITH a leading task dimension ``T`` (use :func:`broadcast_tasks`).
+        frozen: the parameters outside the adaptation scope, or a list of them, one per step (the
+            step from state ``s`` reads element ``s``; past its end, the last: MAML++'s per-step
+            batch-norm weights); the same keys in every element.
         lrs: the step sizes (see :func:`sgd_step`), or a list of them, one per step (MAML++'s
             per-step learning rates); steps past its end reuse the last.
         x: ``(T, K, *in_shape)``; y: ``(T, K, ...)``.
@@ -211,18 +214,25 @@ def adapt(
         return {k: torch.stack([o[k] for o in outs]) for k in f}
 
     per_step = [lrs[min(s, len(lrs) - 1)] if isinstance(lrs, list) else lrs for s in range(steps)]
+    held = [at_step(frozen, s) for s in range(steps)]
     if checkpoint_steps and not first_order and torch.is_grad_enabled() and on_step is None:
         start = 0
         for size in segments(steps):
-            part = per_step[start : start + size]
-            fast = _checkpointed(step, fast, frozen, part, x, y, nested=size > 1)
+            part = slice(start, start + size)
+            fast = _checkpointed(step, fast, held[part], per_step[part], x, y, nested=size > 1)
             start += size
         return fast
     for s, lr in enumerate(per_step):
-        fast = step(fast, frozen, lr, x, y)
+        fast = step(fast, held[s], lr, x, y)
         if on_step is not None:
             on_step(s + 1, fast)
     return fast
+
+
+def at_step(frozen: Params | list[Params], s: int) -> Params:
+    """The frozen parameters of state ``s`` (after ``s`` inner steps): ``frozen`` itself, or
+    element ``s`` of a per-step list (its last past the end)."""
+    return frozen[min(s, len(frozen) - 1)] if isinstance(frozen, list) else frozen
 
 
 def segments(steps: int) -> list[int]:
@@ -241,35 +251,43 @@ def segments(steps: int) -> list[int]:
 
 
 def _checkpointed(
-    step, fast: Params, frozen: Params, lrs: list[StepSizes], x, y, *, nested: bool
+    step, fast: Params, frozen: list[Params], lrs: list[StepSizes], x, y, *, nested: bool
 ) -> Params:
-    """Run ``len(lrs)`` steps (step size dicts, one per step) under one reentrant checkpoint;
-    ``nested``: each step inside is checkpointed again (its recomputation holds one step's graph).
+    """Run ``len(lrs)`` steps (step ``i`` with ``frozen[i]`` and ``lrs[i]``) under one reentrant
+    checkpoint; ``nested``: each step inside is checkpointed again (its recomputation holds one
+    step's graph).
 
-    Reentrant checkpointing routes gradients only to tensors passed as explicit inputs, so the frozen
-    parameters and learned step sizes are flattened into the inputs alongside the fast weights.
+    Reentrant checkpointing routes gradients only to tensors passed as explicit inputs, so every
+    step's frozen parameters and learned step sizes are flattened into the inputs alongside the
+    fast weights (a tensor shared by several steps is passed once per step; autograd sums).
     (Non-reentrant checkpointing relies on saved-tensor hooks, which ``torch.func`` rejects.)
     """
-    fkeys, zkeys = list(fast), list(frozen)
+    fkeys, zkeys = list(fast), list(frozen[0])
     where = [
         (i, k) for i, lr in enumerate(lrs) for k, v in lr.items() if isinstance(v, torch.Tensor)
     ]
-    nf, nz = len(fkeys), len(zkeys)
+    nf, nz, n = len(fkeys), len(zkeys), len(lrs)
 
     def run(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f = dict(zip(fkeys, flat[:nf]))
-        z = dict(zip(zkeys, flat[nf : nf + nz]))
+        zs = [dict(zip(zkeys, flat[nf + i * nz : nf + (i + 1) * nz])) for i in range(n)]
         lr = [dict(d) for d in lrs]
-        for (i, k), v in zip(where, flat[nf + nz : -2]):
+        for (i, k), v in zip(where, flat[nf + n * nz : -2]):
             lr[i][k] = v
-        for d in lr:
+        for z, d in zip(zs, lr):
             if nested and torch.is_grad_enabled():  # the recomputation in the backward pass
-                f = _checkpointed(step, f, z, [d], flat[-2], flat[-1], nested=False)
+                f = _checkpointed(step, f, [z], [d], flat[-2], flat[-1], nested=False)
             else:
                 f = step(f, z, d, flat[-2], flat[-1])
         return tuple(f.values())
 
-    flat = [*fast.values(), *frozen.values(), *(lrs[i][k] for i, k in where), x, y]
+    flat = [
+        *fast.values(),
+        *(z[k] for z in frozen for k in zkeys),
+        *(lrs[i][k] for i, k in where),
+        x,
+        y,
+    ]
     return dict(zip(fkeys, checkpoint(run, *flat, use_reentrant=True)))
 
 

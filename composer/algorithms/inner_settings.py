@@ -33,3 +33,6 @@ class InnerLoop:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.eval_steps < 0:
             raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+
+
+DEFAULT_INNER = InnerLoop()  # frozen: safe to share as a default argument

@@ -15,8 +15,9 @@ from metacompose.algorithms.inner_loop import (
     broadcast_tasks,
     query_losses,
 )
-from metacompose.algorithms.inner_settings import InnerLoop
+from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
 from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.per_step_norm import PerStepNorms
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch
@@ -58,6 +59,9 @@ class MetaLearner(nn.Module):
         per_step_lr: learn one step size per adapted tensor and inner step (MAML++'s LSLR, Antoniou
             et al. 2019), all starting at ``inner_lr``; evaluation with more steps than
             ``inner_steps`` reuses the last step's. Not with ``metasgd`` or ``reptile``.
+        per_step_bn: one meta-learned batch-norm weight and bias per inner-loop state (MAML++'s
+            BNWB, :mod:`metacompose.algorithms.per_step_norm`); batch-norm parameters are then not
+            adapted. Not with ``reptile`` or an enforcer.
         enforcer: certifies (and by its mode repairs) every task's adaptation against a
             stability spec (:mod:`metacompose.verify.enforce`); ``None``: no enforcement.
         eval_guard: at evaluation (``evaluate``, ``export_tasks``) keep an inner step only if it
@@ -73,10 +77,11 @@ class MetaLearner(nn.Module):
         graph: ModuleGraph,
         algorithm: Algorithm = "maml",
         loss: str = "mse",
-        inner: InnerLoop = InnerLoop(),
+        inner: InnerLoop = DEFAULT_INNER,
         adapt: list[str] | None = None,
         checkpoint_inner: bool = False,
         per_step_lr: bool = False,
+        per_step_bn: bool = False,
         enforcer: InnerLoopEnforcer | None = None,
         eval_guard: bool | Literal["auto"] = "auto",
     ) -> None:
@@ -91,7 +96,11 @@ class MetaLearner(nn.Module):
         self.eval_inner_steps = int(inner.eval_steps)
         if adapt is None and algorithm == "anil":
             adapt = ["head"]
-        self.adapt_keys = graph.param_keys(adapt)
+        self.step_norms = PerStepNorms(graph=graph, steps=self.inner_steps) if per_step_bn else None
+        if per_step_bn and (algorithm == "reptile" or enforcer is not None):
+            raise ValueError("per_step_bn: not available with reptile or enforcement")
+        held = self.step_norms.keys if self.step_norms is not None else []
+        self.adapt_keys = [k for k in graph.param_keys(adapt) if k not in held]
         if not self.adapt_keys:
             raise ValueError(f"adaptation scope {adapt} selects no parameters")
         self.first_order = bool(inner.first_order) or algorithm in ("fomaml", "reptile")
@@ -128,6 +137,11 @@ class MetaLearner(nn.Module):
         frozen = {k: v for k, v in params.items() if k not in fast}
         return fast, frozen
 
+    def frozen_at(self, frozen: Params, s: int) -> Params:
+        """``frozen`` as the model after ``s`` inner steps reads it (``per_step_bn``: with that
+        state's batch-norm weights and biases)."""
+        return frozen if self.step_norms is None else {**frozen, **self.step_norms.at(s)}
+
     def lrs(self) -> dict[str, torch.Tensor | float] | list[dict[str, torch.Tensor | float]]:
         """Step sizes by adapted key (a list of them, one per inner step, with ``per_step_lr``)."""
         if self.per_step_lr:
@@ -153,7 +167,8 @@ class MetaLearner(nn.Module):
     ) -> tuple[Params, Params]:
         """Adapt to a meta-batch of support sets ``x: (T, K, ...)``; returns ``(fast, frozen)``.
 
-        ``fast`` has a leading task dimension; ``frozen`` is shared. ``on_step(s, fast)`` is called
+        ``fast`` has a leading task dimension; ``frozen`` is shared (with ``per_step_bn``: that of
+        the state after the last step). ``on_step(s, fast)`` is called
         after each step. ``guard``: the first-order guarded loop
         (:func:`~metacompose.algorithms.guarded.guarded_adapt`; evaluation only).
         """
@@ -161,17 +176,18 @@ class MetaLearner(nn.Module):
         fast = broadcast_tasks(fast, x.shape[0])
         fo = self.first_order if first_order is None else first_order
         steps = self.inner_steps if steps is None else steps
+        held = frozen if self.step_norms is None else self.step_norms.states(frozen, steps)
 
         def run(f: Params, n: int, on) -> Params:
             if guard:
                 return guarded_adapt(
-                    self.graph, f, frozen, self.lrs(), x, y, steps=n, loss=self.loss,
+                    self.graph, f, held, self.lrs(), x, y, steps=n, loss=self.loss,
                     vectorize=self.vectorize, chunk_size=self.chunk_size, on_step=on,
                 )  # fmt: skip
             return adapt(
                 self.graph,
                 f,
-                frozen,
+                held,
                 self.lrs(),
                 x,
                 y,
@@ -185,7 +201,7 @@ class MetaLearner(nn.Module):
             )
 
         if self.enforcer is None:
-            return run(fast, steps, on_step), frozen
+            return run(fast, steps, on_step), self.frozen_at(frozen, steps)
         return self.enforcer.adapt(
             self.graph, fast, frozen, run, steps=steps, x=x, on_step=on_step
         ), frozen
@@ -243,10 +259,11 @@ class MetaLearner(nn.Module):
         steps = self.eval_inner_steps if steps is None else steps
         fast, frozen = self.split_params()
         fast = broadcast_tasks(fast, batch.num_tasks)
-        curve = [self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)]
+        qx, qy = batch.query_x, batch.query_y
+        curve = [self.query_loss(fast, self.frozen_at(frozen, 0), qx, qy, metric=True)]
 
-        def record(_s: int, f: Params) -> None:
-            curve.append(self.query_loss(f, frozen, batch.query_x, batch.query_y, metric=True))
+        def record(s: int, f: Params) -> None:
+            curve.append(self.query_loss(f, self.frozen_at(frozen, s), qx, qy, metric=True))
 
         self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record,
                    guard=self.eval_guard)  # fmt: skip
@@ -257,11 +274,12 @@ class MetaLearner(nn.Module):
         """The graph with the meta-learned and each task's adapted weights (first order)."""
         steps = self.eval_inner_steps if steps is None else steps
         fast0, frozen = self.split_params()
-        fast, _ = self.adapt(
+        fast, last = self.adapt(
             batch.support_x, batch.support_y, steps=steps, first_order=True, guard=self.eval_guard
         )
-        meta = {k: v.detach() for k, v in {**frozen, **fast0}.items()}
+        meta = {k: v.detach() for k, v in {**self.frozen_at(frozen, 0), **fast0}.items()}
+        after = {**meta, **{k: v.detach() for k, v in last.items()}}
         return [
-            TaskExport(self.graph, meta, {**meta, **{k: v[t].detach() for k, v in fast.items()}})
+            TaskExport(self.graph, meta, {**after, **{k: v[t].detach() for k, v in fast.items()}})
             for t in range(batch.num_tasks)
         ]

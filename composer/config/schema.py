@@ -41,6 +41,9 @@ class AlgoConfig:
     # one learned step size per adapted tensor and inner step (MAML++ LSLR; not metasgd/reptile);
     # evaluation past inner_steps reuses the last step's
     per_step_lr: bool = False
+    # MAML++ per-step batch-norm weights and biases (one meta-learned copy per inner-loop state,
+    # not adapted): conv models, algo.name maml | fomaml | anil | metasgd, without router
+    per_step_bn: bool = False
     # evaluation keeps an inner step only if it does not raise the task's support loss (else halves
     # that task's step): true | false | auto (on for learned step sizes: metasgd, per_step_lr)
     eval_guard: Any = "auto"

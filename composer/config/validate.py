@@ -95,6 +95,10 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         cfg.router.enabled or cfg.algo.name not in ("maml", "fomaml", "anil")
     ):
         c.fail("algo.per_step_lr", True, "needs algo.name maml, fomaml or anil, without router")
+    if cfg.algo.per_step_bn and (
+        cfg.router.enabled or cfg.algo.name not in ("maml", "fomaml", "anil", "metasgd")
+    ):
+        c.fail("algo.per_step_bn", True, "needs algo.name maml, fomaml, anil or metasgd, no router")
     c.real("optim.lr", lo=0.0, lo_open=True)
     c.real("optim.weight_decay", lo=0.0)
     c.real("optim.grad_clip", lo=0.0, lo_open=True, optional=True)

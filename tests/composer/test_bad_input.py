@@ -205,6 +205,17 @@ case(
     "algo.adapt=['1', '2']",
 )
 case(
+    "override-per_step_bn_without_norm",
+    lambda env: env.train("algo.per_step_bn=true"),
+    "per_step_bn: the model has no batch-norm layer",
+)
+case(
+    "override-per_step_bn_reptile",
+    lambda env: env.train("algo.per_step_bn=true", "algo.name=reptile"),
+    "algo.per_step_bn=True",
+    str(CONFIG),
+)
+case(
     "override-algo_adapt_unknown", lambda env: env.train("algo.adapt=[neck]"), "neck", "algo.adapt"
 )
 

@@ -53,8 +53,8 @@ def reference_meta_grads(meta, batch, *, first_order, adapt_keys, lrs=None):
     return {k: torch.zeros_like(w) if g is None else g for k, g, w in zip(keys, grads, wrt)}
 
 
-@pytest.fixture
-def batch():
+def conv_batch() -> TaskBatch:
+    """T tasks of WAYS-way SHOTS-shot SIZE x SIZE float64 images (fixed seed)."""
     g = torch.Generator().manual_seed(5)
     labels = torch.arange(WAYS)
     return TaskBatch(
@@ -63,6 +63,11 @@ def batch():
         query_x=torch.randn(T, WAYS * QUERY, 1, SIZE, SIZE, generator=g, dtype=torch.float64),
         query_y=labels.repeat_interleave(QUERY).expand(T, -1).contiguous(),
     )
+
+
+@pytest.fixture
+def batch():
+    return conv_batch()
 
 
 def make(algorithm, vectorize, **kw):

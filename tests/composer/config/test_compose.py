@@ -40,6 +40,7 @@ def test_every_shipped_config_resolves_as_before_composition():
         resolved["algo"].pop("args", None)  # added since: learner arguments (incontext, ...)
         resolved["data"].pop("memory_budget_mb", None)  # added since: budget of the task chunks
         resolved["algo"].pop("per_step_lr", None)  # added since: MAML++ per-step step sizes
+        resolved["algo"].pop("per_step_bn", None)  # added since: MAML++ per-step norm weights
         resolved["algo"].pop("eval_guard", None)  # added since: the evaluation guard
         resolved["trainer"].pop("steps_per_call", None)  # added since: meta-steps per batch
         if resolved["algo"]["vectorize"] == "auto":  # the default since (was true): vmap or loop
