@@ -2,7 +2,8 @@
 
 :class:`GracefulStop` replaces the SIGINT and SIGTERM handlers while ``fit`` runs. A signal only
 raises a flag. At the next meta-step boundary (after an optimizer step, never between the
-accumulated micro-batches of one meta-batch) the ranks agree on the flag (a max all-reduce under
+accumulated micro-batches of one meta-batch; with ``trainer.steps_per_call`` above 1, after the
+batch's last meta-step) the ranks agree on the flag (a max all-reduce under
 DDP, so a signal sent to rank 0 alone stops every rank at the same step) and save a full, resumable
 ``last.ckpt`` of that step; before the next step starts they leave the fit with
 :class:`_StopRequested`. ``train`` turns it into :class:`TrainingInterrupted`, which the CLI maps
