@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metacompose.algorithms import InnerLoop, Learner, MetaLearner
+from metacompose.algorithms import Learner, MetaLearner
 from metacompose.algorithms.builders import ALGO_BUILDERS
 from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
+from metacompose.inner_config import inner_loop
 from metacompose.models import MODEL_BUILDERS
 from metacompose.modules.conv import TaskBatchNorm2d
 from metacompose.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
@@ -122,18 +123,6 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(f"algo: {e}") from e
-
-
-def inner_loop(a: DictConfig) -> InnerLoop:
-    """The ``algo`` section's inner-loop settings as one typed value."""
-    return InnerLoop(
-        lr=a.inner_lr,
-        steps=a.inner_steps,
-        eval_steps=a.eval_inner_steps,
-        first_order=a.first_order,
-        vectorize=a.vectorize,
-        chunk_size=a.chunk_size,
-    )
 
 
 def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> Learner:

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.config import ConfigError
 from metacompose.graph import GraphError
+from metacompose.inner_config import inner_loop
 from metacompose.modules.set_encoder import SetEncoder
 from metacompose.router.anchors import ModulationAnchors
 from metacompose.router.hypernet import RouterHypernetwork
@@ -230,13 +231,8 @@ def _learner(
             anchors=anchors,
             algorithm=a.name,
             loss=loss,
-            inner_lr=a.inner_lr,
-            inner_steps=a.inner_steps,
-            eval_inner_steps=a.eval_inner_steps,
+            inner=inner_loop(a),
             adapt_nodes=list(a.adapt) if a.adapt is not None else None,
-            first_order=a.first_order,
-            vectorize=a.vectorize,
-            chunk_size=a.chunk_size,
             seed=derive_seed(cfg.seed, "gumbel") % (2**31),
             enforcer=enforcer,
         )

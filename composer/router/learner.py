@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
@@ -44,12 +45,10 @@ class RoutedMetaLearner(nn.Module):
         algorithm: one of ``ROUTED_ALGORITHMS`` (Reptile cannot train a router: no gradient
             reaches it).
         loss: ``"mse"`` or ``"cross_entropy"``.
-        inner_lr: inner step size of module weights (Meta-SGD: initial value).
-        inner_steps / eval_inner_steps: inner steps during meta-training / at evaluation.
+        inner: the inner loop (:class:`~metacompose.algorithms.inner_settings.InnerLoop`): step
+            size of module weights (Meta-SGD: initial value), training / evaluation steps, first
+            order (implied by ``fomaml``), vmap over tasks or a per-task loop, vmap chunk size.
         adapt_nodes: slots whose module weights are adapted (``None``: all; ANIL: the sink).
-        first_order: first-order inner gradients (implied by ``fomaml``).
-        vectorize: vmap over tasks (else a per-task Python loop); chunk_size: at most this many
-            tasks per vmap.
         seed: seed of the Gumbel-noise generator (its position is checkpointed).
         enforcer: certifies (and by its mode repairs) each task's adaptation as the plain learner's
             does (:mod:`metacompose.verify.enforce`), on the task's exported graph (chosen
@@ -68,27 +67,20 @@ class RoutedMetaLearner(nn.Module):
         anchors: ModulationAnchors | None = None,
         algorithm: RoutedAlgorithm = "maml",
         loss: str = "mse",
-        inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        eval_inner_steps: int = 10,
+        inner: InnerLoop = DEFAULT_INNER,
         adapt_nodes: list[str] | None = None,
-        first_order: bool = False,
-        vectorize: bool = True,
-        chunk_size: int | None = None,
         seed: int = 0,
         enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if algorithm not in ROUTED_ALGORITHMS:
             raise ValueError(f"routed learner supports {ROUTED_ALGORITHMS}, got {algorithm!r}")
-        if inner_steps < 1 or eval_inner_steps < 0:
-            raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
         self.graph, self.router, self.anchors = pool, router, anchors
         self.training_routing, self.eval_routing = training_routing, eval_routing
-        self.algorithm, self.loss, self.inner_lr = algorithm, loss, float(inner_lr)
-        self.inner_steps, self.eval_inner_steps = int(inner_steps), int(eval_inner_steps)
-        self.first_order = bool(first_order) or algorithm == "fomaml"
-        self.vectorize, self.chunk_size = vectorize, chunk_size
+        self.algorithm, self.loss, self.inner_lr = algorithm, loss, float(inner.lr)
+        self.inner_steps, self.eval_inner_steps = int(inner.steps), int(inner.eval_steps)
+        self.first_order = bool(inner.first_order) or algorithm == "fomaml"
+        self.vectorize, self.chunk_size = inner.vectorize, inner.chunk_size
         if adapt_nodes is None and algorithm == "anil":
             adapt_nodes = [pool.sink]
         self.module_keys = pool.param_keys(adapt_nodes)
@@ -96,7 +88,8 @@ class RoutedMetaLearner(nn.Module):
             raise ValueError(f"adapt_nodes={adapt_nodes} adapts nothing")
         params = dict(pool.named_parameters())
         self.step_sizes = learned_step_sizes(
-            {k: params[k] for k in self.module_keys} if algorithm == "metasgd" else {}, inner_lr
+            {k: params[k] for k in self.module_keys} if algorithm == "metasgd" else {},
+            self.inner_lr,
         )
         self.noise_generator = torch.Generator().manual_seed(int(seed))
         self.enforcer = enforcer

@@ -4,6 +4,7 @@ import itertools
 
 import torch
 
+from metacompose.algorithms import InnerLoop
 from metacompose.router import (
     ArgmaxRouting,
     ModulationAnchors,
@@ -64,9 +65,7 @@ def routed_learner(
         evaluation = SupportSearchRouting() if eval_routing == "search" else ArgmaxRouting()
     mods = ModulationAnchors(layout=router.layout, slot_of=router.layout_slot, count=anchors,
                              init=anchor_init, rounds=anchor_rounds) if anchors else None  # fmt: skip
-    kw.setdefault("inner_lr", 0.05)
-    kw.setdefault("inner_steps", 2)
-    kw.setdefault("eval_inner_steps", 3)
+    kw.setdefault("inner", InnerLoop(lr=0.05, steps=2, eval_steps=3))
     return RoutedMetaLearner(pool=pool, router=router, training_routing=training,
                              eval_routing=evaluation, anchors=mods, seed=7, **kw)  # fmt: skip
 

@@ -5,6 +5,7 @@ never the candidates' weights."""
 import pytest
 import torch
 
+from metacompose.algorithms import InnerLoop
 from metacompose.router import ArgmaxRouting, RoutedMetaLearner, build_pool
 from metacompose.router.build import build_router
 from metacompose.tasks.base import TaskBatch
@@ -38,9 +39,13 @@ def learner():
     router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=8,
                           embedding=6, hidden=8, routed=True, film=False, low_rank=0)  # fmt: skip
     return RoutedMetaLearner(
-        pool=pool, router=router, training_routing=ArgmaxRouting(), eval_routing=ArgmaxRouting(),
-        inner_lr=LR, inner_steps=STEPS, eval_inner_steps=STEPS, adapt_nodes=["f.*.context"],
-    ).double()  # fmt: skip
+        pool=pool,
+        router=router,
+        training_routing=ArgmaxRouting(),
+        eval_routing=ArgmaxRouting(),
+        adapt_nodes=["f.*.context"],
+        inner=InnerLoop(lr=LR, steps=STEPS, eval_steps=STEPS),
+    ).double()
 
 
 def test_inner_loop_adapts_the_chosen_context_as_hand_unrolled_sgd():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from routed_testing import reference_losses
 
+from metacompose.algorithms import InnerLoop
 from metacompose.router import RoutedMetaLearner, build_pool
 from metacompose.router.build import build_router
 from metacompose.router.metrics import routing_purity
@@ -47,10 +48,14 @@ def make_learner(*, training=None, evaluation=None, template=TEMPLATE, seed=5, l
     with torch.no_grad():  # non-zero generated FiLM of the affine maps, so that it matters
         router.modulation.weight.normal_(0.0, 0.3)
     return RoutedMetaLearner(
-        pool=pool, router=router, training_routing=training or EMRouting(weight=1.0),
-        eval_routing=evaluation or ArgmaxRouting(), inner_lr=lr, inner_steps=2,
-        eval_inner_steps=2, adapt_nodes=["pre", "post"], seed=3,
-    ).double()  # fmt: skip
+        pool=pool,
+        router=router,
+        training_routing=training or EMRouting(weight=1.0),
+        eval_routing=evaluation or ArgmaxRouting(),
+        adapt_nodes=["pre", "post"],
+        seed=3,
+        inner=InnerLoop(lr=lr, steps=2, eval_steps=2),
+    ).double()
 
 
 def batch(n=T, seed=2):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from routed_testing import reference_losses
 
+from metacompose.algorithms import InnerLoop
 from metacompose.router import (
     ArgmaxRouting,
     RelaxedRouting,
@@ -73,11 +74,9 @@ def make_learner(*, search_steps=0, search_noise=False, eval_routing="router"):
         router=router,
         training_routing=training,
         eval_routing=SupportSearchRouting() if eval_routing == "search" else ArgmaxRouting(),
-        inner_lr=LR,
-        inner_steps=1,
-        eval_inner_steps=2,
         adapt_nodes=["pre"],
         seed=3,
+        inner=InnerLoop(lr=LR, steps=1, eval_steps=2),
     )
     with torch.no_grad():  # non-zero generated FiLM of the "pre" slot, so that it matters
         learner.router.modulation.weight.normal_(0.0, 0.3)

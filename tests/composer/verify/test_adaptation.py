@@ -3,6 +3,7 @@ not reproduce on the real graph is downgraded to unknown."""
 
 import torch
 
+from metacompose.algorithms import InnerLoop
 from metacompose.models import mlp_graph
 from metacompose.modules.linear import RegressionHead
 from metacompose.modules.mlp import MLPBlock
@@ -74,8 +75,13 @@ def test_routed_adaptations_are_exported_per_task():
     )
     router = build_router(pool=pool, in_features=1, out_features=1, encoder_hidden=4,
                           embedding=4, hidden=4, routed=True, film=False, low_rank=0)  # fmt: skip
-    learner = RoutedMetaLearner(pool=pool, router=router, training_routing=_Alternate(),
-                                eval_routing=_Alternate(), inner_lr=0.1)  # fmt: skip
+    learner = RoutedMetaLearner(
+        pool=pool,
+        router=router,
+        training_routing=_Alternate(),
+        eval_routing=_Alternate(),
+        inner=InnerLoop(lr=0.1),
+    )
     x = torch.randn(2, 5, 1)
     batch = TaskBatch(support_x=x, support_y=torch.sin(x), query_x=x, query_y=x)
     ads = adapt_tasks(learner, batch, steps=2)
