@@ -85,7 +85,7 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
                 f"{tensor.numel()}: the run diverged; use an earlier checkpoint"
             )
     try:
-        config = drop_retired_keys(meta["config"], path)
+        config = move_check_keys(drop_retired_keys(meta["config"], path))
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
         family = build_family(cfg.task)
         learner = build_learner(cfg, family)
@@ -132,6 +132,23 @@ def drop_retired_keys(config: dict, path: str | Path) -> dict:
                 f"(removed option); this checkpoint cannot be rebuilt"
             )
     return {**config, "router": router} if "router" in config else config
+
+
+# Compositional task arguments that moved into ``task.args.check`` (ConfusabilityCheck): old name
+# -> new field. Only the check on construction reads them; the tasks drawn do not change.
+MOVED_CHECK_KEYS = {"min_distinct": "min_distinct", "on_confusable": "on_confusable",
+                    "check_points": "points"}  # fmt: skip
+
+
+def move_check_keys(config: dict) -> dict:
+    """An older checkpoint's config with its compositional check arguments in ``task.args.check``."""
+    task = config.get("task") or {}
+    args = dict(task.get("args") or {})
+    moved = {new: args.pop(old) for old, new in MOVED_CHECK_KEYS.items() if old in args}
+    if not moved:
+        return config
+    args["check"] = {**moved, **(args.get("check") or {})}
+    return {**config, "task": {**task, "args": args}}
 
 
 def evaluate(

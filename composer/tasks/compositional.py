@@ -18,13 +18,15 @@ distinct pair leaves, for every parameter value, at least 7% of a target's varia
 in ``"identifiable"`` (worst: ``vee∘square`` vs ``vee∘cos``; median over pairs 75%) and at least
 39% in ``"identifiable_wavy"`` (outer primitives with one to two full periods on [-1, 1], which
 makes its tasks much harder to fit from 10 shots). See :func:`confusability`; every chosen set is
-checked on construction (``min_distinct``).
+checked on construction (``check``: :class:`ConfusabilityCheck`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Any
 
 import torch
 
@@ -64,7 +66,51 @@ PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str]
 IDENTITY = Primitive(lambda x: x)
 CONFUSABLE = ("warn", "refuse")
 
-__all__ = ["INNER", "OUTER", "PRESETS", "CompositionalFamily", "confusability"]
+
+@dataclass(frozen=True)
+class ConfusabilityCheck:
+    """The check a family runs on construction (YAML: ``task.args.check: {min_distinct: ...}``).
+
+    Args:
+        min_distinct: every (f, g) pair's tasks must keep at least this fraction of their variance
+            unexplained by the best fit of any other pair (:func:`confusability`); 0 turns the
+            check off.
+        on_confusable: ``"warn"`` (one log line naming the worst two pairs) or ``"refuse"``
+            (``ValueError``) when the chosen set fails the check.
+        points: evenly spaced inputs of the check (e.g. the support size K, to ask what K evenly
+            spaced shots can tell apart; the default is dense).
+    """
+
+    min_distinct: float = 0.01
+    on_confusable: str = "warn"
+    points: int = 121
+
+    def __post_init__(self) -> None:
+        if self.on_confusable not in CONFUSABLE:
+            raise ValueError(
+                f"on_confusable must be one of {CONFUSABLE}, got {self.on_confusable!r}"
+            )
+
+
+def as_check(check: ConfusabilityCheck | dict[str, Any] | None) -> ConfusabilityCheck:
+    """``check`` as a :class:`ConfusabilityCheck` (a mapping from YAML, or ``None``: the default)."""
+    if check is None or isinstance(check, ConfusabilityCheck):
+        return check or ConfusabilityCheck()
+    known = {f.name for f in fields(ConfusabilityCheck)}
+    unknown = sorted(set(check) - known)
+    if unknown:
+        raise ValueError(f"check: unknown key {unknown[0]!r}; known: {sorted(known)}")
+    return ConfusabilityCheck(**check)
+
+
+__all__ = [
+    "INNER",
+    "OUTER",
+    "PRESETS",
+    "CompositionalFamily",
+    "ConfusabilityCheck",
+    "confusability",
+]
 
 
 class CompositionalFamily:
@@ -105,13 +151,8 @@ class CompositionalFamily:
             later writes it. Its ``f`` is the extra inner id ``len(inner)`` (``"identity"``, with
             a descriptor column of its own; its ``info["param"]`` is drawn but unused). Drawn
             exclusively of ``solo``; meta-val and meta-test never draw them.
-        min_distinct: the check on construction: every (f, g) pair's tasks must keep at least
-            this fraction of their variance unexplained by the best fit of any other pair
-            (:func:`confusability` on ``check_points`` inputs); 0 turns the check off.
-        on_confusable: ``"warn"`` (one log line naming the worst two pairs) or ``"refuse"``
-            (``ValueError``) when the chosen set fails the check.
-        check_points: evenly spaced inputs of the check (e.g. the support size K, to ask what
-            K evenly spaced shots can tell apart; the default is dense).
+        check: the confusability check on construction (:class:`ConfusabilityCheck`, or its
+            fields as a mapping; default: at least 1% left unexplained, warn otherwise).
     """
 
     name = "compositional"
@@ -133,9 +174,7 @@ class CompositionalFamily:
         descriptor: str = "none",
         solo: float = 0.0,
         solo_outer: float = 0.0,
-        min_distinct: float = 0.01,
-        on_confusable: str = "warn",
-        check_points: int = 121,
+        check: ConfusabilityCheck | dict[str, Any] | None = None,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -189,10 +228,9 @@ class CompositionalFamily:
         self._f = [f_table[n] for n in self.inner] + [IDENTITY]
         self._g = [g_table[n] for n in self.outer] + [IDENTITY]
         self._g_param = any(g.param is not None for g in self._g)
-        if on_confusable not in CONFUSABLE:
-            raise ValueError(f"on_confusable must be one of {CONFUSABLE}, got {on_confusable!r}")
-        if min_distinct > 0:
-            self._check(min_distinct, on_confusable, check_points)
+        check = as_check(check)
+        if check.min_distinct > 0:
+            self._check(check.min_distinct, check.on_confusable, check.points)
 
     def _check(self, min_distinct: float, on_confusable: str, points: int) -> None:
         left, a, b = worst_pair(

@@ -75,7 +75,7 @@ def test_oracle_and_labels_for_the_sum_structure_and_parametric_outer_primitives
     bench = load()
     sums = CompositionalFamily(
         structure="sum", inner=["ramp", "step", "vee", "saw"], outer=["sine", "bump", "sinc"],
-        held_out=[["ramp", "sine"], ["step", "bump"]], min_distinct=0.0,
+        held_out=[["ramp", "sine"], ["step", "bump"]], check={"min_distinct": 0.0},
     )  # fmt: skip
     mse = bench.oracle_mse(sums, n_tasks=6, combos="held_out", shots=10, seed=0)
     assert float(mse.max()) < 2e-2

@@ -55,7 +55,7 @@ SUMS = {
     "inner": ["ramp", "step", "vee", "saw"],
     "outer": ["sine", "bump", "sinc", "chirp"],
     "held_out": [["ramp", "chirp"], ["step", "sine"], ["vee", "bump"], ["saw", "sinc"]],
-    "min_distinct": 0.005,
+    "check": {"min_distinct": 0.005},
 }
 
 
@@ -154,30 +154,32 @@ def test_a_confusable_set_is_refused_or_warned_about_in_one_line(caplog):
     # sin_freq at p = 0 *is* sin_pi: vee∘sin_pi is explained exactly by vee∘sin_freq
     bad = {"preset": "identifiable", "outer": ["sin_pi", "sin_freq", "square"], "held_out": []}
     with pytest.raises(ValueError, match=r"vee∘sin_pi and vee∘sin_freq are confusable: .* 0\.00%"):
-        CompositionalFamily(**bad, on_confusable="refuse")
+        CompositionalFamily(**bad, check={"on_confusable": "refuse"})
     with caplog.at_level(logging.WARNING, logger="metacompose.tasks.compositional"):
         CompositionalFamily(**bad)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "confusable" in line and "\n" not in line
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="metacompose.tasks.compositional"):
-        CompositionalFamily(**bad, min_distinct=0.0)  # the check off
-        CompositionalFamily(**WIDE, on_confusable="refuse")  # >= 3% left: distinct
-        CompositionalFamily(**SUMS, on_confusable="refuse")
-        CompositionalFamily(preset="identifiable", on_confusable="refuse")
+        CompositionalFamily(**bad, check={"min_distinct": 0.0})  # the check off
+        CompositionalFamily(**WIDE, check={"on_confusable": "refuse"})  # >= 3% left: distinct
+        CompositionalFamily(**{**SUMS, "check": {**SUMS["check"], "on_confusable": "refuse"}})
+        CompositionalFamily(preset="identifiable", check={"on_confusable": "refuse"})
     assert not caplog.records
     # the original preset is known to be confusable (step∘linear vs step∘relu: 0.6% left)
     with pytest.raises(ValueError, match=r"step∘linear and step∘relu .* 0\.61%"):
-        CompositionalFamily(on_confusable="refuse")
+        CompositionalFamily(check={"on_confusable": "refuse"})
     # a sum of one primitive with itself in both terms: the pair is explained by any other
     with pytest.raises(ValueError, match="confusable"):
         CompositionalFamily(structure="sum", inner=["bump", "step"], outer=["bump", "saw"],
-                            held_out=[], on_confusable="refuse")  # fmt: skip
+                            held_out=[], check={"on_confusable": "refuse"})  # fmt: skip
     # from K = 10 evenly spaced shots even the identifiable set has pairs that fit each other
     with pytest.raises(ValueError, match=r"sine∘square and sine∘cos .* on 10 points"):
-        CompositionalFamily(preset="identifiable", check_points=10, on_confusable="refuse")
+        CompositionalFamily(preset="identifiable", check={"points": 10, "on_confusable": "refuse"})
     with pytest.raises(ValueError, match="on_confusable must be one of"):
-        CompositionalFamily(on_confusable="ignore")
+        CompositionalFamily(check={"on_confusable": "ignore"})
+    with pytest.raises(ValueError, match=r"check: unknown key 'min_distinc'; known: \["):
+        CompositionalFamily(check={"min_distinc": 0.1})
 
 
 def _sum_reference(inner, outer, *, points, params):
