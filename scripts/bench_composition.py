@@ -463,6 +463,57 @@ def eval_seconds(timed: dict, *, tasks: int, rounds: int = 3) -> None:
         print(f"{variant:18s} {sorted(xs)[len(xs) // 2] * 1e3:8.2f} ms/task")
 
 
+SUM_EM = {"candidates": 4, "hidden": 38, "contexts": 12, "ridge": 1.0}  # 13080 parameters
+
+
+def bench_sum_em(args) -> None:
+    """Closed-form hard EM on the sum structure (:mod:`metacompose.router.sum_em`) on the tasks of
+    ``from_data_sums.yaml``: trained from data (``sem``) and by the descriptor (``sem-desc``,
+    evaluated both routed from data and by its descriptor); meta-batch 16, Adam 1e-2."""
+    from metacompose.build import build_family
+    from metacompose.router.sum_em import build_sum_em, train_sum_em
+
+    cfg = load_config(FROM_DATA["fds"], ["task.args.descriptor=onehot", *args.set])
+    family, steps, rows = build_family(cfg.task), args.steps or 2500, {}
+    for routing, seed in [(r, s) for r in ("em", "descriptor") for s in args.seeds]:
+        init = derive_seed(seed, "init") % (2**31)
+        learner = build_sum_em(**SUM_EM, routing=routing, seed=init)
+        start = time.perf_counter()
+        train_sum_em(learner, family, steps=steps, meta_batch=16, lr=1e-2, seed=seed)
+        secs = time.perf_counter() - start
+        names = ["sem"] if routing == "em" else ["sem-desc-fromdata", "sem-desc"]
+        for name, training in zip(names, (False, True)):
+            row = [sum_em_split(learner, family, c, training, args.tasks, seed) for c in SPLITS]
+            rows.setdefault(name, []).append(row)
+            say(f"{name:18s} seed {seed}: train {secs:.0f} s, {steps} it, " + "; ".join(
+                f"{c} MSE {m:.4f}, {purity_line(p)}" for c, (m, p) in zip(SPLITS, row)))  # fmt: skip
+    print(f"\n{'variant':18s} {'in-distribution':>16s} {'held-out':>16s} {'NMI seen':>16s} "
+          f"{'NMI held-out':>16s} {'acc held-out':>16s}")  # fmt: skip
+    for name, seeds in rows.items():
+        cols = [[r[0][0] for r in seeds], [r[1][0] for r in seeds]]
+        cols += [[r[0][1]["joint_nmi"] for r in seeds], [r[1][1]["joint_nmi"] for r in seeds]]
+        cols += [[mean_accuracy(r[1][1]) for r in seeds]]
+        print(f"{name:18s} " + " ".join(f"{interval(c):>16s}" for c in cols))
+
+
+SPLITS = ("seen", "held_out")
+
+
+def sum_em_split(learner, family, combos: str, descriptor: bool, tasks: int, seed: int):
+    """``(mean query MSE, routing purity)`` of a :class:`SumEMLearner` on one combination set,
+    routed by the support MSE (``descriptor``: by the family's descriptor)."""
+    mse, picked, truth = [], {"f": [], "g": []}, {"f": [], "g": []}
+    with torch.no_grad():
+        for b in meta_test_batches(family, n_tasks=tasks, combos=combos, shots=10, seed=seed):
+            choice = learner.choose(b, training=descriptor)
+            mse.append(learner.query_mse(b, choice))
+            for slot, c in (("f", choice.f), ("g", choice.g)):
+                picked[slot] += c.tolist()
+                truth[slot] += b.info[slot].tolist()
+    sizes = {"f": learner.f_bank.candidates, "g": learner.g_bank.candidates}
+    return torch.cat(mse).mean().item(), routing_purity(picked, truth, family.factors, sizes)
+
+
 def bench_sinusoid(args) -> None:
     """Routed learner (pool of 4 candidates per slot) vs plain MAML on configs/sinusoid.yaml."""
     router = load_config("configs/compositional.yaml").router
@@ -527,6 +578,11 @@ def main() -> None:
     p.add_argument("--out-dir", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--sinusoid", action="store_true", help="routed vs MAML on the sinusoid config")
     p.add_argument(
+        "--sum-em",
+        action="store_true",
+        help="closed-form hard EM on the sum structure (from data and descriptor-routed)",
+    )
+    p.add_argument(
         "--oracle",
         metavar="PRESET|CONFIG",
         default=None,
@@ -550,7 +606,10 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         args.out_dir = args.out_dir or tmp
-        (bench_sinusoid if args.sinusoid else bench_composition)(args)
+        if args.sum_em:
+            bench_sum_em(args)
+        else:
+            (bench_sinusoid if args.sinusoid else bench_composition)(args)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

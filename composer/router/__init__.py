@@ -1,8 +1,10 @@
 """Per-task composition: module pool, task encoder + router hypernetwork, routing policies."""
 
 from metacompose.router.anchors import ModulationAnchors
+from metacompose.router.candidate_bank import ContextBank
 from metacompose.router.hypernet import RouterHypernetwork, RouterOutput, support_features
 from metacompose.router.learner import ROUTED_ALGORITHMS, RoutedMetaLearner
+from metacompose.router.least_squares import PairFits, pair_least_squares
 from metacompose.router.metrics import normalized_mutual_info
 from metacompose.router.modulation import ModTarget, film_fold, modulate, modulation_targets
 from metacompose.router.policies import (
@@ -24,13 +26,16 @@ from metacompose.router.relaxed import (
     mean_entropy,
     relaxed_route,
 )
+from metacompose.router.sum_em import SumEMLearner, build_sum_em, train_sum_em
 
 __all__ = [
     "ROUTED_ALGORITHMS",
     "ArgmaxRouting",
+    "ContextBank",
     "ModTarget",
     "ModulationAnchors",
     "ModulePool",
+    "PairFits",
     "RelaxedRouting",
     "RoutedMetaLearner",
     "RouterHypernetwork",
@@ -39,11 +44,13 @@ __all__ = [
     "RoutingPolicy",
     "RoutingProblem",
     "SearchRouting",
+    "SumEMLearner",
     "SupportSearchRouting",
     "TemperatureSchedule",
     "UniformRouting",
     "balance_loss",
     "build_pool",
+    "build_sum_em",
     "film_fold",
     "gumbel_noise",
     "hard_route",
@@ -51,7 +58,9 @@ __all__ = [
     "modulate",
     "modulation_targets",
     "normalized_mutual_info",
+    "pair_least_squares",
     "relaxed_route",
     "route_key",
     "support_features",
+    "train_sum_em",
 ]
