@@ -61,6 +61,11 @@ class TaskBatch:
                 kw[f.name] = v
         return TaskBatch(**kw)
 
+    def _all_on(self, device: torch.device) -> bool:
+        tensors = [getattr(self, f.name) for f in fields(self)]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)] + list(self.info.values())
+        return all(t.device == device for t in tensors)
+
     def to(
         self, device: torch.device | str, dtype: torch.dtype | None = None, **kwargs
     ) -> TaskBatch:
@@ -68,6 +73,9 @@ class TaskBatch:
 
         Extra keyword arguments (e.g. ``non_blocking``) are passed to ``Tensor.to``.
         """
+
+        if dtype is None and self._all_on(torch.device(device)):
+            return self  # nothing to move (the training loop's every batch on CPU)
 
         def move(t: torch.Tensor) -> torch.Tensor:
             if dtype is not None and t.is_floating_point():

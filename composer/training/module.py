@@ -11,6 +11,7 @@ import torch
 
 from metacompose.algorithms import Learner
 from metacompose.tasks.base import TaskBatch
+from metacompose.training.direct_step import lightning_path_needed, step_progress
 from metacompose.training.guard import (
     BadInputError,
     BadTaskGuard,
@@ -19,6 +20,9 @@ from metacompose.training.guard import (
 )
 from metacompose.training.rng import capture_rng_state, restore_rng_state
 from metacompose.training.steps_per_call import rebatch_counters
+
+# Set every meta-step: plain values, kept out of ``nn.Module.__setattr__``'s checks.
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_good", "_tasks"})
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -41,7 +45,10 @@ class MetaLearningModule(L.LightningModule):
     micro-batch is one meta-iteration: Lightning's automatic loop (closure, per-step hooks around
     backward) cost ~20% of a sinusoid meta-step. The numbers are those of the automatic loop: the
     gradient is rescaled or dropped by the guard, then clipped (``grad_clip``, by norm), then
-    stepped. With accumulated micro-batches (``chunks > 1``) Lightning's automatic loop is kept
+    stepped. In a single-process fp32 run with no callback on the backward / optimizer-step hooks,
+    the module calls ``backward`` and the optimizer itself rather than through Lightning's wrappers
+    (:mod:`metacompose.training.direct_step`; the same numbers and counters, tested). With
+    accumulated micro-batches (``chunks > 1``) Lightning's automatic loop is kept
     (its counters then label logs and checkpoints by meta-iteration).
 
     Validation calls ``learner.evaluate`` (``eval_inner_steps``, first order) and logs the query
@@ -89,11 +96,12 @@ class MetaLearningModule(L.LightningModule):
         self._good = 0  # good tasks since the last optimizer step (this rank)
         self._tasks = 0
         self._trained: list[torch.nn.Parameter] | None = None  # the optimizer's parameters
+        self._lightning_path: bool | None = None  # decided at the first step (direct_step.py)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets ``_current_fx_name`` (a str or None) around every hook call, ~30 times a
         # meta-step; ``nn.Module.__setattr__``'s parameter/buffer/module checks cost ~0.1 ms of it.
-        if name == "_current_fx_name":
+        if name in _PLAIN_ATTRIBUTES:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -131,10 +139,20 @@ class MetaLearningModule(L.LightningModule):
             objective = objective + sum(p.sum() for p in self._parameters_trained()) * 0.0
         if self.automatic_optimization:
             return objective
+        if self._lightning_path is None:
+            self._lightning_path = lightning_path_needed(self.trainer)
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        self.manual_backward(objective)
-        optimizer.step()  # runs on_before_optimizer_step (guard, clipping) before the update
+        if self._lightning_path:
+            self.manual_backward(objective)
+            optimizer.step()  # runs on_before_optimizer_step (guard, clipping) before the update
+            return None
+        objective.backward()  # the same steps without Lightning's dispatch around them
+        progress = step_progress(self.trainer)
+        progress.increment_ready()
+        self.on_before_optimizer_step(optimizer.optimizer)
+        optimizer.optimizer.step()
+        progress.increment_completed()
         return None
 
     def _log_step(self, step: int) -> None:

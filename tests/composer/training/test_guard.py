@@ -131,3 +131,34 @@ def test_guarded_step_gradient_is_the_good_tasks_mean_times_fraction(algorithm):
     )
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w * len(good) / T, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_grads_finite_against_every_element(dtype):
+    """The fused check equals a brute-force walk over every gradient element, leaves the gradients'
+    bits as they were, and ignores parameters without a gradient."""
+    import math
+
+    from metacompose.training.guard import grads_finite
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 3), (5,), (2, 2, 2), (1,)]
+    for trial in range(40):
+        params = [torch.nn.Parameter(torch.zeros(s, dtype=dtype)) for s in shapes]
+        for p in params[: 1 + trial % len(shapes)]:
+            p.grad = torch.randn(p.shape, generator=gen).to(dtype)
+        with_grad = [p for p in params if p.grad is not None]
+        if trial % 3:  # plant a NaN, +Inf or -Inf in one gradient element
+            p = with_grad[int(torch.randint(len(with_grad), (1,), generator=gen))]
+            i = int(torch.randint(p.grad.numel(), (1,), generator=gen))
+            p.grad.view(-1)[i] = [float("nan"), float("inf"), -float("inf")][
+                trial % 3 - 1 + trial % 2
+            ]
+        before = [p.grad.clone() for p in with_grad]
+        want = all(math.isfinite(float(v)) for p in with_grad for v in p.grad.view(-1))
+        assert grads_finite(params) is want
+        for p, b in zip(with_grad, before, strict=True):
+            assert torch.equal(p.grad.isnan(), b.isnan())
+            assert torch.equal(torch.nan_to_num(p.grad), torch.nan_to_num(b))
+    assert grads_finite([torch.nn.Parameter(torch.zeros(3))]) is True  # no gradient at all
+    assert grads_finite([]) is True

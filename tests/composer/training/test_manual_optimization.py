@@ -3,11 +3,13 @@ and checkpoints written under Lightning's automatic optimization still resume at
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 from training_testing import final_state
 
 from metacompose.training import train
+from metacompose.training.direct_step import lightning_path_needed
 from metacompose.training.guard import guarded_meta_step
 from metacompose.training.run import build_run
 
@@ -75,3 +77,49 @@ def test_checkpoint_of_automatic_optimization_resumes_at_its_step(tmp_path, tiny
     got, want = final_state(resumed.checkpoint), final_state(full.checkpoint)
     for key in want:
         assert torch.equal(got[key], want[key]), key
+
+
+class CountsBackward(L.Callback):
+    """A callback with a backward hook: the run must take Lightning's path and call it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("clip", [None, 0.05], ids=["no-clip", "clip"])
+def test_direct_step_is_the_run_of_lightnings_path(tiny_cfg, clip):
+    """Without a callback on the backward / optimizer-step hooks, the module skips Lightning's
+    wrappers (direct_step.py): weights, optimizer state, step counters and the log are those of the
+    run through ``manual_backward`` and ``LightningOptimizer.step``."""
+    extra = ["trainer.max_steps=7", "trainer.val_check_interval=3", "trainer.log_every_n_steps=2"]
+    extra += [f"optim.grad_clip={clip}"] if clip is not None else []
+    direct = train(tiny_cfg("direct", *extra))
+    hook = CountsBackward()
+    wrapped = train(tiny_cfg("wrapped", *extra), callbacks=[hook])
+    assert hook.calls == 7  # Lightning's path ran, with its hooks
+    a = torch.load(direct.checkpoint, weights_only=True)
+    b = torch.load(wrapped.checkpoint, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 7
+    assert a["loops"] == b["loops"]
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), key
+    for i, state in b["optimizer_states"][0]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(a["optimizer_states"][0]["state"][i][name], value), name
+    assert (direct.run_dir / "metrics.csv").read_text() == (
+        wrapped.run_dir / "metrics.csv"
+    ).read_text()
+
+
+def test_which_runs_take_lightnings_path():
+    plain = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    assert not lightning_path_needed(plain)
+    hooked = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[CountsBackward()])
+    assert lightning_path_needed(hooked)
+    bf16 = L.Trainer(accelerator="cpu", devices=1, logger=False, precision="bf16-mixed")
+    assert lightning_path_needed(bf16)
+    profiled = L.Trainer(accelerator="cpu", devices=1, logger=False, profiler="simple")
+    assert lightning_path_needed(profiled)
