@@ -31,6 +31,10 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
                                                         # vs descriptor-routed, uniform, MAML and the
                                                         # oracle on the same tasks, 3 structures/sets;
                                                         # then evaluation seconds per task
+    python scripts/bench_composition.py --sum-em --steps 2500 --tasks 200
+                                                        # the sum structure's closed-form hard EM
+                                                        # (composer/router/sum_em.py), from data and
+                                                        # descriptor-routed; MAML: --variants fds-maml
 
 The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 """

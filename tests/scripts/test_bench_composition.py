@@ -104,3 +104,27 @@ def test_oracle_routed_from_data_finds_the_true_pair_when_shots_pin_it_down():
     torch.testing.assert_close(mse, truth, rtol=0, atol=1e-12)
     _, blind = bench.oracle_routing(fam, n_tasks=24, combos="seen", shots=1, seed=0)
     assert blind["joint_nmi"] < 0.7
+
+
+def test_sum_em_split_scores_the_choice_it_routes():
+    """``--sum-em``: one split's mean query MSE and routing purity are those of the learner's own
+    choices (support MSE), recomputed here task by task."""
+    from metacompose.router.metrics import routing_purity
+    from metacompose.router.sum_em import build_sum_em
+
+    bench = load()
+    family = CompositionalFamily(
+        structure="sum", inner=["ramp", "step"], outer=["sine", "bump"],
+        held_out=[["ramp", "bump"]], check={"min_distinct": 0.0},
+    )  # fmt: skip
+    learner = build_sum_em(candidates=2, hidden=4, contexts=3, ridge=1.0, routing="em", seed=0)
+    mse, purity = bench.sum_em_split(learner, family, "held_out", False, 12, 0)
+    (batch,) = bench.meta_test_batches(family, n_tasks=12, combos="held_out", shots=10, seed=0)
+    with torch.no_grad():
+        query, support, _, _ = learner.pair_losses(batch)
+    flat = support.reshape(4, 12).argmin(dim=0)
+    want = query.reshape(4, 12)[flat, torch.arange(12)].mean().item()
+    assert math.isclose(mse, want, rel_tol=1e-5)
+    picked = {"f": (flat // 2).tolist(), "g": (flat % 2).tolist()}
+    truth = {k: batch.info[k].tolist() for k in ("f", "g")}
+    assert purity == routing_purity(picked, truth, family.factors, {"f": 2, "g": 2})
