@@ -12,7 +12,9 @@ targets: steps to reach tuned Adam's 100-step loss (and the advantage, 100 / ste
 training horizon, and the same steps-to-reach on a 2x wider tanh network it never saw, from that
 network's own MAML init (``maml_tanh80``, meta-trained here with the same budget: the main
 target's protocol) and from a random init (support loss: the rule as an optimizer from scratch),
-next to the trained architecture from a random init; one MET/MISSED line per target.
+next to the trained architecture from a random init, each with the hand-written iRprop- the rule's
+far direction starts as (not learned: what meta-training adds or loses); one MET/MISSED line per
+target.
 
     python scripts/bench_learners.py --budget 180 --tasks 400 --json learners.json
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
-from metacompose.algorithms.learned_inner_loop import adam_update, sgd_update, unroll
+from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update, sgd_update, unroll
 from metacompose.build import build_learner
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
@@ -341,9 +343,14 @@ def learned_opt_targets(learners, ind, lrs, *, n, seed) -> dict:
         c = rule_curves(graph, r_init, lo.rule, ind, support=True, steps=100, guard=lo.guard,
                         **guard, **kw).mean(1)  # fmt: skip
         t = float(a[100].mean())
+        # the hand-written optimizer the rule's far direction starts as (no meta-learning)
+        r = rule_curves(graph, r_init, rprop_update(), ind, support=True, steps=100, **kw).mean(1)
         res[label] = {"adam_lr": best, "adam_100_support": t, **steps_to_reach(c, t),
-                      "learned_100_support": float(c[100])}  # fmt: skip
+                      "learned_100_support": float(c[100]), "rprop": steps_to_reach(r, t),
+                      "rprop_100_support": float(r[100])}  # fmt: skip
         print(reach_line(label, "support", t, c, res[label]))
+        print(f"    {'(hand-written iRprop-, not learned)':<38} @100 {float(r[100]):.4f}, "
+              f"reaches it at step {res[label]['rprop']['steps']}")  # fmt: skip
     verdicts = {
         "held out: tuned Adam@100's loss in <= 50 steps": main["steps"] is not None
         and main["steps"] <= 50,

@@ -10,7 +10,9 @@ magnitude gate and a switch between two directions. The update is
     d = (1 - w) * near + w * far,   w = sigmoid(k * (MLP + linear))
 
 with ``near`` and ``far`` two learned linear combinations of the gradient features alone
-(``g / sqrt(v_hat)``, ``m_hat / sqrt(v_hat)``, ``GRAD_SCALE * g``), so an element whose gradient
+(``g / sqrt(v_hat)``, ``m_hat / sqrt(v_hat)``, ``GRAD_SCALE * g`` and Rprop's step ``s * sign``,
+whose per-element step size ``s`` is optimizer state; ``near`` only those of its starting rule),
+so an element whose gradient
 and momentum are zero does not move (no learned drift once a task is fitted: the rule does not
 wander off late, past its training horizon), ``gate = sigmoid(k * (MLP + linear))`` in (0, 1), and
 ``k = out_gain`` a fixed gain on every learned output (``< 1``: a meta-step changes the rule's
@@ -19,14 +21,17 @@ instead of scrambling it). Every element moves by less than ``max_step`` per ste
 (stable by construction), with ``scale`` a learned global scalar and a learned power-law decay in
 the step ``t`` (``tau``, ``alpha >= 0``; the step-fraction feature saturates past the horizon, the
 decay does not). The rule starts as tanh-squashed Adam or SGD (``near``); with ``far_lr`` it
-switches, per task, to Adam with step ``far_lr`` (``far``) where its first steps made little
-progress (:data:`SWITCH_AT` on the progress feature): a meta-learned init is refined by small
-gradient steps, a random one (far from any solution) is optimized as Adam does. At evaluation a
+switches, per task, to Adam with step ``far_lr`` or (``far_rule: rprop``) to Rprop whose first
+step is ``far_lr`` (``far``) where its first steps made little progress (:data:`SWITCH_AT` on the
+progress feature): a meta-learned init is refined by small gradient steps, a random one (far from
+any solution) is optimized as Adam or Rprop does (on full-batch support sets Rprop's per-element
+step sizes reach tuned Adam's 100-step loss in about half the steps). At evaluation a
 guard keeps a step only if the task's support loss stays within ``guard_slack`` of its lowest so
 far (:func:`~metacompose.algorithms.learned_inner_loop.unroll`).
 
 :class:`LearnedOptimizerLearner` meta-trains the rule (and, by default, the initial weights, as
-MAML does) through truncated, vmapped unrolls of the inner loop; its adaptation is an ordinary
+MAML does) through truncated, vmapped unrolls of the inner loop (on random networks optionally
+persistent ones, :mod:`~metacompose.algorithms.rule_pool`); its adaptation is an ordinary
 adaptation of the same ``ModuleGraph`` weights, so ``export_tasks`` gives before/after weights for
 ``metacompose verify``, and an ``enforcer`` certifies (and repairs) each adaptation from the
 meta-learned weights as it does for MAML.
@@ -41,16 +46,25 @@ import torch
 from torch import nn
 
 from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_losses
-from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, NUM_FEATURES, OptState, unroll
+from metacompose.algorithms.learned_inner_loop import (
+    GRAD_SCALE,
+    NUM_FEATURES,
+    RPROP,
+    RPROP_START,
+    OptState,
+    unroll,
+)
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.rule_curriculum import RandomNetworks
+from metacompose.algorithms.rule_pool import PersistentUnrolls
 from metacompose.graph import ModuleGraph
 from metacompose.tasks.base import TaskBatch, derive_seed
 
-# The features the direction is linear in: g / sqrt(v_hat), m_hat / sqrt(v_hat), GRAD_SCALE * g
-# (the rest only modulate it), so that no learned offset moves a parameter whose gradient is zero.
-DIRECTION_FEATURES = [0, 1, NUM_FEATURES - 1]
+# The features the direction is linear in: g / sqrt(v_hat), m_hat / sqrt(v_hat), GRAD_SCALE * g,
+# Rprop's step s * sign (the rest only modulate it), so that no learned offset moves a parameter
+# whose gradient is zero.
+DIRECTION_FEATURES = [0, 1, 7, RPROP]
 PROGRESS = 6  # the per-task progress feature (learned_inner_loop.progress_feature)
 # The initial switch to the far direction (far_lr > 0): sigmoid(SHARPNESS * (progress - AT)), so
 # ~1 from a random init (progress ~ -0.1) and ~0 from a meta-learned one (~ -1.3 or lower) or
@@ -59,7 +73,7 @@ SWITCH_AT, SWITCH_SHARPNESS = -0.65, 10.0
 
 
 class LearnedUpdateRule(nn.Module):
-    """Per-element update ``(..., 8) features, step t -> (...,)``, bounded by ``max_step``.
+    """Per-element update ``(..., 9) features, step t -> (...,)``, bounded by ``max_step``.
 
     Args:
         hidden: MLP width; max_step: bound on any element's change per step.
@@ -72,11 +86,15 @@ class LearnedUpdateRule(nn.Module):
         far_lr: if > 0, the initial ``far`` direction is Adam with this step (``m_hat /
             sqrt(v_hat)``, under the same squashing), taken where the task's progress feature is
             above :data:`SWITCH_AT` (random inits); 0: ``far`` starts equal to ``near``.
+        far_rule: ``"rprop"``: the initial ``far`` direction is Rprop's step (the ``rprop``
+            feature of :func:`~metacompose.algorithms.learned_inner_loop.features`) times
+            ``far_lr / RPROP_START``: Rprop whose first step is ``far_lr``, under the squashing.
     """
 
     def __init__(
         self, *, hidden: int = 16, max_step: float = 0.1, init_lr: float = 0.01,
         init_rule: Literal["adam", "sgd"] = "adam", out_gain: float = 1.0, far_lr: float = 0.0,
+        far_rule: Literal["adam", "rprop"] = "adam",
     ) -> None:  # fmt: skip
         super().__init__()
         if not 0 < out_gain <= 1:
@@ -91,6 +109,8 @@ class LearnedUpdateRule(nn.Module):
         self.max_step = float(max_step)
         if not 0 <= far_lr < max_step / 2:
             raise ValueError(f"far_lr must be in [0, max_step / 2), got {far_lr}, {max_step}")
+        if far_rule not in ("adam", "rprop"):
+            raise ValueError(f"far_rule must be adam or rprop, got {far_rule!r}")
         self.mlp = nn.Sequential(
             nn.Linear(NUM_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
             nn.Linear(hidden, 3),
@@ -102,6 +122,12 @@ class LearnedUpdateRule(nn.Module):
         # mixed per element by ``sigmoid(k * (MLP + switch(features)))``
         self.near = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
         self.far = nn.Linear(len(DIRECTION_FEATURES), 1, bias=False)
+        # ``near`` stays in its starting rule's family: the raw gradient (sgd), or the normalized
+        # gradient and momentum (adam). Not Rprop's step, nor (sgd) a normalized feature: they do
+        # not shrink as a prepared task is fitted, and a small learned share of them kept moving
+        # the weights late (pilot: query MSE from the MAML init rose from step 40 to 200).
+        near_mask = [0.0, 0.0, 1.0, 0.0] if init_rule == "sgd" else [1.0, 1.0, 0.0, 0.0]
+        self.register_buffer("near_mask", torch.tensor(near_mask))
         self.switch = nn.Linear(NUM_FEATURES, 1)
         self.gate = nn.Linear(NUM_FEATURES, 1)
         with torch.no_grad():
@@ -110,12 +136,17 @@ class LearnedUpdateRule(nn.Module):
             self.gate.bias.zero_()
             # normalised momentum (Adam) or the scaled raw gradient (SGD)
             self.near.weight[0, 1 if init_rule == "adam" else 2] = 1.0 / out_gain
-            if far_lr:  # Adam with step far_lr where the first steps made little progress
-                self.far.weight[0, 1] = far_lr / (init_lr * gain * out_gain)
+            if far_lr:  # Adam with step far_lr (or Rprop from step far_lr) where the first
+                # steps made little progress
+                unit = init_lr * gain * out_gain
+                if far_rule == "adam":
+                    self.far.weight[0, 1] = far_lr / unit
+                else:
+                    self.far.weight[0, 3] = far_lr / (RPROP_START * unit)
                 self.switch.weight[0, PROGRESS] = SWITCH_SHARPNESS / out_gain
                 self.switch.bias.fill_(-SWITCH_SHARPNESS * SWITCH_AT / out_gain)
             else:  # one direction
-                self.far.weight.copy_(self.near.weight)
+                self.far.weight.copy_(self.near.weight * self.near_mask)
         frac = 2 * init_lr * gain / max_step  # sigmoid(gate = 0) = 1/2
         self.scale = nn.Parameter(torch.tensor(math.log(frac / (1 - frac))))
         self.log_tau = nn.Parameter(torch.tensor(math.log(10.0)))
@@ -130,7 +161,8 @@ class LearnedUpdateRule(nn.Module):
         k, h = self.out_gain, self.mlp(feats)
         grads = feats[..., DIRECTION_FEATURES]
         w = torch.sigmoid(k * (h[..., 2] + self.switch(feats)[..., 0]))
-        mixed = (1 - w) * self.near(grads)[..., 0] + w * self.far(grads)[..., 0]
+        near = grads @ (self.near.weight[0] * self.near_mask)
+        mixed = (1 - w) * near + w * self.far(grads)[..., 0]
         direction = k * mixed * torch.exp(k * h[..., 0])
         gate = torch.sigmoid(k * (h[..., 1] + self.gate(feats)[..., 0]))
         return -self.step_size(t) * torch.tanh(direction) * gate
@@ -158,6 +190,9 @@ class LearnedOptimizerLearner(nn.Module):
         networks: fresh random networks some meta-iterations train the rule on, after the same
             warm-up, on their support loss (scale-free: over its value at the start of the
             unroll): the rule as an optimizer from scratch.
+        pool: carry those networks' adaptations across meta-iterations instead (no warm-up):
+            each such meta-iteration advances one by ``horizon`` steps, until ``pool.horizon``
+            steps (:class:`~metacompose.algorithms.rule_pool.PersistentUnrolls`).
         guard: at evaluation keep a step only if the task's support loss does not rise above
             ``guard_slack`` times its lowest so far (1: never rises; > 1: non-monotone, so a
             momentum rule is not cut at every bump), else halve that task's update scale.
@@ -178,6 +213,7 @@ class LearnedOptimizerLearner(nn.Module):
         learn_init: bool = True,
         warmup: int = 0,
         networks: RandomNetworks | None = None,
+        pool: PersistentUnrolls | None = None,
         guard: bool = True,
         guard_slack: float = 1.0,
         enforcer: InnerLoopEnforcer | None = None,
@@ -196,6 +232,7 @@ class LearnedOptimizerLearner(nn.Module):
         self.learn_init = learn_init
         self.warmup = int(warmup)
         self.networks = networks
+        self.pool = pool
         self.guard = bool(guard)
         self.guard_slack = float(guard_slack)
         self.enforcer = enforcer
@@ -245,6 +282,8 @@ class LearnedOptimizerLearner(nn.Module):
         same warm-up), the SUPPORT loss (the rule as an optimizer from scratch) over its value at
         the start of the unroll (scale-free: random networks start at very different losses)."""
         drawn = None if self.networks is None else self.networks.draw(step, batch.support_x)
+        if drawn is not None and self.pool is not None:
+            return self.pooled_step(batch, step=step, drawn=drawn)
         graph, fast = drawn if drawn is not None else (self.graph, self.split_params()[0])
         fast, state = broadcast_tasks(fast, batch.num_tasks), None
         if self.warmup:
@@ -272,6 +311,27 @@ class LearnedOptimizerLearner(nn.Module):
                 at_start = query_losses(graph, fast, {}, x, y, loss=self.loss).mean()
             objective = objective / at_start.clamp_min(1e-8)
         return MetaStep(objective=objective, query_loss=curve[-1])
+
+    def pooled_step(self, batch: TaskBatch, *, step: int, drawn: tuple[ModuleGraph, Params]
+                    ) -> MetaStep:  # fmt: skip
+        """Advance one of the pool's random-network adaptations by ``horizon`` steps (a fresh one
+        from ``drawn`` and the batch's support sets where its slot is empty or done): the mean
+        over the window of its support loss over the loss at the window's start."""
+        slot, held = self.pool.take(step, lambda: (*drawn, batch.support_x, batch.support_y))
+        losses = []
+
+        def record(_s: int, f: Params) -> None:
+            losses.append(query_losses(held.graph, f, {}, held.x, held.y, loss=self.loss))
+
+        fast, state = unroll(held.graph, self.rule, held.fast, {}, held.x, held.y,
+                             steps=self.horizon, horizon=self.horizon, loss=self.loss,
+                             truncation=self.truncation, on_step=record, state=held.state)  # fmt: skip
+        self.pool.put(slot, fast, state)
+        with torch.no_grad():
+            at_start = query_losses(held.graph, held.fast, {}, held.x, held.y, loss=self.loss)
+        curve = torch.stack(losses)
+        return MetaStep(objective=curve.mean() / at_start.mean().clamp_min(1e-8),
+                        query_loss=curve[-1])  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
@@ -306,6 +366,7 @@ def learned_opt_learner(
     init_rule: Literal["adam", "sgd"] = "adam",
     out_gain: float = 1.0,
     far_lr: float = 0.0,
+    far_rule: Literal["adam", "rprop"] = "adam",
     horizon: int = 10,
     truncation: int | None = 5,
     learn_init: bool = True,
@@ -316,16 +377,25 @@ def learned_opt_learner(
     random_net_widths: list[int] | None = None,
     random_net_activations: list[str] | None = None,
     random_net_depth: int = 2,
+    random_net_pool: int = 0,
+    random_net_unroll: int = 100,
     enforcer: InnerLoopEnforcer | None = None,
 ) -> LearnedOptimizerLearner:
     """The ``algo.name: learned_opt`` learner; ``algo.args`` sets the keyword arguments after
     ``eval_inner_steps`` (see :class:`LearnedUpdateRule`, :class:`LearnedOptimizerLearner` and,
     for ``random_net_*``, :class:`~metacompose.algorithms.rule_curriculum.RandomNetworks`; MLP
-    families only: the drawn networks take the graph's input and output sizes); ``enforcer``
-    comes from the config's ``enforce`` section."""
+    families only: the drawn networks take the graph's input and output sizes;
+    ``random_net_pool > 0``: that many of their adaptations persist across meta-iterations, each
+    for ``random_net_unroll`` steps, :class:`~metacompose.algorithms.rule_pool.PersistentUnrolls`);
+    ``enforcer`` comes from the config's ``enforce`` section."""
     rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule,
-                             out_gain=out_gain, far_lr=far_lr)  # fmt: skip
-    networks = None
+                             out_gain=out_gain, far_lr=far_lr, far_rule=far_rule)  # fmt: skip
+    networks = pool = None
+    if random_net_pool < 0 or random_net_unroll < 1:
+        raise ValueError(f"random_net_pool must be >= 0 and random_net_unroll >= 1, got "
+                         f"{random_net_pool}, {random_net_unroll}")  # fmt: skip
+    if random_net_pool:
+        pool = PersistentUnrolls(size=random_net_pool, horizon=random_net_unroll)
     if random_net_prob:
         if graph.in_space.kind != "vec":
             raise ValueError("random_net_prob: random networks are MLPs (vector inputs only)")
@@ -337,5 +407,5 @@ def learned_opt_learner(
     return LearnedOptimizerLearner(
         graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
         eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
-        networks=networks, guard=guard, guard_slack=guard_slack, enforcer=enforcer,
+        networks=networks, pool=pool, guard=guard, guard_slack=guard_slack, enforcer=enforcer,
     )  # fmt: skip
