@@ -46,7 +46,7 @@ from metacompose.training.resume import (
     resolve_resume,
 )
 from metacompose.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
-from metacompose.training.steps_per_call import resolve_steps_per_call
+from metacompose.training.steps_per_call import probe_step_seconds, resolve_steps_per_call
 
 # Lightning warnings that say nothing about a meta-learning run (endless iterable streams, one
 # process per CPU rank, resuming mid-"epoch" of an endless stream).
@@ -188,12 +188,24 @@ def build_run(
         cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, example)
     )
     t = cfg.trainer
+    image = example.support_x.dim() >= 5
+    step_seconds = None
+    if t.steps_per_call == "auto" and not image and chunks == 1 and world_size(cfg) == 1:
+        batch = family.sample(
+            cfg.data.meta_batch_size,
+            shots=cfg.task.shots,
+            query=cfg.task.query,
+            generator=g,
+            split="train",
+        )
+        step_seconds = probe_step_seconds(learner, batch)
     per_call = resolve_steps_per_call(
         t.steps_per_call,
         cadences={key: t[key] for key in CADENCES},
         chunks=chunks,
-        image=example.support_x.dim() >= 5,
+        image=image,
         resume_step=resume_step,
+        step_seconds=step_seconds,
     )
     module = MetaLearningModule(
         learner=learner,

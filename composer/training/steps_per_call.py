@@ -11,20 +11,58 @@ divide every cadence (``max_steps``, ``val_check_interval``, ``log_every_n_steps
 ``checkpoint_every_n_steps``) and the step a run resumes from; then every checkpoint, validation,
 log row and stop lands on exactly the step it does with ``n = 1``.
 
-``"auto"`` picks the largest divisor of those numbers up to :data:`AUTO_MAX` for vector inputs, and
-1 for images (a conv meta-step takes 0.1-1 s: the trainer's cost is already below 1%, and a batch
-of several steps would only delay Ctrl-C and the progress bar) or when a meta-batch is cut into
-micro-batches (gradient accumulation runs on Lightning's own loop).
+``"auto"`` picks the largest divisor of those numbers up to a limit for vector inputs, and 1 for
+images (a conv meta-step takes 0.1-1 s: the trainer's cost is already below 1%, and a batch of
+several steps would only delay Ctrl-C and the progress bar) or when a meta-batch is cut into
+micro-batches (gradient accumulation runs on Lightning's own loop). The limit comes from a timing
+probe in a single-process run (:func:`probe_step_seconds`: a batch lasts at most about
+:data:`BATCH_SECONDS`, and at most :data:`AUTO_CAP` steps), else it is :data:`AUTO_MAX` (several
+ranks must agree on the count, and their clocks would not). Measured on the sinusoid config
+(``scripts/bench_scale.py --only tax``): 5 steps per batch leave ~9% of the raw loop's speed to the
+trainer, 25 about 5%.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from typing import Any
 
+from metacompose.algorithms import Learner
 from metacompose.config import ConfigError
+from metacompose.tasks.base import TaskBatch
+from metacompose.training.rng import capture_rng_state, restore_rng_state
 
-AUTO_MAX = 8  # meta-steps per batch chosen by "auto": the trainer's cost is then <= ~1.5%
+AUTO_MAX = 8  # the most meta-steps per batch "auto" takes without a timing probe
+AUTO_CAP = 25  # ... and with one
+BATCH_SECONDS = 0.1  # with a probe: a batch of several meta-steps lasts about this long at most
+
+
+def auto_limit(step_seconds: float | None) -> int:
+    """The most meta-steps per batch ``"auto"`` may take, for a meta-step of ``step_seconds``
+    (``None``: not probed)."""
+    if step_seconds is None:
+        return AUTO_MAX
+    return max(1, min(AUTO_CAP, int(BATCH_SECONDS / max(step_seconds, 1e-9))))
+
+
+def probe_step_seconds(learner: Learner, batch: TaskBatch, *, repeats: int = 4) -> float:
+    """Wall seconds of one meta-step with its backward, run on a copy of ``learner`` (the learner,
+    its gradients and every random state are left as they were): the fastest of up to ``repeats``
+    steps after the first (which warms up), fewer once they have taken 2 * :data:`BATCH_SECONDS`."""
+    rng = capture_rng_state()
+    probe = copy.deepcopy(learner)
+    times: list[float] = []
+    try:
+        while len(times) < repeats and sum(times) < 2 * BATCH_SECONDS:
+            start = time.perf_counter()
+            probe.meta_step(batch, step=0).objective.backward()
+            times.append(time.perf_counter() - start)
+    finally:
+        del probe
+        restore_rng_state(rng)
+    return min(times[1:]) if len(times) > 1 else times[0]
 
 
 def resolve_steps_per_call(
@@ -34,6 +72,7 @@ def resolve_steps_per_call(
     chunks: int,
     image: bool,
     resume_step: int = 0,
+    step_seconds: float | None = None,
 ) -> int:
     """Meta-iterations per Lightning batch for ``trainer.steps_per_call=value``.
 
@@ -44,6 +83,8 @@ def resolve_steps_per_call(
         chunks: micro-batches per meta-batch (``data.task_chunk_size``); above 1, ``n`` is 1.
         image: the task inputs are images.
         resume_step: the meta-iteration a resumed run starts from (0: a fresh run).
+        step_seconds: a probed meta-step's seconds (:func:`probe_step_seconds`), which sets the
+            most ``"auto"`` takes (:func:`auto_limit`); ``None``: :data:`AUTO_MAX`.
 
     Raises:
         ConfigError: an explicit count that does not divide a cadence, or with micro-batches.
@@ -52,7 +93,7 @@ def resolve_steps_per_call(
         if chunks > 1 or image:
             return 1
         g = math.gcd(resume_step, *cadences.values())
-        return max(d for d in range(1, AUTO_MAX + 1) if g % d == 0)
+        return max(d for d in range(1, auto_limit(step_seconds) + 1) if g % d == 0)
     n = int(value)
     if n > 1 and chunks > 1:
         raise ConfigError(

@@ -13,7 +13,14 @@ from training_testing import CONFIG, final_state, run_python, tiny_overrides
 from metacompose.config import ConfigError, load_config
 from metacompose.training import train
 from metacompose.training.run import build_run
-from metacompose.training.steps_per_call import AUTO_MAX, resolve_steps_per_call
+from metacompose.training.steps_per_call import (
+    AUTO_CAP,
+    AUTO_MAX,
+    BATCH_SECONDS,
+    auto_limit,
+    probe_step_seconds,
+    resolve_steps_per_call,
+)
 
 # Cadences that 4 divides: validation, checkpoints and a log row every 4 meta-iterations.
 EVERY4 = [
@@ -57,7 +64,71 @@ def test_auto_takes_several_steps_for_vectors(tiny_cfg):
     assert (chunks, module.steps_per_call, data.steps_per_call) == (1, 4, 4)
     cfg = tiny_cfg("auto", "trainer.max_steps=2000", "trainer.val_check_interval=2000",
                    "trainer.checkpoint_every_n_steps=2000", "trainer.log_every_n_steps=100")  # fmt: skip
-    assert build_run(cfg)[0].steps_per_call == 5  # the largest divisor of 100 up to 8
+    # the largest divisor of gcd(cadences) = 100 up to the probe's limit (25 at most)
+    assert build_run(cfg)[0].steps_per_call in (1, 2, 4, 5, 10, 20, 25)
+
+
+@pytest.mark.parametrize(
+    "seconds, want", [(0.003, 25), (0.0045, 20), (0.02, 5), (0.04, 2), (0.3, 1)]
+)
+def test_auto_follows_the_probed_step_time(tiny_cfg, monkeypatch, seconds, want):
+    import metacompose.training.run as run
+
+    seen = []
+
+    def probe(learner, batch):
+        seen.append(batch.num_tasks)
+        return seconds
+
+    monkeypatch.setattr(run, "probe_step_seconds", probe)
+    cfg = tiny_cfg("probe", "trainer.max_steps=2000", "trainer.val_check_interval=2000",
+                   "trainer.checkpoint_every_n_steps=2000", "trainer.log_every_n_steps=100")  # fmt: skip
+    assert build_run(cfg)[0].steps_per_call == want
+    assert seen == [cfg.data.meta_batch_size]  # probed once, on a whole meta-batch
+    seen.clear()
+    fixed = tiny_cfg("fixed", "trainer.max_steps=16", *EVERY4, "trainer.steps_per_call=4")
+    assert build_run(fixed)[0].steps_per_call == 4 and not seen  # an explicit count: no probe
+
+
+def test_auto_limit_against_its_definition():
+    for ms in [0.01, 0.5, 1, 3.9, 4, 4.1, 5, 12.5, 33, 50, 99, 100, 101, 1e4]:
+        limit = auto_limit(ms / 1000)
+        assert 1 <= limit <= AUTO_CAP
+        assert limit == AUTO_CAP or limit == 1 or limit * ms <= 1000 * BATCH_SECONDS + 1e-9
+        assert limit == 1 or (limit + 1) * ms > 1000 * BATCH_SECONDS or limit == AUTO_CAP
+    assert auto_limit(None) == AUTO_MAX
+
+
+def test_the_probe_leaves_the_learner_and_the_random_state_alone(tiny_cfg):
+    import random
+
+    import numpy as np
+
+    from metacompose.tasks import SinusoidFamily
+
+    learner = build_run(tiny_cfg("probe_state", "trainer.max_steps=4"))[0].learner
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    batch = SinusoidFamily().sample(4, shots=5, query=5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(123), np.random.seed(5), random.seed(7)
+    want = (torch.rand(3), np.random.rand(2), random.random())
+    torch.manual_seed(123), np.random.seed(5), random.seed(7)
+
+    class Noisy(torch.nn.Module):  # a learner whose meta-step draws from every random source
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def meta_step(self, batch, *, step):
+            torch.rand(1), np.random.rand(), random.random()
+            return self.inner.meta_step(batch, step=step)
+
+    seconds = probe_step_seconds(Noisy(learner), batch)
+    assert 0 < seconds < 60
+    got = (torch.rand(3), np.random.rand(2), random.random())
+    assert torch.equal(got[0], want[0]) and (got[1] == want[1]).all() and got[2] == want[2]
+    assert all(p.grad is None for p in learner.parameters())
+    for key, value in learner.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_auto_rule():
