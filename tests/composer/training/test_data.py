@@ -66,3 +66,66 @@ def test_finite_stream_restarts_and_bad_layouts_fail():
         stream(world_size=3)
     with pytest.raises(ValueError, match=r"data\.sharding"):
         stream(sharding="bogus")
+
+
+def test_joined_validation_batches_hold_the_same_tasks_in_order(monkeypatch):
+    import metacompose.training.data as data
+
+    s = stream(split="val", batch_size=25, num_batches=8)
+    (whole,) = list(data.Joined(s))
+    assert same(whole, TaskBatch.cat(list(s))) and whole.num_tasks == 200
+    monkeypatch.setattr(data, "JOIN_MAX", 60)  # at most 60 tasks a batch: 50, 50, 50, 50
+    parts = list(data.Joined(s))
+    assert [p.num_tasks for p in parts] == [50, 50, 50, 50]
+    assert same(TaskBatch.cat(parts), whole)
+
+
+def test_joined_passes_image_batches_as_they_come():
+    from metacompose.training.data import Joined
+
+    g = torch.Generator().manual_seed(0)
+    images = [
+        TaskBatch(
+            support_x=torch.randn(2, 3, 1, 4, 4, generator=g),
+            support_y=torch.zeros(2, 3, dtype=torch.long),
+            query_x=torch.randn(2, 5, 1, 4, 4, generator=g),
+            query_y=torch.zeros(2, 5, dtype=torch.long),
+        )
+        for _ in range(3)
+    ]
+    out = list(Joined(images))
+    assert len(out) == 3 and all(a is b for a, b in zip(out, images, strict=True))
+
+
+def test_validation_logs_the_mean_over_every_validation_task(tmp_path):
+    """The logged ``val/query_mse`` equals the mean of per-task curves computed batch by batch on
+    the stream's own meta-batches (the tasks validation used before they were joined)."""
+    from training_testing import tiny_overrides
+
+    from metacompose.config import load_config
+    from metacompose.training import train
+    from metacompose.training.run import build_run
+
+    cfg = load_config(
+        "configs/sinusoid.yaml",
+        tiny_overrides(
+            tmp_path,
+            "val",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=4",
+            "data.meta_batch_size=8",
+            "data.val_tasks=32",
+        ),
+    )
+    result = train(cfg)
+    module, datamodule, _ = build_run(cfg)
+    state = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    datamodule.setup("fit")
+    loader = datamodule.val_dataloader()
+    batches = list(loader.dataset.stream)
+    assert len(batches) > 1  # the check means something only with several meta-batches
+    with torch.no_grad():
+        curves = torch.cat([module.learner.evaluate(b) for b in batches], dim=1)
+    logged = result.metrics["val/query_mse"]
+    assert abs(logged - float(curves[-1].mean())) <= 1e-6 * max(1.0, abs(logged))
