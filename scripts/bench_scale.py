@@ -69,9 +69,10 @@ def child_train(args: argparse.Namespace) -> dict:
         def __init__(self) -> None:
             self.t0 = self.base = None
 
-        def on_train_batch_start(self, trainer, *a) -> None:
+        def on_train_batch_start(self, trainer, pl_module, *a) -> None:
             if trainer.global_step == 0 and not hasattr(self, "startup"):
                 self.startup = time.perf_counter() - STARTED
+                self.per_call = pl_module.steps_per_call
             if trainer.global_step == args.warmup and self.t0 is None:
                 self.t0, self.base = clock(), rss_mib()
 
@@ -139,9 +140,10 @@ def child_tax(args: argparse.Namespace) -> dict:
             self.train_s = self.raw_s = 0.0
             self.train_n = self.raw_n = 0
 
-        def on_train_batch_start(self, trainer, *a) -> None:
+        def on_train_batch_start(self, trainer, pl_module, *a) -> None:
             if trainer.global_step == 0 and not hasattr(self, "startup"):
                 self.startup = time.perf_counter() - STARTED
+                self.per_call = pl_module.steps_per_call
 
         def on_train_batch_end(self, trainer, *a) -> None:
             step = trainer.global_step
@@ -162,6 +164,7 @@ def child_tax(args: argparse.Namespace) -> dict:
         "train_it_s": timer.train_n / timer.train_s,
         "raw_it_s": timer.raw_n / timer.raw_s,
         "startup": timer.startup,
+        "per_call": timer.per_call,
         "torch_s": torch_s,
         "lightning_s": lightning_s,
     }
@@ -284,11 +287,12 @@ def bench_tax(steps: int, repeats: int, block: int) -> None:
         f"\n## trainer tax: the sinusoid config through train() vs its meta-steps in a plain loop, "
         f"interleaved in one process ({block}-step blocks, {steps} steps each), {repeats} "
         "processes; it/s per CPU second; start-up: wall seconds from the process start to torch "
-        "imported, to lightning imported, to the first meta-step of train()"
+        "imported, to lightning imported, to the first meta-step of train(); steps/call: the meta-steps "
+        "per Lightning batch trainer.steps_per_call=auto chose"
     )
     print(
         f"{'process':<10} {'raw it/s':>9} {'train() it/s':>13} {'ratio':>7} {'torch s':>8} "
-        f"{'+lightning s':>13} {'1st step s':>11}"
+        f"{'+lightning s':>13} {'1st step s':>11} {'steps/call':>11}"
     )
     common = [f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"]
     ratios = []
@@ -300,7 +304,8 @@ def bench_tax(steps: int, repeats: int, block: int) -> None:
             ratios.append(res["train_it_s"] / res["raw_it_s"])
             say(
                 f"{r:<10} {res['raw_it_s']:>9.1f} {res['train_it_s']:>13.1f} {ratios[-1]:>7.3f} "
-                f"{res['torch_s']:>8.2f} {res['lightning_s']:>13.2f} {res['startup']:>11.2f}"
+                f"{res['torch_s']:>8.2f} {res['lightning_s']:>13.2f} {res['startup']:>11.2f} "
+                f"{res['per_call']:>11}"
             )
     say(f"train() / raw loop: median {statistics.median(ratios):.3f}")
 
