@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from metacompose.algorithms.cnp import cnp_learner
 from metacompose.algorithms.incontext import incontext_learner
-from metacompose.algorithms.learned_opt import learned_opt_learner
+from metacompose.algorithms.learned_opt_builder import learned_opt_learner
 
 ALGO_BUILDERS: dict[str, Callable] = {
     "incontext": incontext_learner,

@@ -193,9 +193,10 @@ class LearnedOptimizerLearner(nn.Module):
         pool: carry those networks' adaptations across meta-iterations instead (no warm-up):
             each such meta-iteration advances one by ``horizon`` steps, until ``pool.horizon``
             steps (:class:`~metacompose.algorithms.rule_pool.PersistentUnrolls`).
-        guard: at evaluation keep a step only if the task's support loss does not rise above
-            ``guard_slack`` times its lowest so far (1: never rises; > 1: non-monotone, so a
-            momentum rule is not cut at every bump), else halve that task's update scale.
+        guard: the slack of the evaluation guard (``None``: no guard): keep a step only if the
+            task's support loss does not rise above ``guard`` times its lowest so far (1: never
+            rises; > 1: non-monotone, so a momentum rule is not cut at every bump), else halve
+            that task's update scale (as attributes: ``guard`` on/off and ``guard_slack``).
         enforcer: certifies (and by its mode repairs: projection, halving of the weight change,
             rollback) every adaptation that starts from the meta-learned weights (evaluation,
             export, and meta-training unrolls without warm-up on the learner's own network).
@@ -214,15 +215,14 @@ class LearnedOptimizerLearner(nn.Module):
         warmup: int = 0,
         networks: RandomNetworks | None = None,
         pool: PersistentUnrolls | None = None,
-        guard: bool = True,
-        guard_slack: float = 1.0,
+        guard: float | None = 1.0,
         enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
         if horizon < 1 or (truncation is not None and truncation < 1):
             raise ValueError("horizon and truncation must be >= 1")
-        if not 1.0 <= guard_slack < math.inf:
-            raise ValueError(f"guard_slack must be a finite number >= 1, got {guard_slack}")
+        if guard is not None and not 1.0 <= guard < math.inf:
+            raise ValueError(f"guard_slack must be a finite number >= 1, got {guard}")
         self.graph = graph
         self.rule = rule
         self.loss = loss
@@ -233,8 +233,8 @@ class LearnedOptimizerLearner(nn.Module):
         self.warmup = int(warmup)
         self.networks = networks
         self.pool = pool
-        self.guard = bool(guard)
-        self.guard_slack = float(guard_slack)
+        self.guard = guard is not None
+        self.guard_slack = 1.0 if guard is None else float(guard)
         self.enforcer = enforcer
         self.adapt_keys = graph.param_keys()
         graph.requires_grad_(learn_init)
@@ -353,59 +353,3 @@ class LearnedOptimizerLearner(nn.Module):
         fast, _ = self.adapt(batch.support_x, batch.support_y, steps=steps, guard=self.guard)
         return [TaskExport(self.graph, meta, {k: v[t].detach() for k, v in fast.items()})
                 for t in range(batch.num_tasks)]  # fmt: skip
-
-
-def learned_opt_learner(
-    *,
-    graph: ModuleGraph,
-    loss: str,
-    eval_inner_steps: int,
-    hidden: int = 16,
-    max_step: float = 0.1,
-    init_lr: float = 0.01,
-    init_rule: Literal["adam", "sgd"] = "adam",
-    out_gain: float = 1.0,
-    far_lr: float = 0.0,
-    far_rule: Literal["adam", "rprop"] = "adam",
-    horizon: int = 10,
-    truncation: int | None = 5,
-    learn_init: bool = True,
-    warmup: int = 0,
-    guard: bool = True,
-    guard_slack: float = 1.0,
-    random_net_prob: float = 0.0,
-    random_net_widths: list[int] | None = None,
-    random_net_activations: list[str] | None = None,
-    random_net_depth: int = 2,
-    random_net_pool: int = 0,
-    random_net_unroll: int = 100,
-    enforcer: InnerLoopEnforcer | None = None,
-) -> LearnedOptimizerLearner:
-    """The ``algo.name: learned_opt`` learner; ``algo.args`` sets the keyword arguments after
-    ``eval_inner_steps`` (see :class:`LearnedUpdateRule`, :class:`LearnedOptimizerLearner` and,
-    for ``random_net_*``, :class:`~metacompose.algorithms.rule_curriculum.RandomNetworks`; MLP
-    families only: the drawn networks take the graph's input and output sizes;
-    ``random_net_pool > 0``: that many of their adaptations persist across meta-iterations, each
-    for ``random_net_unroll`` steps, :class:`~metacompose.algorithms.rule_pool.PersistentUnrolls`);
-    ``enforcer`` comes from the config's ``enforce`` section."""
-    rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule,
-                             out_gain=out_gain, far_lr=far_lr, far_rule=far_rule)  # fmt: skip
-    networks = pool = None
-    if random_net_pool < 0 or random_net_unroll < 1:
-        raise ValueError(f"random_net_pool must be >= 0 and random_net_unroll >= 1, got "
-                         f"{random_net_pool}, {random_net_unroll}")  # fmt: skip
-    if random_net_pool:
-        pool = PersistentUnrolls(size=random_net_pool, horizon=random_net_unroll)
-    if random_net_prob:
-        if graph.in_space.kind != "vec":
-            raise ValueError("random_net_prob: random networks are MLPs (vector inputs only)")
-        networks = RandomNetworks(
-            prob=random_net_prob, widths=tuple(random_net_widths or (20, 40)),
-            activations=tuple(random_net_activations or ("relu",)), depth=random_net_depth,
-            in_features=graph.in_space.numel, out_features=graph.out_space.numel,
-        )  # fmt: skip
-    return LearnedOptimizerLearner(
-        graph=graph, rule=rule, loss=loss, horizon=horizon, truncation=truncation,
-        eval_inner_steps=eval_inner_steps, learn_init=learn_init, warmup=warmup,
-        networks=networks, pool=pool, guard=guard, guard_slack=guard_slack, enforcer=enforcer,
-    )  # fmt: skip

@@ -7,7 +7,8 @@ import torch
 
 from metacompose.algorithms.inner_loop import query_losses
 from metacompose.algorithms.learned_inner_loop import GRAD_SCALE, adam_update, rprop_update, unroll
-from metacompose.algorithms.learned_opt import LearnedUpdateRule, learned_opt_learner
+from metacompose.algorithms.learned_opt import LearnedUpdateRule
+from metacompose.algorithms.learned_opt_builder import learned_opt_learner
 from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.build import build_learner
 from metacompose.config import ConfigError, load_config
