@@ -69,13 +69,15 @@ class TaskBatch:
     def to(
         self, device: torch.device | str, dtype: torch.dtype | None = None, **kwargs
     ) -> TaskBatch:
-        """Move to ``device``; ``dtype`` casts floating tensors only (labels stay int64).
+        """Move to ``device``; ``dtype`` casts floating tensors only (labels stay int64). Where
+        nothing moves (no ``dtype``, no keyword arguments, every tensor on ``device``) the batch
+        itself is returned, not a copy.
 
         Extra keyword arguments (e.g. ``non_blocking``) are passed to ``Tensor.to``.
         """
 
-        if dtype is None and self._all_on(torch.device(device)):
-            return self  # nothing to move (the training loop's every batch on CPU)
+        if dtype is None and not kwargs and self._all_on(torch.device(device)):
+            return self  # nothing to move (the training loop's every batch on CPU): the same object
 
         def move(t: torch.Tensor) -> torch.Tensor:
             if dtype is not None and t.is_floating_point():
@@ -91,6 +93,15 @@ class TaskBatch:
     @staticmethod
     def cat(batches: list[TaskBatch]) -> TaskBatch:
         first = batches[0]
+        for b in batches[1:]:
+            if (b.descriptor is None) != (
+                first.descriptor is None
+            ) or b.info.keys() != first.info.keys():
+                raise ValueError(
+                    "TaskBatch.cat: batches differ in their descriptor or info keys "
+                    f"({first.descriptor is not None}, {sorted(first.info)} vs "
+                    f"{b.descriptor is not None}, {sorted(b.info)})"
+                )
         kw = {}
         for f in fields(first):
             v = getattr(first, f.name)

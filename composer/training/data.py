@@ -20,7 +20,7 @@ Sharding over data-parallel ranks (``data.sharding``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -161,31 +161,49 @@ class Grouped(IterableDataset):
             yield [next(items) for _ in range(self.size)]
 
 
-JOIN_MAX = 1000  # tasks in one joined meta-validation batch (vector inputs)
+JOIN_MAX = 1000  # tasks in one joined meta-validation batch (vector inputs) at most ...
+JOIN_BATCHES = 8  # ... and meta-batches
 
 
 class Joined(IterableDataset):
-    """A finite stream's meta-batches of vector tasks joined into batches of up to
-    :data:`JOIN_MAX` tasks, in order: the same tasks, evaluated in one vectorised call instead of
-    one per meta-batch (the sinusoid's 200 validation tasks: 3x less time, the same curve per task).
-    Image tasks pass as they come: a conv evaluation's memory grows with its tasks."""
+    """A finite stream's meta-batches of vector tasks joined into batches of up to ``max_tasks``
+    tasks, in order: the same tasks, evaluated in one vectorised call instead of one per
+    meta-batch (the sinusoid's 200 validation tasks: 3x less time, the same curve per task).
+    Image tasks pass as they come (a conv evaluation's memory grows with its tasks), and so does a
+    batch that cannot join the ones before it (another descriptor presence, ``info`` keys or
+    example shapes)."""
 
-    def __init__(self, stream: TaskStream) -> None:
+    def __init__(self, stream: Iterable[TaskBatch], *, max_tasks: int) -> None:
         super().__init__()
-        self.stream = stream
+        self.stream, self.max_tasks = stream, max_tasks
 
     def __iter__(self) -> Iterator[TaskBatch]:
         group: list[TaskBatch] = []
         for batch in self.stream:
-            if batch.support_x.dim() >= 5:
-                yield batch
-                continue
-            if group and sum(b.num_tasks for b in group) + batch.num_tasks > JOIN_MAX:
+            full = group and sum(b.num_tasks for b in group) + batch.num_tasks > self.max_tasks
+            if group and (full or not _joinable(group[0], batch)):
                 yield TaskBatch.cat(group)
                 group = []
-            group.append(batch)
+            if batch.support_x.dim() >= 5:
+                yield batch
+            else:
+                group.append(batch)
         if group:
             yield TaskBatch.cat(group)
+
+
+def _joinable(a: TaskBatch, b: TaskBatch) -> bool:
+    """Whether ``TaskBatch.cat([a, b])`` holds both: the same fields, each of the same shape past
+    the task dimension."""
+    if (a.descriptor is None) != (b.descriptor is None) or a.info.keys() != b.info.keys():
+        return False
+    pairs = [
+        (getattr(a, f), getattr(b, f)) for f in ("support_x", "support_y", "query_x", "query_y")
+    ]
+    pairs += [(a.info[k], b.info[k]) for k in a.info]
+    if a.descriptor is not None:
+        pairs.append((a.descriptor, b.descriptor))
+    return all(x.shape[1:] == y.shape[1:] and x.dtype == y.dtype for x, y in pairs)
 
 
 class MetaDataModule(L.LightningDataModule):
@@ -274,7 +292,9 @@ class MetaDataModule(L.LightningDataModule):
             sharding="global",  # every rank validates its slice of the same fixed set
             num_batches=max(1, self.val_tasks // max(per_batch, world)),
         )
-        return DataLoader(Joined(stream), batch_size=None, num_workers=0)
+        # Joined only when a meta-batch is adapted whole (no micro-batches under a memory limit).
+        joined = Joined(stream, max_tasks=min(JOIN_MAX, JOIN_BATCHES * per_batch))
+        return DataLoader(joined if self.chunks == 1 else stream, batch_size=None, num_workers=0)
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int

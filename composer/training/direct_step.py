@@ -12,6 +12,7 @@ else (DDP, mixed precision, a callback with one of the hooks, a profiler) keeps 
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.loops.progress import _Progress
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
@@ -21,17 +22,22 @@ HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
 def lightning_path_needed(trainer: L.Trainer) -> bool:
-    """True unless the run is one process, fp32, unprofiled, with no callback on :data:`HOOKS`."""
+    """True unless the run is one process, fp32, unprofiled, with no callback on :data:`HOOKS` and
+    a module that does not override the backward hooks (its ``on_before_optimizer_step``, the guard,
+    is called on either path)."""
     if type(trainer.strategy) is not SingleDeviceStrategy:
         return True
     if type(trainer.precision_plugin) is not Precision:
         return True
     if not isinstance(trainer.profiler, PassThroughProfiler):
         return True
+    module = trainer.lightning_module
+    if any(is_overridden(h, module, parent=L.LightningModule) for h in HOOKS[:2]):
+        return True
     return any(is_overridden(h, cb, parent=L.Callback) for cb in trainer.callbacks for h in HOOKS)
 
 
-def step_progress(trainer: L.Trainer):
+def step_progress(trainer: L.Trainer) -> _Progress:
     """The counter ``LightningOptimizer.step`` advances around a manual optimizer step
     (``increment_ready`` before, ``increment_completed`` after; the trainer's ``global_step``)."""
     return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress

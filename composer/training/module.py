@@ -96,7 +96,7 @@ class MetaLearningModule(L.LightningModule):
         self._good = 0  # good tasks since the last optimizer step (this rank)
         self._tasks = 0
         self._trained: list[torch.nn.Parameter] | None = None  # the optimizer's parameters
-        self._lightning_path: bool | None = None  # decided at the first step (direct_step.py)
+        self._lightning_path: bool | None = None  # decided at each fit's first step (direct_step)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets ``_current_fx_name`` (a str or None) around every hook call, ~30 times a
@@ -122,6 +122,9 @@ class MetaLearningModule(L.LightningModule):
                 self._meta_iteration(one)
             return None
         return self._meta_iteration(batch)
+
+    def on_fit_start(self) -> None:
+        self._lightning_path = None  # another fit may have other callbacks
 
     def _meta_iteration(self, batch: TaskBatch) -> torch.Tensor | None:
         step = guarded_meta_step(self.learner, batch, step=self.trainer.global_step)

@@ -190,7 +190,10 @@ def build_run(
     t = cfg.trainer
     image = example.support_x.dim() >= 5
     step_seconds = None
-    if t.steps_per_call == "auto" and not image and chunks == 1 and world_size(cfg) == 1:
+    # The probe times a step where it runs: a single CPU process (on an accelerator the learner
+    # moves later; several ranks must agree on one count, their clocks would not).
+    on_cpu = str(t.accelerator).lower() == "cpu" and world_size(cfg) == 1
+    if t.steps_per_call == "auto" and not image and chunks == 1 and on_cpu:
         batch = family.sample(
             cfg.data.meta_batch_size,
             shots=cfg.task.shots,

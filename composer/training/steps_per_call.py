@@ -15,9 +15,10 @@ log row and stop lands on exactly the step it does with ``n = 1``.
 images (a conv meta-step takes 0.1-1 s: the trainer's cost is already below 1%, and a batch of
 several steps would only delay Ctrl-C and the progress bar) or when a meta-batch is cut into
 micro-batches (gradient accumulation runs on Lightning's own loop). The limit comes from a timing
-probe in a single-process run (:func:`probe_step_seconds`: a batch lasts at most about
+probe in a single-process CPU run (:func:`probe_step_seconds`: a batch lasts at most about
 :data:`BATCH_SECONDS`, and at most :data:`AUTO_CAP` steps), else it is :data:`AUTO_MAX` (several
-ranks must agree on the count, and their clocks would not). Measured on the sinusoid config
+ranks must agree on the count, and their clocks would not; on an accelerator the learner is timed
+where it runs only after the trainer has moved it). Measured on the sinusoid config
 (``scripts/bench_scale.py --only tax``): 5 steps per batch leave ~9% of the raw loop's speed to the
 trainer, 25 about 5%.
 """

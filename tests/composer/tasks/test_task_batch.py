@@ -33,6 +33,9 @@ def test_to_where_it_is_returns_the_batch_itself():
     b = batch()
     assert b.to("cpu") is b
     assert b.to(torch.device("cpu")) is b
+    copied = b.to("cpu", copy=True)  # a keyword argument for Tensor.to: a new batch
+    assert copied is not b and copied.support_x.data_ptr() != b.support_x.data_ptr()
+    assert_same_values(copied, b)
 
 
 def test_a_cast_makes_a_new_batch_and_keeps_labels_integer():

@@ -68,14 +68,13 @@ def test_finite_stream_restarts_and_bad_layouts_fail():
         stream(sharding="bogus")
 
 
-def test_joined_validation_batches_hold_the_same_tasks_in_order(monkeypatch):
+def test_joined_validation_batches_hold_the_same_tasks_in_order():
     import metacompose.training.data as data
 
     s = stream(split="val", batch_size=25, num_batches=8)
-    (whole,) = list(data.Joined(s))
+    (whole,) = list(data.Joined(s, max_tasks=1000))
     assert same(whole, TaskBatch.cat(list(s))) and whole.num_tasks == 200
-    monkeypatch.setattr(data, "JOIN_MAX", 60)  # at most 60 tasks a batch: 50, 50, 50, 50
-    parts = list(data.Joined(s))
+    parts = list(data.Joined(s, max_tasks=60))  # at most 60 tasks a batch: 50, 50, 50, 50
     assert [p.num_tasks for p in parts] == [50, 50, 50, 50]
     assert same(TaskBatch.cat(parts), whole)
 
@@ -93,8 +92,43 @@ def test_joined_passes_image_batches_as_they_come():
         )
         for _ in range(3)
     ]
-    out = list(Joined(images))
+    out = list(Joined(images, max_tasks=1000))
     assert len(out) == 3 and all(a is b for a, b in zip(out, images, strict=True))
+
+
+def test_joined_keeps_apart_batches_that_cannot_join():
+    from metacompose.training.data import Joined
+
+    plain = take(stream(split="val"), 3)
+    described = TaskBatch(**{**vars(plain[1]), "descriptor": torch.zeros(8, 2)})
+    out = list(Joined([plain[0], described, plain[2]], max_tasks=1000))
+    assert [b.descriptor is None for b in out] == [True, False, True]
+    assert same(out[0], plain[0]) and same(out[2], plain[2])
+    with pytest.raises(ValueError, match="differ in their descriptor"):
+        TaskBatch.cat([plain[0], described])
+
+
+def test_validation_is_joined_only_without_micro_batches(tmp_path):
+    from training_testing import tiny_overrides
+
+    from metacompose.config import load_config
+    from metacompose.training.data import JOIN_BATCHES, Joined
+    from metacompose.training.run import build_run
+
+    def loader(*extra):
+        over = tiny_overrides(tmp_path, "j", "data.meta_batch_size=8", "data.val_tasks=400", *extra)
+        _, dm, _ = build_run(load_config("configs/sinusoid.yaml", over))
+        dm.setup("fit")
+        return dm.val_dataloader()
+
+    joined = loader()
+    assert isinstance(joined.dataset, Joined)
+    assert [b.num_tasks for b in joined] == [8 * JOIN_BATCHES] * (400 // (8 * JOIN_BATCHES)) + [
+        400 % (8 * JOIN_BATCHES)
+    ]
+    apart = loader("data.task_chunk_size=4")  # a memory limit on how many tasks adapt at once
+    assert not isinstance(apart.dataset, Joined)
+    assert {b.num_tasks for b in apart} == {8}
 
 
 def test_validation_logs_the_mean_over_every_validation_task(tmp_path):

@@ -3,6 +3,8 @@ and checkpoints written under Lightning's automatic optimization still resume at
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import pytest
 import torch
@@ -123,3 +125,37 @@ def test_which_runs_take_lightnings_path():
     assert lightning_path_needed(bf16)
     profiled = L.Trainer(accelerator="cpu", devices=1, logger=False, profiler="simple")
     assert lightning_path_needed(profiled)
+
+
+def test_the_path_is_chosen_per_fit_and_sees_the_modules_own_hooks(tiny_cfg):
+    """A second fit of the same module with a backward-hook callback takes Lightning's path (the
+    choice is made per fit), and so does a module that overrides a backward hook itself."""
+    from metacompose.training.module import MetaLearningModule
+
+    def fit(module, data, callbacks):
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            callbacks=callbacks,
+        )  # fmt: skip
+        with warnings.catch_warnings():  # Lightning's own notes, filtered by train() itself
+            warnings.simplefilter("ignore")
+            trainer.fit(module, datamodule=data)
+
+    module, data, _ = build_run(tiny_cfg("refit", "trainer.max_steps=3"))
+    fit(module, data, [])
+    assert module._lightning_path is False
+    hook = CountsBackward()
+    fit(module, data, [hook])
+    assert hook.calls == 3 and module._lightning_path is True
+
+    class OwnHook(MetaLearningModule):
+        calls = 0
+
+        def on_after_backward(self) -> None:
+            OwnHook.calls += 1
+
+    module, data, _ = build_run(tiny_cfg("own", "trainer.max_steps=3"))
+    module.__class__ = OwnHook
+    fit(module, data, [])
+    assert OwnHook.calls == 3 and module._lightning_path is True

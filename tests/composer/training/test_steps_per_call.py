@@ -58,14 +58,20 @@ def test_steps_per_call_gives_the_run_of_one_step_per_batch(tiny_cfg, per_call):
     assert steps == [3, 7, 11]  # a row every 4 meta-iterations, labelled as with one per batch
 
 
-def test_auto_takes_several_steps_for_vectors(tiny_cfg):
+def test_auto_takes_several_steps_for_vectors(tiny_cfg, monkeypatch):
+    import metacompose.training.run as run
+
+    monkeypatch.setattr(run, "probe_step_seconds", lambda learner, batch: 0.004)  # a 4 ms step
     cfg = tiny_cfg("auto", "trainer.max_steps=16", *EVERY4)
     module, data, chunks = build_run(cfg)
     assert (chunks, module.steps_per_call, data.steps_per_call) == (1, 4, 4)
     cfg = tiny_cfg("auto", "trainer.max_steps=2000", "trainer.val_check_interval=2000",
                    "trainer.checkpoint_every_n_steps=2000", "trainer.log_every_n_steps=100")  # fmt: skip
-    # the largest divisor of gcd(cadences) = 100 up to the probe's limit (25 at most)
-    assert build_run(cfg)[0].steps_per_call in (1, 2, 4, 5, 10, 20, 25)
+    assert build_run(cfg)[0].steps_per_call == 25  # the largest divisor of 100 up to 0.1 s / 4 ms
+    auto = tiny_cfg("accel", "trainer.max_steps=2000", "trainer.val_check_interval=2000",
+                    "trainer.checkpoint_every_n_steps=2000", "trainer.log_every_n_steps=100",
+                    "trainer.accelerator=auto")  # fmt: skip
+    assert build_run(auto)[0].steps_per_call == 5  # not a CPU run: no probe, at most 8
 
 
 @pytest.mark.parametrize(
