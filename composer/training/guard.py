@@ -89,7 +89,7 @@ def grads_finite(params) -> bool:
     """Whether every gradient present on ``params`` is finite (True when none has one).
 
     One fused check per device (the kernel ``GradScaler`` uses, with scale 1: the gradients keep
-    their values) and one sync: 4x cheaper than concatenating them on a small model.
+    their values) and one sync per device: 4x cheaper than concatenating them on a small model.
     """
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
