@@ -23,7 +23,10 @@ implementations and the table shows medians):
     vmap:     ``vectorize=True``, the whole meta-batch in one backward.
     l2l:      learn2learn's algorithm written out (``clone`` + ``adapt``: per task,
               ``autograd.grad(create_graph=True)`` on an ``nn.Module`` in NCHW, then the task's
-              query loss ``.backward()``); learn2learn itself does not build on Python 3.11.
+              query loss ``.backward()``); runs everywhere, no peer needed.
+    learn2learn: learn2learn itself, ``MAML(model, lr, first_order).clone()`` and ``adapt`` per
+              task (when installed: its wheel does not build on Python 3.11, so use the recipe in
+              ``../shared/peers/README.md``, which installs all three peers next to torch).
     higher:   ``higher.innerloop_ctx`` per task (when installed).
     torchopt: ``torchopt.MetaSGD`` with ``extract_state_dict``/``recover_state_dict`` per task
               (when installed; second order only).
@@ -48,7 +51,7 @@ SECTIONS = {
     "sinusoid": {"tasks": 25, "shots": 10, "query": 10, "inner_lr": 0.01},
     "conv": {"tasks": 32, "ways": 5, "shots": 1, "query": 15, "filters": 64, "inner_lr": 0.4},
 }
-IMPLS = ("ours", "vmap", "l2l", "higher", "torchopt")
+IMPLS = ("ours", "vmap", "l2l", "learn2learn", "higher", "torchopt")
 
 
 def make_batch(section: str, tasks: int):
@@ -189,7 +192,22 @@ def peer_step(args, batch):
             (loss_fn(model(qx[t]), qy[t]) / T).backward()
             torchopt.recover_state_dict(model, state)
 
-    run = {"l2l": l2l, "higher": higher_loop, "torchopt": torchopt_loop}[args.impl]
+    def learn2learn_loop() -> None:  # learn2learn itself: MAML.clone() + adapt() per task
+        import learn2learn
+
+        maml = learn2learn.algorithms.MAML(model, lr=lr, first_order=fo)
+        for t in range(T):
+            learner = maml.clone()
+            for _ in range(steps):
+                learner.adapt(loss_fn(learner(sx[t]), sy[t]))
+            (loss_fn(learner(qx[t]), qy[t]) / T).backward()
+
+    run = {
+        "l2l": l2l,
+        "learn2learn": learn2learn_loop,
+        "higher": higher_loop,
+        "torchopt": torchopt_loop,
+    }[args.impl]
 
     def step() -> None:
         opt.zero_grad()
@@ -332,7 +350,10 @@ def run_one(args: argparse.Namespace, impl: str, order: int, steps: int) -> dict
 
 
 def installed(impl: str) -> bool:
-    return impl not in ("higher", "torchopt") or importlib.util.find_spec(impl) is not None
+    return (
+        impl not in ("learn2learn", "higher", "torchopt")
+        or importlib.util.find_spec(impl) is not None
+    )
 
 
 def table(args: argparse.Namespace) -> None:

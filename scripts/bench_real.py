@@ -46,7 +46,7 @@ from metacompose.baselines.compare import (
     run_method,
 )
 from metacompose.build import build_family
-from metacompose.config import load_config
+from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
 from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict
 from metacompose.report.stats import Estimate
@@ -137,10 +137,10 @@ def setting_config(name: str, shots: int, args) -> tuple[DictConfig, str | None]
 
 def bench_config(name: str, shots: int, methods, args, out: list) -> None:
     cfg, note = setting_config(name, shots, args)
+    if note:
+        say(f"{f'{Path(name).stem} K={shots}':<24} screen: {note}")
     family = build_family(cfg.task)
     setting = f"{family.name} K={shots}"
-    if note:
-        say(f"{setting:<24} screen: {note}")
     if hasattr(family, "screen"):
         family.screen.check()
         say(f"{setting:<24} screen: {family.screen.line(shots=shots, query=cfg.task.query)}")
@@ -400,12 +400,21 @@ def main() -> None:
         for name in args.glyphs:
             cfg = load_config(ROOT / "configs" / f"{name}.yaml")
             settings.append((name, int(cfg.task.shots), CLS_METHODS))
+    failed = []
     with progress(settings, desc="bench_real", unit="setting") as bar:
         for name, k, methods in bar:
-            bench_config(name, k, methods, args, out)
+            try:
+                bench_config(name, k, methods, args, out)
+            except (ConfigError, ValueError) as e:  # one line, and on to the next setting
+                failed.append(f"{Path(name).stem} K={k}")
+                say(f"{failed[-1]:<24} skipped: {e}")
     print(f"total {time.perf_counter() - start:.0f} s")
+    if failed:
+        print(f"skipped {len(failed)} setting(s): {', '.join(failed)}")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
+from metacompose.algorithms.context_learner import (
+    NLL_BETA,
+    ContextLearner,
+    Likelihood,
+    context_learner,
+)
 from metacompose.graph import ModuleGraph
 
 
@@ -64,9 +69,10 @@ def cnp_learner(
     hidden: int = 128,
     layers: int = 3,
     min_shots: int | None = None,
+    nll_beta: float = NLL_BETA,
 ) -> ContextLearner:
     """The ``algo.name: cnp`` learner; ``algo.args`` sets ``likelihood``, ``hidden``, ``layers``,
-    ``min_shots`` (see :func:`metacompose.algorithms.incontext.incontext_learner`)."""
+    ``min_shots``, ``nll_beta`` (see :func:`metacompose.algorithms.incontext.incontext_learner`)."""
     return context_learner(
         predictor=ConditionalNeuralProcess,
         encoder=encoder,
@@ -74,6 +80,7 @@ def cnp_learner(
         classification=classification,
         likelihood=likelihood,
         min_shots=min_shots,
+        nll_beta=nll_beta,
         hidden=hidden,
         layers=layers,
     )

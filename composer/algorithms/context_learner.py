@@ -26,6 +26,7 @@ ContextLoss = Literal["mse", "gaussian", "cross_entropy"]
 Likelihood = Literal["mse", "gaussian"]  # of regression targets (classification: cross_entropy)
 CONTEXT_LOSSES: tuple[str, ...] = get_args(ContextLoss)
 MIN_STD = 1e-3  # Gaussian likelihood: smallest predicted standard deviation
+NLL_BETA = 0.5  # Gaussian likelihood of the learner kinds: beta-NLL (Seitzer et al. 2022)
 
 
 class Predictor(Protocol):
@@ -40,8 +41,17 @@ class Predictor(Protocol):
         ...
 
 
-def per_task_loss(pred: torch.Tensor, y: torch.Tensor, loss: str, *, metric: bool) -> torch.Tensor:
-    """``(T,)`` loss (or metric: MSE of the mean, accuracy) of predictions ``(T, Q, out)``."""
+def per_task_loss(
+    pred: torch.Tensor, y: torch.Tensor, loss: str, *, metric: bool, nll_beta: float = 0.0
+) -> torch.Tensor:
+    """``(T,)`` loss (or metric: MSE of the mean, accuracy) of predictions ``(T, Q, out)``.
+
+    ``nll_beta`` (Gaussian only): each point's negative log-likelihood is weighted by its
+    predicted variance to the power ``nll_beta``, taken as a constant (beta-NLL, Seitzer et al.
+    2022). At 0 this is the plain NLL, whose gradient on the mean is divided by the variance, so a
+    model can settle on a large variance and stop fitting the mean; at 1 the mean's gradient is
+    the squared error's.
+    """
     if loss == "cross_entropy":
         if metric:
             return (pred.argmax(-1) == y).to(pred.dtype).mean(1)
@@ -53,6 +63,8 @@ def per_task_loss(pred: torch.Tensor, y: torch.Tensor, loss: str, *, metric: boo
         return ((mean - y) ** 2).flatten(1).mean(1)
     std = F.softplus(pred[..., y.shape[-1] :]) + MIN_STD
     nll = torch.log(std) + 0.5 * ((y - mean) / std) ** 2
+    if nll_beta:
+        nll = nll * std.detach() ** (2 * nll_beta)
     return nll.flatten(1).mean(1)
 
 
@@ -67,6 +79,8 @@ class ContextLearner(nn.Module):
         min_shots: meta-training draws the support size of each meta-batch uniformly from
             ``min_shots..K`` (the first K' support examples), so one model serves every K up to
             the training K; ``None``: always K.
+        nll_beta: Gaussian loss only: the beta of beta-NLL in ``[0, 1]`` (see
+            :func:`per_task_loss`; 0: the plain NLL).
     """
 
     eval_inner_steps = 0  # no adaptation steps: the support set is read in one pass
@@ -78,8 +92,11 @@ class ContextLearner(nn.Module):
         loss: ContextLoss = "mse",
         n_classes: int | None = None,
         min_shots: int | None = None,
+        nll_beta: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= nll_beta <= 1.0:
+            raise ValueError(f"nll_beta must be in [0, 1], got {nll_beta}")
         if loss not in CONTEXT_LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {CONTEXT_LOSSES}")
         if (loss == "cross_entropy") != (n_classes is not None):
@@ -90,6 +107,7 @@ class ContextLearner(nn.Module):
         self.loss = loss
         self.n_classes = n_classes
         self.min_shots = min_shots
+        self.nll_beta = nll_beta
 
     @property
     def graph(self) -> ModuleGraph:
@@ -125,7 +143,7 @@ class ContextLearner(nn.Module):
     def query_loss(self, fast: Params, frozen: Params, x, y, *, metric: bool = False):
         """``(T,)`` per-task query loss (or metric) given the support sets in ``fast``."""
         pred = self.predict(fast["support_x"], fast["support_y"], x)
-        return per_task_loss(pred, y, self.loss, metric=metric)
+        return per_task_loss(pred, y, self.loss, metric=metric, nll_beta=self.nll_beta)
 
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
@@ -148,6 +166,7 @@ def context_learner(
     classification: bool,
     likelihood: Likelihood,
     min_shots: int | None,
+    nll_beta: float = 0.0,
     **predictor_args: Any,
 ) -> ContextLearner:
     """A :class:`ContextLearner` around ``predictor(encoder=, label_dim=, out_dim=, **args)``.
@@ -156,6 +175,7 @@ def context_learner(
         targets: regression target width D, or the number of classes N (labels enter one-hot).
         classification: N-way classification (cross-entropy); else ``likelihood``: ``"mse"`` or
             ``"gaussian"`` (the predictor then outputs a mean and a variance per target).
+        nll_beta: see :class:`ContextLearner`.
     """
     if likelihood not in get_args(Likelihood):
         raise ValueError(f"likelihood={likelihood!r}: expected one of {get_args(Likelihood)}")
@@ -163,5 +183,9 @@ def context_learner(
     out_dim = 2 * targets if loss == "gaussian" else targets
     net = predictor(encoder=encoder, label_dim=targets, out_dim=out_dim, **predictor_args)
     return ContextLearner(
-        predictor=net, loss=loss, n_classes=targets if classification else None, min_shots=min_shots
+        predictor=net,
+        loss=loss,
+        n_classes=targets if classification else None,
+        min_shots=min_shots,
+        nll_beta=nll_beta,
     )

@@ -14,7 +14,7 @@ import itertools
 
 import torch
 
-from metacompose.algorithms.inner_loop import Params, StepSizes, adapt, query_losses
+from metacompose.algorithms.inner_loop import Params, StepSizes, Vectorize, adapt, query_losses
 from metacompose.router.pool import ModulePool, route_key
 
 MAX_COMBINATIONS = 4096
@@ -47,7 +47,7 @@ def search_routes(
     *,
     steps: int,
     loss: str,
-    vectorize: bool = True,
+    vectorize: Vectorize = True,
     chunk_size: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The best joint routing of every task (first-order adaptation, no gradient).
@@ -62,6 +62,9 @@ def search_routes(
         y: ``(support_y, query_y)``.
         steps: inner steps before the query loss is measured.
         loss: ``"mse"`` or ``"cross_entropy"``.
+        vectorize: ``True`` (vmap over task copies), ``False`` (a loop) or ``"auto"`` (as
+            :func:`metacompose.algorithms.inner_loop.use_vmap` decides for the inputs).
+        chunk_size: task copies per vmapped call (``None``: all at once).
 
     Returns:
         ``(choice, losses)``: slot -> ``(T,)`` index of the chosen candidate, and the query loss
@@ -91,7 +94,7 @@ def choice_losses(
     *,
     steps: int,
     loss: str,
-    vectorize: bool = True,
+    vectorize: Vectorize = True,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """The loss after adaptation of chosen joint choices per task, in one vmapped batch.

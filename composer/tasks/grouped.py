@@ -19,7 +19,7 @@ import torch
 
 from metacompose.modules.space import Space
 from metacompose.optional import require
-from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.base import SPLITS, TaskBatch, check_split
 from metacompose.tasks.grouped_screen import GroupScreen
 from metacompose.tasks.splits import split_indices
 
@@ -170,6 +170,13 @@ class GroupedRegressionFamily:
 
         groups, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         kept = np.flatnonzero(counts >= min_rows)
+        if len(kept) < len(SPLITS):  # meta-train, meta-val and meta-test need a group each
+            fit = int(np.sort(counts)[-len(SPLITS)]) if len(counts) >= len(SPLITS) else 0
+            hint = f"min_rows (and shots + query) <= {fit}" if fit else "more groups"
+            raise ValueError(
+                f"{source}: {len(kept)} of {len(groups)} groups of {group!r} have >= {min_rows} "
+                f"complete rows; meta-train, meta-val and meta-test need one each ({hint})"
+            )
         self.skipped_groups = len(groups) - len(kept)
         self.group_keys = groups[kept]
         self.group_splits = split_indices(len(kept), fractions=tuple(fractions), seed=split_seed)

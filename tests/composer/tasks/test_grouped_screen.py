@@ -1,5 +1,6 @@
 """The one-line screen of a grouped dataset: what it kept and why."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,24 @@ def test_a_split_with_one_group_is_refused(tmp_path):
     f = family(csv(tmp_path, {f"s{i}": 12 for i in range(4)}), min_rows=10)
     with pytest.raises(ValueError, match=r"meta-val holds 1 group\(s\) of 4 kept .*lower min_rows"):
         f.screen.check()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "hint"),
+    [
+        ({"a": 9, "b": 12, "c": 8, "d": 3}, r"min_rows \(and shots \+ query\) <= 8\)"),  # 3rd: 8
+        ({"a": 30, "b": 30}, r"\(more groups\)"),  # two groups can never fill three splits
+    ],
+)
+def test_too_few_groups_for_three_splits_is_one_clear_line(tmp_path, sizes, hint):
+    kept = sum(n >= 10 for n in sizes.values())
+    path = csv(tmp_path, sizes)
+    with pytest.raises(ValueError) as err:
+        family(path, min_rows=10)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: {kept} of {len(sizes)} groups of 'g' have >= 10 complete rows")
+    assert re.search(hint, msg), msg
 
 
 def test_constant_feature_is_named():
