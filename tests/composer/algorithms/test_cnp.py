@@ -79,7 +79,7 @@ def test_beta_nll_equals_a_float64_reference_in_value_and_gradient():
 
 def test_default_cnp_fits_the_mean_where_the_plain_nll_settles_on_a_large_variance():
     """configs/sinusoid_cnp.yaml at seed 1: with the plain NLL (nll_beta 0) the mean stays near 0
-    and the predicted variance absorbs the error (query MSE ~2.3 after 1500 meta-iterations, about
+    and the predicted variance absorbs the error (query MSE ~2.3 after 1500 meta-iterations, about the
     variance of the targets; ~2.4 even after the config's 20,000); the default beta-NLL fits it."""
     cfg = load_config(ROOT / "configs" / "sinusoid_cnp.yaml", ["seed=1"])
     fam = SinusoidFamily()
