@@ -56,9 +56,19 @@ def sample_cases() -> dict[str, torch.Tensor]:
 
 
 def test_presets_draw_the_recorded_tensors():
+    """The draws (inputs, indices, descriptors, parameters) are bit-identical; a target computed
+    through sin/exp/tanh, and a confusability from a least-squares fit, may differ by the last bit
+    between CPUs (vectorised math kernels differ), so those get a few ulps: float32 targets 4e-7,
+    float64 fits 1e-12, relative to the value's scale."""
     recorded = torch.load(FIXTURE, weights_only=True)
     now = sample_cases()
     assert sorted(now) == sorted(recorded)
     for key, tensor in recorded.items():
         assert now[key].dtype == tensor.dtype, key
-        torch.testing.assert_close(now[key], tensor, rtol=0, atol=0, msg=key)
+        computed = key.endswith("_y") or key.startswith("confusability/")
+        if computed and tensor.is_floating_point():
+            tol = 4e-7 if tensor.dtype == torch.float32 else 1e-12
+            scale = max(1.0, float(tensor.abs().max()))
+            torch.testing.assert_close(now[key], tensor, rtol=tol, atol=tol * scale, msg=key)
+        else:
+            torch.testing.assert_close(now[key], tensor, rtol=0, atol=0, msg=key)
