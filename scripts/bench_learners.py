@@ -396,7 +396,7 @@ SECTIONS = {
         "incontext": ("mathachieve_incontext.yaml", []),
         "cnp": ("mathachieve.yaml", [  # the encoder of mathachieve_incontext.yaml
             "algo.name=cnp", "algo.eval_inner_steps=0", "model.args.hidden=[64]",
-            "model.args.out_features=64", "algo.args={likelihood: gaussian, min_shots: 2}"]),
+            "model.args.out_features=64", "algo.args={likelihood: gaussian, nll_beta: 0.5, min_shots: 2}"]),
         "learned_opt": ("mathachieve.yaml", ["algo.name=learned_opt", "algo.args={warmup: 10}"]),
         "methods": ("scratch", "mixed_effects", "maml", "metasgd", "incontext", "cnp",
                     "learned_opt"),

@@ -25,8 +25,9 @@ implementations and the table shows medians):
               ``autograd.grad(create_graph=True)`` on an ``nn.Module`` in NCHW, then the task's
               query loss ``.backward()``); runs everywhere, no peer needed.
     learn2learn: learn2learn itself, ``MAML(model, lr, first_order).clone()`` and ``adapt`` per
-              task (when installed: its wheel does not build on Python 3.11, so use the recipe in
-              ``../shared/peers/README.md``, which installs all three peers next to torch).
+              task (when installed; learn2learn 0.2.0's sdist does not build on Python 3.11 as
+              published: re-generate its Cython sources with Cython 3 first, then install it with
+              ``--no-build-isolation``). Peers are imported before the set-up RSS is read.
     higher:   ``higher.innerloop_ctx`` per task (when installed).
     torchopt: ``torchopt.MetaSGD`` with ``extract_state_dict``/``recover_state_dict`` per task
               (when installed; second order only).
@@ -52,6 +53,7 @@ SECTIONS = {
     "conv": {"tasks": 32, "ways": 5, "shots": 1, "query": 15, "filters": 64, "inner_lr": 0.4},
 }
 IMPLS = ("ours", "vmap", "l2l", "learn2learn", "higher", "torchopt")
+PEERS = ("learn2learn", "higher", "torchopt")  # the implementations that need a peer installed
 
 
 def make_batch(section: str, tasks: int):
@@ -149,6 +151,8 @@ def peer_step(args, batch):
     import torch.nn.functional as F
     from torch.func import functional_call
 
+    if args.impl in PEERS:  # imported now, before the worker reads its set-up RSS (learn2learn
+        importlib.import_module(args.impl)  # brings in gym: ~180 MB that is not meta-learning)
     model = peer_model(args.section)
     loss_fn = F.cross_entropy if args.section == "conv" else F.mse_loss
     lr, steps, fo, T = (
@@ -279,15 +283,15 @@ def interleaved_worker(args: argparse.Namespace) -> None:
 def interleaved_table(args: argparse.Namespace) -> None:
     from metacompose.progress import say
 
-    impls = [i for i in (args.impls or ",".join(IMPLS)).split(",") if installed(i)]
+    impls = available((args.impls or ",".join(IMPLS)).split(","))
     say(
         f"{args.section}: meta-batch {args.tasks}, torch.set_num_threads({args.threads}), all "
         f"implementations in ONE process, {args.rounds} alternating rounds of ~{args.seconds:g} s "
         "in all per implementation; it/s per CPU second (speed only: memory needs the per-process "
         "table)"
     )
-    head = f"{'order':>5} {'inner':>5} | " + " | ".join(f"{i:>9}" for i in impls)
-    head += " | " + " ".join(f"{'ours/' + i:>12}" for i in impls if i != "ours")
+    head = f"{'order':>5} {'inner':>5} | " + " | ".join(f"{i:>{max(9, len(i))}}" for i in impls)
+    head += " | " + " ".join(f"{'ours/' + i:>{ratio_width(i)}}" for i in impls if i != "ours")
     say(head)
     say("-" * len(head))
     for order in (int(o) for o in str(args.orders).split(",")):
@@ -313,12 +317,9 @@ def interleaved_table(args: argparse.Namespace) -> None:
                 say(f"  failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
                 continue
             its = json.loads(done.stdout.strip().splitlines()[-1])
-            cells = [f"{its[i]:>9.3g}" if i in its else f"{'-':>9}" for i in impls]
-            ratios = [
-                f"{its['ours'] / its[i]:>11.2f}x" if "ours" in its and i in its else f"{'-':>12}"
-                for i in impls
-                if i != "ours"
-            ]
+            cells = [f"{its[i]:>{max(9, len(i))}.3g}" if i in its else f"{'-':>{max(9, len(i))}}"
+                     for i in impls]  # fmt: skip
+            ratios = [ratio_cell(its.get("ours"), its.get(i), i) for i in impls if i != "ours"]
             say(f"{order:>5} {n:>5} | " + " | ".join(cells) + " | " + " ".join(ratios))
 
 
@@ -349,18 +350,36 @@ def run_one(args: argparse.Namespace, impl: str, order: int, steps: int) -> dict
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def ratio_width(impl: str) -> int:
+    """Width of the ``ours/<impl>`` column."""
+    return max(12, len(f"ours/{impl}"))
+
+
+def ratio_cell(ours: float | None, other: float | None, impl: str) -> str:
+    """``ours / other`` as ``1.23x`` in the ``ours/<impl>`` column, ``-`` when either is missing."""
+    text = f"{ours / other:.2f}x" if ours is not None and other is not None else "-"
+    return f"{text:>{ratio_width(impl)}}"
+
+
 def installed(impl: str) -> bool:
-    return (
-        impl not in ("learn2learn", "higher", "torchopt")
-        or importlib.util.find_spec(impl) is not None
-    )
+    return impl not in PEERS or importlib.util.find_spec(impl) is not None
+
+
+def available(wanted: list[str]) -> list[str]:
+    """The wanted implementations that can run here; says which peers are not installed."""
+    from metacompose.progress import say
+
+    missing = [i for i in wanted if not installed(i)]
+    if missing:
+        say(f"not installed, left out: {', '.join(missing)}")
+    return [i for i in wanted if installed(i)]
 
 
 def table(args: argparse.Namespace) -> None:
     from metacompose.progress import say
 
     wanted = args.impls or ",".join(i for i in IMPLS if args.section != "conv" or i != "vmap")
-    impls = [i for i in wanted.split(",") if installed(i)]
+    impls = available(wanted.split(","))
     steps = [int(s) for s in str(args.steps).split(",")]
     orders = [int(o) for o in str(args.orders).split(",")]
     say(
@@ -369,7 +388,7 @@ def table(args: argparse.Namespace) -> None:
         "(MB = peak RSS above set-up)"
     )
     head = f"{'order':>5} {'inner':>5} | " + " | ".join(f"{i:>17}" for i in impls)
-    head += " | " + " ".join(f"{'ours/' + i:>12}" for i in impls if i != "ours")
+    head += " | " + " ".join(f"{'ours/' + i:>{ratio_width(i)}}" for i in impls if i != "ours")
     say(head)
     say("-" * len(head))
     for order in orders:
@@ -393,13 +412,8 @@ def table(args: argparse.Namespace) -> None:
                 f"{med[i]['its']:>8.3g} {med[i]['delta_mb']:>6.0f}MB" if i in med else f"{'-':>17}"
                 for i in impls
             ]
-            ratios = [
-                f"{med['ours']['its'] / med[i]['its']:>11.2f}x"
-                if "ours" in med and i in med
-                else f"{'-':>12}"
-                for i in impls
-                if i != "ours"
-            ]
+            its = {i: m["its"] for i, m in med.items()}
+            ratios = [ratio_cell(its.get("ours"), its.get(i), i) for i in impls if i != "ours"]
             extra = ""
             if "ours" in med:
                 extra = f"  (ours: chunks of {med['ours']['chunk']:.0f} tasks"

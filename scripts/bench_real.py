@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from metacompose.algorithms.context_learner import NLL_BETA
 from metacompose.baselines.compare import (
     LEARNER_METHODS,
     META_METHODS,
@@ -77,9 +78,10 @@ META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS)
 _ENCODER = {"model": {"args": {"hidden": [64], "out_features": 64}}}
 LEARNER_CONFIG = {
     "incontext": {**_ENCODER, "algo": {"eval_inner_steps": 0, "args": {
-        "likelihood": "gaussian", "width": 64, "heads": 4, "layers": 2, "ff": 128, "min_shots": 2}}},
-    "cnp": {**_ENCODER, "algo": {"eval_inner_steps": 0,
-                                 "args": {"likelihood": "gaussian", "min_shots": 2}}},
+        "likelihood": "gaussian", "nll_beta": NLL_BETA, "width": 64, "heads": 4, "layers": 2,
+        "ff": 128, "min_shots": 2}}},
+    "cnp": {**_ENCODER, "algo": {"eval_inner_steps": 0, "args": {
+        "likelihood": "gaussian", "nll_beta": NLL_BETA, "min_shots": 2}}},
     "learned_opt": {"algo": {"args": {"warmup": 10}}},
 }  # fmt: skip
 # what a meta-learned method must beat: the usual baselines and the statistician's

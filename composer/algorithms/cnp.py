@@ -10,12 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metacompose.algorithms.context_learner import (
-    NLL_BETA,
-    ContextLearner,
-    Likelihood,
-    context_learner,
-)
+from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
 
 
@@ -69,7 +64,7 @@ def cnp_learner(
     hidden: int = 128,
     layers: int = 3,
     min_shots: int | None = None,
-    nll_beta: float = NLL_BETA,
+    nll_beta: float | None = None,
 ) -> ContextLearner:
     """The ``algo.name: cnp`` learner; ``algo.args`` sets ``likelihood``, ``hidden``, ``layers``,
     ``min_shots``, ``nll_beta`` (see :func:`metacompose.algorithms.incontext.incontext_learner`)."""

@@ -26,7 +26,7 @@ ContextLoss = Literal["mse", "gaussian", "cross_entropy"]
 Likelihood = Literal["mse", "gaussian"]  # of regression targets (classification: cross_entropy)
 CONTEXT_LOSSES: tuple[str, ...] = get_args(ContextLoss)
 MIN_STD = 1e-3  # Gaussian likelihood: smallest predicted standard deviation
-NLL_BETA = 0.5  # Gaussian likelihood of the learner kinds: beta-NLL (Seitzer et al. 2022)
+NLL_BETA = 0.5  # beta-NLL's beta the shipped Gaussian configs use (Seitzer et al. 2022's choice)
 
 
 class Predictor(Protocol):
@@ -166,7 +166,7 @@ def context_learner(
     classification: bool,
     likelihood: Likelihood,
     min_shots: int | None,
-    nll_beta: float = 0.0,
+    nll_beta: float | None = None,
     **predictor_args: Any,
 ) -> ContextLearner:
     """A :class:`ContextLearner` around ``predictor(encoder=, label_dim=, out_dim=, **args)``.
@@ -175,11 +175,14 @@ def context_learner(
         targets: regression target width D, or the number of classes N (labels enter one-hot).
         classification: N-way classification (cross-entropy); else ``likelihood``: ``"mse"`` or
             ``"gaussian"`` (the predictor then outputs a mean and a variance per target).
-        nll_beta: see :class:`ContextLearner`.
+        nll_beta: see :class:`ContextLearner`; ``None``: 0 (the plain NLL). Set only with the
+            Gaussian likelihood.
     """
     if likelihood not in get_args(Likelihood):
         raise ValueError(f"likelihood={likelihood!r}: expected one of {get_args(Likelihood)}")
     loss = "cross_entropy" if classification else likelihood
+    if nll_beta is not None and loss != "gaussian":
+        raise ValueError(f"nll_beta={nll_beta} applies only to likelihood: gaussian (loss: {loss})")
     out_dim = 2 * targets if loss == "gaussian" else targets
     net = predictor(encoder=encoder, label_dim=targets, out_dim=out_dim, **predictor_args)
     return ContextLearner(
@@ -187,5 +190,5 @@ def context_learner(
         loss=loss,
         n_classes=targets if classification else None,
         min_shots=min_shots,
-        nll_beta=nll_beta,
+        nll_beta=0.0 if nll_beta is None else nll_beta,
     )

@@ -12,12 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metacompose.algorithms.context_learner import (
-    NLL_BETA,
-    ContextLearner,
-    Likelihood,
-    context_learner,
-)
+from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
 
 
@@ -109,7 +104,7 @@ def incontext_learner(
     layers: int = 3,
     ff: int = 128,
     min_shots: int | None = None,
-    nll_beta: float = NLL_BETA,
+    nll_beta: float | None = None,
 ) -> ContextLearner:
     """The ``algo.name: incontext`` learner; ``algo.args`` sets the keyword arguments after
     ``classification`` (``encoder``, ``targets``, ``classification`` come from the run config).
@@ -119,8 +114,9 @@ def incontext_learner(
         classification: N-way classification (cross-entropy, labels enter one-hot).
         likelihood: regression loss: ``"mse"`` or ``"gaussian"`` (predicted mean and variance).
         min_shots: see :class:`~metacompose.algorithms.context_learner.ContextLearner`.
-        nll_beta: ``likelihood="gaussian"`` only: beta-NLL's beta in ``[0, 1]`` (0: the plain
-            NLL; the default 0.5 keeps the mean learning where the predicted variance is large).
+        nll_beta: ``likelihood="gaussian"`` only: beta-NLL's beta in ``[0, 1]``; unset: 0, the
+            plain NLL. The shipped configs use 0.5, which keeps the mean learning where the
+            predicted variance is large (the plain NLL lets a CNP settle on a large variance).
     """
     return context_learner(
         predictor=InContextTransformer,
