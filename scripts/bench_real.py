@@ -137,15 +137,22 @@ def setting_config(name: str, shots: int, args) -> tuple[DictConfig, str | None]
     return load_config(path, over), None
 
 
-def bench_config(name: str, shots: int, methods, args, out: list) -> None:
+def prepare_setting(name: str, shots: int, args):
+    """The config and family of a setting, screened (raises ``ConfigError``/``ValueError`` on data
+    that cannot make a benchmark: the caller skips the setting in one line)."""
     cfg, note = setting_config(name, shots, args)
     if note:
         say(f"{f'{Path(name).stem} K={shots}':<24} screen: {note}")
     family = build_family(cfg.task)
-    setting = f"{family.name} K={shots}"
     if hasattr(family, "screen"):
         family.screen.check()
-        say(f"{setting:<24} screen: {family.screen.line(shots=shots, query=cfg.task.query)}")
+        say(f"{f'{family.name} K={shots}':<24} screen: "
+            f"{family.screen.line(shots=shots, query=cfg.task.query)}")  # fmt: skip
+    return cfg, family
+
+
+def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
+    setting = f"{family.name} K={shots}"
     plan = EvalPlan(shots=shots, query=cfg.task.query, val_tasks=args.val_tasks,
                     test_tasks=args.test_tasks, seed=args.task_seed, device=args.device)  # fmt: skip
     pretrained, pre, results = None, (0.0, 0), {}
@@ -405,11 +412,13 @@ def main() -> None:
     failed = []
     with progress(settings, desc="bench_real", unit="setting") as bar:
         for name, k, methods in bar:
-            try:
-                bench_config(name, k, methods, args, out)
-            except (ConfigError, ValueError) as e:  # one line, and on to the next setting
+            try:  # bad data: one line, and on to the next setting (errors while running raise)
+                cfg, family = prepare_setting(name, k, args)
+            except (ConfigError, ValueError) as e:
                 failed.append(f"{Path(name).stem} K={k}")
                 say(f"{failed[-1]:<24} skipped: {e}")
+                continue
+            bench_config(cfg, family, k, methods, args, out)
     print(f"total {time.perf_counter() - start:.0f} s")
     if failed:
         print(f"skipped {len(failed)} setting(s): {', '.join(failed)}")

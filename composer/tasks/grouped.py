@@ -20,7 +20,7 @@ import torch
 from metacompose.modules.space import Space
 from metacompose.optional import require
 from metacompose.tasks.base import SPLITS, TaskBatch, check_split
-from metacompose.tasks.grouped_screen import GroupScreen
+from metacompose.tasks.grouped_screen import MIN_SPLIT_GROUPS, GroupScreen, rows_hint
 from metacompose.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,12 @@ class GroupedRegressionFamily:
 
         groups, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         kept = np.flatnonzero(counts >= min_rows)
+        hint = rows_hint(counts.tolist(), fractions)
         if len(kept) < len(SPLITS):  # meta-train, meta-val and meta-test need a group each
-            fit = int(np.sort(counts)[-len(SPLITS)]) if len(counts) >= len(SPLITS) else 0
-            hint = f"min_rows (and shots + query) <= {fit}" if fit else "more groups"
             raise ValueError(
                 f"{source}: {len(kept)} of {len(groups)} groups of {group!r} have >= {min_rows} "
-                f"complete rows; meta-train, meta-val and meta-test need one each ({hint})"
+                f"complete rows; meta-train, meta-val and meta-test need >= {MIN_SPLIT_GROUPS} "
+                f"each ({hint})"
             )
         self.skipped_groups = len(groups) - len(kept)
         self.group_keys = groups[kept]
@@ -192,6 +192,7 @@ class GroupedRegressionFamily:
                          for c in inputs if columns[c].dtype.kind != "f"},
             constant_features=tuple(f for f, sd in zip(self.feature_names, x[train_rows].std(0))
                                     if sd <= 1e-12),
+            hint=hint,
         )  # fmt: skip
         log.info("%s", self.screen.line())
         self.x_mean, self.x_std = _mean_std(x[train_rows])

@@ -10,9 +10,39 @@ indicators. :class:`GroupScreen` holds those counts; :meth:`GroupScreen.line` sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from metacompose.tasks.splits import split_indices
+
 MIN_SPLIT_GROUPS = 2  # a Student-t interval over groups needs at least two groups
+MAX_GROUPS_TRIED = 1_000
+
+
+def groups_needed(fractions: Sequence[float]) -> int | None:
+    """The fewest kept groups whose meta-train/val/test split gives every split
+    ``MIN_SPLIT_GROUPS`` groups (``None``: no number up to ``MAX_GROUPS_TRIED`` does)."""
+    for n in range(3, MAX_GROUPS_TRIED):
+        sizes = split_indices(n, fractions=tuple(fractions), seed=0)
+        if min(len(v) for v in sizes.values()) >= MIN_SPLIT_GROUPS:
+            return n
+    return None
+
+
+def rows_hint(rows_per_group: Sequence[int], fractions: Sequence[float]) -> str:
+    """What would keep enough groups: the largest ``min_rows`` that does, or why none can."""
+    need = groups_needed(fractions)
+    if need is None:
+        return f"fractions {list(fractions)} cannot give every split {MIN_SPLIT_GROUPS} groups"
+    if len(rows_per_group) < need:
+        return f"{need} groups are needed with fractions {list(fractions)}; the data has only " + (
+            f"{len(rows_per_group)}"
+        )
+    fit = sorted(rows_per_group, reverse=True)[need - 1]
+    return (
+        f"min_rows (and shots + query) <= {fit} keeps the {need} groups that fractions "
+        f"{list(fractions)} need"
+    )
 
 
 @dataclass(frozen=True)
@@ -28,6 +58,7 @@ class GroupScreen:
         numeric_inputs: input columns used as they are; text_inputs: text column -> number of
             0/1 indicator features it became.
         constant_features: features constant over the meta-train rows (they carry no signal).
+        hint: what would keep enough groups for every split (:func:`rows_hint`).
     """
 
     name: str
@@ -42,6 +73,7 @@ class GroupScreen:
     numeric_inputs: tuple[str, ...]
     text_inputs: dict[str, int]
     constant_features: tuple[str, ...] = ()
+    hint: str = ""
 
     @property
     def features(self) -> int:
@@ -79,6 +111,6 @@ class GroupScreen:
             if n < MIN_SPLIT_GROUPS:
                 raise ValueError(
                     f"{self.source}: {split} holds {n} group(s) of {self.kept_groups} kept with "
-                    f">= {self.min_rows} rows; need >= {MIN_SPLIT_GROUPS} (lower min_rows or "
-                    "change fractions)"
+                    f">= {self.min_rows} rows; need >= {MIN_SPLIT_GROUPS} "
+                    f"({self.hint or 'lower min_rows or change fractions'})"
                 )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from metacompose.tasks.grouped import GroupedRegressionFamily
-from metacompose.tasks.grouped_screen import GroupScreen
+from metacompose.tasks.grouped_screen import GroupScreen, groups_needed
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "grouped"
 
@@ -44,15 +44,19 @@ def test_line_says_what_was_kept_and_why(tmp_path):
 
 def test_a_split_with_one_group_is_refused(tmp_path):
     f = family(csv(tmp_path, {f"s{i}": 12 for i in range(4)}), min_rows=10)
-    with pytest.raises(ValueError, match=r"meta-val holds 1 group\(s\) of 4 kept .*lower min_rows"):
+    with pytest.raises(ValueError, match=r"meta-val holds 1 group\(s\) of 4 kept .*only 4\)$"):
         f.screen.check()
 
 
 @pytest.mark.parametrize(
     ("sizes", "hint"),
-    [
-        ({"a": 9, "b": 12, "c": 8, "d": 3}, r"min_rows \(and shots \+ query\) <= 8\)"),  # 3rd: 8
-        ({"a": 30, "b": 30}, r"\(more groups\)"),  # two groups can never fill three splits
+    [  # the default fractions (0.6, 0.2, 0.2) need 8 groups for 2 per split (4/2/2)
+        (
+            {f"s{i}": n for i, n in enumerate([12, 12, 9, 9, 9, 9, 9, 9, 8, 3])},
+            r"\(min_rows \(and shots \+ query\) <= 9 keeps the 8 groups that fractions "
+            r"\[0.6, 0.2, 0.2\] need\)$",
+        ),
+        ({"a": 30, "b": 30}, r"\(8 groups are needed .*; the data has only 2\)$"),
     ],
 )
 def test_too_few_groups_for_three_splits_is_one_clear_line(tmp_path, sizes, hint):
@@ -64,6 +68,15 @@ def test_too_few_groups_for_three_splits_is_one_clear_line(tmp_path, sizes, hint
     assert "\n" not in msg
     assert msg.startswith(f"{path}: {kept} of {len(sizes)} groups of 'g' have >= 10 complete rows")
     assert re.search(hint, msg), msg
+
+
+def test_following_the_hint_passes_the_screen(tmp_path):
+    sizes = [12, 12, 9, 9, 9, 9, 9, 9, 8, 3]
+    f = family(csv(tmp_path, {f"s{i}": n for i, n in enumerate(sizes)}), min_rows=9)
+    assert f.screen.kept_groups == 8
+    f.screen.check()  # 4/2/2 groups
+    assert groups_needed((0.6, 0.2, 0.2)) == 8
+    assert groups_needed((1.0, 0.0, 0.0)) is None  # val and test never reach 2
 
 
 def test_constant_feature_is_named():
