@@ -4,6 +4,7 @@
     python scripts/bench_real.py --part glyphs --device cuda      # 5-way 1/5-shot, 20-way 1-shot
     python scripts/bench_real.py --part regression --budget 20 --test-tasks 200   # quicker
     python scripts/bench_real.py --spec /any/where/data.yaml --shots 5 10          # any grouped data
+    python scripts/bench_real.py --spec configs/data/sleepstudy.yaml --shots 5 --query 5  # 10 rows/group
 
 Methods: scratch (train the model on each support set), pretrain_finetune (pooled supervised
 pre-training, then fine-tuning; classification: a new linear head on the pre-trained body),
@@ -121,6 +122,8 @@ def setting_config(name: str, shots: int, args) -> tuple[DictConfig, str | None]
     the second value says so.
     """
     over = [f"task.shots={shots}", f"seed={args.seed}"]
+    if args.query is not None:
+        over.append(f"task.query={args.query}")
     if name in (args.spec or []):
         path = Path(name).resolve()
         base = load_config(BASE_GROUPED, [*over, f"task.args.spec={path}"])
@@ -362,6 +365,9 @@ def main() -> None:
                    help="dataset spec YAML files (anywhere on disk), benchmarked on "
                         "configs/base/grouped.yaml instead of --families")  # fmt: skip
     p.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="regression K values")
+    p.add_argument("--query", type=int, default=None,
+                   help="regression query points per task (default: the config's task.query; "
+                        "lower it for data with few rows per group)")  # fmt: skip
     p.add_argument("--glyphs", nargs="+", default=list(GLYPHS), help="glyph configs")
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods")
     p.add_argument("--iterations", type=int, default=3000, help="max meta-iterations per run")

@@ -19,13 +19,13 @@ def bench():
     return mod
 
 
-def write_spec(tmp_path: Path) -> Path:
+def write_spec(tmp_path: Path, rows: int = 14) -> Path:
     """A dataset outside the repository: 20 groups, y = group level + slope * x + noise."""
     g = torch.Generator().manual_seed(0)
     lines = ["grp,x,y"]
     for grp in range(20):
         level, slope = torch.randn(2, generator=g).tolist()
-        for _ in range(14):
+        for _ in range(rows):
             x = float(torch.randn((), generator=g))
             lines.append(
                 f"{grp},{x:.5f},{level + slope * x + 0.1 * float(torch.randn((), generator=g)):.5f}"
@@ -55,6 +55,28 @@ def test_spec_outside_the_repo_runs_with_screen_groups_and_verdicts(bench, tmp_p
     rows = json.loads(out.read_text())
     assert {r["method"] for r in rows} == {"scratch", "maml", "mixed_effects"}
     assert all(r["group"]["n_groups"] == 4 and len(r["groups"]) == 40 for r in rows)
+
+
+def test_groups_too_small_for_the_query_are_skipped_in_one_line_and_query_fits_them(
+    bench, tmp_path, capsys, monkeypatch
+):
+    spec = write_spec(tmp_path, rows=9)  # 9 rows per group: K 3 + Q 10 cannot fit
+    argv = ["bench_real.py", "--spec", str(spec), "--shots", "3", "--methods", "scratch",
+            "mixed_effects", "--val-tasks", "10", "--test-tasks", "20", "--finetune-steps", "2"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        bench.main()
+    assert done.value.code == 1
+    text = capsys.readouterr().out
+    skipped = [line for line in text.splitlines() if "skipped:" in line]
+    assert len(skipped) == 1 and "0 of 20 groups of 'grp' have >= 13 complete rows" in skipped[0]
+    assert "min_rows (and shots + query) <= 9" in skipped[0]
+    assert "Traceback" not in text and text.rstrip().endswith("skipped 1 setting(s): spec K=3")
+    monkeypatch.setattr(sys, "argv", [*argv, "--query", "6"])
+    bench.main()
+    text = capsys.readouterr().out
+    assert "K + Q = 3 + 6 <= 9 rows per group" in text and "skipped" not in text
+    assert "mixed_effects" in text
 
 
 def rows(method, values, groups, val):
