@@ -35,8 +35,9 @@ def rows_hint(rows_per_group: Sequence[int], fractions: Sequence[float]) -> str:
     if need is None:
         return f"fractions {list(fractions)} cannot give every split {MIN_SPLIT_GROUPS} groups"
     if len(rows_per_group) < need:
-        return f"{need} groups are needed with fractions {list(fractions)}; the data has only " + (
-            f"{len(rows_per_group)}"
+        have = len(rows_per_group)
+        return (
+            f"{need} groups are needed with fractions {list(fractions)}; the data has only {have}"
         )
     fit = sorted(rows_per_group, reverse=True)[need - 1]
     return (
