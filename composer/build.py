@@ -13,7 +13,7 @@ from metacompose.config import ConfigError, check_kwargs
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.inner_config import inner_loop
 from metacompose.models import MODEL_BUILDERS
-from metacompose.modules.conv import TaskBatchNorm2d
+from metacompose.modules.batch_norm import TaskBatchNorm2d
 from metacompose.tasks import FAMILIES, SPLITS, TaskFamily, derive_seed
 
 

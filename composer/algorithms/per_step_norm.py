@@ -19,7 +19,7 @@ from torch import nn
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.step_sizes import safe_name
 from metacompose.graph import ModuleGraph
-from metacompose.modules.conv import TaskBatchNorm2d
+from metacompose.modules.batch_norm import TaskBatchNorm2d
 
 
 def batch_norm_keys(graph: ModuleGraph) -> list[str]:

@@ -31,7 +31,8 @@ from torch import nn
 from metacompose.graph import ModuleGraph
 from metacompose.modules.activations import Sine
 from metacompose.modules.base import TypedModule
-from metacompose.modules.conv import ConvBlock, TaskBatchNorm2d
+from metacompose.modules.batch_norm import TaskBatchNorm2d
+from metacompose.modules.conv import ConvBlock
 from metacompose.modules.linear import ClassificationHead, Identity, Linear, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
 from metacompose.symbolic import (

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 
 from metacompose.graph import ModuleGraph
-from metacompose.modules.conv import TaskBatchNorm2d
+from metacompose.modules.batch_norm import TaskBatchNorm2d
 
 Params = dict[str, torch.Tensor]
 BatchStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
