@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from metacompose.modules.base import TypedModule
-from metacompose.modules.batch_norm import TaskBatchNorm2d, inside_vmap
+from metacompose.modules.batch_norm import TaskBatchNorm2d, has_hooks, inside_vmap
 from metacompose.modules.space import Space
 
 NORMS = ("batch", "group", "none")
@@ -90,7 +90,8 @@ class ConvBlock(TypedModule):
         for i in range(0, len(self.layers), 4):
             conv, norm, relu, pool = (self.layers[i + j] for j in range(4))
             h = layout(conv(h))
-            h = relu(norm.pooled(h) if isinstance(norm, TaskBatchNorm2d) else pool(norm(h)))
+            fuse = isinstance(norm, TaskBatchNorm2d) and not has_hooks(pool)
+            h = relu(norm.pooled(h) if fuse else pool(norm(h)))
         return h.flatten(1)
 
 

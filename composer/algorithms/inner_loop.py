@@ -298,7 +298,7 @@ def per_task(params: Params) -> list[Params]:
     gradient for every task (quadratic in ``T``), that of ``unbind`` stacks the ``T`` gradients.
     """
     keys = list(params)
-    if all(params[k].shape[0] == 1 for k in keys):  # one task: views both ways, no copy
+    if keys and all(params[k].shape[0] == 1 for k in keys):  # one task: views both ways, no copy
         return [{k: params[k].squeeze(0) for k in keys}]
     return [dict(zip(keys, vals)) for vals in zip(*(params[k].unbind(0) for k in keys))]
 

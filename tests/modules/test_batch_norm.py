@@ -164,3 +164,73 @@ def test_pooled_runs_forward_hooks():
         handle.remove()
     assert seen == [(3, 2, 4, 4)]
     assert torch.equal(out, torch.zeros(3, 2, 2, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["forward", "pooled"])
+def test_torch_func_grad_runs_torch_kernel_with_the_same_gradients(method):
+    """Under ``torch.func`` transforms the custom autograd functions are not used (they would need
+    functorch rules); gradients equal plain autograd."""
+    layer = TaskBatchNorm2d(3).double()
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    params = dict(layer.named_parameters())
+
+    def loss(p, x):
+        out = (
+            torch.func.functional_call(layer, p, (x,), strict=True) if method == "forward" else None
+        )
+        if method == "pooled":
+            with torch.nn.utils.stateless._reparametrize_module(layer, p):
+                out = layer.pooled(x)
+        return (out**2).sum()
+
+    ours = torch.func.grad(loss, argnums=(0, 1))(params, x)
+    ref = torch.autograd.grad(loss(params, x.requires_grad_()), [*params.values(), x])
+    for a, r in zip([*ours[0].values(), ours[1]], ref):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
+def test_third_order_derivatives_fail_loudly():
+    """The double backward is closed-form: asking for it with ``create_graph`` (a third
+    derivative to come) raises instead of silently dropping terms."""
+    x, w, b = inputs((4, 2, 4, 4), seed=7)
+    w = w.detach().abs().add(0.1).requires_grad_()
+    for fn in (batch_norm, batch_norm_max_pool):
+        y = fn(x, w, b, eps=EPS)
+        g1 = torch.autograd.grad((y**3).sum(), (x, w), create_graph=True)
+        outer = sum((g**2).sum() for g in g1)
+        torch.autograd.grad(outer, (x, w), retain_graph=True)  # second order: fine
+        with pytest.raises(RuntimeError, match="third-order"):
+            torch.autograd.grad(outer, (x, w), create_graph=True)
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0, 300.0])
+def test_fused_statistics_stay_accurate_far_from_the_origin(offset):
+    """float32 channels-last, conv4's query size: the fused statistics are a blocked two-pass
+    computation merged in float64, not ``sum x^2 - n mean^2``."""
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(75, 8, 28, 28, generator=g) + offset).contiguous(
+        memory_format=torch.channels_last
+    )
+    w, b = torch.rand(8, generator=g) + 0.5, torch.randn(8, generator=g)
+    ref = pooled_textbook(x.double(), w.double(), b.double())
+    got = batch_norm_max_pool(x, w, b, eps=EPS)
+    assert (got.double() - ref).abs().max().item() < 1e-4 * (1 + offset / 30)
+
+
+def test_conv_block_runs_hooks_on_its_pool_and_norm():
+    from metacompose.modules.conv import ConvBlock
+
+    block = ConvBlock(image_size=8, filters=4, depth=1).double()
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    fired = []
+    pool, norm = block.layers[3], block.layers[1]
+    handles = [
+        pool.register_forward_hook(lambda *a: fired.append("pool")),
+        norm.register_full_backward_hook(lambda *a: fired.append("norm-backward")),
+    ]
+    try:
+        block(x.requires_grad_()).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    assert sorted(fired) == ["norm-backward", "pool"]

@@ -132,6 +132,14 @@ def test_evaluation_curve_of_the_loop_equals_the_vmapped_one(batch):
     torch.testing.assert_close(curves[0], curves[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd"])
+def test_guarded_evaluation_of_the_loop_equals_the_vmapped_one(algorithm, batch):
+    """Meta-SGD evaluates through the guarded loop (``torch.func.grad`` per task), where batch
+    norm runs torch's kernel instead of its custom autograd functions."""
+    curves = [make(algorithm, v, eval_guard=True).evaluate(batch, steps=3) for v in (True, False)]
+    torch.testing.assert_close(curves[0], curves[1], rtol=1e-12, atol=1e-12)
+
+
 def step_size_values(learner):
     return {k.replace("__", "."): p.detach() for k, p in learner.step_sizes.items()}
 
