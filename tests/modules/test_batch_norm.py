@@ -4,6 +4,7 @@ autograd through the textbook formula in float64 (second-order MAML quantities).
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.func import vmap
 
 from metacompose.modules.batch_norm import (
@@ -203,10 +204,12 @@ def test_third_order_derivatives_fail_loudly():
             torch.autograd.grad(outer, (x, w), create_graph=True)
 
 
-@pytest.mark.parametrize("offset", [0.0, 30.0, 300.0])
-def test_fused_statistics_stay_accurate_far_from_the_origin(offset):
-    """float32 channels-last, conv4's query size: the fused statistics are a blocked two-pass
-    computation merged in float64, not ``sum x^2 - n mean^2``."""
+@pytest.mark.parametrize("offset", [0.0, 30.0, 300.0, 3000.0])
+def test_fused_statistics_are_as_accurate_as_torchs_batch_norm(offset):
+    """float32 channels-last, conv4's query size, far from the origin too: the fused path uses the
+    statistics of torch's own kernel (two-pass variance: no ``sum x^2 - n mean^2`` cancellation),
+    so it is as accurate as ``max_pool2d(F.batch_norm(x))`` against float64 (within 10%: its affine
+    map rounds differently), and tight near 0."""
     g = torch.Generator().manual_seed(8)
     x = (torch.randn(75, 8, 28, 28, generator=g) + offset).contiguous(
         memory_format=torch.channels_last
@@ -214,7 +217,10 @@ def test_fused_statistics_stay_accurate_far_from_the_origin(offset):
     w, b = torch.rand(8, generator=g) + 0.5, torch.randn(8, generator=g)
     ref = pooled_textbook(x.double(), w.double(), b.double())
     got = batch_norm_max_pool(x, w, b, eps=EPS)
-    assert (got.double() - ref).abs().max().item() < 1e-4 * (1 + offset / 30)
+    native = F.max_pool2d(F.batch_norm(x, None, None, w, b, training=True, eps=EPS), 2)
+    err, native_err = ((t.double() - ref).abs().max().item() for t in (got, native))
+    assert err <= 1.1 * native_err + 1e-6
+    assert offset > 0 or err < 1e-4
 
 
 def test_conv_block_runs_hooks_on_its_pool_and_norm():
