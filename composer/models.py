@@ -8,6 +8,14 @@ from metacompose.modules.linear import ClassificationHead, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
 
 
+def check_sizes(**sizes: int) -> None:
+    """Raise ``ValueError`` naming the first of ``sizes`` (a builder's widths and counts, by
+    argument name) below 1, e.g. ``filters must be >= 1, got 0``."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
 def mlp_graph(
     *,
     in_features: int = 1,
@@ -22,6 +30,9 @@ def mlp_graph(
     hidden = list(hidden)
     if not hidden:
         raise ValueError("mlp_graph needs at least one hidden layer")
+    if any(h < 1 for h in hidden):
+        raise ValueError(f"hidden widths must be >= 1, got {hidden}")
+    check_sizes(in_features=in_features, out_features=out_features)
     body = MLPBlock(
         in_features=in_features, hidden=hidden[:-1], out_features=hidden[-1], activation=activation
     )
@@ -38,7 +49,13 @@ def residual_mlp_graph(
     out_features: int = 1,
     activation: str = "relu",
 ) -> ModuleGraph:
-    """``stem -> res_0 -> ... -> res_{blocks-1} -> head`` with residual MLP blocks."""
+    """``stem -> res_0 -> ... -> res_{blocks-1} -> head`` with residual MLP blocks (``blocks=0``:
+    the stem feeds the head)."""
+    if blocks < 0:
+        raise ValueError(f"blocks must be >= 0, got {blocks}")
+    check_sizes(
+        in_features=in_features, width=width, block_hidden=block_hidden, out_features=out_features
+    )
     nodes = {
         "stem": MLPBlock(
             in_features=in_features, hidden=[], out_features=width, activation=activation
@@ -66,6 +83,9 @@ def conv_graph(
     zero_init_head: bool = False,
 ) -> ModuleGraph:
     """``body -> head``: the MAML paper's 4-layer conv network with an N-way classification head."""
+    check_sizes(
+        in_channels=in_channels, image_size=image_size, n_way=n_way, filters=filters, depth=depth
+    )
     body = ConvBlock(
         in_channels=in_channels, image_size=image_size, filters=filters, depth=depth, norm=norm
     )

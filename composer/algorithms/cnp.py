@@ -12,6 +12,7 @@ from torch import nn
 
 from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
+from metacompose.models import check_sizes
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -31,6 +32,9 @@ class ConditionalNeuralProcess(nn.Module):
         label_dim: width of a support target as an input; out_dim: outputs per query.
         hidden: width of the set encoder, the representation and the decoder; layers: linear
             layers of each of the two MLPs.
+
+    Raises:
+        ValueError: ``hidden`` or ``layers`` below 1 (the message names it and its value).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class ConditionalNeuralProcess(nn.Module):
         layers: int = 3,
     ) -> None:
         super().__init__()
+        check_sizes(hidden=hidden, layers=layers)
         f = encoder.out_space.dim
         self.encoder = encoder
         self.set_encoder = _mlp([f + label_dim] + [hidden] * layers)

@@ -14,11 +14,19 @@ from torch import nn
 
 from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
+from metacompose.models import check_sizes
 
 
 def support_only_mask(k: int, n: int, device=None) -> torch.Tensor:
     """``(n, n)`` boolean attention mask: token ``i`` may attend to token ``j`` iff ``j < k``."""
     return (torch.arange(n, device=device) < k).expand(n, n)
+
+
+def _check_heads(*, width: int, heads: int) -> None:
+    """Raise ``ValueError`` naming the size below 1, or ``width`` not divisible by ``heads``."""
+    check_sizes(width=width, heads=heads)
+    if width % heads:
+        raise ValueError(f"width={width} must be divisible by heads={heads}")
 
 
 class AttentionBlock(nn.Module):
@@ -30,8 +38,8 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, *, width: int, heads: int, ff: int) -> None:
         super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        check_sizes(ff=ff)
+        _check_heads(width=width, heads=heads)
         self.heads = heads
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
@@ -58,6 +66,10 @@ class InContextTransformer(nn.Module):
         label_dim: width of a support target as a token input (D, or N classes one-hot).
         out_dim: outputs per query.
         width: token width; heads: attention heads; layers: transformer blocks; ff: MLP width.
+
+    Raises:
+        ValueError: a size below 1 or ``width`` not divisible by ``heads`` (the message names the
+            argument and its value).
     """
 
     def __init__(
@@ -72,6 +84,8 @@ class InContextTransformer(nn.Module):
         ff: int = 128,
     ) -> None:
         super().__init__()
+        check_sizes(layers=layers, ff=ff)
+        _check_heads(width=width, heads=heads)
         self.encoder = encoder
         self.embed_x = nn.Linear(encoder.out_space.dim, width)
         self.embed_y = nn.Linear(label_dim, width)

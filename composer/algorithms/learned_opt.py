@@ -76,7 +76,8 @@ class LearnedUpdateRule(nn.Module):
     """Per-element update ``(..., 9) features, step t -> (...,)``, bounded by ``max_step``.
 
     Args:
-        hidden: MLP width; max_step: bound on any element's change per step.
+        hidden: MLP width (>= 1); max_step: bound on any element's change per step (> 0 and
+            finite).
         out_gain: ``k``, the gain on every learned output (module docstring), in (0, 1].
         init_lr, init_rule: the initial rule is ``-init_lr * d(t) * tanh(m_hat / sqrt(v_hat))``
             (``"adam"``, needs ``init_lr < max_step / 2``) or ``-init_lr * d(t) * tanh(c g) / c``
@@ -97,6 +98,10 @@ class LearnedUpdateRule(nn.Module):
         far_rule: Literal["adam", "rprop"] = "adam",
     ) -> None:  # fmt: skip
         super().__init__()
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if not 0 < max_step < math.inf:  # also refuses NaN
+            raise ValueError(f"max_step must be > 0 and finite, got {max_step}")
         if not 0 < out_gain <= 1:
             raise ValueError(f"out_gain must be in (0, 1], got {out_gain}")
         self.out_gain = float(out_gain)
@@ -183,7 +188,9 @@ class LearnedOptimizerLearner(nn.Module):
         rule: the learned update rule.
         loss: ``"mse"`` or ``"cross_entropy"``.
         horizon: inner steps per meta-training unroll.
-        truncation: steps between truncation points (``None``: the whole unroll).
+        truncation: steps between truncation points (``None``: the whole unroll). A truncation
+            of ``horizon`` steps or more places no truncation point in the unroll, so it is the
+            same as ``None`` (a config may shorten ``horizon`` alone and keep its truncation).
         eval_inner_steps: inner steps at evaluation.
         learn_init: meta-learn the initial weights too (else they stay at the seeded init).
         warmup: most steps taken without meta-gradient before the unroll (0: none).
@@ -219,8 +226,12 @@ class LearnedOptimizerLearner(nn.Module):
         enforcer: InnerLoopEnforcer | None = None,
     ) -> None:
         super().__init__()
-        if horizon < 1 or (truncation is not None and truncation < 1):
-            raise ValueError("horizon and truncation must be >= 1")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if truncation is not None and truncation < 1:
+            raise ValueError(f"truncation must be >= 1 (or unset), got {truncation}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
         if guard is not None and not 1.0 <= guard < math.inf:
             raise ValueError(f"guard_slack must be a finite number >= 1, got {guard}")
         self.graph = graph

@@ -10,6 +10,27 @@ from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.algorithms.rule_pool import PersistentUnrolls
 from metacompose.graph import ModuleGraph
+from metacompose.modules.activations import ACTIVATIONS
+
+
+def _check_random_networks(
+    *, widths: list[int] | None, activations: list[str] | None, depth: int
+) -> None:
+    """Refuse ``random_net_*`` values the drawn networks could not be built from, here rather
+    than at the meta-iteration that first draws one (the message names the argument and its value).
+
+    Raises:
+        ValueError: a width below 1, an unknown activation name, or a depth below 1.
+    """
+    if widths is not None and any(w < 1 for w in widths):
+        raise ValueError(f"random_net_widths entries must be >= 1, got {list(widths)}")
+    unknown = [a for a in activations or () if a not in ACTIVATIONS]
+    if unknown:
+        raise ValueError(
+            f"random_net_activations: unknown activation {unknown[0]!r}; known: {sorted(ACTIVATIONS)}"
+        )
+    if depth < 1:
+        raise ValueError(f"random_net_depth must be >= 1, got {depth}")
 
 
 def learned_opt_learner(
@@ -45,6 +66,8 @@ def learned_opt_learner(
     ``random_net_pool > 0``: that many of their adaptations persist across meta-iterations, each
     for ``random_net_unroll`` steps, :class:`~metacompose.algorithms.rule_pool.PersistentUnrolls`);
     ``enforcer`` comes from the config's ``enforce`` section."""
+    _check_random_networks(widths=random_net_widths, activations=random_net_activations,
+                           depth=random_net_depth)  # fmt: skip
     rule = LearnedUpdateRule(hidden=hidden, max_step=max_step, init_lr=init_lr, init_rule=init_rule,
                              out_gain=out_gain, far_lr=far_lr, far_rule=far_rule)  # fmt: skip
     networks = pool = None

@@ -20,12 +20,25 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from metacompose.graph import GraphError, ModuleGraph, module_from_json, module_json, param_keys_of
+from metacompose.graph import (
+    MERGE_OPS,
+    GraphError,
+    ModuleGraph,
+    module_from_json,
+    module_json,
+    param_keys_of,
+)
 from metacompose.modules.base import TypedModule
 from metacompose.modules.registry import build_module
 from metacompose.router.modulation import ModTarget, modulate, modulation_targets
 
 POOL_FORMAT = "metacompose.ModulePool/1"
+MAX_CANDIDATES = 64  # per slot: each candidate is a full module copy, and routing enumerates them
+# Module arguments that are sizes (widths, channels, counts): a template value below 1 is refused.
+SIZE_ARGS = (
+    "in_features", "out_features", "features", "hidden", "context", "in_channels", "image_size",
+    "filters", "depth", "n_classes",
+)  # fmt: skip
 
 
 def route_key(slot: str) -> str:
@@ -263,15 +276,9 @@ def build_pool(template: dict[str, Any], *, where: str = "router.template") -> M
             raise ValueError(f"{at}.modulate: must be true or false, got {modulated!r}")
         if not modulated:
             unmodulated.append(name)
-        cands = spec.get("candidates", 1)
-        if isinstance(cands, int):
-            if cands < 1 or "type" not in spec:
-                raise ValueError(f"{at}: needs 'type' and candidates >= 1, got {cands}")
-            specs = [{"type": spec["type"], "args": spec.get("args", {})}] * cands
-        else:
-            specs = list(cands)
         slots[name] = []
-        for i, s in enumerate(specs):
+        for i, (s, where_args) in enumerate(_candidate_specs(spec, at)):
+            _check_sizes(s.get("args", {}), where_args)
             try:
                 slots[name].append(build_module(s["type"], dict(s.get("args", {}))))
             except (KeyError, TypeError, ValueError) as e:
@@ -284,8 +291,67 @@ def build_pool(template: dict[str, Any], *, where: str = "router.template") -> M
         return ModulePool(
             slots=slots,
             edges=edges,
-            merge=dict(template.get("merge") or {}),
+            merge=_merge_ops(template.get("merge"), where),
             unmodulated=unmodulated,
         )
     except GraphError as e:
         raise GraphError(f"{where}: {e}") from e
+
+
+def _candidate_specs(spec: dict[str, Any], at: str) -> list[tuple[dict[str, Any], str]]:
+    """A slot's candidate specs ``{type, args}``, each with the key path of its ``args``.
+
+    Raises:
+        ValueError: ``candidates`` is not an integer or a list of 1..MAX_CANDIDATES entries, an
+            entry is not a mapping, or a ``candidates: N`` slot has no ``type``.
+    """
+    cands = spec.get("candidates", 1)
+    if isinstance(cands, int) and not isinstance(cands, bool):
+        if not 1 <= cands <= MAX_CANDIDATES:
+            raise ValueError(f"{at}.candidates: must be in 1..{MAX_CANDIDATES}, got {cands}")
+        if "type" not in spec:
+            raise ValueError(f"{at}: needs 'type' (the module of its {cands} candidate(s))")
+        return [({"type": spec["type"], "args": spec.get("args", {})}, f"{at}.args")] * cands
+    if not isinstance(cands, list | tuple):
+        raise ValueError(
+            f"{at}.candidates: expected an integer in 1..{MAX_CANDIDATES} or a list of "
+            f"{{type, args}}, got {cands!r}"
+        )
+    if not 1 <= len(cands) <= MAX_CANDIDATES:
+        raise ValueError(
+            f"{at}.candidates: a list of 1..{MAX_CANDIDATES} entries, got {len(cands)} entries"
+        )
+    for i, c in enumerate(cands):
+        if not isinstance(c, dict):
+            raise ValueError(f"{at}.candidates[{i}]: expected a mapping {{type, args}}, got {c!r}")
+    return [(c, f"{at}.candidates[{i}].args") for i, c in enumerate(cands)]
+
+
+def _check_sizes(args: Any, at: str) -> None:
+    """Refuse a size argument (:data:`SIZE_ARGS`, an integer or a list of them) below 1, naming
+    its key path ``at.<name>`` and its value."""
+    if not isinstance(args, dict):
+        return  # build_module reports arguments that are not a mapping
+    for name in SIZE_ARGS:
+        value = args.get(name)
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+            raise ValueError(f"{at}.{name}: sizes must be >= 1, got {value}")
+
+
+def _merge_ops(merge: Any, where: str) -> dict[str, str]:
+    """The template's ``merge`` mapping (slot -> op in ``MERGE_OPS``; unset: none).
+
+    Raises:
+        ValueError: ``merge`` is not a mapping, or names an op outside ``MERGE_OPS``.
+    """
+    if merge is None:
+        return {}
+    if not isinstance(merge, dict):
+        raise ValueError(
+            f"{where}.merge: expected a mapping slot -> one of {list(MERGE_OPS)}, got {merge!r}"
+        )
+    for slot, op in merge.items():
+        if op not in MERGE_OPS:
+            raise ValueError(f"{where}.merge.{slot}: expected one of {list(MERGE_OPS)}, got {op!r}")
+    return dict(merge)
