@@ -83,6 +83,16 @@ def loss_for(family: TaskFamily) -> str:
     return "mse" if family.metric == "mse" else "cross_entropy"
 
 
+def _check_output(graph: ModuleGraph, family: TaskFamily, name: str) -> None:
+    """The graph's output is one vector of the family's target width (or one logit per class)."""
+    if graph.out_space.shape != (family.out_dim,):
+        what = "classes" if family.metric != "mse" else "target width"
+        raise ConfigError(
+            f"model: graph output {graph.out_space} does not match task family {name!r} "
+            f"({what} {family.out_dim}): set the model's output width to {family.out_dim}"
+        )
+
+
 def _enforcing(cfg: DictConfig) -> bool:
     # YAML reads a bare ``off`` as false: both spell "no enforcement".
     return "enforce" in cfg and str(cfg.enforce.mode).lower() not in ("off", "false")
@@ -99,6 +109,8 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
         raise ConfigError(
             f"model: graph input {graph.in_space} does not match task family input {family.in_space}"
         )
+    if cfg.algo.name not in ALGO_BUILDERS or cfg.algo.name == "learned_opt":
+        _check_output(graph, family, cfg.task.family)  # the graph itself predicts the targets
     if cfg.algo.name in ALGO_BUILDERS:
         return _other_learner(cfg, family, graph)
     a = cfg.algo

@@ -46,6 +46,14 @@ class ConvBlock(TypedModule):
         depth: int = 4,
         norm: str = "batch",
     ) -> None:
+        for name, value in (
+            ("in_channels", in_channels),
+            ("image_size", image_size),
+            ("filters", filters),
+            ("depth", depth),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         size = image_size
         for _ in range(depth):
             size //= 2

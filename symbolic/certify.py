@@ -83,6 +83,11 @@ def certify(
         raise ValueError(
             f"{spec.source}: domain has {xlo.shape[1]} dims, network input has {pair.input_dim}"
         )
+    if spec.prediction is not None and pair.output_dim < 2:
+        raise ValueError(
+            f"{spec.source}: prediction: a claim about the top-1 class needs a classifier (2 or "
+            f"more outputs); this network has {pair.output_dim} output"
+        )
     params = module_params if module_params is not None else pair.module_params()
     results = [
         *_trust_region_results(spec, params),

@@ -23,13 +23,15 @@ def _number(text: str) -> float:
     return value
 
 
-def at_least(lo: int):
-    """An argparse type: an integer >= ``lo``."""
+def at_least(lo: int, hi: int | None = None):
+    """An argparse type: an integer >= ``lo`` (and <= ``hi``)."""
 
     def parse(text: str) -> int:
         value = _integer(text)
         if value < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {value}")
         return value
 
     parse.__name__ = f"integer >= {lo}"
@@ -38,6 +40,24 @@ def at_least(lo: int):
 
 positive_int = at_least(1)
 non_negative_int = at_least(0)
+inner_steps = at_least(0, 10**4)  # as the config's algo.inner_steps (INNER_LIMIT)
+
+
+def device(text: str) -> str:
+    """An argparse type: ``cpu``, or ``cuda``/``cuda:N`` on a machine that has that GPU."""
+    import torch
+
+    try:
+        d = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected cpu or cuda[:N], got {text!r}") from None
+    if d.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (d.index or 0) >= count:
+            raise argparse.ArgumentTypeError(f"{text}: no such CUDA GPU on this machine")
+    elif d.type != "cpu":
+        raise argparse.ArgumentTypeError(f"expected cpu or cuda[:N], got {text!r}")
+    return text
 
 
 def positive_float(text: str) -> float:

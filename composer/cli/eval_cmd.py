@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import non_negative_int, positive_int, short_usage
+from metacompose.cli.args import inner_steps, positive_int, short_usage
 from metacompose.cli.paths import check_output_file
 
 # Learners without adaptation steps (they read the support set): a table over K, not over steps.
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
     p.add_argument("--tasks", type=positive_int, default=600, help="meta-test tasks (default 600)")
     p.add_argument(
-        "--steps", type=non_negative_int, default=None, help="inner steps (default: the config's)"
+        "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )
     p.add_argument(
         "--shots", type=positive_int, default=None, help="support size K (default: the config's)"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from metacompose.cli.args import short_usage
 from metacompose.cli.paths import check_output_dir
-from metacompose.config import load_config
+from metacompose.config import in_file, load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +41,14 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:
             check_output_dir(Path(cfg.out_dir) / cfg.name, "name=")
+    from metacompose.training.run_lock import RunFolderBusy
+
     try:
         result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
+    except RunFolderBusy:
+        raise
+    except ValueError as e:  # built from the config file (ConfigError, GraphError, ...)
+        raise in_file(args.config, e) from e
     except TrainingInterrupted as stop:  # SIGINT/SIGTERM: saved; one line, exit 130/143
         if stop.rank == 0:
             again = shlex.join(["metacompose", "train", args.config, *args.overrides])

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import non_negative_int, positive_float, positive_int, short_usage
+from metacompose.cli.args import inner_steps, positive_float, positive_int, short_usage
 from metacompose.cli.paths import check_output_dir, check_output_file
 
 
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
     p.add_argument(
-        "--steps", type=non_negative_int, default=None, help="inner steps (default: the config's)"
+        "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )
     p.add_argument("--tier", choices=("fast", "refine", "exact"), default="refine")
     p.add_argument(

@@ -1,6 +1,6 @@
 """Typed run configs: schema, loading with overrides, and signature checks for builder args."""
 
-from metacompose.config.errors import ConfigError
+from metacompose.config.errors import ConfigError, in_file
 from metacompose.config.load import load_config, to_yaml
 from metacompose.config.schema import (
     AlgoConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "TaskConfig",
     "TrainerConfig",
     "check_kwargs",
+    "in_file",
     "load_config",
     "load_yaml",
     "to_yaml",

@@ -54,6 +54,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 STEPS_LIMIT = 10**8  # meta-iterations: days of training at the fastest step rate
 INNER_LIMIT = 10**4  # inner-loop steps per task
 SIZE_LIMIT = 10**6  # examples or tasks per batch, widths
+LR_LIMIT = 100.0  # step sizes, weight decay, initial scales: past this, training only diverges
 
 
 def strategies() -> tuple[str, ...]:
@@ -80,7 +81,9 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.integer("task.shots", lo=1, hi=SIZE_LIMIT)
     c.integer("task.query", lo=1, hi=SIZE_LIMIT)
     c.text("model.builder")
-    c.real("algo.inner_lr", lo=0.0)
+    # A zero step adapts nothing (Meta-SGD's learned step sizes start there and stay there).
+    adapts = cfg.router.enabled or cfg.algo.name in ("maml", "fomaml", "anil", "reptile", "metasgd")
+    c.real("algo.inner_lr", lo=0.0, lo_open=adapts, hi=LR_LIMIT)
     c.integer("algo.inner_steps", lo=0, hi=INNER_LIMIT)
     c.integer("algo.eval_inner_steps", lo=0, hi=INNER_LIMIT)
     c.names("algo.adapt")
@@ -99,8 +102,8 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         cfg.router.enabled or cfg.algo.name not in ("maml", "fomaml", "anil", "metasgd")
     ):
         c.fail("algo.per_step_bn", True, "needs algo.name maml, fomaml, anil or metasgd, no router")
-    c.real("optim.lr", lo=0.0, lo_open=True)
-    c.real("optim.weight_decay", lo=0.0)
+    c.real("optim.lr", lo=0.0, lo_open=True, hi=LR_LIMIT)
+    c.real("optim.weight_decay", lo=0.0, hi=LR_LIMIT)
     c.real("optim.grad_clip", lo=0.0, lo_open=True, optional=True)
     c.integer("trainer.max_steps", lo=1, hi=STEPS_LIMIT)
     c.devices("trainer.devices")
@@ -127,8 +130,9 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.real("router.tau_start", lo=0.0, lo_open=True)
     c.real("router.tau_end", lo=0.0, lo_open=True)
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
-    for key in ("balance_weight", "entropy_weight", "search_weight", "anchor_init"):
+    for key in ("balance_weight", "entropy_weight", "search_weight"):
         c.real(f"router.{key}", lo=0.0)
+    c.real("router.anchor_init", lo=0.0, hi=LR_LIMIT)
     c.real("router.em_prior_weight", lo=0.0)
     c.integer("router.search_steps", lo=0, hi=STEPS_LIMIT)
     c.real("router.em_capacity", lo=0.0)
@@ -171,6 +175,11 @@ def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
         check_arg_types(fn, args, "algo.args")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
+    shots = args.get("min_shots")
+    if isinstance(shots, int) and shots > cfg.task.shots:
+        raise ConfigError(
+            f"{source}: algo.args.min_shots={shots}: must be <= task.shots={cfg.task.shots}"
+        )
 
 
 def check_builder_args(cfg: DictConfig, source: str | Path) -> None:
@@ -246,7 +255,15 @@ class _Checker:
             bound = f">= {lo}" if hi is None else f"in {lo}..{hi}"
             self.fail(key, value, f"must be {bound}" + (" (or null)" if optional else ""))
 
-    def real(self, key: str, *, lo: float, lo_open: bool = False, optional: bool = False) -> None:
+    def real(
+        self,
+        key: str,
+        *,
+        lo: float,
+        lo_open: bool = False,
+        hi: float | None = None,
+        optional: bool = False,
+    ) -> None:
         value = self.get(key)
         if value is None and optional:
             return
@@ -256,6 +273,8 @@ class _Checker:
             self.fail(key, value, "must be finite")
         if value < lo or (lo_open and value == lo):
             self.fail(key, value, f"must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and value > hi:
+            self.fail(key, value, f"must be <= {hi:g}")
 
     def text(self, key: str) -> None:
         value = self.get(key)
@@ -329,8 +348,10 @@ def check_value(value: Any, annotation: Any) -> bool:
         return isinstance(value, bool)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # finite: no builder argument means anything by NaN or infinity
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if annotation is str:
         return isinstance(value, str)
     if annotation is Path:
@@ -361,7 +382,16 @@ def check_arg_types(fn: Callable[..., Any], kwargs: dict[str, Any], where: str) 
         hint = hints.get(key)
         if hint is not None and not check_value(value, hint):
             shown = _show(value)
-            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}")
+            finite = " of finite numbers" if _has_non_finite(value) else ""
+            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}{finite}")
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(map(_has_non_finite, value))
+    return False
 
 
 def _type_name(annotation: Any) -> str:

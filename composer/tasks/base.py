@@ -151,3 +151,14 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
+
+
+def check_interval(name: str, value: tuple[float, float], *, empty: bool = True) -> tuple:
+    """``value`` as a ``(lo, hi)`` pair with ``lo <= hi`` (``lo < hi`` when ``empty`` is False: an
+    input range every point of which is the same); one-line ``ValueError`` naming ``name``."""
+    lo, hi = value
+    if lo > hi or (not empty and lo == hi):
+        raise ValueError(
+            f"{name}={[lo, hi]}: expected [lo, hi] with lo {'<=' if empty else '<'} hi"
+        )
+    return (lo, hi)

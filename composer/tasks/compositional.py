@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from metacompose.modules.space import Space
-from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.base import TaskBatch, check_interval, check_split
 from metacompose.tasks.confusability import confusability
 from metacompose.tasks.primitives import INNER, OUTER, Primitive
 from metacompose.tasks.structures import STRUCTURES, build_structure
@@ -208,8 +208,10 @@ class CompositionalFamily:
         self.seen = tuple(p for p in all_pairs if p not in held)
         if not self.seen:
             raise ValueError("held_out leaves no (f, g) combination for meta-training")
-        self.amplitude = tuple(amplitude)
-        self.x_range = tuple(x_range)
+        self.amplitude = check_interval("amplitude", amplitude)
+        if max(abs(a) for a in self.amplitude) == 0:
+            raise ValueError(f"amplitude={list(amplitude)}: every target would be 0")
+        self.x_range = check_interval("x_range", x_range, empty=False)
         self.param_range = tuple(param_range)
         if not 0.0 <= solo < 1.0:
             raise ValueError(f"solo must be a probability in [0, 1), got {solo}")

@@ -7,7 +7,7 @@ import math
 import torch
 
 from metacompose.modules.space import Space
-from metacompose.tasks.base import TaskBatch, check_split
+from metacompose.tasks.base import TaskBatch, check_interval, check_split
 
 
 class SinusoidFamily:
@@ -29,9 +29,11 @@ class SinusoidFamily:
         phase: tuple[float, float] = (0.0, math.pi),
         x_range: tuple[float, float] = (-5.0, 5.0),
     ) -> None:
-        self.amplitude = tuple(amplitude)
-        self.phase = tuple(phase)
-        self.x_range = tuple(x_range)
+        self.amplitude = check_interval("amplitude", amplitude)
+        if max(abs(a) for a in self.amplitude) == 0:
+            raise ValueError(f"amplitude={list(amplitude)}: every target would be 0")
+        self.phase = check_interval("phase", phase)
+        self.x_range = check_interval("x_range", x_range, empty=False)
 
     def sample(
         self,

@@ -45,7 +45,12 @@ from metacompose.training.resume import (
     load_resume_point,
     resolve_resume,
 )
-from metacompose.training.run_folder import RUN_DIR_ENV, open_run_folder, run_dir_for
+from metacompose.training.run_folder import (
+    RUN_DIR_ENV,
+    open_run_folder,
+    remove_if_untouched,
+    run_dir_for,
+)
 from metacompose.training.steps_per_call import probe_step_seconds, resolve_steps_per_call
 
 # Lightning warnings that say nothing about a meta-learning run (endless iterable streams, one
@@ -147,6 +152,9 @@ def train(
     )
 
     L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
+    # What a new run creates (the run folder, maybe out_dir too) goes again if it fails untouched.
+    created = [p for p in (run_dir.parent, run_dir) if not p.exists()]
+    created = created if point is None and rank_zero_only.rank == 0 else []
     with contextlib.ExitStack() as held:
         if rank_zero_only.rank == 0:
             held.enter_context(
@@ -155,11 +163,36 @@ def train(
             if point is None:
                 (run_dir / "config.yaml").write_text(to_yaml(cfg))
         start = time.perf_counter()
-        fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
+        try:
+            fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
+        except BaseException:
+            if run_dir in created:
+                held.close()  # the lock first: the folder may go
+                if remove_if_untouched(run_dir) and run_dir.parent in created:
+                    with contextlib.suppress(OSError):
+                        run_dir.parent.rmdir()  # only if empty
+            raise
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(last, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
+
+
+def check_later_sections(cfg: DictConfig, learner, family) -> None:
+    """What ``report`` and ``verify`` will read from this run's config (``report.ood_family``,
+    ``verify.spec``) is refused now, not after training."""
+    if cfg.report.ood_family is not None:
+        from metacompose.report.build import build_ood_family
+
+        build_ood_family(cfg, learner, family)
+    if cfg.verify.spec:
+        from metacompose.cli.verify_cmd import run_config_spec
+        from metacompose.symbolic import load_spec
+
+        try:
+            load_spec(run_config_spec(cfg))  # found as ``verify`` will find it
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"verify.spec={cfg.verify.spec}: {e}") from e
 
 
 def build_run(
@@ -175,6 +208,7 @@ def build_run(
     """
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
+    check_later_sections(cfg, learner, family)
     optimizer = functools.partial(build_optimizer, cfg.optim)
     try:
         optimizer(learner.parameters())

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from metacompose.config import ConfigError
 from metacompose.training.checkpoint_io import remove_stale_temporaries
 from metacompose.training.loggers import trim_metrics
-from metacompose.training.run_lock import RunLock
+from metacompose.training.run_lock import LOCK_NAME, RunLock
 
 # Rank 0 publishes its run folder here; processes that Lightning launches inherit it.
 RUN_DIR_ENV = "METACOMPOSE_RUN_DIR"
@@ -50,6 +50,20 @@ def clear_dead_attempt(run_dir: Path) -> list[str]:
             continue
         cleared.append(name)
     return cleared
+
+
+def remove_if_untouched(run_dir: Path) -> bool:
+    """Delete ``run_dir`` if a new run that failed left nothing in it but its ``config.yaml`` and
+    lock (it died before writing a metric or a checkpoint: a bad value that only the first
+    meta-step could reveal); returns whether it was deleted. Anything else is kept."""
+    if not run_dir.is_dir():
+        return False
+    kept = {"config.yaml", LOCK_NAME}
+    for path in run_dir.rglob("*"):
+        if path.is_file() and not (path.parent == run_dir and path.name in kept):
+            return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def open_run_folder(run_dir: Path, *, resume_step: int | None) -> RunLock:

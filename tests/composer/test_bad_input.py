@@ -195,6 +195,22 @@ OVERRIDES = {
     "empty_key": ("=5", "'=5'"),
     "empty_key_part": ("trainer..max_steps=5", "trainer..max_steps"),
     "no_equals": ("trainer.max_steps", "key=value"),
+    # step sizes: a zero MAML step adapts nothing, a huge one only diverges (NaN metrics, exit 0)
+    "inner_lr_zero": ("algo.inner_lr=0", "algo.inner_lr=0"),
+    "inner_lr_huge": ("algo.inner_lr=1e12", "algo.inner_lr=1000000000000.0: must be <= 100"),
+    "lr_huge": ("optim.lr=1e300", "optim.lr=1e+300"),
+    "weight_decay_huge": ("optim.weight_decay=1e12", "optim.weight_decay"),
+    # built from the config (the family, the graph, later sections): still the file, key, value
+    "amplitude_reversed": ("task.args.amplitude=[5.0,0.1]", "amplitude=[5.0, 0.1]"),
+    "amplitude_zero": ("task.args.amplitude=[0,0]", "amplitude=[0, 0]"),
+    "x_range_empty": ("task.args.x_range=[1,1]", "x_range=[1, 1]"),
+    "amplitude_nan": ("task.args.amplitude=[.nan,1.0]", "task.args.amplitude=[nan, 1.0]"),
+    "phase_inf": ("task.args.phase=[0,.inf]", "task.args.phase=[0, inf]"),
+    "output_width": ("model.args.out_features=2", "graph output vec[2]"),
+    "hidden_zero": ("model.args.hidden=[0]", "model.args"),
+    "ood_family_unknown": ("report.ood_family=bogus", "report.ood_family"),
+    "ood_args_unknown": ("report.ood_args.bogus=1", "report.ood_args"),
+    "verify_spec_missing": ("verify.spec=/nonexistent.yaml", "verify.spec=/nonexistent.yaml"),
 }
 for _id, (_item, _name) in OVERRIDES.items():
     case(f"override-{_id}", lambda env, item=_item: env.train(item), _name, str(CONFIG))
@@ -218,6 +234,25 @@ case(
 case(
     "override-algo_adapt_unknown", lambda env: env.train("algo.adapt=[neck]"), "neck", "algo.adapt"
 )
+case(
+    "override-min_shots_above_shots",
+    lambda env: env.train("algo.name=cnp", "algo.args.min_shots=100"),
+    "algo.args.min_shots=100: must be <= task.shots=10",
+    str(CONFIG),
+)
+DIGITS = ROOT / "configs" / "base" / "digits.yaml"
+DIGITS_TINY = ["trainer.max_steps=2", "data.val_tasks=2", "data.meta_batch_size=2"]
+for _id, _item, _name in [
+    ("head_width", "model.args.n_way=3", "graph output vec[3]"),
+    ("ways_above_head", "task.args.ways=10", "graph output vec[5]"),
+    ("conv_depth_zero", "model.args.depth=0", "depth must be >= 1, got 0"),
+]:
+    case(
+        f"digits-{_id}",
+        lambda env, item=_item: ["train", str(DIGITS), *DIGITS_TINY, f"out_dir={env.out}", item],
+        _name,
+        str(DIGITS),
+    )
 
 
 # -- config files: encodings, duplicates, syntax, types, interpolations, hostile tags ---------------
@@ -676,6 +711,8 @@ SUBPROCESS = {
         str(_under_file(env, "v.json")),
     ],
     "eval_steps_negative": lambda env: ["eval", str(env.ckpt), "--steps", "-1"],
+    "eval_steps_absurd": lambda env: ["eval", str(env.ckpt), "--steps", "1000000000000"],
+    "report_device_unknown": lambda env: ["report", str(env.ckpt), "--device", "bogus"],
 }
 
 

@@ -124,7 +124,7 @@ def test_bad_values_fail_on_load_naming_file_key_and_value(override, match):
 def test_limits_accept_the_edges():
     cfg = load_config(
         ROOT / "configs" / "sinusoid.yaml",
-        ["trainer.max_steps=100000000", "algo.inner_steps=0", "algo.inner_lr=0", "seed=7",
+        ["trainer.max_steps=100000000", "algo.inner_steps=0", "algo.inner_lr=100", "seed=7",
          "optim.grad_clip=null", "trainer.cpu_threads=null", "trainer.devices=auto"],
     )  # fmt: skip
     assert cfg.trainer.max_steps == 10**8 and cfg.algo.inner_steps == 0
