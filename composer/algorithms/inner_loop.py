@@ -222,6 +222,20 @@ def adapt(
             fast = _checkpointed(step, fast, held[part], per_step[part], x, y, nested=size > 1)
             start += size
         return fast
+    if per_step and not use_vmap(vectorize, x):
+        # The per-task loop keeps one dict per task across the steps and stacks once at the end
+        # (unbinding and stacking at every step cost ~2% of a five-step conv4 meta-iteration).
+        tasks = per_task(fast)
+        for s, lr in enumerate(per_step):
+            tasks = [
+                autograd_sgd_step(
+                    graph, ft, held[s], lr, x[t], y[t], loss=loss, first_order=first_order
+                )
+                for t, ft in enumerate(tasks)
+            ]
+            if on_step is not None:
+                on_step(s + 1, {k: stack_tasks([t[k] for t in tasks]) for k in fast})
+        return {k: stack_tasks([t[k] for t in tasks]) for k in fast}
     for s, lr in enumerate(per_step):
         fast = step(fast, held[s], lr, x, y)
         if on_step is not None:

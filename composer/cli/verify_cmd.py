@@ -48,14 +48,9 @@ def run_config_spec(cfg) -> Path:
         raise ValueError(
             "verify: no --spec given and the checkpoint's run config names no verify.spec"
         )
-    path = Path(name)
-    if not path.is_absolute() and not path.is_file():
-        import metacompose
+    from metacompose.verify.spec_file import find_spec
 
-        root = Path(metacompose.__file__).resolve().parents[1]
-        if (root / path).is_file():
-            return root / path
-    return path
+    return find_spec(name)
 
 
 def run(args: argparse.Namespace) -> int:

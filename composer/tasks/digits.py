@@ -42,6 +42,8 @@ class DigitsFamily(EpisodeFamily):
 
         if not 2 <= ways <= 10:
             raise ValueError(f"digits has 10 classes, ways must be in 2..10, got {ways}")
+        if not 1 <= size <= 1024:
+            raise ValueError(f"size must be in 1..1024 (pixels), got {size}")
         bunch = load_digits()
         images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
         if size != 8:

@@ -181,16 +181,22 @@ def train(
 def check_later_sections(cfg: DictConfig, learner, family) -> None:
     """What ``report`` and ``verify`` will read from this run's config (``report.ood_family``,
     ``verify.spec``) is refused now, not after training."""
-    if cfg.report.ood_family is not None:
-        from metacompose.report.build import build_ood_family
+    ood = cfg.report.ood_family
+    if ood is not None:  # its name and arguments (built by report: it may need optional data)
+        from metacompose.config import check_kwargs
+        from metacompose.tasks import FAMILIES
 
-        build_ood_family(cfg, learner, family)
+        if ood not in FAMILIES:
+            raise ConfigError(
+                f"report.ood_family={ood}: unknown family; known: {', '.join(sorted(FAMILIES))}"
+            )
+        check_kwargs(FAMILIES[ood], OmegaConf.to_container(cfg.report.ood_args), "report.ood_args")
     if cfg.verify.spec:
-        from metacompose.cli.verify_cmd import run_config_spec
         from metacompose.symbolic import load_spec
+        from metacompose.verify.spec_file import find_spec
 
         try:
-            load_spec(run_config_spec(cfg))  # found as ``verify`` will find it
+            load_spec(find_spec(cfg.verify.spec))  # found as ``verify`` will find it
         except (OSError, ValueError) as e:
             raise ConfigError(f"verify.spec={cfg.verify.spec}: {e}") from e
 

@@ -246,6 +246,7 @@ for _id, _item, _name in [
     ("head_width", "model.args.n_way=3", "graph output vec[3]"),
     ("ways_above_head", "task.args.ways=10", "graph output vec[5]"),
     ("conv_depth_zero", "model.args.depth=0", "depth must be >= 1, got 0"),
+    ("image_size_zero", "task.args.size=0", "size must be in 1..1024 (pixels), got 0"),
 ]:
     case(
         f"digits-{_id}",

@@ -77,6 +77,9 @@ def test_run_method_trains_the_other_learner_kinds_on_the_same_tasks():
         r = run_method(method, cfg, fam, plan, iterations=2, max_seconds=None, eval_steps=12)
         assert r.steps == 0 and r.train_iterations == 2 and r.values.shape == (8,)
         assert torch.isfinite(r.values).all()
-    lo = run_method("learned_opt", cfg, fam, plan, iterations=2, max_seconds=None)
+    # the learned optimizer adapts the graph itself: its output is the 1-d target
+    head = load_config(CONFIG, ["model.args.hidden=[8]", "data.meta_batch_size=4",
+                                "algo.eval_inner_steps=3"])  # fmt: skip
+    lo = run_method("learned_opt", head, fam, plan, iterations=2, max_seconds=None)
     assert 0 <= lo.steps <= 3 and torch.isfinite(lo.values).all()
     assert OmegaConf.to_container(cfg)["algo"]["name"] == "maml"

@@ -221,13 +221,17 @@ def test_resume_under_another_config_is_refused_before_anything_is_rewritten(tmp
 
 
 def test_nan_guard_stop_keeps_metrics_and_frees_the_folder(tmp_path, tiny_cfg):
-    cfg = tiny_cfg("nan", "algo.inner_lr=1e30", "trainer.max_bad_tasks=20", "trainer.max_steps=50")
+    cfg = tiny_cfg(  # a step size at the limit: most tasks diverge to NaN/Inf
+        "nan", "algo.inner_lr=100", "algo.inner_steps=3", "trainer.max_bad_tasks=20",
+        "trainer.max_steps=50",
+    )  # fmt: skip
     with pytest.warns(BadTaskWarning), pytest.raises(BadInputError, match="max_bad_tasks=20") as e:
         train(cfg)
     assert "\n" not in str(e.value)
     lines = (tmp_path / "nan" / "metrics.csv").read_text().splitlines()
     bad = lines[0].split(",").index("train/bad_tasks")
-    assert float(lines[-1].split(",")[bad]) == 24.0  # the step that crossed the limit is logged
+    # the step that crossed the limit is logged (at most a meta-batch of 8 past it)
+    assert 20 < float(lines[-1].split(",")[bad]) <= 28
     RunLock(run_dir=tmp_path / "nan").acquire().release()  # the lock went with the run
 
 
