@@ -122,6 +122,18 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
             c.fail(
                 "trainer.steps_per_call", per_call, f"must divide trainer.{key}={cfg.trainer[key]}"
             )
+    _check_router(c, cfg)
+    c.real("enforce.timeout_s", lo=0.0, lo_open=True)
+    c.integer("enforce.max_halvings", lo=0, hi=64)
+    if cfg.enforce.mode != "off" and not cfg.enforce.spec:
+        raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
+    c.shot_list("report.shots")
+    check_builder_args(cfg, source)
+    check_algo_args(cfg, source)
+
+
+def _check_router(c: _Checker, cfg: DictConfig) -> None:
+    """The ``router`` section's sizes, temperatures, weights and EM settings."""
     for key in ("encoder_hidden", "embedding", "hidden"):
         c.integer(f"router.{key}", lo=1, hi=SIZE_LIMIT)
     for key in ("descriptor_dim", "low_rank", "anchors"):
@@ -140,13 +152,6 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         c.fail("router.em_capacity", cfg.router.em_capacity, "expected 0 (off) or >= 1")
     c.integer("router.em_capacity_steps", lo=0, hi=STEPS_LIMIT)
     c.integer("router.eval_top_k", lo=1, hi=SIZE_LIMIT)
-    c.real("enforce.timeout_s", lo=0.0, lo_open=True)
-    c.integer("enforce.max_halvings", lo=0, hi=64)
-    if cfg.enforce.mode != "off" and not cfg.enforce.spec:
-        raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
-    c.shot_list("report.shots")
-    check_builder_args(cfg, source)
-    check_algo_args(cfg, source)
 
 
 def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
@@ -349,9 +354,7 @@ def check_value(value: Any, annotation: Any) -> bool:
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation is float:  # finite: no builder argument means anything by NaN or infinity
-        return (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        )
+        return type(value) in (int, float) and math.isfinite(value)
     if annotation is str:
         return isinstance(value, str)
     if annotation is Path:
@@ -387,11 +390,9 @@ def check_arg_types(fn: Callable[..., Any], kwargs: dict[str, Any], where: str) 
 
 
 def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
     if isinstance(value, (list, tuple)):
         return any(map(_has_non_finite, value))
-    return False
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _type_name(annotation: Any) -> str:
