@@ -42,6 +42,13 @@ def use_vmap(vectorize: Vectorize, x: torch.Tensor) -> bool:
     return bool(vectorize)
 
 
+def descend(p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor | float) -> torch.Tensor:
+    """``p - lr * g``; one op (and one autograd node) for a plain step size."""
+    if isinstance(lr, float):
+        return torch.add(p, g, alpha=-lr)
+    return p - lr * g
+
+
 class FunctionalModel(Protocol):
     """A model called with explicit parameters: a ``ModuleGraph`` or a router's ``ModulePool``."""
 
@@ -86,7 +93,7 @@ def sgd_step(
         return task_loss(graph.apply_params({**held, **f}, x), y, loss)
 
     grads = grad(support_loss)(at)
-    return {k: fast[k] - lrs[k] * grads[k] for k in fast}
+    return {k: descend(fast[k], grads[k], lrs[k]) for k in fast}
 
 
 def batched_sgd_step(
@@ -129,7 +136,7 @@ def batched_sgd_step(
     with torch.enable_grad():
         losses = vmap(support_loss, chunk_size=chunk_size)(at, x, y)
         grads = torch.autograd.grad(losses.sum(), list(at.values()), create_graph=second)
-    return {k: fast[k] - lrs[k] * g for k, g in zip(at, grads)}
+    return {k: descend(fast[k], g, lrs[k]) for k, g in zip(at, grads)}
 
 
 def autograd_sgd_step(
@@ -160,7 +167,7 @@ def autograd_sgd_step(
         at = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in fast.items()}
         value = task_loss(graph.apply_params({**frozen, **at}, x), y, loss)
         grads = torch.autograd.grad(value, list(at.values()), create_graph=True)
-    return {k: fast[k] - lrs[k] * g for k, g in zip(at, grads)}
+    return {k: descend(fast[k], g, lrs[k]) for k, g in zip(at, grads)}
 
 
 def adapt(
