@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metacompose.modules.transforms import inside_transform
+
 DIMS = (0, 2, 3)  # the dimensions a (B, C, H, W) activation is normalised over
 
 
@@ -61,7 +63,7 @@ class TaskBatchNorm2d(nn.Module):
         w, b = self.weight, self.bias
         if torch.is_autocast_enabled(x.device.type) or inside_vmap(x, w, b):
             return plain_batch_norm(x, w, b, eps=self.eps)
-        if _functorch_wrapped(x, w, b):
+        if inside_transform(x, w, b):
             return F.batch_norm(x, None, None, w, b, training=True, eps=self.eps)
         return batch_norm(x, w, b, eps=self.eps)
 
@@ -76,7 +78,7 @@ class TaskBatchNorm2d(nn.Module):
         if (
             has_hooks(self)
             or torch.is_autocast_enabled(x.device.type)
-            or _functorch_wrapped(x, w, b)
+            or inside_transform(x, w, b)
             or x.dtype not in (torch.float32, torch.float64)
             or not x.is_contiguous(memory_format=torch.channels_last)
             or not bool((w > 0).all())
@@ -142,11 +144,6 @@ def inside_vmap(*tensors: torch.Tensor) -> bool:
                 return True
             x = functorch.get_unwrapped(x)
     return False
-
-
-def _functorch_wrapped(*tensors: torch.Tensor) -> bool:
-    """Whether any of ``tensors`` is inside a ``torch.func`` transform (``grad``, ``vmap``, ...)."""
-    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
 class _BatchNorm(torch.autograd.Function):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from metacompose.modules.transforms import inside_transform
+
 Pair = tuple[int, int]
 
 
@@ -40,9 +42,7 @@ def conv2d(
     under autocast (which casts inside the forward) it is ``F.conv2d`` itself. Third-order
     derivatives are refused loudly.
     """
-    if torch.is_autocast_enabled(x.device.type) or any(
-        t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (x, w, b)
-    ):
+    if torch.is_autocast_enabled(x.device.type) or inside_transform(x, w, b):
         return F.conv2d(x, w, b, stride, padding, dilation, groups)
     return _Conv.apply(x, w, b, (tuple(stride), tuple(padding), tuple(dilation), groups))
 

@@ -41,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:
             check_output_dir(Path(cfg.out_dir) / cfg.name, "name=")
+    from metacompose.training.checkpoint_io import CheckpointError
+    from metacompose.training.guard import BadInputError
     from metacompose.training.run_lock import RunFolderBusy
 
     try:
         result = train(cfg, config_name=Path(args.config).stem, resume=args.resume)
-    except RunFolderBusy:
+    except (RunFolderBusy, CheckpointError, BadInputError):  # not the config's fault
         raise
     except ValueError as e:  # built from the config file (ConfigError, GraphError, ...)
         raise in_file(args.config, e) from e

@@ -83,6 +83,7 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.text("model.builder")
     # A zero step adapts nothing (Meta-SGD's learned step sizes start there and stay there).
     adapts = cfg.router.enabled or cfg.algo.name in ("maml", "fomaml", "anil", "reptile", "metasgd")
+    adapts = adapts and (cfg.algo.inner_steps > 0 or cfg.algo.eval_inner_steps > 0)
     c.real("algo.inner_lr", lo=0.0, lo_open=adapts, hi=LR_LIMIT)
     c.integer("algo.inner_steps", lo=0, hi=INNER_LIMIT)
     c.integer("algo.eval_inner_steps", lo=0, hi=INNER_LIMIT)
@@ -180,11 +181,6 @@ def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
         check_arg_types(fn, args, "algo.args")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
-    shots = args.get("min_shots")
-    if isinstance(shots, int) and shots > cfg.task.shots:
-        raise ConfigError(
-            f"{source}: algo.args.min_shots={shots}: must be <= task.shots={cfg.task.shots}"
-        )
 
 
 def check_builder_args(cfg: DictConfig, source: str | Path) -> None:

@@ -166,11 +166,10 @@ def train(
         try:
             fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
         except BaseException:
-            if run_dir in created:
-                held.close()  # the lock first: the folder may go
-                if remove_if_untouched(run_dir) and run_dir.parent in created:
-                    with contextlib.suppress(OSError):
-                        run_dir.parent.rmdir()  # only if empty
+            # Still holding the lock, so that no other trainer can have started in the folder.
+            if run_dir in created and remove_if_untouched(run_dir) and run_dir.parent in created:
+                with contextlib.suppress(OSError):
+                    run_dir.parent.rmdir()  # only if empty
             raise
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(last, weights_only=False)
@@ -178,7 +177,7 @@ def train(
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
 
 
-def check_later_sections(cfg: DictConfig, learner, family) -> None:
+def check_later_sections(cfg: DictConfig) -> None:
     """What ``report`` and ``verify`` will read from this run's config (``report.ood_family``,
     ``verify.spec``) is refused now, not after training."""
     ood = cfg.report.ood_family
@@ -214,7 +213,7 @@ def build_run(
     """
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
-    check_later_sections(cfg, learner, family)
+    check_later_sections(cfg)
     optimizer = functools.partial(build_optimizer, cfg.optim)
     try:
         optimizer(learner.parameters())
@@ -224,6 +223,13 @@ def build_run(
     example = family.sample(
         1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train"
     )
+    support = example.support_x.shape[1]  # all shots (ways x shots for classification)
+    min_shots = cfg.algo.args.get("min_shots") if "args" in cfg.algo else None
+    if isinstance(min_shots, int) and min_shots > support:
+        raise ConfigError(
+            f"algo.args.min_shots={min_shots}: must be <= the support set's {support} examples "
+            f"(task.shots={cfg.task.shots})"
+        )
     chunks = chunks_per_rank(
         cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, example)
     )

@@ -237,9 +237,17 @@ case(
 case(
     "override-min_shots_above_shots",
     lambda env: env.train("algo.name=cnp", "algo.args.min_shots=100"),
-    "algo.args.min_shots=100: must be <= task.shots=10",
+    "algo.args.min_shots=100: must be <= the support set's 10 examples",
     str(CONFIG),
 )
+case(  # classification: the support set holds ways x shots examples (5 here), not task.shots
+    "digits_incontext-min_shots_above_support",
+    lambda env: [
+        "train", str(ROOT / "configs" / "digits_5way1shot_incontext.yaml"),
+        f"out_dir={env.out}", "algo.args.min_shots=6",
+    ],
+    "algo.args.min_shots=6: must be <= the support set's 5 examples",
+)  # fmt: skip
 DIGITS = ROOT / "configs" / "base" / "digits.yaml"
 DIGITS_TINY = ["trainer.max_steps=2", "data.val_tasks=2", "data.meta_batch_size=2"]
 for _id, _item, _name in [

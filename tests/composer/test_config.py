@@ -128,6 +128,11 @@ def test_limits_accept_the_edges():
          "optim.grad_clip=null", "trainer.cpu_threads=null", "trainer.devices=auto"],
     )  # fmt: skip
     assert cfg.trainer.max_steps == 10**8 and cfg.algo.inner_steps == 0
+    # a zero step size is fine where no inner step is ever taken, refused where one is
+    still = ["algo.inner_steps=0", "algo.eval_inner_steps=0", "algo.inner_lr=0"]
+    assert load_config(ROOT / "configs" / "sinusoid.yaml", still).algo.inner_lr == 0
+    with pytest.raises(ConfigError, match=r"algo\.inner_lr=0\.0: must be > 0"):
+        load_config(ROOT / "configs" / "sinusoid.yaml", still[1:])
 
 
 def test_bare_off_reads_as_off_and_interpolations_are_resolved_once(tmp_path):

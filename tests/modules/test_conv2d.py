@@ -126,3 +126,14 @@ def test_autocast_takes_torchs_kernel():
         (g,) = torch.autograd.grad(y.float().pow(2).sum(), w, create_graph=True)
     assert y.dtype == torch.bfloat16
     assert g.grad_fn is not None and torch.isfinite(g).all()
+
+
+def test_a_transform_over_other_values_takes_torchs_kernel():
+    """``torch.func.grad`` of a head on top of a conv whose inputs it does not wrap."""
+    x, w, b, kw = case(GEOMETRIES[0], seed=6)
+    head = torch.randn(w.shape[0], dtype=torch.float64)
+
+    def loss(fn):
+        return lambda h: (fn(x, w, b, kw).sum(dim=(0, 2, 3)) * h).sum()
+
+    assert torch.allclose(grad(loss(ours))(head), grad(loss(torchs))(head), atol=1e-12)
