@@ -6,14 +6,7 @@ from metacompose.graph import ModuleGraph
 from metacompose.modules.conv import ConvBlock
 from metacompose.modules.linear import ClassificationHead, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
-
-
-def check_sizes(**sizes: int) -> None:
-    """Raise ``ValueError`` naming the first of ``sizes`` (a builder's widths and counts, by
-    argument name) below 1, e.g. ``filters must be >= 1, got 0``."""
-    for name, value in sizes.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+from metacompose.modules.sizes import check_sizes
 
 
 def mlp_graph(

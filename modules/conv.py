@@ -8,6 +8,7 @@ from torch import nn
 from metacompose.modules.base import TypedModule
 from metacompose.modules.batch_norm import TaskBatchNorm2d, has_hooks, inside_vmap
 from metacompose.modules.conv2d import conv2d
+from metacompose.modules.sizes import check_sizes
 from metacompose.modules.space import Space
 
 NORMS = ("batch", "group", "none")
@@ -46,14 +47,7 @@ class ConvBlock(TypedModule):
         depth: int = 4,
         norm: str = "batch",
     ) -> None:
-        for name, value in (
-            ("in_channels", in_channels),
-            ("image_size", image_size),
-            ("filters", filters),
-            ("depth", depth),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_sizes(in_channels=in_channels, image_size=image_size, filters=filters, depth=depth)
         size = image_size
         for _ in range(depth):
             size //= 2
@@ -81,7 +75,8 @@ class ConvBlock(TypedModule):
         self.layers = nn.Sequential(*layers)
         for layer in self.layers:
             if isinstance(layer, nn.Conv2d):  # stored as the convolutions read them: see forward
-                layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
+                cl = layer.weight.detach().contiguous(memory_format=torch.channels_last)
+                layer.weight = nn.Parameter(cl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, filters * h * w)``.

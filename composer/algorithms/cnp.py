@@ -12,7 +12,7 @@ from torch import nn
 
 from metacompose.algorithms.context_learner import ContextLearner, Likelihood, context_learner
 from metacompose.graph import ModuleGraph
-from metacompose.models import check_sizes
+from metacompose.modules.sizes import check_sizes
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
