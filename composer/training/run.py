@@ -223,13 +223,10 @@ def build_run(
     example = family.sample(
         1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train"
     )
-    support = example.support_x.shape[1]  # all shots (ways x shots for classification)
-    min_shots = cfg.algo.args.get("min_shots") if "args" in cfg.algo else None
-    if isinstance(min_shots, int) and min_shots > support:
-        raise ConfigError(
-            f"algo.args.min_shots={min_shots}: must be <= the support set's {support} examples "
-            f"(task.shots={cfg.task.shots})"
-        )
+    support, least = example.support_x.shape[1], cfg.algo.args.get("min_shots")  # ways x shots
+    if isinstance(least, int) and least > support:
+        msg = f"must be <= the support set's {support} examples (task.shots={cfg.task.shots})"
+        raise ConfigError(f"algo.args.min_shots={least}: {msg}")
     chunks = chunks_per_rank(
         cfg, world_size(cfg) or 1, task_mb=task_memory_mb(cfg, learner, example)
     )
