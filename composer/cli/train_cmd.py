@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if cfg.task.family == "grouped":  # what the dataset kept, and why, before any training
         from metacompose.tasks.grouped_spec import screen_line
 
-        print(screen_line(cfg.task), file=sys.stderr)
+        try:
+            print(screen_line(cfg.task), file=sys.stderr)
+        except (ValueError, FileNotFoundError) as e:
+            raise in_file(args.config, ValueError(f"task.args: {e}")) from e
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:

@@ -152,6 +152,9 @@ class GroupedRegressionFamily:
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
         log_columns: list[str] | tuple[str, ...] = (),
     ) -> None:
+        if min_rows < 1 or split_seed < 0:
+            bad = "min_rows must be >= 1" if min_rows < 1 else "split_seed must be >= 0"
+            raise ValueError(f"{bad}, got {min_rows if min_rows < 1 else split_seed}")
         source = str(csv_path) if csv_path is not None else dataset
         columns = read_csv_columns(csv_path) if csv_path is not None else read_rdataset(dataset)
         for col in [group, *inputs, target]:

@@ -19,7 +19,8 @@ def split_indices(
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(
-            f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}"
+            f"fractions={list(fractions)}: must be 3 non-negative numbers (train, val, test) "
+            "summing to 1"
         )
     if n < 3:
         raise ValueError(f"need at least 3 items to make train/val/test splits, got {n}")
@@ -27,7 +28,7 @@ def split_indices(
     n_test = max(1, round(n * fractions[2]))
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"{n} items leave no meta-train split with fractions {fractions}")
+        raise ValueError(f"fractions={list(fractions)}: {n} items leave no meta-train split")
     perm = np.random.default_rng(seed).permutation(n)
     bounds = {
         "train": (0, n_train),

@@ -611,6 +611,18 @@ case(
     "min_rows",
 )
 
+for _id, _item, _name in [
+    ("split_seed_negative", "split_seed: -1", "split_seed must be >= 0, got -1"),
+    ("min_rows_zero", "min_rows: 0", "min_rows must be >= 1, got 0"),
+    ("fractions_not_summing", "fractions: [0.5, 0.5, 0.5]", "fractions=[0.5, 0.5, 0.5]: must be"),
+]:
+    case(
+        f"dataspec-{_id}",
+        lambda env, item=_item: _grouped(env, f"{GOOD_SPEC}, {item}"),
+        _name,
+        str(CONFIG),
+    )
+
 
 def _copy_csv(env: Env, name: str) -> str:
     """Next to a dataset spec written into ``env.tmp``, the CSV its relative ``csv_path`` names."""
