@@ -20,6 +20,7 @@ The config chooses the routing policies (:mod:`metacompose.router.policies`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal, get_args
 
@@ -165,6 +166,11 @@ def build_routed_learner(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init") % (2**31))
         pool = _pool(r, family)
+        choices = math.prod(pool.num_candidates[s] for s in pool.routed_slots)
+        if r.routing != "uniform" and r.eval_routing == "topk" and r.eval_top_k > choices:
+            raise ConfigError(
+                f"router.eval_top_k={r.eval_top_k}: the template has {choices} joint choices"
+            )
         router = _router(r, pool, family, classification=loss == "cross_entropy")
         anchors = _anchors(r, router)
         evaluation = eval_routing(pool) if eval_routing is not None else eval_policy(r)

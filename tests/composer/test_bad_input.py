@@ -248,6 +248,15 @@ case(  # classification: the support set holds ways x shots examples (5 here), n
     ],
     "algo.args.min_shots=6: must be <= the support set's 5 examples",
 )  # fmt: skip
+case(  # more evaluation candidates than the template's 4 x 4 joint choices
+    "from_data-eval_top_k_above_choices",
+    lambda env: [
+        "train", str(ROOT / "configs" / "from_data.yaml"), f"out_dir={env.out}",
+        "router.eval_top_k=1000",
+    ],
+    "router.eval_top_k=1000: the template has 16 joint choices",
+    "from_data.yaml",
+)  # fmt: skip
 DIGITS = ROOT / "configs" / "base" / "digits.yaml"
 DIGITS_TINY = ["trainer.max_steps=2", "data.val_tasks=2", "data.meta_batch_size=2"]
 for _id, _item, _name in [
