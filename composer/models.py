@@ -76,9 +76,7 @@ def conv_graph(
     zero_init_head: bool = False,
 ) -> ModuleGraph:
     """``body -> head``: the MAML paper's 4-layer conv network with an N-way classification head."""
-    check_sizes(
-        in_channels=in_channels, image_size=image_size, n_way=n_way, filters=filters, depth=depth
-    )
+    check_sizes(n_way=n_way)  # the body's own sizes: ConvBlock checks them
     body = ConvBlock(
         in_channels=in_channels, image_size=image_size, filters=filters, depth=depth, norm=norm
     )
