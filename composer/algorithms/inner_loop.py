@@ -214,11 +214,7 @@ def adapt(
             return batched_sgd_step(
                 graph, f, z, lr, xs, ys, loss=loss, first_order=first_order, chunk_size=chunk_size
             )
-        outs = [
-            autograd_sgd_step(graph, ft, z, lr, xs[t], ys[t], loss=loss, first_order=first_order)
-            for t, ft in enumerate(per_task(f))
-        ]
-        return {k: stack_tasks([o[k] for o in outs]) for k in f}
+        return looped_steps(graph, f, [z], [lr], xs, ys, loss=loss, first_order=first_order)
 
     per_step = [lrs[min(s, len(lrs) - 1)] if isinstance(lrs, list) else lrs for s in range(steps)]
     held = [at_step(frozen, s) for s in range(steps)]
@@ -230,24 +226,45 @@ def adapt(
             start += size
         return fast
     if per_step and not use_vmap(vectorize, x):
-        # The per-task loop keeps one dict per task across the steps and stacks once at the end
-        # (unbinding and stacking at every step cost ~2% of a five-step conv4 meta-iteration).
-        tasks = per_task(fast)
-        for s, lr in enumerate(per_step):
-            tasks = [
-                autograd_sgd_step(
-                    graph, ft, held[s], lr, x[t], y[t], loss=loss, first_order=first_order
-                )
-                for t, ft in enumerate(tasks)
-            ]
-            if on_step is not None:
-                on_step(s + 1, {k: stack_tasks([t[k] for t in tasks]) for k in fast})
-        return {k: stack_tasks([t[k] for t in tasks]) for k in fast}
+        return looped_steps(
+            graph, fast, held, per_step, x, y, loss=loss, first_order=first_order, on_step=on_step
+        )
     for s, lr in enumerate(per_step):
         fast = step(fast, held[s], lr, x, y)
         if on_step is not None:
             on_step(s + 1, fast)
     return fast
+
+
+def looped_steps(
+    graph: FunctionalModel,
+    fast: Params,
+    held: list[Params],
+    per_step: list[StepSizes],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str,
+    first_order: bool,
+    on_step: Callable[[int, Params], None] | None = None,
+) -> Params:
+    """``len(per_step)`` steps (step ``s`` with ``held[s]``, ``per_step[s]``) of every task in a
+    Python loop over tasks: the reference path, and the faster one for images on CPU.
+
+    It keeps one dict per task across the steps and stacks once at the end (unbinding and
+    stacking at every step cost ~2% of a five-step conv4 meta-iteration).
+    """
+    tasks = per_task(fast)
+    for s, lr in enumerate(per_step):
+        tasks = [
+            autograd_sgd_step(
+                graph, ft, held[s], lr, x[t], y[t], loss=loss, first_order=first_order
+            )
+            for t, ft in enumerate(tasks)
+        ]
+        if on_step is not None:
+            on_step(s + 1, {k: stack_tasks([t[k] for t in tasks]) for k in fast})
+    return {k: stack_tasks([t[k] for t in tasks]) for k in fast}
 
 
 def at_step(frozen: Params | list[Params], s: int) -> Params:
