@@ -2,6 +2,7 @@
 
     python scripts/probe_routing.py --config configs/from_data_sums.yaml --probe warps
     python scripts/probe_routing.py --config configs/from_data.yaml --probe classifier
+    python scripts/probe_routing.py --config configs/from_data.yaml --probe context
 
 ``warps``: every candidate is the family's *true* primitive at its middle parameter (p = 0.5), and a
 task may move it only as the data-routed templates let it (``configs/from_data*.yaml``): an affine
@@ -11,6 +12,12 @@ search (backfitting the two slots in turn), amplitudes by least squares. Each ta
 pair with the lowest support MSE, leave-one-out MSE on the support set, or (a reference a router
 cannot use at test time) query MSE. With perfect modules, does this freedom let K points tell the
 pairs apart?
+
+``context``: every candidate is the family's true primitive with its *own* per-task parameter (a
+perfect CAVIA-style candidate ``f(x, c)``, as in ``configs/from_data_ctx.yaml``), amplitude and
+offset by least squares. The parameters are found either globally (a grid of 41 values per slot) or
+as an inner loop would: ``--local-steps`` gradient steps of ``--local-lr`` from the middle (0.5).
+Does a local search find the parameter that makes the true pair fit best?
 
 ``classifier``: an amortised router alone: a set encoder over the support set, trained by
 cross-entropy on the true (f, g) of seen pairs, scored on seen and held-out pairs. Does a router
@@ -107,6 +114,45 @@ def probe_warps(family, args) -> None:
         report(f"warps by {rule}", "held_out", pick // ng, pick % ng, b.info)
 
 
+def context_loss(family, i: int, j: int, x: Tensor, y: Tensor, p: Tensor, q: Tensor) -> Tensor:
+    """Support MSE (..., N) of pair (i, j) at parameters ``p``, ``q`` (..., N, 1), amplitude(s)
+    and offset by least squares."""
+    f, g = family._f[i], family._g[j]
+    terms = family.structure.terms(f, g, x, p, q)
+    shape = torch.broadcast_shapes(x.shape, *(t.shape for t in terms))
+    cols = torch.stack([t.expand(shape) for t in terms] + [torch.ones(shape)], -1)
+    pred = fit_linear(cols, y.expand(shape), torch.ones(x.shape[-1]))
+    return ((pred - y) ** 2).mean(-1)
+
+
+def probe_context(family, args) -> None:
+    gen = torch.Generator().manual_seed(args.seed)
+    b = family.sample(args.tasks, shots=args.shots, query=0, generator=gen, split="test",
+                      subset="held_out")  # fmt: skip
+    x, y = b.support_x[..., 0], b.support_y[..., 0]
+    nf, ng = len(family.inner), len(family.outer)
+    grid = torch.linspace(0.0, 1.0, 41)
+    gp, gq = (v.reshape(-1, 1, 1) for v in torch.meshgrid(grid, grid, indexing="ij"))
+    score = {r: torch.zeros(nf * ng, args.tasks) for r in ("global", "local")}
+    for i in range(nf):
+        for j in range(ng):
+            score["global"][i * ng + j] = context_loss(family, i, j, x, y, gp, gq).amin(0)
+            p = torch.full((args.tasks, 1), 0.5, requires_grad=True)
+            q = torch.full((args.tasks, 1), 0.5, requires_grad=True)
+            for _ in range(args.local_steps):
+                dp, dq = torch.autograd.grad(
+                    context_loss(family, i, j, x, y, p, q).sum(), (p, q), allow_unused=True
+                )
+                with torch.no_grad():
+                    p -= args.local_lr * dp
+                    q -= args.local_lr * (0 if dq is None else dq)
+            with torch.no_grad():
+                score["local"][i * ng + j] = context_loss(family, i, j, x, y, p, q)
+    for rule, sc in score.items():
+        pick = sc.argmin(0)
+        report(f"context, {rule} search", "held_out", pick // ng, pick % ng, b.info)
+
+
 class SetClassifier(nn.Module):
     """DeepSets over ``(x, y / std(y))`` pairs: mean and max pooling, logits of f then g."""
 
@@ -151,12 +197,14 @@ def report(rule: str, subset: str, pf: Tensor, pg: Tensor, info: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="a config of the compositional family")
-    p.add_argument("--probe", choices=("warps", "classifier"), required=True)
+    p.add_argument("--probe", choices=("warps", "context", "classifier"), required=True)
     p.add_argument("--shots", type=int, default=10)
     p.add_argument("--tasks", type=int, default=100, help="meta-test tasks (held-out pairs)")
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--offset", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--steps", type=int, default=4000, help="classifier training steps")
+    p.add_argument("--local-steps", type=int, default=5, help="context: local search steps")
+    p.add_argument("--local-lr", type=float, default=0.05, help="context: local search step")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -165,7 +213,8 @@ def main() -> None:
     family = build_family(cfg.task)
     print(f"{args.config}: {family.structure.name}, inner {list(family.inner)}, outer "
           f"{list(family.outer)}, K={args.shots}")  # fmt: skip
-    (probe_warps if args.probe == "warps" else probe_classifier)(family, args)
+    probe = {"warps": probe_warps, "context": probe_context, "classifier": probe_classifier}
+    probe[args.probe](family, args)
 
 
 if __name__ == "__main__":
