@@ -190,7 +190,8 @@ class LearnedOptimizerLearner(nn.Module):
         horizon: inner steps per meta-training unroll.
         truncation: steps between truncation points (``None``: the whole unroll). A truncation
             of ``horizon`` steps or more places no truncation point in the unroll, so it is the
-            same as ``None`` (a config may shorten ``horizon`` alone and keep its truncation).
+            same as ``None``; a run config is refused one longer than ``horizon`` on load
+            (:mod:`metacompose.config.algo_section`), the learner still takes it (old runs load).
         eval_inner_steps: inner steps at evaluation.
         learn_init: meta-learn the initial weights too (else they stay at the seeded init).
         warmup: most steps taken without meta-gradient before the unroll (0: none).

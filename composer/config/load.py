@@ -11,6 +11,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from metacompose.config.algo_section import check_algo_section
+from metacompose.config.booleans import bool_keys, check_booleans
 from metacompose.config.compose import Layer, expand_copies, origins, read_layers
 from metacompose.config.errors import ConfigError
 from metacompose.config.schema import RunConfig
@@ -23,7 +25,9 @@ __all__ = ["ConfigError", "load_config", "to_yaml"]
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Read ``path`` and its ``defaults:`` base files, merge them in order onto :class:`RunConfig`,
     apply dotted ``overrides``, resolve interpolations, expand ``copies`` candidates of the router
-    template and validate every value (:func:`metacompose.config.validate.validate`).
+    template, validate every value (:func:`metacompose.config.validate.validate`: booleans as
+    written, :mod:`metacompose.config.booleans`) and the ``algo`` section against its learner
+    (:mod:`metacompose.config.algo_section`).
 
     Composition (bases relative to the including file, depth first, no cycles):
     :mod:`metacompose.config.compose`.
@@ -36,7 +40,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     layers = read_layers(path)
-    cfg = OmegaConf.structured(RunConfig)
+    cfg = inherited = OmegaConf.structured(RunConfig)
     for layer in layers:
         where = "" if layer.path is path else f" (set in {layer.path})"
         for key, value in layer.raw.items():
@@ -44,6 +48,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                 raise ConfigError(
                     f"{path}: {key}: expected a mapping of keys, got {_show(value)}{where}"
                 )
+        try:
+            check_booleans(layer.raw, BOOL_KEYS, where)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        if layer.path is path:
+            inherited = cfg  # the schema and the base files alone
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(layer.raw))
         except OmegaConfBaseException as e:
@@ -59,6 +69,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         cfg.router.template = expand_copies(OmegaConf.to_container(cfg.router.template))
         validate(cfg, path)
+        check_algo_section(cfg, inherited, path)
     except ConfigError as e:
         where = _set_in(str(e), path, layers, overrides)
         raise ConfigError(f"{_prefixed(str(e), path)}{where}") from e
@@ -89,7 +100,11 @@ def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"{path}: override {item!r}: empty key (expected key=value, e.g. seed=1)")
     try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        given = OmegaConf.from_dotlist([item])
+        check_booleans(OmegaConf.to_container(given), BOOL_KEYS)
+        return OmegaConf.merge(cfg, given)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
     except OmegaConfBaseException as e:
         raise ConfigError(f"{path}: override {key}: {_describe(e)}") from e
     except yaml.YAMLError as e:  # the value is not YAML (e.g. "{a:[1]}" lacks a space)
@@ -104,6 +119,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 # the sections of RunConfig: each a mapping of keys
 SECTIONS = ("task", "model", "algo", "data", "optim", "trainer", "router", "report", "enforce")
+BOOL_KEYS = bool_keys(RunConfig)  # true or false as written (omegaconf reads 2 as true)
 
 
 def _show(value: Any) -> str:

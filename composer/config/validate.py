@@ -130,7 +130,6 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
     check_builder_args(cfg, source)
-    check_algo_args(cfg, source)
 
 
 def _check_router(c: _Checker, cfg: DictConfig) -> None:
@@ -153,34 +152,6 @@ def _check_router(c: _Checker, cfg: DictConfig) -> None:
         c.fail("router.em_capacity", cfg.router.em_capacity, "expected 0 (off) or >= 1")
     c.integer("router.em_capacity_steps", lo=0, hi=STEPS_LIMIT)
     c.integer("router.eval_top_k", lo=1, hi=SIZE_LIMIT)
-
-
-def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
-    """``algo.args`` bind to the builder of ``algo.name`` (metacompose.algorithms.builders), less the
-    arguments the run config hands it; the MAML family takes none."""
-    from omegaconf import OmegaConf
-
-    from metacompose.algorithms.builders import ALGO_BUILDERS, HANDED_ARGS
-
-    args = OmegaConf.to_container(cfg.algo.args, resolve=True)
-    name = cfg.algo.name
-    if name not in ALGO_BUILDERS:
-        if args:
-            raise ConfigError(f"{source}: algo.args: {name} takes no algo.args, got {sorted(args)}")
-        return
-    if cfg.router.enabled:
-        raise ConfigError(f"{source}: algo.name={name}: not available with router.enabled")
-    fn = ALGO_BUILDERS[name]
-    known = [k for k in inspect.signature(fn).parameters if k not in HANDED_ARGS]
-    for key in args:
-        if key not in known:
-            raise ConfigError(
-                f"{source}: algo.args.{key}: unknown argument of {name}; known: {known}"
-            )
-    try:
-        check_arg_types(fn, args, "algo.args")
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from e
 
 
 def check_builder_args(cfg: DictConfig, source: str | Path) -> None:

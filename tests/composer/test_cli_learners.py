@@ -10,7 +10,8 @@ from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext"]
-TINY = {"sinusoid_learned_opt": ["algo.eval_inner_steps=5", "algo.args.horizon=3"]}
+LEARNED_OPT = ["algo.eval_inner_steps=5", "algo.args.horizon=3", "algo.args.truncation=3"]
+TINY = {"sinusoid_learned_opt": LEARNED_OPT}
 
 
 @pytest.fixture(scope="module")

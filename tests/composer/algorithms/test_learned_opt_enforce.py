@@ -28,7 +28,8 @@ def _train_and_export(tmp_path, mode: str, *, every: str = "end", short: bool = 
         ROOT / "configs" / "sinusoid_learned_opt.yaml",
         [f"enforce.mode={mode}", f"enforce.spec={spec}", f"enforce.every={every}",
          "algo.eval_inner_steps=15", "algo.args.warmup=0", "algo.args.random_net_prob=0",
-         *(["algo.eval_inner_steps=6", "algo.args.horizon=2"] if short else [])],
+         *(["algo.eval_inner_steps=6", "algo.args.horizon=2",
+            "algo.args.truncation=2"] if short else [])],
     )  # fmt: skip
     learner = build_learner(cfg)
     family = build_family(cfg.task)

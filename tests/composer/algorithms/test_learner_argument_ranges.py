@@ -90,8 +90,9 @@ def test_defaults_and_typical_values_still_build():
     incontext()
     incontext(width=8, heads=8, layers=1, ff=1)
     learned_opt()
-    # a truncation of the horizon or more places no truncation point: the whole unroll (kept so a
-    # config can shorten horizon alone)
+    # a truncation past the horizon places no truncation point: the whole unroll. A config is
+    # refused it on load (metacompose.config.algo_section); the learner still takes it, so runs
+    # made before that check still load.
     learner = learned_opt(hidden=1, warmup=0, horizon=3, truncation=5, max_step=2.5, init_lr=0.01,
                           random_net_prob=0.5, random_net_widths=[1, 20],
                           random_net_activations=["relu", "sin"])  # fmt: skip

@@ -1,0 +1,118 @@
+"""The ``algo`` section against the learner ``algo.name`` builds: its ``algo.args`` bind to that
+learner's builder, a learned optimizer's unroll is truncated inside it, and no key the learner
+never reads was set by the user.
+
+Checked on load (:func:`metacompose.config.load.load_config`), never on a checkpoint's stored
+config, so runs made before a check existed still load.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from metacompose.config.errors import ConfigError
+from metacompose.config.validate import INNER_LIMIT, check_arg_types
+
+# algo.name -> the algo keys its learner never reads, and what the user should do instead. A
+# shared base file may set them for its MAML configs: only a value the user set is refused.
+_NO_INNER_LOOP = "has no inner loop (it reads a task's support set in one pass); remove it"
+UNREAD: dict[str, dict[str, str]] = {
+    "incontext": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
+    "cnp": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
+    "learned_opt": {
+        "inner_steps": "unrolls algo.args.horizon steps per meta-iteration; set that instead",
+        "adapt": "adapts every weight of the graph; remove it",
+    },
+}
+
+
+def check_algo_section(cfg: DictConfig, inherited: DictConfig, source: str | Path) -> None:
+    """Raise :class:`ConfigError` (``SOURCE: algo.KEY=VALUE: problem``) for an ``algo`` section
+    the learner of ``algo.name`` cannot take as written.
+
+    Args:
+        cfg: the loaded, validated config.
+        inherited: the schema's defaults merged with the config's base files (``defaults:``)
+            only: what the config would be without its own file and the overrides.
+    """
+    check_algo_args(cfg, source)
+    args = OmegaConf.to_container(cfg.algo.args, resolve=True)
+    if cfg.algo.name == "learned_opt":
+        check_unroll(args, source)
+    check_unread(cfg, inherited, source)
+
+
+def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
+    """``algo.args`` bind to the builder of ``algo.name`` (metacompose.algorithms.builders), less the
+    arguments the run config hands it; the MAML family takes none."""
+    from metacompose.algorithms.builders import ALGO_BUILDERS, HANDED_ARGS
+
+    args = OmegaConf.to_container(cfg.algo.args, resolve=True)
+    name = cfg.algo.name
+    if name not in ALGO_BUILDERS:
+        if args:
+            raise ConfigError(f"{source}: algo.args: {name} takes no algo.args, got {sorted(args)}")
+        return
+    if cfg.router.enabled:
+        raise ConfigError(f"{source}: algo.name={name}: not available with router.enabled")
+    fn = ALGO_BUILDERS[name]
+    known = [k for k in inspect.signature(fn).parameters if k not in HANDED_ARGS]
+    for key in args:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: algo.args.{key}: unknown argument of {name}; known: {known}"
+            )
+    try:
+        check_arg_types(fn, args, "algo.args")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
+
+
+# learned optimizer arguments that count inner steps (bounded as algo.inner_steps is)
+UNROLL_STEPS = ("horizon", "truncation", "warmup", "random_net_unroll")
+
+
+def check_unroll(args: dict[str, Any], source: str | Path) -> None:
+    """A learned optimizer's step counts are at most ``INNER_LIMIT`` (a warm-up of 10^9 steps
+    never ends), and its ``truncation`` at most its ``horizon`` (or null: none): a longer one
+    places no truncation point in the unroll, which is not what it says."""
+    from metacompose.algorithms.learned_opt_builder import learned_opt_learner
+
+    for key in UNROLL_STEPS:
+        value = args.get(key)
+        if isinstance(value, int) and value > INNER_LIMIT:
+            raise ConfigError(f"{source}: algo.args.{key}={value}: must be <= {INNER_LIMIT}")
+    defaults = inspect.signature(learned_opt_learner).parameters
+    horizon = args.get("horizon", defaults["horizon"].default)
+    truncation = args.get("truncation", defaults["truncation"].default)
+    if truncation is None or horizon < 1 or truncation <= horizon:
+        return  # a horizon below 1 is the builder's to refuse
+    if "truncation" in args:
+        raise ConfigError(
+            f"{source}: algo.args.truncation={truncation}: longer than algo.args.horizon="
+            f"{horizon}; set it <= {horizon}, or null for no truncation"
+        )
+    raise ConfigError(
+        f"{source}: algo.args.horizon={horizon}: shorter than algo.args.truncation={truncation} "
+        f"(its default); set truncation <= {horizon}, or null for no truncation"
+    )
+
+
+def check_unread(cfg: DictConfig, inherited: DictConfig, source: str | Path) -> None:
+    """No key of ``UNREAD[algo.name]`` differs from what the base files give (or the schema's
+    default): a value set by the config file itself or an override would be silently ignored."""
+    for key, problem in UNREAD.get(cfg.algo.name, {}).items():
+        value = _plain(cfg.algo[key])
+        before = _plain(
+            OmegaConf.select(inherited, f"algo.{key}", throw_on_resolution_failure=False)
+        )
+        if value != before:
+            raise ConfigError(f"{source}: algo.{key}={value}: algo.name={cfg.algo.name} {problem}")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, ListConfig) else value
