@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner, MetaLearner
 from metacompose.algorithms.builders import ALGO_BUILDERS
-from metacompose.config import ConfigError, check_kwargs
+from metacompose.config import ConfigError, check_kwargs, under
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.inner_config import inner_loop
 from metacompose.models import MODEL_BUILDERS
@@ -36,7 +36,7 @@ def build_family(task_cfg: DictConfig) -> TaskFamily:
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"task.args: {e}") from e
+        raise under("task.args", e, args) from e
     check_task_sizes(family, shots=task_cfg.shots, query=task_cfg.query)
     return family
 
@@ -60,6 +60,33 @@ def check_task_sizes(
                 f"{where}: {family.name} cannot serve shots={shots} + query={query} "
                 f"({split} split): {reason}"
             ) from e
+
+
+def check_descriptor(family: TaskFamily, cfg: DictConfig) -> None:
+    """``router.descriptor_dim`` (and so ``router.descriptor_slots``) is the width of the vector
+    descriptor the family's tasks carry (one task drawn); 0 reads none.
+
+    Raises:
+        ConfigError: a descriptor the family does not give, or of another width.
+    """
+    dim = cfg.router.descriptor_dim
+    if not dim:
+        return
+    g = torch.Generator().manual_seed(0)
+    task = family.sample(1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train")
+    given = 0 if task.descriptor is None else int(task.descriptor.shape[-1])
+    if given == 0:
+        said = cfg.task.args.get("descriptor")
+        hint = f" (task.args.descriptor: {said})" if said is not None else ""
+        raise ConfigError(
+            f"router.descriptor_dim={dim}: task family {family.name!r} gives no task "
+            f"descriptor{hint}; set router.descriptor_dim: 0"
+        )
+    if given != dim:
+        raise ConfigError(
+            f"router.descriptor_dim={dim}: task family {family.name!r} gives a descriptor of "
+            f"width {given}"
+        )
 
 
 def build_graph(model_cfg: DictConfig, seed: int) -> ModuleGraph:
@@ -102,6 +129,8 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
     """The learner a run config names: routed (``router.enabled``), plain MAML family, or one of
     ``ALGO_BUILDERS``."""
     family = family or build_family(cfg.task)
+    if "router" in cfg:
+        check_descriptor(family, cfg)
     if "router" in cfg and cfg.router.enabled:
         return _routed_learner(cfg, family)
     graph = build_graph(cfg.model, cfg.seed)

@@ -6,7 +6,7 @@ from metacompose.graph import ModuleGraph
 from metacompose.modules.conv import ConvBlock
 from metacompose.modules.linear import ClassificationHead, RegressionHead
 from metacompose.modules.mlp import MLPBlock, ResidualMLPBlock
-from metacompose.modules.sizes import check_sizes
+from metacompose.modules.sizes import MAX_SIZE, check_sizes
 
 
 def mlp_graph(
@@ -25,6 +25,8 @@ def mlp_graph(
         raise ValueError("mlp_graph needs at least one hidden layer")
     if any(h < 1 for h in hidden):
         raise ValueError(f"hidden widths must be >= 1, got {hidden}")
+    if any(h > MAX_SIZE for h in hidden):
+        raise ValueError(f"hidden widths must be <= {MAX_SIZE}, got {hidden}")
     check_sizes(in_features=in_features, out_features=out_features)
     body = MLPBlock(
         in_features=in_features, hidden=hidden[:-1], out_features=hidden[-1], activation=activation

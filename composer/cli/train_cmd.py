@@ -9,7 +9,7 @@ from pathlib import Path
 
 from metacompose.cli.args import short_usage
 from metacompose.cli.paths import check_output_dir
-from metacompose.config import in_file, load_config
+from metacompose.config import in_file, load_config, under
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             print(screen_line(cfg.task), file=sys.stderr)
         except (ValueError, FileNotFoundError) as e:
-            raise in_file(args.config, ValueError(f"task.args: {e}")) from e
+            raise in_file(args.config, under("task.args", e, cfg.task.args)) from e
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:

@@ -1,6 +1,6 @@
 """Typed run configs: schema, loading with overrides, and signature checks for builder args."""
 
-from metacompose.config.errors import ConfigError, in_file
+from metacompose.config.errors import ConfigError, in_file, under
 from metacompose.config.load import load_config, to_yaml
 from metacompose.config.schema import (
     AlgoConfig,
@@ -28,5 +28,6 @@ __all__ = [
     "load_config",
     "load_yaml",
     "to_yaml",
+    "under",
     "validate",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -16,3 +18,14 @@ def in_file(path: str | Path, error: BaseException) -> ConfigError:
     if message.startswith(f"{path}:"):
         return ConfigError(message)
     return ConfigError(f"{path}: {message}")
+
+
+def under(section: str, error: BaseException, keys: Iterable[str]) -> ConfigError:
+    """``error``, raised while building from the mapping ``section`` (e.g. ``task.args``), as a
+    :class:`ConfigError` naming the key as the user wrote it: ``section.key=...`` when the message
+    starts with one of ``keys`` (the keys the user set there), else ``section: message``."""
+    message = " ".join(str(error).split())
+    name = re.match(r"[A-Za-z_]\w*(?=[=: ]|$)", message)
+    if name is not None and name.group() in set(keys):
+        return ConfigError(f"{section}.{message}")
+    return ConfigError(f"{section}: {message}")

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
-from metacompose.config import ConfigError
+from metacompose.config import ConfigError, check_kwargs, in_file
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import progress, track
 from metacompose.report.convergence import read_curve, run_dir_of
@@ -81,41 +82,81 @@ def group_key(cfg) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+class OodUnavailable(Exception):
+    """The OOD family's data or optional package is missing here: the section holds a reason."""
+
+
 def build_ood_family(cfg, learner, family):
     """The config's ``report.ood_family`` (``None`` when unset).
 
     Raises:
-        ConfigError: unknown family, bad arguments, missing data or optional package, or tasks
-            that do not fit the model (input shape, output size, metric).
+        ConfigError: unknown family, bad arguments, or tasks that do not fit the model (input
+            shape, output size, metric).
+        OodUnavailable: its data or optional package is missing on this machine.
     """
     r = cfg.report
     if r.ood_family is None:
         return None
     if r.ood_family not in FAMILIES:
         raise ConfigError(
-            f"report.ood_family: unknown family {r.ood_family!r}; known: {sorted(FAMILIES)}"
+            f"report.ood_family={r.ood_family}: unknown family; known: {', '.join(sorted(FAMILIES))}"
         )
     args = OmegaConf.to_container(r.ood_args, resolve=True)
+    check_kwargs(FAMILIES[r.ood_family], args, "report.ood_args")
     try:
         fam = FAMILIES[r.ood_family](**args)
-    except (TypeError, ValueError, OSError, ImportError) as e:
+    except (OSError, ImportError) as e:
+        raise OodUnavailable(f"report.ood_args of {r.ood_family}: {e}") from e
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"report.ood_args of {r.ood_family}: {e}") from e
     if fam.in_space.shape != learner.graph.in_space.shape:
         raise ConfigError(
-            f"report.ood_family: {fam.name} input {fam.in_space} does not match the model's "
-            f"{learner.graph.in_space}"
+            f"report.ood_family={r.ood_family}: {fam.name} input {fam.in_space} does not match "
+            f"the model's {learner.graph.in_space}"
         )
     if (fam.out_dim, fam.metric) != (family.out_dim, family.metric):
         raise ConfigError(
-            f"report.ood_family: {fam.name} has {fam.out_dim} outputs ({fam.metric}), the model "
-            f"{family.out_dim} ({family.metric})"
+            f"report.ood_family={r.ood_family}: {fam.name} has {fam.out_dim} outputs "
+            f"({fam.metric}), the model {family.out_dim} ({family.metric})"
         )
     return fam
 
 
-def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
-    """Every measurement of one checkpoint, as plain JSON-ready data (progress on stderr)."""
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint rebuilt for the report, with its OOD family (or why it has none)."""
+
+    path: str | Path
+    learner: Any
+    cfg: Any
+    family: Any
+    ood: Any
+    ood_reason: str | None
+
+
+def load_for_report(path: str | Path) -> LoadedCheckpoint:
+    """Rebuild a checkpoint and its OOD family before anything is measured.
+
+    Raises:
+        CheckpointError: an unreadable or unbuildable checkpoint.
+        ConfigError: ``PATH: report.ood_family...`` when its stored ``report`` section is bad.
+    """
     learner, cfg, family = load_checkpoint(path)
+    try:
+        ood, reason = build_ood_family(cfg, learner, family), None
+    except OodUnavailable as e:
+        ood, reason = None, str(e)
+    except ConfigError as e:
+        raise in_file(path, e) from e
+    return LoadedCheckpoint(path, learner, cfg, family, ood, reason)
+
+
+def evaluate_checkpoint(
+    checkpoint: LoadedCheckpoint | str | Path, settings: ReportSettings
+) -> dict:
+    """Every measurement of one checkpoint, as plain JSON-ready data (progress on stderr)."""
+    c = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_for_report(checkpoint)
+    path, learner, cfg, family, ood = c.path, c.learner, c.cfg, c.family, c.ood
     learner.to(settings.device)
     steps = cfg.algo.eval_inner_steps if settings.steps is None else settings.steps
     shots, query = int(cfg.task.shots), int(cfg.task.query)
@@ -123,10 +164,6 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
     common = {"n_tasks": settings.n_tasks, "query": query, "steps": steps, "seed": settings.seed,
               "device": settings.device}  # fmt: skip
     ks = [int(k) for k in (settings.shots or cfg.report.shots)]
-    try:
-        ood, ood_reason = build_ood_family(cfg, learner, family), None
-    except ConfigError as e:
-        ood, ood_reason = None, str(e)
     scopes = forgetting_scopes(learner)
     total = 2 + sum(k != shots for k in ks) + (ood is not None) + len(scopes)
     with progress(total=total, desc=f"report {label}", unit="measurement") as bar:
@@ -176,7 +213,7 @@ def evaluate_checkpoint(path: str | Path, settings: ReportSettings) -> dict:
         te = over_tasks(test[-1], reference=_start(test))
         entry["generalisation"] = {"train": tr.to_json_dict(), "test": te.to_json_dict(),
                                    "gap": difference(tr, te).to_json_dict()}  # fmt: skip
-        entry["ood"] = ood_entry(ood, ood_reason, te, lambda: curves("OOD", ood, split="test",
+        entry["ood"] = ood_entry(ood, c.ood_reason, te, lambda: curves("OOD", ood, split="test",
                                                                      shots=shots))  # fmt: skip
         entry["forgetting"] = forgetting_entry(
             learner, family, settings, scopes, shots=shots, query=query, steps=steps,
@@ -305,9 +342,10 @@ def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dic
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
     with torch_threads(settings.threads):
+        loaded = [load_for_report(p) for p in checkpoints]  # every one checked before measuring
         entries = [
-            evaluate_checkpoint(p, settings)
-            for p in track(checkpoints, desc="report: checkpoints", unit="checkpoint")
+            evaluate_checkpoint(c, settings)
+            for c in track(loaded, desc="report: checkpoints", unit="checkpoint")
         ]
     return {
         "settings": asdict(settings),

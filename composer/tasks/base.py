@@ -153,12 +153,22 @@ def check_split(split: str) -> str:
     return split
 
 
+# Past this an interval bound of a task family (an amplitude, an input range) is a likely typo:
+# float32 targets and their squared errors overflow to inf well before 1e300.
+INTERVAL_LIMIT = 1e6
+
+
 def check_interval(name: str, value: tuple[float, float], *, empty: bool = True) -> tuple:
     """``value`` as a ``(lo, hi)`` pair with ``lo <= hi`` (``lo < hi`` when ``empty`` is False: an
-    input range every point of which is the same); one-line ``ValueError`` naming ``name``."""
+    input range every point of which is the same) inside ``[-INTERVAL_LIMIT, INTERVAL_LIMIT]``;
+    one-line ``ValueError`` naming ``name``."""
     lo, hi = value
     if lo > hi or (not empty and lo == hi):
         raise ValueError(
             f"{name}={[lo, hi]}: expected [lo, hi] with lo {'<=' if empty else '<'} hi"
+        )
+    if max(abs(lo), abs(hi)) > INTERVAL_LIMIT:
+        raise ValueError(
+            f"{name}={[lo, hi]}: must lie within [-{INTERVAL_LIMIT:g}, {INTERVAL_LIMIT:g}]"
         )
     return (lo, hi)

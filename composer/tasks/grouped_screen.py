@@ -21,7 +21,11 @@ MAX_GROUPS_TRIED = 1_000
 
 def groups_needed(fractions: Sequence[float]) -> int | None:
     """The fewest kept groups whose meta-train/val/test split gives every split
-    ``MIN_SPLIT_GROUPS`` groups (``None``: no number up to ``MAX_GROUPS_TRIED`` does)."""
+    ``MIN_SPLIT_GROUPS`` groups (``None``: no number up to ``MAX_GROUPS_TRIED`` does).
+
+    Raises:
+        ValueError: ``fractions`` that :func:`split_indices` refuses (a zero share, ...).
+    """
     for n in range(3, MAX_GROUPS_TRIED):
         sizes = split_indices(n, fractions=tuple(fractions), seed=0)
         if min(len(v) for v in sizes.values()) >= MIN_SPLIT_GROUPS:

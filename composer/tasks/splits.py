@@ -14,13 +14,21 @@ def split_indices(
 
     Split sizes are ``round(n * fraction)`` for val and test (at least 1 each), the rest is train.
 
+    Raises:
+        ValueError: ``fractions`` not 3 numbers > 0 summing to 1, ``n`` below 3, or no item left
+            for train.
+
     Returns:
         Sorted int64 index arrays; every index is in exactly one split.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    # every split needs a share: a zero one would still get an item (sizes are at least 1)
+    if (
+        len(fractions) != 3
+        or not all(f > 0 for f in fractions)
+        or not abs(sum(fractions) - 1) <= 1e-6
+    ):
         raise ValueError(
-            f"fractions={list(fractions)}: must be 3 non-negative numbers (train, val, test) "
-            "summing to 1"
+            f"fractions={list(fractions)}: must be 3 numbers > 0 (train, val, test) summing to 1"
         )
     if n < 3:
         raise ValueError(f"need at least 3 items to make train/val/test splits, got {n}")

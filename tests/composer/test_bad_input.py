@@ -211,6 +211,22 @@ OVERRIDES = {
     "ood_family_unknown": ("report.ood_family=bogus", "report.ood_family"),
     "ood_args_unknown": ("report.ood_args.bogus=1", "report.ood_args"),
     "verify_spec_missing": ("verify.spec=/nonexistent.yaml", "verify.spec=/nonexistent.yaml"),
+    # booleans as written: omegaconf alone reads 2, 1 or 'yes' as true
+    "deterministic_two": ("trainer.deterministic=2", "trainer.deterministic=2: expected true"),
+    "deterministic_text": ("trainer.deterministic='yes'", "trainer.deterministic='yes'"),
+    "progress_bar_one": ("trainer.enable_progress_bar=1", "trainer.enable_progress_bar=1"),
+    "first_order_null": ("algo.first_order=null", "algo.first_order=null"),
+    # one typo from sense: a width that asks for gigabytes, an amplitude whose targets are inf
+    "hidden_absurd": ("model.args.hidden=[1000000000]", "hidden widths must be <= 1000000"),
+    "amplitude_absurd": (
+        "task.args.amplitude=[0.1,1e300]",
+        "task.args.amplitude=[0.1, 1e+300]: must lie within",
+    ),
+    # a descriptor the family does not give (the router is off here: nothing would read it)
+    "descriptor_dim_sinusoid": (
+        "router.descriptor_dim=4",
+        "router.descriptor_dim=4: task family 'sinusoid' gives no task descriptor",
+    ),
 }
 for _id, (_item, _name) in OVERRIDES.items():
     case(f"override-{_id}", lambda env, item=_item: env.train(item), _name, str(CONFIG))
@@ -257,6 +273,36 @@ case(  # more evaluation candidates than the template's 4 x 4 joint choices
     "router.eval_top_k=1000: the template has 16 joint choices",
     "from_data.yaml",
 )  # fmt: skip
+# keys the learner never reads (its config's base sets them for MAML: only the user's are refused)
+CONFIGS = ROOT / "configs"
+for _id, _config, _item, _name in [
+    ("incontext-inner_steps", "sinusoid_incontext", "algo.inner_steps=5", "algo.inner_steps=5"),
+    ("incontext-adapt", "sinusoid_incontext", "algo.adapt=[head]", "algo.adapt=['head']"),
+    ("cnp-inner_steps", "sinusoid_cnp", "algo.inner_steps=3", "algo.inner_steps=3"),
+    ("cnp-adapt", "sinusoid_cnp", "algo.adapt=[body]", "algo.adapt=['body']"),
+    ("learned_opt-inner_steps", "sinusoid_learned_opt", "algo.inner_steps=3", "algo.inner_steps=3"),
+    # a truncation past the horizon: no truncation point in the unroll
+    ("learned_opt-truncation", "sinusoid_learned_opt", "algo.args.truncation=20",
+     "algo.args.truncation=20: longer than algo.args.horizon=10"),
+    ("learned_opt-horizon", "sinusoid_learned_opt", "algo.args.horizon=3",
+     "algo.args.truncation=5: longer than algo.args.horizon=3"),
+    ("learned_opt-warmup", "sinusoid_learned_opt", "algo.args.warmup=1000000000",
+     "algo.args.warmup=1000000000: must be <= 10000"),
+    # the router reads a descriptor the family does not give, or one of another width
+    ("compositional-descriptor_none", "compositional", "router.descriptor_dim=4",
+     "router.descriptor_dim=4: task family 'compositional' gives no task descriptor"),
+    ("program_sin_duo-descriptor_none", "compositional_identifiable_program_sin_duo",
+     "task.args.descriptor=none", "router.descriptor_dim=10"),
+    ("program_sin_duo-descriptor_width", "compositional_identifiable_program_sin_duo",
+     "router.descriptor_dim=12", "router.descriptor_dim=12: task family 'compositional' gives a "
+     "descriptor of width 10"),
+]:  # fmt: skip
+    case(
+        f"{_id}",
+        lambda env, c=_config, item=_item: env.train(item, config=CONFIGS / f"{c}.yaml"),
+        _name,
+        f"{_config}.yaml",
+    )
 DIGITS = ROOT / "configs" / "base" / "digits.yaml"
 DIGITS_TINY = ["trainer.max_steps=2", "data.val_tasks=2", "data.meta_batch_size=2"]
 for _id, _item, _name in [
@@ -296,6 +342,11 @@ CONFIG_FILES = {
     "interpolation": ("trainer:\n  max_steps: ${nope}\n", "trainer.max_steps"),
     "interpolation_nested": ("optim:\n  lr: ${optim.nope}\n", "optim.lr"),
     "range_in_file": ("trainer:\n  max_steps: 0\n", "trainer.max_steps=0"),
+    "bool_in_file": ("trainer:\n  deterministic: 2\n", "trainer.deterministic=2"),
+    "unread_in_file": (
+        f"defaults: [{ROOT / 'configs' / 'sinusoid_incontext.yaml'}]\nalgo:\n  inner_steps: 4\n",
+        "algo.inner_steps=4: algo.name=incontext has no inner loop",
+    ),
     "python_tag": (
         f"seed: !!python/object/apply:os.system ['touch {MARKER}']\n",
         "not valid YAML",
@@ -412,6 +463,15 @@ for _flag, _name in (("--json", "v.json"), ("--report", "v.md")):
         "is an existing folder",
     )
 case(
+    "out-verify-witness-under-file",
+    lambda env: [
+        "verify", str(env.ckpt), "--spec", str(SPEC), "--tasks", "1",
+        "--witness-dir", str(_under_file(env, "w")),
+    ],
+    "--witness-dir",
+    "a_file",
+)  # fmt: skip
+case(
     "out-verify-witness-file",
     lambda env: ["verify", str(env.ckpt), "--spec", str(SPEC), "--witness-dir", str(env.a_file())],
     "--witness-dir",
@@ -517,6 +577,26 @@ for _id in ("hostile", "nan_weights", "truncated"):
         _name,
         leftovers=lambda env: [env.tmp / "rep"],
     )
+
+
+def _bad_ood(**report) -> Callable[[Env], Path]:
+    return lambda env: env.ckpt_with(lambda s: s["metacompose"]["config"]["report"].update(report))
+
+
+# a stored report section no longer valid (an old run): refused before anything is measured
+for _id, _make, _name in [
+    ("ood_family", _bad_ood(ood_family="bogus"), "report.ood_family=bogus: unknown family"),
+    ("ood_args", _bad_ood(ood_args={"amplitud": [1, 2]}), "report.ood_args.amplitud"),
+]:
+    case(
+        f"ckpt-report-{_id}",
+        lambda env, m=_make: [
+            "report", str(env.ckpt), str(m(env)), "--out", str(env.tmp / "rep"), "--tasks", "2"
+        ],
+        _name,
+        "bad.ckpt",
+        leftovers=lambda env: [env.tmp / "rep"],
+    )  # fmt: skip
 case("ckpt-resume-hostile", lambda env: env.train("--resume", str(_hostile(env))), "refused")
 case("ckpt-resume-missing", lambda env: env.train("--resume", str(env.tmp / "no")), "not found")
 
@@ -624,6 +704,7 @@ for _id, _item, _name in [
     ("split_seed_negative", "split_seed: -1", "split_seed must be >= 0, got -1"),
     ("min_rows_zero", "min_rows: 0", "min_rows must be >= 1, got 0"),
     ("fractions_not_summing", "fractions: [0.5, 0.5, 0.5]", "fractions=[0.5, 0.5, 0.5]: must be"),
+    ("fractions_zero", "fractions: [1, 0, 0]", "task.args.fractions=[1, 0, 0]: must be"),
 ]:
     case(
         f"dataspec-{_id}",

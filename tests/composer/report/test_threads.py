@@ -17,6 +17,7 @@ def test_build_report_sets_and_restores_threads(threads, inside, monkeypatch):
         return {"group": "g", "family": "f", "algorithm": "a", "metric": "mse", "seed": 0,
                 "final": {"mean": 1.0, "ci95": None, "n": 2, "diverged": False}}  # fmt: skip
 
+    monkeypatch.setattr(build, "load_for_report", lambda path: path)
     monkeypatch.setattr(build, "evaluate_checkpoint", fake)
     report = build.build_report(["a.ckpt", "b.ckpt"], ReportSettings(threads=threads))
     assert seen == [2 if inside == "unchanged" else inside] * 2

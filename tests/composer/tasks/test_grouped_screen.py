@@ -76,7 +76,9 @@ def test_following_the_hint_passes_the_screen(tmp_path):
     assert f.screen.kept_groups == 8
     f.screen.check()  # 4/2/2 groups
     assert groups_needed((0.6, 0.2, 0.2)) == 8
-    assert groups_needed((1.0, 0.0, 0.0)) is None  # val and test never reach 2
+    assert groups_needed((0.998, 0.001, 0.001)) is None  # val and test reach 2 past 1000 groups
+    with pytest.raises(ValueError, match=r"fractions=\[1.0, 0.0, 0.0\]: must be 3 numbers > 0"):
+        groups_needed((1.0, 0.0, 0.0))  # a split without a share
 
 
 def test_constant_feature_is_named():

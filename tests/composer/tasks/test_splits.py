@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -25,3 +27,13 @@ def test_splits_bad_input():
         split_indices(10, fractions=(0.5, 0.2, 0.2), seed=0)
     with pytest.raises(ValueError, match="at least 3"):
         split_indices(2, fractions=(0.6, 0.2, 0.2), seed=0)
+
+
+@pytest.mark.parametrize(
+    "fractions", [(1, 0, 0), (0.8, 0.2, 0.0), (1.2, -0.1, -0.1), (0.6, 0.2, math.nan)]
+)
+def test_splits_refuse_a_split_without_a_share(fractions):
+    with pytest.raises(
+        ValueError, match=r"must be 3 numbers > 0 \(train, val, test\) summing to 1"
+    ):
+        split_indices(100, fractions=fractions, seed=0)
