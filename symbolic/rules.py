@@ -87,7 +87,8 @@ def load_rules(path: str | Path) -> CompositionRules:
 
 def rules_from_dict(data: Any, *, source: str = "<dict>") -> CompositionRules:
     def fail(key: str, msg: str):
-        raise RulesError(f"{source}: key '{key}': {msg}")
+        shown = key if len(key) <= 80 else key[:77] + "..."  # a text file read as rules: one key
+        raise RulesError(f"{source}: key '{shown}': {msg}")
 
     allowed = {
         "interface_compatibility",

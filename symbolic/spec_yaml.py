@@ -228,7 +228,8 @@ class _Checker:
         self.texts = texts or {}
 
     def fail(self, key: str, msg: str):
-        raise SpecError(f"{self.source}: key '{key or '<top>'}': {msg}")
+        shown = key if len(key) <= 80 else key[:77] + "..."  # a text file read as a spec: one key
+        raise SpecError(f"{self.source}: key '{shown or '<top>'}': {msg}")
 
     def mapping(self, v: Any, key: str, *, required=frozenset(), optional=frozenset()) -> dict:
         if not isinstance(v, dict):

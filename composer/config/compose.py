@@ -91,11 +91,17 @@ def expand_copies(template: dict[str, Any], where: str = "router.template") -> d
     """``template`` with every ``{copies: N, ...}`` candidate replaced by N copies of ``{...}``.
 
     Raises:
-        ConfigError: ``copies`` not a whole number >= 1 (the message names the item).
+        ConfigError: ``nodes`` not a mapping, ``edges`` not a list, or ``copies`` not a whole
+            number >= 1 (the message names the item).
     """
-    nodes = template.get("nodes")
-    if not isinstance(nodes, dict):
+    nodes, edges = template.get("nodes"), template.get("edges")
+    pairs = isinstance(edges, list) and all(isinstance(e, list) and len(e) == 2 for e in edges)
+    if edges is not None and not pairs:
+        raise ConfigError(f"{where}.edges={edges!r}: expected a list of [from, to] pairs")
+    if nodes is None:
         return template
+    if not isinstance(nodes, dict):
+        raise ConfigError(f"{where}.nodes={nodes!r}: expected a mapping of slot name -> slot")
     out = copy.deepcopy(template)
     for name, spec in nodes.items():
         cands = spec.get("candidates") if isinstance(spec, dict) else None

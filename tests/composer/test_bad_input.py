@@ -288,6 +288,11 @@ for _id, _config, _item, _name in [
      "algo.args.truncation=5: longer than algo.args.horizon=3"),
     ("learned_opt-warmup", "sinusoid_learned_opt", "algo.args.warmup=1000000000",
      "algo.args.warmup=1000000000: must be <= 10000"),
+    # a router template of the wrong shape (was a TypeError traceback)
+    ("compositional-template_nodes", "compositional", "router.template.nodes=5",
+     "router.template.nodes=5: expected a mapping"),
+    ("compositional-template_edges", "compositional", "router.template.edges=[5]",
+     "router.template.edges=[5]: expected a list of [from, to] pairs"),
     # the router reads a descriptor the family does not give, or one of another width
     ("compositional-descriptor_none", "compositional", "router.descriptor_dim=4",
      "router.descriptor_dim=4: task family 'compositional' gives no task descriptor"),

@@ -88,3 +88,11 @@ def test_depth_reference_against_networkx():
 def test_bad_rules_name_the_key(data, key):
     with pytest.raises(RulesError, match=f"key '{key}'"):
         rules_from_dict(data, source="r.yaml")
+
+
+def test_a_long_key_is_shortened(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("x" * 500 + ": 1\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(path)
+    assert len(str(err.value)) < 300 and "...'" in str(err.value)

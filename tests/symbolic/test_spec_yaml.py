@@ -44,3 +44,12 @@ def test_bad_specs_give_one_line_errors_naming_file_and_key(tmp_path, text, key)
         load_spec(f)
     msg = str(e.value)
     assert "\n" not in msg and str(f) in msg and f"'{key}'" in msg
+
+
+def test_a_text_file_read_as_a_spec_is_named_in_a_short_line(tmp_path):
+    # e.g. enforce.spec=/etc/passwd: the whole file parses as one long key
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash:" * 20 + "last: 1\n")
+    with pytest.raises(SpecError, match=r"unknown key") as err:
+        load_spec(path)
+    assert len(str(err.value)) < 300 and "...'" in str(err.value)
