@@ -62,21 +62,22 @@ def check_task_sizes(
             ) from e
 
 
-def check_descriptor(family: TaskFamily, cfg: DictConfig) -> None:
-    """``router.descriptor_dim`` (and so ``router.descriptor_slots``) is the width of the vector
-    descriptor the family's tasks carry (one task drawn); 0 reads none.
+def check_descriptor(
+    family: TaskFamily, *, dim: int, shots: int, query: int, said: object = None
+) -> None:
+    """``router.descriptor_dim`` (``dim``; and so ``router.descriptor_slots``) is the width of the
+    vector descriptor the family's tasks carry (one task of ``shots`` + ``query`` points drawn); 0
+    reads none. ``said``: the config's ``task.args.descriptor``, for the message.
 
     Raises:
         ConfigError: a descriptor the family does not give, or of another width.
     """
-    dim = cfg.router.descriptor_dim
     if not dim:
         return
     g = torch.Generator().manual_seed(0)
-    task = family.sample(1, shots=cfg.task.shots, query=cfg.task.query, generator=g, split="train")
+    task = family.sample(1, shots=shots, query=query, generator=g, split="train")
     given = 0 if task.descriptor is None else int(task.descriptor.shape[-1])
     if given == 0:
-        said = cfg.task.args.get("descriptor")
         hint = f" (task.args.descriptor: {said})" if said is not None else ""
         raise ConfigError(
             f"router.descriptor_dim={dim}: task family {family.name!r} gives no task "
@@ -129,9 +130,11 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
     """The learner a run config names: routed (``router.enabled``), plain MAML family, or one of
     ``ALGO_BUILDERS``."""
     family = family or build_family(cfg.task)
-    if "router" in cfg:
-        check_descriptor(family, cfg)
-    if "router" in cfg and cfg.router.enabled:
+    if "router" in cfg and cfg.router.enabled:  # the descriptor is read only by a router
+        check_descriptor(
+            family, dim=cfg.router.descriptor_dim, shots=cfg.task.shots, query=cfg.task.query,
+            said=cfg.task.args.get("descriptor"),
+        )  # fmt: skip
         return _routed_learner(cfg, family)
     graph = build_graph(cfg.model, cfg.seed)
     if graph.in_space.shape != family.in_space.shape:

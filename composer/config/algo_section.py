@@ -9,6 +9,7 @@ config, so runs made before a check existed still load.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from metacompose.config.errors import ConfigError
 from metacompose.config.validate import INNER_LIMIT, check_arg_types
+
+log = logging.getLogger(__name__)
 
 # algo.name -> the algo keys its learner never reads, and what the user should do instead. A
 # shared base file may set them for its MAML configs: only a value the user set is refused.
@@ -30,7 +33,14 @@ UNREAD: dict[str, dict[str, str]] = {
 }
 
 
-def check_algo_section(cfg: DictConfig, inherited: DictConfig, source: str | Path) -> None:
+def check_algo_section(
+    cfg: DictConfig,
+    inherited: DictConfig,
+    source: str | Path,
+    *,
+    written: DictConfig,
+    composed: bool,
+) -> None:
     """Raise :class:`ConfigError` (``SOURCE: algo.KEY=VALUE: problem``) for an ``algo`` section
     the learner of ``algo.name`` cannot take as written.
 
@@ -38,12 +48,15 @@ def check_algo_section(cfg: DictConfig, inherited: DictConfig, source: str | Pat
         cfg: the loaded, validated config.
         inherited: the schema's defaults merged with the config's base files (``defaults:``)
             only: what the config would be without its own file and the overrides.
+        written: the config of the files alone (before the command-line overrides).
+        composed: the config file has ``defaults:`` (an experiment file; a run folder's resolved
+            ``config.yaml`` has none).
     """
     check_algo_args(cfg, source)
     args = OmegaConf.to_container(cfg.algo.args, resolve=True)
     if cfg.algo.name == "learned_opt":
         check_unroll(args, source)
-    check_unread(cfg, inherited, source)
+    check_unread(cfg, inherited, source, written=written, composed=composed)
 
 
 def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
@@ -102,16 +115,30 @@ def check_unroll(args: dict[str, Any], source: str | Path) -> None:
     )
 
 
-def check_unread(cfg: DictConfig, inherited: DictConfig, source: str | Path) -> None:
-    """No key of ``UNREAD[algo.name]`` differs from what the base files give (or the schema's
-    default): a value set by the config file itself or an override would be silently ignored."""
+def check_unread(
+    cfg: DictConfig,
+    inherited: DictConfig,
+    source: str | Path,
+    *,
+    written: DictConfig,
+    composed: bool,
+) -> None:
+    """A key of ``UNREAD[algo.name]`` that the user set is refused: set by an override, or by an
+    experiment file (with ``defaults:``) that also chose this learner. Set otherwise (a run
+    folder's resolved ``config.yaml``, or a file written for another learner whose ``algo.name`` an
+    override changed) it is only named in a warning, so that such files still load."""
     for key, problem in UNREAD.get(cfg.algo.name, {}).items():
         value = _plain(cfg.algo[key])
+        in_files = _plain(written.algo[key])
         before = _plain(
             OmegaConf.select(inherited, f"algo.{key}", throw_on_resolution_failure=False)
         )
+        message = f"{source}: algo.{key}={value}: algo.name={cfg.algo.name} {problem}"
+        by_file = composed and written.algo.name == cfg.algo.name
+        if value != in_files or (value != before and by_file):
+            raise ConfigError(message)
         if value != before:
-            raise ConfigError(f"{source}: algo.{key}={value}: algo.name={cfg.algo.name} {problem}")
+            log.warning("%s (ignored)", message)
 
 
 def _plain(value: Any) -> Any:

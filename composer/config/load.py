@@ -3,6 +3,7 @@ overrides, fail early and clearly."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,18 +59,24 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             cfg = OmegaConf.merge(cfg, OmegaConf.create(layer.raw))
         except OmegaConfBaseException as e:
             raise ConfigError(f"{path}: {_describe(e)}{where}") from e
+    written = copy.deepcopy(cfg)
     for item in overrides:
         cfg = _apply_override(cfg, item, path)
     try:
+        # an interpolation into a boolean key, as its target resolves untyped (omegaconf: 2 -> true)
+        untyped = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        check_booleans(OmegaConf.to_container(untyped, resolve=True), BOOL_KEYS)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{path}: cannot resolve an interpolation: {_describe(e)}") from e
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e} (through an interpolation)") from e
     if str(cfg.enforce.mode).lower() == "false":  # YAML reads a bare ``off`` as false
         cfg.enforce.mode = "off"
     try:
         cfg.router.template = expand_copies(OmegaConf.to_container(cfg.router.template))
         validate(cfg, path)
-        check_algo_section(cfg, inherited, path)
+        check_algo_section(cfg, inherited, path, written=written, composed=len(layers) > 1)
     except ConfigError as e:
         where = _set_in(str(e), path, layers, overrides)
         raise ConfigError(f"{_prefixed(str(e), path)}{where}") from e

@@ -139,6 +139,9 @@ def _check_router(c: _Checker, cfg: DictConfig) -> None:
     for key in ("descriptor_dim", "low_rank", "anchors"):
         c.integer(f"router.{key}", lo=0, hi=SIZE_LIMIT)
     c.descriptor_slots("router.descriptor_slots", dim=cfg.router.descriptor_dim)
+    if cfg.router.descriptor_dim and not cfg.router.enabled:  # on load only: never a checkpoint
+        c.fail("router.descriptor_dim", cfg.router.descriptor_dim,
+               "read only by the router (router.enabled: false); remove it")  # fmt: skip
     c.real("router.tau_start", lo=0.0, lo_open=True)
     c.real("router.tau_end", lo=0.0, lo_open=True)
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)

@@ -83,16 +83,17 @@ def group_key(cfg) -> str:
 
 
 class OodUnavailable(Exception):
-    """The OOD family's data or optional package is missing here: the section holds a reason."""
+    """The OOD family cannot be measured here (data or optional package missing, or its tasks do
+    not fit the model): the section holds a reason."""
 
 
 def build_ood_family(cfg, learner, family):
     """The config's ``report.ood_family`` (``None`` when unset).
 
     Raises:
-        ConfigError: unknown family, bad arguments, or tasks that do not fit the model (input
-            shape, output size, metric).
-        OodUnavailable: its data or optional package is missing on this machine.
+        ConfigError: unknown family or bad arguments.
+        OodUnavailable: its data or optional package is missing on this machine, or its inputs or
+            outputs do not fit the model (a reason in the report, not bad input).
     """
     r = cfg.report
     if r.ood_family is None:
@@ -109,13 +110,15 @@ def build_ood_family(cfg, learner, family):
         raise OodUnavailable(f"report.ood_args of {r.ood_family}: {e}") from e
     except (TypeError, ValueError) as e:
         raise ConfigError(f"report.ood_args of {r.ood_family}: {e}") from e
-    if fam.in_space.shape != learner.graph.in_space.shape:
-        raise ConfigError(
+    if (
+        fam.in_space.shape != learner.graph.in_space.shape
+    ):  # a reason, not bad input: train allows it
+        raise OodUnavailable(
             f"report.ood_family={r.ood_family}: {fam.name} input {fam.in_space} does not match "
             f"the model's {learner.graph.in_space}"
         )
     if (fam.out_dim, fam.metric) != (family.out_dim, family.metric):
-        raise ConfigError(
+        raise OodUnavailable(
             f"report.ood_family={r.ood_family}: {fam.name} has {fam.out_dim} outputs "
             f"({fam.metric}), the model {family.out_dim} ({family.metric})"
         )
@@ -342,10 +345,11 @@ def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dic
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
     with torch_threads(settings.threads):
-        loaded = [load_for_report(p) for p in checkpoints]  # every one checked before measuring
+        for p in track(checkpoints, desc="report: checking", unit="checkpoint"):
+            load_for_report(p)  # every one checked before measuring; dropped (memory)
         entries = [
-            evaluate_checkpoint(c, settings)
-            for c in track(loaded, desc="report: checkpoints", unit="checkpoint")
+            evaluate_checkpoint(load_for_report(p), settings)
+            for p in track(checkpoints, desc="report: checkpoints", unit="checkpoint")
         ]
     return {
         "settings": asdict(settings),
