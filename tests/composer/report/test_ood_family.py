@@ -35,5 +35,5 @@ def test_other_inputs_or_outputs_are_a_reason():
 
 
 def test_an_unknown_family_is_still_bad_input():
-    with pytest.raises(ConfigError, match="report.ood_family=bogus"):
+    with pytest.raises(ConfigError, match=r"report\.ood_family=bogus"):
         build_ood_family(_cfg("bogus"), LEARNER, REGRESSION)
