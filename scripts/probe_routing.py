@@ -1,4 +1,4 @@
-"""Can K shots tell a task's composition apart at all? Two probes that need no trained learner.
+"""Can K shots tell a task's composition apart at all? Three probes that need no trained learner.
 
     python scripts/probe_routing.py --config configs/from_data_sums.yaml --probe warps
     python scripts/probe_routing.py --config configs/from_data.yaml --probe classifier
@@ -41,10 +41,17 @@ from metacompose.config import load_config
 Tensor = torch.Tensor
 
 
+def primitives(family, i: int, j: int):
+    """The family's i-th slot-f and j-th slot-g primitives (their formulas, from the registries)."""
+    f_table, g_table = family.structure.registries
+    return f_table[family.inner[i]], g_table[family.outer[j]]
+
+
 def warp_grid(scale: bool) -> tuple[Tensor, Tensor]:
-    """``(s, t)`` of every warp searched: 11 log-spaced scales in [1/3, 3] (or 1), 25 shifts."""
-    s = torch.exp(torch.linspace(math.log(1 / 3), math.log(3), 11)) if scale else torch.ones(1)
-    s, t = torch.meshgrid(s, torch.linspace(-4.0, 4.0, 25), indexing="ij")
+    """``(s, t)`` of every warp searched: 41 log-spaced scales in [1/3, 3] (or 1; 5.6% apart), 161
+    shifts in [-4, 4] (0.05 apart)."""
+    s = torch.exp(torch.linspace(math.log(1 / 3), math.log(3), 41)) if scale else torch.ones(1)
+    s, t = torch.meshgrid(s, torch.linspace(-4.0, 4.0, 161), indexing="ij")
     return s.reshape(-1, 1, 1), t.reshape(-1, 1, 1)
 
 
@@ -75,7 +82,7 @@ def pair_prediction(family, i: int, j: int, x: Tensor, y: Tensor, w: Tensor, arg
     """Prediction (N, P) of pair (i, j) fitted on the points with ``w`` = 1."""
     s, t = warp_grid(args.scale)
     half = torch.tensor(0.5)
-    f, g = family._f[i], family._g[j]
+    f, g = primitives(family, i, j)
     ones = torch.ones_like(y)
     if family.structure.name == "sum":
         a, c = f(s * x + t, half), g(s * x + t, half)  # (W, N, P)
@@ -98,13 +105,14 @@ def probe_warps(family, args) -> None:
     y = torch.cat([b.support_y, b.query_y], 1)[..., 0]
     k, nf, ng = args.shots, len(family.inner), len(family.outer)
     sup = (torch.arange(x.shape[1]) < k).float()
-    score = {r: torch.zeros(nf * ng, args.tasks) for r in ("support", "leave-one-out", "query")}
+    rules = ("support", "leave-one-out", "query") if args.loo else ("support", "query")
+    score = {r: torch.zeros(nf * ng, args.tasks) for r in rules}
     for i in range(nf):
         for j in range(ng):
             err = (pair_prediction(family, i, j, x, y, sup, args) - y) ** 2
             score["support"][i * ng + j] = err[:, :k].mean(1)
             score["query"][i * ng + j] = err[:, k:].mean(1)
-            for m in range(k):
+            for m in range(k if args.loo else 0):
                 drop = sup.clone()
                 drop[m] = 0
                 pred = pair_prediction(family, i, j, x, y, drop, args)
@@ -117,7 +125,7 @@ def probe_warps(family, args) -> None:
 def context_loss(family, i: int, j: int, x: Tensor, y: Tensor, p: Tensor, q: Tensor) -> Tensor:
     """Support MSE (..., N) of pair (i, j) at parameters ``p``, ``q`` (..., N, 1), amplitude(s)
     and offset by least squares."""
-    f, g = family._f[i], family._g[j]
+    f, g = primitives(family, i, j)
     terms = family.structure.terms(f, g, x, p, q)
     shape = torch.broadcast_shapes(x.shape, *(t.shape for t in terms))
     cols = torch.stack([t.expand(shape) for t in terms] + [torch.ones(shape)], -1)
@@ -185,7 +193,10 @@ def probe_classifier(family, args) -> None:
                           subset=subset)  # fmt: skip
         with torch.no_grad():
             logits = model(b.support_x, b.support_y)
-        report("classifier", subset, logits[:, :nf].argmax(1), logits[:, nf:].argmax(1), b.info)
+        pf, pg = logits[:, :nf].argmax(1), logits[:, nf:].argmax(1)
+        report("classifier", subset, pf, pg, b.info)
+        seen = sum((int(f), int(g)) in family.seen for f, g in zip(pf, pg)) / len(pf)
+        print(f"{'':28s} {subset:9s} predicted pairs that are seen pairs: {seen:.3f}")
 
 
 def report(rule: str, subset: str, pf: Tensor, pg: Tensor, info: dict) -> None:
@@ -202,6 +213,8 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=100, help="meta-test tasks (held-out pairs)")
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--offset", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--loo", action=argparse.BooleanOptionalAction, default=True,
+                   help="warps: also route by leave-one-out (K times the cost)")  # fmt: skip
     p.add_argument("--steps", type=int, default=4000, help="classifier training steps")
     p.add_argument("--local-steps", type=int, default=5, help="context: local search steps")
     p.add_argument("--local-lr", type=float, default=0.05, help="context: local search step")
