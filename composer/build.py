@@ -104,7 +104,7 @@ def build_graph(model_cfg: DictConfig, seed: int) -> ModuleGraph:
         try:
             return fn(**args)
         except (GraphError, ValueError) as e:
-            raise ConfigError(f"model.args: {e}") from e
+            raise under("model.args", e, args) from e
 
 
 def loss_for(family: TaskFamily) -> str:

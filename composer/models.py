@@ -24,9 +24,9 @@ def mlp_graph(
     if not hidden:
         raise ValueError("mlp_graph needs at least one hidden layer")
     if any(h < 1 for h in hidden):
-        raise ValueError(f"hidden widths must be >= 1, got {hidden}")
+        raise ValueError(f"hidden={hidden}: widths must be >= 1")
     if any(h > MAX_SIZE for h in hidden):
-        raise ValueError(f"hidden widths must be <= {MAX_SIZE}, got {hidden}")
+        raise ValueError(f"hidden={hidden}: widths must be <= {MAX_SIZE}")
     check_sizes(in_features=in_features, out_features=out_features)
     body = MLPBlock(
         in_features=in_features, hidden=hidden[:-1], out_features=hidden[-1], activation=activation

@@ -217,7 +217,7 @@ OVERRIDES = {
     "progress_bar_one": ("trainer.enable_progress_bar=1", "trainer.enable_progress_bar=1"),
     "first_order_null": ("algo.first_order=null", "algo.first_order=null"),
     # one typo from sense: a width that asks for gigabytes, an amplitude whose targets are inf
-    "hidden_absurd": ("model.args.hidden=[1000000000]", "hidden widths must be <= 1000000"),
+    "hidden_absurd": ("model.args.hidden=[1000000000]", "model.args.hidden=[1000000000]: widths"),
     "amplitude_absurd": (
         "task.args.amplitude=[0.1,1e300]",
         "task.args.amplitude=[0.1, 1e+300]: must lie within",

@@ -9,8 +9,8 @@ from metacompose.models import conv_graph, mlp_graph, residual_mlp_graph
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        ({"hidden": [0]}, r"hidden widths must be >= 1, got \[0\]"),
-        ({"hidden": [40, -3]}, r"hidden widths must be >= 1, got \[40, -3\]"),
+        ({"hidden": [0]}, r"hidden=\[0\]: widths must be >= 1"),
+        ({"hidden": [40, -3]}, r"hidden=\[40, -3\]: widths must be >= 1"),
         ({"in_features": 0}, "in_features must be >= 1, got 0"),
         ({"out_features": -1}, "out_features must be >= 1, got -1"),
     ],
