@@ -1,6 +1,7 @@
 """The ``algo`` section against the learner ``algo.name`` builds: its ``algo.args`` bind to that
-learner's builder, a learned optimizer's unroll is truncated inside it, and no key the learner
-never reads was set by the user.
+learner's builder within the size limits, a learned optimizer's unroll is truncated inside it
+(:func:`check_algo_values`, part of :func:`metacompose.config.validate`), and no key the learner
+never reads was set by the user (:func:`check_algo_section`, which needs the files' layers).
 
 Checked on load (:func:`metacompose.config.load.load_config`), never on a checkpoint's stored
 config, so runs made before a check existed still load.
@@ -15,8 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from metacompose.config.arg_types import check_arg_types, show
 from metacompose.config.errors import ConfigError
-from metacompose.config.validate import INNER_LIMIT, check_arg_types
+from metacompose.config.limits import ALGO_SIZE_LIMITS, CONTEXT_WEIGHTS_LIMIT, INNER_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ def check_algo_section(
     written: DictConfig,
     composed: bool,
 ) -> None:
-    """Raise :class:`ConfigError` (``SOURCE: algo.KEY=VALUE: problem``) for an ``algo`` section
-    the learner of ``algo.name`` cannot take as written.
+    """Raise :class:`ConfigError` (``SOURCE: algo.KEY=VALUE: problem``) for a key of the ``algo``
+    section that the learner of ``algo.name`` never reads, set by the user (its values were
+    checked by :func:`check_algo_values`).
 
     Args:
         cfg: the loaded, validated config.
@@ -52,11 +55,18 @@ def check_algo_section(
         composed: the config file has ``defaults:`` (an experiment file; a run folder's resolved
             ``config.yaml`` has none).
     """
+    check_unread(cfg, inherited, source, written=written, composed=composed)
+
+
+def check_algo_values(cfg: DictConfig, source: str | Path) -> None:
+    """``algo.args`` bind to the learner of ``algo.name`` (:func:`check_algo_args`), its sizes
+    within ``ALGO_SIZE_LIMITS`` (:func:`check_algo_sizes`), a learned optimizer's unroll within its
+    horizon (:func:`check_unroll`): ``SOURCE: algo.args.KEY=VALUE: problem``."""
     check_algo_args(cfg, source)
     args = OmegaConf.to_container(cfg.algo.args, resolve=True)
+    check_algo_sizes(cfg.algo.name, args, source)
     if cfg.algo.name == "learned_opt":
         check_unroll(args, source)
-    check_unread(cfg, inherited, source, written=written, composed=composed)
 
 
 def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
@@ -83,6 +93,46 @@ def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
         check_arg_types(fn, args, "algo.args")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
+
+
+def check_algo_sizes(name: str, args: dict[str, Any], source: str | Path) -> None:
+    """Each size of ``ALGO_SIZE_LIMITS[name]`` in ``args`` (an integer, or a list of them) at most
+    its limit, and an incontext / cnp predictor of at most ``CONTEXT_WEIGHTS_LIMIT`` weights: a
+    transformer of 10^5 layers does not fail, it hangs at build. Sizes below 1 and types are the
+    builder's and :func:`check_algo_args`' to refuse."""
+    for key, limit in ALGO_SIZE_LIMITS.get(name, {}).items():
+        value = args.get(key)
+        if any(type(v) is int and v > limit for v in _ints(value)):
+            raise ConfigError(
+                f"{source}: algo.args.{key}={show(value)}: must be <= {limit} (algo.name={name})"
+            )
+    weights = context_weights(name, args)
+    if weights > CONTEXT_WEIGHTS_LIMIT:
+        keys = ", ".join(f"{k}={args[k]}" for k in ALGO_SIZE_LIMITS[name] if k in args)
+        raise ConfigError(
+            f"{source}: algo.args: {keys}: about {weights:.2g} weights in the {name} predictor; "
+            f"must be <= {CONTEXT_WEIGHTS_LIMIT:.0e}"
+        )
+
+
+def context_weights(name: str, args: dict[str, Any]) -> int:
+    """About how many weights the incontext / cnp predictor of ``args`` holds (0 for others):
+    ``layers x (4 width^2 + 2 width ff)``, ``2 layers hidden^2``."""
+    if name not in ("incontext", "cnp"):
+        return 0
+    from metacompose.algorithms.builders import ALGO_BUILDERS
+
+    defaults = inspect.signature(ALGO_BUILDERS[name]).parameters
+    size = {k: args.get(k, defaults[k].default) for k in ALGO_SIZE_LIMITS[name]}
+    if not all(type(v) is int and v > 0 for v in size.values()):
+        return 0  # the builder's to refuse
+    if name == "cnp":
+        return 2 * size["layers"] * size["hidden"] ** 2
+    return size["layers"] * (4 * size["width"] ** 2 + 2 * size["width"] * size["ff"])
+
+
+def _ints(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 # learned optimizer arguments that count inner steps (bounded as algo.inner_steps is)

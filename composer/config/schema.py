@@ -107,10 +107,11 @@ class RouterConfig:
 
     enabled: bool = False  # build a RoutedMetaLearner instead of a plain MetaLearner
     template: dict[str, Any] = field(default_factory=dict)  # {nodes, edges, merge} of slots
-    encoder_hidden: int = 64  # task encoder (DeepSets) hidden width
-    embedding: int = 32  # task embedding size
-    hidden: int = 64  # hypernetwork trunk width
-    descriptor_dim: int = 0  # size of a vector task descriptor fed to the router (0: none)
+    # router sizes are bounded where each alone still allocates modestly (config/validate.py)
+    encoder_hidden: int = 64  # task encoder (DeepSets) hidden width (<= 4096)
+    embedding: int = 32  # task embedding size (<= 4096)
+    hidden: int = 64  # hypernetwork trunk width (<= 4096)
+    descriptor_dim: int = 0  # size of a vector task descriptor fed to the router (0: none; <= 4096)
     # routed slot -> [start, stop) of the vector descriptor; that slot's logits read only that
     # slice (program-given routing, e.g. {inner: [0, 4], outer: [4, 8]}); {}: all from the trunk
     descriptor_slots: dict[str, list[int]] = field(default_factory=dict)
@@ -119,9 +120,13 @@ class RouterConfig:
     # composition, also at evaluation) | em (hard EM over joint choices, from data)
     routing: str = "learned"
     film: bool = True  # generate FiLM scale/shift for every layer of the pool
-    low_rank: int = 0  # rank of generated weight deltas (0: off)
-    tau_start: float = 1.0  # Gumbel-softmax temperature at meta-iteration 0
-    tau_end: float = 0.3  # temperature after tau_steps meta-iterations (exponential anneal)
+    low_rank: int = 0  # rank of generated weight deltas (0: off; <= 256)
+    # Gumbel-softmax temperature at meta-iteration 0, in [0.001, 100] (below, the soft gradient
+    # explodes; above, every routing weight is about 1/C)
+    tau_start: float = 1.0
+    # temperature after tau_steps meta-iterations (exponential anneal): in [0.001, 100] and
+    # <= tau_start (the anneal lowers it)
+    tau_end: float = 0.3
     tau_steps: int = 2000
     straight_through: bool = True  # one-hot forward, soft gradient
     balance_weight: float = 0.1  # load-balancing term weight (log C - H(mean routing))
@@ -137,10 +142,11 @@ class RouterConfig:
     eval_routing: str = (
         "router"  # evaluation policy: router (argmax) | search (support loss) | topk (both)
     )
-    eval_top_k: int = 4  # eval_routing: topk: joint choices adapted per task
+    eval_top_k: int = 4  # eval_routing: topk: joint choices adapted per task (<= 1024)
     rules: str | None = None  # composition rules YAML: evaluation routing = best valid graph
     # learned modulation anchors: each task starts its inner loop from the generated modulations
-    # plus the anchor (of this many) with the lowest support loss (0: off)
+    # plus the anchor (of this many) with the lowest support loss (0: off; <= 1024: the search
+    # evaluates this many copies of every task at once)
     anchors: int = 0
     anchor_init: float = 0.5  # std of the anchors' random start
 

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from metacompose.config.algo_section import check_algo_values
+from metacompose.config.arg_types import check_arg_types, show
 from metacompose.config.errors import ConfigError
+from metacompose.config.limits import (
+    INNER_LIMIT,
+    LR_LIMIT,
+    ROUTER_COPIES_LIMIT,
+    ROUTER_RANK_LIMIT,
+    ROUTER_WIDTH_LIMIT,
+    SIZE_LIMIT,
+    STEPS_LIMIT,
+    TAU_RANGE,
+)
 from metacompose.config.schema import CADENCES
 
 PRECISIONS = (
@@ -51,11 +62,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.precision": PRECISIONS,
 }
 
-STEPS_LIMIT = 10**8  # meta-iterations: days of training at the fastest step rate
-INNER_LIMIT = 10**4  # inner-loop steps per task
-SIZE_LIMIT = 10**6  # examples or tasks per batch, widths
-LR_LIMIT = 100.0  # step sizes, weight decay, initial scales: past this, training only diverges
-
 
 def strategies() -> tuple[str, ...]:
     """``auto`` and the names in Lightning's strategy registry (imported on first use)."""
@@ -65,7 +71,8 @@ def strategies() -> tuple[str, ...]:
 
 
 def validate(cfg: DictConfig, source: str | Path) -> None:
-    """Raise :class:`ConfigError` for the first bad value of a resolved run config."""
+    """Raise :class:`ConfigError` for the first bad value of a resolved run config, ``algo.args``
+    against its learner included (:func:`metacompose.config.algo_section.check_algo_values`)."""
     c = _Checker(cfg, str(source))
     for key, options in CHOICES.items():
         c.choice(key, options)
@@ -130,20 +137,25 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
     check_builder_args(cfg, source)
+    check_algo_values(cfg, source)
 
 
 def _check_router(c: _Checker, cfg: DictConfig) -> None:
     """The ``router`` section's sizes, temperatures, weights and EM settings."""
     for key in ("encoder_hidden", "embedding", "hidden"):
-        c.integer(f"router.{key}", lo=1, hi=SIZE_LIMIT)
-    for key in ("descriptor_dim", "low_rank", "anchors"):
-        c.integer(f"router.{key}", lo=0, hi=SIZE_LIMIT)
+        c.integer(f"router.{key}", lo=1, hi=ROUTER_WIDTH_LIMIT)
+    c.integer("router.descriptor_dim", lo=0, hi=ROUTER_WIDTH_LIMIT)
+    c.integer("router.low_rank", lo=0, hi=ROUTER_RANK_LIMIT)
+    c.integer("router.anchors", lo=0, hi=ROUTER_COPIES_LIMIT)
     c.descriptor_slots("router.descriptor_slots", dim=cfg.router.descriptor_dim)
     if cfg.router.descriptor_dim and not cfg.router.enabled:  # on load only: never a checkpoint
         c.fail("router.descriptor_dim", cfg.router.descriptor_dim,
                "read only by the router (router.enabled: false); remove it")  # fmt: skip
-    c.real("router.tau_start", lo=0.0, lo_open=True)
-    c.real("router.tau_end", lo=0.0, lo_open=True)
+    for key in ("tau_start", "tau_end"):
+        c.real(f"router.{key}", lo=TAU_RANGE[0], hi=TAU_RANGE[1])
+    if cfg.router.tau_end > cfg.router.tau_start:  # an anneal cools: likely the two swapped
+        c.fail("router.tau_end", cfg.router.tau_end,
+               f"must be <= router.tau_start={cfg.router.tau_start} (the anneal lowers it)")  # fmt: skip
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
     for key in ("balance_weight", "entropy_weight", "search_weight"):
         c.real(f"router.{key}", lo=0.0)
@@ -154,7 +166,7 @@ def _check_router(c: _Checker, cfg: DictConfig) -> None:
     if 0 < cfg.router.em_capacity < 1:
         c.fail("router.em_capacity", cfg.router.em_capacity, "expected 0 (off) or >= 1")
     c.integer("router.em_capacity_steps", lo=0, hi=STEPS_LIMIT)
-    c.integer("router.eval_top_k", lo=1, hi=SIZE_LIMIT)
+    c.integer("router.eval_top_k", lo=1, hi=ROUTER_COPIES_LIMIT)
 
 
 def check_builder_args(cfg: DictConfig, source: str | Path) -> None:
@@ -213,7 +225,7 @@ class _Checker:
         return node
 
     def fail(self, key: str, value: Any, problem: str) -> None:
-        raise ConfigError(f"{self.source}: {key}={_show(value)}: {problem}")
+        raise ConfigError(f"{self.source}: {key}={show(value)}: {problem}")
 
     def choice(self, key: str, options: tuple[str, ...], shown: str | None = None) -> None:
         value = self.get(key)
@@ -296,74 +308,3 @@ class _Checker:
         value = list(self.get(key))
         if not value or not all(type(v) is int and 1 <= v <= SIZE_LIMIT for v in value):
             self.fail(key, value, f"expected a non-empty list of integers in 1..{SIZE_LIMIT}")
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (list, ListConfig)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
-
-
-def check_value(value: Any, annotation: Any) -> bool:
-    """Whether ``value`` (plain YAML data) fits a simple type annotation; unknown types fit."""
-    import types
-    import typing
-
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any or annotation is object:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(check_value(value, a) for a in args)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:  # finite: no builder argument means anything by NaN or infinity
-        return type(value) in (int, float) and math.isfinite(value)
-    if annotation is str:
-        return isinstance(value, str)
-    if annotation is Path:
-        return isinstance(value, (str, Path))
-    if origin in (list, tuple) or annotation in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(args) == len(value) and all(map(check_value, value, args))
-        inner = args[0] if args else Any
-        return all(check_value(v, inner) for v in value)
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
-
-
-def check_arg_types(fn: Callable[..., Any], kwargs: dict[str, Any], where: str) -> None:
-    """Each of ``kwargs`` against ``fn``'s annotations: ``where.key=value: expected TYPE``."""
-    import typing
-
-    try:
-        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
-    except Exception:  # unresolvable annotations: nothing to check against
-        return
-    for key, value in kwargs.items():
-        hint = hints.get(key)
-        if hint is not None and not check_value(value, hint):
-            shown = _show(value)
-            finite = " of finite numbers" if _has_non_finite(value) else ""
-            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}{finite}")
-
-
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return any(map(_has_non_finite, value))
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import DictConfig, ListConfig
 
@@ -30,7 +32,8 @@ def check_accelerator(cfg: DictConfig) -> None:
 
     Checked: GPUs asked for on a machine without (enough of) them, MPS without MPS, device-id lists
     on CPU, fp16 mixed precision on CPU, multi-node runs without a shared run ``name``, and a
-    meta-batch that does not split evenly over ranks (and ``data.task_chunk_size`` chunks).
+    meta-batch that does not split evenly over ranks (and ``data.task_chunk_size`` chunks), and
+    several nodes without a launcher that starts them (:func:`multi_node_launcher`).
     """
     t = cfg.trainer
     acc = str(t.accelerator)
@@ -70,7 +73,38 @@ def check_accelerator(cfg: DictConfig) -> None:
             f"trainer.num_nodes={t.num_nodes}: set name=<run name> so every node writes to the same "
             "run folder"
         )
+    if t.num_nodes > 1 and multi_node_launcher() is None:
+        raise ConfigError(
+            f"trainer.num_nodes={t.num_nodes}: no multi-node launcher found (srun, torchrun, jsrun, "
+            "mpirun, or MASTER_ADDR and NODE_RANK set on every node); it would wait for the other "
+            "nodes forever (see configs/sinusoid_multinode.yaml)"
+        )
     check_layout(cfg)
+
+
+def multi_node_launcher() -> str | None:
+    """The cluster environment Lightning would detect for a multi-node run (``None``: none).
+
+    Lightning's own detection (lightning.fabric.plugins.environments) of SLURM (``srun``),
+    torchelastic (``torchrun``), LSF (``jsrun``) and MPI; else its default environment launched by
+    hand, which needs the main node's ``MASTER_ADDR`` and this node's ``NODE_RANK`` (Kubeflow: its
+    ``WORLD_SIZE``); without them every node takes itself for node 0 at 127.0.0.1 and waits.
+    """
+    import os
+
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment, MPIEnvironment):
+        if env.detect():
+            return env.__name__
+    if "MASTER_ADDR" in os.environ and ("NODE_RANK" in os.environ or "WORLD_SIZE" in os.environ):
+        return "LightningEnvironment"
+    return None
 
 
 def check_layout(cfg: DictConfig) -> None:
@@ -98,8 +132,22 @@ def chunks_per_rank(cfg: DictConfig, ranks: int, task_mb: float | None = None) -
     share = cfg.data.meta_batch_size // ranks
     chunk = cfg.data.task_chunk_size
     if chunk is None and task_mb is not None:
+        check_budget(cfg.data.memory_budget_mb, task_mb)
         chunk = auto_task_chunk(share, task_mb, memory_budget_mb(cfg))
     return 1 if chunk is None else share // chunk
+
+
+def check_budget(budget_mb: float | None, task_mb: float) -> None:
+    """A ``data.memory_budget_mb`` set below one task's estimate cannot be honoured (a chunk holds
+    at least one task): one line naming it and the estimate (the defaults are not refused)."""
+    if budget_mb is not None and budget_mb < task_mb:
+        step = 10.0 ** (math.floor(math.log10(task_mb)) - 2)  # rounded up to 3 digits
+        raise ConfigError(
+            f"data.memory_budget_mb={budget_mb:g}: below one task's estimated {task_mb:.3g} MB of "
+            f"activations (a chunk holds at least one task); set it >= "
+            f"{math.ceil(task_mb / step) * step:.3g}, null for the default, or "
+            "data.task_chunk_size=1"
+        )
 
 
 # Default activation budget per rank on CPU (data.memory_budget_mb). On CPU the conv path loops over

@@ -223,6 +223,11 @@ OVERRIDES = {
         "task.args.amplitude=[0.1, 1e+300]: must lie within",
     ),
     "bool_interpolation": ("trainer.deterministic=${seed}", "trainer.deterministic=0: expected"),
+    # a budget below one task's estimate cannot be honoured (a chunk holds at least one task)
+    "memory_budget_tiny": (
+        "data.memory_budget_mb=1e-9",
+        "data.memory_budget_mb=1e-09: below one task's estimated",
+    ),
     # the router is off here: nothing would read it (refused on load, never on a checkpoint)
     "descriptor_dim_sinusoid": (
         "router.descriptor_dim=4",
@@ -302,6 +307,42 @@ for _id, _config, _item, _name in [
     ("program_sin_duo-descriptor_width", "compositional_identifiable_program_sin_duo",
      "router.descriptor_dim=12", "router.descriptor_dim=12: task family 'compositional' gives a "
      "descriptor of width 10"),
+    # router sizes a run never needs (10^6 anchors ran out of memory, not refused)
+    ("program_sin-anchors_absurd", "compositional_identifiable_program_sin",
+     "router.anchors=1000000", "router.anchors=1000000: must be in 0..1024"),
+    ("compositional-hidden_absurd", "compositional", "router.hidden=100000",
+     "router.hidden=100000: must be in 1..4096"),
+    ("compositional-embedding_absurd", "compositional", "router.embedding=100000",
+     "router.embedding=100000: must be in 1..4096"),
+    ("compositional-low_rank_absurd", "compositional", "router.low_rank=100000",
+     "router.low_rank=100000: must be in 0..256"),
+    ("from_data-eval_top_k_absurd", "from_data", "router.eval_top_k=100000",
+     "router.eval_top_k=100000: must be in 1..1024"),
+    # temperatures: 1e300 trained with exit 0 (uniform routing), a rising anneal is a swap
+    ("compositional-tau_end_huge", "compositional", "router.tau_end=1e300",
+     "router.tau_end=1e+300: must be <= 100"),
+    ("compositional-tau_start_tiny", "compositional", "router.tau_start=1e-9",
+     "router.tau_start=1e-09: must be >= 0.001"),
+    ("compositional-tau_end_above_start", "compositional", "router.tau_end=2",
+     "router.tau_end=2.0: must be <= router.tau_start=1.0"),
+    # learner sizes: a transformer of 10^5 layers hung at build
+    ("incontext-layers_absurd", "sinusoid_incontext", "algo.args.layers=100000",
+     "algo.args.layers=100000: must be <= 64 (algo.name=incontext)"),
+    ("incontext-width_absurd", "sinusoid_incontext", "algo.args.width=100000",
+     "algo.args.width=100000: must be <= 2048"),
+    ("incontext-ff_absurd", "sinusoid_incontext", "algo.args.ff=100000000",
+     "algo.args.ff=100000000: must be <= 8192"),
+    ("cnp-hidden_absurd", "sinusoid_cnp", "algo.args.hidden=1000000",
+     "algo.args.hidden=1000000: must be <= 2048 (algo.name=cnp)"),
+    ("cnp-layers_absurd", "sinusoid_cnp", "algo.args.layers=100000",
+     "algo.args.layers=100000: must be <= 64"),
+    ("learned_opt-hidden_absurd", "sinusoid_learned_opt", "algo.args.hidden=100000",
+     "algo.args.hidden=100000: must be <= 128 (algo.name=learned_opt)"),
+    ("learned_opt-random_net_widths_absurd", "sinusoid_learned_opt",
+     "algo.args.random_net_widths=[20,1000000]",
+     "algo.args.random_net_widths=[20, 1000000]: must be <= 1024"),
+    ("learned_opt-random_net_pool_absurd", "sinusoid_learned_opt",
+     "algo.args.random_net_pool=1000000000", "algo.args.random_net_pool=1000000000: must be <="),
 ]:  # fmt: skip
     case(
         f"{_id}",
@@ -309,6 +350,14 @@ for _id, _config, _item, _name in [
         _name,
         f"{_config}.yaml",
     )
+case(  # each size within its limit, together a predictor of 10^9 weights
+    "incontext-weights_absurd",
+    lambda env: env.train(
+        "algo.args.width=2048", "algo.args.layers=64", config=CONFIGS / "sinusoid_incontext.yaml"
+    ),
+    "algo.args: width=2048, heads=4, layers=64, ff=128: about 1.1e+09 weights",
+    "sinusoid_incontext.yaml",
+)
 DIGITS = ROOT / "configs" / "base" / "digits.yaml"
 DIGITS_TINY = ["trainer.max_steps=2", "data.val_tasks=2", "data.meta_batch_size=2"]
 for _id, _item, _name in [

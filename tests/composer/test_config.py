@@ -163,7 +163,7 @@ def test_yaml_files_are_read_strictly(tmp_path, data, match):
 
 
 def test_value_type_checks_follow_annotations():
-    from metacompose.config.validate import check_value
+    from metacompose.config.arg_types import check_value
 
     assert check_value([8, 8], list[int] | tuple[int, ...])
     assert not check_value(["a"], list[int] | tuple[int, ...])

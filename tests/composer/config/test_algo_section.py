@@ -39,3 +39,22 @@ def test_an_experiment_file_that_chose_the_learner_is_refused(tmp_path):
     f.write_text(f"defaults: [{CONFIGS / 'sinusoid_incontext.yaml'}]\nalgo:\n  inner_steps: 4\n")
     with pytest.raises(ConfigError, match=r"mine\.yaml: algo\.inner_steps=4"):
         load_config(f)
+
+
+def test_the_public_validate_checks_algo_args():
+    from omegaconf import OmegaConf
+
+    from metacompose.config import RunConfig, validate
+
+    cfg = OmegaConf.structured(RunConfig)
+    validate(cfg, "x.yaml")
+    cfg.algo.name = "incontext"
+    cfg.algo.args = {"layerz": 3}
+    with pytest.raises(ConfigError, match=r"^x\.yaml: algo\.args\.layerz: unknown argument"):
+        validate(cfg, "x.yaml")
+    cfg.algo.args = {"layers": 100000}
+    with pytest.raises(ConfigError, match=r"^x\.yaml: algo\.args\.layers=100000: must be <= 64"):
+        validate(cfg, "x.yaml")
+    cfg.algo.name, cfg.algo.args = "learned_opt", {"truncation": 20}
+    with pytest.raises(ConfigError, match=r"algo\.args\.truncation=20: longer than"):
+        validate(cfg, "x.yaml")

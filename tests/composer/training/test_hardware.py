@@ -111,3 +111,59 @@ def test_chunks_per_rank_follows_the_budget_unless_a_chunk_size_is_set(tiny_cfg)
     assert chunks_per_rank(cfg, 2, task_mb=30.0) == 2
     cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.task_chunk_size=4")
     assert chunks_per_rank(cfg, 1, task_mb=1000.0) == 2
+
+
+# what Lightning's cluster environments read (lightning.fabric.plugins.environments)
+LAUNCHER_VARS = (
+    "SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "LSB_DJOB_RANKFILE",
+    "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE", "MASTER_ADDR", "NODE_RANK", "WORLD_SIZE",
+)  # fmt: skip
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for var in LAUNCHER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_several_nodes_without_a_launcher_are_refused_not_awaited(no_launcher, tmp_path, capsys):
+    from metacompose.training.hardware import multi_node_launcher
+
+    assert multi_node_launcher() is None
+    code = cli(["train", str(CONFIG), *tiny_overrides(tmp_path, "nodes"), "trainer.num_nodes=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert "trainer.num_nodes=2: no multi-node launcher found" in err
+    assert not (tmp_path / "nodes").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "found"),
+    [
+        ({"SLURM_NTASKS": "8"}, "SLURMEnvironment"),
+        ({"TORCHELASTIC_RUN_ID": "1"}, "TorchElasticEnvironment"),
+        ({"MASTER_ADDR": "10.0.0.1", "NODE_RANK": "1"}, "LightningEnvironment"),
+        ({"MASTER_ADDR": "10.0.0.1"}, None),  # which node is this one?
+        ({"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "bash"}, None),  # interactive: Lightning's rule
+    ],
+)
+def test_multi_node_launchers_are_lightnings(no_launcher, env, found):
+    from metacompose.training.hardware import multi_node_launcher
+
+    for var, value in env.items():
+        no_launcher.setenv(var, value)
+    assert multi_node_launcher() == found
+
+
+def test_a_budget_below_one_task_is_refused_and_a_small_one_that_fits_kept(tiny_cfg):
+    from metacompose.training.hardware import chunks_per_rank
+
+    cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.memory_budget_mb=1e-9")
+    with pytest.raises(ConfigError, match=r"data\.memory_budget_mb=1e-09: below one task's "):
+        chunks_per_rank(cfg, 1, task_mb=0.5)
+    assert chunks_per_rank(cfg, 1) == 1  # no estimate (not the MAML family): nothing to refuse
+    cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.memory_budget_mb=0.5")
+    assert chunks_per_rank(cfg, 1, task_mb=0.5) == 8  # one task per chunk, as asked
+    cfg = tiny_cfg("hw", "data.meta_batch_size=8")  # the default budget is never refused
+    assert chunks_per_rank(cfg, 1, task_mb=1000.0) == 8

@@ -1,0 +1,41 @@
+"""How large a config value may be: past these, a value is a likely typo (an extra digit, a
+swapped pair), and a run would hang, run out of memory or only diverge instead of being refused.
+
+Bounds are deliberately loose: far above the shipped configs' values, low enough that each size
+alone, the others at their shipped values, still allocates modestly.
+"""
+
+from __future__ import annotations
+
+STEPS_LIMIT = 10**8  # meta-iterations: days of training at the fastest step rate
+INNER_LIMIT = 10**4  # inner-loop steps per task
+SIZE_LIMIT = 10**6  # examples or tasks per batch, widths
+LR_LIMIT = 100.0  # step sizes, weight decay, initial scales: past this, training only diverges
+# The router's sizes (metacompose.router): far above the shipped configs' (widths 32-64, 16
+# anchors, top 4), low enough that each alone allocates modestly. A trunk width W holds W x (every
+# generated modulation) weights, a rank R adds R x (in + out) modulations per modulated layer, and
+# A anchors or a top K evaluate A (K) copies of every task of a meta-batch at once.
+ROUTER_WIDTH_LIMIT = 4096  # router.encoder_hidden, embedding, hidden, descriptor_dim
+ROUTER_RANK_LIMIT = 256  # router.low_rank
+ROUTER_COPIES_LIMIT = 1024  # router.anchors, eval_top_k
+# Gumbel-softmax temperatures: below the minimum the soft gradient (scaled by 1 / tau) explodes,
+# above the maximum every routing weight is about 1 / C (no routing at all).
+TAU_RANGE = (1e-3, 100.0)
+# algo.name -> algo.args sizes of its learner (metacompose.algorithms.builders). The shipped
+# configs: incontext width 64, heads 4, layers 2-3, ff 128; cnp hidden 128, layers 3; learned_opt
+# hidden 16, random-network widths 20-40, depth 2, a pool of 8. A transformer block holds
+# 4 width^2 + 2 width ff weights, a CNP about 2 layers hidden^2; the learned rule runs its
+# hidden-wide MLP on every weight of the model, and of each drawn random network, at every step.
+ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
+    "incontext": {"width": 2048, "heads": 256, "layers": 64, "ff": 8192},
+    "cnp": {"hidden": 2048, "layers": 64},
+    "learned_opt": {
+        "hidden": 128,
+        "random_net_widths": 1024,
+        "random_net_depth": 16,
+        "random_net_pool": 1024,
+    },
+}
+# incontext / cnp: the weights their sizes together give the predictor (400 MB of float32; each size
+# alone at its limit gives at most about half of it)
+CONTEXT_WEIGHTS_LIMIT = 10**8
