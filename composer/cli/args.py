@@ -38,7 +38,8 @@ def at_least(lo: int, hi: int | None = None):
     return parse
 
 
-positive_int = at_least(1)
+COUNT_LIMIT = 10**6  # tasks, shots, networks: as the config's sizes (SIZE_LIMIT)
+positive_int = at_least(1, COUNT_LIMIT)  # eval --tasks 10^12 ran for ever, --shots 10^8 was OOM
 non_negative_int = at_least(0)
 inner_steps = at_least(0, 10**4)  # as the config's algo.inner_steps (INNER_LIMIT)
 
@@ -65,6 +66,15 @@ def positive_float(text: str) -> float:
     value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a time budget per claim, > 0 and at most an hour (as the config's
+    ``enforce.timeout_s``; z3 counts it in milliseconds in 32 bits)."""
+    value = positive_float(text)
+    if value > 3600:
+        raise argparse.ArgumentTypeError(f"must be <= 3600 (seconds per claim), got {text}")
     return value
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metacompose.cli.args import at_least, device, inner_steps, positive_int, short_usage
+from metacompose.cli.args import (
+    COUNT_LIMIT,
+    at_least,
+    device,
+    inner_steps,
+    positive_int,
+    short_usage,
+)
 from metacompose.cli.paths import check_output_dir
 
 
@@ -13,17 +20,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT... --out DIR")
     p.add_argument("checkpoints", nargs="+", help="checkpoints (runs/<name>/checkpoints/last.ckpt)")
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
-    p.add_argument("--tasks", type=at_least(2), default=200, help="meta-test tasks per measurement")
+    p.add_argument(
+        "--tasks",
+        type=at_least(2, COUNT_LIMIT),
+        default=200,
+        help="meta-test tasks per measurement",
+    )
     p.add_argument(
         "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )
     p.add_argument("--shots", type=positive_int, nargs="+", default=None,
                    help="K values of sample efficiency (default: the config's report.shots)")  # fmt: skip
     p.add_argument(
-        "--forgetting-length", type=at_least(2), default=5, help="n of the sequence T1..Tn"
+        "--forgetting-length",
+        type=at_least(2, COUNT_LIMIT),
+        default=5,
+        help="n of the sequence T1..Tn",
     )
     p.add_argument(
-        "--forgetting-sequences", type=at_least(2), default=50, help="sequences of T1..Tn"
+        "--forgetting-sequences",
+        type=at_least(2, COUNT_LIMIT),
+        default=50,
+        help="sequences of T1..Tn",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task streams")
     p.add_argument("--device", type=device, default="cpu", help="torch device (cpu, cuda)")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import inner_steps, positive_float, positive_int, short_usage
+from metacompose.cli.args import inner_steps, positive_int, seconds, short_usage
 from metacompose.cli.paths import check_output_dir, check_output_file
 
 
@@ -26,9 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )
     p.add_argument("--tier", choices=("fast", "refine", "exact"), default="refine")
-    p.add_argument(
-        "--timeout", type=positive_float, default=5.0, help="seconds per claim (refine/exact)"
-    )
+    p.add_argument("--timeout", type=seconds, default=5.0, help="seconds per claim (refine/exact)")
     p.add_argument("--json", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--report", type=Path, default=None, help="write a Markdown summary here")
     p.add_argument(

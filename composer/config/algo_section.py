@@ -18,7 +18,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from metacompose.config.arg_types import check_arg_types, show
 from metacompose.config.errors import ConfigError
-from metacompose.config.limits import ALGO_SIZE_LIMITS, CONTEXT_WEIGHTS_LIMIT, INNER_LIMIT
+from metacompose.config.limits import (
+    ALGO_SCALE_LIMITS,
+    ALGO_SIZE_LIMITS,
+    CONTEXT_WEIGHTS_LIMIT,
+    INNER_LIMIT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +101,16 @@ def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
 
 
 def check_algo_sizes(name: str, args: dict[str, Any], source: str | Path) -> None:
-    """Each size of ``ALGO_SIZE_LIMITS[name]`` in ``args`` (an integer, or a list of them) at most
-    its limit, and an incontext / cnp predictor of at most ``CONTEXT_WEIGHTS_LIMIT`` weights: a
-    transformer of 10^5 layers does not fail, it hangs at build. Sizes below 1 and types are the
-    builder's and :func:`check_algo_args`' to refuse."""
-    for key, limit in ALGO_SIZE_LIMITS.get(name, {}).items():
+    """Each size of ``ALGO_SIZE_LIMITS[name]`` in ``args`` (an integer, or a list of them) and each
+    scale of ``ALGO_SCALE_LIMITS[name]`` at most its limit, and an incontext / cnp predictor of at
+    most ``CONTEXT_WEIGHTS_LIMIT`` weights: a transformer of 10^5 layers does not fail, it hangs at
+    build. Sizes below 1 and types are the builder's and :func:`check_algo_args`' to refuse."""
+    limits = ALGO_SIZE_LIMITS.get(name, {}) | ALGO_SCALE_LIMITS.get(name, {})
+    for key, limit in limits.items():
         value = args.get(key)
-        if any(type(v) is int and v > limit for v in _ints(value)):
+        if any(type(v) in (int, float) and v > limit for v in _numbers(value)):
             raise ConfigError(
-                f"{source}: algo.args.{key}={show(value)}: must be <= {limit} (algo.name={name})"
+                f"{source}: algo.args.{key}={show(value)}: must be <= {limit:g} (algo.name={name})"
             )
     weights = context_weights(name, args)
     if weights > CONTEXT_WEIGHTS_LIMIT:
@@ -131,7 +137,7 @@ def context_weights(name: str, args: dict[str, Any]) -> int:
     return size["layers"] * (4 * size["width"] ** 2 + 2 * size["width"] * size["ff"])
 
 
-def _ints(value: Any) -> list[Any]:
+def _numbers(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 

@@ -18,6 +18,13 @@ LR_LIMIT = 100.0  # step sizes, weight decay, initial scales: past this, trainin
 ROUTER_WIDTH_LIMIT = 4096  # router.encoder_hidden, embedding, hidden, descriptor_dim
 ROUTER_RANK_LIMIT = 256  # router.low_rank
 ROUTER_COPIES_LIMIT = 1024  # router.anchors, eval_top_k
+# Weights of the router's loss terms (router.balance_weight, entropy_weight, search_weight,
+# em_prior_weight; the shipped configs use 0-1): past this the term drowns the task's loss, and at
+# 1e300 it overflows float32 (an infinite loss that trained with exit 0).
+ROUTER_WEIGHT_LIMIT = 1000.0
+# enforce.timeout_s: a solver budget per claim, inside every inner-loop adaptation (z3 counts it in
+# milliseconds in 32 bits).
+ENFORCE_TIMEOUT_LIMIT = 3600.0
 # Gumbel-softmax temperatures: below the minimum the soft gradient (scaled by 1 / tau) explodes,
 # above the maximum every routing weight is about 1 / C (no routing at all).
 TAU_RANGE = (1e-3, 100.0)
@@ -35,6 +42,13 @@ ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
         "random_net_depth": 16,
         "random_net_pool": 1024,
     },
+}
+# algo.name -> real-valued algo.args past which a bound is no bound: learned_opt's max_step (the
+# largest change of any weight per step; shipped 2.5: past LR_LIMIT a step only diverges) and
+# guard_slack (a step raising the support loss past this multiple of its lowest is undone;
+# shipped 1.2: at 1e300 the guard is off, which guard: false says)
+ALGO_SCALE_LIMITS: dict[str, dict[str, float]] = {
+    "learned_opt": {"max_step": LR_LIMIT, "guard_slack": 1000.0},
 }
 # incontext / cnp: the weights their sizes together give the predictor (400 MB of float32; each size
 # alone at its limit gives at most about half of it)

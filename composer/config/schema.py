@@ -129,6 +129,8 @@ class RouterConfig:
     tau_end: float = 0.3
     tau_steps: int = 2000
     straight_through: bool = True  # one-hot forward, soft gradient
+    # loss-term weights (these three and em_prior_weight): at most 1000, past it a term drowns the
+    # task's loss
     balance_weight: float = 0.1  # load-balancing term weight (log C - H(mean routing))
     entropy_weight: float = 0.0  # mean per-task routing entropy weight (>0: confident routing)
     search_steps: int = 0  # meta-iterations routed by best adapted loss over all joint choices
@@ -158,7 +160,7 @@ class EnforceConfig:
     mode: str = "off"  # off | check (certify, count) | reject (roll back) | project (shrink)
     spec: str | None = None  # stability spec YAML (configs/bounds/*.yaml); required unless off
     tier: str = "fast"  # certification tier: fast | refine | exact
-    timeout_s: float = 1.0  # per-claim budget of the refine / exact tiers
+    timeout_s: float = 1.0  # per-claim budget (seconds, <= 3600) of the refine / exact tiers
     every: str = "end"  # certify after the last inner step (end) or after every step (step)
     max_halvings: int = 8  # project: step shrinks tried before rolling back
 

@@ -18,10 +18,12 @@ from metacompose.config.algo_section import check_algo_values
 from metacompose.config.arg_types import check_arg_types, show
 from metacompose.config.errors import ConfigError
 from metacompose.config.limits import (
+    ENFORCE_TIMEOUT_LIMIT,
     INNER_LIMIT,
     LR_LIMIT,
     ROUTER_COPIES_LIMIT,
     ROUTER_RANK_LIMIT,
+    ROUTER_WEIGHT_LIMIT,
     ROUTER_WIDTH_LIMIT,
     SIZE_LIMIT,
     STEPS_LIMIT,
@@ -131,7 +133,7 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
                 "trainer.steps_per_call", per_call, f"must divide trainer.{key}={cfg.trainer[key]}"
             )
     _check_router(c, cfg)
-    c.real("enforce.timeout_s", lo=0.0, lo_open=True)
+    c.real("enforce.timeout_s", lo=0.0, lo_open=True, hi=ENFORCE_TIMEOUT_LIMIT)
     c.integer("enforce.max_halvings", lo=0, hi=64)
     if cfg.enforce.mode != "off" and not cfg.enforce.spec:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
@@ -157,10 +159,9 @@ def _check_router(c: _Checker, cfg: DictConfig) -> None:
         c.fail("router.tau_end", cfg.router.tau_end,
                f"must be <= router.tau_start={cfg.router.tau_start} (the anneal lowers it)")  # fmt: skip
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
-    for key in ("balance_weight", "entropy_weight", "search_weight"):
-        c.real(f"router.{key}", lo=0.0)
+    for key in ("balance_weight", "entropy_weight", "search_weight", "em_prior_weight"):
+        c.real(f"router.{key}", lo=0.0, hi=ROUTER_WEIGHT_LIMIT)
     c.real("router.anchor_init", lo=0.0, hi=LR_LIMIT)
-    c.real("router.em_prior_weight", lo=0.0)
     c.integer("router.search_steps", lo=0, hi=STEPS_LIMIT)
     c.real("router.em_capacity", lo=0.0)
     if 0 < cfg.router.em_capacity < 1:

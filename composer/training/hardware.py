@@ -31,9 +31,9 @@ def check_accelerator(cfg: DictConfig) -> None:
     """One-line :class:`ConfigError` for impossible accelerator / devices / strategy / layout combos.
 
     Checked: GPUs asked for on a machine without (enough of) them, MPS without MPS, device-id lists
-    on CPU, fp16 mixed precision on CPU, multi-node runs without a shared run ``name``, and a
-    meta-batch that does not split evenly over ranks (and ``data.task_chunk_size`` chunks), and
-    several nodes without a launcher that starts them (:func:`multi_node_launcher`).
+    or all devices (-1) on CPU, fp16 mixed precision on CPU, multi-node runs without a shared run
+    ``name`` or without a launcher that starts the nodes (:func:`multi_node_launcher`), and a
+    meta-batch that does not split evenly over ranks (and ``data.task_chunk_size`` chunks).
     """
     t = cfg.trainer
     acc = str(t.accelerator)
@@ -63,6 +63,11 @@ def check_accelerator(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.devices={list(devices)}: device ids need a GPU; on CPU give a process count "
             "(e.g. trainer.devices=2 trainer.strategy=ddp)"
+        )
+    if on_cpu and str(devices).strip() == "-1":  # Lightning's CPU accelerator: a TypeError
+        raise ConfigError(
+            "trainer.devices=-1: all devices means all GPUs; on CPU give a process count "
+            "(e.g. trainer.devices=2 trainer.strategy=ddp) or auto"
         )
     if on_cpu and str(t.precision) in ("16-mixed", "16", "16-true"):
         raise ConfigError(

@@ -223,6 +223,10 @@ OVERRIDES = {
         "task.args.amplitude=[0.1, 1e+300]: must lie within",
     ),
     "bool_interpolation": ("trainer.deterministic=${seed}", "trainer.deterministic=0: expected"),
+    # Lightning's CPU accelerator takes no -1 (a TypeError traceback)
+    "devices_all_on_cpu": ("trainer.devices=-1", "trainer.devices=-1: all devices means all GPUs"),
+    # a solver budget per claim of 1e300 s: never give up (z3 counts milliseconds in 32 bits)
+    "enforce_timeout_huge": ("enforce.timeout_s=1e300", "enforce.timeout_s=1e+300: must be <="),
     # a budget below one task's estimate cannot be honoured (a chunk holds at least one task)
     "memory_budget_tiny": (
         "data.memory_budget_mb=1e-9",
@@ -325,6 +329,11 @@ for _id, _config, _item, _name in [
      "router.tau_start=1e-09: must be >= 0.001"),
     ("compositional-tau_end_above_start", "compositional", "router.tau_end=2",
      "router.tau_end=2.0: must be <= router.tau_start=1.0"),
+    # a loss-term weight of 1e300: an infinite loss that trained with exit 0
+    ("compositional-balance_weight_huge", "compositional", "router.balance_weight=1e300",
+     "router.balance_weight=1e+300: must be <= 1000"),
+    ("from_data-em_prior_weight_huge", "from_data", "router.em_prior_weight=1e300",
+     "router.em_prior_weight=1e+300: must be <= 1000"),
     # learner sizes: a transformer of 10^5 layers hung at build
     ("incontext-layers_absurd", "sinusoid_incontext", "algo.args.layers=100000",
      "algo.args.layers=100000: must be <= 64 (algo.name=incontext)"),
@@ -341,6 +350,11 @@ for _id, _config, _item, _name in [
     ("learned_opt-random_net_widths_absurd", "sinusoid_learned_opt",
      "algo.args.random_net_widths=[20,1000000]",
      "algo.args.random_net_widths=[20, 1000000]: must be <= 1024"),
+    # no bound at all (trained with exit 0): a step bound of 1e300, a guard that never undoes
+    ("learned_opt-max_step_huge", "sinusoid_learned_opt", "algo.args.max_step=1e300",
+     "algo.args.max_step=1e+300: must be <= 100 (algo.name=learned_opt)"),
+    ("learned_opt-guard_slack_huge", "sinusoid_learned_opt", "algo.args.guard_slack=1e300",
+     "algo.args.guard_slack=1e+300: must be <= 1000"),
     ("learned_opt-random_net_pool_absurd", "sinusoid_learned_opt",
      "algo.args.random_net_pool=1000000000", "algo.args.random_net_pool=1000000000: must be <="),
 ]:  # fmt: skip
@@ -878,6 +892,17 @@ SUBPROCESS = {
     ],
     "eval_steps_negative": lambda env: ["eval", str(env.ckpt), "--steps", "-1"],
     "eval_steps_absurd": lambda env: ["eval", str(env.ckpt), "--steps", "1000000000000"],
+    # 10^12 tasks ran for ever, 10^8 shots ran out of memory (a traceback)
+    "eval_tasks_absurd": lambda env: ["eval", str(env.ckpt), "--tasks", "1000000000000"],
+    "eval_shots_absurd": lambda env: ["eval", str(env.ckpt), "--shots", "100000000"],
+    "verify_timeout_absurd": lambda env: [
+        "verify",
+        str(env.ckpt),
+        "--spec",
+        str(SPEC),
+        "--timeout",
+        "1e300",
+    ],
     "report_device_unknown": lambda env: ["report", str(env.ckpt), "--device", "bogus"],
 }
 

@@ -22,6 +22,7 @@ NO_GPU = not torch.cuda.is_available()
             marks=pytest.mark.skipif(not NO_GPU, reason="needs a machine without GPU"),
         ),
         (["trainer.devices=[0,1]", "trainer.accelerator=cpu"], "device ids need a GPU"),
+        (["trainer.devices=-1"], r"trainer\.devices=-1: all devices means all GPUs"),  # TypeError
         (["trainer.precision=16-mixed"], "fp16 is GPU-only"),
         (["trainer.num_nodes=2", "name=null"], "set name="),
         (["trainer.devices=3", "trainer.strategy=ddp"], "divisible by the 3"),
