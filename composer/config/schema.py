@@ -48,7 +48,8 @@ class AlgoConfig:
     # that task's step): true | false | auto (on for learned step sizes: metasgd, per_step_lr)
     eval_guard: Any = "auto"
     # keyword arguments of the incontext / cnp / learned_opt learner builders
-    # (metacompose.algorithms.builders); must be empty for the MAML family
+    # (metacompose.algorithms.builders); must be empty for the MAML family. Their sizes are bounded
+    # so a build stays small (metacompose.config.limits: e.g. incontext layers <= 64, width <= 2048)
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,6 +66,7 @@ class DataConfig:
     task_chunk_size: int | None = None
     # Without task_chunk_size: the activation memory (MB per rank) a chunk of tasks may hold; the
     # chunks are chosen from an estimate of one task's (None: 64 on CPU, 1/4 of a GPU's memory).
+    # A budget below one task's estimate is refused (a chunk holds at least one task).
     memory_budget_mb: float | None = None
 
 
@@ -81,7 +83,7 @@ class TrainerConfig:
     max_steps: int = 70000  # meta-iterations
     accelerator: str = "cpu"  # cpu | gpu | auto (passed to lightning.Trainer)
     devices: Any = 1  # number of devices, or a list of device ids
-    num_nodes: int = 1
+    num_nodes: int = 1  # > 1: only under a multi-node launcher (srun, torchrun, ...)
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed | 64-true
     val_check_interval: int = 1000  # meta-iterations between meta-validation runs
