@@ -116,8 +116,8 @@ def check_algo_sizes(name: str, args: dict[str, Any], source: str | Path) -> Non
     if weights > CONTEXT_WEIGHTS_LIMIT:
         keys = ", ".join(f"{k}={args[k]}" for k in ALGO_SIZE_LIMITS[name] if k in args)
         raise ConfigError(
-            f"{source}: algo.args: {keys}: about {weights:.2g} weights in the {name} predictor; "
-            f"must be <= {CONTEXT_WEIGHTS_LIMIT:.0e}"
+            f"{source}: algo.args: {keys}: {weights:,} weights in the {name} predictor; "
+            f"must be <= {CONTEXT_WEIGHTS_LIMIT:,}"
         )
 
 

@@ -66,7 +66,7 @@ class DataConfig:
     task_chunk_size: int | None = None
     # Without task_chunk_size: the activation memory (MB per rank) a chunk of tasks may hold; the
     # chunks are chosen from an estimate of one task's (None: 64 on CPU, 1/4 of a GPU's memory).
-    # A budget below one task's estimate is refused (a chunk holds at least one task).
+    # A budget below one task's estimate is warned about and gives one task per chunk.
     memory_budget_mb: float | None = None
 
 

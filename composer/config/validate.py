@@ -29,7 +29,7 @@ from metacompose.config.limits import (
     STEPS_LIMIT,
     TAU_RANGE,
 )
-from metacompose.config.schema import CADENCES
+from metacompose.config.schema import CADENCES, RouterConfig
 
 PRECISIONS = (
     "32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true",
@@ -155,9 +155,13 @@ def _check_router(c: _Checker, cfg: DictConfig) -> None:
                "read only by the router (router.enabled: false); remove it")  # fmt: skip
     for key in ("tau_start", "tau_end"):
         c.real(f"router.{key}", lo=TAU_RANGE[0], hi=TAU_RANGE[1])
-    if cfg.router.tau_end > cfg.router.tau_start:  # an anneal cools: likely the two swapped
-        c.fail("router.tau_end", cfg.router.tau_end,
-               f"must be <= router.tau_start={cfg.router.tau_start} (the anneal lowers it)")  # fmt: skip
+    start, end = cfg.router.tau_start, cfg.router.tau_end
+    if cfg.router.enabled and end > start:  # an anneal cools: likely the two swapped
+        if end == RouterConfig.tau_end and start != RouterConfig.tau_start:  # start was written
+            c.fail("router.tau_start", start,
+                   f"must be >= router.tau_end={end} (the anneal lowers the temperature)")  # fmt: skip
+        c.fail("router.tau_end", end,
+               f"must be <= router.tau_start={start} (the anneal lowers the temperature)")  # fmt: skip
     c.integer("router.tau_steps", lo=1, hi=STEPS_LIMIT)
     for key in ("balance_weight", "entropy_weight", "search_weight", "em_prior_weight"):
         c.real(f"router.{key}", lo=0.0, hi=ROUTER_WEIGHT_LIMIT)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
+import logging
 
 import torch
 from omegaconf import DictConfig, ListConfig
 
 from metacompose.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _gpu_count() -> int:
@@ -90,12 +92,14 @@ def check_accelerator(cfg: DictConfig) -> None:
 def multi_node_launcher() -> str | None:
     """The cluster environment Lightning would detect for a multi-node run (``None``: none).
 
-    Lightning's own detection (lightning.fabric.plugins.environments) of SLURM (``srun``),
-    torchelastic (``torchrun``), LSF (``jsrun``) and MPI; else its default environment launched by
-    hand, which needs the main node's ``MASTER_ADDR`` and this node's ``NODE_RANK`` (Kubeflow: its
-    ``WORLD_SIZE``); without them every node takes itself for node 0 at 127.0.0.1 and waits.
+    Lightning's own detection (lightning.fabric.plugins.environments), in its order: torchelastic
+    (``torchrun``), SLURM (``srun``), LSF (``jsrun``) and MPI; else its default environment
+    launched by hand, which needs the main node's ``MASTER_ADDR`` and this node's ``NODE_RANK`` (or
+    ``GROUP_RANK``): without them every node takes itself for node 0 and waits. SLURM's check warns
+    when ``srun`` is on the PATH but unused; that warning is Lightning's to give, not this check's.
     """
     import os
+    import warnings
 
     from lightning.fabric.plugins.environments import (
         LSFEnvironment,
@@ -104,10 +108,12 @@ def multi_node_launcher() -> str | None:
         TorchElasticEnvironment,
     )
 
-    for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment, MPIEnvironment):
-        if env.detect():
-            return env.__name__
-    if "MASTER_ADDR" in os.environ and ("NODE_RANK" in os.environ or "WORLD_SIZE" in os.environ):
+    for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if env.detect():
+                return env.__name__
+    if "MASTER_ADDR" in os.environ and ("NODE_RANK" in os.environ or "GROUP_RANK" in os.environ):
         return "LightningEnvironment"
     return None
 
@@ -144,14 +150,16 @@ def chunks_per_rank(cfg: DictConfig, ranks: int, task_mb: float | None = None) -
 
 def check_budget(budget_mb: float | None, task_mb: float) -> None:
     """A ``data.memory_budget_mb`` set below one task's estimate cannot be honoured (a chunk holds
-    at least one task): one line naming it and the estimate (the defaults are not refused)."""
+    at least one task): one warning line naming it and the estimate; the run goes on with one task
+    per chunk, as close to the budget as it can get. Not refused: the estimate is rough (it counts
+    neither ``checkpoint_inner`` nor the precision), and a run saved with such a budget must still
+    resume."""
     if budget_mb is not None and budget_mb < task_mb:
-        step = 10.0 ** (math.floor(math.log10(task_mb)) - 2)  # rounded up to 3 digits
-        raise ConfigError(
-            f"data.memory_budget_mb={budget_mb:g}: below one task's estimated {task_mb:.3g} MB of "
-            f"activations (a chunk holds at least one task); set it >= "
-            f"{math.ceil(task_mb / step) * step:.3g}, null for the default, or "
-            "data.task_chunk_size=1"
+        log.warning(
+            "data.memory_budget_mb=%g: below one task's estimated %.3g MB of activations; each "
+            "backward holds one task",
+            budget_mb,
+            task_mb,
         )
 
 

@@ -227,11 +227,6 @@ OVERRIDES = {
     "devices_all_on_cpu": ("trainer.devices=-1", "trainer.devices=-1: all devices means all GPUs"),
     # a solver budget per claim of 1e300 s: never give up (z3 counts milliseconds in 32 bits)
     "enforce_timeout_huge": ("enforce.timeout_s=1e300", "enforce.timeout_s=1e+300: must be <="),
-    # a budget below one task's estimate cannot be honoured (a chunk holds at least one task)
-    "memory_budget_tiny": (
-        "data.memory_budget_mb=1e-9",
-        "data.memory_budget_mb=1e-09: below one task's estimated",
-    ),
     # the router is off here: nothing would read it (refused on load, never on a checkpoint)
     "descriptor_dim_sinusoid": (
         "router.descriptor_dim=4",
@@ -329,6 +324,9 @@ for _id, _config, _item, _name in [
      "router.tau_start=1e-09: must be >= 0.001"),
     ("compositional-tau_end_above_start", "compositional", "router.tau_end=2",
      "router.tau_end=2.0: must be <= router.tau_start=1.0"),
+    # only the start was written: it is the one named
+    ("compositional-tau_start_below_end", "compositional", "router.tau_start=0.2",
+     "router.tau_start=0.2: must be >= router.tau_end=0.3"),
     # a loss-term weight of 1e300: an infinite loss that trained with exit 0
     ("compositional-balance_weight_huge", "compositional", "router.balance_weight=1e300",
      "router.balance_weight=1e+300: must be <= 1000"),
@@ -369,7 +367,7 @@ case(  # each size within its limit, together a predictor of 10^9 weights
     lambda env: env.train(
         "algo.args.width=2048", "algo.args.layers=64", config=CONFIGS / "sinusoid_incontext.yaml"
     ),
-    "algo.args: width=2048, heads=4, layers=64, ff=128: about 1.1e+09 weights",
+    "algo.args: width=2048, heads=4, layers=64, ff=128: 1,107,296,256 weights",
     "sinusoid_incontext.yaml",
 )
 DIGITS = ROOT / "configs" / "base" / "digits.yaml"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from training_testing import CONFIG, tiny_overrides
@@ -118,6 +120,7 @@ def test_chunks_per_rank_follows_the_budget_unless_a_chunk_size_is_set(tiny_cfg)
 LAUNCHER_VARS = (
     "SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "LSB_DJOB_RANKFILE",
     "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE", "MASTER_ADDR", "NODE_RANK", "WORLD_SIZE",
+    "GROUP_RANK",
 )  # fmt: skip
 
 
@@ -145,7 +148,9 @@ def test_several_nodes_without_a_launcher_are_refused_not_awaited(no_launcher, t
         ({"SLURM_NTASKS": "8"}, "SLURMEnvironment"),
         ({"TORCHELASTIC_RUN_ID": "1"}, "TorchElasticEnvironment"),
         ({"MASTER_ADDR": "10.0.0.1", "NODE_RANK": "1"}, "LightningEnvironment"),
+        ({"MASTER_ADDR": "10.0.0.1", "GROUP_RANK": "1"}, "LightningEnvironment"),
         ({"MASTER_ADDR": "10.0.0.1"}, None),  # which node is this one?
+        ({"MASTER_ADDR": "10.0.0.1", "WORLD_SIZE": "4"}, None),  # every node would be node 0
         ({"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "bash"}, None),  # interactive: Lightning's rule
     ],
 )
@@ -157,14 +162,28 @@ def test_multi_node_launchers_are_lightnings(no_launcher, env, found):
     assert multi_node_launcher() == found
 
 
-def test_a_budget_below_one_task_is_refused_and_a_small_one_that_fits_kept(tiny_cfg):
+def test_a_budget_below_one_task_warns_and_takes_one_task_per_chunk(tiny_cfg, caplog):
     from metacompose.training.hardware import chunks_per_rank
 
     cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.memory_budget_mb=1e-9")
-    with pytest.raises(ConfigError, match=r"data\.memory_budget_mb=1e-09: below one task's "):
-        chunks_per_rank(cfg, 1, task_mb=0.5)
+    with caplog.at_level("WARNING"):
+        assert chunks_per_rank(cfg, 1, task_mb=0.5) == 8  # as close to the budget as it gets
+    assert "data.memory_budget_mb=1e-09: below one task's estimated 0.5 MB" in caplog.text
     assert chunks_per_rank(cfg, 1) == 1  # no estimate (not the MAML family): nothing to refuse
     cfg = tiny_cfg("hw", "data.meta_batch_size=8", "data.memory_budget_mb=0.5")
     assert chunks_per_rank(cfg, 1, task_mb=0.5) == 8  # one task per chunk, as asked
     cfg = tiny_cfg("hw", "data.meta_batch_size=8")  # the default budget is never refused
     assert chunks_per_rank(cfg, 1, task_mb=1000.0) == 8
+
+
+def test_srun_on_the_path_neither_warns_nor_hides_torchrun(no_launcher, tmp_path):
+    # a SLURM login node: ``srun`` exists but this process was not started by it
+    from metacompose.training.hardware import multi_node_launcher
+
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    no_launcher.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert multi_node_launcher() is None  # warnings are errors under this suite's pytest config
+    no_launcher.setenv("TORCHELASTIC_RUN_ID", "1")
+    assert multi_node_launcher() == "TorchElasticEnvironment"
