@@ -63,3 +63,51 @@ def test_context_probe_finds_the_true_pair_and_a_local_search_often_does_not(cap
     joint = {ln.split()[1]: float(ln.split("joint")[1]) for ln in lines}
     assert joint["global"] >= 0.9  # the true formulas: 10 shots pin the pair down
     assert joint["local"] <= 0.8
+
+
+def test_pilot_query_mse_equals_lstsq_on_the_support_then_the_query():
+    pilot = load("pilot_annealed_routing")
+    g = torch.Generator().manual_seed(2)
+    f, gg, y = (torch.randn(6, 9, generator=g) for _ in range(3))
+    support = (torch.arange(9) < 5).float()
+    errs = []
+    for n in range(6):
+        cols = torch.stack([f[n], gg[n], torch.ones(9)], -1).double()
+        sol = torch.linalg.lstsq(cols[:5], y[n, :5, None].double()).solution
+        errs.append(((cols[5:] @ sol)[:, 0] - y[n, 5:].double()).pow(2))
+    ref = float(torch.cat(errs).mean())
+    assert abs(pilot.query_mse(f, gg, y, support) - ref) <= 1e-3 * ref
+
+
+def test_pilot_set_purity_is_one_for_any_renaming_and_for_swapped_slots():
+    pilot = load("pilot_annealed_routing")
+    g = torch.Generator().manual_seed(3)
+    f, gg = torch.randint(0, 4, (50,), generator=g), torch.randint(0, 4, (50,), generator=g)
+    rename = torch.randperm(8, generator=g)
+    # bank 1 holds the outer primitives and bank 2 the inner ones: a sum does not care
+    pairs = torch.stack([rename[gg + 4], rename[f]], 1)
+    line = pilot.shared_purity(pairs, f, gg, 4, 8)
+    assert "joint NMI 1.000" in line and "both 1.000" in line
+    wrong = pairs.clone()
+    wrong[:10, 0] = rename[(gg[:10] + 1) % 4 + 4]  # 10 tasks get a wrong outer candidate
+    line = pilot.shared_purity(wrong, f, gg, 4, 8)
+    assert "both 0.800" in line
+
+
+def test_pilot_chain_pairs_equal_a_direct_fit_of_g_of_f():
+    pilot = load("pilot_annealed_routing")
+    torch.manual_seed(4)
+    banks = [
+        pilot.WarpLineBank(count=c, centres=24, grid=3, basis="linear", spread=1.0) for c in (2, 3)
+    ]
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.rand(5, 8, generator=g) * 6 - 3, torch.randn(5, 8, generator=g)
+    w = torch.ones(8)
+    mse = pilot.all_pairs(banks, x, y, w, chain=True)
+    assert mse.shape == (6, 3, 3, 5)
+    fi, gi, cf, cg, n = 1, 2, 0, 2, 3
+    h = banks[1](banks[0](x)[fi, cf])[gi, cg, n]  # g(f(x)) for that pair and those contexts
+    cols = torch.stack([h, torch.ones(8)], -1).double()
+    sol = torch.linalg.lstsq(cols, y[n, :, None].double()).solution
+    ref = ((cols @ sol)[:, 0] - y[n].double()).pow(2).mean()
+    torch.testing.assert_close(mse[fi * 3 + gi, cf, cg, n].double(), ref, atol=2e-4, rtol=1e-3)
