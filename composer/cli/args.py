@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from metacompose.config.limits import ENFORCE_TIMEOUT_LIMIT, SIZE_LIMIT
+
 
 def _integer(text: str) -> int:
     try:
@@ -38,7 +40,7 @@ def at_least(lo: int, hi: int | None = None):
     return parse
 
 
-COUNT_LIMIT = 10**6  # tasks, shots, networks: as the config's sizes (SIZE_LIMIT)
+COUNT_LIMIT = SIZE_LIMIT  # tasks, shots, networks: as the config's sizes
 positive_int = at_least(1, COUNT_LIMIT)  # eval --tasks 10^12 ran for ever, --shots 10^8 was OOM
 non_negative_int = at_least(0)
 inner_steps = at_least(0, 10**4)  # as the config's algo.inner_steps (INNER_LIMIT)
@@ -73,8 +75,10 @@ def seconds(text: str) -> float:
     """An argparse type: a time budget per claim, > 0 and at most an hour (as the config's
     ``enforce.timeout_s``; z3 counts it in milliseconds in 32 bits)."""
     value = positive_float(text)
-    if value > 3600:
-        raise argparse.ArgumentTypeError(f"must be <= 3600 (seconds per claim), got {text}")
+    if value > ENFORCE_TIMEOUT_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be <= {ENFORCE_TIMEOUT_LIMIT:g} (seconds per claim), got {text}"
+        )
     return value
 
 
