@@ -14,7 +14,7 @@ from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
-from metacompose.router.metrics import routing_purity
+from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.checkpoint_io import CheckpointError, safe_load
@@ -60,6 +60,13 @@ class EvalResult:
             for slot, r in self.routing["slots"].items():
                 lines.append(
                     f"{slot:>8}  {r['factor']:>6}  {r['nmi']:>6.3f}  {r['accuracy']:>11.3f}"
+                )
+            if "as_set" in self.routing:  # interchangeable slots: either bank may hold either
+                a = self.routing["as_set"]
+                per = ", ".join(f"{f} {v:.3f}" for f, v in a["accuracy"].items())
+                lines.append(
+                    f"as a set (slots interchangeable): matched acc {per}, "
+                    f"both {a['joint_accuracy']:.3f}"
                 )
         return "\n".join(lines)
 
@@ -240,7 +247,10 @@ def routing_purity_of(learner: Learner, family: TaskFamily, **stream) -> dict | 
     if not choices:  # uniform routing: no hard choice
         return None
     sizes = {s: learner.graph.num_candidates[s] for s in choices}
-    return routing_purity(choices, truth, factors, sizes)
+    purity = routing_purity(choices, truth, factors, sizes)
+    if getattr(getattr(family, "structure", None), "interchangeable", False):
+        purity["as_set"] = set_purity(choices, truth, factors, sizes)
+    return purity
 
 
 def evaluate_tasks(

@@ -31,6 +31,9 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
                                                         # vs descriptor-routed, uniform, MAML and the
                                                         # oracle on the same tasks, 3 structures/sets;
                                                         # then evaluation seconds per task
+    python scripts/bench_composition.py --variants fdsa fds-maml --tasks 200
+                                                        # the sum structure routed from data by
+                                                        # annealing (algo.name: annealed_sum) vs MAML
     python scripts/bench_composition.py --sum-em --steps 2500 --tasks 200
                                                         # the sum structure's closed-form hard EM
                                                         # (composer/router/sum_em.py), from data and
@@ -56,7 +59,7 @@ from metacompose.cli.args import at_least
 from metacompose.config import load_config
 from metacompose.optional import MissingExtraError, require
 from metacompose.progress import progress, say
-from metacompose.router.metrics import routing_purity
+from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.tasks.base import derive_seed
 from metacompose.tasks.structures import Chain
 
@@ -89,6 +92,9 @@ VARIANTS = {
     # a second primitive set (parametric outer primitives) and the sum structure y = a f + b g
     "wide": "configs/compositional_wide.yaml",
     "sums": "configs/sums.yaml",
+    # routing from data by deterministic annealing (algo.name: annealed_sum) on the tasks of
+    # from_data_sums.yaml; its MAML of the same tasks is fds-maml
+    "fdsa": "configs/from_data_sums_annealed.yaml",
 }
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
@@ -193,7 +199,11 @@ def routing_scores(
         return {}
     truth = {f: batch.info[f].tolist() for f in family.factors}
     sizes = {s: learner.graph.num_candidates[s] for s in ch}
-    return routing_purity({s: c.tolist() for s, c in ch.items()}, truth, family.factors, sizes)
+    choices = {s: c.tolist() for s, c in ch.items()}
+    purity = routing_purity(choices, truth, family.factors, sizes)
+    if getattr(getattr(family, "structure", None), "interchangeable", False):
+        purity["as_set"] = set_purity(choices, truth, family.factors, sizes)
+    return purity
 
 
 def oracle_fit(family, f, o, sx, sy, qx) -> tuple[torch.Tensor, torch.Tensor]:
@@ -390,7 +400,9 @@ def purity_line(purity: dict) -> str:
     slots = "; ".join(
         f"{s} NMI {r['nmi']:.3f} acc {r['accuracy']:.3f}" for s, r in purity["slots"].items()
     )
-    return f"joint NMI {purity['joint_nmi']:.3f}; {slots}"
+    both = purity.get("as_set", {}).get("joint_accuracy")
+    as_set = "" if both is None else f"; as a set: both matched {both:.3f}"
+    return f"joint NMI {purity['joint_nmi']:.3f}; {slots}{as_set}"
 
 
 def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None:
@@ -401,7 +413,8 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     learner, cfg, family, secs = train_variant(
         VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
-    if variant.split("-")[0] in FROM_DATA and not variant.endswith(("-maml", "-uniform")):
+    routed_from_data = variant.split("-")[0] in FROM_DATA or variant == "fdsa"
+    if routed_from_data and not variant.endswith(("-maml", "-uniform")):
         args.timed.setdefault(variant, []).append((learner, family, seed))
     n_params = sum(p.numel() for p in learner.parameters())
     shots = cfg.task.shots

@@ -30,6 +30,7 @@ import time
 
 import torch
 
+from metacompose.algorithms.pair_fit import pair_fit_mse
 from metacompose.build import build_family
 from metacompose.config import load_config
 from metacompose.router.metrics import linear_assignment, normalized_mutual_info, routing_purity
@@ -85,27 +86,9 @@ class WarpLineBank(torch.nn.Module):
 
 def pair_mse(f: Tensor, g: Tensor, y: Tensor, w: Tensor, ridge: float = 1e-4) -> Tensor:
     """MSE on the points with weight ``w`` (P,) of the least-squares fit ``a f + b g + o``: every
-    row of ``f`` (A, N, P) with every row of ``g`` (B, N, P) -> (A, B, N). Closed form: the offset
-    is removed by centring (weighted), then the 2 x 2 normal equations (``ridge`` on ``a`` and
-    ``b``) are solved by Cramer's rule, so every pair costs a few dot products."""
-    total = w.sum()
-
-    def centred(v: Tensor) -> Tensor:
-        return v - (v * w).sum(-1, keepdim=True) / total
-
-    fc, gc, yc = centred(f), centred(g), centred(y)
-    sff = (fc * fc * w).sum(-1)[:, None] + ridge  # (A, 1, N)
-    sgg = (gc * gc * w).sum(-1)[None] + ridge  # (1, B, N)
-    sfg = torch.einsum("anp,bnp->abn", fc * w, gc)
-    sfy = (fc * yc * w).sum(-1)[:, None]
-    sgy = (gc * yc * w).sum(-1)[None]
-    syy = (yc * yc * w).sum(-1)
-    det = sff * sgg - sfg**2
-    a = (sgg * sfy - sfg * sgy) / det
-    b = (sff * sgy - sfg * sfy) / det
-    rss = syy - 2 * (a * sfy + b * sgy) + a**2 * (sff - ridge) + 2 * a * b * sfg
-    rss = rss + b**2 * (sgg - ridge)
-    return rss.clamp_min(0.0) / total
+    row of ``f`` (A, N, P) with every row of ``g`` (B, N, P) -> (A, B, N), in closed form
+    (:func:`metacompose.algorithms.pair_fit.pair_fit_mse`)."""
+    return pair_fit_mse(f, g, y, weight=w, ridge=ridge)
 
 
 def chain_mse(h: Tensor, y: Tensor, w: Tensor, ridge: float = 1e-4) -> Tensor:

@@ -31,19 +31,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     import numpy as np
 
+    from metacompose.algorithms.annealed_sum import AnnealedSumLearner
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.algorithms.learned_opt import LearnedOptimizerLearner
     from metacompose.algorithms.learner import ParameterAdapter
     from metacompose.evaluate import load_checkpoint
     from metacompose.progress import track
     from metacompose.router.inspection import (
+        inspect_exported,
         inspect_plain,
         inspect_routed,
         sample_tasks,
         usage_table,
     )
     from metacompose.router.learner import RoutedMetaLearner
-    from metacompose.router.metrics import routing_purity
+    from metacompose.router.metrics import routing_purity, set_purity
     from metacompose.router.render import draw_graph, draw_usage_heatmap, to_dot
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
@@ -52,12 +54,18 @@ def run(args: argparse.Namespace) -> int:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    routed = isinstance(learner, RoutedMetaLearner)
+    from_data = isinstance(learner, AnnealedSumLearner)
+    routed = from_data or isinstance(learner, RoutedMetaLearner)
     if isinstance(learner, ContextLearner):
         return _inspect_context(learner, out)
     if not routed and not isinstance(learner, (ParameterAdapter, LearnedOptimizerLearner)):
         raise ValueError(f"inspect: no inspection for a {type(learner).__name__}")
-    results = inspect_routed(learner, family, batch) if routed else [inspect_plain(learner, batch)]
+    if from_data:
+        results = inspect_exported(learner, family, batch)
+    elif routed:
+        results = inspect_routed(learner, family, batch)
+    else:
+        results = [inspect_plain(learner, batch)]
     n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
     for i, r in enumerate(track(results[:n_graphs], desc="inspect: write graphs", unit="graph")):
         (out / f"graph_{i}.json").write_text(json.dumps(r.report, indent=2))
@@ -89,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         choices = {s: [r.choice[s] for r in results] for s in results[0].choice}
         sizes = {s: learner.graph.num_candidates[s] for s in choices}
         purity = routing_purity(choices, truth, factors, sizes)
+        if getattr(getattr(family, "structure", None), "interchangeable", False):
+            purity["as_set"] = set_purity(choices, truth, factors, sizes)
         purity["heatmap"] = [
             {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
             for (s, f), (rows, cols, acc) in drawn.items()
@@ -99,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
             + "; ".join(
                 f"{s} vs {r['factor']}: NMI {r['nmi']:.3f}, matched accuracy {r['accuracy']:.3f}"
                 for s, r in purity["slots"].items()
+            )
+            + (
+                f"; as a set: both {purity['as_set']['joint_accuracy']:.3f}"
+                if "as_set" in purity
+                else ""
             )
         )
     return 0

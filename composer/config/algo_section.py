@@ -33,6 +33,10 @@ _NO_INNER_LOOP = "has no inner loop (it reads a task's support set in one pass);
 UNREAD: dict[str, dict[str, str]] = {
     "incontext": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
     "cnp": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
+    "annealed_sum": {
+        "inner_steps": "fits each task in closed form (no inner loop); remove it",
+        "adapt": "fits each task in closed form (no inner loop); remove it",
+    },
     "learned_opt": {
         "inner_steps": "unrolls algo.args.horizon steps per meta-iteration; set that instead",
         "adapt": "adapts every weight of the graph; remove it",

@@ -36,6 +36,15 @@ TAU_RANGE = (1e-3, 100.0)
 ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
     "incontext": {"width": 2048, "heads": 256, "layers": 64, "ff": 8192},
     "cnp": {"hidden": 2048, "layers": 64},
+    # every pair at every context pair per task: (candidates x contexts)^2 fits
+    "annealed_sum": {
+        "candidates": 64,
+        "knots": 4096,
+        "contexts": 64,
+        "eval_contexts": 256,
+        "replicas": 32,
+        "anneal_steps": 10**8,
+    },
     "learned_opt": {
         "hidden": 128,
         "random_net_widths": 1024,
@@ -48,6 +57,7 @@ ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
 # guard_slack (a step raising the support loss past this multiple of its lowest is undone;
 # shipped 1.2: at 1e300 the guard is off, which guard: false says)
 ALGO_SCALE_LIMITS: dict[str, dict[str, float]] = {
+    "annealed_sum": {"span": 1e4, "tau_start": 100.0, "ridge": 1000.0},
     "learned_opt": {"max_step": LR_LIMIT, "guard_slack": 1000.0},
 }
 # incontext / cnp: the weights their sizes together give the predictor (400 MB of float32; each size

@@ -50,6 +50,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "incontext",
         "cnp",
         "learned_opt",
+        "annealed_sum",
     ),
     "data.sharding": ("per_rank", "global"),
     "optim.name": ("adam", "adamw", "sgd"),

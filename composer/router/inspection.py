@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from metacompose.algorithms.learner import ParameterAdapter
+from metacompose.algorithms.learner import Learner, ParameterAdapter
 from metacompose.graph import ModuleGraph
 from metacompose.progress import track
 from metacompose.router.learner import RoutedMetaLearner
@@ -149,6 +149,43 @@ def inspect_plain(
         "graph": graph.to_json_dict(),
     }
     return TaskGraph(graph=graph, weights=dict(graph.named_parameters()), report=report)
+
+
+def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> list[TaskGraph]:
+    """Every task's graph as the learner exports it (:meth:`Learner.export_tasks`), for a learner
+    that routes from data without a module pool (``algo.name: annealed_sum``)."""
+    exports = learner.export_tasks(batch)
+    sizes = getattr(learner.graph, "num_candidates", {})
+    results = []
+    for t, ex in enumerate(track(exports, desc="inspect: export graphs", unit="task")):
+        nodes = []
+        for name in ex.graph.node_names:
+            module = ex.graph.node(name)
+            keys = [k for k in ex.adapted if k.startswith(f"{name}.")]
+            node = {
+                "name": name,
+                "module": f"{name}[{ex.choice[name]}]" if name in ex.choice else name,
+                "type": type(module).__name__,
+                "in_space": module.in_space.to_json(),
+                "out_space": module.out_space.to_json(),
+                "num_parameters": module.num_parameters(),
+                "weight_change_norm": _norm([ex.adapted[k] - ex.meta[k] for k in keys]),
+            }
+            if name in ex.choice:
+                node |= {"candidate": ex.choice[name], "candidates": sizes[name]}
+            nodes.append(node)
+        report = {
+            "format": INSPECT_FORMAT,
+            "task": task_info(family, batch, t),
+            "routing": "hard-from-data",
+            "inner_steps": learner.eval_inner_steps,
+            "nodes": nodes,
+            "edges": _edges(ex.graph),
+            "graph": ex.graph.to_json_dict(),
+        }
+        weights = {k: v.detach() for k, v in ex.adapted.items()}
+        results.append(TaskGraph(ex.graph, weights, report, choice=dict(ex.choice)))
+    return results
 
 
 def usage_table(

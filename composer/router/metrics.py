@@ -160,3 +160,44 @@ def matched_order(counts) -> tuple[list[int], list[int], float]:
     matched_cols = {c for _, c in pairs}
     cols = [c for _, c in pairs] + [c for c in range(m.shape[1]) if c not in matched_cols]
     return rows, cols, acc
+
+
+def set_purity(
+    choices: dict[str, list[int]],
+    truth: dict[str, list[int]],
+    factors: dict[str, tuple[str, ...]],
+    candidates: dict[str, int],
+) -> dict:
+    """Routing purity when the slots are interchangeable (the sum ``a f(x) + b g(x)``): either
+    slot's bank may hold either factor's values, even a mix of them, so slots are not scored
+    against factors one by one. Every candidate of every slot is matched one to one to a value of
+    any factor (Hungarian, on how often a task routed to the candidate has the value); a task is
+    right for a factor when one of its chosen candidates is matched to its true value.
+
+    Returns:
+        ``{"accuracy": {factor: fraction}, "joint_accuracy": fraction of tasks right for every
+        factor, "matching": {"slot[candidate]": "factor=value"}}``.
+    """
+    slots, names = list(choices), list(factors)
+    c_off = np.cumsum([0] + [candidates[s] for s in slots])
+    v_off = np.cumsum([0] + [len(factors[f]) for f in names])
+    n = len(next(iter(choices.values())))
+    chosen = [[int(c_off[i] + choices[s][t]) for i, s in enumerate(slots)] for t in range(n)]
+    values = [[int(v_off[j] + truth[f][t]) for j, f in enumerate(names)] for t in range(n)]
+    counts = np.zeros((c_off[-1], v_off[-1]), dtype=np.int64)
+    for cs, vs in zip(chosen, values):
+        for c in cs:
+            for v in vs:
+                counts[c, v] += 1
+    match = dict(linear_assignment(counts))
+    mapped = [{match.get(c) for c in cs} for cs in chosen]
+    acc = {f: sum(vs[j] in m for vs, m in zip(values, mapped)) / n for j, f in enumerate(names)}
+    joint = sum(set(vs) <= m for vs, m in zip(values, mapped)) / n
+    label = {}
+    for i, s in enumerate(slots):
+        for c in range(candidates[s]):
+            v = match.get(int(c_off[i] + c))
+            if v is not None:
+                j = int(np.searchsorted(v_off, v, side="right") - 1)
+                label[f"{s}[{c}]"] = f"{names[j]}={factors[names[j]][v - v_off[j]]}"
+    return {"accuracy": acc, "joint_accuracy": joint, "matching": label}

@@ -19,12 +19,14 @@ Tensor = torch.Tensor
 
 class Structure(Protocol):
     """Attributes: ``name``; ``join`` (how a pair is written, ``"∘"`` or ``"+"``); ``registries``
-    (the primitives slot f and slot g may hold); ``num_terms`` (amplitudes per task)."""
+    (the primitives slot f and slot g may hold); ``num_terms`` (amplitudes per task);
+    ``interchangeable`` (swapping f and g gives the same task: routing is scored as a set)."""
 
     name: str
     join: str
     registries: tuple[dict[str, Primitive], dict[str, Primitive]]
     num_terms: int
+    interchangeable: bool
 
     def terms(
         self, f: Primitive, g: Primitive, x: Tensor, p: Tensor | None, q: Tensor | None
@@ -41,6 +43,7 @@ class Chain:
     join = "∘"
     registries = (INNER, OUTER)
     num_terms = 1
+    interchangeable = False
 
     def terms(
         self, f: Primitive, g: Primitive, x: Tensor, p: Tensor | None, q: Tensor | None
@@ -56,6 +59,7 @@ class Sum:
     join = "+"
     registries = (INNER, INNER)
     num_terms = 2
+    interchangeable = True
 
     def terms(
         self, f: Primitive, g: Primitive, x: Tensor, p: Tensor | None, q: Tensor | None

@@ -9,9 +9,11 @@ import pytest
 from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext"]
+KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext",
+         "from_data_sums_annealed"]  # fmt: skip
 LEARNED_OPT = ["algo.eval_inner_steps=5", "algo.args.horizon=3", "algo.args.truncation=3"]
-TINY = {"sinusoid_learned_opt": LEARNED_OPT}
+ANNEALED = ["algo.args.replicas=2", "algo.args.anneal_steps=3", "algo.args.eval_contexts=5"]
+TINY = {"sinusoid_learned_opt": LEARNED_OPT, "from_data_sums_annealed": ANNEALED}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,31 @@ def test_verify_certifies_learned_optimizer_adaptations(runs, capsys):
     spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
     code = main(["verify", str(runs["sinusoid_learned_opt"]), "--spec", spec, "--tasks", "2",
                  "--tier", "fast"])  # fmt: skip
+    assert code in (0, 1, 3)
+    assert "2 adaptations" in capsys.readouterr().out
+
+
+def test_annealed_sum_routes_from_data_in_eval_inspect_and_verify(runs, tmp_path, capsys):
+    """The data-routed learner: routing purity (per slot and as a set, the sum's slots being
+    interchangeable) in eval's JSON and inspect's routing.json; verify certifies its exported
+    graphs (the routed candidates as ReLU blocks)."""
+    ckpt = str(runs["from_data_sums_annealed"])
+    js = tmp_path / "e.json"
+    assert main(["eval", ckpt, "--tasks", "8", "--subset", "held_out", "--json", str(js)]) == 0
+    data = json.loads(js.read_text())
+    assert data["subset"] == "held_out" and data["steps"] == [0]
+    assert set(data["routing"]["slots"]) == {"f", "g"}
+    assert 0.0 <= data["routing"]["as_set"]["joint_accuracy"] <= 1.0
+    assert "as a set (slots interchangeable)" in capsys.readouterr().out
+    out = tmp_path / "i"
+    assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
+    routing = json.loads((out / "routing.json").read_text())
+    assert "as_set" in routing and (out / "usage_heatmap.png").exists()
+    graph = json.loads((out / "graph_0.json").read_text())
+    assert graph["routing"] == "hard-from-data"
+    assert {n["name"] for n in graph["nodes"] if "candidate" in n} == {"f", "g"}
+    spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
+    code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
     assert code in (0, 1, 3)
     assert "2 adaptations" in capsys.readouterr().out
 

@@ -84,3 +84,60 @@ def test_routing_purity_pairs_slots_with_factors_in_order():
     joint_c = list(zip(choices["a"], choices["b"]))
     joint_t = list(zip(truth["f"], truth["g"]))
     assert out["joint_nmi"] == pytest.approx(normalized_mutual_info(joint_c, joint_t))
+
+
+def _set_case(seed: int, n: int = 60):
+    rng = np.random.default_rng(seed)
+    tf = rng.integers(0, 4, n).tolist()
+    tg = rng.integers(0, 3, n).tolist()
+    return tf, tg
+
+
+def test_set_purity_is_exact_for_a_perfect_routing_with_swapped_banks_and_renamed_candidates():
+    from metacompose.router.metrics import set_purity
+
+    tf, tg = _set_case(0)
+    factors = {"f": ("a", "b", "c", "d"), "g": ("p", "q", "r")}
+    # bank f holds g's values (renamed 2, 0, 1), bank g holds f's (renamed 3, 1, 0, 2)
+    choices = {"f": [[2, 0, 1][v] for v in tg], "g": [[3, 1, 0, 2][v] for v in tf]}
+    out = set_purity(choices, {"f": tf, "g": tg}, factors, {"f": 3, "g": 4})
+    assert out["accuracy"] == {"f": 1.0, "g": 1.0} and out["joint_accuracy"] == 1.0
+    assert out["matching"]["f[2]"] == "g=p" and out["matching"]["g[3]"] == "f=a"
+    # the per-slot score of the same routing is near chance: slots were swapped
+    per_slot = routing_purity(choices, {"f": tf, "g": tg}, factors, {"f": 3, "g": 4})
+    assert per_slot["slots"]["f"]["accuracy"] < 0.6
+
+
+def test_set_purity_counts_planted_errors_exactly():
+    from metacompose.router.metrics import set_purity
+
+    tf, tg = _set_case(1, n=100)
+    factors = {"f": ("a", "b", "c", "d"), "g": ("p", "q", "r")}
+    choices = {"f": list(tf), "g": list(tg)}
+    wrong = [3, 17, 41, 42, 90]  # g's candidate moved to another value on these tasks
+    for t in wrong:
+        choices["g"][t] = (tg[t] + 1) % 3
+    out = set_purity(choices, {"f": tf, "g": tg}, factors, {"f": 4, "g": 3})
+    assert out["accuracy"]["f"] == 1.0
+    assert out["accuracy"]["g"] == pytest.approx(0.95)
+    assert out["joint_accuracy"] == pytest.approx(0.95)
+
+
+def test_set_purity_scores_a_bank_that_mixes_both_factors():
+    """One bank holds a value of each factor: a per-slot matching cannot score it, the set can."""
+    from metacompose.router.metrics import set_purity
+
+    tf = [0, 0, 1, 1] * 5
+    tg = [0, 1, 0, 1] * 5
+    # slot f: candidate 0 <- f=a, candidate 1 <- g=q ; slot g: candidate 0 <- g=p, 1 <- f=b
+    f_c, g_c = [], []
+    for a, b in zip(tf, tg):
+        pair = {("f", a), ("g", b)}
+        f_c.append(0 if ("f", 0) in pair else 1)
+        g_c.append(0 if ("g", 0) in pair else 1)
+    keep = [t for t in range(20) if (tf[t], tg[t]) in ((0, 1), (1, 0))]  # f=a & g=q, or f=b & g=p
+    choices = {"f": [f_c[t] for t in keep], "g": [g_c[t] for t in keep]}
+    truth = {"f": [tf[t] for t in keep], "g": [tg[t] for t in keep]}
+    out = set_purity(choices, truth, {"f": ("a", "b"), "g": ("p", "q")}, {"f": 2, "g": 2})
+    assert out["joint_accuracy"] == 1.0
+    assert set(out["matching"].values()) == {"f=a", "f=b", "g=p", "g=q"}

@@ -1,0 +1,322 @@
+"""Routing from data on the sum structure ``y = a f(x) + b g(x) + c``: deterministic annealing.
+
+Two banks of candidate shapes (:class:`~metacompose.modules.warp_line.WarpLineBank`), one per
+slot, each candidate read at a per-task context on a grid. No descriptor is read, neither in
+meta-training nor at evaluation:
+
+- **Meta-training** fits *every* pair of candidates at *every* context pair to each task's points
+  in closed form (:func:`~metacompose.algorithms.pair_fit.pair_fit_mse`) and minimises the soft
+  minimum ``-tau logsumexp(-MSE / tau)`` over them, ``tau`` falling geometrically from
+  ``tau_start`` to ``tau_end`` over ``anneal_steps`` meta-iterations (deterministic annealing:
+  at a high ``tau`` every candidate learns from every task, as ``tau`` falls each task is
+  claimed by the pair that explains it best, and candidates specialise).
+- **Replicas**: ``replicas`` independent copies train side by side (annealing has bad local
+  optima); each keeps a running mean of its best-pair fit on the training tasks, and the lowest
+  is kept. Nothing held out is read.
+- **Evaluation** (:meth:`AnnealedSumLearner.adapt`): every pair at every context of a finer grid
+  is fitted on the *support* set, the lowest support MSE wins; the query set is never read. Only
+  fits whose amplitudes stay within what meta-training needed are admitted (the running mean of
+  each meta-batch's largest best-pair amplitude): a wrong pair can fit 10 points with two large
+  amplitudes that cancel, and predicts wildly between them.
+
+Measured against MAML, a descriptor-routed upper bound and other primitive sets in docs/router.md
+("Routing from data by annealing").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from metacompose.algorithms.inner_loop import Params
+from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
+from metacompose.graph import ModuleGraph
+from metacompose.modules.linear import Identity, Linear
+from metacompose.modules.space import Space
+from metacompose.modules.warp_line import WarpLineBank
+from metacompose.tasks.base import TaskBatch
+
+Tensor = torch.Tensor
+SLOTS = ("f", "g")
+# Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
+EVAL_CHUNK = 32
+
+
+class SumBanks:
+    """The model structure a checkpoint stores: the two slots' banks and the replicas.
+
+    Attributes:
+        routed_slots: ``("f", "g")``; num_candidates: slot -> candidates; bank: the
+            :class:`WarpLineBank` keyword arguments shared by every bank (less ``count``).
+    """
+
+    def __init__(self, *, candidates: dict[str, int], replicas: int, bank: dict[str, Any]):
+        self.num_candidates = {s: int(candidates[s]) for s in SLOTS}
+        self.routed_slots = list(SLOTS)
+        self.replicas = int(replicas)
+        self.bank = dict(bank)
+        self.in_space = Space("vec", 1)
+        self.out_space = Space("vec", 1)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "annealed_sum",
+            "candidates": dict(self.num_candidates),
+            "replicas": self.replicas,
+            "bank": dict(sorted(self.bank.items())),
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> SumBanks:
+        if data.get("kind") != "annealed_sum":
+            raise ValueError(f"not an annealed_sum structure: kind {data.get('kind')!r}")
+        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=data["bank"])
+
+
+class AnnealedSumLearner(nn.Module):
+    """Learns the candidates of both slots by deterministic annealing; routes each task from its
+    support set (see the module docstring). Implements the ``Learner`` protocol.
+
+    Args:
+        f_banks, g_banks: one bank per replica for each slot (same sizes within a slot).
+        tau_start, tau_end: the annealing temperature's start and end (``tau_end <= tau_start``).
+        anneal_steps: meta-iterations over which ``tau`` falls; it stays at ``tau_end`` after.
+        eval_contexts: the context grid searched at evaluation (finer than the training grid).
+        ridge: ridge on the two amplitudes of every fit (> 0: keeps a flat candidate solvable).
+        fit_decay: the running mean of each replica's fit forgets at this rate per step.
+    """
+
+    eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
+    loss = "mse"
+
+    def __init__(
+        self,
+        *,
+        f_banks: list[WarpLineBank],
+        g_banks: list[WarpLineBank],
+        tau_start: float,
+        tau_end: float,
+        anneal_steps: int,
+        eval_contexts: int,
+        ridge: float,
+        fit_decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        if not f_banks or len(f_banks) != len(g_banks):
+            raise ValueError("one f-bank and one g-bank per replica, at least one replica")
+        if not 0 < tau_end <= tau_start:
+            raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_end}, {tau_start}")
+        if anneal_steps < 1 or eval_contexts < 1 or ridge <= 0:
+            raise ValueError(
+                f"anneal_steps >= 1, eval_contexts >= 1 and ridge > 0; got {anneal_steps}, "
+                f"{eval_contexts}, {ridge}"
+            )
+        self.f_banks = nn.ModuleList(f_banks)
+        self.g_banks = nn.ModuleList(g_banks)
+        self.tau_start, self.tau_end = float(tau_start), float(tau_end)
+        self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
+        self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
+        # per replica, running means over training meta-batches (NaN: not trained yet) of the
+        # best-pair fit and of the largest amplitude a best pair needed
+        self.register_buffer("fit", torch.full((len(f_banks),), float("nan")))
+        self.register_buffer("amplitude", torch.full((len(f_banks),), float("nan")))
+        spec = f_banks[0].spec()
+        spec.pop("count")
+        self._graph = SumBanks(
+            candidates={"f": f_banks[0].count, "g": g_banks[0].count},
+            replicas=len(f_banks),
+            bank=spec,
+        )
+
+    @property
+    def graph(self) -> SumBanks:
+        return self._graph
+
+    @property
+    def kept(self) -> int:
+        """The replica with the lowest running fit (the first before any training)."""
+        fit = torch.nan_to_num(self.fit, nan=math.inf)
+        return int(fit.argmin()) if torch.isfinite(fit).any() else 0
+
+    def tau(self, step: int) -> float:
+        frac = min(1.0, max(0, step) / self.anneal_steps)
+        return self.tau_start * (self.tau_end / self.tau_start) ** frac
+
+    def _pair_mse(self, r: int, x: Tensor, y: Tensor, grid: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Replica ``r``'s fit of every pair at every context pair on all points of ``x``, ``y``
+        ``(T, N)``: the MSE and the larger amplitude, each ``(C G, D G, T)``."""
+        fb, gb = self.f_banks[r], self.g_banks[r]
+        hf = fb.on_grid(x, fb.grid(x.dtype) if grid is None else grid).flatten(0, 1)
+        hg = gb.on_grid(x, gb.grid(x.dtype) if grid is None else grid).flatten(0, 1)
+        return pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
+
+    # ------------------------------------------------------------------------- Learner protocol
+    def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
+        """The annealed objective of every replica on each task's support and query points (both
+        are meta-training data); ``query_loss``: the kept replica's query MSE, routed and fitted
+        on the support set as at evaluation."""
+        x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+        y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+        tau = self.tau(step)
+        objective, fits, amps = x.new_zeros(()), [], []
+        for r in range(len(self.f_banks)):
+            mse, amp = (v.flatten(0, 1).T for v in self._pair_mse(r, x, y, None))  # (T, pairs)
+            soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
+            objective = objective + soft.mean()
+            best, at = mse.detach().min(1)
+            fits.append(best.mean())
+            amps.append(amp.detach().gather(1, at[:, None]).max())
+        if self.training:
+            with torch.no_grad():
+                for buf, now in ((self.fit, fits), (self.amplitude, amps)):
+                    now = torch.stack(now).to(buf.dtype)
+                    mixed = self.fit_decay * buf + (1 - self.fit_decay) * now
+                    buf.copy_(torch.where(torch.isfinite(buf), mixed, now))
+        with torch.no_grad():  # on the training grid: a cheap log of what evaluation measures
+            grid = self.f_banks[0].grid(x.dtype)
+            fast = self._route(batch.support_x[..., 0], batch.support_y[..., 0], grid)
+            query = self.query_loss(fast, {}, batch.query_x, batch.query_y)
+        return MetaStep(objective=objective, query_loss=query)
+
+    @torch.no_grad()
+    def adapt(self, x, y, *, steps=None, first_order=None, on_step=None) -> tuple[Params, Params]:
+        """Route and fit each task on its support set ``x``, ``y`` ``(T, K, 1)``: the pair and
+        contexts (on the evaluation grid) of the lowest support MSE, and their amplitudes.
+        Returns ``({"f", "g", "cf", "cg", "coef"}, {})``, each with a leading task dimension."""
+        return self._route(x[..., 0], y[..., 0], self.eval_grid), {}
+
+    def _route(self, sx: Tensor, sy: Tensor, grid: Tensor) -> Params:
+        r = self.kept
+        fb, gb = self.f_banks[r], self.g_banks[r]
+        limit = float(self.amplitude[r]) if torch.isfinite(self.amplitude[r]) else math.inf
+        picks = []
+        for i in range(0, len(sx), EVAL_CHUNK):
+            mse, amp = (
+                v.flatten(0, 1)
+                for v in self._pair_mse(r, sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK], grid)
+            )
+            fits = amp <= limit  # a task with no admissible fit takes the best of all
+            mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
+            picks.append(mse.argmin(0))
+        flat = torch.cat(picks)
+        cols = gb.count * len(grid)
+        row, col = flat // cols, flat % cols
+        f, cf = row // len(grid), grid[row % len(grid)]
+        g, cg = col // len(grid), grid[col % len(grid)]
+        hf, hg = fb.chosen(sx, f, cf), gb.chosen(sx, g, cg)
+        weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
+        coef = fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)
+        return {"f": f, "g": g, "cf": cf, "cg": cg, "coef": coef}
+
+    def predict(self, fast: Params, x: Tensor) -> Tensor:
+        """``(T, N, 1)`` predictions of the adapted tasks ``fast`` at ``x`` ``(T, N, 1)``."""
+        r = self.kept
+        hf = self.f_banks[r].chosen(x[..., 0], fast["f"], fast["cf"])
+        hg = self.g_banks[r].chosen(x[..., 0], fast["g"], fast["cg"])
+        c = fast["coef"]
+        return (c[:, 0:1] * hf + c[:, 1:2] * hg + c[:, 2:3])[..., None]
+
+    def query_loss(self, fast: Params, frozen: Params, x, y, *, metric: bool = False) -> Tensor:
+        """``(T,)`` query MSE of the routed, fitted tasks (loss and metric alike)."""
+        return ((self.predict(fast, x) - y) ** 2).flatten(1).mean(1)
+
+    @torch.no_grad()
+    def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> Tensor:
+        """``(1, T)`` query MSE after routing and fitting on the support set (``steps`` does not
+        apply: the fit is closed form)."""
+        fast, frozen = self.adapt(batch.support_x, batch.support_y)
+        return self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)[None]
+
+    @torch.no_grad()
+    def choices(self, batch: TaskBatch) -> dict[str, Tensor]:
+        """Slot -> ``(T,)`` candidate each task is routed to from its support set."""
+        fast, _ = self.adapt(batch.support_x, batch.support_y)
+        return {"f": fast["f"], "g": fast["g"]}
+
+    @torch.no_grad()
+    def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:
+        """Each task's routed model as an explicit graph ``x -> f -> amp_f -> sum <- amp_g <- g
+        <- x``: the chosen candidates at their contexts as equal ReLU blocks
+        (:meth:`WarpLineBank.as_relu_block`), the amplitudes as 1 -> 1 affine maps (``amp_f``
+        carries the offset). Before adaptation (``meta``) nothing is fitted: amplitudes 0."""
+        fast, _ = self.adapt(batch.support_x, batch.support_y)
+        r = self.kept
+        dtype = fast["coef"].dtype
+        out = []
+        for t in range(len(fast["f"])):
+            f, g = int(fast["f"][t]), int(fast["g"][t])
+            nodes = {
+                "x": Identity(features=1),
+                "f": self.f_banks[r].as_relu_block(f, float(fast["cf"][t])),
+                "g": self.g_banks[r].as_relu_block(g, float(fast["cg"][t])),
+                "amp_f": Linear(in_features=1, out_features=1).to(dtype),
+                "amp_g": Linear(in_features=1, out_features=1, bias=False).to(dtype),
+                "sum": Identity(features=1),
+            }
+            edges = [("x", "f"), ("x", "g"), ("f", "amp_f"), ("g", "amp_g")]
+            edges += [("amp_f", "sum"), ("amp_g", "sum")]
+            graph = ModuleGraph(nodes=nodes, edges=edges, merge={"sum": "sum"})
+            a, b, c = fast["coef"][t].tolist()
+            adapted = {k: v.detach().clone() for k, v in graph.named_parameters()}
+            adapted["amp_f.linear.weight"].fill_(a)
+            adapted["amp_f.linear.bias"].fill_(c)
+            adapted["amp_g.linear.weight"].fill_(b)
+            meta = {
+                k: v.detach().clone() if not k.startswith("amp_") else torch.zeros_like(v)
+                for k, v in graph.named_parameters()
+            }
+            out.append(TaskExport(graph=graph, meta=meta, adapted=adapted, choice={"f": f, "g": g}))
+        return out
+
+
+def annealed_sum_learner(
+    *,
+    encoder: ModuleGraph,
+    targets: int,
+    classification: bool,
+    candidates: list[int] | tuple[int, int] = (4, 4),
+    knots: int = 96,
+    span: float = 9.0,
+    contexts: int = 15,
+    eval_contexts: int = 41,
+    spread: float = 0.3,
+    replicas: int = 4,
+    tau_start: float = 1.0,
+    tau_end: float = 0.003,
+    anneal_steps: int = 2400,
+    ridge: float = 1e-4,
+) -> AnnealedSumLearner:
+    """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
+    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``. The model section's graph
+    (``encoder``) is not used beyond its input width: the banks are the model."""
+    if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
+        raise ValueError(
+            "annealed_sum fits y = a f(x) + b g(x) + c: it needs one input and one regression "
+            f"target; the task has input {encoder.in_space} and "
+            f"{'classes' if classification else 'targets'}={targets}"
+        )
+    cands = list(candidates)
+    if len(cands) != 2:
+        raise ValueError(f"candidates must be [f-candidates, g-candidates], got {cands}")
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    banks = {
+        slot: [
+            WarpLineBank(count=n, knots=knots, span=span, contexts=contexts, spread=spread)
+            for _ in range(replicas)
+        ]
+        for slot, n in zip(SLOTS, cands)
+    }
+    return AnnealedSumLearner(
+        f_banks=banks["f"],
+        g_banks=banks["g"],
+        tau_start=tau_start,
+        tau_end=tau_end,
+        anneal_steps=anneal_steps,
+        eval_contexts=eval_contexts,
+        ridge=ridge,
+    )

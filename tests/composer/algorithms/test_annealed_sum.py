@@ -1,0 +1,221 @@
+"""The annealed sum learner against brute force: routing on the support set equals an exhaustive
+float64 least-squares search over every pair and context pair; tasks planted from the banks are
+recovered exactly; the annealed objective is bounded by the hard minimum; the exported graph
+computes the same function."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from metacompose.algorithms.annealed_sum import AnnealedSumLearner, annealed_sum_learner
+from metacompose.graph import ModuleGraph
+from metacompose.modules.linear import Identity
+from metacompose.modules.warp_line import WarpLineBank
+from metacompose.router.metrics import routing_purity
+from metacompose.tasks.base import TaskBatch
+
+
+def _learner(seed: int = 0, replicas: int = 1, eval_contexts: int = 4) -> AnnealedSumLearner:
+    torch.manual_seed(seed)
+    kw = {"knots": 10, "span": 3.0, "contexts": 3, "spread": 1.0}
+    return AnnealedSumLearner(
+        f_banks=[WarpLineBank(count=2, **kw) for _ in range(replicas)],
+        g_banks=[WarpLineBank(count=3, **kw) for _ in range(replicas)],
+        tau_start=1.0,
+        tau_end=0.01,
+        anneal_steps=10,
+        eval_contexts=eval_contexts,
+        ridge=1e-6,
+    ).double()
+
+
+def _batch(t: int, k: int, q: int, seed: int = 1, y=None) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(t, k + q, 1, generator=g, dtype=torch.float64) - 0.5) * 6
+    y = torch.randn(t, k + q, 1, generator=g, dtype=torch.float64) if y is None else y(x)
+    return TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
+
+
+def test_tau_falls_geometrically_and_then_stays():
+    learner = _learner()
+    assert learner.tau(0) == 1.0 and learner.tau(10) == pytest.approx(0.01)
+    assert learner.tau(5) == pytest.approx(0.1) and learner.tau(1000) == pytest.approx(0.01)
+
+
+def test_routing_on_the_support_set_is_the_exhaustive_least_squares_search():
+    learner = _learner().eval()
+    batch = _batch(5, 6, 4)
+    fast, _ = learner.adapt(batch.support_x, batch.support_y)
+    grid = learner.eval_grid
+    fb, gb = learner.f_banks[0], learner.g_banks[0]
+    sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
+    for t in range(5):
+        best = (math.inf, None)
+        for i, j, a, b in itertools.product(range(2), range(3), range(4), range(4)):
+            hf = fb.on_grid(sx[t], grid[a : a + 1])[i, 0]
+            hg = gb.on_grid(sx[t], grid[b : b + 1])[j, 0]
+            cols = torch.stack([hf, hg, torch.ones_like(hf)], 1).detach()
+            pen = torch.tensor([[1e-3, 0, 0], [0, 1e-3, 0]], dtype=torch.float64)  # ridge 1e-6
+            target = torch.cat([sy[t], torch.zeros(2, dtype=torch.float64)])
+            w = torch.linalg.lstsq(torch.cat([cols, pen]), target[:, None]).solution[:, 0]
+            mse = float(((cols @ w - sy[t]) ** 2).mean())
+            best = min(best, (mse, (i, j, a, b, w)), key=lambda r: r[0])
+        i, j, a, b, w = best[1]
+        assert (int(fast["f"][t]), int(fast["g"][t])) == (i, j)
+        assert float(fast["cf"][t]) == float(grid[a]) and float(fast["cg"][t]) == float(grid[b])
+        torch.testing.assert_close(fast["coef"][t], w, rtol=1e-7, atol=1e-9)
+
+
+def test_tasks_planted_from_the_banks_are_routed_back_exactly():
+    learner = _learner(seed=2).eval()
+    fb, gb, grid = learner.f_banks[0], learner.g_banks[0], learner.eval_grid
+    truth_f = torch.tensor([0, 1, 1, 0, 1, 0])
+    truth_g = torch.tensor([2, 0, 1, 1, 2, 0])
+    cf, cg = grid[torch.tensor([0, 3, 1, 2, 2, 0])], grid[torch.tensor([3, 3, 0, 1, 2, 1])]
+    amp = torch.tensor([[1.5, -0.7, 0.2], [-1.0, 2.0, 0.0], [0.8, 0.8, -1.0]] * 2).double()
+
+    def planted(x):
+        hf = fb.chosen(x[..., 0], truth_f, cf)
+        hg = gb.chosen(x[..., 0], truth_g, cg)
+        return (amp[:, :1] * hf + amp[:, 1:2] * hg + amp[:, 2:]).detach()[..., None]
+
+    batch = _batch(6, 12, 8, seed=5, y=planted)
+    choice = learner.choices(batch)
+    assert torch.equal(choice["f"], truth_f) and torch.equal(choice["g"], truth_g)
+    assert learner.evaluate(batch).max() < 1e-8
+    purity = routing_purity(
+        {k: v.tolist() for k, v in choice.items()},
+        {"f": truth_f.tolist(), "g": truth_g.tolist()},
+        {"f": ("a", "b"), "g": ("c", "d", "e")},
+        learner.graph.num_candidates,
+    )
+    assert purity["joint_nmi"] == pytest.approx(1.0)
+
+
+def test_annealed_objective_lies_between_the_hard_minimum_and_tau_log_n_above_it():
+    learner = _learner(replicas=2)
+    batch = _batch(4, 6, 4, seed=7)
+    x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+    y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+    with torch.no_grad():
+        hard = sum(
+            learner._pair_mse(r, x, y, None)[0].flatten(0, 1).min(0).values.mean().item()
+            for r in range(2)
+        )
+    n = (2 * 3) * (3 * 3)
+    for step in (0, 4, 10):
+        obj = learner.meta_step(batch, step=step).objective.item()
+        assert hard - 1e-12 <= obj <= hard + 2 * learner.tau(step) * math.log(n) + 1e-12
+    step = learner.meta_step(batch, step=10)
+    step.objective.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in learner.parameters())
+
+
+def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it():
+    learner = _learner(replicas=3)
+    assert learner.kept == 0 and torch.isnan(learner.fit).all()
+    batch = _batch(4, 6, 4)
+    learner.eval()
+    learner.meta_step(batch, step=0)
+    assert torch.isnan(learner.fit).all()  # validation does not select replicas
+    learner.train()
+    learner.meta_step(batch, step=0)
+    first = learner.fit.clone()
+    assert torch.isfinite(first).all() and learner.kept == int(first.argmin())
+    learner.meta_step(batch, step=1)
+    torch.testing.assert_close(learner.fit, first)  # same batch, same fit: the mean holds
+    with torch.no_grad():
+        learner.fit.copy_(torch.tensor([0.3, 0.1, 0.2]))
+    assert learner.kept == 1
+
+
+def test_the_exported_graph_computes_the_routed_prediction():
+    learner = _learner(seed=4).eval()
+    batch = _batch(3, 6, 5, seed=2)
+    fast, _ = learner.adapt(batch.support_x, batch.support_y)
+    want = learner.predict(fast, batch.query_x)
+    for t, ex in enumerate(learner.export_tasks(batch)):
+        assert isinstance(ex.graph, ModuleGraph) and isinstance(ex.graph.node("x"), Identity)
+        assert ex.choice == {"f": int(fast["f"][t]), "g": int(fast["g"][t])}
+        assert set(ex.meta) == set(ex.adapted) == set(dict(ex.graph.named_parameters()))
+        got = ex.graph.apply_params(ex.adapted, batch.query_x[t])
+        torch.testing.assert_close(got, want[t], rtol=1e-9, atol=1e-9)
+        assert ex.graph.apply_params(ex.meta, batch.query_x[t]).abs().max() == 0
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"targets": 2}, "one input and one regression target"),
+        ({"classification": True}, "one input and one regression target"),
+        ({"candidates": [2, 2, 2]}, r"candidates must be \[f-candidates, g-candidates\]"),
+        ({"replicas": 0}, "replicas must be >= 1"),
+        ({"tau_end": 2.0}, "tau_end <= tau_start"),
+        ({"ridge": 0.0}, "ridge > 0"),
+    ],
+)
+def test_the_builder_refuses_what_it_cannot_fit(kw, match):
+    from metacompose.models import mlp_graph
+
+    args = {"encoder": mlp_graph(hidden=[2]), "targets": 1, "classification": False} | kw
+    with pytest.raises(ValueError, match=match):
+        annealed_sum_learner(**args)
+
+
+def test_fits_needing_amplitudes_beyond_meta_training_are_not_admitted():
+    """With an amplitude limit, routing is the exhaustive search over the fits within it; a task
+    that no fit within it explains takes the best fit of all."""
+    learner = _learner(seed=6).eval()
+    batch = _batch(6, 6, 4, seed=3)
+    sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
+    with torch.no_grad():
+        mse, amp = (v.flatten(0, 1) for v in learner._pair_mse(0, sx, sy, learner.eval_grid))
+    unlimited, _ = learner.adapt(batch.support_x, batch.support_y)
+    limit = float(amp.gather(0, mse.argmin(0)[None]).median())  # binds on about half the tasks
+    with torch.no_grad():
+        learner.amplitude.fill_(limit)
+    fast, _ = learner.adapt(batch.support_x, batch.support_y)
+    d, grid = 3 * 4, learner.eval_grid
+    for t in range(6):
+        ok = amp[:, t] <= limit
+        want = torch.where(ok, mse[:, t], math.inf).argmin() if ok.any() else mse[:, t].argmin()
+        row, col = divmod(int(want), d)
+        assert (int(fast["f"][t]), int(fast["g"][t])) == (row // 4, col // 4)
+        assert float(fast["cf"][t]) == float(grid[row % 4])
+        assert float(fast["cg"][t]) == float(grid[col % 4])
+        if amp[mse[:, t].argmin(), t] <= limit:  # the limit does not bind: the same choice
+            assert int(fast["f"][t]) == int(unlimited["f"][t])
+    assert (fast["coef"][:, :2].abs().amax(1) <= limit * (1 + 1e-6)).sum() >= 3
+
+
+def test_training_tracks_each_replicas_fit_and_amplitude():
+    learner = _learner(replicas=2).train()
+    batch = _batch(4, 6, 4)
+    learner.meta_step(batch, step=0)
+    x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+    y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+    for r in range(2):
+        mse, amp = (v.flatten(0, 1) for v in learner._pair_mse(r, x, y, None))
+        best = mse.argmin(0)
+        torch.testing.assert_close(learner.fit[r], mse.min(0).values.mean().detach())
+        torch.testing.assert_close(learner.amplitude[r], amp.gather(0, best[None]).max().detach())
+
+
+def test_what_resume_and_evaluation_need_is_in_the_state_dict():
+    """The replica choice and the amplitude limit are buffers: a checkpoint carries them, and a
+    learner rebuilt from it routes as the one that wrote it."""
+    learner = _learner(replicas=3).train()
+    batch = _batch(4, 6, 4)
+    learner.meta_step(batch, step=0)
+    state = learner.state_dict()
+    assert {"fit", "amplitude"} <= set(state)
+    again = _learner(seed=9, replicas=3)
+    again.load_state_dict(state)
+    again.eval()
+    learner.eval()
+    assert again.kept == learner.kept
+    torch.testing.assert_close(again.evaluate(batch), learner.evaluate(batch), rtol=0, atol=0)

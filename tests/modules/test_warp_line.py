@@ -1,0 +1,91 @@
+"""WarpLineBank against an independent float64 reference (numpy's piecewise-linear interpolation,
+held constant outside the table), and its exact ReLU-network form."""
+
+import numpy as np
+import pytest
+import torch
+
+from metacompose.modules.warp_line import MAX_SLOPE_CHANGE, WarpLineBank
+
+
+def _bank(seed: int = 0, **kw) -> WarpLineBank:
+    torch.manual_seed(seed)
+    bank = WarpLineBank(count=3, knots=12, span=4.0, contexts=5, **kw).double()
+    with torch.no_grad():  # slopes past the clamp on purpose
+        bank.slope.copy_(torch.tensor([0.3, -0.9, 1.4], dtype=torch.float64))
+    return bank
+
+
+def _reference(bank: WarpLineBank, k: int, c: float, x: np.ndarray) -> np.ndarray:
+    s = float(np.clip(bank.slope[k].item(), -MAX_SLOPE_CHANGE, MAX_SLOPE_CHANGE))
+    u = (1 + s * c) * x + bank.shift[k].item() * c
+    knots = np.linspace(-4.0, 4.0, 12)
+    return np.interp(u, knots, bank.table[k].detach().numpy())  # constant outside the knots
+
+
+def test_on_grid_matches_piecewise_linear_interpolation():
+    bank = _bank()
+    x = torch.linspace(-7.0, 7.0, 101, dtype=torch.float64)
+    grid = torch.tensor([-1.0, -0.3, 0.0, 0.8], dtype=torch.float64)
+    out = bank.on_grid(x, grid)
+    assert out.shape == (3, 4, 101)
+    for k in range(3):
+        for i, c in enumerate(grid.tolist()):
+            want = _reference(bank, k, c, x.numpy())
+            np.testing.assert_allclose(out[k, i].detach().numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_forward_is_every_candidate_at_the_own_grid_candidate_major():
+    bank = _bank()
+    x = torch.linspace(-2.0, 2.0, 7, dtype=torch.float64)[:, None]
+    out = bank(x)
+    assert out.shape == (7, 15)
+    want = bank.on_grid(x[:, 0], torch.linspace(-1, 1, 5, dtype=torch.float64))
+    torch.testing.assert_close(out, want.flatten(0, 1).T)
+
+
+def test_chosen_reads_one_candidate_and_context_per_task():
+    bank = _bank()
+    x = torch.randn(4, 9, dtype=torch.float64) * 3
+    k = torch.tensor([2, 0, 1, 2])
+    c = torch.tensor([0.5, -1.0, 0.25, 0.0], dtype=torch.float64)
+    out = bank.chosen(x, k, c)
+    for t in range(4):
+        want = _reference(bank, int(k[t]), float(c[t]), x[t].numpy())
+        np.testing.assert_allclose(out[t].detach().numpy(), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k, c", [(0, 0.0), (1, -1.0), (2, 0.7), (1, 0.35)])
+def test_relu_block_equals_the_candidate_everywhere(k, c):
+    bank = _bank(seed=3)
+    x = torch.linspace(-12.0, 12.0, 2001, dtype=torch.float64)
+    block = bank.as_relu_block(k, c)
+    assert block.spec()["activation"] == "relu" and block.spec()["hidden"] == [12]
+    got = block(x[:, None])[:, 0].detach().numpy()
+    np.testing.assert_allclose(got, _reference(bank, k, c, x.numpy()), rtol=0, atol=1e-11)
+
+
+def test_spread_zero_starts_every_candidate_alike_and_spec_rebuilds():
+    torch.manual_seed(0)
+    bank = WarpLineBank(count=4, knots=8, spread=0.0)
+    assert torch.equal(bank.table[0], bank.table[3]) and torch.equal(bank.shift[1], bank.shift[2])
+    torch.manual_seed(0)
+    apart = WarpLineBank(count=4, knots=8, spread=1.0)
+    assert not torch.equal(apart.table[0], apart.table[3])
+    again = WarpLineBank(**bank.spec())
+    assert again.spec() == bank.spec() and again.out_space.dim == 4 * 15
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"knots": 1}, "knots must be >= 2"),
+        ({"count": 0}, "count must be >= 1"),
+        ({"spread": 1.5}, "spread must be in"),
+        ({"span": 0.0}, "span must be in"),
+    ],
+)
+def test_bad_arguments_say_which(kw, match):
+    args = {"count": 2, "knots": 4} | kw
+    with pytest.raises(ValueError, match=match):
+        WarpLineBank(**args)
