@@ -195,9 +195,30 @@ def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> L
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init", name) % (2**31))
         try:
-            return ALGO_BUILDERS[name](**handed, **args)
+            learner = ALGO_BUILDERS[name](**handed, **args)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"algo.args: {e}") from e
+    if name == "annealed_sum":
+        _check_descriptor_routing(learner, family, args)
+    return learner
+
+
+def _check_descriptor_routing(learner, family: TaskFamily, args: dict) -> None:
+    """``algo.args.routing`` / ``eval_routing: descriptor`` read each task's one-hot (f, g): the
+    family must give it (one task drawn), or training would fail at its first meta-batch."""
+    said = {k: args[k] for k in ("routing", "eval_routing") if args.get(k) == "descriptor"}
+    if not said:
+        return
+    want = sum(learner.graph.num_candidates.values())
+    task = family.sample(1, shots=1, query=1, generator=torch.Generator().manual_seed(0))
+    given = 0 if task.descriptor is None else int(task.descriptor.shape[-1])
+    if given != want:
+        key = next(iter(said))
+        raise ConfigError(
+            f"algo.args.{key}=descriptor: needs the one-hot (f, g) descriptor of width {want} "
+            f"(task.args.descriptor: onehot); {family.name} tasks carry "
+            f"{'none' if not given else f'width {given}'}"
+        )
 
 
 # Why an ALGO_BUILDERS learner has no adaptation the enforcer could certify or repair.

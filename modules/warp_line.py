@@ -10,7 +10,7 @@ from metacompose.modules.mlp import MLPBlock
 from metacompose.modules.sizes import check_sizes
 from metacompose.modules.space import Space
 
-# The warp's slope change per unit of context stays within this, so ``1 + s c`` >= 0.4 on [-1, 1].
+# The default bound on the warp's stretch per unit of context: ``1 + s c`` >= 0.4 on [-1, 1].
 MAX_SLOPE_CHANGE = 0.6
 
 
@@ -31,6 +31,10 @@ class WarpLineBank(TypedModule):
         contexts: the grid size of ``forward`` (contexts evenly spaced on ``[-1, 1]``).
         spread: initial diversity: 1 draws every candidate independently; below 1, near one shared
             random start (candidates then split as training sharpens their assignment).
+        max_stretch: ``|s_k|`` at most this (< 1, so that ``1 + s_k c > 0``).
+        max_shift: ``|t_k|`` at most this (``t_k = max_shift tanh(raw / max_shift)``); ``None``:
+            unbounded. A bounded shift keeps a candidate from reading two unlike regions of its
+            table at two contexts (say a corner at one, a straight line past the corner at another).
     """
 
     def __init__(
@@ -41,8 +45,14 @@ class WarpLineBank(TypedModule):
         span: float = 9.0,
         contexts: int = 15,
         spread: float = 1.0,
+        max_stretch: float = MAX_SLOPE_CHANGE,
+        max_shift: float | None = None,
     ) -> None:
         check_sizes(count=count, knots=knots, contexts=contexts)
+        if not 0.0 <= max_stretch < 1.0:
+            raise ValueError(f"max_stretch must be in [0, 1), got {max_stretch}")
+        if max_shift is not None and not 0.0 < max_shift <= span:
+            raise ValueError(f"max_shift must be in (0, span={span}], got {max_shift}")
         if knots < 2:
             raise ValueError(f"knots must be >= 2, got {knots}")
         if not 0.0 < span <= 1e4:
@@ -57,6 +67,8 @@ class WarpLineBank(TypedModule):
             span=span,
             contexts=contexts,
             spread=spread,
+            max_stretch=max_stretch,
+            max_shift=max_shift,
         )
 
         def draw(*shape: int) -> torch.Tensor:
@@ -67,10 +79,21 @@ class WarpLineBank(TypedModule):
         self.slope = nn.Parameter(draw(count) * 0.12)
         self.shift = nn.Parameter(draw(count) * 0.6)
         self.span, self.contexts = float(span), int(contexts)
+        self.max_stretch, self.max_shift = float(max_stretch), max_shift
 
     @property
     def count(self) -> int:
         return self.table.shape[0]
+
+    def stretch(self) -> torch.Tensor:
+        """``(count,)``: each candidate's ``s_k``, within ``max_stretch``."""
+        return self.slope.clamp(-self.max_stretch, self.max_stretch)
+
+    def offset(self) -> torch.Tensor:
+        """``(count,)``: each candidate's ``t_k``, within ``max_shift``."""
+        if self.max_shift is None:
+            return self.shift
+        return self.max_shift * torch.tanh(self.shift / self.max_shift)
 
     @property
     def width(self) -> float:
@@ -95,17 +118,17 @@ class WarpLineBank(TypedModule):
     def on_grid(self, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """Every candidate at every context of ``grid`` (G,): ``x`` (...) -> (count, G, ...)."""
         ones = [1] * x.dim()
-        s = self.slope.clamp(-MAX_SLOPE_CHANGE, MAX_SLOPE_CHANGE).view(-1, 1, *ones)
+        s = self.stretch().view(-1, 1, *ones)
         c = grid.view(1, -1, *ones)
-        u = (1 + s * c) * x + self.shift.view(-1, 1, *ones) * c
+        u = (1 + s * c) * x + self.offset().view(-1, 1, *ones) * c
         rows = torch.arange(self.count, device=x.device).view(-1, 1, *ones)
         return self._read(u, rows)
 
     def chosen(self, x: torch.Tensor, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Candidate ``k[t]`` at context ``c[t]`` on task ``t``'s inputs: ``x`` (T, N) -> (T, N)."""
-        s = self.slope.clamp(-MAX_SLOPE_CHANGE, MAX_SLOPE_CHANGE)[k, None]
+        s = self.stretch()[k, None]
         c = c[:, None].to(x.dtype)
-        return self._read((1 + s * c) * x + self.shift[k, None] * c, k[:, None])
+        return self._read((1 + s * c) * x + self.offset()[k, None] * c, k[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1) -> (B, count * contexts)``: candidate-major, at the module's own grid."""
@@ -118,8 +141,8 @@ class WarpLineBank(TypedModule):
         ``h(u) = h_0 + sum_j (d_j - d_{j-1}) relu(u - z_j)`` (``d_{-1} = d_{m-1} = 0``), and ``u``
         is affine in ``x`` with a positive slope, so each hidden unit is ``relu(a x + b_j)``."""
         with torch.no_grad():
-            s = float(self.slope[k].clamp(-MAX_SLOPE_CHANGE, MAX_SLOPE_CHANGE))
-            t = float(self.shift[k])
+            s = float(self.stretch()[k])
+            t = float(self.offset()[k])
             table = self.table[k].detach()
             d = (table[1:] - table[:-1]) / self.width
             m = table.shape[0]

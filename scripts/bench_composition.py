@@ -31,9 +31,11 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
                                                         # vs descriptor-routed, uniform, MAML and the
                                                         # oracle on the same tasks, 3 structures/sets;
                                                         # then evaluation seconds per task
-    python scripts/bench_composition.py --variants fdsa fds-maml --tasks 200
-                                                        # the sum structure routed from data by
-                                                        # annealing (algo.name: annealed_sum) vs MAML
+    python scripts/bench_composition.py --variants fdsa fdsa-desc fdsa-desc-data fdsa-maml \
+        fdsa-oracle --tasks 200                         # the sum structure routed from data by
+                                                        # annealing (algo.name: annealed_sum) vs
+                                                        # descriptor routing, MAML and the oracle;
+                                                        # + --set task.args.inner=... for any set
     python scripts/bench_composition.py --sum-em --steps 2500 --tasks 200
                                                         # the sum structure's closed-form hard EM
                                                         # (composer/router/sum_em.py), from data and
@@ -93,8 +95,21 @@ VARIANTS = {
     "wide": "configs/compositional_wide.yaml",
     "sums": "configs/sums.yaml",
     # routing from data by deterministic annealing (algo.name: annealed_sum) on the tasks of
-    # from_data_sums.yaml; its MAML of the same tasks is fds-maml
+    # from_data_sums.yaml; -desc: trained and routed by the (f, g) descriptor (the upper bound);
+    # -desc-data: trained by the descriptor, routed from data; -maml: MAML on the same tasks
     "fdsa": "configs/from_data_sums_annealed.yaml",
+    "fdsa-desc": "configs/from_data_sums_annealed.yaml",
+    "fdsa-desc-data": "configs/from_data_sums_annealed.yaml",
+    "fdsa-maml": "configs/compositional_identifiable_maml.yaml",
+    "fdsa-oracle": "configs/from_data_sums_annealed.yaml",
+}
+ANNEALED_OVERRIDES = {
+    "fdsa-desc": ["task.args.descriptor=onehot", "algo.args.routing=descriptor"],
+    "fdsa-desc-data": [
+        "task.args.descriptor=onehot",
+        "algo.args.routing=descriptor",
+        "algo.args.eval_routing=data",
+    ],
 }
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
@@ -117,10 +132,13 @@ FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-unif
 def variant_overrides(variant: str) -> list[str]:
     """Overrides that turn a ``from_data*.yaml`` config into its comparison variants."""
     prefix, _, kind = variant.partition("-")
-    if prefix not in FROM_DATA or not kind:
+    if variant in ANNEALED_OVERRIDES:
+        return ANNEALED_OVERRIDES[variant]
+    if (prefix not in FROM_DATA and prefix != "fdsa") or not kind:
         return []
     if kind == "maml":  # the data-routed config's task, MAML's model and algorithm
-        args = OmegaConf.to_container(load_config(FROM_DATA[prefix]).task.args)
+        source = VARIANTS[prefix] if prefix == "fdsa" else FROM_DATA[prefix]
+        args = OmegaConf.to_container(load_config(source).task.args)
         return [f"task.args={json.dumps(args)}"]  # JSON is YAML: one flow-style value
     if kind == "uniform":
         return ["router.routing=uniform", "router.eval_routing=router"]
@@ -413,7 +431,7 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     learner, cfg, family, secs = train_variant(
         VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
-    routed_from_data = variant.split("-")[0] in FROM_DATA or variant == "fdsa"
+    routed_from_data = variant.split("-")[0] in FROM_DATA or variant.startswith("fdsa")
     if routed_from_data and not variant.endswith(("-maml", "-uniform")):
         args.timed.setdefault(variant, []).append((learner, family, seed))
     n_params = sum(p.numel() for p in learner.parameters())

@@ -26,7 +26,7 @@ Measured against MAML, a descriptor-routed upper bound and other primitive sets 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -42,6 +42,8 @@ from metacompose.tasks.base import TaskBatch
 
 Tensor = torch.Tensor
 SLOTS = ("f", "g")
+Routing = Literal["data", "descriptor"]
+ROUTINGS = get_args(Routing)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
 
@@ -87,6 +89,13 @@ class AnnealedSumLearner(nn.Module):
         anneal_steps: meta-iterations over which ``tau`` falls; it stays at ``tau_end`` after.
         eval_contexts: the context grid searched at evaluation (finer than the training grid).
         ridge: ridge on the two amplitudes of every fit (> 0: keeps a flat candidate solvable).
+        routing: ``"data"`` (no descriptor is read) or ``"descriptor"``: meta-training fits each
+            task's true pair only, read from its one-hot (f, g) descriptor (f's candidates
+            first; ``task.args.descriptor: onehot``): the upper bound with the same candidates.
+        eval_routing: how :meth:`evaluate`, :meth:`choices` and :meth:`export_tasks` route:
+            ``"data"`` or ``"descriptor"``; default: as ``routing``. Trained with descriptors and
+            routed from data is the intermediate variant. :meth:`adapt` (support set only)
+            always routes from data.
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
     """
 
@@ -103,9 +112,14 @@ class AnnealedSumLearner(nn.Module):
         anneal_steps: int,
         eval_contexts: int,
         ridge: float,
+        routing: Routing = "data",
+        eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
     ) -> None:
         super().__init__()
+        for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
+            if value not in ROUTINGS:
+                raise ValueError(f"{name}={value!r}: expected one of {ROUTINGS}")
         if not f_banks or len(f_banks) != len(g_banks):
             raise ValueError("one f-bank and one g-bank per replica, at least one replica")
         if not 0 < tau_end <= tau_start:
@@ -119,6 +133,7 @@ class AnnealedSumLearner(nn.Module):
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
+        self.routing, self.eval_routing = routing, eval_routing or routing
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -162,9 +177,15 @@ class AnnealedSumLearner(nn.Module):
         x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
         y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
         tau = self.tau(step)
+        allowed = (
+            self._true_pairs(batch, self.f_banks[0].contexts) if self.routing != "data" else None
+        )
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
             mse, amp = (v.flatten(0, 1).T for v in self._pair_mse(r, x, y, None))  # (T, pairs)
+            if allowed is not None:  # only the true pair's contexts, task by task
+                mse = mse[allowed.T].view(len(x), -1)
+                amp = amp[allowed.T].view(len(x), -1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
             objective = objective + soft.mean()
             best, at = mse.detach().min(1)
@@ -189,7 +210,32 @@ class AnnealedSumLearner(nn.Module):
         Returns ``({"f", "g", "cf", "cg", "coef"}, {})``, each with a leading task dimension."""
         return self._route(x[..., 0], y[..., 0], self.eval_grid), {}
 
-    def _route(self, sx: Tensor, sy: Tensor, grid: Tensor) -> Params:
+    def _true_pairs(self, batch: TaskBatch, contexts: int) -> Tensor:
+        """``(C G * D G, T)`` mask of the rows of a flattened pair-fit tensor that belong to each
+        task's true (f, g), read from its one-hot descriptor."""
+        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
+        desc = batch.descriptor
+        if desc is None or desc.shape[-1] != c + d:
+            width = "none" if desc is None else desc.shape[-1]
+            raise ValueError(
+                f"descriptor routing needs the one-hot (f, g) descriptor of width {c + d} "
+                f"(task.args.descriptor: onehot); the tasks carry {width}"
+            )
+        f, g = desc[:, :c].argmax(-1), desc[:, c:].argmax(-1)
+        t = torch.arange(len(f), device=f.device)
+        mask = torch.zeros(c, contexts, d, contexts, len(f), dtype=torch.bool, device=f.device)
+        mask[f, :, g, :, t] = True
+        return mask.flatten(0, 3)
+
+    def _eval_route(self, batch: TaskBatch) -> Params:
+        """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
+        x, y = batch.support_x[..., 0], batch.support_y[..., 0]
+        pairs = (
+            self._true_pairs(batch, len(self.eval_grid)) if self.eval_routing != "data" else None
+        )
+        return self._route(x, y, self.eval_grid, pairs)
+
+    def _route(self, sx: Tensor, sy: Tensor, grid: Tensor, pairs: Tensor | None = None) -> Params:
         r = self.kept
         fb, gb = self.f_banks[r], self.g_banks[r]
         limit = float(self.amplitude[r]) if torch.isfinite(self.amplitude[r]) else math.inf
@@ -199,6 +245,9 @@ class AnnealedSumLearner(nn.Module):
                 v.flatten(0, 1)
                 for v in self._pair_mse(r, sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK], grid)
             )
+            if pairs is not None:  # routed by the descriptor: its pair's contexts only
+                keep = pairs[:, i : i + EVAL_CHUNK]
+                mse, amp = mse.masked_fill(~keep, math.inf), amp.masked_fill(~keep, math.inf)
             fits = amp <= limit  # a task with no admissible fit takes the best of all
             mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
             picks.append(mse.argmin(0))
@@ -228,13 +277,13 @@ class AnnealedSumLearner(nn.Module):
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> Tensor:
         """``(1, T)`` query MSE after routing and fitting on the support set (``steps`` does not
         apply: the fit is closed form)."""
-        fast, frozen = self.adapt(batch.support_x, batch.support_y)
-        return self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)[None]
+        fast = self._eval_route(batch)
+        return self.query_loss(fast, {}, batch.query_x, batch.query_y, metric=True)[None]
 
     @torch.no_grad()
     def choices(self, batch: TaskBatch) -> dict[str, Tensor]:
-        """Slot -> ``(T,)`` candidate each task is routed to from its support set."""
-        fast, _ = self.adapt(batch.support_x, batch.support_y)
+        """Slot -> ``(T,)`` candidate each task is routed to (``eval_routing``)."""
+        fast = self._eval_route(batch)
         return {"f": fast["f"], "g": fast["g"]}
 
     @torch.no_grad()
@@ -243,7 +292,7 @@ class AnnealedSumLearner(nn.Module):
         <- x``: the chosen candidates at their contexts as equal ReLU blocks
         (:meth:`WarpLineBank.as_relu_block`), the amplitudes as 1 -> 1 affine maps (``amp_f``
         carries the offset). Before adaptation (``meta``) nothing is fitted: amplitudes 0."""
-        fast, _ = self.adapt(batch.support_x, batch.support_y)
+        fast = self._eval_route(batch)
         r = self.kept
         dtype = fast["coef"].dtype
         out = []
@@ -285,10 +334,14 @@ def annealed_sum_learner(
     eval_contexts: int = 41,
     spread: float = 0.3,
     replicas: int = 4,
+    max_stretch: float = 0.6,
+    max_shift: float | None = None,
     tau_start: float = 1.0,
     tau_end: float = 0.003,
     anneal_steps: int = 2400,
     ridge: float = 1e-4,
+    routing: Routing = "data",
+    eval_routing: Routing | None = None,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``. The model section's graph
@@ -306,7 +359,15 @@ def annealed_sum_learner(
         raise ValueError(f"replicas must be >= 1, got {replicas}")
     banks = {
         slot: [
-            WarpLineBank(count=n, knots=knots, span=span, contexts=contexts, spread=spread)
+            WarpLineBank(
+                count=n,
+                knots=knots,
+                span=span,
+                contexts=contexts,
+                spread=spread,
+                max_stretch=max_stretch,
+                max_shift=max_shift,
+            )
             for _ in range(replicas)
         ]
         for slot, n in zip(SLOTS, cands)
@@ -319,4 +380,6 @@ def annealed_sum_learner(
         anneal_steps=anneal_steps,
         eval_contexts=eval_contexts,
         ridge=ridge,
+        routing=routing,
+        eval_routing=eval_routing,
     )

@@ -89,3 +89,27 @@ def test_bad_arguments_say_which(kw, match):
     args = {"count": 2, "knots": 4} | kw
     with pytest.raises(ValueError, match=match):
         WarpLineBank(**args)
+
+
+def test_bounded_shift_and_stretch_stay_within_their_bounds_and_keep_the_relu_form():
+    torch.manual_seed(1)
+    bank = WarpLineBank(count=3, knots=12, span=4.0, max_stretch=0.3, max_shift=0.5).double()
+    with torch.no_grad():
+        bank.shift.copy_(torch.tensor([5.0, -0.2, -40.0], dtype=torch.float64))
+        bank.slope.copy_(torch.tensor([0.9, -0.1, -2.0], dtype=torch.float64))
+    t, s = bank.offset().detach(), bank.stretch().detach()
+    assert (t.abs() <= 0.5).all() and t[0] > 0.49 and t[2] < -0.49
+    torch.testing.assert_close(t[1], 0.5 * torch.tanh(torch.tensor(-0.4, dtype=torch.float64)))
+    assert s.tolist() == [0.3, -0.1, -0.3]
+    x = torch.linspace(-6.0, 6.0, 301, dtype=torch.float64)
+    for k in range(3):
+        u = (1 + s[k] * 0.8) * x + t[k] * 0.8
+        want = np.interp(u.numpy(), np.linspace(-4, 4, 12), bank.table[k].detach().numpy())
+        got = bank.chosen(x[None], torch.tensor([k]), torch.tensor([0.8], dtype=torch.float64))
+        np.testing.assert_allclose(got[0].detach().numpy(), want, rtol=0, atol=1e-12)
+        block = bank.as_relu_block(k, 0.8)
+        np.testing.assert_allclose(block(x[:, None])[:, 0].detach().numpy(), want, atol=1e-11)
+    with pytest.raises(ValueError, match="max_shift must be in"):
+        WarpLineBank(count=2, span=4.0, max_shift=5.0)
+    with pytest.raises(ValueError, match="max_stretch must be in"):
+        WarpLineBank(count=2, max_stretch=1.0)

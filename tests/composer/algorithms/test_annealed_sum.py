@@ -219,3 +219,43 @@ def test_what_resume_and_evaluation_need_is_in_the_state_dict():
     learner.eval()
     assert again.kept == learner.kept
     torch.testing.assert_close(again.evaluate(batch), learner.evaluate(batch), rtol=0, atol=0)
+
+
+def _with_descriptor(batch: TaskBatch, f: torch.Tensor, g: torch.Tensor) -> TaskBatch:
+    desc = torch.cat([torch.nn.functional.one_hot(f, 2), torch.nn.functional.one_hot(g, 3)], 1)
+    return TaskBatch(
+        support_x=batch.support_x,
+        support_y=batch.support_y,
+        query_x=batch.query_x,
+        query_y=batch.query_y,
+        descriptor=desc.double(),
+    )
+
+
+def test_descriptor_routing_fits_only_each_tasks_true_pair():
+    learner = _learner(seed=8)
+    learner.routing = learner.eval_routing = "descriptor"
+    f, g = torch.tensor([1, 0, 1, 0]), torch.tensor([2, 2, 0, 1])
+    batch = _with_descriptor(_batch(4, 6, 4, seed=4), f, g)
+    x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+    y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+    with torch.no_grad():
+        mse = learner._pair_mse(0, x, y, None)[0].view(2, 3, 3, 3, 4)  # (C, G, D, G, T)
+    tau = learner.tau(10)
+    want = torch.stack([mse[f[t], :, g[t], :, t].flatten() for t in range(4)])  # (T, G G)
+    soft = -tau * torch.logsumexp(-want / tau, 1) + tau * math.log(9)
+    got = learner.meta_step(batch, step=10).objective
+    torch.testing.assert_close(got, soft.mean(), rtol=1e-12, atol=1e-12)
+    learner.eval()
+    assert torch.equal(learner.choices(batch)["f"], f) and torch.equal(
+        learner.choices(batch)["g"], g
+    )
+    learner.eval_routing = (
+        "data"  # the intermediate variant: trained by descriptor, routed from data
+    )
+    data_choice = learner.choices(batch)
+    fast, _ = learner.adapt(batch.support_x, batch.support_y)
+    assert torch.equal(data_choice["f"], fast["f"])
+    with pytest.raises(ValueError, match="one-hot \\(f, g\\) descriptor of width 5"):
+        learner.routing = "descriptor"
+        learner.meta_step(_batch(4, 6, 4), step=0)
