@@ -35,7 +35,7 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
         fdsa-oracle --tasks 200                         # the sum structure routed from data by
                                                         # annealing (algo.name: annealed_sum) vs
                                                         # descriptor routing, MAML and the oracle;
-                                                        # + --set task.args.inner=... for any set
+                                                        # fdsa2*: a second primitive set
     python scripts/bench_composition.py --sum-em --steps 2500 --tasks 200
                                                         # the sum structure's closed-form hard EM
                                                         # (composer/router/sum_em.py), from data and
@@ -94,23 +94,27 @@ VARIANTS = {
     # a second primitive set (parametric outer primitives) and the sum structure y = a f + b g
     "wide": "configs/compositional_wide.yaml",
     "sums": "configs/sums.yaml",
-    # routing from data by deterministic annealing (algo.name: annealed_sum) on the tasks of
-    # from_data_sums.yaml; -desc: trained and routed by the (f, g) descriptor (the upper bound);
-    # -desc-data: trained by the descriptor, routed from data; -maml: MAML on the same tasks
+}
+# Routing from data by deterministic annealing (algo.name: annealed_sum) on the sum structure:
+# fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one; -desc: trained and routed by
+# the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
+# -maml: MAML on the same tasks; -oracle: the true primitives' formulas.
+ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
-    "fdsa-desc": "configs/from_data_sums_annealed.yaml",
-    "fdsa-desc-data": "configs/from_data_sums_annealed.yaml",
-    "fdsa-maml": "configs/compositional_identifiable_maml.yaml",
-    "fdsa-oracle": "configs/from_data_sums_annealed.yaml",
+    "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
 }
 ANNEALED_OVERRIDES = {
-    "fdsa-desc": ["task.args.descriptor=onehot", "algo.args.routing=descriptor"],
-    "fdsa-desc-data": [
+    "-desc": ["task.args.descriptor=onehot", "algo.args.routing=descriptor"],
+    "-desc-data": [
         "task.args.descriptor=onehot",
         "algo.args.routing=descriptor",
         "algo.args.eval_routing=data",
     ],
 }
+for _p, _config in ANNEALED.items():
+    VARIANTS[_p] = VARIANTS[f"{_p}-desc"] = VARIANTS[f"{_p}-desc-data"] = _config
+    VARIANTS[f"{_p}-oracle"] = _config
+    VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
 # very same tasks, budget and template, its comparison: descriptor-routed (the family's (f, g)
@@ -132,14 +136,16 @@ FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-unif
 def variant_overrides(variant: str) -> list[str]:
     """Overrides that turn a ``from_data*.yaml`` config into its comparison variants."""
     prefix, _, kind = variant.partition("-")
-    if variant in ANNEALED_OVERRIDES:
-        return ANNEALED_OVERRIDES[variant]
-    if (prefix not in FROM_DATA and prefix != "fdsa") or not kind:
+    if prefix in ANNEALED and f"-{kind}" in ANNEALED_OVERRIDES:
+        return ANNEALED_OVERRIDES[f"-{kind}"]
+    if (prefix not in FROM_DATA and prefix not in ANNEALED) or not kind:
         return []
     if kind == "maml":  # the data-routed config's task, MAML's model and algorithm
-        source = VARIANTS[prefix] if prefix == "fdsa" else FROM_DATA[prefix]
+        source = ANNEALED.get(prefix) or FROM_DATA[prefix]
         args = OmegaConf.to_container(load_config(source).task.args)
         return [f"task.args={json.dumps(args)}"]  # JSON is YAML: one flow-style value
+    if prefix in ANNEALED:  # -oracle: as written
+        return []
     if kind == "uniform":
         return ["router.routing=uniform", "router.eval_routing=router"]
     slots = load_config(FROM_DATA[prefix]).router.template
@@ -431,7 +437,7 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     learner, cfg, family, secs = train_variant(
         VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
-    routed_from_data = variant.split("-")[0] in FROM_DATA or variant.startswith("fdsa")
+    routed_from_data = variant.split("-")[0] in {*FROM_DATA, *ANNEALED}
     if routed_from_data and not variant.endswith(("-maml", "-uniform")):
         args.timed.setdefault(variant, []).append((learner, family, seed))
     n_params = sum(p.numel() for p in learner.parameters())
