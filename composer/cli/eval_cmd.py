@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json")
+    from metacompose.algorithms.annealed_sum import AnnealedSumLearner
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.build import check_task_sizes
     from metacompose.evaluate import check_subset, evaluate, load_checkpoint
@@ -45,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         check_task_sizes(family, shots=args.shots, query=cfg.task.query, where="--shots")
     if isinstance(learner, ContextLearner):
         return _run_shots(args, learner, cfg, family)
+    if args.steps and isinstance(learner, AnnealedSumLearner):
+        raise ValueError(
+            f"--steps {args.steps}: {cfg.algo.name} fits each task in closed form (no adaptation "
+            "steps)"
+        )
     result = evaluate(
         learner,
         family,

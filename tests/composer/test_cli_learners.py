@@ -95,6 +95,8 @@ def test_annealed_sum_routes_from_data_in_eval_inspect_and_verify(runs, tmp_path
     graph = json.loads((out / "graph_0.json").read_text())
     assert graph["routing"] == "hard-from-data"
     assert {n["name"] for n in graph["nodes"] if "candidate" in n} == {"f", "g"}
+    assert main(["eval", ckpt, "--tasks", "4", "--steps", "3"]) == 2
+    assert "fits each task in closed form" in capsys.readouterr().err
     spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
     code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
     assert code in (0, 1, 3)
