@@ -42,6 +42,8 @@ from metacompose.tasks.base import TaskBatch
 
 Tensor = torch.Tensor
 SLOTS = ("f", "g")
+# WarpLineBank arguments added after the first checkpoints, at the value those were built with
+OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None}
 Routing = Literal["data", "descriptor"]
 ROUTINGS = get_args(Routing)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
@@ -76,7 +78,8 @@ class SumBanks:
     def from_json_dict(cls, data: dict[str, Any]) -> SumBanks:
         if data.get("kind") != "annealed_sum":
             raise ValueError(f"not an annealed_sum structure: kind {data.get('kind')!r}")
-        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=data["bank"])
+        bank = OPTIONAL_BANK_KEYS | data["bank"]  # written before those options existed
+        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=bank)
 
 
 class AnnealedSumLearner(nn.Module):

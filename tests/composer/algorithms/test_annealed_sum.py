@@ -259,3 +259,10 @@ def test_descriptor_routing_fits_only_each_tasks_true_pair():
     with pytest.raises(ValueError, match="one-hot \\(f, g\\) descriptor of width 5"):
         learner.routing = "descriptor"
         learner.meta_step(_batch(4, 6, 4), step=0)
+
+
+def test_a_structure_written_before_the_warp_bounds_existed_reads_as_the_defaults():
+    learner = _learner()
+    data = learner.graph.to_json_dict()
+    old = {**data, "bank": {k: v for k, v in data["bank"].items() if not k.startswith("max_")}}
+    assert type(learner.graph).from_json_dict(old).to_json_dict() == data
