@@ -50,15 +50,15 @@ class WarpLineBank(TypedModule):
     ) -> None:
         check_sizes(count=count, knots=knots, contexts=contexts)
         if not 0.0 <= max_stretch < 1.0:
-            raise ValueError(f"max_stretch must be in [0, 1), got {max_stretch}")
+            raise ValueError(f"max_stretch={max_stretch}: must be in [0, 1)")
         if max_shift is not None and not 0.0 < max_shift <= span:
-            raise ValueError(f"max_shift must be in (0, span={span}], got {max_shift}")
+            raise ValueError(f"max_shift={max_shift}: must be in (0, span={span}]")
         if knots < 2:
-            raise ValueError(f"knots must be >= 2, got {knots}")
+            raise ValueError(f"knots={knots}: must be >= 2")
         if not 0.0 < span <= 1e4:
-            raise ValueError(f"span must be in (0, 1e4], got {span}")
+            raise ValueError(f"span={span}: must be in (0, 1e4]")
         if not 0.0 <= spread <= 1.0:
-            raise ValueError(f"spread must be in [0, 1], got {spread}")
+            raise ValueError(f"spread={spread}: must be in [0, 1]")
         super().__init__(
             in_space=Space("vec", 1),
             out_space=Space("vec", count * contexts),

@@ -125,13 +125,15 @@ class AnnealedSumLearner(nn.Module):
                 raise ValueError(f"{name}={value!r}: expected one of {ROUTINGS}")
         if not f_banks or len(f_banks) != len(g_banks):
             raise ValueError("one f-bank and one g-bank per replica, at least one replica")
+        if tau_start <= 0:
+            raise ValueError(f"tau_start={tau_start}: must be > 0")
         if not 0 < tau_end <= tau_start:
-            raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_end}, {tau_start}")
-        if anneal_steps < 1 or eval_contexts < 1 or ridge <= 0:
-            raise ValueError(
-                f"anneal_steps >= 1, eval_contexts >= 1 and ridge > 0; got {anneal_steps}, "
-                f"{eval_contexts}, {ridge}"
-            )
+            raise ValueError(f"tau_end={tau_end}: must be > 0 and <= tau_start={tau_start}")
+        for name, value in (("anneal_steps", anneal_steps), ("eval_contexts", eval_contexts)):
+            if value < 1:
+                raise ValueError(f"{name}={value}: must be >= 1")
+        if ridge <= 0:
+            raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
@@ -357,9 +359,9 @@ def annealed_sum_learner(
         )
     cands = list(candidates)
     if len(cands) != 2:
-        raise ValueError(f"candidates must be [f-candidates, g-candidates], got {cands}")
+        raise ValueError(f"candidates={cands}: must be [f-candidates, g-candidates]")
     if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, got {replicas}")
+        raise ValueError(f"replicas={replicas}: must be >= 1")
     banks = {
         slot: [
             WarpLineBank(

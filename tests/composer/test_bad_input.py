@@ -355,6 +355,18 @@ for _id, _config, _item, _name in [
      "algo.args.guard_slack=1e+300: must be <= 1000"),
     ("learned_opt-random_net_pool_absurd", "sinusoid_learned_opt",
      "algo.args.random_net_pool=1000000000", "algo.args.random_net_pool=1000000000: must be <="),
+    # the data-routed sum learner: pair fits grow as (candidates x contexts)^2 per task
+    ("annealed_sum-replicas_absurd", "from_data_sums_annealed", "algo.args.replicas=1000",
+     "algo.args.replicas=1000: must be <= 32 (algo.name=annealed_sum)"),
+    ("annealed_sum-eval_contexts_absurd", "from_data_sums_annealed",
+     "algo.args.eval_contexts=100000", "algo.args.eval_contexts=100000: must be <= 256"),
+    ("annealed_sum-tau_end_above_start", "from_data_sums_annealed", "algo.args.tau_end=5",
+     "tau_end=5: must be > 0 and <= tau_start=1.0"),
+    ("annealed_sum-inner_steps", "from_data_sums_annealed", "algo.inner_steps=3",
+     "algo.inner_steps=3: algo.name=annealed_sum fits each task in closed form"),
+    # descriptor routing on tasks that carry none failed at the first meta-batch
+    ("annealed_sum-descriptor_none", "from_data_sums_annealed", "algo.args.routing=descriptor",
+     "algo.args.routing=descriptor: needs the one-hot (f, g) descriptor of width 8"),
 ]:  # fmt: skip
     case(
         f"{_id}",

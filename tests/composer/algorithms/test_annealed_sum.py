@@ -152,10 +152,13 @@ def test_the_exported_graph_computes_the_routed_prediction():
     [
         ({"targets": 2}, "one input and one regression target"),
         ({"classification": True}, "one input and one regression target"),
-        ({"candidates": [2, 2, 2]}, r"candidates must be \[f-candidates, g-candidates\]"),
-        ({"replicas": 0}, "replicas must be >= 1"),
-        ({"tau_end": 2.0}, "tau_end <= tau_start"),
-        ({"ridge": 0.0}, "ridge > 0"),
+        (
+            {"candidates": [2, 2, 2]},
+            r"candidates=\[2, 2, 2\]: must be \[f-candidates, g-candidates\]",
+        ),
+        ({"replicas": 0}, "replicas=0: must be >= 1"),
+        ({"tau_end": 2.0}, "tau_end=2.0: must be > 0 and <= tau_start=1.0"),
+        ({"ridge": 0.0}, "ridge=0.0: must be > 0"),
     ],
 )
 def test_the_builder_refuses_what_it_cannot_fit(kw, match):
