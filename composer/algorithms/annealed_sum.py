@@ -215,9 +215,8 @@ class AnnealedSumLearner(nn.Module):
         Returns ``({"f", "g", "cf", "cg", "coef"}, {})``, each with a leading task dimension."""
         return self._route(x[..., 0], y[..., 0], self.eval_grid), {}
 
-    def _true_pairs(self, batch: TaskBatch, contexts: int) -> Tensor:
-        """``(C G * D G, T)`` mask of the rows of a flattened pair-fit tensor that belong to each
-        task's true (f, g), read from its one-hot descriptor."""
+    def _descriptor_pair(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        """Each task's true ``(f, g)``, ``(T,)`` each, read from its one-hot descriptor."""
         c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
         desc = batch.descriptor
         if desc is None or desc.shape[-1] != c + d:
@@ -226,7 +225,13 @@ class AnnealedSumLearner(nn.Module):
                 f"descriptor routing needs the one-hot (f, g) descriptor of width {c + d} "
                 f"(task.args.descriptor: onehot); the tasks carry {width}"
             )
-        f, g = desc[:, :c].argmax(-1), desc[:, c:].argmax(-1)
+        return desc[:, :c].argmax(-1), desc[:, c:].argmax(-1)
+
+    def _true_pairs(self, batch: TaskBatch, contexts: int) -> Tensor:
+        """``(C G * D G, T)`` mask of the rows of a flattened pair-fit tensor that belong to each
+        task's true (f, g)."""
+        f, g = self._descriptor_pair(batch)
+        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
         t = torch.arange(len(f), device=f.device)
         mask = torch.zeros(c, contexts, d, contexts, len(f), dtype=torch.bool, device=f.device)
         mask[f, :, g, :, t] = True
@@ -235,32 +240,38 @@ class AnnealedSumLearner(nn.Module):
     def _eval_route(self, batch: TaskBatch) -> Params:
         """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
         x, y = batch.support_x[..., 0], batch.support_y[..., 0]
-        pairs = (
-            self._true_pairs(batch, len(self.eval_grid)) if self.eval_routing != "data" else None
-        )
-        return self._route(x, y, self.eval_grid, pairs)
+        pair = self._descriptor_pair(batch) if self.eval_routing != "data" else None
+        return self._route(x, y, self.eval_grid, pair)
 
-    def _route(self, sx: Tensor, sy: Tensor, grid: Tensor, pairs: Tensor | None = None) -> Params:
-        r = self.kept
+    def _route(
+        self, sx: Tensor, sy: Tensor, grid: Tensor, pair: tuple[Tensor, Tensor] | None = None
+    ) -> Params:
+        """Each task's pair (every pair, or the given ``pair``) and contexts of the lowest
+        support MSE among the admissible fits, and its amplitudes."""
+        r, n = self.kept, len(grid)
         fb, gb = self.f_banks[r], self.g_banks[r]
         limit = float(self.amplitude[r]) if torch.isfinite(self.amplitude[r]) else math.inf
         picks = []
         for i in range(0, len(sx), EVAL_CHUNK):
-            mse, amp = (
-                v.flatten(0, 1)
-                for v in self._pair_mse(r, sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK], grid)
-            )
-            if pairs is not None:  # routed by the descriptor: its pair's contexts only
-                keep = pairs[:, i : i + EVAL_CHUNK]
-                mse, amp = mse.masked_fill(~keep, math.inf), amp.masked_fill(~keep, math.inf)
+            x, y = sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK]
+            if pair is None:
+                mse, amp = (v.flatten(0, 1) for v in self._pair_mse(r, x, y, grid))
+            else:  # the given pair's candidates only: (G, T, K) each, every context pair
+                t = torch.arange(len(x), device=x.device)
+                hf = fb.on_grid(x, grid)[pair[0][i : i + EVAL_CHUNK], :, t].transpose(0, 1)
+                hg = gb.on_grid(x, grid)[pair[1][i : i + EVAL_CHUNK], :, t].transpose(0, 1)
+                fits = pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
+                mse, amp = (v.flatten(0, 1) for v in fits)
             fits = amp <= limit  # a task with no admissible fit takes the best of all
             mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
             picks.append(mse.argmin(0))
         flat = torch.cat(picks)
-        cols = gb.count * len(grid)
-        row, col = flat // cols, flat % cols
-        f, cf = row // len(grid), grid[row % len(grid)]
-        g, cg = col // len(grid), grid[col % len(grid)]
+        if pair is None:
+            cols = gb.count * n
+            row, col = flat // cols, flat % cols
+            f, cf, g, cg = row // n, grid[row % n], col // n, grid[col % n]
+        else:
+            (f, g), cf, cg = pair, grid[flat // n], grid[flat % n]
         hf, hg = fb.chosen(sx, f, cf), gb.chosen(sx, g, cg)
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
         coef = fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)

@@ -269,3 +269,19 @@ def test_a_structure_written_before_the_warp_bounds_existed_reads_as_the_default
     data = learner.graph.to_json_dict()
     old = {**data, "bank": {k: v for k, v in data["bank"].items() if not k.startswith("max_")}}
     assert type(learner.graph).from_json_dict(old).to_json_dict() == data
+
+
+def test_descriptor_routing_at_evaluation_is_the_search_over_the_true_pairs_contexts():
+    learner = _learner(seed=10).eval()
+    learner.eval_routing = "descriptor"
+    f, g = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([2, 0, 1, 1, 2])
+    batch = _with_descriptor(_batch(5, 6, 4, seed=6), f, g)
+    fast = learner._eval_route(batch)
+    grid = learner.eval_grid
+    sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
+    with torch.no_grad():
+        mse = learner._pair_mse(0, sx, sy, grid)[0].view(2, 4, 3, 4, 5)
+    for t in range(5):
+        a, b = divmod(int(mse[f[t], :, g[t], :, t].argmin()), 4)
+        assert (int(fast["f"][t]), int(fast["g"][t])) == (int(f[t]), int(g[t]))
+        assert float(fast["cf"][t]) == float(grid[a]) and float(fast["cg"][t]) == float(grid[b])
