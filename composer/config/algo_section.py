@@ -34,8 +34,8 @@ UNREAD: dict[str, dict[str, str]] = {
     "incontext": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
     "cnp": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
     "annealed_sum": {
-        "inner_steps": "fits each task in closed form (no inner loop); remove it",
-        "adapt": "fits each task in closed form (no inner loop); remove it",
+        key: "fits each task in closed form (no inner loop); remove it"
+        for key in ("inner_steps", "adapt", "inner_lr", "first_order")
     },
     "learned_opt": {
         "inner_steps": "unrolls algo.args.horizon steps per meta-iteration; set that instead",
