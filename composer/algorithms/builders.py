@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metacompose.algorithms.annealed_sum import annealed_sum_learner
+from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
 from metacompose.algorithms.cnp import cnp_learner
 from metacompose.algorithms.incontext import incontext_learner
 from metacompose.algorithms.learned_opt_builder import learned_opt_learner

@@ -29,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
-    import numpy as np
-
     from metacompose.algorithms.annealed_sum import AnnealedSumLearner
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.algorithms.learned_opt import LearnedOptimizerLearner
@@ -45,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         usage_table,
     )
     from metacompose.router.learner import RoutedMetaLearner
-    from metacompose.router.metrics import routing_purity, set_purity
-    from metacompose.router.render import draw_graph, draw_usage_heatmap, to_dot
+    from metacompose.router.render import draw_graph, to_dot
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
     batch = sample_tasks(
@@ -83,39 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote usage.csv ({len(rows)} rows)")
     factors = getattr(family, "factors", {})
     if factors:
-        counts = {}
-        for slot in results[0].choice:
-            cands = learner.graph.num_candidates[slot]
-            for f, names in factors.items():
-                m = np.zeros((len(names), cands), dtype=np.int64)
-                for t, r in enumerate(results):
-                    m[int(batch.info[f][t]), r.choice[slot]] += 1
-                counts[(slot, f)] = m
-        drawn = draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
-        print("wrote usage_heatmap.png (rows and columns ordered by the matching)")
-        truth = {f: batch.info[f].tolist() for f in factors}
-        choices = {s: [r.choice[s] for r in results] for s in results[0].choice}
-        sizes = {s: learner.graph.num_candidates[s] for s in choices}
-        purity = routing_purity(choices, truth, factors, sizes)
-        if getattr(getattr(family, "structure", None), "interchangeable", False):
-            purity["as_set"] = set_purity(choices, truth, factors, sizes)
-        purity["heatmap"] = [
-            {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
-            for (s, f), (rows, cols, acc) in drawn.items()
-        ]
-        (out / "routing.json").write_text(json.dumps(purity, indent=2))
-        print(
-            f"wrote routing.json: joint NMI {purity['joint_nmi']:.3f}; "
-            + "; ".join(
-                f"{s} vs {r['factor']}: NMI {r['nmi']:.3f}, matched accuracy {r['accuracy']:.3f}"
-                for s, r in purity["slots"].items()
-            )
-            + (
-                f"; as a set: both {purity['as_set']['joint_accuracy']:.3f}"
-                if "as_set" in purity
-                else ""
-            )
-        )
+        _write_routing(learner, family, batch, results, out)
     return 0
 
 
@@ -136,3 +101,47 @@ def _inspect_context(learner, out: Path) -> int:
     )
     print("no routed slots: no usage table")
     return 0
+
+
+def _write_routing(learner, family, batch, results, out: Path) -> None:
+    """The heat map of candidates vs true factor values and ``routing.json`` (NMI, matched
+    accuracy, for interchangeable slots also as a set), for a family that exposes its factors."""
+    import numpy as np
+
+    from metacompose.router.metrics import routing_purity, set_purity
+    from metacompose.router.render import draw_usage_heatmap
+
+    factors = family.factors
+    counts = {}
+    for slot in results[0].choice:
+        cands = learner.graph.num_candidates[slot]
+        for f, names in factors.items():
+            m = np.zeros((len(names), cands), dtype=np.int64)
+            for t, r in enumerate(results):
+                m[int(batch.info[f][t]), r.choice[slot]] += 1
+            counts[(slot, f)] = m
+    drawn = draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
+    print("wrote usage_heatmap.png (rows and columns ordered by the matching)")
+    truth = {f: batch.info[f].tolist() for f in factors}
+    choices = {s: [r.choice[s] for r in results] for s in results[0].choice}
+    sizes = {s: learner.graph.num_candidates[s] for s in choices}
+    purity = routing_purity(choices, truth, factors, sizes)
+    if getattr(getattr(family, "structure", None), "interchangeable", False):
+        purity["as_set"] = set_purity(choices, truth, factors, sizes)
+    purity["heatmap"] = [
+        {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
+        for (s, f), (rows, cols, acc) in drawn.items()
+    ]
+    (out / "routing.json").write_text(json.dumps(purity, indent=2))
+    print(
+        f"wrote routing.json: joint NMI {purity['joint_nmi']:.3f}; "
+        + "; ".join(
+            f"{s} vs {r['factor']}: NMI {r['nmi']:.3f}, matched accuracy {r['accuracy']:.3f}"
+            for s, r in purity["slots"].items()
+        )
+        + (
+            f"; as a set: both {purity['as_set']['joint_accuracy']:.3f}"
+            if "as_set" in purity
+            else ""
+        )
+    )

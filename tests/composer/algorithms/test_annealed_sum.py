@@ -11,7 +11,8 @@ import math
 import pytest
 import torch
 
-from metacompose.algorithms.annealed_sum import AnnealedSumLearner, annealed_sum_learner
+from metacompose.algorithms.annealed_sum import AnnealedSumLearner
+from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
 from metacompose.graph import ModuleGraph
 from metacompose.modules.linear import Identity
 from metacompose.modules.warp_line import WarpLineBank

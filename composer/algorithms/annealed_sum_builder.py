@@ -1,0 +1,71 @@
+"""``algo.name: annealed_sum``: the arguments a run config hands the data-routed sum learner
+(:class:`~metacompose.algorithms.annealed_sum.AnnealedSumLearner`) and the banks it builds."""
+
+from __future__ import annotations
+
+from metacompose.algorithms.annealed_sum import SLOTS, AnnealedSumLearner, Routing
+from metacompose.graph import ModuleGraph
+from metacompose.modules.warp_line import WarpLineBank
+
+
+def annealed_sum_learner(
+    *,
+    encoder: ModuleGraph,
+    targets: int,
+    classification: bool,
+    candidates: list[int] | tuple[int, int] = (4, 4),
+    knots: int = 96,
+    span: float = 9.0,
+    contexts: int = 15,
+    eval_contexts: int = 41,
+    spread: float = 0.3,
+    replicas: int = 4,
+    max_stretch: float = 0.6,
+    max_shift: float | None = None,
+    tau_start: float = 1.0,
+    tau_end: float = 0.003,
+    anneal_steps: int = 2400,
+    ridge: float = 1e-4,
+    routing: Routing = "data",
+    eval_routing: Routing | None = None,
+) -> AnnealedSumLearner:
+    """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
+    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``. The model section's graph
+    (``encoder``) is not used beyond its input width: the banks are the model."""
+    if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
+        raise ValueError(
+            "annealed_sum fits y = a f(x) + b g(x) + c: it needs one input and one regression "
+            f"target; the task has input {encoder.in_space} and "
+            f"{'classes' if classification else 'targets'}={targets}"
+        )
+    cands = list(candidates)
+    if len(cands) != 2:
+        raise ValueError(f"candidates={cands}: must be [f-candidates, g-candidates]")
+    if replicas < 1:
+        raise ValueError(f"replicas={replicas}: must be >= 1")
+    banks = {
+        slot: [
+            WarpLineBank(
+                count=n,
+                knots=knots,
+                span=span,
+                contexts=contexts,
+                spread=spread,
+                max_stretch=max_stretch,
+                max_shift=max_shift,
+            )
+            for _ in range(replicas)
+        ]
+        for slot, n in zip(SLOTS, cands)
+    }
+    return AnnealedSumLearner(
+        f_banks=banks["f"],
+        g_banks=banks["g"],
+        tau_start=tau_start,
+        tau_end=tau_end,
+        anneal_steps=anneal_steps,
+        eval_contexts=eval_contexts,
+        ridge=ridge,
+        routing=routing,
+        eval_routing=eval_routing,
+    )
