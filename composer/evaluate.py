@@ -246,6 +246,16 @@ def routing_purity_of(learner: Learner, family: TaskFamily, **stream) -> dict | 
                 truth[f].extend(batch.info[f].tolist())
     if not choices:  # uniform routing: no hard choice
         return None
+    return family_purity(learner, family, choices, truth)
+
+
+def family_purity(
+    learner: Learner, family: TaskFamily, choices: dict[str, list[int]], truth: dict
+) -> dict:
+    """:func:`~metacompose.router.metrics.routing_purity` of hard ``choices`` against the family's
+    true factors ``truth``; for a structure whose slots are interchangeable (the sum) also scored
+    as a set (``"as_set"``: :func:`~metacompose.router.metrics.set_purity`)."""
+    factors = family.factors
     sizes = {s: learner.graph.num_candidates[s] for s in choices}
     purity = routing_purity(choices, truth, factors, sizes)
     if getattr(getattr(family, "structure", None), "interchangeable", False):

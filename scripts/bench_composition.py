@@ -59,9 +59,10 @@ from omegaconf import OmegaConf
 
 from metacompose.cli.args import at_least
 from metacompose.config import load_config
+from metacompose.evaluate import family_purity
 from metacompose.optional import MissingExtraError, require
 from metacompose.progress import progress, say
-from metacompose.router.metrics import routing_purity, set_purity
+from metacompose.router.metrics import routing_purity
 from metacompose.tasks.base import derive_seed
 from metacompose.tasks.structures import Chain
 
@@ -222,12 +223,7 @@ def routing_scores(
     if not ch:
         return {}
     truth = {f: batch.info[f].tolist() for f in family.factors}
-    sizes = {s: learner.graph.num_candidates[s] for s in ch}
-    choices = {s: c.tolist() for s, c in ch.items()}
-    purity = routing_purity(choices, truth, family.factors, sizes)
-    if getattr(getattr(family, "structure", None), "interchangeable", False):
-        purity["as_set"] = set_purity(choices, truth, family.factors, sizes)
-    return purity
+    return family_purity(learner, family, {s: c.tolist() for s, c in ch.items()}, truth)
 
 
 def oracle_fit(family, f, o, sx, sy, qx) -> tuple[torch.Tensor, torch.Tensor]:

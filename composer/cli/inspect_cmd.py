@@ -108,7 +108,7 @@ def _write_routing(learner, family, batch, results, out: Path) -> None:
     accuracy, for interchangeable slots also as a set), for a family that exposes its factors."""
     import numpy as np
 
-    from metacompose.router.metrics import routing_purity, set_purity
+    from metacompose.evaluate import family_purity
     from metacompose.router.render import draw_usage_heatmap
 
     factors = family.factors
@@ -124,10 +124,7 @@ def _write_routing(learner, family, batch, results, out: Path) -> None:
     print("wrote usage_heatmap.png (rows and columns ordered by the matching)")
     truth = {f: batch.info[f].tolist() for f in factors}
     choices = {s: [r.choice[s] for r in results] for s in results[0].choice}
-    sizes = {s: learner.graph.num_candidates[s] for s in choices}
-    purity = routing_purity(choices, truth, factors, sizes)
-    if getattr(getattr(family, "structure", None), "interchangeable", False):
-        purity["as_set"] = set_purity(choices, truth, factors, sizes)
+    purity = family_purity(learner, family, choices, truth)
     purity["heatmap"] = [
         {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
         for (s, f), (rows, cols, acc) in drawn.items()
