@@ -99,7 +99,9 @@ VARIANTS = {
 # Routing from data by deterministic annealing (algo.name: annealed_sum) on the sum structure:
 # fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
-# -maml: MAML on the same tasks; -oracle: the true primitives' formulas.
+# -uniform: no routing (each slot the mean of its candidates at one shared context);
+# -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of the annealed learner's
+# size (an MLP 1-26-26-1, 781 parameters; one replica has 784); -oracle: the true primitives' formulas.
 ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
     "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
@@ -111,11 +113,15 @@ ANNEALED_OVERRIDES = {
         "algo.args.routing=descriptor",
         "algo.args.eval_routing=data",
     ],
+    "-uniform": ["algo.args.routing=uniform"],
 }
 for _p, _config in ANNEALED.items():
     VARIANTS[_p] = VARIANTS[f"{_p}-desc"] = VARIANTS[f"{_p}-desc-data"] = _config
+    VARIANTS[f"{_p}-uniform"] = _config
     VARIANTS[f"{_p}-oracle"] = _config
     VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
+    VARIANTS[f"{_p}-maml-equal"] = "configs/compositional_identifiable_maml.yaml"
+EQUAL_HIDDEN = "model.args.hidden=[26,26]"  # 781 parameters: within 1% of one replica's 784
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
 # very same tasks, budget and template, its comparison: descriptor-routed (the family's (f, g)
@@ -141,10 +147,11 @@ def variant_overrides(variant: str) -> list[str]:
         return ANNEALED_OVERRIDES[f"-{kind}"]
     if (prefix not in FROM_DATA and prefix not in ANNEALED) or not kind:
         return []
-    if kind == "maml":  # the data-routed config's task, MAML's model and algorithm
+    if kind in ("maml", "maml-equal"):  # the data-routed config's task, MAML's model and algorithm
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
         args = OmegaConf.to_container(load_config(source).task.args)
-        return [f"task.args={json.dumps(args)}"]  # JSON is YAML: one flow-style value
+        size = [EQUAL_HIDDEN] if kind == "maml-equal" else []
+        return [f"task.args={json.dumps(args)}", *size]  # JSON is YAML: one flow-style value
     if prefix in ANNEALED:  # -oracle: as written
         return []
     if kind == "uniform":
@@ -441,7 +448,7 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
         VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
     routed_from_data = variant.split("-")[0] in {*FROM_DATA, *ANNEALED}
-    if routed_from_data and not variant.endswith(("-maml", "-uniform")):
+    if routed_from_data and not variant.endswith(("-maml", "-maml-equal", "-uniform")):
         args.timed.setdefault(variant, []).append((learner, family, seed))
     n_params = sum(p.numel() for p in learner.parameters())
     shots = cfg.task.shots

@@ -44,7 +44,7 @@ Tensor = torch.Tensor
 SLOTS = ("f", "g")
 # WarpLineBank arguments added after the first checkpoints, at the value those were built with
 OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None}
-Routing = Literal["data", "descriptor"]
+Routing = Literal["data", "descriptor", "uniform"]
 ROUTINGS = get_args(Routing)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
@@ -98,8 +98,12 @@ class AnnealedSumLearner(nn.Module):
         eval_routing: how :meth:`evaluate`, :meth:`choices` and :meth:`export_tasks` route:
             ``"data"`` or ``"descriptor"``; default: as ``routing``. Trained with descriptors and
             routed from data is the intermediate variant. :meth:`adapt` (support set only)
-            always routes from data.
+            always routes from data. ``"uniform"`` (as both): no routing, the ablation; each slot
+            is the mean of all its candidates at one shared context.
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
+        balance: weight of a load-balancing term (as mixture-of-experts routers use): per slot,
+            ``C * sum_k u_k^2 - 1`` of the candidates' mean soft usage ``u`` in the meta-batch
+            (0 when every candidate is used equally). 0: off.
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -118,11 +122,16 @@ class AnnealedSumLearner(nn.Module):
         routing: Routing = "data",
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
+        balance: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
             if value not in ROUTINGS:
-                raise ValueError(f"{name}={value!r}: expected one of {ROUTINGS}")
+                raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")
+        if (routing == "uniform") != ((eval_routing or routing) == "uniform"):
+            raise ValueError(
+                f"eval_routing={eval_routing}: uniform routing is trained and used alike"
+            )
         if not f_banks or len(f_banks) != len(g_banks):
             raise ValueError("one f-bank and one g-bank per replica, at least one replica")
         if tau_start <= 0:
@@ -132,12 +141,15 @@ class AnnealedSumLearner(nn.Module):
         for name, value in (("anneal_steps", anneal_steps), ("eval_contexts", eval_contexts)):
             if value < 1:
                 raise ValueError(f"{name}={value}: must be >= 1")
+        if not (math.isfinite(balance) and balance >= 0):
+            raise ValueError(f"balance={balance}: must be >= 0 and finite")
         if ridge <= 0:
             raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
+        self.balance = float(balance)
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
@@ -169,10 +181,31 @@ class AnnealedSumLearner(nn.Module):
     def _pair_mse(self, r: int, x: Tensor, y: Tensor, grid: Tensor | None) -> tuple[Tensor, Tensor]:
         """Replica ``r``'s fit of every pair at every context pair on all points of ``x``, ``y``
         ``(T, N)``: the MSE and the larger amplitude, each ``(C G, D G, T)``."""
-        fb, gb = self.f_banks[r], self.g_banks[r]
-        hf = fb.on_grid(x, fb.grid(x.dtype) if grid is None else grid).flatten(0, 1)
-        hg = gb.on_grid(x, gb.grid(x.dtype) if grid is None else grid).flatten(0, 1)
+        hf, hg = (self._on_grid(b[r], x, grid).flatten(0, 1) for b in (self.f_banks, self.g_banks))
         return pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
+
+    def _imbalance(self, mse: Tensor, tau: float) -> Tensor:
+        """``sum over slots of C * sum_k u_k^2 - 1``: ``u`` the candidates' mean soft usage under
+        the annealed posterior over the pair fits ``mse`` ``(T, C G * D G)``."""
+        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
+        post = torch.softmax(-mse / tau, 1).view(len(mse), c, -1, d, self.g_banks[0].contexts)
+        return sum(
+            n * (u.mean(0) ** 2).sum() - 1
+            for n, u in ((c, post.sum((2, 3, 4))), (d, post.sum((1, 2, 4))))
+        )
+
+    def _on_grid(self, bank: WarpLineBank, x: Tensor, grid: Tensor | None) -> Tensor:
+        """``(C, G, T, N)``: every candidate at every context; uniform routing: their mean
+        ``(1, G, T, N)``."""
+        h = bank.on_grid(x, bank.grid(x.dtype) if grid is None else grid)
+        return h.mean(0, keepdim=True) if self.routing == "uniform" else h
+
+    def _chosen(self, bank: WarpLineBank, x: Tensor, cand: Tensor, ctx: Tensor) -> Tensor:
+        """``(T, N)``: each task's candidate at its context; uniform routing: all candidates' mean."""
+        if self.routing != "uniform":
+            return bank.chosen(x, cand, ctx)
+        every = [bank.chosen(x, torch.full_like(cand, k), ctx) for k in range(bank.count)]
+        return torch.stack(every).mean(0)
 
     # ------------------------------------------------------------------------- Learner protocol
     def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
@@ -183,7 +216,9 @@ class AnnealedSumLearner(nn.Module):
         y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
         tau = self.tau(step)
         allowed = (
-            self._true_pairs(batch, self.f_banks[0].contexts) if self.routing != "data" else None
+            self._true_pairs(batch, self.f_banks[0].contexts)
+            if self.routing == "descriptor"
+            else None
         )
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
@@ -193,6 +228,8 @@ class AnnealedSumLearner(nn.Module):
                 amp = amp[allowed.T].view(len(x), -1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
             objective = objective + soft.mean()
+            if self.balance and self.routing == "data":
+                objective = objective + self.balance * self._imbalance(mse, tau)
             best, at = mse.detach().min(1)
             fits.append(best.mean())
             amps.append(amp.detach().gather(1, at[:, None]).max())
@@ -240,7 +277,7 @@ class AnnealedSumLearner(nn.Module):
     def _eval_route(self, batch: TaskBatch) -> Params:
         """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
         x, y = batch.support_x[..., 0], batch.support_y[..., 0]
-        pair = self._descriptor_pair(batch) if self.eval_routing != "data" else None
+        pair = self._descriptor_pair(batch) if self.eval_routing == "descriptor" else None
         return self._route(x, y, self.eval_grid, pair)
 
     def _route(
@@ -267,12 +304,12 @@ class AnnealedSumLearner(nn.Module):
             picks.append(mse.argmin(0))
         flat = torch.cat(picks)
         if pair is None:
-            cols = gb.count * n
+            cols = (1 if self.routing == "uniform" else gb.count) * n
             row, col = flat // cols, flat % cols
             f, cf, g, cg = row // n, grid[row % n], col // n, grid[col % n]
         else:
             (f, g), cf, cg = pair, grid[flat // n], grid[flat % n]
-        hf, hg = fb.chosen(sx, f, cf), gb.chosen(sx, g, cg)
+        hf, hg = self._chosen(fb, sx, f, cf), self._chosen(gb, sx, g, cg)
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
         coef = fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)
         return {"f": f, "g": g, "cf": cf, "cg": cg, "coef": coef}
@@ -280,8 +317,8 @@ class AnnealedSumLearner(nn.Module):
     def predict(self, fast: Params, x: Tensor) -> Tensor:
         """``(T, N, 1)`` predictions of the adapted tasks ``fast`` at ``x`` ``(T, N, 1)``."""
         r = self.kept
-        hf = self.f_banks[r].chosen(x[..., 0], fast["f"], fast["cf"])
-        hg = self.g_banks[r].chosen(x[..., 0], fast["g"], fast["cg"])
+        hf = self._chosen(self.f_banks[r], x[..., 0], fast["f"], fast["cf"])
+        hg = self._chosen(self.g_banks[r], x[..., 0], fast["g"], fast["cg"])
         c = fast["coef"]
         return (c[:, 0:1] * hf + c[:, 1:2] * hg + c[:, 2:3])[..., None]
 
@@ -298,7 +335,10 @@ class AnnealedSumLearner(nn.Module):
 
     @torch.no_grad()
     def choices(self, batch: TaskBatch) -> dict[str, Tensor]:
-        """Slot -> ``(T,)`` candidate each task is routed to (``eval_routing``)."""
+        """Slot -> ``(T,)`` candidate each task is routed to (``eval_routing``); uniform routing
+        makes no choice: ``{}``."""
+        if self.routing == "uniform":
+            return {}
         fast = self._eval_route(batch)
         return {"f": fast["f"], "g": fast["g"]}
 
@@ -307,7 +347,8 @@ class AnnealedSumLearner(nn.Module):
         """Each task's routed model as an explicit graph ``x -> f -> amp_f -> sum <- amp_g <- g
         <- x``: the chosen candidates at their contexts as equal ReLU blocks
         (:meth:`WarpLineBank.as_relu_block`), the amplitudes as 1 -> 1 affine maps (``amp_f``
-        carries the offset). Before adaptation (``meta``) nothing is fitted: amplitudes 0."""
+        carries the offset). Uniform routing: ``f`` sums every candidate (``f0``, ``f1``, ...)
+        and the amplitude divides by their count. Before adaptation (``meta``) amplitudes are 0."""
         fast = self._eval_route(batch)
         r = self.kept
         dtype = fast["coef"].dtype
@@ -316,16 +357,26 @@ class AnnealedSumLearner(nn.Module):
             f, g = int(fast["f"][t]), int(fast["g"][t])
             nodes = {
                 "x": Identity(features=1),
-                "f": self.f_banks[r].as_relu_block(f, float(fast["cf"][t])),
-                "g": self.g_banks[r].as_relu_block(g, float(fast["cg"][t])),
                 "amp_f": Linear(in_features=1, out_features=1).to(dtype),
                 "amp_g": Linear(in_features=1, out_features=1, bias=False).to(dtype),
                 "sum": Identity(features=1),
             }
-            edges = [("x", "f"), ("x", "g"), ("f", "amp_f"), ("g", "amp_g")]
-            edges += [("amp_f", "sum"), ("amp_g", "sum")]
-            graph = ModuleGraph(nodes=nodes, edges=edges, merge={"sum": "sum"})
+            edges = [("f", "amp_f"), ("g", "amp_g"), ("amp_f", "sum"), ("amp_g", "sum")]
+            merge = {"sum": "sum"}
+            for slot, bank, k in (("f", self.f_banks[r], f), ("g", self.g_banks[r], g)):
+                ctx = float(fast[f"c{slot}"][t])
+                if self.routing != "uniform":
+                    nodes[slot] = bank.as_relu_block(k, ctx)
+                    edges.append(("x", slot))
+                    continue
+                nodes[slot], merge[slot] = Identity(features=1), "sum"
+                for i in range(bank.count):
+                    nodes[f"{slot}{i}"] = bank.as_relu_block(i, ctx)
+                    edges += [("x", f"{slot}{i}"), (f"{slot}{i}", slot)]
+            graph = ModuleGraph(nodes=nodes, edges=edges, merge=merge)
             a, b, c = fast["coef"][t].tolist()
+            if self.routing == "uniform":
+                a, b = a / self.f_banks[r].count, b / self.g_banks[r].count
             adapted = {k: v.detach().clone() for k, v in graph.named_parameters()}
             adapted["amp_f.linear.weight"].fill_(a)
             adapted["amp_f.linear.bias"].fill_(c)
@@ -334,5 +385,6 @@ class AnnealedSumLearner(nn.Module):
                 k: v.detach().clone() if not k.startswith("amp_") else torch.zeros_like(v)
                 for k, v in graph.named_parameters()
             }
-            out.append(TaskExport(graph=graph, meta=meta, adapted=adapted, choice={"f": f, "g": g}))
+            choice = {} if self.routing == "uniform" else {"f": f, "g": g}
+            out.append(TaskExport(graph=graph, meta=meta, adapted=adapted, choice=choice))
         return out

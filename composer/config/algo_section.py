@@ -202,4 +202,7 @@ def check_unread(
 
 
 def _plain(value: Any) -> Any:
+    """A comparable value; booleans as YAML writes them (``true``), as the user typed them."""
+    if isinstance(value, bool):
+        return str(value).lower()
     return list(value) if isinstance(value, ListConfig) else value

@@ -177,7 +177,7 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
         report = {
             "format": INSPECT_FORMAT,
             "task": task_info(family, batch, t),
-            "routing": "hard-from-data",
+            "routing": "hard-from-data" if ex.choice else "uniform",
             "inner_steps": learner.eval_inner_steps,
             "nodes": nodes,
             "edges": _edges(ex.graph),

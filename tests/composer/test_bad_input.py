@@ -364,6 +364,10 @@ for _id, _config, _item, _name in [
      "tau_end=5: must be > 0 and <= tau_start=1.0"),
     ("annealed_sum-inner_steps", "from_data_sums_annealed", "algo.inner_steps=3",
      "algo.inner_steps=3: algo.name=annealed_sum fits each task in closed form"),
+    ("annealed_sum-first_order", "from_data_sums_annealed", "algo.first_order=true",
+     "algo.first_order=true: algo.name=annealed_sum fits each task in closed form"),
+    ("annealed_sum-routing_typo", "from_data_sums_annealed", "algo.args.routing=unifrom",
+     "routing=unifrom: expected one of data, descriptor, uniform"),
     # descriptor routing on tasks that carry none failed at the first meta-batch
     ("annealed_sum-descriptor_none", "from_data_sums_annealed", "algo.args.routing=descriptor",
      "algo.args.routing=descriptor: needs the one-hot (f, g) descriptor of width 8"),

@@ -10,17 +10,19 @@ from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext",
-         "from_data_sums_annealed"]  # fmt: skip
+         "from_data_sums_annealed", "annealed_uniform"]  # fmt: skip
+CONFIG = {"annealed_uniform": "from_data_sums_annealed"}  # kind -> config, when they differ
 LEARNED_OPT = ["algo.eval_inner_steps=5", "algo.args.horizon=3", "algo.args.truncation=3"]
 ANNEALED = ["algo.args.replicas=2", "algo.args.anneal_steps=3", "algo.args.eval_contexts=5"]
-TINY = {"sinusoid_learned_opt": LEARNED_OPT, "from_data_sums_annealed": ANNEALED}
+TINY = {"sinusoid_learned_opt": LEARNED_OPT, "from_data_sums_annealed": ANNEALED,
+        "annealed_uniform": [*ANNEALED, "algo.args.routing=uniform"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for name in KINDS:
-        args = ["train", str(ROOT / "configs" / f"{name}.yaml"), "trainer.max_steps=4",
+        args = ["train", str(ROOT / "configs" / f"{CONFIG.get(name, name)}.yaml"), "trainer.max_steps=4",
                 "trainer.val_check_interval=2", "trainer.checkpoint_every_n_steps=2",
                 "trainer.enable_progress_bar=false", "data.val_tasks=4", "data.meta_batch_size=4",
                 f"out_dir={out}", f"name={name}", *TINY.get(name, [])]  # fmt: skip
@@ -125,3 +127,22 @@ def test_bad_algo_args_fail_in_one_line_before_training(override, match, tmp_pat
     assert main(args) == 2
     assert match in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_uniform_routing_is_scored_and_exported_without_a_choice(runs, tmp_path, capsys):
+    """The ablation without routing: eval gives its MSE and no routing purity; inspect writes each
+    task's graph (every candidate of a slot summed) and says there is no usage table."""
+    ckpt = str(runs["annealed_uniform"])
+    js = tmp_path / "e.json"
+    assert main(["eval", ckpt, "--tasks", "8", "--subset", "held_out", "--json", str(js)]) == 0
+    data = json.loads(js.read_text())
+    assert data.get("routing") is None and "routing purity" not in capsys.readouterr().out
+    out = tmp_path / "i"
+    assert main(["inspect", ckpt, "--tasks", "4", "--out", str(out)]) == 0
+    assert "no routed slots: no usage table" in capsys.readouterr().out
+    graph = json.loads((out / "graph_0.json").read_text())
+    assert graph["routing"] == "uniform" and not (out / "usage.csv").exists()
+    assert {n["name"] for n in graph["nodes"]} >= {"f", "f0", "f3", "g", "g3"}
+    spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
+    code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
+    assert code in (0, 1, 3) and "2 adaptations" in capsys.readouterr().out

@@ -128,3 +128,35 @@ def test_sum_em_split_scores_the_choice_it_routes():
     picked = {"f": (flat // 2).tolist(), "g": (flat % 2).tolist()}
     truth = {k: batch.info[k].tolist() for k in ("f", "g")}
     assert purity == routing_purity(picked, truth, family.factors, {"f": 2, "g": 2})
+
+
+def test_equal_size_maml_matches_one_annealed_replica_within_ten_percent():
+    """``-maml-equal`` trains MAML on the annealed config's own tasks with a network of one
+    replica's size (the issue's "equal size, within 10%")."""
+    from metacompose.build import build_family, build_learner
+    from metacompose.config import load_config
+
+    bench = load()
+    root = SCRIPT.parents[1]
+    for prefix, config in bench.ANNEALED.items():
+        annealed = load_config(root / config)
+        learner = build_learner(annealed, build_family(annealed.task))
+        per_replica = sum(p.numel() for p in learner.parameters()) / len(learner.f_banks)
+        variant = f"{prefix}-maml-equal"
+        cfg = load_config(root / bench.VARIANTS[variant], bench.variant_overrides(variant))
+        maml = build_learner(cfg, build_family(cfg.task))
+        assert cfg.algo.name == "maml"
+        for subset in ("seen", "held_out"):  # the very same meta-test tasks
+            kw = {"n_tasks": 20, "combos": subset, "shots": 10, "seed": 3}
+            (ours,) = bench.meta_test_batches(build_family(annealed.task), **kw)
+            (theirs,) = bench.meta_test_batches(build_family(cfg.task), **kw)
+            torch.testing.assert_close(ours.support_y, theirs.support_y, rtol=0, atol=0)
+            torch.testing.assert_close(ours.query_x, theirs.query_x, rtol=0, atol=0)
+        assert abs(sum(p.numel() for p in maml.parameters()) / per_replica - 1) <= 0.10
+        big = load_config(
+            root / bench.VARIANTS[f"{prefix}-maml"], bench.variant_overrides(f"{prefix}-maml")
+        )
+        assert (
+            sum(p.numel() for p in build_learner(big, build_family(big.task)).parameters())
+            > 10 * per_replica
+        )

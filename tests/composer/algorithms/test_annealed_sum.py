@@ -20,7 +20,9 @@ from metacompose.router.metrics import routing_purity
 from metacompose.tasks.base import TaskBatch
 
 
-def _learner(seed: int = 0, replicas: int = 1, eval_contexts: int = 4) -> AnnealedSumLearner:
+def _learner(
+    seed: int = 0, replicas: int = 1, eval_contexts: int = 4, routing: str = "data"
+) -> AnnealedSumLearner:
     torch.manual_seed(seed)
     kw = {"knots": 10, "span": 3.0, "contexts": 3, "spread": 1.0}
     return AnnealedSumLearner(
@@ -31,6 +33,7 @@ def _learner(seed: int = 0, replicas: int = 1, eval_contexts: int = 4) -> Anneal
         anneal_steps=10,
         eval_contexts=eval_contexts,
         ridge=1e-6,
+        routing=routing,
     ).double()
 
 
@@ -134,14 +137,16 @@ def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it()
     assert learner.kept == 1
 
 
-def test_the_exported_graph_computes_the_routed_prediction():
-    learner = _learner(seed=4).eval()
+@pytest.mark.parametrize("routing", ["data", "uniform"])
+def test_the_exported_graph_computes_the_routed_prediction(routing):
+    learner = _learner(seed=4, routing=routing).eval()
     batch = _batch(3, 6, 5, seed=2)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     want = learner.predict(fast, batch.query_x)
     for t, ex in enumerate(learner.export_tasks(batch)):
         assert isinstance(ex.graph, ModuleGraph) and isinstance(ex.graph.node("x"), Identity)
-        assert ex.choice == {"f": int(fast["f"][t]), "g": int(fast["g"][t])}
+        routed = {"f": int(fast["f"][t]), "g": int(fast["g"][t])}
+        assert ex.choice == (routed if routing == "data" else {})
         assert set(ex.meta) == set(ex.adapted) == set(dict(ex.graph.named_parameters()))
         got = ex.graph.apply_params(ex.adapted, batch.query_x[t])
         torch.testing.assert_close(got, want[t], rtol=1e-9, atol=1e-9)
@@ -286,3 +291,77 @@ def test_descriptor_routing_at_evaluation_is_the_search_over_the_true_pairs_cont
         a, b = divmod(int(mse[f[t], :, g[t], :, t].argmin()), 4)
         assert (int(fast["f"][t]), int(fast["g"][t])) == (int(f[t]), int(g[t]))
         assert float(fast["cf"][t]) == float(grid[a]) and float(fast["cg"][t]) == float(grid[b])
+
+
+def test_uniform_routing_is_the_search_over_each_slots_mean_candidate():
+    """The ablation without routing: each slot is the mean of all its candidates at one shared
+    context; the fit is the exhaustive float64 least-squares search over context pairs."""
+    learner = _learner(seed=5, routing="uniform").eval()
+    batch = _batch(4, 6, 5, seed=3)
+    fast, _ = learner.adapt(batch.support_x, batch.support_y)
+    pred = learner.predict(fast, batch.query_x)[..., 0]
+    grid = learner.eval_grid
+    fb, gb = learner.f_banks[0], learner.g_banks[0]
+    sx, sy, qx = batch.support_x[..., 0], batch.support_y[..., 0], batch.query_x[..., 0]
+    pen = torch.tensor([[1e-3, 0, 0], [0, 1e-3, 0]], dtype=torch.float64)  # ridge 1e-6
+    for t in range(4):
+        best = (math.inf, None)
+        for a, b in itertools.product(range(4), range(4)):
+            x = torch.cat([sx[t], qx[t]])
+            hf = sum(fb.on_grid(x, grid[a : a + 1])[i, 0] for i in range(2)) / 2
+            hg = sum(gb.on_grid(x, grid[b : b + 1])[j, 0] for j in range(3)) / 3
+            cols = torch.stack([hf, hg, torch.ones_like(hf)], 1).detach()
+            target = torch.cat([sy[t], torch.zeros(2, dtype=torch.float64)])
+            w = torch.linalg.lstsq(torch.cat([cols[:6], pen]), target[:, None]).solution[:, 0]
+            mse = float(((cols[:6] @ w - sy[t]) ** 2).mean())
+            best = min(best, (mse, (a, b, w, cols[6:] @ w)), key=lambda r: r[0])
+        a, b, w, want = best[1]
+        assert (int(fast["f"][t]), int(fast["g"][t])) == (0, 0)
+        assert float(fast["cf"][t]) == float(grid[a]) and float(fast["cg"][t]) == float(grid[b])
+        torch.testing.assert_close(fast["coef"][t], w, rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(pred[t], want, rtol=1e-7, atol=1e-9)
+    assert learner.choices(batch) == {}  # no routing, nothing to score
+
+
+def test_uniform_routing_trains_every_candidate_and_is_used_as_trained():
+    learner = _learner(seed=6, routing="uniform").train()
+    step = learner.meta_step(_batch(5, 6, 4, seed=4), step=0)
+    step.objective.backward()
+    for bank in (learner.f_banks[0], learner.g_banks[0]):
+        grads = [p.grad for p in bank.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        assert (bank.table.grad.abs().sum(-1) > 0).all()  # every candidate learns from every task
+    for routing, eval_routing in (("uniform", "data"), ("data", "uniform")):
+        with pytest.raises(ValueError, match="uniform routing is trained and used alike"):
+            AnnealedSumLearner(
+                f_banks=[WarpLineBank(count=2, knots=4)],
+                g_banks=[WarpLineBank(count=2, knots=4)],
+                tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6,
+                routing=routing, eval_routing=eval_routing,
+            )  # fmt: skip
+
+
+def test_the_imbalance_term_is_the_squared_usage_of_each_slots_candidates():
+    """Against a loop over every (f, context, g, context) fit: each candidate's usage is its share
+    of the annealed posterior, averaged over tasks; the term is 0 exactly when usage is uniform."""
+    learner = _learner(seed=7)  # 2 f-candidates, 3 g-candidates, 3 contexts
+    g = torch.Generator().manual_seed(0)
+    mse = torch.rand(5, 2 * 3 * 3 * 3, generator=g, dtype=torch.float64)
+    tau = 0.3
+    post = torch.softmax(-mse / tau, 1)
+    uf, ug = torch.zeros(2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    for t, (i, a, j, b) in itertools.product(
+        range(5), itertools.product(*map(range, (2, 3, 3, 3)))
+    ):
+        p = post[t, ((i * 3 + a) * 3 + j) * 3 + b] / 5
+        uf[i] += p
+        ug[j] += p
+    want = 2 * (uf**2).sum() - 1 + 3 * (ug**2).sum() - 1
+    torch.testing.assert_close(learner._imbalance(mse, tau), want, rtol=1e-12, atol=1e-12)
+    flat = torch.zeros(5, 54, dtype=torch.float64)  # every fit alike: uniform usage
+    assert abs(float(learner._imbalance(flat, tau))) < 1e-12
+    with pytest.raises(ValueError, match=r"balance=-1\.0: must be >= 0"):
+        AnnealedSumLearner(
+            f_banks=[WarpLineBank(count=2, knots=4)], g_banks=[WarpLineBank(count=2, knots=4)],
+            tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6, balance=-1.0,
+        )  # fmt: skip

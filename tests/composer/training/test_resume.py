@@ -58,3 +58,39 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_cfg):
     assert (full.run_dir / "metrics.csv").read_text() == (
         resumed.run_dir / "metrics.csv"
     ).read_text()
+
+
+ANNEALED = CONFIG.parent / "from_data_sums_annealed.yaml"
+ANNEALED_SMALL = [
+    "algo.args.candidates=[2,2]", "algo.args.knots=16", "algo.args.contexts=5",
+    "algo.args.eval_contexts=5", "algo.args.replicas=2", "algo.args.anneal_steps=8",
+    "data.meta_batch_size=8", "data.val_tasks=8", "trainer.val_check_interval=4",
+    "trainer.checkpoint_every_n_steps=3", "trainer.log_every_n_steps=2",
+    "trainer.enable_progress_bar=false", "trainer.deterministic=true",
+    f"trainer.max_steps={STEPS}",
+]  # fmt: skip
+
+
+def test_sigkill_then_resume_is_bit_identical_for_the_annealed_learner(tmp_path):
+    """The data-routed learner's temperature follows the step, and its running fit and amplitude
+    limit (which pick the kept replica and bound evaluation) are buffers: all survive kill -9."""
+    from metacompose.config import load_config
+
+    def cfg(name):
+        return load_config(ANNEALED, [*ANNEALED_SMALL, f"out_dir={tmp_path}", f"name={name}"])
+
+    full = train(cfg("full"))
+    code = KILLED_RUN.format(kill_at=KILL_AT)
+    args = [*ANNEALED_SMALL, f"out_dir={tmp_path}", "name=cut"]
+    killed = run_python(["-c", code, str(ANNEALED), *args])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt")["global_step"] == 6
+    resumed = train(cfg("cut"), resume=tmp_path / "cut")
+    got, want = final_state(resumed.checkpoint), final_state(full.checkpoint)
+    assert got.keys() == want.keys() and {"fit", "amplitude"} <= {k.split(".")[-1] for k in want}
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert torch.isfinite(want[next(k for k in want if k.endswith("amplitude"))]).all()
+    assert (full.run_dir / "metrics.csv").read_text() == (
+        resumed.run_dir / "metrics.csv"
+    ).read_text()

@@ -1,0 +1,66 @@
+"""Every replica of an annealed checkpoint (``algo.name: annealed_sum``), side by side: what picks
+the kept one and how each routes held-out pairs.
+
+    python scripts/replicas.py runs/<run>/checkpoints/last.ckpt [more.ckpt ...] --tasks 200
+
+Per replica: its running training fit (the selection criterion; ``*`` = kept), its amplitude
+limit, the query MSE on seen pairs of the *validation* split routed from the support set (a
+label-free alternative criterion), and on held-out pairs of the test split its query MSE, joint
+NMI and the fraction of tasks with both primitives matched (scored as a set). The last two read
+the family's true pairs: they judge the selection, they cannot make it. The closing line compares
+the kept replica with the one a label-reading oracle would pick.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from metacompose.evaluate import family_purity, load_checkpoint
+from metacompose.tasks.base import derive_seed
+
+
+def draw(family, n: int, *, split: str, subset: str, seed: int):
+    g = torch.Generator().manual_seed(derive_seed(seed, "replicas", split, subset))
+    return family.sample(n, shots=10, query=10, generator=g, split=split, subset=subset)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--tasks", type=int, default=200, help="tasks per split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn tasks")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    for path in args.checkpoints:
+        learner, _, family = load_checkpoint(path)
+        if not hasattr(learner, "f_banks"):
+            raise SystemExit(f"{path}: algo.name is not annealed_sum (no replicas)")
+        learner.eval()
+        kept, fit = learner.kept, learner.fit.clone()
+        val = draw(family, args.tasks, split="val", subset="seen", seed=args.seed)
+        held = draw(family, args.tasks, split="test", subset="held_out", seed=args.seed)
+        truth = {f: held.info[f].tolist() for f in family.factors}
+        print(f"{path}\n  replica  train fit  amp limit  val MSE  held-out MSE  NMI    both")
+        both = []
+        for r in range(len(fit)):
+            learner.fit.fill_(float("inf"))
+            learner.fit[r] = 0.0  # route with replica r
+            choices = {k: v.tolist() for k, v in learner.choices(held).items()}
+            purity = family_purity(learner, family, choices, truth)
+            both.append(purity["as_set"]["joint_accuracy"])
+            print(
+                f"  {r:>5d}{'*' if r == kept else ' '}  {fit[r]:9.4f}  {learner.amplitude[r]:9.2f}"
+                f"  {learner.evaluate(val).mean():7.4f}  {learner.evaluate(held).mean():12.4f}"
+                f"  {purity['joint_nmi']:.3f}  {both[-1]:.3f}"
+            )
+        learner.fit.copy_(fit)
+        best = max(range(len(both)), key=both.__getitem__)
+        print(
+            f"  kept {kept} (both {both[kept]:.3f}); best held-out {best} (both {both[best]:.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

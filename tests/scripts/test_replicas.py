@@ -1,0 +1,61 @@
+"""``scripts/replicas.py``: every replica of an annealed checkpoint, routed and scored on its own."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from metacompose.config import load_config
+from metacompose.evaluate import load_checkpoint
+from metacompose.training import train
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = [
+    "algo.args.candidates=[2,2]", "algo.args.knots=16", "algo.args.contexts=5",
+    "algo.args.eval_contexts=5", "algo.args.replicas=3", "algo.args.anneal_steps=4",
+    "data.meta_batch_size=8", "data.val_tasks=8", "trainer.max_steps=6",
+    "trainer.val_check_interval=3", "trainer.enable_progress_bar=false",
+]  # fmt: skip
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "replicas.py"), *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
+    cfg = load_config(
+        ROOT / "configs" / "from_data_sums_annealed.yaml", [*SMALL, f"out_dir={tmp_path}"]
+    )
+    ckpt = train(cfg).checkpoint
+    learner, _, _ = load_checkpoint(ckpt)
+    done = run(str(ckpt), "--tasks", "20")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0].rstrip("*") for r in rows] == ["0", "1", "2"]
+    assert [r[0].endswith("*") for r in rows] == [i == learner.kept for i in range(3)]
+    for r, fit in zip(rows, learner.fit.tolist()):
+        assert float(r[1]) == pytest.approx(fit, abs=1e-4)
+        assert 0.0 <= float(r[-1]) <= 1.0 and 0.0 <= float(r[-2]) <= 1.0
+    # the script leaves the checkpoint's choice alone: the kept replica is read, not rewritten
+    assert torch.equal(load_checkpoint(ckpt)[0].fit, learner.fit)
+    assert f"kept {learner.kept}" in done.stdout
+
+
+def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
+    cfg = load_config(
+        ROOT / "configs" / "sinusoid.yaml",
+        [
+            "trainer.max_steps=2",
+            "data.meta_batch_size=4",
+            "data.val_tasks=4",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    done = run(str(train(cfg).checkpoint))
+    assert done.returncode != 0 and "algo.name is not annealed_sum" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
