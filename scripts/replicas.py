@@ -21,9 +21,20 @@ from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
 
 
-def draw(family, n: int, *, split: str, subset: str, seed: int):
+def draw(family, n: int, *, split: str, subset: str, seed: int, shots: int, query: int):
     g = torch.Generator().manual_seed(derive_seed(seed, "replicas", split, subset))
-    return family.sample(n, shots=10, query=10, generator=g, split=split, subset=subset)
+    return family.sample(n, shots=shots, query=query, generator=g, split=split, subset=subset)
+
+
+def score(learner, family, r: int, val, held, truth) -> tuple[float, float, float, float]:
+    """Replica ``r``'s held-out joint NMI and both-matched fraction, and its query MSE on ``val``
+    and ``held`` (it routes while its running fit is the lowest; the caller restores ``fit``)."""
+    learner.fit.fill_(float("inf"))
+    learner.fit[r] = 0.0
+    choices = {k: v.tolist() for k, v in learner.choices(held).items()}
+    purity = family_purity(learner, family, choices, truth)
+    mse = (float(learner.evaluate(b).mean()) for b in (val, held))
+    return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse)
 
 
 def main() -> None:
@@ -34,28 +45,32 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     for path in args.checkpoints:
-        learner, _, family = load_checkpoint(path)
+        learner, cfg, family = load_checkpoint(path)
         if not hasattr(learner, "f_banks"):
             raise SystemExit(f"{path}: algo.name is not annealed_sum (no replicas)")
+        if learner.eval_routing != "data":
+            raise SystemExit(
+                f"{path}: algo.args.eval_routing={learner.eval_routing}: only a checkpoint routed "
+                "from data has a routing to score"
+            )
         learner.eval()
         kept, fit = learner.kept, learner.fit.clone()
-        val = draw(family, args.tasks, split="val", subset="seen", seed=args.seed)
-        held = draw(family, args.tasks, split="test", subset="held_out", seed=args.seed)
+        kw = {"seed": args.seed, "shots": cfg.task.shots, "query": cfg.task.query}
+        val = draw(family, args.tasks, split="val", subset="seen", **kw)
+        held = draw(family, args.tasks, split="test", subset="held_out", **kw)
         truth = {f: held.info[f].tolist() for f in family.factors}
         print(f"{path}\n  replica  train fit  amp limit  val MSE  held-out MSE  NMI    both")
         both = []
-        for r in range(len(fit)):
-            learner.fit.fill_(float("inf"))
-            learner.fit[r] = 0.0  # route with replica r
-            choices = {k: v.tolist() for k, v in learner.choices(held).items()}
-            purity = family_purity(learner, family, choices, truth)
-            both.append(purity["as_set"]["joint_accuracy"])
+        try:
+            rows = [score(learner, family, r, val, held, truth) for r in range(len(fit))]
+        finally:
+            learner.fit.copy_(fit)
+        for r, (nmi, b, val_mse, held_mse) in enumerate(rows):
+            both.append(b)
             print(
                 f"  {r:>5d}{'*' if r == kept else ' '}  {fit[r]:9.4f}  {learner.amplitude[r]:9.2f}"
-                f"  {learner.evaluate(val).mean():7.4f}  {learner.evaluate(held).mean():12.4f}"
-                f"  {purity['joint_nmi']:.3f}  {both[-1]:.3f}"
+                f"  {val_mse:7.4f}  {held_mse:12.4f}  {nmi:.3f}  {b:.3f}"
             )
-        learner.fit.copy_(fit)
         best = max(range(len(both)), key=both.__getitem__)
         print(
             f"  kept {kept} (both {both[kept]:.3f}); best held-out {best} (both {both[best]:.3f})"

@@ -130,7 +130,8 @@ class AnnealedSumLearner(nn.Module):
                 raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")
         if (routing == "uniform") != ((eval_routing or routing) == "uniform"):
             raise ValueError(
-                f"eval_routing={eval_routing}: uniform routing is trained and used alike"
+                f"eval_routing={eval_routing} with routing={routing}: uniform routing is "
+                "trained and evaluated alike (set both or neither)"
             )
         if not f_banks or len(f_banks) != len(g_banks):
             raise ValueError("one f-bank and one g-bank per replica, at least one replica")
@@ -143,6 +144,8 @@ class AnnealedSumLearner(nn.Module):
                 raise ValueError(f"{name}={value}: must be >= 1")
         if not (math.isfinite(balance) and balance >= 0):
             raise ValueError(f"balance={balance}: must be >= 0 and finite")
+        if balance and routing != "data":
+            raise ValueError(f"balance={balance}: applies to routing=data only, not {routing}")
         if ridge <= 0:
             raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
         self.f_banks = nn.ModuleList(f_banks)
@@ -228,7 +231,7 @@ class AnnealedSumLearner(nn.Module):
                 amp = amp[allowed.T].view(len(x), -1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
             objective = objective + soft.mean()
-            if self.balance and self.routing == "data":
+            if self.balance:
                 objective = objective + self.balance * self._imbalance(mse, tau)
             best, at = mse.detach().min(1)
             fits.append(best.mean())
@@ -365,7 +368,7 @@ class AnnealedSumLearner(nn.Module):
             merge = {"sum": "sum"}
             for slot, bank, k in (("f", self.f_banks[r], f), ("g", self.g_banks[r], g)):
                 ctx = float(fast[f"c{slot}"][t])
-                if self.routing != "uniform":
+                if self.routing != "uniform" or bank.count == 1:
                     nodes[slot] = bank.as_relu_block(k, ctx)
                     edges.append(("x", slot))
                     continue

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from metacompose.config import load_config
 from metacompose.evaluate import load_checkpoint
@@ -41,8 +40,6 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
     for r, fit in zip(rows, learner.fit.tolist()):
         assert float(r[1]) == pytest.approx(fit, abs=1e-4)
         assert 0.0 <= float(r[-1]) <= 1.0 and 0.0 <= float(r[-2]) <= 1.0
-    # the script leaves the checkpoint's choice alone: the kept replica is read, not rewritten
-    assert torch.equal(load_checkpoint(ckpt)[0].fit, learner.fit)
     assert f"kept {learner.kept}" in done.stdout
 
 
@@ -58,4 +55,9 @@ def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
     )
     done = run(str(train(cfg).checkpoint))
     assert done.returncode != 0 and "algo.name is not annealed_sum" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    uniform = [*SMALL, "algo.args.routing=uniform", f"out_dir={tmp_path}", "name=u"]
+    cfg = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", uniform)
+    done = run(str(train(cfg).checkpoint))
+    assert done.returncode != 0 and "eval_routing=uniform: only a checkpoint routed" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -21,19 +21,25 @@ from metacompose.tasks.base import TaskBatch
 
 
 def _learner(
-    seed: int = 0, replicas: int = 1, eval_contexts: int = 4, routing: str = "data"
+    seed: int = 0,
+    replicas: int = 1,
+    eval_contexts: int = 4,
+    routing: str = "data",
+    balance: float = 0.0,
+    counts: tuple[int, int] = (2, 3),
 ) -> AnnealedSumLearner:
     torch.manual_seed(seed)
     kw = {"knots": 10, "span": 3.0, "contexts": 3, "spread": 1.0}
     return AnnealedSumLearner(
-        f_banks=[WarpLineBank(count=2, **kw) for _ in range(replicas)],
-        g_banks=[WarpLineBank(count=3, **kw) for _ in range(replicas)],
+        f_banks=[WarpLineBank(count=counts[0], **kw) for _ in range(replicas)],
+        g_banks=[WarpLineBank(count=counts[1], **kw) for _ in range(replicas)],
         tau_start=1.0,
         tau_end=0.01,
         anneal_steps=10,
         eval_contexts=eval_contexts,
         ridge=1e-6,
         routing=routing,
+        balance=balance,
     ).double()
 
 
@@ -137,9 +143,11 @@ def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it()
     assert learner.kept == 1
 
 
-@pytest.mark.parametrize("routing", ["data", "uniform"])
-def test_the_exported_graph_computes_the_routed_prediction(routing):
-    learner = _learner(seed=4, routing=routing).eval()
+@pytest.mark.parametrize(
+    "routing, counts", [("data", (2, 3)), ("uniform", (2, 3)), ("uniform", (1, 3))]
+)
+def test_the_exported_graph_computes_the_routed_prediction(routing, counts):
+    learner = _learner(seed=4, routing=routing, counts=counts).eval()
     batch = _batch(3, 6, 5, seed=2)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     want = learner.predict(fast, batch.query_x)
@@ -332,7 +340,7 @@ def test_uniform_routing_trains_every_candidate_and_is_used_as_trained():
         assert grads and all(torch.isfinite(g).all() for g in grads)
         assert (bank.table.grad.abs().sum(-1) > 0).all()  # every candidate learns from every task
     for routing, eval_routing in (("uniform", "data"), ("data", "uniform")):
-        with pytest.raises(ValueError, match="uniform routing is trained and used alike"):
+        with pytest.raises(ValueError, match="uniform routing is trained and evaluated alike"):
             AnnealedSumLearner(
                 f_banks=[WarpLineBank(count=2, knots=4)],
                 g_banks=[WarpLineBank(count=2, knots=4)],
@@ -365,3 +373,19 @@ def test_the_imbalance_term_is_the_squared_usage_of_each_slots_candidates():
             f_banks=[WarpLineBank(count=2, knots=4)], g_banks=[WarpLineBank(count=2, knots=4)],
             tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6, balance=-1.0,
         )  # fmt: skip
+
+
+def test_the_balance_weight_adds_its_term_to_each_replicas_objective():
+    batch = _batch(6, 5, 4, seed=5)
+    plain = _learner(seed=8, replicas=2).meta_step(batch, step=3).objective
+    learner = _learner(seed=8, replicas=2, balance=0.7)
+    x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+    y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+    terms = [
+        learner._imbalance(learner._pair_mse(r, x, y, None)[0].flatten(0, 1).T, learner.tau(3))
+        for r in range(2)
+    ]
+    got = learner.meta_step(batch, step=3).objective
+    torch.testing.assert_close(got, plain + 0.7 * sum(terms), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="applies to routing=data only, not uniform"):
+        _learner(routing="uniform", balance=0.1)
