@@ -101,9 +101,6 @@ class AnnealedSumLearner(nn.Module):
             always routes from data. ``"uniform"`` (as both): no routing, the ablation; each slot
             is the mean of all its candidates at one shared context.
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
-        balance: weight of a load-balancing term (as mixture-of-experts routers use): per slot,
-            ``C * sum_k u_k^2 - 1`` of the candidates' mean soft usage ``u`` in the meta-batch
-            (0 when every candidate is used equally). 0: off.
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -122,7 +119,6 @@ class AnnealedSumLearner(nn.Module):
         routing: Routing = "data",
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
-        balance: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
@@ -142,17 +138,12 @@ class AnnealedSumLearner(nn.Module):
         for name, value in (("anneal_steps", anneal_steps), ("eval_contexts", eval_contexts)):
             if value < 1:
                 raise ValueError(f"{name}={value}: must be >= 1")
-        if not (math.isfinite(balance) and balance >= 0):
-            raise ValueError(f"balance={balance}: must be >= 0 and finite")
-        if balance and routing != "data":
-            raise ValueError(f"balance={balance}: applies to routing=data only, not {routing}")
         if ridge <= 0:
             raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
-        self.balance = float(balance)
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
@@ -186,16 +177,6 @@ class AnnealedSumLearner(nn.Module):
         ``(T, N)``: the MSE and the larger amplitude, each ``(C G, D G, T)``."""
         hf, hg = (self._on_grid(b[r], x, grid).flatten(0, 1) for b in (self.f_banks, self.g_banks))
         return pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
-
-    def _imbalance(self, mse: Tensor, tau: float) -> Tensor:
-        """``sum over slots of C * sum_k u_k^2 - 1``: ``u`` the candidates' mean soft usage under
-        the annealed posterior over the pair fits ``mse`` ``(T, C G * D G)``."""
-        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
-        post = torch.softmax(-mse / tau, 1).view(len(mse), c, -1, d, self.g_banks[0].contexts)
-        return sum(
-            n * (u.mean(0) ** 2).sum() - 1
-            for n, u in ((c, post.sum((2, 3, 4))), (d, post.sum((1, 2, 4))))
-        )
 
     def _on_grid(self, bank: WarpLineBank, x: Tensor, grid: Tensor | None) -> Tensor:
         """``(C, G, T, N)``: every candidate at every context; uniform routing: their mean
@@ -231,8 +212,6 @@ class AnnealedSumLearner(nn.Module):
                 amp = amp[allowed.T].view(len(x), -1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
             objective = objective + soft.mean()
-            if self.balance:
-                objective = objective + self.balance * self._imbalance(mse, tau)
             best, at = mse.detach().min(1)
             fits.append(best.mean())
             amps.append(amp.detach().gather(1, at[:, None]).max())

@@ -28,7 +28,6 @@ def annealed_sum_learner(
     ridge: float = 1e-4,
     routing: Routing = "data",
     eval_routing: Routing | None = None,
-    balance: float = 0.0,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``. The model section's graph
@@ -69,5 +68,4 @@ def annealed_sum_learner(
         ridge=ridge,
         routing=routing,
         eval_routing=eval_routing,
-        balance=balance,
     )

@@ -25,7 +25,6 @@ def _learner(
     replicas: int = 1,
     eval_contexts: int = 4,
     routing: str = "data",
-    balance: float = 0.0,
     counts: tuple[int, int] = (2, 3),
 ) -> AnnealedSumLearner:
     torch.manual_seed(seed)
@@ -39,7 +38,6 @@ def _learner(
         eval_contexts=eval_contexts,
         ridge=1e-6,
         routing=routing,
-        balance=balance,
     ).double()
 
 
@@ -347,45 +345,3 @@ def test_uniform_routing_trains_every_candidate_and_is_used_as_trained():
                 tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6,
                 routing=routing, eval_routing=eval_routing,
             )  # fmt: skip
-
-
-def test_the_imbalance_term_is_the_squared_usage_of_each_slots_candidates():
-    """Against a loop over every (f, context, g, context) fit: each candidate's usage is its share
-    of the annealed posterior, averaged over tasks; the term is 0 exactly when usage is uniform."""
-    learner = _learner(seed=7)  # 2 f-candidates, 3 g-candidates, 3 contexts
-    g = torch.Generator().manual_seed(0)
-    mse = torch.rand(5, 2 * 3 * 3 * 3, generator=g, dtype=torch.float64)
-    tau = 0.3
-    post = torch.softmax(-mse / tau, 1)
-    uf, ug = torch.zeros(2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-    for t, (i, a, j, b) in itertools.product(
-        range(5), itertools.product(*map(range, (2, 3, 3, 3)))
-    ):
-        p = post[t, ((i * 3 + a) * 3 + j) * 3 + b] / 5
-        uf[i] += p
-        ug[j] += p
-    want = 2 * (uf**2).sum() - 1 + 3 * (ug**2).sum() - 1
-    torch.testing.assert_close(learner._imbalance(mse, tau), want, rtol=1e-12, atol=1e-12)
-    flat = torch.zeros(5, 54, dtype=torch.float64)  # every fit alike: uniform usage
-    assert abs(float(learner._imbalance(flat, tau))) < 1e-12
-    with pytest.raises(ValueError, match=r"balance=-1\.0: must be >= 0"):
-        AnnealedSumLearner(
-            f_banks=[WarpLineBank(count=2, knots=4)], g_banks=[WarpLineBank(count=2, knots=4)],
-            tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6, balance=-1.0,
-        )  # fmt: skip
-
-
-def test_the_balance_weight_adds_its_term_to_each_replicas_objective():
-    batch = _batch(6, 5, 4, seed=5)
-    plain = _learner(seed=8, replicas=2).meta_step(batch, step=3).objective
-    learner = _learner(seed=8, replicas=2, balance=0.7)
-    x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
-    y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
-    terms = [
-        learner._imbalance(learner._pair_mse(r, x, y, None)[0].flatten(0, 1).T, learner.tau(3))
-        for r in range(2)
-    ]
-    got = learner.meta_step(batch, step=3).objective
-    torch.testing.assert_close(got, plain + 0.7 * sum(terms), rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="applies to routing=data only, not uniform"):
-        _learner(routing="uniform", balance=0.1)
