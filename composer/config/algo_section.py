@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 # shared base file may set them for its MAML configs: only a value the user set is refused.
 _NO_INNER_LOOP = "has no inner loop (it reads a task's support set in one pass); remove it"
 UNREAD: dict[str, dict[str, str]] = {
-    "incontext": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
-    "cnp": {"inner_steps": _NO_INNER_LOOP, "adapt": _NO_INNER_LOOP},
+    "incontext": dict.fromkeys(("inner_steps", "adapt", "inner_lr"), _NO_INNER_LOOP),
+    "cnp": dict.fromkeys(("inner_steps", "adapt", "inner_lr"), _NO_INNER_LOOP),
     "annealed_sum": {
         key: "fits each task in closed form (no inner loop); remove it"
         for key in ("inner_steps", "adapt", "inner_lr", "first_order")
@@ -193,7 +193,8 @@ def check_unread(
         before = _plain(
             OmegaConf.select(inherited, f"algo.{key}", throw_on_resolution_failure=False)
         )
-        message = f"{source}: algo.{key}={value}: algo.name={cfg.algo.name} {problem}"
+        shown = f"[{', '.join(map(str, value))}]" if isinstance(value, list) else value
+        message = f"{source}: algo.{key}={shown}: algo.name={cfg.algo.name} {problem}"
         by_file = composed and written.algo.name == cfg.algo.name
         if value != in_files or (value != before and by_file):
             raise ConfigError(message)

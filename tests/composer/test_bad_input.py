@@ -282,9 +282,12 @@ case(  # more evaluation candidates than the template's 4 x 4 joint choices
 CONFIGS = ROOT / "configs"
 for _id, _config, _item, _name in [
     ("incontext-inner_steps", "sinusoid_incontext", "algo.inner_steps=5", "algo.inner_steps=5"),
-    ("incontext-adapt", "sinusoid_incontext", "algo.adapt=[head]", "algo.adapt=['head']"),
+    ("incontext-adapt", "sinusoid_incontext", "algo.adapt=[head]", "algo.adapt=[head]"),
     ("cnp-inner_steps", "sinusoid_cnp", "algo.inner_steps=3", "algo.inner_steps=3"),
-    ("cnp-adapt", "sinusoid_cnp", "algo.adapt=[body]", "algo.adapt=['body']"),
+    ("cnp-adapt", "sinusoid_cnp", "algo.adapt=[body]", "algo.adapt=[body]"),
+    ("incontext-inner_lr", "sinusoid_incontext", "algo.inner_lr=0.5",
+     "algo.inner_lr=0.5: algo.name=incontext has no inner loop"),
+    ("cnp-inner_lr", "sinusoid_cnp", "algo.inner_lr=0.5", "algo.inner_lr=0.5: algo.name=cnp"),
     ("learned_opt-inner_steps", "sinusoid_learned_opt", "algo.inner_steps=3", "algo.inner_steps=3"),
     # a truncation past the horizon: no truncation point in the unroll
     ("learned_opt-truncation", "sinusoid_learned_opt", "algo.args.truncation=20",
