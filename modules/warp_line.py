@@ -12,6 +12,7 @@ from metacompose.modules.space import Space
 
 # The default bound on the warp's stretch per unit of context: ``1 + s c`` >= 0.4 on [-1, 1].
 MAX_SLOPE_CHANGE = 0.6
+INITS = ("random", "identity")
 
 
 class WarpLineBank(TypedModule):
@@ -35,6 +36,10 @@ class WarpLineBank(TypedModule):
         max_shift: ``|t_k|`` at most this (``t_k = max_shift tanh(raw / max_shift)``); ``None``:
             unbounded. A bounded shift keeps a candidate from reading two unlike regions of its
             table at two contexts (say a corner at one, a straight line past the corner at another).
+        init: ``"random"``: each table starts as independent values per knot (times 0.3);
+            ``"identity"``: as the line ``h(u) = u`` plus a smooth random curve (8 random values
+            times 0.3, interpolated over the knots), so that a candidate reading another's output
+            (the chain ``g(f(x))``) starts with a gradient that is not noise.
     """
 
     def __init__(
@@ -47,8 +52,11 @@ class WarpLineBank(TypedModule):
         spread: float = 1.0,
         max_stretch: float = MAX_SLOPE_CHANGE,
         max_shift: float | None = None,
+        init: str = "random",
     ) -> None:
         check_sizes(count=count, knots=knots, contexts=contexts)
+        if init not in INITS:
+            raise ValueError(f"init={init}: expected one of {', '.join(INITS)}")
         if not 0.0 <= max_stretch < 1.0:
             raise ValueError(f"max_stretch={max_stretch}: must be in [0, 1)")
         if max_shift is not None and not 0.0 < max_shift <= span:
@@ -69,13 +77,21 @@ class WarpLineBank(TypedModule):
             spread=spread,
             max_stretch=max_stretch,
             max_shift=max_shift,
+            init=init,
         )
 
         def draw(*shape: int) -> torch.Tensor:
             shared = torch.randn(1, *shape[1:]).expand(shape)
             return (1 - spread) * shared + spread * torch.randn(shape)
 
-        self.table = nn.Parameter(draw(count, knots) * 0.3)
+        if init == "random":
+            table = draw(count, knots) * 0.3
+        else:  # the line u at the knots, plus a smooth curve through 8 random values
+            coarse = draw(count, 8) * 0.3
+            smooth = nn.functional.interpolate(coarse[:, None], size=knots, mode="linear",
+                                               align_corners=True)[:, 0]  # fmt: skip
+            table = torch.linspace(-span, span, knots) + smooth
+        self.table = nn.Parameter(table)
         self.slope = nn.Parameter(draw(count) * 0.12)
         self.shift = nn.Parameter(draw(count) * 0.6)
         self.span, self.contexts = float(span), int(contexts)

@@ -97,7 +97,7 @@ VARIANTS = {
     "sums": "configs/sums.yaml",
 }
 # Routing from data by deterministic annealing (algo.name: annealed_sum) on the sum structure:
-# fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one; -desc: trained and routed by
+# fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one; on the chain: fdca; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
 # -uniform: no routing (each slot the mean of its candidates at one shared context);
 # -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of the annealed learner's
@@ -105,6 +105,7 @@ VARIANTS = {
 ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
     "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
+    "fdca": "configs/from_data_chain_annealed.yaml",
 }
 ANNEALED_OVERRIDES = {
     "-desc": ["task.args.descriptor=onehot", "algo.args.routing=descriptor"],

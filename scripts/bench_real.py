@@ -11,7 +11,8 @@ pre-training, then fine-tuning; classification: a new linear head on the pre-tra
 protonet (classification), maml, fomaml, metasgd, anil, routed (the router's module-pool
 learner; regression), and the statistician's baselines for grouped regression: mixed_effects (a
 linear mixed model with random intercepts and slopes per group, REML on meta-train groups, BLUP
-from the support set) and gp_dkt (a GP per task, deep kernel meta-learned). Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
+from the support set) and gp_dkt (a GP per task, deep kernel meta-learned); gp_deep_mean is that GP
+with a meta-learned mean function too, and counts as a meta-learned method. Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
 whichever comes first; adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
 every method is scored on the same seeded meta-test tasks. ``±``: 95% interval over tasks.
 
@@ -28,6 +29,7 @@ Glyphs need the rendered cache (``python scripts/render_glyphs.py``, or ``METACO
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import time
@@ -38,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms.context_learner import NLL_BETA
 from metacompose.baselines.compare import (
+    GP_METHODS,
     LEARNER_METHODS,
     META_METHODS,
     STAT_METHODS,
@@ -70,9 +73,9 @@ REGRESSION = (
 )
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
 REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed",
-               *LEARNER_METHODS, *STAT_METHODS)  # fmt: skip
+               *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS)  # fmt: skip
 # every meta-learned method (what "the best meta-learned method" is chosen from)
-META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS)
+META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS)
 # The other learner kinds on a family's regression config: a 64-wide encoder (the family's MLP ends
 # in one output) and the settings of configs/mathachieve_incontext.yaml; learned_opt as
 # bench_learners.py runs it on mathachieve.
@@ -266,10 +269,11 @@ def compare_groups(setting: str, results: dict[str, MethodResult]) -> None:
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
-    """setting -> method -> result, from ``--json`` files (later files win)."""
+    """setting -> method -> result, from ``--json`` files, gzipped or not (later files win)."""
     results: dict[str, dict[str, MethodResult]] = {}
     for f in files:
-        for d in json.loads(Path(f).read_text()):
+        raw = Path(f).read_bytes()
+        for d in json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw):
             values = torch.tensor(d["values"], dtype=torch.float64) if d.get("values") else None
             groups = torch.tensor(d["groups"]) if d.get("groups") else None
             r = MethodResult(method=d["method"], metric=d["metric"],

@@ -1,4 +1,5 @@
-"""Routing from data on the sum structure ``y = a f(x) + b g(x) + c``: deterministic annealing.
+"""Routing from data on the sum ``y = a f(x) + b g(x) + c`` and the chain ``y = a g(f(x)) + c``:
+deterministic annealing.
 
 Two banks of candidate shapes (:class:`~metacompose.modules.warp_line.WarpLineBank`), one per
 slot, each candidate read at a per-task context on a grid. No descriptor is read, neither in
@@ -31,11 +32,11 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from metacompose.algorithms.annealed_export import export_routed
+from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
-from metacompose.graph import ModuleGraph
-from metacompose.modules.linear import Identity, Linear
 from metacompose.modules.space import Space
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
@@ -43,9 +44,11 @@ from metacompose.tasks.base import TaskBatch
 Tensor = torch.Tensor
 SLOTS = ("f", "g")
 # WarpLineBank arguments added after the first checkpoints, at the value those were built with
-OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None}
+OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None, "init": "random"}
 Routing = Literal["data", "descriptor", "uniform"]
 ROUTINGS = get_args(Routing)
+Structure = Literal["sum", "chain"]
+STRUCTURES = get_args(Structure)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
 
@@ -58,8 +61,12 @@ class SumBanks:
             :class:`WarpLineBank` keyword arguments shared by every bank (less ``count``).
     """
 
-    def __init__(self, *, candidates: dict[str, int], replicas: int, bank: dict[str, Any]):
+    def __init__(
+        self, *, candidates: dict[str, int], replicas: int, bank: dict[str, Any],
+        structure: Structure = "sum",
+    ) -> None:  # fmt: skip
         self.num_candidates = {s: int(candidates[s]) for s in SLOTS}
+        self.structure = structure
         self.routed_slots = list(SLOTS)
         self.replicas = int(replicas)
         self.bank = dict(bank)
@@ -72,6 +79,7 @@ class SumBanks:
             "candidates": dict(self.num_candidates),
             "replicas": self.replicas,
             "bank": dict(sorted(self.bank.items())),
+            "structure": self.structure,
         }
 
     @classmethod
@@ -79,7 +87,8 @@ class SumBanks:
         if data.get("kind") != "annealed_sum":
             raise ValueError(f"not an annealed_sum structure: kind {data.get('kind')!r}")
         bank = OPTIONAL_BANK_KEYS | data["bank"]  # written before those options existed
-        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=bank)
+        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=bank,
+                   structure=data.get("structure", "sum"))  # fmt: skip
 
 
 class AnnealedSumLearner(nn.Module):
@@ -101,6 +110,8 @@ class AnnealedSumLearner(nn.Module):
             always routes from data. ``"uniform"`` (as both): no routing, the ablation; each slot
             is the mean of all its candidates at one shared context.
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
+        structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
+            the g-bank reads each f-candidate's output; every composition fitted in closed form).
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -119,8 +130,11 @@ class AnnealedSumLearner(nn.Module):
         routing: Routing = "data",
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
+        structure: Structure = "sum",
     ) -> None:
         super().__init__()
+        if structure not in STRUCTURES:
+            raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
             if value not in ROUTINGS:
                 raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")
@@ -145,6 +159,7 @@ class AnnealedSumLearner(nn.Module):
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
+        self.structure = structure
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -156,6 +171,7 @@ class AnnealedSumLearner(nn.Module):
             candidates={"f": f_banks[0].count, "g": g_banks[0].count},
             replicas=len(f_banks),
             bank=spec,
+            structure=structure,
         )
 
     @property
@@ -175,8 +191,12 @@ class AnnealedSumLearner(nn.Module):
     def _pair_mse(self, r: int, x: Tensor, y: Tensor, grid: Tensor | None) -> tuple[Tensor, Tensor]:
         """Replica ``r``'s fit of every pair at every context pair on all points of ``x``, ``y``
         ``(T, N)``: the MSE and the larger amplitude, each ``(C G, D G, T)``."""
-        hf, hg = (self._on_grid(b[r], x, grid).flatten(0, 1) for b in (self.f_banks, self.g_banks))
-        return pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
+        hf = self._on_grid(self.f_banks[r], x, grid)  # (C, G, T, N)
+        if self.structure == "chain":  # g reads every f at every context: (D, G, C, G, T, N)
+            h = self._on_grid(self.g_banks[r], hf, grid).permute(2, 3, 0, 1, 4, 5)
+            return single_fit_mse(h.flatten(2, 3).flatten(0, 1), y, ridge=self.ridge)
+        hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
+        return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
 
     def _on_grid(self, bank: WarpLineBank, x: Tensor, grid: Tensor | None) -> Tensor:
         """``(C, G, T, N)``: every candidate at every context; uniform routing: their mean
@@ -275,12 +295,10 @@ class AnnealedSumLearner(nn.Module):
             x, y = sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK]
             if pair is None:
                 mse, amp = (v.flatten(0, 1) for v in self._pair_mse(r, x, y, grid))
-            else:  # the given pair's candidates only: (G, T, K) each, every context pair
-                t = torch.arange(len(x), device=x.device)
-                hf = fb.on_grid(x, grid)[pair[0][i : i + EVAL_CHUNK], :, t].transpose(0, 1)
-                hg = gb.on_grid(x, grid)[pair[1][i : i + EVAL_CHUNK], :, t].transpose(0, 1)
-                fits = pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
-                mse, amp = (v.flatten(0, 1) for v in fits)
+            else:  # the given pair's candidates only: every context pair
+                mse, amp = self._given_pair(
+                    fb, gb, x, y, grid, [p[i : i + EVAL_CHUNK] for p in pair]
+                )
             fits = amp <= limit  # a task with no admissible fit takes the best of all
             mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
             picks.append(mse.argmin(0))
@@ -291,17 +309,41 @@ class AnnealedSumLearner(nn.Module):
             f, cf, g, cg = row // n, grid[row % n], col // n, grid[col % n]
         else:
             (f, g), cf, cg = pair, grid[flat // n], grid[flat % n]
-        hf, hg = self._chosen(fb, sx, f, cf), self._chosen(gb, sx, g, cg)
+        fast = {"f": f, "g": g, "cf": cf, "cg": cg}
+        hf, hg = self._terms(fast, sx)
+        if self.structure == "chain":
+            return fast | {"coef": fit_single(hg, sy, ridge=self.ridge)}
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
-        coef = fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)
-        return {"f": f, "g": g, "cf": cf, "cg": cg, "coef": coef}
+        return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
+
+    def _given_pair(
+        self, fb: WarpLineBank, gb: WarpLineBank, x: Tensor, y: Tensor, grid: Tensor,
+        pair: list[Tensor],
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Each task's given ``(f, g)`` at every context pair: MSE and amplitude, ``(G G, T)``."""
+        t = torch.arange(len(x), device=x.device)
+        hf = fb.on_grid(x, grid)[pair[0], :, t].transpose(0, 1)  # (G, T, K)
+        if self.structure == "chain":  # (D, G, G, T, K) -> the given g: (G, G, T, K)
+            h = gb.on_grid(hf, grid)[pair[1], :, :, t].permute(2, 1, 0, 3)
+            return (v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=self.ridge))
+        hg = gb.on_grid(x, grid)[pair[1], :, t].transpose(0, 1)
+        fits = pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
+        return (v.flatten(0, 1) for v in fits)
+
+    def _terms(self, fast: Params, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(T, N)`` curves of the routed tasks at ``x``: ``f(x)`` and ``g(x)`` (the sum) or
+        ``g(f(x))`` (the chain)."""
+        r = self.kept
+        hf = self._chosen(self.f_banks[r], x, fast["f"], fast["cf"])
+        inner = hf if self.structure == "chain" else x
+        return hf, self._chosen(self.g_banks[r], inner, fast["g"], fast["cg"])
 
     def predict(self, fast: Params, x: Tensor) -> Tensor:
         """``(T, N, 1)`` predictions of the adapted tasks ``fast`` at ``x`` ``(T, N, 1)``."""
-        r = self.kept
-        hf = self._chosen(self.f_banks[r], x[..., 0], fast["f"], fast["cf"])
-        hg = self._chosen(self.g_banks[r], x[..., 0], fast["g"], fast["cg"])
+        hf, hg = self._terms(fast, x[..., 0])
         c = fast["coef"]
+        if self.structure == "chain":
+            return (c[:, 0:1] * hg + c[:, 2:3])[..., None]
         return (c[:, 0:1] * hf + c[:, 1:2] * hg + c[:, 2:3])[..., None]
 
     def query_loss(self, fast: Params, frozen: Params, x, y, *, metric: bool = False) -> Tensor:
@@ -326,47 +368,9 @@ class AnnealedSumLearner(nn.Module):
 
     @torch.no_grad()
     def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:
-        """Each task's routed model as an explicit graph ``x -> f -> amp_f -> sum <- amp_g <- g
-        <- x``: the chosen candidates at their contexts as equal ReLU blocks
-        (:meth:`WarpLineBank.as_relu_block`), the amplitudes as 1 -> 1 affine maps (``amp_f``
-        carries the offset). Uniform routing: ``f`` sums every candidate (``f0``, ``f1``, ...)
-        and the amplitude divides by their count. Before adaptation (``meta``) amplitudes are 0."""
-        fast = self._eval_route(batch)
+        """Each task's routed model as an explicit graph of equal ReLU blocks and affine maps
+        (:func:`~metacompose.algorithms.annealed_export.export_routed`)."""
         r = self.kept
-        dtype = fast["coef"].dtype
-        out = []
-        for t in range(len(fast["f"])):
-            f, g = int(fast["f"][t]), int(fast["g"][t])
-            nodes = {
-                "x": Identity(features=1),
-                "amp_f": Linear(in_features=1, out_features=1).to(dtype),
-                "amp_g": Linear(in_features=1, out_features=1, bias=False).to(dtype),
-                "sum": Identity(features=1),
-            }
-            edges = [("f", "amp_f"), ("g", "amp_g"), ("amp_f", "sum"), ("amp_g", "sum")]
-            merge = {"sum": "sum"}
-            for slot, bank, k in (("f", self.f_banks[r], f), ("g", self.g_banks[r], g)):
-                ctx = float(fast[f"c{slot}"][t])
-                if self.routing != "uniform" or bank.count == 1:
-                    nodes[slot] = bank.as_relu_block(k, ctx)
-                    edges.append(("x", slot))
-                    continue
-                nodes[slot], merge[slot] = Identity(features=1), "sum"
-                for i in range(bank.count):
-                    nodes[f"{slot}{i}"] = bank.as_relu_block(i, ctx)
-                    edges += [("x", f"{slot}{i}"), (f"{slot}{i}", slot)]
-            graph = ModuleGraph(nodes=nodes, edges=edges, merge=merge)
-            a, b, c = fast["coef"][t].tolist()
-            if self.routing == "uniform":
-                a, b = a / self.f_banks[r].count, b / self.g_banks[r].count
-            adapted = {k: v.detach().clone() for k, v in graph.named_parameters()}
-            adapted["amp_f.linear.weight"].fill_(a)
-            adapted["amp_f.linear.bias"].fill_(c)
-            adapted["amp_g.linear.weight"].fill_(b)
-            meta = {
-                k: v.detach().clone() if not k.startswith("amp_") else torch.zeros_like(v)
-                for k, v in graph.named_parameters()
-            }
-            choice = {} if self.routing == "uniform" else {"f": f, "g": g}
-            out.append(TaskExport(graph=graph, meta=meta, adapted=adapted, choice=choice))
-        return out
+        return export_routed(self._eval_route(batch), f_bank=self.f_banks[r],
+                             g_bank=self.g_banks[r], structure=self.structure,
+                             uniform=self.routing == "uniform")  # fmt: skip

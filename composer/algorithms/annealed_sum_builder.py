@@ -1,9 +1,9 @@
-"""``algo.name: annealed_sum``: the arguments a run config hands the data-routed sum learner
+"""``algo.name: annealed_sum``: the arguments a run config hands the data-routed learner
 (:class:`~metacompose.algorithms.annealed_sum.AnnealedSumLearner`) and the banks it builds."""
 
 from __future__ import annotations
 
-from metacompose.algorithms.annealed_sum import SLOTS, AnnealedSumLearner, Routing
+from metacompose.algorithms.annealed_sum import SLOTS, AnnealedSumLearner, Routing, Structure
 from metacompose.graph import ModuleGraph
 from metacompose.modules.warp_line import WarpLineBank
 
@@ -28,13 +28,20 @@ def annealed_sum_learner(
     ridge: float = 1e-4,
     routing: Routing = "data",
     eval_routing: Routing | None = None,
+    structure: Structure = "sum",
+    g_span: float | None = None,
+    init: str = "random",
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
-    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``. The model section's graph
-    (``encoder``) is not used beyond its input width: the banks are the model."""
+    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``; ``structure``: ``sum``
+    (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
+    the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
+    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``). The
+    model section's graph (``encoder``) is not used beyond its input width: the banks are the
+    model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
         raise ValueError(
-            "annealed_sum fits y = a f(x) + b g(x) + c: it needs one input and one regression "
+            f"annealed_sum fits the {structure} of two candidates: it needs one input and one regression "
             f"target; the task has input {encoder.in_space} and "
             f"{'classes' if classification else 'targets'}={targets}"
         )
@@ -43,16 +50,19 @@ def annealed_sum_learner(
         raise ValueError(f"candidates={cands}: must be [f-candidates, g-candidates]")
     if replicas < 1:
         raise ValueError(f"replicas={replicas}: must be >= 1")
+    if g_span is not None and not 0.0 < g_span <= 1e4:
+        raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     banks = {
         slot: [
             WarpLineBank(
                 count=n,
                 knots=knots,
-                span=span,
+                span=g_span if slot == "g" and g_span is not None else span,
                 contexts=contexts,
                 spread=spread,
                 max_stretch=max_stretch,
                 max_shift=max_shift,
+                init=init,
             )
             for _ in range(replicas)
         ]
@@ -68,4 +78,5 @@ def annealed_sum_learner(
         ridge=ridge,
         routing=routing,
         eval_routing=eval_routing,
+        structure=structure,
     )

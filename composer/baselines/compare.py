@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metacompose.baselines.deep_kernel import DeepKernelGP, mlp_features
+from metacompose.baselines.deep_kernel import DeepKernelGP, mean_network, mlp_features
 from metacompose.baselines.finetune import FineTuneLearner
 from metacompose.baselines.meta_train import meta_train
 from metacompose.baselines.mixed_effects import MixedEffectsLearner, family_grams, fit_mixed_model
@@ -34,8 +34,11 @@ STAT_METHODS = ("mixed_effects", "gp_dkt")
 # Learners outside the MAML family (``algo.name``); in-context ones adapt in one forward pass.
 CONTEXT_METHODS = ("incontext", "cnp")
 LEARNER_METHODS = (*CONTEXT_METHODS, "learned_opt")
+# A GP per task whose prior mean function is meta-learned as well as its kernel: a meta-learner
+# (not a baseline), deep kernel transfer plus the population trend.
+GP_METHODS = ("gp_deep_mean",)
 METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed", *LEARNER_METHODS,
-           *STAT_METHODS)  # fmt: skip
+           *GP_METHODS, *STAT_METHODS)  # fmt: skip
 
 
 @dataclass
@@ -196,13 +199,14 @@ def _trained_learner(
             encoder=build_graph(cfg.model, cfg.seed).node("body"), ways=family.out_dim
         )
         max_steps = 0
-    elif method == "gp_dkt":
+    elif method in ("gp_dkt", *GP_METHODS):
         if family.metric != "mse":
-            raise ValueError("gp_dkt applies to regression families only")
+            raise ValueError(f"{method} applies to regression families only")
         hidden = tuple(cfg.model.args.get("hidden", (40, 40)))
-        learner = DeepKernelGP(
-            feature_map=mlp_features(family.in_space.numel, hidden, seed=cfg.seed)
-        )
+        d = family.in_space.numel
+        learner = DeepKernelGP(feature_map=mlp_features(d, hidden, seed=cfg.seed),
+                               mean_map=None if method == "gp_dkt" else
+                               mean_network(d, hidden, seed=cfg.seed + 1))  # fmt: skip
         max_steps = 0
     else:
         c = copy.deepcopy(cfg)

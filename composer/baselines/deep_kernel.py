@@ -7,6 +7,10 @@ and the hyper-parameters ``(m, s, l, sigma)`` are shared by all tasks and traine
 the marginal likelihood of every meta-train task's rows (support and query together), summed
 over a meta-batch (:meth:`DeepKernelGP.meta_step`, through :func:`metacompose.baselines.meta_train`).
 A new task is predicted by the exact GP posterior mean given its K support rows.
+
+With ``mean_map`` the prior mean is a meta-learned function ``m + mu(x)`` of the inputs as well
+(a deep mean function: Fortuin and Ratsch 2019; PACOH-GP, Rothfuss et al. 2021): the population
+trend a task reverts to away from its support rows, which a constant mean cannot express.
 """
 
 from __future__ import annotations
@@ -90,6 +94,18 @@ def mlp_features(
         return nn.Sequential(*layers)
 
 
+def mean_network(
+    in_features: int, hidden: tuple[int, ...] = (40, 40), *, seed: int = 0
+) -> nn.Module:
+    """``mlp_features`` and a linear output ``(..., D) -> (..., 1)`` that starts at zero, so a
+    GP with this mean function starts as one with the constant mean alone."""
+    body = mlp_features(in_features, hidden, seed=seed)
+    out = nn.Linear(hidden[-1] if hidden else in_features, 1)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(body, out)
+
+
 class DeepKernelGP(nn.Module):
     """A GP per task with a meta-learned deep kernel; ``meta_step`` and ``evaluate`` like a learner.
 
@@ -97,15 +113,19 @@ class DeepKernelGP(nn.Module):
         feature_map: ``(..., D) -> (..., F)`` network phi.
         kernel: ``"rbf"``, ``"linear"`` or ``"rbf+linear"`` on the features.
         noise: initial sigma^2 (standardised targets: 0.1).
+        mean_map: ``(..., D) -> (..., 1)`` network mu added to the constant prior mean (``None``:
+            a constant mean only, deep kernel transfer as published).
     """
 
     def __init__(
-        self, *, feature_map: nn.Module, kernel: Kernel = "rbf+linear", noise: float = 0.1
-    ) -> None:
+        self, *, feature_map: nn.Module, kernel: Kernel = "rbf+linear", noise: float = 0.1,
+        mean_map: nn.Module | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         if kernel not in ("rbf", "linear", "rbf+linear"):
             raise ValueError(f"kernel must be 'rbf', 'linear' or 'rbf+linear', got {kernel!r}")
         self.feature_map = feature_map
+        self.mean_map = mean_map
         self.kernel = kernel
         self.mean = nn.Parameter(torch.zeros(()))
         self.log_lengthscale = nn.Parameter(torch.zeros(()))
@@ -123,12 +143,17 @@ class DeepKernelGP(nn.Module):
                              lengthscale=self.log_lengthscale.exp().double(),
                              outputscale=self.log_outputscale.exp().double())  # fmt: skip
 
+    def _prior_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """``(T, n, D)`` inputs -> ``(T, n)`` prior mean, float64."""
+        m = self.mean.double().expand(x.shape[:2])
+        return m if self.mean_map is None else m + self.mean_map(x)[..., 0].double()
+
     def meta_step(self, batch: TaskBatch, *, step: int = 0) -> MetaStep:
         """Negative log marginal likelihood per row of each task's support + query rows."""
         x = torch.cat([batch.support_x, batch.query_x], 1)
         y = torch.cat([batch.support_y, batch.query_y], 1).flatten(1).double()
         nll = -gp_log_marginal(self._kernel(x, x), y, noise=self.noise.double(),
-                               mean=self.mean.double()) / y.shape[1]  # fmt: skip
+                               mean=self._prior_mean(x)) / y.shape[1]  # fmt: skip
         return MetaStep(objective=nll.mean(), query_loss=nll)
 
     @torch.no_grad()
@@ -136,9 +161,11 @@ class DeepKernelGP(nn.Module):
         """Posterior mean and latent variance at the query points: ``(T, Q)`` each, float64."""
         xs, xq = batch.support_x, batch.query_x
         k_qq = self._kernel(xq, xq).diagonal(dim1=-2, dim2=-1)
-        return gp_posterior(self._kernel(xs, xs), self._kernel(xq, xs), k_qq,
-                            batch.support_y.flatten(1).double(), noise=self.noise.double(),
-                            mean=self.mean.double())  # fmt: skip
+        m_s, m_q = self._prior_mean(xs), self._prior_mean(xq)
+        mean, var = gp_posterior(self._kernel(xs, xs), self._kernel(xq, xs), k_qq,
+                                 batch.support_y.flatten(1).double() - m_s,
+                                 noise=self.noise.double(), mean=0.0)  # fmt: skip
+        return m_q + mean, var
 
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:

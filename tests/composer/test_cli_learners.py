@@ -10,11 +10,12 @@ from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext",
-         "from_data_sums_annealed", "annealed_uniform"]  # fmt: skip
+         "from_data_sums_annealed", "annealed_uniform", "from_data_chain_annealed"]  # fmt: skip
 CONFIG = {"annealed_uniform": "from_data_sums_annealed"}  # kind -> config, when they differ
 LEARNED_OPT = ["algo.eval_inner_steps=5", "algo.args.horizon=3", "algo.args.truncation=3"]
 ANNEALED = ["algo.args.replicas=2", "algo.args.anneal_steps=3", "algo.args.eval_contexts=5"]
 TINY = {"sinusoid_learned_opt": LEARNED_OPT, "from_data_sums_annealed": ANNEALED,
+        "from_data_chain_annealed": [*ANNEALED, "algo.args.contexts=3"],
         "annealed_uniform": [*ANNEALED, "algo.args.routing=uniform"]}  # fmt: skip
 
 
@@ -143,6 +144,24 @@ def test_uniform_routing_is_scored_and_exported_without_a_choice(runs, tmp_path,
     graph = json.loads((out / "graph_0.json").read_text())
     assert graph["routing"] == "uniform" and not (out / "usage.csv").exists()
     assert {n["name"] for n in graph["nodes"]} >= {"f", "f0", "f3", "g", "g3"}
+    spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
+    code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
+    assert code in (0, 1, 3) and "2 adaptations" in capsys.readouterr().out
+
+
+def test_annealed_chain_is_scored_per_slot_exported_as_a_chain_and_verified(runs, tmp_path, capsys):
+    """The chain y = a g(f(x)) + c: its slots are not interchangeable, so eval scores routing
+    per slot only; each task's graph is x -> f -> g -> amp; verify reads those graphs."""
+    ckpt = str(runs["from_data_chain_annealed"])
+    js = tmp_path / "e.json"
+    assert main(["eval", ckpt, "--tasks", "8", "--subset", "held_out", "--json", str(js)]) == 0
+    data = json.loads(js.read_text())
+    assert set(data["routing"]["slots"]) == {"f", "g"} and "as_set" not in data["routing"]
+    out = tmp_path / "i"
+    assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
+    graph = json.loads((out / "graph_0.json").read_text())
+    edges = {(e["src"], e["dst"]) for e in graph["edges"]}
+    assert edges == {("x", "f"), ("f", "g"), ("g", "amp")}
     spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
     code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
     assert code in (0, 1, 3) and "2 adaptations" in capsys.readouterr().out

@@ -83,6 +83,7 @@ def test_spread_zero_starts_every_candidate_alike_and_spec_rebuilds():
         ({"count": 0}, "count must be >= 1"),
         ({"spread": 1.5}, "spread=1.5: must be in"),
         ({"span": 0.0}, "span=0.0: must be in"),
+        ({"init": "zeros"}, "init=zeros: expected one of random, identity"),
     ],
 )
 def test_bad_arguments_say_which(kw, match):
@@ -113,3 +114,16 @@ def test_bounded_shift_and_stretch_stay_within_their_bounds_and_keep_the_relu_fo
         WarpLineBank(count=2, span=4.0, max_shift=5.0)
     with pytest.raises(ValueError, match=r"max_stretch=1\.0: must be in"):
         WarpLineBank(count=2, max_stretch=1.0)
+
+
+def test_identity_init_is_the_line_plus_a_smooth_curve_through_eight_values():
+    """``init="identity"``: each table is ``u`` at its knots plus a curve linear between 8 evenly
+    spaced random values (so its second differences vanish but at 6 interior breaks)."""
+    torch.manual_seed(0)
+    bank = WarpLineBank(count=3, knots=43, span=3.0, init="identity")
+    line = torch.linspace(-3.0, 3.0, 43)
+    bump = bank.table.detach() - line
+    assert bump.abs().max() < 2.0 and bump.abs().max() > 0
+    bent = (bump[:, 2:] - 2 * bump[:, 1:-1] + bump[:, :-2]).abs() > 1e-5
+    assert int(bent.sum(1).max()) <= 6
+    assert WarpLineBank(**bank.spec()).spec()["init"] == "identity"

@@ -1,5 +1,6 @@
 """``scripts/bench_real.py --merge [--markdown]``: one table from runs split across processes."""
 
+import gzip
 import importlib.util
 import json
 from pathlib import Path
@@ -46,3 +47,16 @@ def test_merge_and_markdown_join_split_runs(bench, tmp_path, capsys):
     b.write_text(json.dumps([rows("f K=5", "anil", [0.30, 0.70, 0.40, 0.60])]))
     bench.markdown([a, b])
     assert capsys.readouterr().out.splitlines()[-1].endswith("| yes / **no** |")
+
+
+def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
+    """Kept results (docs/results/) are gzipped JSON: the same table as from the plain file."""
+    data = json.dumps([rows("f K=5", "scratch", [1.0, 1.2, 0.8, 1.0]),
+                       rows("f K=5", "maml", [0.20, 0.22, 0.18, 0.20])])  # fmt: skip
+    plain, packed = tmp_path / "a.json", tmp_path / "a.json.gz"
+    plain.write_text(data)
+    packed.write_bytes(gzip.compress(data.encode()))
+    bench.merge([plain])
+    want = capsys.readouterr().out
+    bench.merge([packed])
+    assert capsys.readouterr().out == want and "maml - scratch: -0.8000" in want

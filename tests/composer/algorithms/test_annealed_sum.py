@@ -26,18 +26,21 @@ def _learner(
     eval_contexts: int = 4,
     routing: str = "data",
     counts: tuple[int, int] = (2, 3),
+    structure: str = "sum",
 ) -> AnnealedSumLearner:
     torch.manual_seed(seed)
     kw = {"knots": 10, "span": 3.0, "contexts": 3, "spread": 1.0}
+    g_kw = kw | {"span": 1.5} if structure == "chain" else kw  # the chain's g reads f's outputs
     return AnnealedSumLearner(
         f_banks=[WarpLineBank(count=counts[0], **kw) for _ in range(replicas)],
-        g_banks=[WarpLineBank(count=counts[1], **kw) for _ in range(replicas)],
+        g_banks=[WarpLineBank(count=counts[1], **g_kw) for _ in range(replicas)],
         tau_start=1.0,
         tau_end=0.01,
         anneal_steps=10,
         eval_contexts=eval_contexts,
         ridge=1e-6,
         routing=routing,
+        structure=structure,
     ).double()
 
 
@@ -141,16 +144,19 @@ def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it()
     assert learner.kept == 1
 
 
+@pytest.mark.parametrize("structure", ["sum", "chain"])
 @pytest.mark.parametrize(
     "routing, counts", [("data", (2, 3)), ("uniform", (2, 3)), ("uniform", (1, 3))]
 )
-def test_the_exported_graph_computes_the_routed_prediction(routing, counts):
-    learner = _learner(seed=4, routing=routing, counts=counts).eval()
+def test_the_exported_graph_computes_the_routed_prediction(routing, counts, structure):
+    """Sum: x -> f -> amp_f -> sum <- amp_g <- g <- x; chain: x -> f -> g -> amp."""
+    learner = _learner(seed=4, routing=routing, counts=counts, structure=structure).eval()
     batch = _batch(3, 6, 5, seed=2)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     want = learner.predict(fast, batch.query_x)
     for t, ex in enumerate(learner.export_tasks(batch)):
         assert isinstance(ex.graph, ModuleGraph) and isinstance(ex.graph.node("x"), Identity)
+        assert ex.graph.graph.has_edge("g", "amp") == (structure == "chain")
         routed = {"f": int(fast["f"][t]), "g": int(fast["g"][t])}
         assert ex.choice == (routed if routing == "data" else {})
         assert set(ex.meta) == set(ex.adapted) == set(dict(ex.graph.named_parameters()))
@@ -171,6 +177,8 @@ def test_the_exported_graph_computes_the_routed_prediction(routing, counts):
         ({"replicas": 0}, "replicas=0: must be >= 1"),
         ({"tau_end": 2.0}, "tau_end=2.0: must be > 0 and <= tau_start=1.0"),
         ({"ridge": 0.0}, "ridge=0.0: must be > 0"),
+        ({"g_span": -1.0}, r"g_span=-1.0: must be in \(0, 1e4\]"),
+        ({"structure": "tree"}, "structure=tree: expected one of sum, chain"),
     ],
 )
 def test_the_builder_refuses_what_it_cannot_fit(kw, match):

@@ -1,4 +1,5 @@
-"""Deep kernel transfer: the GP posterior against a float64 reference written out by hand."""
+"""Deep kernel transfer (and its deep mean function): the GP posterior and likelihood against
+float64 references written out by hand."""
 
 import math
 
@@ -7,14 +8,17 @@ import pytest
 import torch
 
 from metacompose.baselines.deep_kernel import (
+    NOISE_FLOOR,
     DeepKernelGP,
     gp_log_marginal,
     gp_posterior,
     kernel_matrix,
+    mean_network,
     mlp_features,
 )
 from metacompose.baselines.meta_train import meta_train
 from metacompose.tasks import SinusoidFamily
+from metacompose.tasks.base import TaskBatch
 
 
 def rbf(a, b, ell, s2):
@@ -75,3 +79,59 @@ def test_evaluate_uses_the_posterior_mean_and_training_raises_the_likelihood():
 def test_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match="kernel"):
         DeepKernelGP(feature_map=torch.nn.Identity(), kernel="matern")
+
+
+def _trend_batch(n_tasks: int, *, shots: int, query: int, seed: int) -> TaskBatch:
+    """Tasks ``y = sin(3x) + c`` with a per-task offset ``c``: the trend is shared by all tasks."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_tasks, shots + query, 1, generator=g) * 4 - 2
+    c = torch.randn(n_tasks, 1, 1, generator=g) * 0.3
+    y = torch.sin(3 * x) + c
+    return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:])
+
+
+def test_deep_mean_posterior_and_likelihood_match_hand_written_reference():
+    rng = np.random.default_rng(1)
+    xs, xq, ys = rng.normal(size=(5, 2)), rng.normal(size=(3, 2)), rng.normal(size=5)
+    w, b, m0, ell, s2, noise = np.array([0.4, -1.1]), 0.3, -0.2, 0.8, 1.5, 0.07
+    mu = torch.nn.Linear(2, 1)
+    gp = DeepKernelGP(feature_map=torch.nn.Identity(), kernel="rbf", noise=noise, mean_map=mu)
+    gp.double()
+    with torch.no_grad():
+        mu.weight.copy_(torch.tensor(w)[None]), mu.bias.fill_(b), gp.mean.fill_(m0)
+        gp.log_lengthscale.fill_(math.log(ell)), gp.log_outputscale.fill_(math.log(s2))
+        gp.raw_noise.fill_(math.log(math.expm1(noise - NOISE_FLOOR)))  # exact in float64
+    m = lambda x: m0 + x @ w + b  # noqa: E731
+    inv = np.linalg.inv(rbf(xs, xs, ell, s2) + noise * np.eye(5))
+    ref = m(xq) + rbf(xq, xs, ell, s2) @ inv @ (ys - m(xs))
+
+    t = lambda a: torch.tensor(a, dtype=torch.float64)[None]  # noqa: E731
+    batch = TaskBatch(t(xs), t(ys)[..., None], t(xq), torch.zeros(1, 3, 1, dtype=torch.float64))
+    mean, _ = gp.predict(batch)
+    np.testing.assert_allclose(mean[0].numpy(), ref, rtol=0, atol=1e-10)
+
+    x_all, y_all = np.concatenate([xs, xq]), np.concatenate([ys, np.zeros(3)])
+    cov = rbf(x_all, x_all, ell, s2) + noise * np.eye(8)
+    r = y_all - m(x_all)
+    ref_nll = (
+        r @ np.linalg.solve(cov, r) + np.linalg.slogdet(cov)[1] + 8 * math.log(2 * math.pi)
+    ) / 16
+    assert float(gp.meta_step(batch).objective.detach()) == pytest.approx(ref_nll, rel=1e-9)
+
+
+def test_mean_network_starts_as_the_constant_mean_and_learns_the_shared_trend():
+    batch = _trend_batch(64, shots=2, query=10, seed=0)
+    plain = DeepKernelGP(feature_map=mlp_features(1, (32,), seed=0))
+    deep = DeepKernelGP(feature_map=mlp_features(1, (32,), seed=0),
+                        mean_map=mean_network(1, (32,), seed=1))  # fmt: skip
+    torch.testing.assert_close(deep.predict(batch)[0], plain.predict(batch)[0])
+
+    for gp in (plain, deep):
+        opt = torch.optim.Adam(gp.parameters(), lr=1e-2)
+        for i in range(300):
+            opt.zero_grad()
+            gp.meta_step(_trend_batch(16, shots=2, query=10, seed=100 + i)).objective.backward()
+            opt.step()
+    mse_plain, mse_deep = (float(gp.evaluate(batch)[0].mean()) for gp in (plain, deep))
+    # two support points cannot show sin(3x); the learned prior mean carries it to every task
+    assert mse_deep < 0.5 * mse_plain
