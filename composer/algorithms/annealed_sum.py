@@ -44,7 +44,7 @@ from metacompose.tasks.base import TaskBatch
 Tensor = torch.Tensor
 SLOTS = ("f", "g")
 # WarpLineBank arguments added after the first checkpoints, at the value those were built with
-OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None, "init": "random"}
+OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None, "init": "random", "g_span": None}
 Routing = Literal["data", "descriptor", "uniform"]
 ROUTINGS = get_args(Routing)
 Structure = Literal["sum", "chain"]
@@ -58,7 +58,8 @@ class SumBanks:
 
     Attributes:
         routed_slots: ``("f", "g")``; num_candidates: slot -> candidates; bank: the
-            :class:`WarpLineBank` keyword arguments shared by every bank (less ``count``).
+            :class:`WarpLineBank` keyword arguments of the f-banks (less ``count``), which the
+            g-banks share but for ``span`` when ``bank["g_span"]`` is set.
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class AnnealedSumLearner(nn.Module):
         self.register_buffer("amplitude", torch.full((len(f_banks),), float("nan")))
         spec = f_banks[0].spec()
         spec.pop("count")
+        spec["g_span"] = None if g_banks[0].span == spec["span"] else g_banks[0].span
         self._graph = SumBanks(
             candidates={"f": f_banks[0].count, "g": g_banks[0].count},
             replicas=len(f_banks),

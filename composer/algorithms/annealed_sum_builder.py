@@ -41,7 +41,7 @@ def annealed_sum_learner(
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
         raise ValueError(
-            f"annealed_sum fits the {structure} of two candidates: it needs one input and one regression "
+            "annealed_sum fits a sum or chain of two candidates: it needs one input and one regression "
             f"target; the task has input {encoder.in_space} and "
             f"{'classes' if classification else 'targets'}={targets}"
         )
@@ -52,6 +52,8 @@ def annealed_sum_learner(
         raise ValueError(f"replicas={replicas}: must be >= 1")
     if g_span is not None and not 0.0 < g_span <= 1e4:
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
+    if g_span is not None and max_shift is not None and max_shift > g_span:
+        raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")
     banks = {
         slot: [
             WarpLineBank(

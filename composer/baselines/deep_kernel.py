@@ -100,8 +100,8 @@ def mean_network(
     """``mlp_features`` and a linear output ``(..., D) -> (..., 1)`` that starts at zero, so a
     GP with this mean function starts as one with the constant mean alone."""
     body = mlp_features(in_features, hidden, seed=seed)
-    out = nn.Linear(hidden[-1] if hidden else in_features, 1)
-    nn.init.zeros_(out.weight)
+    out = nn.Linear(hidden[-1] if hidden else in_features, 1, device="meta").to_empty(device="cpu")
+    nn.init.zeros_(out.weight)  # built without drawing from the global generator
     nn.init.zeros_(out.bias)
     return nn.Sequential(body, out)
 

@@ -179,6 +179,7 @@ def test_the_exported_graph_computes_the_routed_prediction(routing, counts, stru
         ({"ridge": 0.0}, "ridge=0.0: must be > 0"),
         ({"g_span": -1.0}, r"g_span=-1.0: must be in \(0, 1e4\]"),
         ({"structure": "tree"}, "structure=tree: expected one of sum, chain"),
+        ({"g_span": 2.0, "max_shift": 3.0}, r"max_shift=3.0: must be <= g_span=2.0"),
     ],
 )
 def test_the_builder_refuses_what_it_cannot_fit(kw, match):
@@ -285,10 +286,16 @@ def test_descriptor_routing_fits_only_each_tasks_true_pair():
 
 
 def test_a_structure_written_before_the_warp_bounds_existed_reads_as_the_defaults():
+    """Checkpoints from before the warp bounds, the chain (``structure``, ``g_span``) and
+    ``init`` existed read as what they were: a sum of randomly started banks of one span."""
     learner = _learner()
     data = learner.graph.to_json_dict()
-    old = {**data, "bank": {k: v for k, v in data["bank"].items() if not k.startswith("max_")}}
+    newer = ("max_stretch", "max_shift", "init", "g_span")
+    old = {k: v for k, v in data.items() if k != "structure"}
+    old["bank"] = {k: v for k, v in data["bank"].items() if k not in newer}
     assert type(learner.graph).from_json_dict(old).to_json_dict() == data
+    chain = _learner(structure="chain").graph.to_json_dict()
+    assert chain["structure"] == "chain" and chain["bank"]["g_span"] == 1.5
 
 
 def test_descriptor_routing_at_evaluation_is_the_search_over_the_true_pairs_contexts():

@@ -135,3 +135,11 @@ def test_mean_network_starts_as_the_constant_mean_and_learns_the_shared_trend():
     mse_plain, mse_deep = (float(gp.evaluate(batch)[0].mean()) for gp in (plain, deep))
     # two support points cannot show sin(3x); the learned prior mean carries it to every task
     assert mse_deep < 0.5 * mse_plain
+
+
+def test_mean_network_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    net = mean_network(2, (8,), seed=5)
+    assert torch.equal(torch.rand(3), want) and not net[-1].weight.detach().any()
