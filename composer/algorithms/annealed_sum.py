@@ -327,10 +327,10 @@ class AnnealedSumLearner(nn.Module):
         hf = fb.on_grid(x, grid)[pair[0], :, t].transpose(0, 1)  # (G, T, K)
         if self.structure == "chain":  # (D, G, G, T, K) -> the given g: (G, G, T, K)
             h = gb.on_grid(hf, grid)[pair[1], :, :, t].permute(2, 1, 0, 3)
-            return (v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=self.ridge))
+            return tuple(v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=self.ridge))
         hg = gb.on_grid(x, grid)[pair[1], :, t].transpose(0, 1)
         fits = pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
-        return (v.flatten(0, 1) for v in fits)
+        return tuple(v.flatten(0, 1) for v in fits)
 
     def _terms(self, fast: Params, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(T, N)`` curves of the routed tasks at ``x``: ``f(x)`` and ``g(x)`` (the sum) or
