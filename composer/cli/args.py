@@ -83,5 +83,5 @@ def seconds(text: str) -> float:
 
 
 def short_usage(p: argparse.ArgumentParser, positionals: str) -> None:
-    """A one-line usage, so a bad flag is two lines of output (usage, error), not a screenful."""
+    """A one-line usage for ``--help`` (a bad flag prints one error line: ``main.OneLineParser``)."""
     p.usage = f"%(prog)s {positionals} [options] (--help lists them)"

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
@@ -48,9 +49,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (exit 2), naming the command, the flag and the value;
+    argparse's default prints the usage first. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser; only the subcommand named in ``argv`` (if any) gets its arguments added."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="metacompose",
         description="Modular neurosymbolic meta-learning: train, evaluate, inspect and verify.",
     )

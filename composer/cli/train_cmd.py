@@ -34,12 +34,19 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     if cfg.task.family == "grouped":  # what the dataset kept, and why, before any training
+        from metacompose.build import build_family
+        from metacompose.config import ConfigError
         from metacompose.tasks.grouped_spec import screen_line
 
         try:
-            print(screen_line(cfg.task), file=sys.stderr)
+            line = screen_line(cfg.task)
         except (ValueError, FileNotFoundError) as e:
             raise in_file(args.config, under("task.args", e, cfg.task.args)) from e
+        try:  # shots + query the family cannot serve: that error alone, not the screen too
+            build_family(cfg.task)
+        except ConfigError as e:
+            raise in_file(args.config, e) from e
+        print(line, file=sys.stderr)
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:
