@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from metacompose.algorithms import Learner
 from metacompose.config import ConfigError, check_kwargs, in_file
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import progress, track
@@ -33,7 +33,7 @@ from metacompose.report.forgetting import sequential_metrics, supports_forgettin
 from metacompose.report.grouped_stats import over_groups
 from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import difference, over_seeds, over_tasks
-from metacompose.tasks import FAMILIES
+from metacompose.tasks import FAMILIES, TaskFamily
 
 
 @dataclass
@@ -130,10 +130,10 @@ class LoadedCheckpoint:
     """A checkpoint rebuilt for the report, with its OOD family (or why it has none)."""
 
     path: str | Path
-    learner: Any
-    cfg: Any
-    family: Any
-    ood: Any
+    learner: Learner
+    cfg: DictConfig
+    family: TaskFamily
+    ood: TaskFamily | None
     ood_reason: str | None
 
 
@@ -345,11 +345,14 @@ def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dic
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
     with torch_threads(settings.threads):
+        keep = len(checkpoints) == 1  # one: checked and measured from the same build
+        checked: list[LoadedCheckpoint | str | Path] = []
         for p in track(checkpoints, desc="report: checking", unit="checkpoint"):
-            load_for_report(p)  # every one checked before measuring; dropped (memory)
+            c = load_for_report(p)  # every one checked before measuring
+            checked.append(c if keep else p)  # more than one: dropped (memory), rebuilt below
         entries = [
-            evaluate_checkpoint(load_for_report(p), settings)
-            for p in track(checkpoints, desc="report: checkpoints", unit="checkpoint")
+            evaluate_checkpoint(c, settings)
+            for c in track(checked, desc="report: checkpoints", unit="checkpoint")
         ]
     return {
         "settings": asdict(settings),
