@@ -268,20 +268,36 @@ def compare_groups(setting: str, results: dict[str, MethodResult]) -> None:
             say(f"{setting:<24} {m} vs {vs}")
 
 
+def read_row(d: dict) -> MethodResult:
+    """One ``--json`` row back as a result (KeyError / TypeError: not such a row)."""
+    values = torch.tensor(d["values"], dtype=torch.float64) if d.get("values") else None
+    groups = torch.tensor(d["groups"]) if d.get("groups") else None
+    return MethodResult(method=d["method"], metric=d["metric"],
+                        test=Estimate(mean=d["mean"], ci95=d["ci95"], n=d["n_tasks"]),
+                        steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
+                        train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
+                        values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
+
+
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
-    """setting -> method -> result, from ``--json`` files, gzipped or not (later files win)."""
+    """setting -> method -> result, from ``--json`` files, gzipped or not (later files win).
+
+    A missing or unreadable file, or one that ``--json`` did not write, exits in one line."""
     results: dict[str, dict[str, MethodResult]] = {}
     for f in files:
-        raw = Path(f).read_bytes()
-        for d in json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw):
-            values = torch.tensor(d["values"], dtype=torch.float64) if d.get("values") else None
-            groups = torch.tensor(d["groups"]) if d.get("groups") else None
-            r = MethodResult(method=d["method"], metric=d["metric"],
-                             test=Estimate(mean=d["mean"], ci95=d["ci95"], n=d["n_tasks"]),
-                             steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
-                             train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
-                             values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
-            results.setdefault(d["setting"], {})[d["method"]] = r
+        try:
+            raw = Path(f).read_bytes()
+            rows = json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw)
+            if not isinstance(rows, list):
+                raise ValueError("not a list of rows")
+            for d in rows:
+                results.setdefault(d["setting"], {})[d["method"]] = read_row(d)
+        except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError) as e:
+            if isinstance(e, OSError) and e.strerror:
+                why = e.strerror
+            else:
+                why = f"{f'no key {e}' if isinstance(e, KeyError) else e} (not written by --json)"
+            raise SystemExit(f"bench_real.py: --merge {f}: {why}") from None
     return results
 
 

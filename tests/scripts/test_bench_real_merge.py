@@ -60,3 +60,24 @@ def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
     want = capsys.readouterr().out
     bench.merge([packed])
     assert capsys.readouterr().out == want and "maml - scratch: -0.8000" in want
+
+
+@pytest.mark.parametrize(
+    "name, content, said",
+    [
+        ("missing.json", None, "No such file or directory"),
+        ("dict.json", b'{"setting": "f K=5"}', "not a list of rows"),
+        ("row.json", b'[{"setting": "f K=5"}]', "no key 'method'"),
+        ("broken.json", b"[{", "(not written by --json)"),
+        ("fake.json.gz", b"zz", "Not a gzipped file"),
+    ],
+)
+def test_merge_of_a_bad_file_exits_in_one_line(bench, tmp_path, name, content, said):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        bench.load_rows([path])
+    message = str(e.value.code)
+    assert message.startswith(f"bench_real.py: --merge {path}: ") and said in message
+    assert "\n" not in message
