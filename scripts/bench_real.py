@@ -279,26 +279,85 @@ def read_row(d: dict) -> MethodResult:
                         values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
 
 
-def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
-    """setting -> method -> result, from ``--json`` files, gzipped or not (later files win).
+def read_rows(f: Path) -> list[dict]:
+    """The rows of one ``--json`` file, gzipped or not; a missing or unreadable file, or one that
+    ``--json`` did not write, exits in one line naming it."""
+    try:
+        raw = Path(f).read_bytes()
+        rows = json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw)
+        if not isinstance(rows, list):
+            raise ValueError("not a list of rows")
+        for d in rows:
+            read_row(d)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError) as e:
+        if isinstance(e, OSError) and e.strerror:
+            why = e.strerror
+        else:
+            why = f"{f'no key {e}' if isinstance(e, KeyError) else e} (not written by --json)"
+        raise SystemExit(f"bench_real.py: --merge {f}: {why}") from None
+    return rows
 
-    A missing or unreadable file, or one that ``--json`` did not write, exits in one line."""
+
+def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
+    """setting -> method -> result, from ``--json`` files (later files win)."""
     results: dict[str, dict[str, MethodResult]] = {}
     for f in files:
-        try:
-            raw = Path(f).read_bytes()
-            rows = json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw)
-            if not isinstance(rows, list):
-                raise ValueError("not a list of rows")
-            for d in rows:
-                results.setdefault(d["setting"], {})[d["method"]] = read_row(d)
-        except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError) as e:
-            if isinstance(e, OSError) and e.strerror:
-                why = e.strerror
-            else:
-                why = f"{f'no key {e}' if isinstance(e, KeyError) else e} (not written by --json)"
-            raise SystemExit(f"bench_real.py: --merge {f}: {why}") from None
+        for d in read_rows(f):
+            results.setdefault(d["setting"], {})[d["method"]] = read_row(d)
     return results
+
+
+def setting_order(setting: str) -> tuple[str, int]:
+    """``"chem97 K=10"`` -> ``("chem97", 10)``: families in name order, K ascending."""
+    name, _, k = setting.rpartition(" K=")
+    return (name, int(k)) if k.isdigit() else (setting, 0)
+
+
+def verdict_table(files: list[Path]) -> None:
+    """Markdown, one row per setting with the seeds side by side (``a / b``): the learner chosen
+    on meta-val and its group-level verdict against every baseline; then, per seed, the cells
+    where it wins against every baseline, its losses, and any meta-learner that ended NaN."""
+    by_seed: dict[int, dict[str, dict[str, MethodResult]]] = {}
+    for f in files:
+        for d in read_rows(f):
+            cell = by_seed.setdefault(int(d.get("seed", 0)), {}).setdefault(d["setting"], {})
+            cell[d["method"]] = read_row(d)
+    seeds = sorted(by_seed)
+    settings = sorted({s for seed in seeds for s in by_seed[seed]}, key=setting_order)
+    print(f"| cell | chosen on meta-val (seed {' / '.join(map(str, seeds))}) | "
+          + " | ".join(f"vs {b}" for b in BASELINES) + " | wins all |")  # fmt: skip
+    print("|---" * (len(BASELINES) + 3) + "|")
+    tally = {seed: {"cells": 0, "wins all": [], "losses": [], "NaN": []} for seed in seeds}
+    for setting in settings:
+        chosen, per_base, wins_all = [], {b: [] for b in BASELINES}, []
+        for seed in seeds:
+            rs, t = by_seed[seed].get(setting), tally[seed]
+            best = best_on_val(rs) if rs else None
+            if best is None:
+                chosen.append("-")
+                wins_all.append("-")
+                for b in BASELINES:
+                    per_base[b].append("-")
+                continue
+            t["cells"] += 1
+            t["NaN"] += [f"{m} ({setting})" for m, r in rs.items()
+                         if m in META and r.test.mean != r.test.mean]  # fmt: skip
+            v = {name: verdict for name, (_, verdict) in verdicts(rs, best.method).items()}
+            for b in BASELINES:
+                per_base[b].append(f"**{v[b]}**" if v.get(b) == "loss" else v.get(b, "-"))
+            t["losses"] += [f"{setting} vs {b}" for b in v if v[b] == "loss"]
+            won = len(v) == len(BASELINES) and all(x == "win" for x in v.values())
+            t["wins all"] += [setting] if won else []
+            chosen.append(best.method)
+            wins_all.append("yes" if won else "no")
+        cells = [" / ".join(chosen), *(" / ".join(per_base[b]) for b in BASELINES)]
+        print(f"| {setting} | " + " | ".join(cells) + f" | {' / '.join(wins_all)} |")
+    print()
+    for seed, t in tally.items():
+        print(f"- seed {seed}: wins against every baseline in {len(t['wins all'])} of "
+              f"{t['cells']} cells ({', '.join(t['wins all']) or 'none'}); losses: "
+              f"{', '.join(t['losses']) or 'none'}; meta-learners ending NaN: "
+              f"{', '.join(t['NaN']) or 'none'}")  # fmt: skip
 
 
 def merge(files: list[Path]) -> None:
@@ -411,9 +470,15 @@ def main() -> None:
         help="print one table from earlier --json files (runs nothing)",
     )
     p.add_argument("--markdown", action="store_true", help="with --merge: a Markdown table")
+    p.add_argument(
+        "--verdicts",
+        action="store_true",
+        help="with --merge: per cell, seeds side by side, the learner chosen on meta-val and "
+        "its verdict against every baseline (Markdown), and a count per seed",
+    )
     args = p.parse_args()
     if args.merge:
-        (markdown if args.markdown else merge)(args.merge)
+        (verdict_table if args.verdicts else markdown if args.markdown else merge)(args.merge)
         return
     if args.spec and args.part == "all":
         args.part = "regression"

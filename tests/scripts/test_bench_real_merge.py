@@ -81,3 +81,40 @@ def test_merge_of_a_bad_file_exits_in_one_line(bench, tmp_path, name, content, s
     message = str(e.value.code)
     assert message.startswith(f"bench_real.py: --merge {path}: ") and said in message
     assert "\n" not in message
+
+
+def grouped_rows(setting, method, per_group, seed, val):
+    """Rows of 3 tasks in each of 4 groups; ``per_group[g]``: the value of every task of g."""
+    values = [v for v in per_group for _ in range(3)]
+    groups = [g for g in range(len(per_group)) for _ in range(3)]
+    return {**rows(setting, method, values), "seed": seed, "groups": groups, "val_mean": val}
+
+
+def test_verdict_table_puts_seeds_side_by_side_and_counts_wins(bench, tmp_path, capsys):
+    """The learner chosen on meta-val (not on meta-test) is judged, paired over groups."""
+    base = {"scratch": [1.0, 1.3, 0.9, 1.1], "pretrain_finetune": [0.9, 0.95, 0.92, 0.9],
+            "mixed_effects": [0.6, 0.62, 0.58, 0.61], "gp_dkt": [0.5, 0.55, 0.52, 0.5]}  # fmt: skip
+    seed0 = [grouped_rows("f K=5", m, v, 0, None) for m, v in base.items()]
+    # seed 0: maml is best on meta-val and below every baseline in every group -> wins all
+    seed0 += [grouped_rows("f K=5", "maml", [0.2, 0.25, 0.21, 0.2], 0, 0.1),
+              grouped_rows("f K=5", "anil", [0.1, 0.1, 0.1, 0.1], 0, 0.3)]  # fmt: skip
+    # seed 1: anil is best on meta-val but worse than the GP in every group -> a loss
+    seed1 = [grouped_rows("f K=5", m, v, 1, None) for m, v in base.items()]
+    seed1 += [grouped_rows("f K=5", "anil", [0.7, 0.72, 0.69, 0.7], 1, 0.1),
+              grouped_rows("f K=5", "maml", [0.1, 0.1, 0.1, 0.1], 1, 0.3),
+              grouped_rows("f K=10", "metasgd", [0.1, 0.1, 0.1, 0.1], 1, 0.2)]  # fmt: skip
+    seed1[-1]["mean"] = float("nan")
+    a, b = tmp_path / "s0.json", tmp_path / "s1.json"
+    a.write_text(json.dumps(seed0))
+    b.write_text(json.dumps(seed1))
+    bench.verdict_table([b, a])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| cell | chosen on meta-val (seed 0 / 1) | vs scratch |")
+    assert (
+        out[2]
+        == "| f K=5 | maml / anil | win / win | win / win | win / **loss** | win / **loss** | yes / no |"
+    )
+    assert out[3].startswith("| f K=10 | - / metasgd |")
+    assert "- seed 0: wins against every baseline in 1 of 1 cells (f K=5); losses: none" in out[5]
+    assert "seed 1: wins against every baseline in 0 of 2 cells (none)" in out[6]
+    assert "f K=5 vs mixed_effects, f K=5 vs gp_dkt" in out[6] and "metasgd (f K=10)" in out[6]
