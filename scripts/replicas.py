@@ -5,7 +5,9 @@ the kept one and how each routes held-out pairs.
 
 Per replica: its running training fit (the selection criterion; ``*`` = kept), its amplitude
 limit, the query MSE on seen pairs of the *validation* split routed from the support set (a
-label-free alternative criterion), and on held-out pairs of the test split its query MSE, joint
+label-free alternative criterion), its usage balance there (the entropy of how tasks spread over
+each bank's candidates, another: a replica that merges two primitives into one candidate and splits
+a third over two uses its candidates unevenly), and on held-out pairs of the test split its query MSE, joint
 NMI and the fraction of tasks with both primitives matched (scored as a set). The last two read
 the family's true pairs: they judge the selection, they cannot make it. The closing line compares
 the kept replica with the one a label-reading oracle would pick.
@@ -14,6 +16,7 @@ the kept replica with the one a label-reading oracle would pick.
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
@@ -26,15 +29,29 @@ def draw(family, n: int, *, split: str, subset: str, seed: int, shots: int, quer
     return family.sample(n, shots=shots, query=query, generator=g, split=split, subset=subset)
 
 
-def score(learner, family, r: int, val, held, truth) -> tuple[float, float, float, float]:
-    """Replica ``r``'s held-out joint NMI and both-matched fraction, and its query MSE on ``val``
-    and ``held`` (it routes while its running fit is the lowest; the caller restores ``fit``)."""
+def balance(choices: dict[str, torch.Tensor], sizes: dict[str, int]) -> float:
+    """How evenly tasks spread over each bank's candidates: the entropy of the usage counts over
+    log(candidates), averaged over the slots (1: every candidate used equally; label-free)."""
+    out = []
+    for slot, picked in choices.items():
+        p = torch.bincount(picked, minlength=sizes[slot]).double() / len(picked)
+        p = p[p > 0]
+        out.append(float(-(p * p.log()).sum()) / math.log(sizes[slot]))
+    return sum(out) / len(out)
+
+
+def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
+    """Replica ``r``'s held-out joint NMI and both-matched fraction, its query MSE on ``val``
+    and ``held``, and its usage balance on ``val`` (it routes while its running fit is the
+    lowest; the caller restores ``fit``)."""
     learner.fit.fill_(float("inf"))
     learner.fit[r] = 0.0
+    sizes = {"f": learner.f_banks[r].count, "g": learner.g_banks[r].count}
     choices = {k: v.tolist() for k, v in learner.choices(held).items()}
     purity = family_purity(learner, family, choices, truth)
     mse = (float(learner.evaluate(b).mean()) for b in (val, held))
-    return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse)
+    used = balance(learner.choices(val), sizes)
+    return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse, used)
 
 
 def main() -> None:
@@ -59,21 +76,25 @@ def main() -> None:
         val = draw(family, args.tasks, split="val", subset="seen", **kw)
         held = draw(family, args.tasks, split="test", subset="held_out", **kw)
         truth = {f: held.info[f].tolist() for f in family.factors}
-        print(f"{path}\n  replica  train fit  amp limit  val MSE  held-out MSE  NMI    both")
+        print(
+            f"{path}\n  replica  train fit  amp limit  val MSE  balance  held-out MSE  NMI    both"
+        )
         both = []
         try:
             rows = [score(learner, family, r, val, held, truth) for r in range(len(fit))]
         finally:
             learner.fit.copy_(fit)
-        for r, (nmi, b, val_mse, held_mse) in enumerate(rows):
+        for r, (nmi, b, val_mse, held_mse, used) in enumerate(rows):
             both.append(b)
             print(
                 f"  {r:>5d}{'*' if r == kept else ' '}  {fit[r]:9.4f}  {learner.amplitude[r]:9.2f}"
-                f"  {val_mse:7.4f}  {held_mse:12.4f}  {nmi:.3f}  {b:.3f}"
+                f"  {val_mse:7.4f}  {used:7.3f}  {held_mse:12.4f}  {nmi:.3f}  {b:.3f}"
             )
         best = max(range(len(both)), key=both.__getitem__)
+        even = max(range(len(rows)), key=lambda r: (round(rows[r][4], 3), -float(fit[r])))
         print(
-            f"  kept {kept} (both {both[kept]:.3f}); best held-out {best} (both {both[best]:.3f})"
+            f"  kept {kept} (both {both[kept]:.3f}); most balanced {even} (both {both[even]:.3f});"
+            f" best held-out {best} (both {both[best]:.3f})"
         )
 
 

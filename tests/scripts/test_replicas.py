@@ -1,10 +1,13 @@
 """``scripts/replicas.py``: every replica of an annealed checkpoint, routed and scored on its own."""
 
+import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from metacompose.config import load_config
 from metacompose.evaluate import load_checkpoint
@@ -40,7 +43,21 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
     for r, fit in zip(rows, learner.fit.tolist()):
         assert float(r[1]) == pytest.approx(fit, abs=1e-4)
         assert 0.0 <= float(r[-1]) <= 1.0 and 0.0 <= float(r[-2]) <= 1.0
-    assert f"kept {learner.kept}" in done.stdout
+        assert 0.0 <= float(r[4]) <= 1.0  # usage balance
+    assert f"kept {learner.kept}" in done.stdout and "most balanced" in done.stdout
+
+
+def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
+    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    even = torch.tensor([0, 1, 2, 3] * 5)
+    merged = torch.tensor([0] * 10 + [1] * 5 + [2] * 5)  # candidate 3 unused
+    sizes = {"f": 4, "g": 4}
+    assert mod.balance({"f": even, "g": even}, sizes) == pytest.approx(1.0, abs=1e-12)
+    h = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(4)  # by hand: 0.75
+    assert mod.balance({"f": even, "g": merged}, sizes) == pytest.approx((1 + h) / 2, abs=1e-12)
+    assert mod.balance({"f": torch.zeros(7, dtype=torch.long)}, {"f": 3}) == 0.0
 
 
 def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
