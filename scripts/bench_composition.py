@@ -46,7 +46,6 @@ The t-intervals over seeds need scipy (``pip install 'metacompose[data]'``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -57,7 +56,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from metacompose.cli.args import at_least
+from metacompose.cli.args import OneLineParser, at_least
 from metacompose.config import load_config
 from metacompose.evaluate import family_purity
 from metacompose.optional import MissingExtraError, require
@@ -607,7 +606,7 @@ def bench_sinusoid(args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS)[:5], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument(

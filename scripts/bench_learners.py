@@ -21,7 +21,6 @@ target.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -32,6 +31,7 @@ import torch
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update, sgd_update, unroll
 from metacompose.build import build_learner
+from metacompose.cli.args import OneLineParser
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
 from metacompose.report.curves import SAMPLE_CHUNK, metric_curves
@@ -153,7 +153,7 @@ def first_reaching(curve_mean: torch.Tensor, target: float) -> int | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=180.0, help="meta-training seconds per learner")
     p.add_argument("--max-steps", type=int, default=70000)
     p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per setting")

@@ -13,7 +13,7 @@ learner; regression), and the statistician's baselines for grouped regression: m
 linear mixed model with random intercepts and slopes per group, REML on meta-train groups, BLUP
 from the support set) and gp_dkt (a GP per task, deep kernel meta-learned); gp_deep_mean is that GP
 with a meta-learned mean function too, and counts as a meta-learned method. Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
-whichever comes first; adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
+whichever comes first (``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
 every method is scored on the same seeded meta-test tasks. ``±``: 95% interval over tasks.
 
 Grouped families draw their tasks from a few held-out groups (13 schools, 9 states), so tasks are
@@ -51,6 +51,7 @@ from metacompose.baselines.compare import (
     run_method,
 )
 from metacompose.build import build_family
+from metacompose.cli.args import OneLineParser, non_negative_float
 from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
 from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict
@@ -175,9 +176,9 @@ def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
             c = OmegaConf.merge(cfg, LEARNER_CONFIG[method], {"algo": {"name": method}})
         if method == "pretrain_finetune":
             pretrained, *pre = pretrain_for(cfg, family, iterations=args.iterations,
-                                            max_seconds=args.budget, device=args.device)  # fmt: skip
+                                            max_seconds=args.budget or None, device=args.device)  # fmt: skip
         r = run_method(method, c, family, plan, iterations=args.iterations,
-                       max_seconds=args.budget, pretrained=pretrained,
+                       max_seconds=args.budget or None, pretrained=pretrained,
                        finetune_steps=args.finetune_steps, eval_steps=args.eval_steps)  # fmt: skip
         if method == "pretrain_finetune":
             r.train_seconds, r.train_iterations = pre
@@ -436,7 +437,7 @@ def markdown_groups(results: dict[str, dict[str, MethodResult]], settings: list[
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--part", choices=("regression", "glyphs", "all"), default="all")
     p.add_argument("--families", nargs="+", default=list(REGRESSION),
                    help="regression configs: names in configs/ or paths to run configs")  # fmt: skip
@@ -450,7 +451,9 @@ def main() -> None:
     p.add_argument("--glyphs", nargs="+", default=list(GLYPHS), help="glyph configs")
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods")
     p.add_argument("--iterations", type=int, default=3000, help="max meta-iterations per run")
-    p.add_argument("--budget", type=float, default=60.0, help="max seconds per training run")
+    p.add_argument("--budget", type=non_negative_float, default=60.0,
+                   help="max seconds per training run; 0: none, every run trains exactly "
+                        "--iterations (reproducible: the same on any machine and load)")  # fmt: skip
     p.add_argument("--finetune-steps", type=int, default=100, help="max fine-tuning steps")
     p.add_argument("--eval-steps", type=int, default=None,
                    help="most adaptation steps meta-learners may pick on meta-val (default: "
@@ -483,7 +486,8 @@ def main() -> None:
     if args.spec and args.part == "all":
         args.part = "regression"
     torch.set_num_threads(args.threads)
-    print(f"device={args.device} threads={args.threads} budget={args.budget:g}s/run "
+    budget = f"{args.budget:g}s/run" if args.budget else "none"
+    print(f"device={args.device} threads={args.threads} budget={budget} "
           f"iterations<={args.iterations} val={args.val_tasks} test={args.test_tasks} tasks "
           f"seed={args.seed} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")  # fmt: skip
     head = (f"{'setting':<24} {'method':<18} {'metric':>9}   {'95% CI':<7} {'steps':>5} "

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from metacompose.cli.args import OneLineParser
 from metacompose.progress import say, track
 
 STARTED = time.perf_counter()  # start-up is measured from here (before torch is imported)
@@ -345,7 +346,7 @@ def bench_chunk(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", choices=["ddp", "inner", "chunk", "tax"], default=None)
     p.add_argument("--tax-steps", type=int, default=2100)
     p.add_argument("--block", type=int, default=50, help="interleaving block of the tax table")

@@ -32,7 +32,6 @@ adaptations certified (re-checked from scratch), enforcement seconds per task.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import time
@@ -41,6 +40,7 @@ import torch
 from omegaconf import OmegaConf
 
 from metacompose.build import build_learner
+from metacompose.cli.args import OneLineParser
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say, track
 from metacompose.symbolic import (
@@ -482,7 +482,7 @@ def bench_classifier(args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--sinusoid", help="sinusoid checkpoint")
     p.add_argument("--sinusoid-spec", default="configs/bounds/sinusoid.yaml")
     p.add_argument("--compositional", help="compositional checkpoint (routed or monolithic)")

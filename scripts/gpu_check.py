@@ -27,6 +27,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from metacompose.algorithms import InnerLoop, MetaLearner  # noqa: E402
+from metacompose.cli.args import OneLineParser  # noqa: E402
 from metacompose.config import ConfigError, load_config  # noqa: E402
 from metacompose.models import conv_graph  # noqa: E402
 from metacompose.tasks import TaskBatch  # noqa: E402
@@ -139,7 +140,7 @@ def attempt(name: str, precision: str, fn, *args) -> tuple:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true", help="few steps (a dry run of the code)")
     args = p.parse_args()

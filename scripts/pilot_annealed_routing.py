@@ -32,6 +32,7 @@ import torch
 
 from metacompose.algorithms.pair_fit import pair_fit_mse
 from metacompose.build import build_family
+from metacompose.cli.args import OneLineParser
 from metacompose.config import load_config
 from metacompose.router.metrics import linear_assignment, normalized_mutual_info, routing_purity
 
@@ -317,7 +318,7 @@ def evaluate(family, banks, args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/from_data_sums.yaml")
     p.add_argument("--mode", choices=("data", "descriptor"), default="data")
     p.add_argument("--steps", type=int, default=1000)

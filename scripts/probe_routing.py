@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from metacompose.build import build_family
+from metacompose.cli.args import OneLineParser
 from metacompose.config import load_config
 
 Tensor = torch.Tensor
@@ -206,7 +207,7 @@ def report(rule: str, subset: str, pf: Tensor, pg: Tensor, info: dict) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="a config of the compositional family")
     p.add_argument("--probe", choices=("warps", "context", "classifier"), required=True)
     p.add_argument("--shots", type=int, default=10)

@@ -9,13 +9,13 @@ Needs Debian's Noto fonts: ``apt-get install -y fonts-noto-core``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from metacompose.cli.args import OneLineParser
 from metacompose.tasks.glyph_dataset import (
     NOTO_DIR,
     GlyphDataset,
@@ -45,7 +45,7 @@ def sample_grid(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--out",
         type=Path,

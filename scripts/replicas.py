@@ -15,11 +15,11 @@ the kept replica with the one a label-reading oracle would pick.
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import torch
 
+from metacompose.cli.args import OneLineParser
 from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
 
@@ -55,7 +55,7 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--tasks", type=int, default=200, help="tasks per split")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn tasks")

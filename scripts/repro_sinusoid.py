@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from metacompose.cli.args import OneLineParser
 from metacompose.config import load_config
 from metacompose.evaluate import evaluate, load_checkpoint
 from metacompose.progress import progress, say
@@ -37,7 +38,7 @@ DEFAULT_ALGOS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="configs/sinusoid.yaml")
     p.add_argument("--steps", type=int, default=70000, help="meta-iterations per algorithm")
     p.add_argument(

@@ -1,11 +1,21 @@
-"""``type=`` functions for argparse: a bad number is argparse's own one-line usage error (exit 2)."""
+"""argparse helpers: ``type=`` functions (a bad number is a one-line usage error, exit 2) and
+:class:`OneLineParser` (used by the CLI and the scripts)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import NoReturn
 
 from metacompose.config.limits import ENFORCE_TIMEOUT_LIMIT, SIZE_LIMIT
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (exit 2), naming the command, the flag and the value;
+    argparse's default prints the usage first. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
 def _integer(text: str) -> int:
@@ -68,6 +78,14 @@ def positive_float(text: str) -> float:
     value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 

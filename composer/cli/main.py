@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+
+from metacompose.cli.args import OneLineParser
 
 # name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
@@ -47,14 +48,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
         FileNotFoundError,
         ValueError,
     )
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line on stderr (exit 2), naming the command, the flag and the value;
-    argparse's default prints the usage first. Subcommand parsers inherit the class."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -1,0 +1,28 @@
+"""A bad flag to a script is one line on stderr (``OneLineParser``), exit 2, no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = {
+    "bench_real.py": (["--budget", "-1"], "argument --budget: must be >= 0, got -1"),
+    "bench_real.py nan": (["--budget", "nan"], "expected a finite number, got 'nan'"),
+    "replicas.py": ([], "the following arguments are required: checkpoints"),
+    "bench_composition.py": (["--variants", "nope"], "invalid choice: 'nope'"),
+    "repro_sinusoid.py": (["--bogus"], "unrecognized arguments: --bogus"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_bad_flag_is_one_line(case):
+    script = case.split()[0]
+    argv, said = CASES[case]
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *argv],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0] and lines[0].startswith(f"{script}: error: ")
+    assert done.stdout == ""
