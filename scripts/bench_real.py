@@ -246,7 +246,7 @@ def verdicts(results: dict[str, MethodResult], method: str) -> dict[str, tuple]:
     out = {}
     for name in BASELINES:
         b = results.get(name)
-        if b is None or name == method or r.groups is None:
+        if b is None or name == method or r.groups is None or b.values is None:
             continue
         d = paired_over_groups(r.values, b.values, r.groups)
         out[name] = (d, verdict(d, r.metric))
@@ -290,7 +290,9 @@ def read_rows(f: Path) -> list[dict]:
             raise ValueError("not a list of rows")
         for d in rows:
             read_row(d)
-    except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError) as e:
+            if not isinstance(d["setting"], str) or not isinstance(d.get("seed", 0), int):
+                raise ValueError(f"setting {d['setting']!r}, seed {d.get('seed')!r}")
+    except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError, AttributeError) as e:
         if isinstance(e, OSError) and e.strerror:
             why = e.strerror
         else:
@@ -332,17 +334,17 @@ def verdict_table(files: list[Path]) -> None:
     for setting in settings:
         chosen, per_base, wins_all = [], {b: [] for b in BASELINES}, []
         for seed in seeds:
-            rs, t = by_seed[seed].get(setting), tally[seed]
-            best = best_on_val(rs) if rs else None
-            if best is None:
-                chosen.append("-")
-                wins_all.append("-")
+            rs, t = by_seed[seed].get(setting, {}), tally[seed]
+            t["cells"] += bool(rs)
+            t["NaN"] += [f"{m} ({setting})" for m, r in rs.items()
+                         if m in META and r.test.mean != r.test.mean]  # fmt: skip
+            best = best_on_val(rs)
+            if best is None:  # not run at this seed, or no meta-learner finite on meta-val
+                chosen.append("-" if not rs else "none finite")
+                wins_all.append("-" if not rs else "no")
                 for b in BASELINES:
                     per_base[b].append("-")
                 continue
-            t["cells"] += 1
-            t["NaN"] += [f"{m} ({setting})" for m, r in rs.items()
-                         if m in META and r.test.mean != r.test.mean]  # fmt: skip
             v = {name: verdict for name, (_, verdict) in verdicts(rs, best.method).items()}
             for b in BASELINES:
                 per_base[b].append(f"**{v[b]}**" if v.get(b) == "loss" else v.get(b, "-"))
@@ -480,8 +482,13 @@ def main() -> None:
         "its verdict against every baseline (Markdown), and a count per seed",
     )
     args = p.parse_args()
+    if (args.markdown or args.verdicts) and not args.merge:
+        p.error(f"{'--verdicts' if args.verdicts else '--markdown'} needs --merge FILES")
     if args.merge:
-        (verdict_table if args.verdicts else markdown if args.markdown else merge)(args.merge)
+        try:
+            (verdict_table if args.verdicts else markdown if args.markdown else merge)(args.merge)
+        except ValueError as e:  # e.g. one cell's methods scored on different tasks
+            raise SystemExit(f"bench_real.py: --merge: {e}") from None
         return
     if args.spec and args.part == "all":
         args.part = "regression"

@@ -34,10 +34,12 @@ def balance(choices: dict[str, torch.Tensor], sizes: dict[str, int]) -> float:
     log(candidates), averaged over the slots (1: every candidate used equally; label-free)."""
     out = []
     for slot, picked in choices.items():
+        if sizes[slot] < 2 or len(picked) == 0:  # one candidate, or no task: nothing to spread
+            continue
         p = torch.bincount(picked, minlength=sizes[slot]).double() / len(picked)
         p = p[p > 0]
         out.append(float(-(p * p.log()).sum()) / math.log(sizes[slot]))
-    return sum(out) / len(out)
+    return sum(out) / len(out) if out else 1.0
 
 
 def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:

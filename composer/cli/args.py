@@ -101,5 +101,5 @@ def seconds(text: str) -> float:
 
 
 def short_usage(p: argparse.ArgumentParser, positionals: str) -> None:
-    """A one-line usage for ``--help`` (a bad flag prints one error line: ``main.OneLineParser``)."""
+    """A one-line usage for ``--help`` (a bad flag prints one error line: :class:`OneLineParser`)."""
     p.usage = f"%(prog)s {positionals} [options] (--help lists them)"

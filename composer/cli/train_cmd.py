@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides",
         nargs="*",
+        default=[],  # else argparse counts it among the missing when the config is
         metavar="key=value",
         help="dotted overrides, e.g. trainer.max_steps=500",
     )

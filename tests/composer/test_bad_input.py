@@ -852,6 +852,20 @@ FLAGS = {
     ),
     "verify-tier": (["verify", "{ckpt}", "--spec", str(SPEC), "--tier", "slow"], "--tier"),
     "verify-networks-zero": (["verify", "--self-test", "--networks", "0"], "--networks"),
+    # an unknown flag is blamed on the command it was given to, whose --help lists its flags
+    "eval-unknown": (["eval", "{ckpt}", "--bogus", "1"], "metacompose eval: error: unrecognized"),
+    "report-unknown": (
+        ["report", "{ckpt}", "--out", "{tmp}/r", "--bogus"],
+        "metacompose report --help",
+    ),
+    "inspect-unknown": (
+        ["inspect", "{ckpt}", "--out", "{tmp}/i", "-z"],
+        "metacompose inspect: error",
+    ),
+    "train-unknown": (
+        ["train", str(CONFIG), "--bogus", "out_dir={tmp}/out"],
+        "metacompose train: error: unrecognized arguments: --bogus",
+    ),
 }
 for _id, (_argv, _name) in FLAGS.items():
     case(

@@ -70,6 +70,17 @@ def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
         ("row.json", b'[{"setting": "f K=5"}]', "no key 'method'"),
         ("broken.json", b"[{", "(not written by --json)"),
         ("fake.json.gz", b"zz", "Not a gzipped file"),
+        ("ints.json", b"[1]", "(not written by --json)"),
+        (
+            "nosetting.json",
+            json.dumps([{**rows("f K=5", "maml", [1.0, 2.0]), "setting": None}]).encode(),
+            "setting None",
+        ),
+        (
+            "seednull.json",
+            json.dumps([{**rows("f K=5", "maml", [1.0, 2.0]), "seed": None}]).encode(),
+            "seed None",
+        ),
     ],
 )
 def test_merge_of_a_bad_file_exits_in_one_line(bench, tmp_path, name, content, said):
@@ -118,3 +129,18 @@ def test_verdict_table_puts_seeds_side_by_side_and_counts_wins(bench, tmp_path, 
     assert "- seed 0: wins against every baseline in 1 of 1 cells (f K=5); losses: none" in out[5]
     assert "seed 1: wins against every baseline in 0 of 2 cells (none)" in out[6]
     assert "f K=5 vs mixed_effects, f K=5 vs gp_dkt" in out[6] and "metasgd (f K=10)" in out[6]
+
+
+def test_verdict_table_counts_a_cell_where_no_meta_learner_is_finite(bench, tmp_path, capsys):
+    cell = [grouped_rows("f K=5", "scratch", [1.0, 1.1, 0.9, 1.0], 0, None),
+            grouped_rows("f K=5", "maml", [0.1, 0.1, 0.1, 0.1], 0, float("nan")),
+            grouped_rows("f K=5", "anil", [0.1, 0.1, 0.1, 0.1], 0, 0.2)]  # fmt: skip
+    for d in cell[1:]:
+        d["mean"] = float("nan")
+    cell[2]["val_mean"] = float("nan")
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps(cell))
+    bench.verdict_table([path])
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("| f K=5 | none finite | - |") and out[2].endswith("| no |")
+    assert "in 0 of 1 cells (none)" in out[4] and "maml (f K=5), anil (f K=5)" in out[4]

@@ -58,6 +58,8 @@ def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
     h = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(4)  # by hand: 0.75
     assert mod.balance({"f": even, "g": merged}, sizes) == pytest.approx((1 + h) / 2, abs=1e-12)
     assert mod.balance({"f": torch.zeros(7, dtype=torch.long)}, {"f": 3}) == 0.0
+    one = {"f": torch.zeros(5, dtype=torch.long)}
+    assert mod.balance(one, {"f": 1}) == 1.0  # a bank of one candidate is trivially even
 
 
 def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
