@@ -31,24 +31,31 @@ def read_metrics(path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: no ``step`` column.
+        ValueError: no ``step`` column, or a row or byte that is not a number (naming the line).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics.csv (is this a run folder?)")
     with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if "step" not in (reader.fieldnames or []):
+        try:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"{path}: not a metrics file ({e})") from e
+        if "step" not in fields:
             raise ValueError(f"{path}: not a metrics file (no 'step' column)")
         series: dict[str, tuple[list[int], list[float]]] = {}
-        for row in reader:
-            step = int(float(row["step"]))
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
-                    continue
-                steps, values = series.setdefault(key, ([], []))
-                steps.append(step)
-                values.append(float(value))
+        try:
+            for row in reader:
+                step = int(float(row["step"]))
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in ("", None):
+                        continue
+                    steps, values = series.setdefault(key, ([], []))
+                    steps.append(step)
+                    values.append(float(value))
+        except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: line {reader.line_num}: not a metrics row ({e})") from e
     return series
 
 

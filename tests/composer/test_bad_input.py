@@ -526,6 +526,29 @@ case(
     "metrics.csv",
     leftovers=lambda env: [env.tmp / "p"],
 )
+
+
+def _bad_metrics(content: bytes):
+    def argv(env: Env) -> list[str]:
+        run = env.tmp / "badrun"
+        run.mkdir()
+        (run / "metrics.csv").write_bytes(content)
+        return ["plot", str(run), "--out", str(env.tmp / "p")]
+
+    return argv
+
+
+for _id, _content, _said in (
+    ("not-utf8", b"step,val/query_mse\n1,\xff\xfe\n", "not a metrics file"),
+    ("not-a-number", b"step,val/query_mse\n1,0.5\n2,abc\n", "line 3: not a metrics row"),
+):
+    case(
+        f"plot-metrics-{_id}",
+        _bad_metrics(_content),
+        "metrics.csv",
+        _said,
+        leftovers=lambda env: [env.tmp / "p"],
+    )
 for _flag, _name in (("--json", "v.json"), ("--report", "v.md")):
     case(
         f"out-verify{_flag}-under-file",
