@@ -42,6 +42,18 @@ def balance(choices: dict[str, torch.Tensor], sizes: dict[str, int]) -> float:
     return sum(out) / len(out) if out else 1.0
 
 
+NEAR_FIT = 1.5  # fixed after 4 checkpoints, before the next 4 were trained (docs/router.md)
+
+
+def most_balanced(used: list[float], fit: list[float], *, within: float | None = None) -> int:
+    """The replica with the highest usage balance (to 3 decimals; ties: the lower fit), among
+    those whose running training fit is at most ``within`` times the lowest (``None``: all).
+    Label-free: fits and routing choices only."""
+    lowest = min(f for f in fit if math.isfinite(f)) if any(map(math.isfinite, fit)) else math.inf
+    pool = [r for r in range(len(fit)) if within is None or fit[r] <= within * lowest]
+    return max(pool or range(len(fit)), key=lambda r: (round(used[r], 3), -fit[r]))
+
+
 def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
     """Replica ``r``'s held-out joint NMI and both-matched fraction, its query MSE on ``val``
     and ``held``, and its usage balance on ``val`` (it routes while its running fit is the
@@ -93,9 +105,12 @@ def main() -> None:
                 f"  {val_mse:7.4f}  {used:7.3f}  {held_mse:12.4f}  {nmi:.3f}  {b:.3f}"
             )
         best = max(range(len(both)), key=both.__getitem__)
-        even = max(range(len(rows)), key=lambda r: (round(rows[r][4], 3), -float(fit[r])))
+        used = [row[4] for row in rows]
+        even = most_balanced(used, fit.tolist())
+        near = most_balanced(used, fit.tolist(), within=NEAR_FIT)
         print(
             f"  kept {kept} (both {both[kept]:.3f}); most balanced {even} (both {both[even]:.3f});"
+            f" fit within {NEAR_FIT}x, then most balanced {near} (both {both[near]:.3f});"
             f" best held-out {best} (both {both[best]:.3f})"
         )
 

@@ -62,6 +62,18 @@ def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
     assert mod.balance(one, {"f": 1}) == 1.0  # a bank of one candidate is trivially even
 
 
+def test_most_balanced_among_replicas_that_fit_nearly_as_well():
+    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fit, used = [0.0146, 0.0182, 0.0388, 0.0337], [0.928, 0.981, 0.999, 0.976]
+    assert mod.most_balanced(used, fit) == 2  # balance alone takes a replica that fits badly
+    assert mod.most_balanced(used, fit, within=1.5) == 1  # 0.0182 <= 1.5 x 0.0146; 0.0337 is not
+    assert mod.most_balanced(used, fit, within=1.0) == 0  # only the lowest fit
+    assert mod.most_balanced([0.9, 0.9], [0.02, 0.01]) == 1  # a tie in balance: the lower fit
+    assert mod.most_balanced([0.5, 0.9], [float("nan"), 0.01], within=1.5) == 1
+
+
 def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
     cfg = load_config(
         ROOT / "configs" / "sinusoid.yaml",
