@@ -42,7 +42,7 @@ def balance(choices: dict[str, torch.Tensor], sizes: dict[str, int]) -> float:
     return sum(out) / len(out) if out else 1.0
 
 
-NEAR_FIT = 1.5  # fixed after 4 checkpoints, before the next 4 were trained (docs/router.md)
+NEAR_FIT = 1.5  # fixed on 4 checkpoints, then worse than the lowest fit on 3 of 4 fresh ones (docs/router.md)
 
 
 def most_balanced(used: list[float], fit: list[float], *, within: float | None = None) -> int:
