@@ -56,7 +56,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from metacompose.cli.args import OneLineParser, at_least
+from metacompose.cli.args import at_least
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.evaluate import family_purity
 from metacompose.optional import MissingExtraError, require

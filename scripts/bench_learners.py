@@ -31,7 +31,7 @@ import torch
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update, sgd_update, unroll
 from metacompose.build import build_learner
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
 from metacompose.report.curves import SAMPLE_CHUNK, metric_curves

@@ -51,7 +51,8 @@ from metacompose.baselines.compare import (
     run_method,
 )
 from metacompose.build import build_family
-from metacompose.cli.args import OneLineParser, non_negative_float
+from metacompose.cli.args import non_negative_float
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
 from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict

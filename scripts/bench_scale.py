@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.progress import say, track
 
 STARTED = time.perf_counter()  # start-up is measured from here (before torch is imported)

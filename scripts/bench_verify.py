@@ -40,7 +40,7 @@ import torch
 from omegaconf import OmegaConf
 
 from metacompose.build import build_learner
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say, track
 from metacompose.symbolic import (

@@ -27,7 +27,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from metacompose.algorithms import InnerLoop, MetaLearner  # noqa: E402
-from metacompose.cli.args import OneLineParser  # noqa: E402
+from metacompose.cli.parser import OneLineParser  # noqa: E402
 from metacompose.config import ConfigError, load_config  # noqa: E402
 from metacompose.models import conv_graph  # noqa: E402
 from metacompose.tasks import TaskBatch  # noqa: E402

@@ -32,7 +32,7 @@ import torch
 
 from metacompose.algorithms.pair_fit import pair_fit_mse
 from metacompose.build import build_family
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.router.metrics import linear_assignment, normalized_mutual_info, routing_purity
 

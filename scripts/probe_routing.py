@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from metacompose.build import build_family
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 
 Tensor = torch.Tensor

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.evaluate import evaluate, load_checkpoint
 from metacompose.progress import progress, say

@@ -1,21 +1,11 @@
-"""argparse helpers: ``type=`` functions (a bad number is a one-line usage error, exit 2) and
-:class:`OneLineParser` (used by the CLI and the scripts)."""
+"""``type=`` functions for argparse: a bad number is a one-line usage error (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import NoReturn
 
 from metacompose.config.limits import ENFORCE_TIMEOUT_LIMIT, SIZE_LIMIT
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line on stderr (exit 2), naming the command, the flag and the value;
-    argparse's default prints the usage first. Subcommand parsers inherit the class."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
 def _integer(text: str) -> int:
@@ -101,5 +91,5 @@ def seconds(text: str) -> float:
 
 
 def short_usage(p: argparse.ArgumentParser, positionals: str) -> None:
-    """A one-line usage for ``--help`` (a bad flag prints one error line: :class:`OneLineParser`)."""
+    """A one-line usage for ``--help`` (a bad flag prints one error line: :class:`~metacompose.cli.parser.OneLineParser`)."""
     p.usage = f"%(prog)s {positionals} [options] (--help lists them)"

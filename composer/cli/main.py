@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from metacompose.cli.args import OneLineParser
+from metacompose.cli.parser import OneLineParser
 
 # name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
