@@ -281,16 +281,16 @@ def read_row(d: dict) -> MethodResult:
                         values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
 
 
-def read_rows(f: Path) -> list[dict]:
-    """The rows of one ``--json`` file, gzipped or not; a missing or unreadable file, or one that
-    ``--json`` did not write, exits in one line naming it."""
+def read_rows(f: Path) -> list[tuple[dict, MethodResult]]:
+    """The rows of one ``--json`` file, gzipped or not, each with its result; a missing or
+    unreadable file, or one that ``--json`` did not write, exits in one line naming it."""
     try:
         raw = Path(f).read_bytes()
         rows = json.loads(gzip.decompress(raw) if str(f).endswith(".gz") else raw)
         if not isinstance(rows, list):
             raise ValueError("not a list of rows")
+        out = [(d, read_row(d)) for d in rows]
         for d in rows:
-            read_row(d)
             if not isinstance(d["setting"], str) or not isinstance(d.get("seed", 0), int):
                 raise ValueError(f"setting {d['setting']!r}, seed {d.get('seed')!r}")
     except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError, AttributeError) as e:
@@ -299,15 +299,15 @@ def read_rows(f: Path) -> list[dict]:
         else:
             why = f"{f'no key {e}' if isinstance(e, KeyError) else e} (not written by --json)"
         raise SystemExit(f"bench_real.py: --merge {f}: {why}") from None
-    return rows
+    return out
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
     """setting -> method -> result, from ``--json`` files (later files win)."""
     results: dict[str, dict[str, MethodResult]] = {}
     for f in files:
-        for d in read_rows(f):
-            results.setdefault(d["setting"], {})[d["method"]] = read_row(d)
+        for d, r in read_rows(f):
+            results.setdefault(d["setting"], {})[d["method"]] = r
     return results
 
 
@@ -323,9 +323,9 @@ def verdict_table(files: list[Path]) -> None:
     where it wins against every baseline, its losses, and any meta-learner that ended NaN."""
     by_seed: dict[int, dict[str, dict[str, MethodResult]]] = {}
     for f in files:
-        for d in read_rows(f):
+        for d, r in read_rows(f):
             cell = by_seed.setdefault(int(d.get("seed", 0)), {}).setdefault(d["setting"], {})
-            cell[d["method"]] = read_row(d)
+            cell[d["method"]] = r
     seeds = sorted(by_seed)
     settings = sorted({s for seed in seeds for s in by_seed[seed]}, key=setting_order)
     print(f"| cell | chosen on meta-val (seed {' / '.join(map(str, seeds))}) | "

@@ -91,5 +91,6 @@ def seconds(text: str) -> float:
 
 
 def short_usage(p: argparse.ArgumentParser, positionals: str) -> None:
-    """A one-line usage for ``--help`` (a bad flag prints one error line: :class:`~metacompose.cli.parser.OneLineParser`)."""
+    """A one-line usage for ``--help`` (a bad flag is one error line:
+    :class:`~metacompose.cli.parser.OneLineParser`)."""
     p.usage = f"%(prog)s {positionals} [options] (--help lists them)"
