@@ -12,7 +12,10 @@ protonet (classification), maml, fomaml, metasgd, anil, routed (the router's mod
 learner; regression), and the statistician's baselines for grouped regression: mixed_effects (a
 linear mixed model with random intercepts and slopes per group, REML on meta-train groups, BLUP
 from the support set) and gp_dkt (a GP per task, deep kernel meta-learned); gp_deep_mean is that GP
-with a meta-learned mean function too, and counts as a meta-learned method. Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
+with a meta-learned mean function too, and counts as a meta-learned method; ensemble averages
+the predictions of two trained learners, ``w`` x the one of maml, fomaml, metasgd, anil, routed,
+incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x gp_dkt, ``w`` on a 0.1 grid chosen on
+meta-val (a meta-learned method that contains the gp_dkt baseline: say so when it wins). Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
 whichever comes first (``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
 every method is scored on the same seeded meta-test tasks. ``±``: 95% interval over tasks.
 
@@ -50,6 +53,7 @@ from metacompose.baselines.compare import (
     pretrain_for,
     run_method,
 )
+from metacompose.baselines.ensemble import PredictsQueries, run_ensemble
 from metacompose.build import build_family
 from metacompose.cli.args import non_negative_float
 from metacompose.cli.parser import OneLineParser
@@ -75,9 +79,11 @@ REGRESSION = (
 )
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
 REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed",
-               *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS)  # fmt: skip
+               *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS, "ensemble")  # fmt: skip
 # every meta-learned method (what "the best meta-learned method" is chosen from)
-META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS)
+META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS, "ensemble")
+# the ensemble's first member is chosen on meta-val among these (its second is gp_dkt)
+ENSEMBLE_FIRST = (*META_METHODS, "routed", *LEARNER_METHODS)
 # The other learner kinds on a family's regression config: a 64-wide encoder (the family's MLP ends
 # in one output) and the settings of configs/mathachieve_incontext.yaml; learned_opt as
 # bench_learners.py runs it on mathachieve.
@@ -159,31 +165,61 @@ def prepare_setting(name: str, shots: int, args):
     return cfg, family
 
 
+def train_method(method: str, cfg, family, plan: EvalPlan, args) -> MethodResult:
+    """Train and score one method of a setting (its config variant: the router's pool, the
+    other learner kinds' settings; ``pretrain_finetune`` pre-trains first)."""
+    c, pretrained, pre = cfg, None, None
+    if method == "routed":
+        c = OmegaConf.merge(cfg, {"router": {"enabled": True,
+                                             "template": routed_template(family.in_space.numel)}})  # fmt: skip
+    if method in LEARNER_CONFIG:
+        c = OmegaConf.merge(cfg, LEARNER_CONFIG[method], {"algo": {"name": method}})
+    if method == "pretrain_finetune":
+        pretrained, *pre = pretrain_for(cfg, family, iterations=args.iterations,
+                                        max_seconds=args.budget or None, device=args.device)  # fmt: skip
+    r = run_method(method, c, family, plan, iterations=args.iterations,
+                   max_seconds=args.budget or None, pretrained=pretrained,
+                   finetune_steps=args.finetune_steps, eval_steps=args.eval_steps)  # fmt: skip
+    if pre is not None:
+        r.train_seconds, r.train_iterations = pre
+    return r
+
+
+def ensemble_of(results: dict[str, MethodResult], family, plan: EvalPlan, setting: str
+                ) -> MethodResult | None:  # fmt: skip
+    """The ensemble of the ``ENSEMBLE_FIRST`` learner best on meta-val and ``gp_dkt``
+    (:func:`~metacompose.baselines.ensemble.run_ensemble`); ``None``, said in one line, when the
+    setting has no such pair (classification, or a member not run)."""
+    first = best_on_val({m: r for m, r in results.items()
+                         if m in ENSEMBLE_FIRST and isinstance(r.learner, PredictsQueries)})  # fmt: skip
+    gp = results.get("gp_dkt")
+    if family.metric != "mse" or first is None or gp is None:
+        say(f"{setting:<24} ensemble: skipped (needs gp_dkt and one of "
+            f"{', '.join(ENSEMBLE_FIRST)} finite on meta-val, on a regression family)")  # fmt: skip
+        return None
+    return run_ensemble(first, gp, family, plan)
+
+
 def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
     setting = f"{family.name} K={shots}"
     plan = EvalPlan(shots=shots, query=cfg.task.query, val_tasks=args.val_tasks,
                     test_tasks=args.test_tasks, seed=args.task_seed, device=args.device)  # fmt: skip
-    pretrained, pre, results = None, (0.0, 0), {}
+    results: dict[str, MethodResult] = {}
     for method in methods:
         if args.methods and method not in args.methods:
             continue
         if method in STAT_METHODS and not hasattr(family, "group_keys"):
             continue
-        c = cfg
-        if method == "routed":
-            c = OmegaConf.merge(cfg, {"router": {"enabled": True,
-                                                 "template": routed_template(family.in_space.numel)}})  # fmt: skip
-        if method in LEARNER_CONFIG:
-            c = OmegaConf.merge(cfg, LEARNER_CONFIG[method], {"algo": {"name": method}})
-        if method == "pretrain_finetune":
-            pretrained, *pre = pretrain_for(cfg, family, iterations=args.iterations,
-                                            max_seconds=args.budget or None, device=args.device)  # fmt: skip
-        r = run_method(method, c, family, plan, iterations=args.iterations,
-                       max_seconds=args.budget or None, pretrained=pretrained,
-                       finetune_steps=args.finetune_steps, eval_steps=args.eval_steps)  # fmt: skip
-        if method == "pretrain_finetune":
-            r.train_seconds, r.train_iterations = pre
+        if method == "ensemble":
+            r = ensemble_of(results, family, plan, setting)
+            if r is None:
+                continue
+        else:
+            r = train_method(method, cfg, family, plan, args)
         say(row(setting, r))
+        if r.members:
+            say(f"{setting:<24} ensemble: {r.weight:g} x {r.members[0]} + {1 - r.weight:g} x "
+                f"{r.members[1]} (weight chosen on meta-val)")  # fmt: skip
         if r.bad_tasks or r.skipped_steps:
             say(f"{setting:<24} {method}: meta-training dropped {r.bad_tasks} non-finite tasks "
                 f"and skipped {r.skipped_steps} steps")  # fmt: skip
@@ -197,7 +233,8 @@ def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
                     "values": None if r.values is None else r.values.tolist(),
                     "groups": None if r.groups is None else r.groups.tolist(),
                     "group": None if r.groups is None else
-                    over_groups(r.values, r.groups).to_json_dict()})  # fmt: skip
+                    over_groups(r.values, r.groups).to_json_dict(),
+                    **({"members": list(r.members), "weight": r.weight} if r.members else {})})  # fmt: skip
     compare_best(setting, results)
 
 
@@ -278,7 +315,8 @@ def read_row(d: dict) -> MethodResult:
                         test=Estimate(mean=d["mean"], ci95=d["ci95"], n=d["n_tasks"]),
                         steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
                         train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
-                        values=values, groups=groups, val_mean=d.get("val_mean"))  # fmt: skip
+                        values=values, groups=groups, val_mean=d.get("val_mean"),
+                        members=tuple(d.get("members") or ()), weight=d.get("weight"))  # fmt: skip
 
 
 def read_rows(f: Path) -> list[tuple[dict, MethodResult]]:
@@ -317,6 +355,11 @@ def setting_order(setting: str) -> tuple[str, int]:
     return (name, int(k)) if k.isdigit() else (setting, 0)
 
 
+def label(r: MethodResult) -> str:
+    """A method's name; an ensemble's with its first member and that member's weight."""
+    return f"ensemble ({r.weight:g} {r.members[0]})" if r.members else r.method
+
+
 def verdict_table(files: list[Path]) -> None:
     """Markdown, one row per setting with the seeds side by side (``a / b``): the learner chosen
     on meta-val and its group-level verdict against every baseline; then, per seed, the cells
@@ -352,7 +395,7 @@ def verdict_table(files: list[Path]) -> None:
             t["losses"] += [f"{setting} vs {b}" for b in v if v[b] == "loss"]
             won = len(v) == len(BASELINES) and all(x == "win" for x in v.values())
             t["wins all"] += [setting] if won else []
-            chosen.append(best.method)
+            chosen.append(label(best))
             wins_all.append("yes" if won else "no")
         cells = [" / ".join(chosen), *(" / ".join(per_base[b]) for b in BASELINES)]
         print(f"| {setting} | " + " | ".join(cells) + f" | {' / '.join(wins_all)} |")

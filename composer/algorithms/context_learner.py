@@ -151,6 +151,13 @@ class ContextLearner(nn.Module):
         fast, frozen = self.adapt(batch.support_x, batch.support_y)
         return self.query_loss(fast, frozen, batch.query_x, batch.query_y, metric=True)[None]
 
+    @torch.no_grad()
+    def predict_queries(self, batch: TaskBatch, *, steps: int = 0) -> torch.Tensor:
+        """``(T, Q, out)``: the predicted mean (regression) or logits given each support set
+        (``steps`` does not apply)."""
+        pred = self.predict(batch.support_x, batch.support_y, batch.query_x)
+        return pred if self.loss == "cross_entropy" else pred[..., : batch.query_y.shape[-1]]
+
     def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:
         raise ValueError(
             f"{type(self.predictor).__name__} adapts by reading the support set: it has no "

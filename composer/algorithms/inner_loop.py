@@ -373,3 +373,22 @@ def query_losses(
     if use_vmap(vectorize, x):
         return vmap(one, in_dims=(0, 0, 0), chunk_size=chunk_size)(fast, x, y)
     return torch.stack([one(f, x[t], y[t]) for t, f in enumerate(per_task(fast))])
+
+
+def query_predictions(
+    graph: FunctionalModel,
+    fast: Params,
+    frozen: Params,
+    x: torch.Tensor,
+    *,
+    vectorize: Vectorize = True,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The adapted model's outputs on each task's query inputs ``x: (T, Q, ...)``: ``(T, Q, out)``."""
+
+    def one(f: Params, xt: torch.Tensor) -> torch.Tensor:
+        return graph.apply_params({**frozen, **f}, xt)
+
+    if use_vmap(vectorize, x):
+        return vmap(one, in_dims=(0, 0), chunk_size=chunk_size)(fast, x)
+    return torch.stack([one(f, x[t]) for t, f in enumerate(per_task(fast))])

@@ -45,7 +45,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from metacompose.algorithms.inner_loop import Params, broadcast_tasks, query_losses
+from metacompose.algorithms.inner_loop import (
+    Params,
+    broadcast_tasks,
+    query_losses,
+    query_predictions,
+)
 from metacompose.algorithms.learned_inner_loop import (
     GRAD_SCALE,
     NUM_FEATURES,
@@ -344,6 +349,12 @@ class LearnedOptimizerLearner(nn.Module):
         curve = torch.stack(losses)
         return MetaStep(objective=curve.mean() / at_start.mean().clamp_min(1e-8),
                         query_loss=curve[-1])  # fmt: skip
+
+    @torch.no_grad()
+    def predict_queries(self, batch: TaskBatch, *, steps: int) -> torch.Tensor:
+        """``(T, Q, out)`` outputs on the query inputs after ``steps`` learned steps."""
+        fast, frozen = self.adapt(batch.support_x, batch.support_y, steps=steps, guard=self.guard)
+        return query_predictions(self.graph, fast, frozen, batch.query_x)
 
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:

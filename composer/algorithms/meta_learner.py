@@ -14,6 +14,7 @@ from metacompose.algorithms.inner_loop import (
     adapt,
     broadcast_tasks,
     query_losses,
+    query_predictions,
 )
 from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
 from metacompose.algorithms.learner import MetaStep, TaskExport
@@ -268,6 +269,15 @@ class MetaLearner(nn.Module):
         self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True, on_step=record,
                    guard=self.eval_guard)  # fmt: skip
         return torch.stack(curve)
+
+    @torch.no_grad()
+    def predict_queries(self, batch: TaskBatch, *, steps: int) -> torch.Tensor:
+        """``(T, Q, out)`` outputs on the query inputs after ``steps`` inner steps (as ``evaluate``
+        adapts)."""
+        fast, frozen = self.adapt(batch.support_x, batch.support_y, steps=steps, first_order=True,
+                                  guard=self.eval_guard)  # fmt: skip
+        return query_predictions(self.graph, fast, frozen, batch.query_x,
+                                 vectorize=self.vectorize, chunk_size=self.chunk_size)  # fmt: skip
 
     @torch.no_grad()
     def export_tasks(self, batch: TaskBatch, *, steps: int | None = None) -> list[TaskExport]:

@@ -58,6 +58,9 @@ class MethodResult:
     skipped_steps: int = 0  # meta-training steps skipped (non-finite meta-gradient)
     groups: torch.Tensor | None = None  # (N,) group of each test task (grouped families)
     val_mean: float | None = None  # mean meta-val metric at the chosen step (picks the best)
+    learner: torch.nn.Module | None = None  # the trained learner (meta-learned methods)
+    members: tuple[str, ...] = ()  # an ensemble's methods, its weight on the first
+    weight: float | None = None
 
 
 @dataclass
@@ -184,7 +187,7 @@ def run_method(
     v, steps, val = score(learner, family, plan, max_steps=max_steps)
     return MethodResult(method, metric, over_tasks(v), steps, None, r.iterations, r.seconds,
                         time.perf_counter() - t1, v, r.bad_tasks, r.skipped_steps,
-                        groups=groups, val_mean=val)  # fmt: skip
+                        groups=groups, val_mean=val, learner=learner)  # fmt: skip
 
 
 def _trained_learner(

@@ -167,6 +167,10 @@ class DeepKernelGP(nn.Module):
                                  noise=self.noise.double(), mean=0.0)  # fmt: skip
         return m_q + mean, var
 
+    def predict_queries(self, batch: TaskBatch, *, steps: int = 0) -> torch.Tensor:
+        """``(T, Q, 1)`` posterior mean at the query points, float64 (``steps`` does not apply)."""
+        return self.predict(batch)[0][..., None]
+
     @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
         """Query MSE of the posterior mean per task, ``(steps + 1, T)`` identical rows."""

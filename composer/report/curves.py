@@ -36,19 +36,26 @@ def metric_curves(
     Returns:
         ``(steps + 1, n_tasks)`` float64 on the CPU.
     """
-    g = torch.Generator().manual_seed(derive_seed(seed, split, "report", shots, query))
-    chunks, done = [], 0
-    while done < n_tasks:
-        b = min(SAMPLE_CHUNK, n_tasks - done)
-        chunks.append(family.sample(b, shots=shots, query=query, generator=g, split=split))
-        done += b
-    tasks = TaskBatch.cat(chunks)
+    tasks = seeded_tasks(family, split=split, n_tasks=n_tasks, shots=shots, query=query, seed=seed)
     size = default_batch_size(tasks) if batch_size is None else batch_size
     out = [
         learner.evaluate(tasks.slice(i, i + size).to(device), steps=steps).double().cpu()
         for i in range(0, n_tasks, size)
     ]
     return torch.cat(out, dim=1)
+
+
+def seeded_tasks(
+    family: TaskFamily, *, split: str, n_tasks: int, shots: int, query: int, seed: int
+) -> TaskBatch:
+    """The ``n_tasks`` tasks of ``split`` that :func:`metric_curves` scores with these arguments."""
+    g = torch.Generator().manual_seed(derive_seed(seed, split, "report", shots, query))
+    chunks, done = [], 0
+    while done < n_tasks:
+        b = min(SAMPLE_CHUNK, n_tasks - done)
+        chunks.append(family.sample(b, shots=shots, query=query, generator=g, split=split))
+        done += b
+    return TaskBatch.cat(chunks)
 
 
 def default_batch_size(tasks: TaskBatch) -> int:

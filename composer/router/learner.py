@@ -16,7 +16,13 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from metacompose.algorithms.inner_loop import Params, adapt, broadcast_tasks, query_losses
+from metacompose.algorithms.inner_loop import (
+    Params,
+    adapt,
+    broadcast_tasks,
+    query_losses,
+    query_predictions,
+)
 from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
@@ -272,6 +278,15 @@ class RoutedMetaLearner(nn.Module):
 
         self.adapt_routed(batch, out, decision, steps=steps, first_order=True, on_step=record)
         return torch.stack(curve)
+
+    @torch.no_grad()
+    def predict_queries(self, batch: TaskBatch, *, steps: int) -> torch.Tensor:
+        """``(T, Q, out)`` outputs on the query inputs after ``steps`` inner steps under
+        evaluation routing (as ``evaluate`` adapts)."""
+        out, decision = self.eval_route(batch)
+        _, fast, frozen = self.adapt_routed(batch, out, decision, steps=steps, first_order=True)
+        return query_predictions(self.graph, fast, frozen, batch.query_x,
+                                 vectorize=self.vectorize, chunk_size=self.chunk_size)  # fmt: skip
 
     @torch.no_grad()
     def choices(self, batch: TaskBatch) -> dict[str, torch.Tensor]:

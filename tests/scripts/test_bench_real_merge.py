@@ -144,3 +144,18 @@ def test_verdict_table_counts_a_cell_where_no_meta_learner_is_finite(bench, tmp_
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("| f K=5 | none finite | - |") and out[2].endswith("| no |")
     assert "in 0 of 1 cells (none)" in out[4] and "maml (f K=5), anil (f K=5)" in out[4]
+
+
+def test_verdict_table_names_a_chosen_ensembles_member_and_weight(bench, tmp_path, capsys):
+    """An ensemble row merged in from another run is chosen on meta-val like any learner and
+    shown with its first member and that member's weight."""
+    base = {"scratch": [1.0, 1.3, 0.9, 1.1], "gp_dkt": [0.5, 0.55, 0.52, 0.5]}
+    cell = [grouped_rows("f K=5", m, v, 0, None) for m, v in base.items()]
+    cell.append(grouped_rows("f K=5", "routed", [0.5, 0.56, 0.5, 0.52], 0, 0.3))
+    ens = grouped_rows("f K=5", "ensemble", [0.4, 0.45, 0.41, 0.4], 0, 0.25)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(cell))
+    b.write_text(json.dumps([{**ens, "members": ["routed", "gp_dkt"], "weight": 0.6}]))
+    bench.verdict_table([a, b])
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("| f K=5 | ensemble (0.6 routed) | win | - | - | win |")

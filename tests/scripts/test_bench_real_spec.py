@@ -107,3 +107,30 @@ def test_markdown_group_rows_use_the_method_best_on_meta_val(bench, tmp_path, ca
     assert "-0.8333 ±" in line and line.endswith("win |")
     assert "| best − mixed_effects (paired over groups) | -0.3000 ± " in "\n".join(md)
     assert any(s.startswith("| maml | 0.2000 ± 0.0000 [3 groups]") for s in md)
+
+
+def test_ensemble_row_names_its_members_and_weight_and_merges_back(bench, tmp_path, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    """``ensemble`` pairs the learner best on meta-val (not gp_deep_mean: a GP) with gp_dkt; its
+    row keeps the members and the weight through ``--json`` and ``--merge``; without gp_dkt it is
+    skipped in one line."""
+    spec, out = write_spec(tmp_path), tmp_path / "out.json"
+    argv = ["bench_real.py", "--spec", str(spec), "--shots", "3", "--iterations", "3",
+            "--val-tasks", "20", "--test-tasks", "40", "--eval-steps", "2", "--budget", "0"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [*argv, "--methods", "maml", "anil", "gp_deep_mean", "gp_dkt",
+                                      "ensemble", "--json", str(out)])  # fmt: skip
+    bench.main()
+    text = capsys.readouterr().out
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    ens = rows["ensemble"]
+    first = min(("maml", "anil"), key=lambda m: rows[m]["val_mean"])
+    assert ens["members"] == [first, "gp_dkt"] and 0 <= ens["weight"] <= 1
+    assert ens["val_mean"] <= min(rows[first]["val_mean"], rows["gp_dkt"]["val_mean"]) + 1e-9
+    assert f"x {first} + " in text and "x gp_dkt (weight chosen on meta-val)" in text
+    (merged,) = bench.load_rows([out]).values()
+    assert merged["ensemble"].members == (first, "gp_dkt")
+    assert merged["ensemble"].weight == ens["weight"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--methods", "maml", "ensemble"])
+    bench.main()
+    text = capsys.readouterr().out
+    assert "ensemble: skipped (needs gp_dkt and one of maml, fomaml" in text
