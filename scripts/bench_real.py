@@ -15,8 +15,10 @@ from the support set) and gp_dkt (a GP per task, deep kernel meta-learned); gp_d
 with a meta-learned mean function too, and counts as a meta-learned method; ensemble averages
 the predictions of two trained learners, ``w`` x the one of maml, fomaml, metasgd, anil, routed,
 incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x gp_dkt, ``w`` on a 0.1 grid chosen on
-meta-val (a meta-learned method that contains the gp_dkt baseline: say so when it wins). Each meta-training run stops after ``--iterations`` or ``--budget`` seconds,
-whichever comes first (``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and fine-tuning step sizes) are chosen on meta-val tasks;
+meta-val (a meta-learned method that contains the gp_dkt baseline: say so when it wins). Each
+meta-training run stops after ``--iterations`` or ``--budget`` seconds, whichever comes first
+(``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and
+fine-tuning step sizes) are chosen on meta-val tasks;
 every method is scored on the same seeded meta-test tasks. ``±``: 95% interval over tasks.
 
 Grouped families draw their tasks from a few held-out groups (13 schools, 9 states), so tasks are
@@ -495,7 +497,8 @@ def main() -> None:
                    help="regression query points per task (default: the config's task.query; "
                         "lower it for data with few rows per group)")  # fmt: skip
     p.add_argument("--glyphs", nargs="+", default=list(GLYPHS), help="glyph configs")
-    p.add_argument("--methods", nargs="+", default=None, help="subset of methods")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   choices=[*REG_METHODS, "protonet"], help="subset of methods")  # fmt: skip
     p.add_argument("--iterations", type=int, default=3000, help="max meta-iterations per run")
     p.add_argument("--budget", type=non_negative_float, default=60.0,
                    help="max seconds per training run; 0: none, every run trains exactly "

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CASES = {
     "bench_real.py": (["--budget", "-1"], "argument --budget: must be >= 0, got -1"),
     "bench_real.py nan": (["--budget", "nan"], "expected a finite number, got 'nan'"),
+    "bench_real.py methods": (["--methods", "maml", "ensembel"], "invalid choice: 'ensembel'"),
     "bench_real.py verdicts": (["--verdicts"], "--verdicts needs --merge FILES"),
     "replicas.py": ([], "the following arguments are required: checkpoints"),
     "bench_composition.py": (["--variants", "nope"], "invalid choice: 'nope'"),
