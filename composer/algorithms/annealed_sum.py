@@ -27,7 +27,7 @@ Measured against MAML, a descriptor-routed upper bound and other primitive sets 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -37,59 +37,17 @@ from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
-from metacompose.modules.space import Space
+from metacompose.algorithms.split_merge import Move, split_merge
+from metacompose.algorithms.sum_banks import Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
 
 Tensor = torch.Tensor
-SLOTS = ("f", "g")
-# WarpLineBank arguments added after the first checkpoints, at the value those were built with
-OPTIONAL_BANK_KEYS = {"max_stretch": 0.6, "max_shift": None, "init": "random", "g_span": None}
 Routing = Literal["data", "descriptor", "uniform"]
 ROUTINGS = get_args(Routing)
-Structure = Literal["sum", "chain"]
 STRUCTURES = get_args(Structure)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
-
-
-class SumBanks:
-    """The model structure a checkpoint stores: the two slots' banks and the replicas.
-
-    Attributes:
-        routed_slots: ``("f", "g")``; num_candidates: slot -> candidates; bank: the
-            :class:`WarpLineBank` keyword arguments of the f-banks (less ``count``), which the
-            g-banks share but for ``span`` when ``bank["g_span"]`` is set.
-    """
-
-    def __init__(
-        self, *, candidates: dict[str, int], replicas: int, bank: dict[str, Any],
-        structure: Structure = "sum",
-    ) -> None:  # fmt: skip
-        self.num_candidates = {s: int(candidates[s]) for s in SLOTS}
-        self.structure = structure
-        self.routed_slots = list(SLOTS)
-        self.replicas = int(replicas)
-        self.bank = dict(bank)
-        self.in_space = Space("vec", 1)
-        self.out_space = Space("vec", 1)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "annealed_sum",
-            "candidates": dict(self.num_candidates),
-            "replicas": self.replicas,
-            "bank": dict(sorted(self.bank.items())),
-            "structure": self.structure,
-        }
-
-    @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> SumBanks:
-        if data.get("kind") != "annealed_sum":
-            raise ValueError(f"not an annealed_sum structure: kind {data.get('kind')!r}")
-        bank = OPTIONAL_BANK_KEYS | data["bank"]  # written before those options existed
-        return cls(candidates=data["candidates"], replicas=data["replicas"], bank=bank,
-                   structure=data.get("structure", "sum"))  # fmt: skip
 
 
 class AnnealedSumLearner(nn.Module):
@@ -113,6 +71,9 @@ class AnnealedSumLearner(nn.Module):
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
         structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
             the g-bank reads each f-candidate's output; every composition fitted in closed form).
+        split_merge_steps: meta-iterations at which the worst replicas are replaced by copies of
+            the best with one bank rearranged (:mod:`~metacompose.algorithms.split_merge`; data
+            routing, two replicas or more).
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -132,8 +93,14 @@ class AnnealedSumLearner(nn.Module):
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
         structure: Structure = "sum",
+        split_merge_steps: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
+        if split_merge_steps and (routing != "data" or len(f_banks) < 2):
+            raise ValueError(
+                f"split_merge with routing={routing} and {len(f_banks)} replica(s): moves need "
+                "routing: data and two replicas or more"
+            )
         if structure not in STRUCTURES:
             raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
@@ -161,6 +128,8 @@ class AnnealedSumLearner(nn.Module):
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.structure = structure
+        self.split_merge_steps, self._moved = frozenset(split_merge_steps), -1
+        self.moves: list[Move] = []  # made in this process (a log; not in the checkpoint)
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -220,6 +189,9 @@ class AnnealedSumLearner(nn.Module):
         on the support set as at evaluation."""
         x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
         y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+        if self.training and step in self.split_merge_steps and step != self._moved:
+            self._moved = step  # once, should the step be recomputed without some tasks
+            self._split_merge(x, y, step)
         tau = self.tau(step)
         allowed = (
             self._true_pairs(batch, self.f_banks[0].contexts)
@@ -248,6 +220,16 @@ class AnnealedSumLearner(nn.Module):
             fast = self._route(batch.support_x[..., 0], batch.support_y[..., 0], grid)
             query = self.query_loss(fast, {}, batch.query_x, batch.query_y)
         return MetaStep(objective=objective, query_loss=query)
+
+    def _split_merge(self, x: Tensor, y: Tensor, step: int) -> None:
+        c, d, n = self.f_banks[0].count, self.g_banks[0].count, self.f_banks[0].contexts
+
+        def best_pairs(r: int) -> Tensor:  # (C, D, T): each pair's fit at its best contexts
+            return self._pair_mse(r, x, y, None)[0].view(c, n, d, n, -1).amin((1, 3))
+
+        self.moves += split_merge(banks={"f": list(self.f_banks), "g": list(self.g_banks)},
+                                  fit=self.fit, amplitude=self.amplitude,
+                                  best_pairs=best_pairs, seed=step)  # fmt: skip
 
     @torch.no_grad()
     def adapt(self, x, y, *, steps=None, first_order=None, on_step=None) -> tuple[Params, Params]:
