@@ -37,7 +37,6 @@ from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
-from metacompose.algorithms.split_merge import Move, split_merge
 from metacompose.algorithms.sum_banks import Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
@@ -71,9 +70,6 @@ class AnnealedSumLearner(nn.Module):
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
         structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
             the g-bank reads each f-candidate's output; every composition fitted in closed form).
-        split_merge_steps: meta-iterations at which the worst replicas are replaced by copies of
-            the best with one bank rearranged (:mod:`~metacompose.algorithms.split_merge`; data
-            routing, two replicas or more).
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -93,14 +89,8 @@ class AnnealedSumLearner(nn.Module):
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
         structure: Structure = "sum",
-        split_merge_steps: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        if split_merge_steps and (routing != "data" or len(f_banks) < 2):
-            raise ValueError(
-                f"split_merge with routing={routing} and {len(f_banks)} replica(s): moves need "
-                "routing: data and two replicas or more"
-            )
         if structure not in STRUCTURES:
             raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
@@ -128,8 +118,6 @@ class AnnealedSumLearner(nn.Module):
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.structure = structure
-        self.split_merge_steps, self._moved = frozenset(split_merge_steps), -1
-        self.moves: list[Move] = []  # made in this process (a log; not in the checkpoint)
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -189,9 +177,6 @@ class AnnealedSumLearner(nn.Module):
         on the support set as at evaluation."""
         x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
         y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
-        if self.training and step in self.split_merge_steps and step != self._moved:
-            self._moved = step  # once, should the step be recomputed without some tasks
-            self._split_merge(x, y, step)
         tau = self.tau(step)
         allowed = (
             self._true_pairs(batch, self.f_banks[0].contexts)
@@ -220,16 +205,6 @@ class AnnealedSumLearner(nn.Module):
             fast = self._route(batch.support_x[..., 0], batch.support_y[..., 0], grid)
             query = self.query_loss(fast, {}, batch.query_x, batch.query_y)
         return MetaStep(objective=objective, query_loss=query)
-
-    def _split_merge(self, x: Tensor, y: Tensor, step: int) -> None:
-        c, d, n = self.f_banks[0].count, self.g_banks[0].count, self.f_banks[0].contexts
-
-        def best_pairs(r: int) -> Tensor:  # (C, D, T): each pair's fit at its best contexts
-            return self._pair_mse(r, x, y, None)[0].view(c, n, d, n, -1).amin((1, 3))
-
-        self.moves += split_merge(banks={"f": list(self.f_banks), "g": list(self.g_banks)},
-                                  fit=self.fit, amplitude=self.amplitude,
-                                  best_pairs=best_pairs, seed=step)  # fmt: skip
 
     @torch.no_grad()
     def adapt(self, x, y, *, steps=None, first_order=None, on_step=None) -> tuple[Params, Params]:

@@ -32,15 +32,12 @@ def annealed_sum_learner(
     structure: Structure = "sum",
     g_span: float | None = None,
     init: str = "random",
-    split_merge: list[float] | tuple[float, ...] = (),
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``; ``structure``: ``sum``
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
-    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
-    ``split_merge``: when to make split-and-merge moves, as fractions of ``anneal_steps`` in
-    ``(0, 1]`` (:mod:`~metacompose.algorithms.split_merge`; none by default). The
+    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``). The
     model section's graph (``encoder``) is not used beyond its input width: the banks are the
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
@@ -58,11 +55,6 @@ def annealed_sum_learner(
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     if g_span is not None and max_shift is not None and max_shift > g_span:
         raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")
-    for frac in split_merge:
-        if not 0.0 < frac <= 1.0:
-            raise ValueError(
-                f"split_merge={list(split_merge)}: fractions of anneal_steps in (0, 1]"
-            )
     banks = {
         slot: [
             WarpLineBank(
@@ -90,5 +82,4 @@ def annealed_sum_learner(
         routing=routing,
         eval_routing=eval_routing,
         structure=structure,
-        split_merge_steps=tuple(round(f * anneal_steps) for f in split_merge),
     )
