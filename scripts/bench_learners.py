@@ -31,6 +31,7 @@ import torch
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update, sgd_update, unroll
 from metacompose.build import build_learner
+from metacompose.cli.args import positive_float
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
@@ -154,7 +155,9 @@ def first_reaching(curve_mean: torch.Tensor, target: float) -> int | None:
 
 def main() -> None:
     p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=180.0, help="meta-training seconds per learner")
+    p.add_argument(
+        "--budget", type=positive_float, default=180.0, help="meta-training seconds per learner"
+    )
     p.add_argument("--max-steps", type=int, default=70000)
     p.add_argument("--tasks", type=int, default=400, help="meta-test tasks per setting")
     p.add_argument("--seed", type=int, default=0)
@@ -167,7 +170,9 @@ def main() -> None:
         help="sinusoid: the table and the learned "
         "optimizer's targets; few_shot: digits 5-way 1-shot and mathachieve",
     )
-    p.add_argument("--few-shot-budget", type=float, default=60.0, help="seconds per method")
+    p.add_argument(
+        "--few-shot-budget", type=positive_float, default=60.0, help="seconds per method"
+    )
     p.add_argument("--few-shot-tasks", type=int, default=200, help="meta-test tasks per section")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -59,15 +59,26 @@ def main() -> None:
     p.add_argument("--font-dir", type=Path, default=NOTO_DIR)
     p.add_argument("--grid", type=Path, default=None, help="also write a PNG grid of samples here")
     a = p.parse_args()
+    for flag, value, least in (("--size", a.size, 8), ("--samples", a.samples, 1),
+                               ("--max-per-script", a.max_per_script, 1)):  # fmt: skip
+        if value < least:
+            p.error(f"argument {flag}: {value}: must be >= {least}")
     out = a.out or default_glyph_path(size=a.size, seed=a.seed)
     t0 = time.perf_counter()
-    data = render_glyph_dataset(
-        font_dir=a.font_dir,
-        samples_per_class=a.samples,
-        max_per_script=a.max_per_script,
-        size=a.size,
-        seed=a.seed,
-    )
+    try:
+        data = render_glyph_dataset(
+            font_dir=a.font_dir,
+            samples_per_class=a.samples,
+            max_per_script=a.max_per_script,
+            size=a.size,
+            seed=a.seed,
+        )
+    except FileNotFoundError as e:  # the fonts are a system package, not a pip one
+        p.exit(
+            2,
+            f"{p.prog}: error: {e} (install Debian's Noto fonts: apt-get install -y "
+            "fonts-noto-core, or point --font-dir at a folder holding them)\n",
+        )
     t1 = time.perf_counter()
     data.save(out)
     c, s, h, w = data.images.shape

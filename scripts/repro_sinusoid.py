@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from metacompose.cli.parser import OneLineParser
-from metacompose.config import load_config
+from metacompose.config import ConfigError, load_config
 from metacompose.evaluate import evaluate, load_checkpoint
 from metacompose.progress import progress, say
 from metacompose.training import train
@@ -62,7 +62,10 @@ def main() -> None:
                 f"out_dir={out}",
                 f"name={algo}-{args.steps}",
             ]
-            cfg = load_config(args.config, overrides)
+            try:
+                cfg = load_config(args.config, overrides)
+            except ConfigError as e:  # --steps and --config reach the config: one line
+                p.exit(2, f"{p.prog}: error: {e}\n")
             ckpt = out / f"{algo}-{args.steps}" / "checkpoints" / "last.ckpt"
             seconds = None
             if not ckpt.exists():

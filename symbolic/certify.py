@@ -66,7 +66,8 @@ def certify(
         points: ``(P, n)`` centres for an Linf-ball domain given without points.
         module_params: module name -> (meta tensors, adapted tensors) for trust regions; by
             default ``pair.module_params()`` (Affine weights grouped by node-name prefix).
-        timeout_s: budget per claim for the refine / exact tiers.
+        timeout_s: budget per claim for the refine / exact tiers, and for the shared fast pass
+            over an image network (boxes it does not reach keep interval bounds).
         fast_boxes: pieces the domain is cut into for the fast pass.
         seed: seeds the attacks' random starts.
 
@@ -159,7 +160,7 @@ def _box_results(
     bad_weights = Unknown("the networks have non-finite weights (e.g. a diverged inner loop)")
     t0 = time.perf_counter()
     blo, bhi = split_boxes(xlo, xhi, fast_boxes)
-    bounds = propagate_pair(pair, blo, bhi)
+    bounds = propagate_pair(pair, blo, bhi, deadline=t0 + timeout_s)  # images: seconds a box
     t_pass = time.perf_counter() - t0
     if spec.finite:
         out.append(_result("finite", None, finiteness(pair, blo, bhi, bounds), t0))

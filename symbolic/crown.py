@@ -20,6 +20,8 @@ arithmetic networks with the given float weights.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from metacompose.symbolic import activations
@@ -160,7 +162,9 @@ def _pm_eye(b: int, w: int) -> torch.Tensor:
     return torch.cat([eye, -eye]).expand(b, 2 * w, w)
 
 
-def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
+def net_crown(
+    net: Network, bounds: Bounds, xlo, xhi, *, deadline: float | None = None
+) -> tuple[dict, dict]:
     """Tighten the input bounds of every activation of ``net`` by back-substitution.
 
     Only nodes behind two or more activations are re-derived (:func:`activation_depth`) when
@@ -170,6 +174,8 @@ def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
 
     Args:
         bounds: node -> sound ``(lo, hi)``, each ``(B, width)``; updated.
+        deadline: a ``time.perf_counter()`` value past which an image network's neurons are
+            no longer tightened (their bounds stay as given: sound, looser).
 
     Returns:
         ``(relax, mags)`` for :func:`backward` from any node.
@@ -182,7 +188,7 @@ def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
         nd = net.nodes[name]
         if isinstance(nd.op, MaxPool2d):
             if image:
-                _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi)
+                _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi, deadline)
             relax[name] = maxpool_relaxation(nd.op, *bounds[nd.inputs[0]])
             continue
         if not isinstance(nd.op, ReLU | Activation):
@@ -194,7 +200,7 @@ def net_crown(net: Network, bounds: Bounds, xlo, xhi) -> tuple[dict, dict]:
                 score = torch.minimum(-lo, hi)  # > 0: unstable
             else:
                 score = hi - lo
-            _tighten(net, u, score, bounds, relax, mags, xlo, xhi)
+            _tighten(net, u, score, bounds, relax, mags, xlo, xhi, deadline)
         elif depth[u] > 1:
             w = net.widths[u]
             lx, c, s = backward(net, u, _pm_eye(xlo.shape[0], w), relax, mags)
@@ -217,7 +223,7 @@ def _activate(net: Network, name: str, bounds: Bounds, relax: dict, mags: dict) 
         _intersect(bounds, mags, name, ilo, ihi)
 
 
-def _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi) -> None:
+def _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi, deadline=None) -> None:
     """Tighten the inputs of max-pool windows that are undecided (the relaxation's gap grows
     with every element's width), when the pool follows an activation of a deeper node."""
     op = net.nodes[name].op
@@ -236,7 +242,7 @@ def _decide_windows(net, name, depth, bounds, relax, mags, xlo, xhi) -> None:
         member[b, win[gap[b] > 0].flatten()] = True
     score = torch.where(member & (hi > 0), hi - lo, 0.0)
     if bool((score > 0).any()):
-        _tighten(net, u, score, bounds, relax, mags, xlo, xhi)
+        _tighten(net, u, score, bounds, relax, mags, xlo, xhi, deadline)
         _activate(net, r, bounds, relax, mags)
 
 
@@ -247,12 +253,18 @@ def _intersect(bounds: Bounds, mags: dict, node: str, lo, hi) -> None:
     mags[node] = torch.maximum(lo.abs(), hi.abs())
 
 
-def _tighten(net: Network, u: str, score, bounds: Bounds, relax: dict, mags: dict, xlo, xhi):
+def _tighten(
+    net: Network, u: str, score, bounds: Bounds, relax: dict, mags: dict, xlo, xhi,
+    deadline: float | None = None,
+):  # fmt: skip
     """Back-substitute from the neurons of ``u`` with ``score > 0`` (highest first, at most
-    :data:`MAX_TIGHTEN` per box), box by box, in chunks of :data:`MAX_ROWS` rows."""
+    :data:`MAX_TIGHTEN` per box), box by box, in chunks of :data:`MAX_ROWS` rows; boxes not
+    reached by ``deadline`` keep their bounds."""
     lo, hi = bounds[u]
     new_lo, new_hi = lo.clone(), hi.clone()
     for b in range(lo.shape[0]):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         idx = torch.nonzero(score[b] > 0).flatten()
         idx = idx[score[b, idx].argsort(descending=True)][:MAX_TIGHTEN]
         if idx.numel() == 0:
@@ -288,11 +300,14 @@ def activation_depth(net: Network) -> dict[str, int]:
     return depth
 
 
-def pair_output_bounds(pair, fwd: dict, xlo, xhi) -> dict[str, torch.Tensor]:
+def pair_output_bounds(
+    pair, fwd: dict, xlo, xhi, *, deadline: float | None = None
+) -> dict[str, torch.Tensor]:
     """CROWN bounds of the outputs and of the difference network, each ``(B, m)``.
 
     Args:
         fwd: node -> :class:`~metacompose.symbolic.diff_propagation.PairBounds` (forward pass).
+        deadline: see :func:`net_crown`.
 
     Returns:
         ``meta_lo, meta_hi, adapted_lo, adapted_hi, diff_lo, diff_hi``.
@@ -302,7 +317,7 @@ def pair_output_bounds(pair, fwd: dict, xlo, xhi) -> dict[str, torch.Tensor]:
     per = {}
     for which, net in (("meta", pair.meta), ("adapted", pair.adapted)):
         bounds = {k: (getattr(p, which).lo, getattr(p, which).hi) for k, p in fwd.items()}
-        relax, mags = net_crown(net, bounds, xlo, xhi)
+        relax, mags = net_crown(net, bounds, xlo, xhi, deadline=deadline)
         per[which] = backward(net, net.output, _pm_eye(b, m), relax, mags)
     out = {}
     for which in ("meta", "adapted"):

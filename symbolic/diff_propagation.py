@@ -14,6 +14,7 @@ alternative, and the tighter is kept per neuron.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,13 +37,16 @@ class PairBounds:
 
 
 def propagate_pair(
-    pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor, *, crown: bool = True
-) -> dict:
+    pair: NetworkPair, xlo: torch.Tensor, xhi: torch.Tensor, *, crown: bool = True,
+    deadline: float | None = None,
+) -> dict:  # fmt: skip
     """Bounds of every node of both networks over the boxes ``[xlo, xhi]`` (each ``(B, n)``).
 
     With ``crown`` the output node's concrete bounds (both outputs and their difference) are
     intersected with CROWN back-substitution through each network and through the difference
-    network (:mod:`~metacompose.symbolic.crown`): the tightest sound bound wins.
+    network (:mod:`~metacompose.symbolic.crown`): the tightest sound bound wins. ``deadline``
+    (a ``time.perf_counter()`` value; image networks): past it, boxes keep their interval bounds
+    and CROWN is skipped (sound, looser).
 
     Returns:
         node name (and ``INPUT``) -> :class:`PairBounds`; concrete bounds are ``(B, width)``.
@@ -50,11 +54,12 @@ def propagate_pair(
     xlo = xlo.to(torch.float64)
     xhi = xhi.to(torch.float64)
     if pair.meta.has_image_ops:
-        out = _interval_pair(pair, xlo, xhi)
+        out = _interval_pair(pair, xlo, xhi, deadline)
     else:
         out = _linear_pair(pair, xlo, xhi)
-    if crown:
-        c = crown_bounds(pair, out, xlo, xhi)
+    late = deadline is not None and pair.meta.has_image_ops and time.perf_counter() > deadline
+    if crown and not late:
+        c = crown_bounds(pair, out, xlo, xhi, deadline=deadline)
         ob = out[pair.meta.output]
         out[pair.meta.output] = PairBounds(
             *(
@@ -65,10 +70,11 @@ def propagate_pair(
     return out
 
 
-def _interval_pair(pair: NetworkPair, xlo, xhi) -> dict:
+def _interval_pair(pair: NetworkPair, xlo, xhi, deadline: float | None = None) -> dict:
     """Image networks: concrete bounds of each network (:func:`image_bounds`), their difference
     as the difference of the ranges (CROWN on the difference network then tightens the output)."""
-    m, a = image_bounds(pair.meta, xlo, xhi), image_bounds(pair.adapted, xlo, xhi)
+    m = image_bounds(pair.meta, xlo, xhi, deadline=deadline)
+    a = image_bounds(pair.adapted, xlo, xhi, deadline=deadline)
     n = xlo.shape[1]
     out = {}
     for k in m:

@@ -50,16 +50,18 @@ def margin_rows(classes: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def margin_upper(
-    net: Network, bounds: dict, rows: torch.Tensor, xlo: torch.Tensor, xhi: torch.Tensor
-) -> torch.Tensor:
+    net: Network, bounds: dict, rows: torch.Tensor, xlo: torch.Tensor, xhi: torch.Tensor,
+    *, deadline: float | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Sound upper bounds of ``rows @ net(x)`` over each box, ``(B, K)``: CROWN, intersected with
     the interval bound of the output.
 
     Args:
         bounds: node -> ``(lo, hi)`` forward bounds of ``net`` (copied, then tightened).
+        deadline: see :func:`~metacompose.symbolic.crown.net_crown`.
     """
     bounds = dict(bounds)
-    relax, mags = net_crown(net, bounds, xlo, xhi)
+    relax, mags = net_crown(net, bounds, xlo, xhi, deadline=deadline)
     up = concretize_upper(*backward(net, net.output, rows, relax, mags), xlo, xhi)
     lo, hi = bounds[net.output]
     ival = torch.einsum("bkm,bm->bk", rows.clamp(min=0), hi) + torch.einsum(
@@ -97,10 +99,11 @@ def certify_prediction(
     with torch.no_grad():
         ca = pair.adapted(centres).argmax(1)
         cm = pair.meta(centres).argmax(1)
-    fwd = propagate_pair(pair, xlo, xhi, crown=False)
+    end = t0 + timeout_s  # the shared pass's budget (an image network's box takes seconds)
+    fwd = propagate_pair(pair, xlo, xhi, crown=False, deadline=end)
     rows = margin_rows(ca, m)
-    ua = margin_upper(pair.adapted, _bounds(fwd, "adapted"), rows, xlo, xhi).amax(1)
-    um = margin_upper(pair.meta, _bounds(fwd, "meta"), rows, xlo, xhi).amax(1)
+    ua = margin_upper(pair.adapted, _bounds(fwd, "adapted"), rows, xlo, xhi, deadline=end).amax(1)
+    um = margin_upper(pair.meta, _bounds(fwd, "meta"), rows, xlo, xhi, deadline=end).amax(1)
     xa, va = _attack(pair.adapted, ca, xlo, xhi, generator)
     xm, _ = _attack(pair.meta, ca, xlo, xhi, generator)
     t_shared = (time.perf_counter() - t0) / max(1, xlo.shape[0])

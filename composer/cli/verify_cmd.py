@@ -26,7 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )
     p.add_argument("--tier", choices=("fast", "refine", "exact"), default="refine")
-    p.add_argument("--timeout", type=seconds, default=5.0, help="seconds per claim (refine/exact)")
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=5.0,
+        help="seconds per claim (refine/exact), and for each shared bound pass over an image network (past it, boxes keep interval bounds: sound, looser)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--report", type=Path, default=None, help="write a Markdown summary here")
     p.add_argument(

@@ -15,6 +15,16 @@ CASES = {
     "replicas.py": ([], "the following arguments are required: checkpoints"),
     "bench_composition.py": (["--variants", "nope"], "invalid choice: 'nope'"),
     "repro_sinusoid.py": (["--bogus"], "unrecognized arguments: --bogus"),
+    "repro_sinusoid.py steps": (
+        ["--steps", "-1", "--out", "/nonexistent/x"],
+        "trainer.max_steps=-1: must be in 1..",
+    ),
+    "bench_learners.py": (["--budget", "-1"], "argument --budget"),
+    "render_glyphs.py": (["--samples", "-1"], "argument --samples: -1: must be >= 1"),
+    "render_glyphs.py fonts": (
+        ["--font-dir", "/nonexistent", "--out", "/nonexistent/g.npz"],
+        "apt-get install -y fonts-noto-core",
+    ),
 }
 
 

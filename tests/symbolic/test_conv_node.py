@@ -175,3 +175,31 @@ def test_image_bounds_hold_and_are_tighter_than_intervals(pool):
         assert bool((lo >= ilo).all()) and bool((hi <= ihi).all()), k
         gained = max(gained, float(((ihi - ilo) - (hi - lo)).max()))
     assert gained > 1e-3
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_passed_deadline_keeps_interval_bounds_which_still_hold_every_sample(pool):
+    """Past its deadline the image pass stops tightening box by box (a 28x28 conv box takes
+    seconds): what it returns is the interval bounds, never tighter than the full pass, and
+    every sampled point's outputs and margins lie inside both (CROWN's margins with and without
+    tightening: sound either way, not ordered, as the relaxations change with the bounds)."""
+    conv, _ = _image_nets(6, pool=pool)
+    xlo, xhi = _boxes(7, b=3)
+    late = image_bounds(conv, xlo, xhi, deadline=0.0)
+    full = image_bounds(conv, xlo, xhi)
+    ival = interval_bounds(conv, xlo, xhi)
+    for k, (lo, hi) in full.items():
+        assert torch.equal(late[k][0], ival[k][0]) and torch.equal(late[k][1], ival[k][1])
+        assert (late[k][0] <= lo).all() and (late[k][1] >= hi).all()
+    g = torch.Generator().manual_seed(8)
+    u = torch.rand(200, *xlo.shape, generator=g, dtype=torch.float64)
+    x = (xlo + u * (xhi - xlo)).reshape(-1, 64)
+    y = conv(x).reshape(200, 3, -1)
+    for bounds in (late, full):
+        lo, hi = bounds[conv.output]
+        assert (y >= lo - 1e-12).all() and (y <= hi + 1e-12).all()
+    rows = margin_rows(torch.tensor([0, 1, 2]), 3)
+    fast = margin_upper(conv, dict(ival), rows, xlo, xhi, deadline=0.0)
+    tight = margin_upper(conv, dict(ival), rows, xlo, xhi)
+    margins = torch.einsum("bkm,sbm->sbk", rows, y)
+    assert (margins <= fast + 1e-12).all() and (margins <= tight + 1e-12).all()
