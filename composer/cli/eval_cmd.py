@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import inner_steps, positive_int, short_usage
+from metacompose.cli.args import COUNT_LIMIT, at_least, inner_steps, positive_int, short_usage
 from metacompose.cli.paths import check_output_file
 
 # Learners without adaptation steps (they read the support set): a table over K, not over steps.
@@ -16,7 +16,12 @@ SHOTS_TABLE = (1, 2, 5, 10, 20)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT")
     p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
-    p.add_argument("--tasks", type=positive_int, default=600, help="meta-test tasks (default 600)")
+    p.add_argument(
+        "--tasks",
+        type=at_least(2, COUNT_LIMIT),
+        default=600,
+        help="meta-test tasks (default 600; at least 2, as an interval needs two)",
+    )
     p.add_argument(
         "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )

@@ -46,8 +46,11 @@ def read_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[Layer]:
         raw = load_yaml(path, "config file")
     except YamlFileError as e:
         raise ConfigError(str(e)) from e
-    if raw is None:
-        raw = {}
+    if raw is None:  # empty, or comments only: it would train the schema's defaults unasked
+        raise ConfigError(
+            f"{path}: the file is empty (no keys and no defaults); start from one in configs/, "
+            "e.g. configs/sinusoid.yaml"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     bases = raw.pop("defaults", None) or []

@@ -835,6 +835,7 @@ def _copy_csv(env: Env, name: str) -> str:
 # -- flags -------------------------------------------------------------------------------------------
 FLAGS = {
     "eval-tasks-zero": (["eval", "{ckpt}", "--tasks", "0"], "--tasks"),
+    "eval-tasks-one": (["eval", "{ckpt}", "--tasks", "1"], "--tasks: must be >= 2, got 1"),
     "eval-tasks-negative": (["eval", "{ckpt}", "--tasks", "-3"], "--tasks"),
     "eval-tasks-word": (["eval", "{ckpt}", "--tasks", "many"], "--tasks"),
     "eval-steps-negative": (["eval", "{ckpt}", "--steps", "-1"], "--steps"),

@@ -114,6 +114,9 @@ def test_a_list_replaces_the_base_list(tmp_path):
             {"run.yaml": "defaults: [a.yaml]\noptim:\n  lr: -1.0\n", "a.yaml": "seed: 1\n"},
             r"run\.yaml: optim\.lr=-1\.0: must be > 0$",
         ),
+        ({"run.yaml": ""}, r"run\.yaml: the file is empty \(no keys and no defaults\)"),
+        ({"run.yaml": "# only a comment\n"}, r"run\.yaml: the file is empty"),
+        ({"run.yaml": "defaults: [a.yaml]\n", "a.yaml": "\n"}, r"a\.yaml: the file is empty"),
     ],
 )  # fmt: skip
 def test_bad_defaults_are_one_line_errors_naming_the_files(tmp_path, files, match):
