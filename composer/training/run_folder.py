@@ -30,11 +30,26 @@ TRAINER_FILES = ("config.yaml", "metrics.csv", "hparams.yaml", "tensorboard")
 
 
 def run_dir_for(cfg: DictConfig, config_name: str) -> Path:
-    """The run folder of a new run, not created; launched ranks reuse rank 0's (``RUN_DIR_ENV``)."""
+    """The run folder of a new run, not created; launched ranks reuse rank 0's (``RUN_DIR_ENV``).
+
+    Raises:
+        ConfigError: the folder already holds a checkpoint (said before Lightning's start-up
+            lines; :func:`open_run_folder` checks again under the lock)."""
     if rank_zero_only.rank != 0 and os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     name = cfg.name or f"{config_name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.out_dir) / name
+    run_dir = Path(cfg.out_dir) / name
+    refuse_a_finished_folder(run_dir)
+    return run_dir
+
+
+def refuse_a_finished_folder(run_dir: Path) -> None:
+    """A new run does not start in a folder that holds a checkpoint."""
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(
+            f"name={run_dir.name}: run folder {run_dir} already holds a checkpoint "
+            f"(continue it with --resume {run_dir}, or choose another name=)"
+        )
 
 
 def clear_dead_attempt(run_dir: Path) -> list[str]:
@@ -88,11 +103,7 @@ def open_run_folder(run_dir: Path, *, resume_step: int | None) -> RunLock:
     try:
         ckpt_dir = run_dir / "checkpoints"
         if resume_step is None:
-            if (ckpt_dir / "last.ckpt").exists():
-                raise ConfigError(
-                    f"name={run_dir.name}: run folder {run_dir} already holds a checkpoint "
-                    f"(continue it with --resume {run_dir}, or choose another name=)"
-                )
+            refuse_a_finished_folder(run_dir)
             cleared = clear_dead_attempt(run_dir)
             if cleared:
                 print(

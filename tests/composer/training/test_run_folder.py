@@ -50,3 +50,25 @@ def test_only_an_untouched_folder_is_removed(tmp_path):
         assert not remove_if_untouched(kept) and (kept / extra).exists()
         (kept / extra).unlink()
     assert not remove_if_untouched(tmp_path / "missing")
+
+
+def test_a_new_run_in_a_finished_folder_is_one_line_before_lightning_starts(tmp_path):
+    """The refusal comes before the trainer is built (no "GPU available" lines first), and the
+    finished run is left as it was."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    ckpt = out / "done" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"a finished run's checkpoint")
+    argv = ["train", str(CONFIG), *tiny_overrides(out, "done", "trainer.max_steps=3")]
+    code = "import sys; from metacompose.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "name=done: run folder" in lines[0], done.stderr
+    assert "already holds a checkpoint (continue it with --resume" in lines[0]
+    assert ckpt.read_bytes() == b"a finished run's checkpoint"
+    assert sorted(p.name for p in (out / "done").iterdir()) == ["checkpoints"]
