@@ -317,13 +317,17 @@ def seed_summaries(entries: list[dict]) -> list[dict]:
         groups.setdefault(e["group"], []).append(e)
     out = []
     for key, members in groups.items():
-        est = over_seeds([m["final"]["mean"] for m in members])
+        # runs that share a seed as well are the same run: one seed, not several
+        per_seed: dict[int, float | None] = {}
+        for m in members:
+            per_seed.setdefault(m["seed"], m["final"]["mean"])
+        est = over_seeds(list(per_seed.values()))
         out.append({
             "group": key,
             "family": members[0]["family"],
             "algorithm": members[0]["algorithm"],
             "metric": members[0]["metric"],
-            "seeds": [m["seed"] for m in members],
+            "seeds": list(per_seed),
             "final": est.to_json_dict(),
         })  # fmt: skip
     return out
@@ -344,6 +348,11 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dict:
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
+    seen: dict[Path, str | Path] = {}
+    for p in checkpoints:
+        if Path(p).resolve() in seen:
+            raise ValueError(f"checkpoint {p} is given twice (also as {seen[Path(p).resolve()]})")
+        seen[Path(p).resolve()] = p
     with torch_threads(settings.threads):
         keep = len(checkpoints) == 1  # one: checked and measured from the same build
         checked: list[LoadedCheckpoint | str | Path] = []

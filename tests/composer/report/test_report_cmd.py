@@ -64,3 +64,24 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("metacompose report: error: checkpoint not found") and "\n" not in err
+
+
+def test_one_checkpoint_twice_is_refused_in_one_line(checkpoints, tmp_path, capsys):
+    out = tmp_path / "report"
+    twice = [str(checkpoints[0]), str(checkpoints[0].parent / ".." / "checkpoints" / "last.ckpt")]
+    assert main(["report", *twice, "--out", str(out), "--tasks", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is given twice" in err and "\n" not in err and not out.exists()
+
+
+def test_runs_that_share_their_seed_count_as_one_seed():
+    from metacompose.report.build import seed_summaries
+
+    def entry(seed, mean):
+        return {"group": "g", "family": "sinusoid", "algorithm": "maml", "metric": "mse",
+                "seed": seed, "final": {"mean": mean}}  # fmt: skip
+
+    (same,) = seed_summaries([entry(0, 4.7), entry(0, 4.7)])
+    assert same["seeds"] == [0] and same["final"]["n"] == 1 and same["final"]["ci95"] != 0
+    (two,) = seed_summaries([entry(0, 1.0), entry(1, 3.0), entry(0, 1.0)])
+    assert two["seeds"] == [0, 1] and two["final"]["n"] == 2 and two["final"]["mean"] == 2.0
