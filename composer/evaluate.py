@@ -17,7 +17,7 @@ from metacompose.progress import progress
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
-from metacompose.training.checkpoint_io import CheckpointError, safe_load
+from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 from metacompose.training.resume import CHECKPOINT_FORMAT
 
 
@@ -78,6 +78,7 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
         CheckpointError: unreadable, hostile, not a metacompose checkpoint, or weights holding
             NaN/Inf (the message names the first such tensor).
     """
+    path = checkpoint_file(path)
     ckpt = safe_load(path)
     meta = ckpt.get("metacompose")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:

@@ -44,6 +44,7 @@ COUNT_LIMIT = SIZE_LIMIT  # tasks, shots, networks: as the config's sizes
 positive_int = at_least(1, COUNT_LIMIT)  # eval --tasks 10^12 ran for ever, --shots 10^8 was OOM
 non_negative_int = at_least(0)
 inner_steps = at_least(0, 10**4)  # as the config's algo.inner_steps (INNER_LIMIT)
+seed = at_least(0, 2**63 - 1)  # as the config's seed: a negative one was taken silently
 
 
 def device(text: str) -> str:

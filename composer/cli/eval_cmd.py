@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import COUNT_LIMIT, at_least, inner_steps, positive_int, short_usage
+from metacompose.cli.args import COUNT_LIMIT, at_least, inner_steps, positive_int, seed, short_usage
 from metacompose.cli.paths import check_output_file
 
 # Learners without adaptation steps (they read the support set): a table over K, not over steps.
@@ -15,7 +15,7 @@ SHOTS_TABLE = (1, 2, 5, 10, 20)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT")
-    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
+    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt, or its run folder")
     p.add_argument(
         "--tasks",
         type=at_least(2, COUNT_LIMIT),
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shots", type=positive_int, default=None, help="support size K (default: the config's)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the meta-test task stream")
     p.add_argument(
         "--subset",
         default=None,

@@ -7,17 +7,17 @@ import csv
 import json
 from pathlib import Path
 
-from metacompose.cli.args import non_negative_int, positive_int, short_usage
+from metacompose.cli.args import non_negative_int, positive_int, seed, short_usage
 from metacompose.cli.paths import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT --out DIR")
-    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt")
+    p.add_argument("checkpoint", help="a run's checkpoints/last.ckpt, or its run folder")
     p.add_argument(
         "--tasks", type=positive_int, default=8, help="meta-test tasks to inspect (default 8)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the inspected task stream")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the inspected task stream")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--graphs",

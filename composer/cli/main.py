@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from metacompose.cli.parser import OneLineParser
@@ -67,21 +69,39 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a training fit (which saves and stops on its own: ``GracefulStop``)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = build_parser(argv).parse_known_args(argv)
     if extra:  # blamed on the command they were given to, whose --help lists its flags
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    if previous is signal.SIG_DFL:  # it ended silently with 143
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"metacompose {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"metacompose {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as e:
         if not isinstance(e, user_errors()):
             raise
         print(f"metacompose {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from metacompose.cli.args import (
     device,
     inner_steps,
     positive_int,
+    seed,
     short_usage,
 )
 from metacompose.cli.paths import check_output_dir
@@ -18,7 +19,11 @@ from metacompose.cli.paths import check_output_dir
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT... --out DIR")
-    p.add_argument("checkpoints", nargs="+", help="checkpoints (runs/<name>/checkpoints/last.ckpt)")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="checkpoints (runs/<name>/checkpoints/last.ckpt) or run folders",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
     p.add_argument(
         "--tasks",
@@ -43,13 +48,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=50,
         help="sequences of T1..Tn",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task streams")
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the meta-test task streams (report's own: not the tasks eval draws)",
+    )
     p.add_argument("--device", type=device, default="cpu", help="torch device (cpu, cuda)")
 
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
-    missing = [c for c in args.checkpoints if not Path(c).is_file()]
+    from metacompose.training.checkpoint_io import checkpoint_file
+
+    missing = [c for c in args.checkpoints if not checkpoint_file(c).is_file()]
     if missing:
         raise FileNotFoundError(f"checkpoint not found: {missing[0]}")
     from metacompose.report import ReportSettings, build_report, write_report

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             )
         return stop.exit_code
     for key, value in sorted(result.metrics.items()):
-        print(f"{key}: {value:.4f}")
+        if key != "step":  # the row's label in metrics.csv, not a metric ("step: 19.0000")
+            print(f"{key}: {value:.4f}")
     print(f"trained {cfg.trainer.max_steps} meta-iterations in {result.seconds:.1f} s")
     print(result.run_dir)
     return 0

@@ -6,13 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import inner_steps, positive_int, seconds, short_usage
+from metacompose.cli.args import inner_steps, positive_int, seconds, seed, short_usage
 from metacompose.cli.paths import check_output_dir, check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT [--spec SPEC.yaml] | --self-test")
-    p.add_argument("checkpoint", nargs="?", help="a run's checkpoints/last.ckpt")
+    p.add_argument("checkpoint", nargs="?", help="a run's checkpoints/last.ckpt, or its run folder")
     p.add_argument(
         "--spec",
         type=Path,
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tasks", type=positive_int, default=10, help="meta-test tasks to adapt to (default 10)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the meta-test task stream")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the meta-test task stream")
     p.add_argument(
         "--steps", type=inner_steps, default=None, help="inner steps (default: the config's)"
     )

@@ -34,6 +34,7 @@ from metacompose.report.grouped_stats import over_groups
 from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import difference, over_seeds, over_tasks
 from metacompose.tasks import FAMILIES, TaskFamily
+from metacompose.training.checkpoint_io import checkpoint_file
 
 
 @dataclass
@@ -348,11 +349,12 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def build_report(checkpoints: list[str | Path], settings: ReportSettings) -> dict:
     if not checkpoints:
         raise ValueError("report needs at least one checkpoint")
-    seen: dict[Path, str | Path] = {}
+    checkpoints = [checkpoint_file(p) for p in checkpoints]  # a run folder: its last.ckpt
+    seen: dict[Path, Path] = {}
     for p in checkpoints:
-        if Path(p).resolve() in seen:
-            raise ValueError(f"checkpoint {p} is given twice (also as {seen[Path(p).resolve()]})")
-        seen[Path(p).resolve()] = p
+        if p.resolve() in seen:
+            raise ValueError(f"checkpoint {p} is given twice (also as {seen[p.resolve()]})")
+        seen[p.resolve()] = p
     with torch_threads(settings.threads):
         keep = len(checkpoints) == 1  # one: checked and measured from the same build
         checked: list[LoadedCheckpoint | str | Path] = []

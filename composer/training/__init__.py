@@ -13,6 +13,7 @@ _HOMES = {
     "AtomicCheckpointIO": "lightning_io",
     "CheckpointError": "checkpoint_io",
     "atomic_save": "checkpoint_io",
+    "checkpoint_file": "checkpoint_io",
     "safe_load": "checkpoint_io",
     "SHARDINGS": "data",
     "MetaDataModule": "data",

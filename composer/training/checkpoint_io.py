@@ -55,6 +55,26 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a user means: a ``.ckpt`` file, or a run folder's ``checkpoints/last.ckpt``.
+
+    Raises:
+        CheckpointError: a folder that holds no ``checkpoints/last.ckpt``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    last = path / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    if (path / "config.yaml").is_file():
+        raise CheckpointError(f"{path}: the run holds no checkpoint yet (no checkpoints/last.ckpt)")
+    raise CheckpointError(
+        f"{path}: a folder, not a checkpoint (give a .ckpt file or a run folder holding "
+        "checkpoints/last.ckpt)"
+    )
+
+
 def safe_load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(weights_only=True)``: tensors and plain containers only; code never runs.
 

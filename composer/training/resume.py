@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.config import ConfigError
-from metacompose.training.checkpoint_io import CheckpointError, safe_load
+from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
 # Keys a resumed run may change: where the run lives, how long it goes on, whether a bar is drawn.
@@ -49,12 +49,13 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
         CheckpointError: missing, corrupt, hostile or not a metacompose training checkpoint.
     """
     path = Path(resume)
-    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
-    if path.is_dir() and not ckpt.exists() and (path / "config.yaml").is_file():
+    no_ckpt = path.is_dir() and not (path / "checkpoints" / "last.ckpt").exists()
+    if no_ckpt and (path / "config.yaml").is_file():
         raise CheckpointError(
-            f"{path}: the run holds no checkpoint yet (it stopped before its first one); start it "
-            "again without --resume"
+            f"{path}: the run holds no checkpoint yet (it stopped before its first one); start "
+            "it again without --resume"
         )
+    ckpt = checkpoint_file(path)
     state = safe_load(ckpt)
     meta = state.get("metacompose")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:

@@ -628,6 +628,14 @@ def _wrong_shape(env: Env) -> Path:
     return env.ckpt_with(edit)
 
 
+def _run_without_checkpoint(env: Env) -> Path:
+    """A run folder that stopped before its first checkpoint (config.yaml only)."""
+    run = env.tmp / "early"
+    run.mkdir()
+    (run / "config.yaml").write_text((env.run_dir / "config.yaml").read_text())
+    return run
+
+
 def _bad_family(env: Env) -> Path:
     return env.ckpt_with(lambda s: s["metacompose"]["config"]["task"].update(family="nope"))
 
@@ -639,7 +647,8 @@ CHECKPOINTS: dict[str, tuple[Callable[[Env], Path], str]] = {
     "empty": (lambda env: env.file("empty.ckpt", b""), "refused"),
     "text": (lambda env: env.file("text.ckpt", "seed: 1\n"), "refused"),
     "missing": (lambda env: env.tmp / "missing.ckpt", "not found"),
-    "folder": (lambda env: env.tmp, "not found"),
+    "folder": (lambda env: env.tmp, "a folder, not a checkpoint"),
+    "run_without_checkpoint": (_run_without_checkpoint, "the run holds no checkpoint yet"),
     "nan_weights": (_poison(math.nan), "non-finite"),
     "inf_weights": (_poison(math.inf), "non-finite"),
     "one_nan": (_one_nan, "non-finite"),
@@ -667,7 +676,7 @@ case(
 )
 for _id, (_make, _name) in CHECKPOINTS.items():
     case(f"ckpt-eval-{_id}", lambda env, m=_make: ["eval", str(m(env)), "--tasks", "2"], _name)
-for _id in ("hostile", "nan_weights", "truncated"):
+for _id in ("hostile", "nan_weights", "truncated", "folder", "run_without_checkpoint"):
     _make, _name = CHECKPOINTS[_id]
     case(
         f"ckpt-inspect-{_id}",
@@ -834,6 +843,18 @@ def _copy_csv(env: Env, name: str) -> str:
 
 # -- flags -------------------------------------------------------------------------------------------
 FLAGS = {
+    # --seed as the config's seed: an integer >= 0 (a negative one was taken silently)
+    "eval-seed-negative": (["eval", "{ckpt}", "--seed", "-1"], "--seed: must be >= 0, got -1"),
+    "inspect-seed-negative": (
+        ["inspect", "{ckpt}", "--out", "{tmp}/i", "--seed", "-2"],
+        "--seed: must be >= 0",
+    ),
+    "report-seed-negative": (["report", "{ckpt}", "--out", "{tmp}/r", "--seed", "-1"], "--seed"),
+    "verify-seed-negative": (
+        ["verify", "{ckpt}", "--spec", str(SPEC), "--seed", "-5"],
+        "--seed: must be >= 0",
+    ),
+    "eval-seed-huge": (["eval", "{ckpt}", "--seed", str(2**63)], "--seed: must be <= "),
     "eval-tasks-zero": (["eval", "{ckpt}", "--tasks", "0"], "--tasks"),
     "eval-tasks-one": (["eval", "{ckpt}", "--tasks", "1"], "--tasks: must be >= 2, got 1"),
     "eval-tasks-negative": (["eval", "{ckpt}", "--tasks", "-3"], "--tasks"),

@@ -1,7 +1,11 @@
 """End to end through the CLI on a tiny config: train writes a run folder, eval reads it back."""
 
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +135,50 @@ def test_gpu_request_without_gpu_fails_before_training(tmp_path, capsys):
     assert code == 2
     assert "trainer.accelerator=gpu" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # failed before creating a run folder
+
+
+def test_a_run_folder_stands_for_its_last_checkpoint(run_dir, tmp_path):
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    by_file, by_folder = tmp_path / "file.json", tmp_path / "folder.json"
+    assert main(["eval", ckpt, "--tasks", "6", "--steps", "1", "--json", str(by_file)]) == 0
+    assert (
+        main(["eval", str(run_dir), "--tasks", "6", "--steps", "1", "--json", str(by_folder)]) == 0
+    )
+    assert json.loads(by_file.read_text()) == json.loads(by_folder.read_text())
+
+
+def test_report_refuses_a_folder_and_its_checkpoint_as_two_runs(run_dir, tmp_path, capsys):
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    code = main(["report", str(run_dir), ckpt, "--out", str(tmp_path / "r"), "--tasks", "2"])
+    assert code == 2 and "given twice" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_summary_prints_metrics_not_the_row_label(tmp_path, capsys):
+    argv = ["train", CONFIG, "trainer.max_steps=3", "trainer.enable_progress_bar=false"]
+    assert main([*argv, "data.val_tasks=5", f"out_dir={tmp_path}", "name=s"]) == 0
+    out = capsys.readouterr().out
+    assert "val/query_mse:" in out and "step:" not in out  # it printed "step: 2.0000"
+
+
+def test_sigterm_during_eval_says_so_in_one_line_and_exits_143(run_dir, tmp_path):
+    """SIGTERM outside training ended the process silently with 143; now it names itself."""
+    env = {**os.environ, "METACOMPOSE_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "metacompose.cli.main", "eval", str(run_dir)]
+    proc = subprocess.Popen(
+        [*cmd, "--tasks", "1000000", "--steps", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        proc.stderr.read(1)  # the progress bar's first byte: run() is working
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = (b"x" + err).decode().replace("\r", "\n").strip().splitlines()
+    assert proc.returncode == 143
+    assert lines[-1] == "metacompose eval: terminated (SIGTERM)"
+    assert "Traceback" not in err.decode()
