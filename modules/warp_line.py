@@ -140,6 +140,16 @@ class WarpLineBank(TypedModule):
         rows = torch.arange(self.count, device=x.device).view(-1, 1, *ones)
         return self._read(u, rows)
 
+    def read_at(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Every candidate at its own contexts: ``c`` ``(count, *B)``, ``x`` broadcastable to
+        ``(*B, N)`` -> ``(count, *B, N)``."""
+        ones = [1] * (c.dim() - 1)
+        s = self.stretch().view(-1, *ones, 1)
+        t = self.offset().view(-1, *ones, 1)
+        c = c[..., None].to(x.dtype)
+        rows = torch.arange(self.count, device=x.device).view(-1, *ones, 1)
+        return self._read((1 + s * c) * x + t * c, rows)
+
     def chosen(self, x: torch.Tensor, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Candidate ``k[t]`` at context ``c[t]`` on task ``t``'s inputs: ``x`` (T, N) -> (T, N)."""
         s = self.stretch()[k, None]

@@ -34,9 +34,10 @@ from torch import nn
 
 from metacompose.algorithms.annealed_export import export_routed
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
+from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
-from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
+from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
 from metacompose.algorithms.sum_banks import Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
@@ -70,6 +71,10 @@ class AnnealedSumLearner(nn.Module):
         fit_decay: the running mean of each replica's fit forgets at this rate per step.
         structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
             the g-bank reads each f-candidate's output; every composition fitted in closed form).
+        refine: rounds of local search that refine each pair's best grid contexts below the
+            grid's resolution, in meta-training (the refined fits join the soft minimum) and at
+            evaluation (:mod:`~metacompose.algorithms.context_refine`); 0: the grid alone. The
+            sum only.
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -89,8 +94,13 @@ class AnnealedSumLearner(nn.Module):
         eval_routing: Routing | None = None,
         fit_decay: float = 0.99,
         structure: Structure = "sum",
+        refine: int = 0,
     ) -> None:
         super().__init__()
+        if refine < 0:
+            raise ValueError(f"refine={refine}: must be >= 0")
+        if refine and structure != "sum":
+            raise ValueError(f"refine={refine}: refines the sum's contexts only (structure=sum)")
         if structure not in STRUCTURES:
             raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
         for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
@@ -117,7 +127,7 @@ class AnnealedSumLearner(nn.Module):
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
-        self.structure = structure
+        self.structure, self.refine = structure, int(refine)
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -157,6 +167,35 @@ class AnnealedSumLearner(nn.Module):
         hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
         return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
 
+    def _refined(
+        self, r: int, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor,
+        limit: Tensor | float = math.inf,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """Replica ``r``'s every pair at its best contexts on ``grid`` (``grid_mse``: its
+        :meth:`_pair_mse`), refined: the MSE and larger amplitude (differentiable) and the
+        contexts ``cf``, ``cg``, each ``(C, D, T)`` (uniform routing: ``C = D = 1``)."""
+        fb, gb = self.f_banks[r], self.g_banks[r]
+
+        def read(cf: Tensor, cg: Tensor) -> tuple[Tensor, Tensor]:
+            xs = x.view(x.shape[0], *[1] * (cf.dim() - 3), x.shape[1])
+            hg = self._read_at(gb, xs, cg.transpose(0, 1)).transpose(0, 1)
+            return self._read_at(fb, xs, cf), hg
+
+        cf, cg = best_on_grid(grid_mse, grid)
+        step = 2.0 / max(1, len(grid) - 1)
+        cf, cg = refine_contexts(
+            read, y, cf, cg, step=step, rounds=self.refine, ridge=self.ridge, limit=limit
+        )
+        mse, amp = matched_fit_mse(*read(cf, cg), y, ridge=self.ridge)
+        return mse, amp, cf, cg
+
+    def _read_at(self, bank: WarpLineBank, x: Tensor, ctx: Tensor) -> Tensor:
+        """``(C, *B, N)``: every candidate at its contexts ``ctx`` ``(C, *B)``; uniform routing:
+        the mean of all candidates at the one context ``ctx`` ``(1, *B)``."""
+        if self.routing != "uniform":
+            return bank.read_at(x, ctx)
+        return bank.read_at(x, ctx.expand(bank.count, *ctx.shape[1:])).mean(0, keepdim=True)
+
     def _on_grid(self, bank: WarpLineBank, x: Tensor, grid: Tensor | None) -> Tensor:
         """``(C, G, T, N)``: every candidate at every context; uniform routing: their mean
         ``(1, G, T, N)``."""
@@ -185,10 +224,19 @@ class AnnealedSumLearner(nn.Module):
         )
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
-            mse, amp = (v.flatten(0, 1).T for v in self._pair_mse(r, x, y, None))  # (T, pairs)
+            grid_mse, grid_amp = self._pair_mse(r, x, y, None)
+            mse, amp = (v.flatten(0, 1).T for v in (grid_mse, grid_amp))  # (T, pairs)
             if allowed is not None:  # only the true pair's contexts, task by task
                 mse = mse[allowed.T].view(len(x), -1)
                 amp = amp[allowed.T].view(len(x), -1)
+            if self.refine:  # each pair's refined fit joins the pool
+                grid = self.f_banks[r].grid(x.dtype)
+                fine, fine_amp, _, _ = self._refined(r, x, y, grid_mse.detach(), grid)
+                fine, fine_amp = fine.flatten(0, 1).T, fine_amp.flatten(0, 1).T  # (T, C D)
+                if allowed is not None:
+                    mask = self._true_pair_cells(batch).T
+                    fine, fine_amp = fine[mask].view(len(x), -1), fine_amp[mask].view(len(x), -1)
+                mse, amp = torch.cat([mse, fine], 1), torch.cat([amp, fine_amp], 1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
             objective = objective + soft.mean()
             best, at = mse.detach().min(1)
@@ -235,6 +283,14 @@ class AnnealedSumLearner(nn.Module):
         mask[f, :, g, :, t] = True
         return mask.flatten(0, 3)
 
+    def _true_pair_cells(self, batch: TaskBatch) -> Tensor:
+        """``(C D, T)`` mask of each task's true (f, g) among the rows of a flattened ``(C, D, T)``."""
+        f, g = self._descriptor_pair(batch)
+        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
+        mask = torch.zeros(c, d, len(f), dtype=torch.bool, device=f.device)
+        mask[f, g, torch.arange(len(f), device=f.device)] = True
+        return mask.flatten(0, 1)
+
     def _eval_route(self, batch: TaskBatch) -> Params:
         """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
         x, y = batch.support_x[..., 0], batch.support_y[..., 0]
@@ -249,6 +305,8 @@ class AnnealedSumLearner(nn.Module):
         r, n = self.kept, len(grid)
         fb, gb = self.f_banks[r], self.g_banks[r]
         limit = float(self.amplitude[r]) if torch.isfinite(self.amplitude[r]) else math.inf
+        if self.refine:
+            return self._route_refined(sx, sy, grid, pair, limit)
         picks = []
         for i in range(0, len(sx), EVAL_CHUNK):
             x, y = sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK]
@@ -272,6 +330,35 @@ class AnnealedSumLearner(nn.Module):
         hf, hg = self._terms(fast, sx)
         if self.structure == "chain":
             return fast | {"coef": fit_single(hg, sy, ridge=self.ridge)}
+        weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
+        return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
+
+    def _route_refined(
+        self, sx: Tensor, sy: Tensor, grid: Tensor, pair: tuple[Tensor, Tensor] | None,
+        limit: float,
+    ) -> Params:  # fmt: skip
+        """:meth:`_route` with each pair's contexts refined below ``grid``: every pair's best
+        admissible grid contexts are refined, then the pair (or the given ``pair``) is taken."""
+        r = self.kept
+        chosen: dict[str, list[Tensor]] = {"f": [], "g": [], "cf": [], "cg": []}
+        for i in range(0, len(sx), EVAL_CHUNK):
+            x, y = sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK]
+            mse, amp = self._pair_mse(r, x, y, grid)  # (C G, D G, T)
+            fits = amp <= limit
+            per_task = torch.where(fits.flatten(0, 1).any(0), limit, math.inf)  # (T,)
+            mse = torch.where(amp <= per_task, mse, math.inf)
+            fine, fine_amp, cf, cg = self._refined(r, x, y, mse, grid, per_task)
+            fine = torch.where(fine_amp <= per_task, fine, math.inf)  # (C, D, T)
+            t = torch.arange(len(x), device=x.device)
+            if pair is None:
+                at = fine.flatten(0, 1).argmin(0)
+                f, g = at // fine.shape[1], at % fine.shape[1]
+            else:
+                f, g = (p[i : i + EVAL_CHUNK] for p in pair)
+            for key, value in (("f", f), ("g", g), ("cf", cf[f, g, t]), ("cg", cg[f, g, t])):
+                chosen[key].append(value)
+        fast = {k: torch.cat(v) for k, v in chosen.items()}
+        hf, hg = self._terms(fast, sx)
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
         return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
 

@@ -32,12 +32,14 @@ def annealed_sum_learner(
     structure: Structure = "sum",
     g_span: float | None = None,
     init: str = "random",
+    refine: int = 0,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``; ``structure``: ``sum``
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
-    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``). The
+    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
+    ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`). The
     model section's graph (``encoder``) is not used beyond its input width: the banks are the
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
@@ -82,4 +84,5 @@ def annealed_sum_learner(
         routing=routing,
         eval_routing=eval_routing,
         structure=structure,
+        refine=refine,
     )

@@ -54,6 +54,27 @@ def pair_fit_mse(
     return (mse, torch.maximum(a.abs(), b.abs())) if amplitudes else mse
 
 
+def matched_fit_mse(
+    f: Tensor, g: Tensor, y: Tensor, *, ridge: float = 1e-4
+) -> tuple[Tensor, Tensor]:
+    """:func:`pair_fit_mse` for matched rather than all pairs: ``f``, ``g``, ``y`` broadcast to
+    ``(..., N)``; returns the MSE and the larger amplitude of each fit, ``(...)`` each."""
+    n = y.shape[-1]
+    fc = f - f.mean(-1, keepdim=True)
+    gc = g - g.mean(-1, keepdim=True)
+    yc = y - y.mean(-1, keepdim=True)
+    sff = (fc * fc).sum(-1) + ridge
+    sgg = (gc * gc).sum(-1) + ridge
+    sfg, sfy, sgy = (fc * gc).sum(-1), (fc * yc).sum(-1), (gc * yc).sum(-1)
+    syy = (yc * yc).sum(-1)
+    det = sff * sgg - sfg**2
+    a = (sgg * sfy - sfg * sgy) / det
+    b = (sff * sgy - sfg * sfy) / det
+    rss = syy - 2 * (a * sfy + b * sgy) + a**2 * (sff - ridge) + 2 * a * b * sfg
+    rss = rss + b**2 * (sgg - ridge)
+    return rss.clamp_min(0.0) / n, torch.maximum(a.abs(), b.abs())
+
+
 def fit_pair_weighted(
     f: Tensor, g: Tensor, y: Tensor, *, weight: Tensor, ridge: float = 1e-4
 ) -> Tensor:

@@ -44,6 +44,7 @@ ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
         "eval_contexts": 256,
         "replicas": 32,
         "anneal_steps": 10**8,
+        "refine": 16,  # rounds of sub-grid context search (each divides the resolution by 4)
     },
     "learned_opt": {
         "hidden": 128,

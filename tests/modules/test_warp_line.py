@@ -1,6 +1,8 @@
 """WarpLineBank against an independent float64 reference (numpy's piecewise-linear interpolation,
 held constant outside the table), and its exact ReLU-network form."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,14 @@ def test_identity_init_is_the_line_plus_a_smooth_curve_through_eight_values():
     bent = (bump[:, 2:] - 2 * bump[:, 1:-1] + bump[:, :-2]).abs() > 1e-5
     assert int(bent.sum(1).max()) <= 6
     assert WarpLineBank(**bank.spec()).spec()["init"] == "identity"
+
+
+def test_read_at_reads_each_candidate_at_its_own_contexts():
+    bank = _bank()
+    x = torch.randn(4, 9, dtype=torch.float64) * 3
+    c = torch.rand(3, 2, 4, dtype=torch.float64) * 2 - 1  # (count, B, T)
+    out = bank.read_at(x, c)  # x (T, N) broadcasts with (B, T, N)
+    assert out.shape == (3, 2, 4, 9)
+    for k, b, t in itertools.product(range(3), range(2), range(4)):
+        want = _reference(bank, k, float(c[k, b, t]), x[t].numpy())
+        np.testing.assert_allclose(out[k, b, t].detach().numpy(), want, rtol=0, atol=1e-12)

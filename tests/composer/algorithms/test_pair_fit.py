@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from metacompose.algorithms.pair_fit import fit_pair_weighted, pair_fit_mse
+from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
 
 
 def _lstsq_mse(f, g, y, weight, ridge):
@@ -49,3 +49,19 @@ def test_pair_fit_mse_equals_one_least_squares_solve_per_pair(ridge):
     rss2 = ((pred2 - y)[:, keep] ** 2).mean(1) + ridge * (other[:, :2] ** 2).sum(1) / 7
     assert (rss + pen < rss2).all()
     torch.testing.assert_close(rss, got[1, 0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("ridge", [1e-4, 0.5])
+def test_matched_fit_mse_equals_one_least_squares_solve_per_matched_pair(ridge):
+    gen = torch.Generator().manual_seed(5)
+    f, h = (torch.randn(3, 4, 9, generator=gen, dtype=torch.float64) for _ in range(2))
+    y = torch.randn(4, 9, generator=gen, dtype=torch.float64)
+    got, amp = matched_fit_mse(f, h, y, ridge=ridge)  # pair i is (f_i, h_i)
+    every = _lstsq_mse(f, h, y, torch.ones(9), ridge)  # (3, 3, 4): all pairs
+    torch.testing.assert_close(got, every.diagonal().T, rtol=1e-9, atol=1e-12)
+    # the larger amplitude: that of the one-pair solve
+    for i in range(3):
+        coef = fit_pair_weighted(
+            f[i], h[i], y, weight=torch.ones(9, dtype=torch.float64), ridge=ridge
+        )
+        torch.testing.assert_close(amp[i], coef[:, :2].abs().amax(1), rtol=1e-9, atol=1e-12)
