@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from metacompose.cli.args import non_negative_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
@@ -73,6 +74,13 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--tasks", type=int, default=200, help="tasks per split")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn tasks")
+    p.add_argument(
+        "--refine",
+        type=non_negative_int,
+        default=None,
+        help="route with this many rounds of sub-grid context search (default: the checkpoint's "
+        "algo.args.refine; 0: the grid alone)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     for path in args.checkpoints:
@@ -85,6 +93,10 @@ def main() -> None:
                 "from data has a routing to score"
             )
         learner.eval()
+        if args.refine is not None:
+            if args.refine and learner.structure != "sum":
+                raise SystemExit(f"{path}: --refine {args.refine}: the sum structure only")
+            learner.refine = args.refine
         kept, fit = learner.kept, learner.fit.clone()
         kw = {"seed": args.seed, "shots": cfg.task.shots, "query": cfg.task.query}
         val = draw(family, args.tasks, split="val", subset="seen", **kw)

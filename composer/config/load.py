@@ -4,6 +4,7 @@ overrides, fail early and clearly."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,9 @@ def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{path}: override {key}: {_describe(e)}") from e
+        said = _describe(e)  # names the key already when it says what was expected
+        said = said if said.startswith((f"{key}=", f"{key}:")) else f"{key}: {said}"
+        raise ConfigError(f"{path}: override {said}") from e
     except yaml.YAMLError as e:  # the value is not YAML (e.g. "{a:[1]}" lacks a space)
         raise ConfigError(
             f"{path}: override {key}: value is not valid YAML ({describe_yaml_error(e)})"
@@ -133,9 +136,22 @@ def _show(value: Any) -> str:
     return " ".join(repr(value).split())[:80]
 
 
+# omegaconf's "Value 'abc' of type 'str' could not be converted to Integer", in the user's words
+_CONVERSION = re.compile(r"Value '(.*)' of type '\w+' could not be converted to (\w+)")
+_EXPECTED = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
 def _describe(e: OmegaConfBaseException) -> str:
     key = getattr(e, "full_key", None)
     msg = " ".join(str(e).split("\n")[0].split())
     if "Key '" in msg and "not in" in msg:
         return f"unknown key {key!r}" if key else msg
+    wrong = _CONVERSION.search(msg)
+    if wrong and key:
+        value, kind = wrong.groups()
+        value = value if value.isprintable() else repr(value)
+        if value.startswith("[") or value.startswith("{"):
+            value = "a list" if value.startswith("[") else "a mapping"
+            return f"{key}: expected {_EXPECTED.get(kind, kind.lower())}, got {value}"
+        return f"{key}={value}: expected {_EXPECTED.get(kind, kind.lower())}"
     return f"key {key!r}: {msg}" if key else msg

@@ -178,6 +178,10 @@ OVERRIDES = {
     "report_shots_zero": ("report.shots=[0]", "report.shots"),
     "report_shots_empty": ("report.shots=[]", "report.shots"),
     "seed_negative": ("seed=-1", "seed=-1"),
+    # a value of the wrong type, in the user's words (not omegaconf's "could not be converted")
+    "max_steps_abc": ("trainer.max_steps=abc", "trainer.max_steps=abc: expected an integer"),
+    "batch_fraction": ("data.meta_batch_size=2.5", "data.meta_batch_size=2.5: expected an integer"),
+    "lr_list": ("optim.lr=[1]", "optim.lr: expected a number, got a list"),
     "name_with_slash": ("name=a/b", "name=a/b"),
     "out_dir_empty": ("out_dir=''", "out_dir"),
     "hidden_not_numbers": ("model.args.hidden=[a,b]", "model.args.hidden=[a, b]"),

@@ -50,7 +50,7 @@ def write(tmp_path, text):
     "text, match",
     [
         ("task:\n  shotz: 3\n", r"bad\.yaml: unknown key 'task\.shotz'"),
-        ("task:\n  shots: many\n", r"bad\.yaml: key 'task\.shots'"),
+        ("task:\n  shots: many\n", r"bad\.yaml: task\.shots=many: expected an integer"),
         ("algo: [1, 2\n", r"bad\.yaml: not valid YAML"),
         ("- 1\n- 2\n", r"bad\.yaml: top level must be a mapping"),
     ],

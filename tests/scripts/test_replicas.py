@@ -45,6 +45,13 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
         assert 0.0 <= float(r[-1]) <= 1.0 and 0.0 <= float(r[-2]) <= 1.0
         assert 0.0 <= float(r[4]) <= 1.0  # usage balance
     assert f"kept {learner.kept}" in done.stdout and "most balanced" in done.stdout
+    # routed with sub-grid refinement: the same replicas and fits, their routing re-scored
+    refined = run(str(ckpt), "--tasks", "20", "--refine", "2")
+    assert refined.returncode == 0, refined.stderr[-2000:]
+    again = [line.split() for line in refined.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[1] for r in again] == [r[1] for r in rows]  # the same fits: only routing changed
+    assert all(math.isfinite(float(a[5])) for a in again)
+    assert run(str(ckpt), "--refine", "-1").returncode == 2
 
 
 def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
