@@ -80,6 +80,11 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = build_parser(argv).parse_known_args(argv)
+    late = getattr(args, "_late_positionals", None)  # argparse stops a nargs="*" at an option
+    if late and extra:
+        tail = [e for e in extra if "=" in e and not e.startswith("-")]
+        setattr(args, late, [*getattr(args, late), *tail])
+        extra = [e for e in extra if e not in tail]
     if extra:  # blamed on the command they were given to, whose --help lists its flags
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     main_thread = threading.current_thread() is threading.main_thread()

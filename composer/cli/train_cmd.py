@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="continue a run exactly from its checkpoints/last.ckpt (or a given .ckpt file)",
     )
+    # key=value after an option (``--resume RUN trainer.max_steps=9``) is an override too
+    p.set_defaults(_late_positionals="overrides")
 
 
 def run(args: argparse.Namespace) -> int:

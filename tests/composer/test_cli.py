@@ -173,12 +173,29 @@ def test_sigterm_during_eval_says_so_in_one_line_and_exits_143(run_dir, tmp_path
         cwd=tmp_path,
     )
     try:
-        proc.stderr.read(1)  # the progress bar's first byte: run() is working
+        first = proc.stderr.read(1)  # the progress bar's first byte: run() is working
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    lines = (b"x" + err).decode().replace("\r", "\n").strip().splitlines()
-    assert proc.returncode == 143
-    assert lines[-1] == "metacompose eval: terminated (SIGTERM)"
+    text = (first + err).decode()
+    assert proc.returncode == 143, text
+    assert text.rstrip().endswith("metacompose eval: terminated (SIGTERM)"), text
     assert "Traceback" not in err.decode()
+
+
+def test_overrides_after_resume_are_overrides(tmp_path, capsys):
+    """``--resume RUN key=value`` was refused as unrecognized arguments (argparse ends the
+    overrides at the first option); it means the same as ``key=value --resume RUN``."""
+    base = ["train", CONFIG, "trainer.enable_progress_bar=false", "data.val_tasks=5"]
+    assert main([*base, "trainer.max_steps=2", f"out_dir={tmp_path}", "name=r"]) == 0
+    run = tmp_path / "r"
+    assert (
+        main([*base, f"out_dir={tmp_path}", "name=r", "--resume", str(run), "trainer.max_steps=4"])
+        == 0
+    )
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    with pytest.raises(SystemExit) as stop:  # argparse's usage error
+        main([*base, "--resume", str(run), "trainer.max_steps=6", "--bogus"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
