@@ -35,7 +35,7 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
         fdsa-oracle --tasks 200                         # the sum structure routed from data by
                                                         # annealing (algo.name: annealed_sum) vs
                                                         # descriptor routing, MAML and the oracle;
-                                                        # fdsa2*: a second primitive set
+                                                        # fdsa2*, fdsa3*: a second, third primitive set
     python scripts/bench_composition.py --sum-em --steps 2500 --tasks 200
                                                         # the sum structure's closed-form hard EM
                                                         # (composer/router/sum_em.py), from data and
@@ -97,7 +97,8 @@ VARIANTS = {
     "sums": "configs/sums.yaml",
 }
 # Routing from data by deterministic annealing (algo.name: annealed_sum) on the sum structure:
-# fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one; on the chain: fdca; -desc: trained and routed by
+# fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one, fdsa3 a third (chosen after
+# the settings, for a check on a set they were not chosen on); on the chain: fdca; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
 # -uniform: no routing (each slot the mean of its candidates at one shared context);
 # -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of the annealed learner's
@@ -105,6 +106,7 @@ VARIANTS = {
 ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
     "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
+    "fdsa3": "configs/from_data_sums_annealed_set3.yaml",
     "fdca": "configs/from_data_chain_annealed.yaml",
 }
 ANNEALED_OVERRIDES = {
