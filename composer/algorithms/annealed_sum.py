@@ -35,6 +35,12 @@ from torch import nn
 from metacompose.algorithms.annealed_export import export_routed
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
+from metacompose.algorithms.descriptor_pairs import (
+    descriptor_pair,
+    given_pair_fit,
+    true_pair_cells,
+    true_pair_rows,
+)
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
@@ -217,11 +223,10 @@ class AnnealedSumLearner(nn.Module):
         x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
         y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
         tau = self.tau(step)
-        allowed = (
-            self._true_pairs(batch, self.f_banks[0].contexts)
-            if self.routing == "descriptor"
-            else None
-        )
+        allowed = None
+        if self.routing == "descriptor":
+            pair = self._descriptor_pair(batch)
+            allowed = true_pair_rows(*pair, **self._counts(), contexts=self.f_banks[0].contexts)
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
             grid_mse, grid_amp = self._pair_mse(r, x, y, None)
@@ -234,7 +239,7 @@ class AnnealedSumLearner(nn.Module):
                 fine, fine_amp, _, _ = self._refined(r, x, y, grid_mse.detach(), grid)
                 fine, fine_amp = fine.flatten(0, 1).T, fine_amp.flatten(0, 1).T  # (T, C D)
                 if allowed is not None:
-                    mask = self._true_pair_cells(batch).T
+                    mask = true_pair_cells(*pair, **self._counts()).T
                     fine, fine_amp = fine[mask].view(len(x), -1), fine_amp[mask].view(len(x), -1)
                 mse, amp = torch.cat([mse, fine], 1), torch.cat([amp, fine_amp], 1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
@@ -263,33 +268,13 @@ class AnnealedSumLearner(nn.Module):
 
     def _descriptor_pair(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
         """Each task's true ``(f, g)``, ``(T,)`` each, read from its one-hot descriptor."""
-        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
-        desc = batch.descriptor
-        if desc is None or desc.shape[-1] != c + d:
-            width = "none" if desc is None else desc.shape[-1]
-            raise ValueError(
-                f"descriptor routing needs the one-hot (f, g) descriptor of width {c + d} "
-                f"(task.args.descriptor: onehot); the tasks carry {width}"
-            )
-        return desc[:, :c].argmax(-1), desc[:, c:].argmax(-1)
+        return descriptor_pair(batch.descriptor, **self._counts())
 
-    def _true_pairs(self, batch: TaskBatch, contexts: int) -> Tensor:
-        """``(C G * D G, T)`` mask of the rows of a flattened pair-fit tensor that belong to each
-        task's true (f, g)."""
-        f, g = self._descriptor_pair(batch)
-        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
-        t = torch.arange(len(f), device=f.device)
-        mask = torch.zeros(c, contexts, d, contexts, len(f), dtype=torch.bool, device=f.device)
-        mask[f, :, g, :, t] = True
-        return mask.flatten(0, 3)
-
-    def _true_pair_cells(self, batch: TaskBatch) -> Tensor:
-        """``(C D, T)`` mask of each task's true (f, g) among the rows of a flattened ``(C, D, T)``."""
-        f, g = self._descriptor_pair(batch)
-        c, d = self.graph.num_candidates["f"], self.graph.num_candidates["g"]
-        mask = torch.zeros(c, d, len(f), dtype=torch.bool, device=f.device)
-        mask[f, g, torch.arange(len(f), device=f.device)] = True
-        return mask.flatten(0, 1)
+    def _counts(self) -> dict[str, int]:
+        return {
+            "f_count": self.graph.num_candidates["f"],
+            "g_count": self.graph.num_candidates["g"],
+        }
 
     def _eval_route(self, batch: TaskBatch) -> Params:
         """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
@@ -313,9 +298,10 @@ class AnnealedSumLearner(nn.Module):
             if pair is None:
                 mse, amp = (v.flatten(0, 1) for v in self._pair_mse(r, x, y, grid))
             else:  # the given pair's candidates only: every context pair
-                mse, amp = self._given_pair(
-                    fb, gb, x, y, grid, [p[i : i + EVAL_CHUNK] for p in pair]
-                )
+                mse, amp = given_pair_fit(
+                    fb, gb, x, y, grid, [p[i : i + EVAL_CHUNK] for p in pair],
+                    chain=self.structure == "chain", ridge=self.ridge,
+                )  # fmt: skip
             fits = amp <= limit  # a task with no admissible fit takes the best of all
             mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
             picks.append(mse.argmin(0))
@@ -361,20 +347,6 @@ class AnnealedSumLearner(nn.Module):
         hf, hg = self._terms(fast, sx)
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
         return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
-
-    def _given_pair(
-        self, fb: WarpLineBank, gb: WarpLineBank, x: Tensor, y: Tensor, grid: Tensor,
-        pair: list[Tensor],
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        """Each task's given ``(f, g)`` at every context pair: MSE and amplitude, ``(G G, T)``."""
-        t = torch.arange(len(x), device=x.device)
-        hf = fb.on_grid(x, grid)[pair[0], :, t].transpose(0, 1)  # (G, T, K)
-        if self.structure == "chain":  # (D, G, G, T, K) -> the given g: (G, G, T, K)
-            h = gb.on_grid(hf, grid)[pair[1], :, :, t].permute(2, 1, 0, 3)
-            return tuple(v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=self.ridge))
-        hg = gb.on_grid(x, grid)[pair[1], :, t].transpose(0, 1)
-        fits = pair_fit_mse(hf, hg, y, ridge=self.ridge, amplitudes=True)
-        return tuple(v.flatten(0, 1) for v in fits)
 
     def _terms(self, fast: Params, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(T, N)`` curves of the routed tasks at ``x``: ``f(x)`` and ``g(x)`` (the sum) or

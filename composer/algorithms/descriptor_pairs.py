@@ -1,0 +1,64 @@
+"""Each task's true ``(f, g)`` pair read from its one-hot descriptor, masks that keep only that
+pair's fits, and its fits at every context pair: the descriptor-routed upper bound of the
+annealed learner (:class:`~metacompose.algorithms.annealed_sum.AnnealedSumLearner`,
+``routing="descriptor"``)."""
+
+from __future__ import annotations
+
+import torch
+
+from metacompose.algorithms.chain_fit import single_fit_mse
+from metacompose.algorithms.pair_fit import pair_fit_mse
+from metacompose.modules.warp_line import WarpLineBank
+
+Tensor = torch.Tensor
+
+
+def descriptor_pair(
+    descriptor: Tensor | None, *, f_count: int, g_count: int
+) -> tuple[Tensor, Tensor]:
+    """Each task's true ``(f, g)``, ``(T,)`` each, from its one-hot descriptor ``(T, C + D)``
+    (f's candidates first)."""
+    if descriptor is None or descriptor.shape[-1] != f_count + g_count:
+        width = "none" if descriptor is None else descriptor.shape[-1]
+        raise ValueError(
+            f"descriptor routing needs the one-hot (f, g) descriptor of width {f_count + g_count} "
+            f"(task.args.descriptor: onehot); the tasks carry {width}"
+        )
+    return descriptor[:, :f_count].argmax(-1), descriptor[:, f_count:].argmax(-1)
+
+
+def true_pair_rows(f: Tensor, g: Tensor, *, f_count: int, g_count: int, contexts: int) -> Tensor:
+    """``(C G * D G, T)`` mask of the rows of a flattened ``(C G, D G, T)`` pair-fit tensor that
+    belong to each task's true ``(f, g)`` (every context pair of it)."""
+    t = torch.arange(len(f), device=f.device)
+    mask = torch.zeros(
+        f_count, contexts, g_count, contexts, len(f), dtype=torch.bool, device=f.device
+    )
+    mask[f, :, g, :, t] = True
+    return mask.flatten(0, 3)
+
+
+def true_pair_cells(f: Tensor, g: Tensor, *, f_count: int, g_count: int) -> Tensor:
+    """``(C D, T)`` mask of each task's true ``(f, g)`` among the rows of a flattened
+    ``(C, D, T)``."""
+    mask = torch.zeros(f_count, g_count, len(f), dtype=torch.bool, device=f.device)
+    mask[f, g, torch.arange(len(f), device=f.device)] = True
+    return mask.flatten(0, 1)
+
+
+def given_pair_fit(
+    fb: WarpLineBank, gb: WarpLineBank, x: Tensor, y: Tensor, grid: Tensor, pair: list[Tensor],
+    *, chain: bool, ridge: float,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Each task's given ``(f, g)`` (``pair``: two ``(T,)``) at every context pair of ``grid``
+    fitted to ``x``, ``y`` ``(T, K)``: MSE and larger amplitude, ``(G G, T)``. ``chain``: the
+    composition ``g(f(x))``, else the sum."""
+    t = torch.arange(len(x), device=x.device)
+    hf = fb.on_grid(x, grid)[pair[0], :, t].transpose(0, 1)  # (G, T, K)
+    if chain:  # (D, G, G, T, K) -> the given g: (G, G, T, K)
+        h = gb.on_grid(hf, grid)[pair[1], :, :, t].permute(2, 1, 0, 3)
+        return tuple(v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=ridge))
+    hg = gb.on_grid(x, grid)[pair[1], :, t].transpose(0, 1)
+    fits = pair_fit_mse(hf, hg, y, ridge=ridge, amplitudes=True)
+    return tuple(v.flatten(0, 1) for v in fits)
