@@ -11,14 +11,22 @@ a third over two uses its candidates unevenly), and on held-out pairs of the tes
 NMI and the fraction of tasks with both primitives matched (scored as a set). The last two read
 the family's true pairs: they judge the selection, they cannot make it. The closing line compares
 the kept replica with the one a label-reading oracle would pick.
+
+``--seconds`` adds the kept replica's evaluation milliseconds per held-out task (one thread,
+median of 7 interleaved rounds): routed from data as configured, from data on the grid alone, and
+by the descriptor (each task's true pair, every context pair of the grid; when the banks have
+as many candidates as the family has primitives): the cost of routing.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
+from omegaconf import OmegaConf
 
+from metacompose.build import build_family
 from metacompose.cli.args import non_negative_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import family_purity, load_checkpoint
@@ -69,6 +77,32 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
     return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse, used)
 
 
+def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, float]:
+    """Milliseconds per task to evaluate ``held`` with the kept replica: routed from data (as
+    configured, and on the grid alone) and by the descriptor on the grid (the same tasks drawn
+    with their one-hot (f, g) descriptor); median of ``rounds`` interleaved rounds. Timing only:
+    a replica trained from data does not hold its candidates in the descriptor's order."""
+    modes = {"from data": ("data", learner.refine, held),
+             "from data, grid only": ("data", 0, held)}  # fmt: skip
+    onehot = build_family(OmegaConf.merge(cfg.task, {"args": {"descriptor": "onehot"}}))
+    described = draw(onehot, len(held.support_x), split="test", subset="held_out", seed=seed,
+                     shots=cfg.task.shots, query=cfg.task.query)  # fmt: skip
+    if described.descriptor.shape[-1] == sum(learner.graph.num_candidates.values()):
+        modes["by the descriptor, grid only"] = ("descriptor", 0, described)
+    saved = learner.eval_routing, learner.refine
+    secs: dict[str, list[float]] = {m: [] for m in modes}
+    try:
+        for _ in range(rounds):
+            for mode, (routing, refine, batch) in modes.items():
+                learner.eval_routing, learner.refine = routing, refine
+                start = time.perf_counter()
+                learner.evaluate(batch)
+                secs[mode].append((time.perf_counter() - start) / len(batch.support_x))
+    finally:
+        learner.eval_routing, learner.refine = saved
+    return {m: sorted(v)[len(v) // 2] * 1e3 for m, v in secs.items()}
+
+
 def main() -> None:
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")
@@ -81,6 +115,7 @@ def main() -> None:
         help="route with this many rounds of sub-grid context search (default: the checkpoint's "
         "algo.args.refine; 0: the grid alone)",
     )
+    p.add_argument("--seconds", action="store_true", help="also time the kept replica's evaluation")
     args = p.parse_args()
     torch.set_num_threads(1)
     for path in args.checkpoints:
@@ -125,6 +160,10 @@ def main() -> None:
             f" fit within {NEAR_FIT}x, then most balanced {near} (both {both[near]:.3f});"
             f" best held-out {best} (both {both[best]:.3f})"
         )
+        if args.seconds:
+            ms = eval_ms(learner, cfg, held, seed=args.seed)
+            print(f"  evaluation ms per held-out task (refine {learner.refine}, one thread): "
+                  + "; ".join(f"{m} {v:.2f}" for m, v in ms.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,8 +46,22 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
         assert 0.0 <= float(r[4]) <= 1.0  # usage balance
     assert f"kept {learner.kept}" in done.stdout and "most balanced" in done.stdout
     # routed with sub-grid refinement: the same replicas and fits, their routing re-scored
-    refined = run(str(ckpt), "--tasks", "20", "--refine", "2")
+    refined = run(str(ckpt), "--tasks", "20", "--refine", "2", "--seconds")
     assert refined.returncode == 0, refined.stderr[-2000:]
+    timing = [line for line in refined.stdout.splitlines() if "ms per held-out task" in line]
+    assert len(timing) == 1 and "(refine 2," in timing[0], refined.stdout
+    ms = [float(part.rsplit(" ", 1)[1]) for part in timing[0].split(": ", 1)[1].split("; ")]
+    assert len(ms) == 2 and all(
+        math.isfinite(v) and v > 0 for v in ms
+    )  # 2 candidates: no descriptor
+    # banks as large as the family's primitive lists: descriptor routing is timed too
+    cfg4 = load_config(
+        ROOT / "configs" / "from_data_sums_annealed.yaml",
+        [*SMALL, "algo.args.candidates=[4,4]", f"out_dir={tmp_path}", "name=four"],
+    )
+    four = run(str(train(cfg4).checkpoint), "--tasks", "10", "--seconds")
+    assert four.returncode == 0, four.stderr[-2000:]
+    assert "; by the descriptor, grid only " in four.stdout
     again = [line.split() for line in refined.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [r[1] for r in again] == [r[1] for r in rows]  # the same fits: only routing changed
     assert all(math.isfinite(float(a[5])) for a in again)
