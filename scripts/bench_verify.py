@@ -40,6 +40,14 @@ import torch
 from omegaconf import OmegaConf
 
 from metacompose.build import build_learner
+from metacompose.cli.args import (
+    checkpoint,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seconds,
+    seed,
+)
 from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say, track
@@ -483,45 +491,63 @@ def bench_classifier(args) -> None:
 
 def main() -> None:
     p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sinusoid", help="sinusoid checkpoint")
+    p.add_argument("--sinusoid", type=checkpoint, help="sinusoid checkpoint")
     p.add_argument("--sinusoid-spec", default="configs/bounds/sinusoid.yaml")
-    p.add_argument("--compositional", help="compositional checkpoint (routed or monolithic)")
     p.add_argument(
-        "--fallback", help="monolithic baseline checkpoint if the routed one won't convert"
+        "--compositional", type=checkpoint, help="compositional checkpoint (routed or monolithic)"
+    )
+    p.add_argument(
+        "--fallback",
+        type=checkpoint,
+        help="monolithic baseline checkpoint if the routed one won't convert",
     )
     p.add_argument("--compositional-spec", default="configs/bounds/compositional.yaml")
-    p.add_argument("--tasks", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5, help="fast-tier timing repeats (median)")
-    p.add_argument("--timeout", type=float, default=5.0)
-    p.add_argument("--exact-tasks", type=int, default=1)
-    p.add_argument("--exact-timeout", type=float, default=20.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", type=non_negative_int, default=10)
+    p.add_argument(
+        "--repeats", type=positive_int, default=5, help="fast-tier timing repeats (median)"
+    )
+    p.add_argument("--timeout", type=seconds, default=5.0)
+    p.add_argument("--exact-tasks", type=non_negative_int, default=1)
+    p.add_argument("--exact-timeout", type=seconds, default=20.0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--enforce", action="store_true", help="also run part 2 on --sinusoid")
-    p.add_argument("--enforce-tasks", type=int, default=25)
-    p.add_argument("--lr-scale", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--max-halvings", type=int, default=8)
+    p.add_argument("--enforce-tasks", type=positive_int, default=25)
+    p.add_argument("--lr-scale", type=positive_float, default=10.0)
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--max-halvings", type=non_negative_int, default=8)
     p.add_argument("--every", choices=("end", "step"), default="end")
     p.add_argument("--coverage", action="store_true", help="train+verify every config briefly")
     p.add_argument("--coverage-glob", default="configs/*.yaml")
     p.add_argument("--soundness", action="store_true", help="self-test counts (>= 1,000 claims)")
-    p.add_argument("--soundness-networks", type=int, default=48)
-    p.add_argument("--soundness-conv", type=int, default=12)
+    p.add_argument("--soundness-networks", type=non_negative_int, default=48)
+    p.add_argument("--soundness-conv", type=non_negative_int, default=12)
     p.add_argument("--smooth", action="store_true", help="tanh / sin refine tightness")
-    p.add_argument("--smooth-pairs", type=int, default=20, help="pairs per activation (2 claims)")
     p.add_argument(
-        "--smooth-dims", type=int, nargs="+", default=[1, 2], help="input dims of the stand-ins"
+        "--smooth-pairs", type=positive_int, default=20, help="pairs per activation (2 claims)"
+    )
+    p.add_argument(
+        "--smooth-dims",
+        type=positive_int,
+        nargs="+",
+        default=[1, 2],
+        help="input dims of the stand-ins",
     )
     p.add_argument(
         "--smooth-checkpoint",
+        type=checkpoint,
         action="append",
         default=[],
         help="trained smooth-activation checkpoint (repeatable): the --smooth claims on its "
         "per-task adaptations (--tasks of them)",
     )
-    p.add_argument("--classifier", help="conv classifier checkpoint (prediction stability)")
     p.add_argument(
-        "--classifier-query", type=int, default=0, help="query images per class (0: the config's)"
+        "--classifier", type=checkpoint, help="conv classifier checkpoint (prediction stability)"
+    )
+    p.add_argument(
+        "--classifier-query",
+        type=non_negative_int,
+        default=0,
+        help="query images per class (0: the config's)",
     )
     args = p.parse_args()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine

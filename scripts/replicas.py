@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from metacompose.build import build_family
-from metacompose.cli.args import non_negative_int
+from metacompose.cli.args import checkpoint, non_negative_int, positive_int, seed
 from metacompose.cli.parser import OneLineParser
 from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
@@ -105,9 +105,9 @@ def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, floa
 
 def main() -> None:
     p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="+")
-    p.add_argument("--tasks", type=int, default=200, help="tasks per split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the drawn tasks")
+    p.add_argument("checkpoints", nargs="+", type=checkpoint)
+    p.add_argument("--tasks", type=positive_int, default=200, help="tasks per split")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the drawn tasks")
     p.add_argument(
         "--refine",
         type=non_negative_int,

@@ -64,6 +64,20 @@ def device(text: str) -> str:
     return text
 
 
+def checkpoint(text: str) -> str:
+    """An argparse type: a ``.ckpt`` file or a run folder holding ``checkpoints/last.ckpt``
+    (scripts: a missing one is refused before any work, in one line)."""
+    from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file
+
+    try:
+        path = checkpoint_file(text)
+    except CheckpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: checkpoint not found")
+    return text
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
     value = _number(text)

@@ -13,6 +13,17 @@ CASES = {
     "bench_real.py methods": (["--methods", "maml", "ensembel"], "invalid choice: 'ensembel'"),
     "bench_real.py verdicts": (["--verdicts"], "--verdicts needs --merge FILES"),
     "replicas.py": ([], "the following arguments are required: checkpoints"),
+    "replicas.py missing": (["/nonexistent/x.ckpt"], "/nonexistent/x.ckpt: checkpoint not found"),
+    "replicas.py folder": (["scripts"], "scripts: a folder, not a checkpoint"),
+    "replicas.py tasks": (["--tasks", "0", "/nonexistent/x.ckpt"], "--tasks: must be >= 1"),
+    "replicas.py seed": (["--seed", "-1", "/nonexistent/x.ckpt"], "--seed: must be >= 0"),
+    "bench_verify.py missing": (
+        ["--sinusoid", "/nonexistent"],
+        "/nonexistent: checkpoint not found",
+    ),
+    "bench_verify.py tasks": (["--tasks", "-3"], "argument --tasks: must be >= 0, got -3"),
+    "bench_verify.py timeout": (["--timeout", "0"], "argument --timeout: must be > 0"),
+    "bench_verify.py classifier": (["--classifier", "/nonexistent"], "checkpoint not found"),
     "bench_composition.py": (["--variants", "nope"], "invalid choice: 'nope'"),
     "repro_sinusoid.py": (["--bogus"], "unrecognized arguments: --bogus"),
     "repro_sinusoid.py steps": (
