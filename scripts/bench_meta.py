@@ -425,9 +425,19 @@ def table(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from metacompose.cli.args import (
+        non_negative_float,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
+    from metacompose.cli.parser import OneLineParser
+
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--section", default="all", help="sinusoid, conv or all")
-    p.add_argument("--tasks", type=int, default=None, help="meta-batch (default: the section's)")
+    p.add_argument(
+        "--tasks", type=positive_int, default=None, help="meta-batch (default: the section's)"
+    )
     p.add_argument("--steps", default="1,5", help="inner-step counts")
     p.add_argument("--orders", default="2", help="1 (first order), 2 (second order) or 1,2")
     p.add_argument(
@@ -436,8 +446,10 @@ def main() -> None:
         help=f"implementations to run (default: {','.join(IMPLS)}; conv without vmap, which needs "
         "~4.5 GB and ~10 s per meta-iteration at meta-batch 32)",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in each worker")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run")
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch.set_num_threads in each worker"
+    )
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="timed seconds per run")
     p.add_argument(
         "--clock",
         default="cpu",
@@ -445,15 +457,19 @@ def main() -> None:
         help="it/s per CPU second of the worker (robust on a shared machine) or per wall second",
     )
     p.add_argument(
-        "--min-iters", type=int, default=3, help="timed meta-iterations per run, at least"
+        "--min-iters", type=positive_int, default=3, help="timed meta-iterations per run, at least"
     )
-    p.add_argument("--repeats", type=int, default=1, help="alternating repetitions per config")
-    p.add_argument("--budget-mb", type=float, default=0, help="ours: memory budget (0: default)")
+    p.add_argument(
+        "--repeats", type=positive_int, default=1, help="alternating repetitions per config"
+    )
+    p.add_argument(
+        "--budget-mb", type=non_negative_float, default=0, help="ours: memory budget (0: default)"
+    )
     p.add_argument("--flops", action="store_true", help="count ours' FLOPs per meta-iteration")
     p.add_argument("--checkpoint", action="store_true", help="ours: checkpoint_inner")
     p.add_argument(
         "--mmap-threshold",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="glibc MALLOC_MMAP_THRESHOLD_ of the workers in bytes (0: glibc's dynamic default, "
         "whose rising threshold keeps freed large blocks in the heap, so peak RSS also counts "
@@ -464,7 +480,9 @@ def main() -> None:
         action="store_true",
         help="speed only: all implementations in one process, alternating (robust to load)",
     )
-    p.add_argument("--rounds", type=int, default=10, help="--interleave: alternating rounds")
+    p.add_argument(
+        "--rounds", type=positive_int, default=10, help="--interleave: alternating rounds"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--interleaved-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)

@@ -57,7 +57,8 @@ from metacompose.baselines.compare import (
 )
 from metacompose.baselines.ensemble import PredictsQueries, run_ensemble
 from metacompose.build import build_family
-from metacompose.cli.args import non_negative_float
+from metacompose.cli import args as cli_args
+from metacompose.cli.args import non_negative_float, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
@@ -492,27 +493,35 @@ def main() -> None:
     p.add_argument("--spec", nargs="+", default=None,
                    help="dataset spec YAML files (anywhere on disk), benchmarked on "
                         "configs/base/grouped.yaml instead of --families")  # fmt: skip
-    p.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="regression K values")
-    p.add_argument("--query", type=int, default=None,
+    p.add_argument(
+        "--shots", type=positive_int, nargs="+", default=[5, 10], help="regression K values"
+    )
+    p.add_argument("--query", type=positive_int, default=None,
                    help="regression query points per task (default: the config's task.query; "
                         "lower it for data with few rows per group)")  # fmt: skip
     p.add_argument("--glyphs", nargs="+", default=list(GLYPHS), help="glyph configs")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    choices=[*REG_METHODS, "protonet"], help="subset of methods")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=3000, help="max meta-iterations per run")
+    p.add_argument(
+        "--iterations", type=positive_int, default=3000, help="max meta-iterations per run"
+    )
     p.add_argument("--budget", type=non_negative_float, default=60.0,
                    help="max seconds per training run; 0: none, every run trains exactly "
                         "--iterations (reproducible: the same on any machine and load)")  # fmt: skip
-    p.add_argument("--finetune-steps", type=int, default=100, help="max fine-tuning steps")
-    p.add_argument("--eval-steps", type=int, default=None,
+    p.add_argument(
+        "--finetune-steps", type=non_negative_int, default=100, help="max fine-tuning steps"
+    )
+    p.add_argument("--eval-steps", type=non_negative_int, default=None,
                    help="most adaptation steps meta-learners may pick on meta-val (default: "
                         "the config's algo.eval_inner_steps)")  # fmt: skip
-    p.add_argument("--val-tasks", type=int, default=200)
-    p.add_argument("--test-tasks", type=int, default=400)
-    p.add_argument("--seed", type=int, default=0, help="training seed (model init, task streams)")
-    p.add_argument("--task-seed", type=int, default=0, help="seed of the val/test tasks")
+    p.add_argument("--val-tasks", type=positive_int, default=200)
+    p.add_argument("--test-tasks", type=positive_int, default=400)
+    p.add_argument(
+        "--seed", type=cli_args.seed, default=0, help="training seed (model init, task streams)"
+    )
+    p.add_argument("--task-seed", type=cli_args.seed, default=0, help="seed of the val/test tasks")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch.set_num_threads")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     p.add_argument(
         "--merge",

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from metacompose.cli.args import non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.progress import say, track
 
@@ -348,22 +349,24 @@ def bench_chunk(args: argparse.Namespace) -> None:
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", choices=["ddp", "inner", "chunk", "tax"], default=None)
-    p.add_argument("--tax-steps", type=int, default=2100)
-    p.add_argument("--block", type=int, default=50, help="interleaving block of the tax table")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--ddp-steps", type=int, default=400)
-    p.add_argument("--tasks", type=int, default=4, help="tasks of the inner-steps table")
-    p.add_argument("--filters", type=int, default=32)
+    p.add_argument("--tax-steps", type=positive_int, default=2100)
+    p.add_argument(
+        "--block", type=positive_int, default=50, help="interleaving block of the tax table"
+    )
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--ddp-steps", type=positive_int, default=400)
+    p.add_argument("--tasks", type=positive_int, default=4, help="tasks of the inner-steps table")
+    p.add_argument("--filters", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
     # child mode (one configuration per fresh process)
     p.add_argument("--child", choices=["train", "meta", "tax"], default=None)
     p.add_argument("--result", default=None)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--inner-steps", type=int, default=1)
+    p.add_argument("--warmup", type=non_negative_int, default=20)
+    p.add_argument("--inner-steps", type=positive_int, default=1)
     p.add_argument("--checkpoint", action="store_true")
-    p.add_argument("--vmap-chunk", type=int, default=None)
-    p.add_argument("--grad-chunk", type=int, default=None)
-    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--vmap-chunk", type=positive_int, default=None)
+    p.add_argument("--grad-chunk", type=positive_int, default=None)
+    p.add_argument("--iters", type=positive_int, default=3)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if args.child == "train":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from metacompose.cli.args import non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import ConfigError, load_config
 from metacompose.evaluate import evaluate, load_checkpoint
@@ -40,13 +41,15 @@ DEFAULT_ALGOS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="configs/sinusoid.yaml")
-    p.add_argument("--steps", type=int, default=70000, help="meta-iterations per algorithm")
+    p.add_argument(
+        "--steps", type=positive_int, default=70000, help="meta-iterations per algorithm"
+    )
     p.add_argument(
         "--algos", default=",".join(DEFAULT_ALGOS), help=f"comma-separated, of {list(ALGOS)}"
     )
-    p.add_argument("--tasks", type=int, default=600, help="meta-test tasks")
-    p.add_argument("--eval-steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tasks", type=positive_int, default=600, help="meta-test tasks")
+    p.add_argument("--eval-steps", type=non_negative_int, default=10)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--out", default="runs/repro_sinusoid")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
