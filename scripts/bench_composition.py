@@ -56,7 +56,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from metacompose.cli.args import at_least, positive_int
+from metacompose.cli import args as cli_args
+from metacompose.cli.args import at_least, meta_steps, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.evaluate import family_purity
@@ -611,9 +612,9 @@ def bench_sinusoid(args) -> None:
 def main() -> None:
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS)[:5], choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=cli_args.seed, default=[0, 1, 2])
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="meta-iterations (default: the configs')"
+        "--steps", type=meta_steps, default=None, help="meta-iterations (default: the configs')"
     )
     p.add_argument(
         "--tasks", type=positive_int, default=400, help="meta-test tasks per split and seed"

@@ -31,7 +31,7 @@ import torch
 from metacompose.algorithms.inner_loop import broadcast_tasks, query_losses
 from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update, sgd_update, unroll
 from metacompose.build import build_learner
-from metacompose.cli.args import positive_float, positive_int, seed
+from metacompose.cli.args import meta_steps, positive_float, positive_int, seed
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
@@ -158,7 +158,7 @@ def main() -> None:
     p.add_argument(
         "--budget", type=positive_float, default=180.0, help="meta-training seconds per learner"
     )
-    p.add_argument("--max-steps", type=positive_int, default=70000)
+    p.add_argument("--max-steps", type=meta_steps, default=70000)
     p.add_argument("--tasks", type=positive_int, default=400, help="meta-test tasks per setting")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", type=Path, default=None)

@@ -426,6 +426,8 @@ def table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     from metacompose.cli.args import (
+        at_least,
+        int_list,
         non_negative_float,
         non_negative_int,
         positive_float,
@@ -438,8 +440,15 @@ def main() -> None:
     p.add_argument(
         "--tasks", type=positive_int, default=None, help="meta-batch (default: the section's)"
     )
-    p.add_argument("--steps", default="1,5", help="inner-step counts")
-    p.add_argument("--orders", default="2", help="1 (first order), 2 (second order) or 1,2")
+    p.add_argument(
+        "--steps", type=int_list(at_least(0, 10**4)), default="1,5", help="inner-step counts"
+    )
+    p.add_argument(
+        "--orders",
+        type=int_list(at_least(1, 2)),
+        default="2",
+        help="1 (first order), 2 (second order) or 1,2",
+    )
     p.add_argument(
         "--impls",
         default=None,

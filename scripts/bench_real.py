@@ -58,7 +58,7 @@ from metacompose.baselines.compare import (
 from metacompose.baselines.ensemble import PredictsQueries, run_ensemble
 from metacompose.build import build_family
 from metacompose.cli import args as cli_args
-from metacompose.cli.args import non_negative_float, non_negative_int, positive_int
+from metacompose.cli.args import meta_steps, non_negative_float, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
@@ -503,7 +503,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    choices=[*REG_METHODS, "protonet"], help="subset of methods")  # fmt: skip
     p.add_argument(
-        "--iterations", type=positive_int, default=3000, help="max meta-iterations per run"
+        "--iterations", type=meta_steps, default=3000, help="max meta-iterations per run"
     )
     p.add_argument("--budget", type=non_negative_float, default=60.0,
                    help="max seconds per training run; 0: none, every run trains exactly "

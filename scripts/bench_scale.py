@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from metacompose.cli.args import non_negative_int, positive_int
+from metacompose.cli.args import meta_steps, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.progress import say, track
 
@@ -349,12 +349,12 @@ def bench_chunk(args: argparse.Namespace) -> None:
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", choices=["ddp", "inner", "chunk", "tax"], default=None)
-    p.add_argument("--tax-steps", type=positive_int, default=2100)
+    p.add_argument("--tax-steps", type=meta_steps, default=2100)
     p.add_argument(
         "--block", type=positive_int, default=50, help="interleaving block of the tax table"
     )
     p.add_argument("--repeats", type=positive_int, default=3)
-    p.add_argument("--ddp-steps", type=positive_int, default=400)
+    p.add_argument("--ddp-steps", type=meta_steps, default=400)
     p.add_argument("--tasks", type=positive_int, default=4, help="tasks of the inner-steps table")
     p.add_argument("--filters", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")

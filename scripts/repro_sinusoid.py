@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from metacompose.cli.args import non_negative_int, positive_int
+from metacompose.cli.args import meta_steps, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import ConfigError, load_config
 from metacompose.evaluate import evaluate, load_checkpoint
@@ -41,9 +41,7 @@ DEFAULT_ALGOS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="configs/sinusoid.yaml")
-    p.add_argument(
-        "--steps", type=positive_int, default=70000, help="meta-iterations per algorithm"
-    )
+    p.add_argument("--steps", type=meta_steps, default=70000, help="meta-iterations per algorithm")
     p.add_argument(
         "--algos", default=",".join(DEFAULT_ALGOS), help=f"comma-separated, of {list(ALGOS)}"
     )

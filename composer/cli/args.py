@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from metacompose.config.limits import ENFORCE_TIMEOUT_LIMIT, SIZE_LIMIT
+from metacompose.config.limits import ENFORCE_TIMEOUT_LIMIT, SIZE_LIMIT, STEPS_LIMIT
 
 
 def _integer(text: str) -> int:
@@ -45,6 +45,20 @@ positive_int = at_least(1, COUNT_LIMIT)  # eval --tasks 10^12 ran for ever, --sh
 non_negative_int = at_least(0)
 inner_steps = at_least(0, 10**4)  # as the config's algo.inner_steps (INNER_LIMIT)
 seed = at_least(0, 2**63 - 1)  # as the config's seed: a negative one was taken silently
+meta_steps = at_least(1, STEPS_LIMIT)  # as the config's trainer.max_steps
+
+
+def int_list(parse):
+    """An argparse type: comma-separated integers, each checked by ``parse`` (e.g.
+    :func:`at_least`); the text is returned as written (``"1,5"``)."""
+
+    def check(text: str) -> str:
+        for part in text.split(","):
+            parse(part.strip())
+        return text
+
+    check.__name__ = "comma-separated integers"
+    return check
 
 
 def device(text: str) -> str:
