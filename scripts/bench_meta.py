@@ -427,6 +427,7 @@ def table(args: argparse.Namespace) -> None:
 def main() -> None:
     from metacompose.cli.args import (
         at_least,
+        inner_steps,
         int_list,
         non_negative_float,
         non_negative_int,
@@ -440,9 +441,7 @@ def main() -> None:
     p.add_argument(
         "--tasks", type=positive_int, default=None, help="meta-batch (default: the section's)"
     )
-    p.add_argument(
-        "--steps", type=int_list(at_least(0, 10**4)), default="1,5", help="inner-step counts"
-    )
+    p.add_argument("--steps", type=int_list(inner_steps), default="1,5", help="inner-step counts")
     p.add_argument(
         "--orders",
         type=int_list(at_least(1, 2)),
