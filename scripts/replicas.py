@@ -14,8 +14,9 @@ the kept replica with the one a label-reading oracle would pick.
 
 ``--seconds`` adds the kept replica's evaluation milliseconds per held-out task (one thread,
 median of 7 interleaved rounds): routed from data as configured, from data on the grid alone, and
-by the descriptor (each task's true pair, every context pair of the grid; when the banks have
-as many candidates as the family has primitives): the cost of routing.
+by the descriptor (each task's true pair: every context pair of the grid, refined as configured
+and on the grid alone; when the banks have as many candidates as the family has primitives): the
+cost of routing.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
 
 def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, float]:
     """Milliseconds per task to evaluate ``held`` with the kept replica: routed from data (as
-    configured, and on the grid alone) and by the descriptor on the grid (the same tasks drawn
-    with their one-hot (f, g) descriptor); median of ``rounds`` interleaved rounds. Timing only:
+    configured, and on the grid alone) and by the descriptor (refined as configured, and on the
+    grid alone; the same tasks drawn with their one-hot (f, g) descriptor); median of ``rounds`` interleaved rounds. Timing only:
     a replica trained from data does not hold its candidates in the descriptor's order."""
     modes = {"from data": ("data", learner.refine, held),
              "from data, grid only": ("data", 0, held)}  # fmt: skip
@@ -88,6 +89,8 @@ def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, floa
     described = draw(onehot, len(held.support_x), split="test", subset="held_out", seed=seed,
                      shots=cfg.task.shots, query=cfg.task.query)  # fmt: skip
     if described.descriptor.shape[-1] == sum(learner.graph.num_candidates.values()):
+        if learner.refine:
+            modes["by the descriptor"] = ("descriptor", learner.refine, described)
         modes["by the descriptor, grid only"] = ("descriptor", 0, described)
     saved = learner.eval_routing, learner.refine
     secs: dict[str, list[float]] = {m: [] for m in modes}

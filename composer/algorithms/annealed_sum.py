@@ -38,6 +38,7 @@ from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
 from metacompose.algorithms.descriptor_pairs import (
     descriptor_pair,
     given_pair_fit,
+    given_pair_refined,
     true_pair_cells,
     true_pair_rows,
 )
@@ -324,24 +325,27 @@ class AnnealedSumLearner(nn.Module):
         limit: float,
     ) -> Params:  # fmt: skip
         """:meth:`_route` with each pair's contexts refined below ``grid``: every pair's best
-        admissible grid contexts are refined, then the pair (or the given ``pair``) is taken."""
+        admissible grid contexts are refined, then the pair is taken; given ``pair``, only that
+        pair's contexts are searched (:func:`given_pair_refined`)."""
         r = self.kept
         chosen: dict[str, list[Tensor]] = {"f": [], "g": [], "cf": [], "cg": []}
         for i in range(0, len(sx), EVAL_CHUNK):
             x, y = sx[i : i + EVAL_CHUNK], sy[i : i + EVAL_CHUNK]
-            mse, amp = self._pair_mse(r, x, y, grid)  # (C G, D G, T)
-            fits = amp <= limit
-            per_task = torch.where(fits.flatten(0, 1).any(0), limit, math.inf)  # (T,)
-            mse = torch.where(amp <= per_task, mse, math.inf)
-            fine, fine_amp, cf, cg = self._refined(r, x, y, mse, grid, per_task)
-            fine = torch.where(fine_amp <= per_task, fine, math.inf)  # (C, D, T)
-            t = torch.arange(len(x), device=x.device)
-            if pair is None:
-                at = fine.flatten(0, 1).argmin(0)
-                f, g = at // fine.shape[1], at % fine.shape[1]
-            else:
+            if pair is not None:
                 f, g = (p[i : i + EVAL_CHUNK] for p in pair)
-            for key, value in (("f", f), ("g", g), ("cf", cf[f, g, t]), ("cg", cg[f, g, t])):
+                cf, cg = given_pair_refined(self.f_banks[r], self.g_banks[r], x, y, grid, [f, g],
+                                            rounds=self.refine, ridge=self.ridge, limit=limit)  # fmt: skip
+            else:
+                mse, amp = self._pair_mse(r, x, y, grid)  # (C G, D G, T)
+                some = (amp <= limit).flatten(0, 1).any(0)  # (T,); the limit in amp's dtype
+                per_task = amp.new_full(some.shape, limit).masked_fill(~some, math.inf)
+                mse = torch.where(amp <= per_task, mse, math.inf)
+                fine, fine_amp, cf, cg = self._refined(r, x, y, mse, grid, per_task)
+                fine = torch.where(fine_amp <= per_task, fine, math.inf)  # (C, D, T)
+                at, t = fine.flatten(0, 1).argmin(0), torch.arange(len(x), device=x.device)
+                f, g = at // fine.shape[1], at % fine.shape[1]
+                cf, cg = cf[f, g, t], cg[f, g, t]
+            for key, value in (("f", f), ("g", g), ("cf", cf), ("cg", cg)):
                 chosen[key].append(value)
         fast = {k: torch.cat(v) for k, v in chosen.items()}
         hf, hg = self._terms(fast, sx)
