@@ -32,6 +32,14 @@ import torch
 
 from metacompose.algorithms.pair_fit import pair_fit_mse
 from metacompose.build import build_family
+from metacompose.cli.args import (
+    meta_steps,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 from metacompose.router.metrics import linear_assignment, normalized_mutual_info, routing_purity
@@ -321,31 +329,54 @@ def main() -> None:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/from_data_sums.yaml")
     p.add_argument("--mode", choices=("data", "descriptor"), default="data")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--grid", type=int, default=15, help="contexts per candidate")
-    p.add_argument("--centres", type=int, default=64, help="RBF centres per shape")
+    p.add_argument("--steps", type=meta_steps, default=1000)
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--grid", type=positive_int, default=15, help="contexts per candidate")
+    p.add_argument("--centres", type=positive_int, default=64, help="RBF centres per shape")
     p.add_argument("--basis", choices=("rbf", "linear"), default="rbf")
     p.add_argument("--shared", action="store_true", help="one bank, unordered pairs (sums)")
-    p.add_argument("--candidates", type=int, default=0, help="--shared: bank size (0: F + G)")
-    p.add_argument("--eval-grid", type=int, default=41, help="contexts per candidate at evaluation")
-    p.add_argument("--spread", type=float, default=1.0, help="candidates' start: 1 independent")
-    p.add_argument("--smooth", type=float, default=0.0, help="weight of the tables' roughness")
-    p.add_argument("--tau0", type=float, default=1.0)
-    p.add_argument("--tau1", type=float, default=0.01)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--first-restart", type=int, default=0, help="repeat restart R of a run")
+    p.add_argument(
+        "--candidates", type=non_negative_int, default=0, help="--shared: bank size (0: F + G)"
+    )
+    p.add_argument(
+        "--eval-grid", type=positive_int, default=41, help="contexts per candidate at evaluation"
+    )
+    p.add_argument(
+        "--spread", type=non_negative_float, default=1.0, help="candidates' start: 1 independent"
+    )
+    p.add_argument(
+        "--smooth", type=non_negative_float, default=0.0, help="weight of the tables' roughness"
+    )
+    p.add_argument("--tau0", type=positive_float, default=1.0)
+    p.add_argument("--tau1", type=positive_float, default=0.01)
+    p.add_argument("--lr", type=positive_float, default=0.01)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--first-restart", type=non_negative_int, default=0, help="repeat restart R of a run"
+    )
     p.add_argument("--save", default=None, help="save the kept banks' state here (torch.save)")
-    p.add_argument("--split-merge", type=int, default=0, help="at most this many split-merge moves")
-    p.add_argument("--sm-ratio", type=float, default=1.5, help="usage ratio that triggers a move")
-    p.add_argument("--sm-steps", type=int, default=1000, help="training steps after a move")
-    p.add_argument("--reheat", type=int, default=0, help="steps of a second anneal from --sm-tau0")
-    p.add_argument("--sm-noise", type=float, default=0.02, help="perturbation of the copy")
-    p.add_argument("--sm-tau0", type=float, default=0.1, help="tau after a move, annealed to tau1")
+    p.add_argument(
+        "--split-merge",
+        type=non_negative_int,
+        default=0,
+        help="at most this many split-merge moves",
+    )
+    p.add_argument(
+        "--sm-ratio", type=positive_float, default=1.5, help="usage ratio that triggers a move"
+    )
+    p.add_argument("--sm-steps", type=meta_steps, default=1000, help="training steps after a move")
+    p.add_argument(
+        "--reheat", type=non_negative_int, default=0, help="steps of a second anneal from --sm-tau0"
+    )
+    p.add_argument(
+        "--sm-noise", type=non_negative_float, default=0.02, help="perturbation of the copy"
+    )
+    p.add_argument(
+        "--sm-tau0", type=positive_float, default=0.1, help="tau after a move, annealed to tau1"
+    )
     p.add_argument("--lr-decay", action="store_true", help="lr to 5%% over the last 20%% of steps")
     p.add_argument(
-        "--restarts", type=int, default=1, help="keep the one with the best training fit"
+        "--restarts", type=positive_int, default=1, help="keep the one with the best training fit"
     )
     p.add_argument(
         "--eval-all", action="store_true", help="evaluate every restart, not only the kept"

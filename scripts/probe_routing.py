@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from metacompose.build import build_family
+from metacompose.cli.args import meta_steps, non_negative_int, positive_float, positive_int, seed
 from metacompose.cli.parser import OneLineParser
 from metacompose.config import load_config
 
@@ -210,16 +211,22 @@ def main() -> None:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="a config of the compositional family")
     p.add_argument("--probe", choices=("warps", "context", "classifier"), required=True)
-    p.add_argument("--shots", type=int, default=10)
-    p.add_argument("--tasks", type=int, default=100, help="meta-test tasks (held-out pairs)")
+    p.add_argument("--shots", type=positive_int, default=10)
+    p.add_argument(
+        "--tasks", type=positive_int, default=100, help="meta-test tasks (held-out pairs)"
+    )
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--offset", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--loo", action=argparse.BooleanOptionalAction, default=True,
                    help="warps: also route by leave-one-out (K times the cost)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=4000, help="classifier training steps")
-    p.add_argument("--local-steps", type=int, default=5, help="context: local search steps")
-    p.add_argument("--local-lr", type=float, default=0.05, help="context: local search step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=meta_steps, default=4000, help="classifier training steps")
+    p.add_argument(
+        "--local-steps", type=non_negative_int, default=5, help="context: local search steps"
+    )
+    p.add_argument(
+        "--local-lr", type=positive_float, default=0.05, help="context: local search step"
+    )
+    p.add_argument("--seed", type=seed, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)

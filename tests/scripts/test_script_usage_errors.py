@@ -41,6 +41,9 @@ CASES = {
         "argument --steps: must be >= 1, got -1",
     ),
     "bench_learners.py": (["--budget", "-1"], "argument --budget"),
+    "pilot_annealed_routing.py": (["--batch", "0"], "argument --batch: must be >= 1, got 0"),
+    "pilot_annealed_routing.py tau": (["--tau1", "nan"], "expected a finite number, got 'nan'"),
+    "probe_routing.py": (["--config", "x", "--probe", "warps", "--shots", "-2"], "must be >= 1"),
     "render_glyphs.py": (["--samples", "-1"], "argument --samples: -1: must be >= 1"),
     "render_glyphs.py fonts": (
         ["--font-dir", "/nonexistent", "--out", "/nonexistent/g.npz"],
