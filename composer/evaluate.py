@@ -260,7 +260,8 @@ def family_purity(
     sizes = {s: learner.graph.num_candidates[s] for s in choices}
     purity = routing_purity(choices, truth, factors, sizes)
     if getattr(getattr(family, "structure", None), "interchangeable", False):
-        purity["as_set"] = set_purity(choices, truth, factors, sizes)
+        shared = getattr(learner.graph, "shared", False)  # one bank for both slots (SumBanks)
+        purity["as_set"] = set_purity(choices, truth, factors, sizes, shared=shared)
     return purity
 
 

@@ -150,6 +150,16 @@ class WarpLineBank(TypedModule):
         rows = torch.arange(self.count, device=x.device).view(-1, *ones, 1)
         return self._read((1 + s * c) * x + t * c, rows)
 
+    def read_rows(self, x: torch.Tensor, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Candidate ``k[i]`` at its contexts ``c[i]``: ``k`` ``(P,)``, ``c`` ``(P, *B)``, ``x``
+        broadcastable to ``(*B, N)`` -> ``(P, *B, N)`` (:meth:`read_at` for any candidates, each
+        as often as it is listed)."""
+        ones = [1] * (c.dim() - 1)
+        s = self.stretch()[k].view(-1, *ones, 1)
+        t = self.offset()[k].view(-1, *ones, 1)
+        c = c[..., None].to(x.dtype)
+        return self._read((1 + s * c) * x + t * c, k.view(-1, *ones, 1))
+
     def chosen(self, x: torch.Tensor, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Candidate ``k[t]`` at context ``c[t]`` on task ``t``'s inputs: ``x`` (T, N) -> (T, N)."""
         s = self.stretch()[k, None]

@@ -27,11 +27,11 @@ Measured against MAML, a descriptor-routed upper bound and other primitive sets 
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from metacompose.algorithms.annealed_checks import check_annealed_arguments
 from metacompose.algorithms.annealed_export import export_routed
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
@@ -45,14 +45,12 @@ from metacompose.algorithms.descriptor_pairs import (
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
-from metacompose.algorithms.sum_banks import Structure, SumBanks
+from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_grid_mask
+from metacompose.algorithms.sum_banks import Routing, Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
 
 Tensor = torch.Tensor
-Routing = Literal["data", "descriptor", "uniform"]
-ROUTINGS = get_args(Routing)
-STRUCTURES = get_args(Structure)
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
 
@@ -82,6 +80,11 @@ class AnnealedSumLearner(nn.Module):
             grid's resolution, in meta-training (the refined fits join the soft minimum) and at
             evaluation (:mod:`~metacompose.algorithms.context_refine`); 0: the grid alone. The
             sum only.
+
+    Passing the same bank as ``f_banks[r]`` and ``g_banks[r]`` (every replica) makes it *shared*:
+    both terms of the sum read one bank, and a task's pair is one of the unordered pairs of
+    distinct candidates ``i < j`` (:mod:`~metacompose.algorithms.shared_pairs`); routing from
+    data only.
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
@@ -104,37 +107,18 @@ class AnnealedSumLearner(nn.Module):
         refine: int = 0,
     ) -> None:
         super().__init__()
-        if refine < 0:
-            raise ValueError(f"refine={refine}: must be >= 0")
-        if refine and structure != "sum":
-            raise ValueError(f"refine={refine}: refines the sum's contexts only (structure=sum)")
-        if structure not in STRUCTURES:
-            raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
-        for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
-            if value not in ROUTINGS:
-                raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")
-        if (routing == "uniform") != ((eval_routing or routing) == "uniform"):
-            raise ValueError(
-                f"eval_routing={eval_routing} with routing={routing}: uniform routing is "
-                "trained and evaluated alike (set both or neither)"
-            )
-        if not f_banks or len(f_banks) != len(g_banks):
-            raise ValueError("one f-bank and one g-bank per replica, at least one replica")
-        if tau_start <= 0:
-            raise ValueError(f"tau_start={tau_start}: must be > 0")
-        if not 0 < tau_end <= tau_start:
-            raise ValueError(f"tau_end={tau_end}: must be > 0 and <= tau_start={tau_start}")
-        for name, value in (("anneal_steps", anneal_steps), ("eval_contexts", eval_contexts)):
-            if value < 1:
-                raise ValueError(f"{name}={value}: must be >= 1")
-        if ridge <= 0:
-            raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
+        check_annealed_arguments(
+            f_banks=f_banks, g_banks=g_banks, tau_start=tau_start, tau_end=tau_end,
+            anneal_steps=anneal_steps, eval_contexts=eval_contexts, ridge=ridge, routing=routing,
+            eval_routing=eval_routing, structure=structure, refine=refine,
+        )  # fmt: skip
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.structure, self.refine = structure, int(refine)
+        self.shared = all(f is g for f, g in zip(f_banks, g_banks, strict=True))
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
         # best-pair fit and of the largest amplitude a best pair needed
@@ -148,6 +132,7 @@ class AnnealedSumLearner(nn.Module):
             replicas=len(f_banks),
             bank=spec,
             structure=structure,
+            shared=self.shared,
         )
 
     @property
@@ -172,7 +157,11 @@ class AnnealedSumLearner(nn.Module):
             h = self._on_grid(self.g_banks[r], hf, grid).permute(2, 3, 0, 1, 4, 5)
             return single_fit_mse(h.flatten(2, 3).flatten(0, 1), y, ridge=self.ridge)
         hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
-        return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
+        mse, amp = pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
+        if self.shared:  # the pairs i < j only
+            ok = upper_grid_mask(hf.shape[0], hf.shape[1], device=x.device)[..., None]
+            mse = torch.where(ok, mse, math.inf)
+        return mse, amp
 
     def _refined(
         self, r: int, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor,
@@ -182,6 +171,9 @@ class AnnealedSumLearner(nn.Module):
         :meth:`_pair_mse`), refined: the MSE and larger amplitude (differentiable) and the
         contexts ``cf``, ``cg``, each ``(C, D, T)`` (uniform routing: ``C = D = 1``)."""
         fb, gb = self.f_banks[r], self.g_banks[r]
+        if self.shared:
+            return refine_upper_pairs(fb, x, y, grid_mse, grid, rounds=self.refine,
+                                      ridge=self.ridge, limit=limit)  # fmt: skip
 
         def read(cf: Tensor, cg: Tensor) -> tuple[Tensor, Tensor]:
             xs = x.view(x.shape[0], *[1] * (cf.dim() - 3), x.shape[1])

@@ -35,7 +35,8 @@ def annealed_sum_learner(
     refine: int = 0,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
-    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``; ``structure``: ``sum``
+    annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
+    ``n`` shared by both terms of the sum, its pairs the unordered pairs ``i < j``; ``structure``: ``sum``
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
     ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
@@ -49,30 +50,28 @@ def annealed_sum_learner(
             f"{'classes' if classification else 'targets'}={targets}"
         )
     cands = list(candidates)
-    if len(cands) != 2:
-        raise ValueError(f"candidates={cands}: must be [f-candidates, g-candidates]")
+    if len(cands) not in (1, 2):
+        raise ValueError(
+            f"candidates={cands}: must be [f-candidates, g-candidates], or [n]: one bank that "
+            "both terms of the sum share"
+        )
     if replicas < 1:
         raise ValueError(f"replicas={replicas}: must be >= 1")
     if g_span is not None and not 0.0 < g_span <= 1e4:
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     if g_span is not None and max_shift is not None and max_shift > g_span:
         raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")
+    kw = {"knots": knots, "contexts": contexts, "spread": spread, "max_stretch": max_stretch,
+          "max_shift": max_shift, "init": init}  # fmt: skip
     banks = {
         slot: [
-            WarpLineBank(
-                count=n,
-                knots=knots,
-                span=g_span if slot == "g" and g_span is not None else span,
-                contexts=contexts,
-                spread=spread,
-                max_stretch=max_stretch,
-                max_shift=max_shift,
-                init=init,
-            )
+            WarpLineBank(count=n, span=g_span if slot == "g" and g_span else span, **kw)
             for _ in range(replicas)
         ]
         for slot, n in zip(SLOTS, cands)
     }
+    if len(cands) == 1:  # one bank per replica, read by both terms: shared
+        banks["g"] = banks["f"]
     return AnnealedSumLearner(
         f_banks=banks["f"],
         g_banks=banks["g"],

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if not routed or not results[0].choice:
         print("no routed slots: no usage table")
         return 0
-    rows = usage_table(results, family, batch)
+    rows = usage_table(results, family, batch, shared=getattr(learner.graph, "shared", False))
     with open(out / "usage.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -111,7 +111,7 @@ def _write_routing(learner, family, batch, results, out: Path) -> None:
     from metacompose.evaluate import family_purity
     from metacompose.router.render import draw_usage_heatmap
 
-    factors = family.factors
+    factors, rows, picks = family.factors, dict(family.factors), 1
     counts = {}
     for slot in results[0].choice:
         cands = learner.graph.num_candidates[slot]
@@ -120,7 +120,11 @@ def _write_routing(learner, family, batch, results, out: Path) -> None:
             for t, r in enumerate(results):
                 m[int(batch.info[f][t]), r.choice[slot]] += 1
             counts[(slot, f)] = m
-    drawn = draw_usage_heatmap(counts, factors, out / "usage_heatmap.png")
+    if getattr(learner.graph, "shared", False):  # one bank for every slot: one panel, all values
+        rows = {"primitive": tuple(f"{f}={v}" for f, names in factors.items() for v in names)}
+        stacked = [np.concatenate([counts[(s, f)] for f in factors]) for s in results[0].choice]
+        counts, picks = {("bank", "primitive"): sum(stacked)}, len(stacked)
+    drawn = draw_usage_heatmap(counts, rows, out / "usage_heatmap.png", picks=picks)
     print("wrote usage_heatmap.png (rows and columns ordered by the matching)")
     truth = {f: batch.info[f].tolist() for f in factors}
     choices = {s: [r.choice[s] for r in results] for s in results[0].choice}

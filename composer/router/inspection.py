@@ -156,15 +156,17 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
     that routes from data without a module pool (``algo.name: annealed_sum``)."""
     exports = learner.export_tasks(batch)
     sizes = getattr(learner.graph, "num_candidates", {})
+    shared = getattr(learner.graph, "shared", False)  # every slot chooses from one bank
     results = []
     for t, ex in enumerate(track(exports, desc="inspect: export graphs", unit="task")):
         nodes = []
+        labels = {s: f"{'bank' if shared else s}[{c}]" for s, c in ex.choice.items()}
         for name in ex.graph.node_names:
             module = ex.graph.node(name)
             keys = [k for k in ex.adapted if k.startswith(f"{name}.")]
             node = {
                 "name": name,
-                "module": f"{name}[{ex.choice[name]}]" if name in ex.choice else name,
+                "module": labels.get(name, name),
                 "type": type(module).__name__,
                 "in_space": module.in_space.to_json(),
                 "out_space": module.out_space.to_json(),
@@ -189,19 +191,22 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
 
 
 def usage_table(
-    results: list[TaskGraph], family: TaskFamily, batch: TaskBatch
+    results: list[TaskGraph], family: TaskFamily, batch: TaskBatch, *, shared: bool = False
 ) -> list[dict[str, Any]]:
-    """Rows ``slot, candidate, tasks, fraction`` plus a count column per true primitive value."""
+    """Rows ``slot, candidate, tasks, fraction`` plus a count column per true primitive value;
+    ``shared`` (every slot chooses from one bank): one row per candidate, slot ``bank``, counting
+    the tasks that chose it in any slot."""
     factors = getattr(family, "factors", {})
     rows = []
     n = len(results)
     slots = list(results[0].choice) if results else []
-    for slot in slots:
+    for slot in slots[:1] if shared else slots:
         cands = next(nd["candidates"] for nd in results[0].report["nodes"] if nd["name"] == slot)
+        among = slots if shared else [slot]
         for c in range(cands):
-            picked = [t for t, r in enumerate(results) if r.choice[slot] == c]
+            picked = [t for t, r in enumerate(results) if c in {r.choice[s] for s in among}]
             row: dict[str, Any] = {
-                "slot": slot,
+                "slot": "bank" if shared else slot,
                 "candidate": c,
                 "tasks": len(picked),
                 "fraction": round(len(picked) / n, 4),

@@ -167,19 +167,24 @@ def set_purity(
     truth: dict[str, list[int]],
     factors: dict[str, tuple[str, ...]],
     candidates: dict[str, int],
+    *,
+    shared: bool = False,
 ) -> dict:
     """Routing purity when the slots are interchangeable (the sum ``a f(x) + b g(x)``): either
     slot's bank may hold either factor's values, even a mix of them, so slots are not scored
     against factors one by one. Every candidate of every slot is matched one to one to a value of
     any factor (Hungarian, on how often a task routed to the candidate has the value); a task is
     right for a factor when one of its chosen candidates is matched to its true value.
+    ``shared``: every slot chooses from one bank (candidate ``k`` of any slot is one candidate).
 
     Returns:
         ``{"accuracy": {factor: fraction}, "joint_accuracy": fraction of tasks right for every
-        factor, "matching": {"slot[candidate]": "factor=value"}}``.
+        factor, "matching": {"slot[candidate]": "factor=value"}}`` (shared: ``"bank[candidate]"``).
     """
     slots, names = list(choices), list(factors)
     c_off = np.cumsum([0] + [candidates[s] for s in slots])
+    if shared:  # one bank: every slot's offset 0
+        c_off = np.array([0] * len(slots) + [candidates[slots[0]]])
     v_off = np.cumsum([0] + [len(factors[f]) for f in names])
     n = len(next(iter(choices.values())))
     chosen = [[int(c_off[i] + choices[s][t]) for i, s in enumerate(slots)] for t in range(n)]
@@ -194,10 +199,11 @@ def set_purity(
     acc = {f: sum(vs[j] in m for vs, m in zip(values, mapped)) / n for j, f in enumerate(names)}
     joint = sum(set(vs) <= m for vs, m in zip(values, mapped)) / n
     label = {}
-    for i, s in enumerate(slots):
+    for i, s in enumerate(slots[:1] if shared else slots):
         for c in range(candidates[s]):
             v = match.get(int(c_off[i] + c))
             if v is not None:
                 j = int(np.searchsorted(v_off, v, side="right") - 1)
-                label[f"{s}[{c}]"] = f"{names[j]}={factors[names[j]][v - v_off[j]]}"
+                key = f"bank[{c}]" if shared else f"{s}[{c}]"
+                label[key] = f"{names[j]}={factors[names[j]][v - v_off[j]]}"
     return {"accuracy": acc, "joint_accuracy": joint, "matching": label}

@@ -150,26 +150,35 @@ def draw_usage_heatmap(
     counts: dict[tuple[str, str], np.ndarray],
     row_names: dict[str, tuple[str, ...]],
     path: str | Path,
+    *,
+    picks: int = 1,
 ) -> dict[tuple[str, str], tuple[list[int], list[int], float]]:
     """Heat map per (slot, factor): rows = true primitive values, columns = candidates, both
     ordered by the Hungarian matching of candidates to values (matched pairs on the diagonal;
     :func:`metacompose.router.metrics.matched_order`), the matched accuracy in each title.
 
     Args:
-        counts: ``(slot, factor)`` -> ``(len(values), C)`` task counts.
+        counts: ``(slot, factor)`` -> ``(len(values), C)`` task counts; slot ``"bank"``: one
+            bank that every slot chooses from (the counts of all slots together).
         row_names: factor -> names of its values.
+        picks: how often each true value is counted per task (once per candidate the task
+            chose: the number of slots for a shared bank, whose counts pair every chosen
+            candidate with every true value); the accuracy is the matched fraction of the
+            tasks' values (matched counts over ``total / picks``).
 
     Returns:
         ``(slot, factor)`` -> ``(rows, columns, accuracy)`` as drawn.
     """
     slots = list(dict.fromkeys(s for s, _ in counts))
     factors = list(dict.fromkeys(f for _, f in counts))
-    fig = Figure(figsize=(3.4 * len(factors), 2.8 * len(slots)))
+    wide = max(m.shape[1] for m in counts.values())  # columns: room for each candidate's name
+    fig = Figure(figsize=(max(3.4, 0.7 * wide) * len(factors), 2.8 * len(slots)))
     axes = fig.subplots(len(slots), len(factors), squeeze=False)
     drawn = {}
     for i, s in enumerate(slots):
         for j, f in enumerate(factors):
             rows, cols, acc = matched_order(counts[(s, f)])
+            acc = min(1.0, acc * picks)  # the matched counts over the tasks' values
             drawn[(s, f)] = (rows, cols, acc)
             ax, m = axes[i][j], counts[(s, f)][np.ix_(rows, cols)]
             frac = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -186,11 +195,16 @@ def draw_usage_heatmap(
                 )
             ax.set_xticks(range(m.shape[1]), [f"{s}[{c}]" for c in cols], fontsize=8)
             ax.set_yticks(range(m.shape[0]), [row_names[f][r] for r in rows], fontsize=8)
-            ax.set_xlabel(f"candidate chosen in slot '{s}'", fontsize=8)
+            ax.set_xlabel(
+                "candidate chosen in either slot"
+                if s == "bank"
+                else f"candidate chosen in slot '{s}'",
+                fontsize=8,
+            )
             ax.set_ylabel(f"true {f}", fontsize=8)
             ax.set_title(f"{s} vs {f}: matched accuracy {acc:.2f}", fontsize=8)
     fig.suptitle(
-        "routing: task counts per true primitive (colour: row fraction; "
+        "routing: task counts per true primitive\n(colour: row fraction; "
         "matched pairs on the diagonal)",
         fontsize=9,
     )

@@ -10,12 +10,14 @@ from metacompose.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["sinusoid_incontext", "sinusoid_cnp", "sinusoid_learned_opt", "digits_5way1shot_incontext",
-         "from_data_sums_annealed", "annealed_uniform", "from_data_chain_annealed"]  # fmt: skip
+         "from_data_sums_annealed", "annealed_uniform", "from_data_chain_annealed",
+         "from_data_sums_annealed_shared"]  # fmt: skip
 CONFIG = {"annealed_uniform": "from_data_sums_annealed"}  # kind -> config, when they differ
 LEARNED_OPT = ["algo.eval_inner_steps=5", "algo.args.horizon=3", "algo.args.truncation=3"]
 ANNEALED = ["algo.args.replicas=2", "algo.args.anneal_steps=3", "algo.args.eval_contexts=5"]
 TINY = {"sinusoid_learned_opt": LEARNED_OPT, "from_data_sums_annealed": ANNEALED,
         "from_data_chain_annealed": [*ANNEALED, "algo.args.contexts=3"],
+        "from_data_sums_annealed_shared": ANNEALED,
         "annealed_uniform": [*ANNEALED, "algo.args.routing=uniform"]}  # fmt: skip
 
 
@@ -165,3 +167,31 @@ def test_annealed_chain_is_scored_per_slot_exported_as_a_chain_and_verified(runs
     spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
     code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
     assert code in (0, 1, 3) and "2 adaptations" in capsys.readouterr().out
+
+
+def test_one_shared_bank_is_scored_as_one_bank_drawn_as_one_panel_and_verified(
+    runs, tmp_path, capsys
+):
+    """The shared bank: routing purity as a set with one candidate per bank index
+    (``bank[k]``), one heat-map panel of all primitives, graphs of two candidates of one bank."""
+    ckpt = str(runs["from_data_sums_annealed_shared"])
+    js = tmp_path / "e.json"
+    assert main(["eval", ckpt, "--tasks", "8", "--subset", "held_out", "--json", str(js)]) == 0
+    as_set = json.loads(js.read_text())["routing"]["as_set"]
+    assert set(as_set["matching"]) <= {f"bank[{k}]" for k in range(8)}
+    assert len(as_set["matching"]) == 8  # 8 candidates, 8 primitives: all matched
+    out = tmp_path / "i"
+    assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
+    routing = json.loads((out / "routing.json").read_text())
+    assert [(h["slot"], h["factor"]) for h in routing["heatmap"]] == [("bank", "primitive")]
+    per_factor = routing["as_set"]["accuracy"]  # the panel's accuracy: the tasks' values matched
+    assert routing["heatmap"][0]["accuracy"] == pytest.approx(sum(per_factor.values()) / 2)
+    graph = json.loads((out / "graph_0.json").read_text())
+    picked = {n["name"]: n for n in graph["nodes"] if "candidate" in n}
+    assert set(picked) == {"f", "g"} and picked["f"]["candidate"] < picked["g"]["candidate"]
+    assert {n["module"] for n in picked.values()} <= {f"bank[{k}]" for k in range(8)}
+    usage = (out / "usage.csv").read_text().splitlines()
+    assert len(usage) == 9 and all(line.startswith("bank,") for line in usage[1:])
+    spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
+    assert main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"]) in (0, 1, 3)
+    assert "2 adaptations" in capsys.readouterr().out

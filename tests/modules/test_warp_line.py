@@ -140,3 +140,15 @@ def test_read_at_reads_each_candidate_at_its_own_contexts():
     for k, b, t in itertools.product(range(3), range(2), range(4)):
         want = _reference(bank, k, float(c[k, b, t]), x[t].numpy())
         np.testing.assert_allclose(out[k, b, t].detach().numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_read_rows_reads_each_listed_candidate_at_its_contexts_repeats_included():
+    bank = _bank(2)
+    x = torch.randn(4, 7, dtype=torch.float64) * 3
+    rows = torch.tensor([2, 0, 2, 1, 0])  # candidates may repeat (the pairs of one shared bank)
+    c = torch.rand(5, 4, 3, dtype=torch.float64) * 2 - 1  # (P, T, trials)
+    out = bank.read_rows(x[:, None, :], rows, c)  # x (T, 1, N) broadcasts with (T, trials, N)
+    assert out.shape == (5, 4, 3, 7)
+    for p, t, j in itertools.product(range(5), range(4), range(3)):
+        want = _reference(bank, int(rows[p]), float(c[p, t, j]), x[t].numpy())
+        np.testing.assert_allclose(out[p, t, j].detach().numpy(), want, rtol=0, atol=1e-12)

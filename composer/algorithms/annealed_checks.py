@@ -1,0 +1,56 @@
+"""The arguments of :class:`~metacompose.algorithms.annealed_sum.AnnealedSumLearner`, checked:
+each wrong one is a ``ValueError`` naming it and its value."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from metacompose.algorithms.sum_banks import Routing, Structure
+from metacompose.modules.warp_line import WarpLineBank
+
+ROUTINGS = get_args(Routing)
+STRUCTURES = get_args(Structure)
+
+
+def check_annealed_arguments(
+    *, f_banks: list[WarpLineBank], g_banks: list[WarpLineBank], tau_start: float,
+    tau_end: float, anneal_steps: int, eval_contexts: int, ridge: float, routing: str,
+    eval_routing: str | None, structure: str, refine: int,
+) -> None:  # fmt: skip
+    """Raise ``ValueError`` for the first argument out of its range (see the learner's ``Args``)."""
+    if refine < 0:
+        raise ValueError(f"refine={refine}: must be >= 0")
+    if refine and structure != "sum":
+        raise ValueError(f"refine={refine}: refines the sum's contexts only (structure=sum)")
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
+    for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
+        if value not in ROUTINGS:
+            raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")
+    if (routing == "uniform") != ((eval_routing or routing) == "uniform"):
+        raise ValueError(
+            f"eval_routing={eval_routing} with routing={routing}: uniform routing is "
+            "trained and evaluated alike (set both or neither)"
+        )
+    if not f_banks or len(f_banks) != len(g_banks):
+        raise ValueError("one f-bank and one g-bank per replica, at least one replica")
+    if tau_start <= 0:
+        raise ValueError(f"tau_start={tau_start}: must be > 0")
+    if not 0 < tau_end <= tau_start:
+        raise ValueError(f"tau_end={tau_end}: must be > 0 and <= tau_start={tau_start}")
+    for name, value in (("anneal_steps", anneal_steps), ("eval_contexts", eval_contexts)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be >= 1")
+    if ridge <= 0:
+        raise ValueError(f"ridge={ridge}: must be > 0 (keeps a flat candidate solvable)")
+    shared = [f is g for f, g in zip(f_banks, g_banks, strict=True)]
+    if any(shared) and not all(shared):
+        raise ValueError("a shared bank: every replica's f-bank and g-bank must be one bank")
+    if all(shared):
+        if structure != "sum" or routing != "data" or (eval_routing or routing) != "data":
+            raise ValueError(
+                f"a shared bank with structure={structure}, routing={routing}, "
+                f"eval_routing={eval_routing}: one shared bank serves the sum routed from data"
+            )
+        if f_banks[0].count < 2:
+            raise ValueError(f"a shared bank needs >= 2 candidates, has {f_banks[0].count}")
