@@ -45,7 +45,6 @@ from metacompose.algorithms.descriptor_pairs import (
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
-from metacompose.algorithms.replica_tasks import replica_slices
 from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_grid_mask
 from metacompose.algorithms.sum_banks import Routing, Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
@@ -54,8 +53,6 @@ from metacompose.tasks.base import TaskBatch
 Tensor = torch.Tensor
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
-# The running mean of each replica's fit forgets at this rate per meta-iteration.
-FIT_DECAY = 0.99
 
 
 class AnnealedSumLearner(nn.Module):
@@ -76,14 +73,13 @@ class AnnealedSumLearner(nn.Module):
             routed from data is the intermediate variant. :meth:`adapt` (support set only)
             always routes from data. ``"uniform"`` (as both): no routing, the ablation; each slot
             is the mean of all its candidates at one shared context.
+        fit_decay: the running mean of each replica's fit forgets at this rate per step.
         structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
             the g-bank reads each f-candidate's output; every composition fitted in closed form).
         refine: rounds of local search that refine each pair's best grid contexts below the
             grid's resolution, in meta-training (the refined fits join the soft minimum) and at
             evaluation (:mod:`~metacompose.algorithms.context_refine`); 0: the grid alone. The
             sum only.
-        split_batch: each replica trains on its own ``1 / replicas`` of every meta-batch
-            (:mod:`~metacompose.algorithms.replica_tasks`) rather than on all of it.
 
     Passing the same bank as ``f_banks[r]`` and ``g_banks[r]`` (every replica) makes it *shared*:
     both terms of the sum read one bank, and a task's pair is one of the unordered pairs of
@@ -106,9 +102,9 @@ class AnnealedSumLearner(nn.Module):
         ridge: float,
         routing: Routing = "data",
         eval_routing: Routing | None = None,
+        fit_decay: float = 0.99,
         structure: Structure = "sum",
         refine: int = 0,
-        split_batch: bool = False,
     ) -> None:
         super().__init__()
         check_annealed_arguments(
@@ -119,10 +115,9 @@ class AnnealedSumLearner(nn.Module):
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
-        self.anneal_steps, self.ridge = int(anneal_steps), float(ridge)
+        self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.structure, self.refine = structure, int(refine)
-        self.split_batch = bool(split_batch)
         self.shared = all(f is g for f, g in zip(f_banks, g_banks, strict=True))
         self.register_buffer("eval_grid", torch.linspace(-1.0, 1.0, eval_contexts), False)
         # per replica, running means over training meta-batches (NaN: not trained yet) of the
@@ -218,26 +213,25 @@ class AnnealedSumLearner(nn.Module):
         """The annealed objective of every replica on each task's support and query points (both
         are meta-training data); ``query_loss``: the kept replica's query MSE, routed and fitted
         on the support set as at evaluation."""
-        xs = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
-        ys = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
-        tau, pairs = self.tau(step), None
+        x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
+        y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
+        tau = self.tau(step)
+        allowed = None
         if self.routing == "descriptor":
-            pairs = self._descriptor_pair(batch)
-        objective, fits, amps = xs.new_zeros(()), [], []
-        for r, part in enumerate(replica_slices(len(xs), len(self.f_banks), self.split_batch)):
-            x, y = xs[part], ys[part]
-            pair = None if pairs is None else [p[part] for p in pairs]
+            pair = self._descriptor_pair(batch)
+            allowed = true_pair_rows(*pair, **self._counts(), contexts=self.f_banks[0].contexts)
+        objective, fits, amps = x.new_zeros(()), [], []
+        for r in range(len(self.f_banks)):
             grid_mse, grid_amp = self._pair_mse(r, x, y, None)
             mse, amp = (v.flatten(0, 1).T for v in (grid_mse, grid_amp))  # (T, pairs)
-            if pair is not None:  # only the true pair's contexts, task by task
-                allowed = true_pair_rows(*pair, **self._counts(), contexts=self.f_banks[0].contexts)
+            if allowed is not None:  # only the true pair's contexts, task by task
                 mse = mse[allowed.T].view(len(x), -1)
                 amp = amp[allowed.T].view(len(x), -1)
             if self.refine:  # each pair's refined fit joins the pool
                 grid = self.f_banks[r].grid(x.dtype)
                 fine, fine_amp, _, _ = self._refined(r, x, y, grid_mse.detach(), grid)
                 fine, fine_amp = fine.flatten(0, 1).T, fine_amp.flatten(0, 1).T  # (T, C D)
-                if pair is not None:
+                if allowed is not None:
                     mask = true_pair_cells(*pair, **self._counts()).T
                     fine, fine_amp = fine[mask].view(len(x), -1), fine_amp[mask].view(len(x), -1)
                 mse, amp = torch.cat([mse, fine], 1), torch.cat([amp, fine_amp], 1)
@@ -250,10 +244,10 @@ class AnnealedSumLearner(nn.Module):
             with torch.no_grad():
                 for buf, now in ((self.fit, fits), (self.amplitude, amps)):
                     now = torch.stack(now).to(buf.dtype)
-                    mixed = FIT_DECAY * buf + (1 - FIT_DECAY) * now
+                    mixed = self.fit_decay * buf + (1 - self.fit_decay) * now
                     buf.copy_(torch.where(torch.isfinite(buf), mixed, now))
         with torch.no_grad():  # on the training grid: a cheap log of what evaluation measures
-            grid = self.f_banks[0].grid(xs.dtype)
+            grid = self.f_banks[0].grid(x.dtype)
             fast = self._route(batch.support_x[..., 0], batch.support_y[..., 0], grid)
             query = self.query_loss(fast, {}, batch.query_x, batch.query_y)
         return MetaStep(objective=objective, query_loss=query)

@@ -33,7 +33,6 @@ def annealed_sum_learner(
     g_span: float | None = None,
     init: str = "random",
     refine: int = 0,
-    split_batch: bool = False,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -85,5 +84,4 @@ def annealed_sum_learner(
         eval_routing=eval_routing,
         structure=structure,
         refine=refine,
-        split_batch=split_batch,
     )

@@ -76,8 +76,6 @@ def check_algo_values(cfg: DictConfig, source: str | Path) -> None:
     check_algo_sizes(cfg.algo.name, args, source)
     if cfg.algo.name == "learned_opt":
         check_unroll(args, source)
-    if cfg.algo.name == "annealed_sum" and args.get("split_batch"):
-        check_split_batch(args, cfg.data.meta_batch_size, source)
 
 
 def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
@@ -104,20 +102,6 @@ def check_algo_args(cfg: DictConfig, source: str | Path) -> None:
         check_arg_types(fn, args, "algo.args")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
-
-
-def check_split_batch(args: dict[str, Any], meta_batch_size: int, source: str | Path) -> None:
-    """``split_batch`` gives each replica its own ``meta_batch_size / replicas`` tasks: the
-    meta-batch must split evenly (per rank, the learner checks again)."""
-    from metacompose.algorithms.builders import ALGO_BUILDERS
-
-    replicas = args.get("replicas", inspect.signature(ALGO_BUILDERS["annealed_sum"])
-                        .parameters["replicas"].default)  # fmt: skip
-    if type(replicas) is int and replicas > 0 and meta_batch_size % replicas:
-        raise ConfigError(
-            f"{source}: algo.args.split_batch=true: data.meta_batch_size={meta_batch_size} "
-            f"must be divisible by algo.args.replicas={replicas} (each replica its own tasks)"
-        )
 
 
 def check_algo_sizes(name: str, args: dict[str, Any], source: str | Path) -> None:

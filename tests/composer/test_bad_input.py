@@ -385,16 +385,6 @@ for _id, _config, _item, _name in [
         _name,
         f"{_config}.yaml",
     )
-case(  # a split meta-batch gives each replica its own tasks: the harness's 4 do not split over 3
-    "annealed_sum-split_batch_uneven",
-    lambda env: env.train(
-        "algo.args.split_batch=true",
-        "algo.args.replicas=3",
-        config=CONFIGS / "from_data_sums_annealed.yaml",
-    ),
-    "algo.args.split_batch=true: data.meta_batch_size=4 must be divisible by algo.args.replicas=3",
-    "from_data_sums_annealed.yaml",
-)
 case(  # each size within its limit, together a predictor of 10^9 weights
     "incontext-weights_absurd",
     lambda env: env.train(

@@ -360,30 +360,3 @@ def test_uniform_routing_trains_every_candidate_and_is_used_as_trained():
                 tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=3, ridge=1e-6,
                 routing=routing, eval_routing=eval_routing,
             )  # fmt: skip
-
-
-@pytest.mark.parametrize("refine", [0, 2])
-def test_a_split_batch_trains_each_replica_on_its_own_tasks_alone(refine):
-    """``split_batch``: replica ``r`` sees tasks ``r T/R .. (r+1) T/R - 1`` only: its share of the
-    objective, its gradient and its running fit equal a one-replica learner's on those tasks."""
-    split = _learner(replicas=3)
-    split.split_batch, split.refine = True, refine
-    batch = _batch(6, 6, 4, seed=3)
-    split.train().meta_step(batch, step=4).objective.backward()
-    total = 0.0
-    for r in range(3):
-        alone = AnnealedSumLearner(
-            f_banks=[split.f_banks[r]], g_banks=[split.g_banks[r]], tau_start=1.0, tau_end=0.01,
-            anneal_steps=10, eval_contexts=4, ridge=1e-6, refine=refine,
-        ).double().train()  # fmt: skip
-        mine = TaskBatch(*(v[2 * r : 2 * r + 2] for v in (batch.support_x, batch.support_y,
-                                                          batch.query_x, batch.query_y)))  # fmt: skip
-        bank = [*split.f_banks[r].parameters(), *split.g_banks[r].parameters()]
-        expected = torch.autograd.grad(alone.meta_step(mine, step=4).objective, bank)
-        total += alone.meta_step(mine, step=4).objective.item()
-        for got, want in zip([p.grad for p in bank], expected, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(split.fit[r], alone.fit[0].to(split.fit.dtype))
-    torch.testing.assert_close(split.meta_step(batch, step=4).objective.item(), total)
-    with pytest.raises(ValueError, match="a meta-batch of 5 tasks does not split evenly over 3"):
-        split.meta_step(_batch(5, 6, 4), step=0)
