@@ -45,7 +45,7 @@ from metacompose.algorithms.descriptor_pairs import (
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
-from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_grid_mask
+from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_pair_fit
 from metacompose.algorithms.sum_banks import Routing, Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.tasks.base import TaskBatch
@@ -156,12 +156,10 @@ class AnnealedSumLearner(nn.Module):
         if self.structure == "chain":  # g reads every f at every context: (D, G, C, G, T, N)
             h = self._on_grid(self.g_banks[r], hf, grid).permute(2, 3, 0, 1, 4, 5)
             return single_fit_mse(h.flatten(2, 3).flatten(0, 1), y, ridge=self.ridge)
-        hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
-        mse, amp = pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
         if self.shared:  # the pairs i < j only
-            ok = upper_grid_mask(hf.shape[0], hf.shape[1], device=x.device)[..., None]
-            mse = torch.where(ok, mse, math.inf)
-        return mse, amp
+            return upper_pair_fit(hf, y, ridge=self.ridge)
+        hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
+        return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
 
     def _refined(
         self, r: int, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor,

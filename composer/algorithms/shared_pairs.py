@@ -1,7 +1,7 @@
 """One shared bank for both terms of the sum ``y = a f(x) + b g(x) + c``: a task's pair is one of
 the ``C (C - 1) / 2`` unordered pairs of distinct candidates ``i < j``, so no primitive can be
 held by both banks of a two-bank sum (an optimum annealing cannot leave by small steps;
-docs/router.md). The helpers mask a full pair-fit tensor to those pairs and refine only their
+docs/router.md). The helpers fit only those pairs on the grid and refine only their
 contexts (:mod:`~metacompose.algorithms.context_refine`)."""
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ import math
 import torch
 
 from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
-from metacompose.algorithms.pair_fit import matched_fit_mse
+from metacompose.algorithms.pair_fit import matched_fit_mse, pair_fit_mse
 from metacompose.modules.warp_line import WarpLineBank
 
 Tensor = torch.Tensor
 
 
-def upper_grid_mask(count: int, contexts: int, *, device=None) -> Tensor:
-    """``(C G, C G)``: True where a candidate-major pair-fit row and column are candidates
-    ``i < j`` (any contexts)."""
-    ok = torch.ones(count, count, dtype=torch.bool, device=device).triu(1)
-    return (
-        ok[:, None, :, None]
-        .expand(count, contexts, count, contexts)
-        .reshape(count * contexts, count * contexts)
-    )
+def upper_pair_fit(h: Tensor, y: Tensor, *, ridge: float) -> tuple[Tensor, Tensor]:
+    """Every pair ``i < j`` of one bank's candidates at every context pair, fitted to ``y``
+    ``(T, N)`` by :func:`~metacompose.algorithms.pair_fit.pair_fit_mse`; ``h``: the bank on its
+    grid, ``(C, G, T, N)``. Only those ``C (C - 1) / 2`` blocks are fitted (less than half of all
+    ``C^2``). Returns the MSE and the larger amplitude in candidate-major ``(C G, C G, T)``
+    layout; any other row and column (``i >= j``): ``inf`` both, never a fit nor admissible."""
+    c, g = h.shape[:2]
+    rows = h.flatten(0, 1)
+    mse = h.new_full((c * g, c * g, y.shape[0]), math.inf)
+    amp = torch.full_like(mse, math.inf)
+    for i in range(c - 1):
+        block = pair_fit_mse(h[i], rows[(i + 1) * g :], y, ridge=ridge, amplitudes=True)
+        mse[i * g : (i + 1) * g, (i + 1) * g :], amp[i * g : (i + 1) * g, (i + 1) * g :] = block
+    return mse, amp
 
 
 def refine_upper_pairs(

@@ -14,7 +14,8 @@ import torch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
-from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_grid_mask
+from metacompose.algorithms.pair_fit import pair_fit_mse
+from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_pair_fit
 from metacompose.algorithms.sum_banks import SumBanks
 from metacompose.models import mlp_graph
 from metacompose.modules.warp_line import WarpLineBank
@@ -44,11 +45,25 @@ def _batch(t: int, k: int, q: int, seed: int = 1, y=None) -> TaskBatch:
     return TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
 
 
-def test_the_grid_mask_keeps_exactly_the_pairs_of_distinct_candidates_in_order():
-    g = 3
-    mask = upper_grid_mask(C, g)
+def test_the_upper_pairs_are_the_full_fits_on_distinct_candidates_i_below_j_and_nothing_else():
+    """Reference: every ordered pair fitted at once (pair_fit_mse over all rows and columns),
+    values and gradients; any other row and column is inf (never a fit, never admissible)."""
+    g, t, n = 3, 5, 7
+    gen = torch.Generator().manual_seed(4)
+    h = torch.randn(C, g, t, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(t, n, generator=gen, dtype=torch.float64)
+    mse, amp = upper_pair_fit(h, y, ridge=1e-6)
+    rows = h.flatten(0, 1)
+    full, full_amp = pair_fit_mse(rows, rows, y, ridge=1e-6, amplitudes=True)
+    upper = torch.zeros(C * g, C * g, dtype=torch.bool)
     for row, col in itertools.product(range(C * g), repeat=2):
-        assert bool(mask[row, col]) == (row // g < col // g)
+        upper[row, col] = row // g < col // g
+    torch.testing.assert_close(mse[upper], full[upper], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(amp[upper], full_amp[upper], rtol=1e-12, atol=1e-14)
+    assert torch.isinf(mse[~upper]).all() and torch.isinf(amp[~upper]).all()
+    (grad,) = torch.autograd.grad(mse[upper].sum(), h)
+    (want,) = torch.autograd.grad(full[upper].sum(), h)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-12)
 
 
 def test_routing_is_the_exhaustive_search_over_unordered_pairs():
