@@ -9,11 +9,11 @@ import math
 
 import pytest
 import torch
+from annealed_testing import random_batch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.modules.warp_line import WarpLineBank
-from metacompose.tasks.base import TaskBatch
 
 PEN = torch.tensor([[1e-3, 0.0]], dtype=torch.float64)  # ridge 1e-6 on the amplitude only
 
@@ -31,13 +31,6 @@ def _learner(seed: int = 0, routing: str = "data", counts=(2, 3)) -> AnnealedSum
         tau_start=1.0, tau_end=0.01, anneal_steps=10, eval_contexts=4, ridge=1e-6,
         routing=routing, structure="chain",
     ).double()  # fmt: skip
-
-
-def _batch(t: int, k: int, q: int, seed: int = 1, y=None) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(t, k + q, 1, generator=g, dtype=torch.float64) - 0.5) * 6
-    y = torch.randn(t, k + q, 1, generator=g, dtype=torch.float64) if y is None else y(x)
-    return TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
 
 
 def _lstsq(h: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -64,7 +57,7 @@ def test_single_fit_is_least_squares_with_an_offset():
 
 def test_routing_is_the_exhaustive_search_over_compositions_and_contexts():
     learner = _learner().eval()
-    batch = _batch(5, 6, 4)
+    batch = random_batch(5, 6, 4)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     pred = learner.predict(fast, batch.query_x)[..., 0]
     grid, fb, gb = learner.eval_grid, learner.f_banks[0], learner.g_banks[0]
@@ -96,7 +89,7 @@ def test_compositions_planted_from_the_banks_are_routed_back():
         h = gb.chosen(fb.chosen(x[..., 0], f, cf), g, cg)
         return (a[:, None] * h + c).detach()[..., None]
 
-    batch = _batch(6, 12, 8, seed=5, y=planted)
+    batch = random_batch(6, 12, 8, seed=5, y=planted)
     assert learner.evaluate(batch).max() < 1e-8
     choice = learner.choices(batch)
     assert torch.equal(choice["f"], f) and torch.equal(choice["g"], g)
@@ -106,7 +99,7 @@ def test_descriptor_routing_searches_only_the_true_compositions_contexts():
     learner = _learner(seed=10).eval()
     learner.eval_routing = "descriptor"
     f, g = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([2, 0, 1, 1, 2])
-    batch = _batch(5, 6, 4, seed=6)
+    batch = random_batch(5, 6, 4, seed=6)
     batch.descriptor = torch.cat([torch.eye(2)[f], torch.eye(3)[g]], 1).double()
     fast = learner._eval_route(batch)
     grid, fb, gb = learner.eval_grid, learner.f_banks[0], learner.g_banks[0]
@@ -123,7 +116,7 @@ def test_descriptor_routing_searches_only_the_true_compositions_contexts():
 
 def test_uniform_chain_is_each_slots_mean_candidate_composed():
     learner = _learner(seed=5, routing="uniform").eval()
-    batch = _batch(4, 6, 5, seed=3)
+    batch = random_batch(4, 6, 5, seed=3)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     grid, fb, gb = learner.eval_grid, learner.f_banks[0], learner.g_banks[0]
     sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
@@ -139,7 +132,7 @@ def test_uniform_chain_is_each_slots_mean_candidate_composed():
 
 def test_training_lowers_the_annealed_chain_objective():
     learner = _learner(seed=3)
-    batch = _batch(8, 6, 6, seed=9, y=lambda x: torch.sin(2 * torch.tanh(x)))
+    batch = random_batch(8, 6, 6, seed=9, y=lambda x: torch.sin(2 * torch.tanh(x)))
     opt = torch.optim.Adam(learner.parameters(), lr=0.02)
     first = None
     for step in range(30):

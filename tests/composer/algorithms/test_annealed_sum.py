@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from annealed_testing import random_batch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
@@ -44,13 +45,6 @@ def _learner(
     ).double()
 
 
-def _batch(t: int, k: int, q: int, seed: int = 1, y=None) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(t, k + q, 1, generator=g, dtype=torch.float64) - 0.5) * 6
-    y = torch.randn(t, k + q, 1, generator=g, dtype=torch.float64) if y is None else y(x)
-    return TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
-
-
 def test_tau_falls_geometrically_and_then_stays():
     learner = _learner()
     assert learner.tau(0) == 1.0 and learner.tau(10) == pytest.approx(0.01)
@@ -59,7 +53,7 @@ def test_tau_falls_geometrically_and_then_stays():
 
 def test_routing_on_the_support_set_is_the_exhaustive_least_squares_search():
     learner = _learner().eval()
-    batch = _batch(5, 6, 4)
+    batch = random_batch(5, 6, 4)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     grid = learner.eval_grid
     fb, gb = learner.f_banks[0], learner.g_banks[0]
@@ -94,7 +88,7 @@ def test_tasks_planted_from_the_banks_are_routed_back_exactly():
         hg = gb.chosen(x[..., 0], truth_g, cg)
         return (amp[:, :1] * hf + amp[:, 1:2] * hg + amp[:, 2:]).detach()[..., None]
 
-    batch = _batch(6, 12, 8, seed=5, y=planted)
+    batch = random_batch(6, 12, 8, seed=5, y=planted)
     choice = learner.choices(batch)
     assert torch.equal(choice["f"], truth_f) and torch.equal(choice["g"], truth_g)
     assert learner.evaluate(batch).max() < 1e-8
@@ -109,7 +103,7 @@ def test_tasks_planted_from_the_banks_are_routed_back_exactly():
 
 def test_annealed_objective_lies_between_the_hard_minimum_and_tau_log_n_above_it():
     learner = _learner(replicas=2)
-    batch = _batch(4, 6, 4, seed=7)
+    batch = random_batch(4, 6, 4, seed=7)
     x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
     y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
     with torch.no_grad():
@@ -129,7 +123,7 @@ def test_annealed_objective_lies_between_the_hard_minimum_and_tau_log_n_above_it
 def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it():
     learner = _learner(replicas=3)
     assert learner.kept == 0 and torch.isnan(learner.fit).all()
-    batch = _batch(4, 6, 4)
+    batch = random_batch(4, 6, 4)
     learner.eval()
     learner.meta_step(batch, step=0)
     assert torch.isnan(learner.fit).all()  # validation does not select replicas
@@ -151,7 +145,7 @@ def test_the_kept_replica_is_the_lowest_running_fit_and_only_training_moves_it()
 def test_the_exported_graph_computes_the_routed_prediction(routing, counts, structure):
     """Sum: x -> f -> amp_f -> sum <- amp_g <- g <- x; chain: x -> f -> g -> amp."""
     learner = _learner(seed=4, routing=routing, counts=counts, structure=structure).eval()
-    batch = _batch(3, 6, 5, seed=2)
+    batch = random_batch(3, 6, 5, seed=2)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     want = learner.predict(fast, batch.query_x)
     for t, ex in enumerate(learner.export_tasks(batch)):
@@ -194,7 +188,7 @@ def test_fits_needing_amplitudes_beyond_meta_training_are_not_admitted():
     """With an amplitude limit, routing is the exhaustive search over the fits within it; a task
     that no fit within it explains takes the best fit of all."""
     learner = _learner(seed=6).eval()
-    batch = _batch(6, 6, 4, seed=3)
+    batch = random_batch(6, 6, 4, seed=3)
     sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
     with torch.no_grad():
         mse, amp = (v.flatten(0, 1) for v in learner._pair_mse(0, sx, sy, learner.eval_grid))
@@ -218,7 +212,7 @@ def test_fits_needing_amplitudes_beyond_meta_training_are_not_admitted():
 
 def test_training_tracks_each_replicas_fit_and_amplitude():
     learner = _learner(replicas=2).train()
-    batch = _batch(4, 6, 4)
+    batch = random_batch(4, 6, 4)
     learner.meta_step(batch, step=0)
     x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
     y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
@@ -233,7 +227,7 @@ def test_what_resume_and_evaluation_need_is_in_the_state_dict():
     """The replica choice and the amplitude limit are buffers: a checkpoint carries them, and a
     learner rebuilt from it routes as the one that wrote it."""
     learner = _learner(replicas=3).train()
-    batch = _batch(4, 6, 4)
+    batch = random_batch(4, 6, 4)
     learner.meta_step(batch, step=0)
     state = learner.state_dict()
     assert {"fit", "amplitude"} <= set(state)
@@ -260,7 +254,7 @@ def test_descriptor_routing_fits_only_each_tasks_true_pair():
     learner = _learner(seed=8)
     learner.routing = learner.eval_routing = "descriptor"
     f, g = torch.tensor([1, 0, 1, 0]), torch.tensor([2, 2, 0, 1])
-    batch = _with_descriptor(_batch(4, 6, 4, seed=4), f, g)
+    batch = _with_descriptor(random_batch(4, 6, 4, seed=4), f, g)
     x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
     y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
     with torch.no_grad():
@@ -282,7 +276,7 @@ def test_descriptor_routing_fits_only_each_tasks_true_pair():
     assert torch.equal(data_choice["f"], fast["f"])
     with pytest.raises(ValueError, match="one-hot \\(f, g\\) descriptor of width 5"):
         learner.routing = "descriptor"
-        learner.meta_step(_batch(4, 6, 4), step=0)
+        learner.meta_step(random_batch(4, 6, 4), step=0)
 
 
 def test_a_structure_written_before_the_warp_bounds_existed_reads_as_the_defaults():
@@ -302,7 +296,7 @@ def test_descriptor_routing_at_evaluation_is_the_search_over_the_true_pairs_cont
     learner = _learner(seed=10).eval()
     learner.eval_routing = "descriptor"
     f, g = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([2, 0, 1, 1, 2])
-    batch = _with_descriptor(_batch(5, 6, 4, seed=6), f, g)
+    batch = _with_descriptor(random_batch(5, 6, 4, seed=6), f, g)
     fast = learner._eval_route(batch)
     grid = learner.eval_grid
     sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
@@ -318,7 +312,7 @@ def test_uniform_routing_is_the_search_over_each_slots_mean_candidate():
     """The ablation without routing: each slot is the mean of all its candidates at one shared
     context; the fit is the exhaustive float64 least-squares search over context pairs."""
     learner = _learner(seed=5, routing="uniform").eval()
-    batch = _batch(4, 6, 5, seed=3)
+    batch = random_batch(4, 6, 5, seed=3)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     pred = learner.predict(fast, batch.query_x)[..., 0]
     grid = learner.eval_grid
@@ -346,7 +340,7 @@ def test_uniform_routing_is_the_search_over_each_slots_mean_candidate():
 
 def test_uniform_routing_trains_every_candidate_and_is_used_as_trained():
     learner = _learner(seed=6, routing="uniform").train()
-    step = learner.meta_step(_batch(5, 6, 4, seed=4), step=0)
+    step = learner.meta_step(random_batch(5, 6, 4, seed=4), step=0)
     step.objective.backward()
     for bank in (learner.f_banks[0], learner.g_banks[0]):
         grads = [p.grad for p in bank.parameters() if p.grad is not None]

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from annealed_testing import random_batch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
@@ -20,7 +21,6 @@ from metacompose.algorithms.sum_banks import SumBanks
 from metacompose.models import mlp_graph
 from metacompose.modules.warp_line import WarpLineBank
 from metacompose.router.metrics import set_purity
-from metacompose.tasks.base import TaskBatch
 
 C = 4
 
@@ -36,13 +36,6 @@ def _learner(seed: int = 0, *, refine: int = 0, replicas: int = 1):
         f_banks=banks, g_banks=banks, tau_start=1.0, tau_end=0.01, anneal_steps=10,
         eval_contexts=4, ridge=1e-6, refine=refine,
     ).double()  # fmt: skip
-
-
-def _batch(t: int, k: int, q: int, seed: int = 1, y=None) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(t, k + q, 1, generator=g, dtype=torch.float64) - 0.5) * 6
-    y = torch.randn(t, k + q, 1, generator=g, dtype=torch.float64) if y is None else y(x)
-    return TaskBatch(support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:])
 
 
 def test_the_upper_pairs_are_the_full_fits_on_distinct_candidates_i_below_j_and_nothing_else():
@@ -68,7 +61,7 @@ def test_the_upper_pairs_are_the_full_fits_on_distinct_candidates_i_below_j_and_
 
 def test_routing_is_the_exhaustive_search_over_unordered_pairs():
     learner = _learner().eval()
-    batch = _batch(6, 7, 3)
+    batch = random_batch(6, 7, 3)
     fast, _ = learner.adapt(batch.support_x, batch.support_y)
     grid, bank = learner.eval_grid, learner.f_banks[0]
     sx, sy = batch.support_x[..., 0], batch.support_y[..., 0]
@@ -96,7 +89,7 @@ def test_refining_the_upper_pairs_is_the_two_bank_refinement_on_those_pairs(seed
     bank = _bank(seed)
     two = AnnealedSumLearner(f_banks=[bank], g_banks=[bank], tau_start=1.0, tau_end=0.01,
                              anneal_steps=10, eval_contexts=5, ridge=1e-6, refine=2).double()  # fmt: skip
-    batch = _batch(5, 9, 0, seed=seed + 3)
+    batch = random_batch(5, 9, 0, seed=seed + 3)
     x, y = batch.support_x[..., 0], batch.support_y[..., 0]
     grid = two.eval_grid
     with torch.no_grad():
@@ -121,7 +114,7 @@ def test_planted_tasks_come_back_as_their_unordered_pair():
         h1, h2 = bank.chosen(x[..., 0], first, cf), bank.chosen(x[..., 0], second, cg)
         return (amp[:, :1] * h1 + amp[:, 1:2] * h2 + amp[:, 2:]).detach()[..., None]
 
-    batch = _batch(6, 12, 8, seed=5, y=planted)
+    batch = random_batch(6, 12, 8, seed=5, y=planted)
     choice = learner.choices(batch)
     assert torch.equal(choice["f"], torch.minimum(first, second))
     assert torch.equal(choice["g"], torch.maximum(first, second))
@@ -130,7 +123,7 @@ def test_planted_tasks_come_back_as_their_unordered_pair():
 
 def test_the_objective_pools_only_the_unordered_pairs():
     learner = _learner(seed=6, refine=1)
-    batch = _batch(4, 6, 4, seed=7)
+    batch = random_batch(4, 6, 4, seed=7)
     x = torch.cat([batch.support_x, batch.query_x], 1)[..., 0]
     y = torch.cat([batch.support_y, batch.query_y], 1)[..., 0]
     bank, grid = learner.f_banks[0], learner.f_banks[0].grid(torch.float64)
