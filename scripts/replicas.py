@@ -12,6 +12,10 @@ NMI and the fraction of tasks with both primitives matched (scored as a set). Th
 the family's true pairs: they judge the selection, they cannot make it. The closing line compares
 the kept replica with the one a label-reading oracle would pick.
 
+``--fit-tasks N`` adds each replica's best-pair fit on the same ``N`` seen-pair *training* tasks (the
+training objective's hard minimum, refined as configured; the running fit averages over each
+replica's own meta-batches instead): a criterion to compare replicas, and runs, on equal terms.
+
 ``--seconds`` adds the kept replica's evaluation milliseconds per held-out task (one thread,
 median of 7 interleaved rounds): routed from data as configured, from data on the grid alone, and
 by the descriptor (each task's true pair: every context pair of the grid, refined as configured
@@ -78,6 +82,29 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
     return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse, used)
 
 
+def fixed_fit(learner, family, n: int, *, seed: int, shots: int, query: int) -> list[float]:
+    """Each replica's mean best-pair fit on the same ``n`` seen-pair training tasks, as
+    ``meta_step`` measures it (in chunks of 64); the learner's buffers and mode are restored."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "replicas", "fixed-fit"))
+    tasks = family.sample(n, shots=shots, query=query, generator=g, split="train")
+    saved = learner.fit.clone(), learner.amplitude.clone()
+    total = torch.zeros(len(saved[0]), dtype=torch.float64)
+    learner.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, n, 64):
+                part = type(tasks)(*(v[i : i + 64] for v in (tasks.support_x, tasks.support_y,
+                                                             tasks.query_x, tasks.query_y)))  # fmt: skip
+                learner.fit.fill_(math.nan)
+                learner.meta_step(part)
+                total += learner.fit.double() * len(part.support_x)
+    finally:
+        learner.fit.copy_(saved[0])
+        learner.amplitude.copy_(saved[1])
+        learner.eval()
+    return (total / n).tolist()
+
+
 def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, float]:
     """Milliseconds per task to evaluate ``held`` with the kept replica: routed from data (as
     configured, and on the grid alone) and by the descriptor (refined as configured, and on the
@@ -117,6 +144,12 @@ def main() -> None:
         default=None,
         help="route with this many rounds of sub-grid context search (default: the checkpoint's "
         "algo.args.refine; 0: the grid alone)",
+    )
+    p.add_argument(
+        "--fit-tasks",
+        type=positive_int,
+        default=None,
+        help="also each replica's best-pair fit on this many fixed training tasks",
     )
     p.add_argument("--seconds", action="store_true", help="also time the kept replica's evaluation")
     args = p.parse_args()
@@ -163,6 +196,10 @@ def main() -> None:
             f" fit within {NEAR_FIT}x, then most balanced {near} (both {both[near]:.3f});"
             f" best held-out {best} (both {both[best]:.3f})"
         )
+        if args.fit_tasks:
+            fixed = fixed_fit(learner, family, args.fit_tasks, **kw)
+            print(f"  fit on {args.fit_tasks} fixed training tasks: "
+                  + ", ".join(f"{r} {v:.4f}" for r, v in enumerate(fixed)))  # fmt: skip
         if args.seconds:
             ms = eval_ms(learner, cfg, held, seed=args.seed)
             print(f"  evaluation ms per held-out task (refine {learner.refine}, one thread): "

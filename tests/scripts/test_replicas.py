@@ -46,8 +46,10 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
         assert 0.0 <= float(r[4]) <= 1.0  # usage balance
     assert f"kept {learner.kept}" in done.stdout and "most balanced" in done.stdout
     # routed with sub-grid refinement: the same replicas and fits, their routing re-scored
-    refined = run(str(ckpt), "--tasks", "20", "--refine", "2", "--seconds")
+    refined = run(str(ckpt), "--tasks", "20", "--refine", "2", "--seconds", "--fit-tasks", "10")
     assert refined.returncode == 0, refined.stderr[-2000:]
+    fixed = [line for line in refined.stdout.splitlines() if "fixed training tasks" in line]
+    assert len(fixed) == 1 and len(fixed[0].split(": ", 1)[1].split(", ")) == 3, refined.stdout
     timing = [line for line in refined.stdout.splitlines() if "ms per held-out task" in line]
     assert len(timing) == 1 and "(refine 2," in timing[0], refined.stdout
     ms = [float(part.rsplit(" ", 1)[1]) for part in timing[0].split(": ", 1)[1].split("; ")]
@@ -113,3 +115,37 @@ def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
     done = run(str(train(cfg).checkpoint))
     assert done.returncode != 0 and "eval_routing=uniform: only a checkpoint routed" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_fixed_fit_is_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(tmp_path):
+    """``--fit-tasks``: every replica's mean best-pair MSE on the same training tasks, against an
+    exhaustive float64 least-squares fit of every pair at every grid context pair (refine 0); the
+    learner's running fits, amplitude limits and mode are left as they were."""
+    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    over = [*SMALL, "algo.args.refine=0", "algo.args.ridge=1e-9", f"out_dir={tmp_path}"]
+    cfg = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", over)
+    learner, cfg, family = load_checkpoint(train(cfg).checkpoint)
+    fit, amplitude = learner.fit.clone(), learner.amplitude.clone()
+    kw = {"seed": 3, "shots": cfg.task.shots, "query": cfg.task.query}
+    got = mod.fixed_fit(learner, family, 70, **kw)  # two chunks: 64 + 6
+    assert torch.equal(learner.fit, fit) and torch.equal(learner.amplitude, amplitude)
+    assert not learner.training
+    g = torch.Generator().manual_seed(mod.derive_seed(3, "replicas", "fixed-fit"))
+    tasks = family.sample(70, shots=kw["shots"], query=kw["query"], generator=g, split="train")
+    x = torch.cat([tasks.support_x, tasks.query_x], 1)[..., 0].double()
+    y = torch.cat([tasks.support_y, tasks.query_y], 1)[..., 0].double()
+    for r in range(len(fit)):
+        with torch.no_grad():
+            grid = learner.f_banks[r].grid(torch.float32)
+            hf = learner.f_banks[r].on_grid(x.float(), grid).double().flatten(0, 1)  # (C G, T, N)
+            hg = learner.g_banks[r].on_grid(x.float(), grid).double().flatten(0, 1)
+        best = torch.full((len(x),), math.inf, dtype=torch.float64)
+        for i in range(len(hf)):
+            for j in range(len(hg)):
+                a = torch.stack([hf[i], hg[j], torch.ones_like(y)], -1)  # (T, N, 3)
+                coef = torch.linalg.lstsq(a, y[..., None]).solution
+                mse = ((a @ coef)[..., 0] - y).pow(2).mean(1)
+                best = torch.minimum(best, mse)
+        assert got[r] == pytest.approx(float(best.mean()), rel=2e-3)
