@@ -93,8 +93,7 @@ def fixed_fit(learner, family, n: int, *, seed: int, shots: int, query: int) -> 
     try:
         with torch.no_grad():
             for i in range(0, n, 64):
-                part = type(tasks)(*(v[i : i + 64] for v in (tasks.support_x, tasks.support_y,
-                                                             tasks.query_x, tasks.query_y)))  # fmt: skip
+                part = tasks.slice(i, min(i + 64, n))
                 learner.fit.fill_(math.nan)
                 learner.meta_step(part)
                 total += learner.fit.double() * len(part.support_x)
