@@ -14,7 +14,10 @@ the kept replica with the one a label-reading oracle would pick.
 
 ``--fit-tasks N`` adds each replica's best-pair fit on the same ``N`` seen-pair *training* tasks (the
 training objective's hard minimum, refined as configured; the running fit averages over each
-replica's own meta-batches instead): a criterion to compare replicas, and runs, on equal terms.
+replica's own meta-batches instead): a criterion to compare replicas, and runs, on equal terms;
+and, per primitive, each replica's mean fit over those of the tasks whose true pair holds it
+(where the training error lives: a primitive the candidates cannot represent, a saw read through
+too coarse a table say, shows up in every pair it is part of).
 
 ``--seconds`` adds the kept replica's evaluation milliseconds per held-out task (one thread,
 median of 7 interleaved rounds): routed from data as configured, from data on the grid alone, and
@@ -82,26 +85,38 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
     return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse, used)
 
 
-def fixed_fit(learner, family, n: int, *, seed: int, shots: int, query: int) -> list[float]:
-    """Each replica's mean best-pair fit on the same ``n`` seen-pair training tasks, as
-    ``meta_step`` measures it (in chunks of 64); the learner's buffers and mode are restored."""
+def task_fits(learner, family, n: int, *, seed: int, shots: int, query: int):
+    """The same ``n`` seen-pair training tasks, and each replica's best-pair fit on each of them
+    ``(n, replicas)``, as ``meta_step`` measures it (one task at a time); the learner's buffers
+    and mode are restored."""
     g = torch.Generator().manual_seed(derive_seed(seed, "replicas", "fixed-fit"))
     tasks = family.sample(n, shots=shots, query=query, generator=g, split="train")
     saved = learner.fit.clone(), learner.amplitude.clone()
-    total = torch.zeros(len(saved[0]), dtype=torch.float64)
+    fits = torch.zeros(n, len(saved[0]), dtype=torch.float64)
     learner.train()
     try:
         with torch.no_grad():
-            for i in range(0, n, 64):
-                part = tasks.slice(i, min(i + 64, n))
+            for i in range(n):
                 learner.fit.fill_(math.nan)
-                learner.meta_step(part)
-                total += learner.fit.double() * len(part.support_x)
+                learner.meta_step(tasks.slice(i, i + 1))
+                fits[i] = learner.fit.double()
     finally:
         learner.fit.copy_(saved[0])
         learner.amplitude.copy_(saved[1])
         learner.eval()
-    return (total / n).tolist()
+    return tasks, fits
+
+
+def by_primitive(family, tasks, fits) -> dict[str, torch.Tensor]:
+    """Each primitive's mean of ``fits`` ``(n, replicas)`` over the tasks whose true pair holds
+    it (``factor:name``, e.g. ``f:saw``): where a replica's training error lives."""
+    out = {}
+    for factor, names in family.factors.items():
+        ids = tasks.info[factor]
+        for k, name in enumerate(names):
+            if bool((ids == k).any()):
+                out[f"{factor}:{name}"] = fits[ids == k].mean(0)
+    return out
 
 
 def eval_ms(learner, cfg, held, *, seed: int, rounds: int = 7) -> dict[str, float]:
@@ -196,9 +211,11 @@ def main() -> None:
             f" best held-out {best} (both {both[best]:.3f})"
         )
         if args.fit_tasks:
-            fixed = fixed_fit(learner, family, args.fit_tasks, **kw)
+            tasks, fits = task_fits(learner, family, args.fit_tasks, **kw)
             print(f"  fit on {args.fit_tasks} fixed training tasks: "
-                  + ", ".join(f"{r} {v:.4f}" for r, v in enumerate(fixed)))  # fmt: skip
+                  + ", ".join(f"{r} {v:.4f}" for r, v in enumerate(fits.mean(0).tolist())))  # fmt: skip
+            for name, per in by_primitive(family, tasks, fits).items():
+                print(f"    tasks with {name:<14}" + "".join(f" {v:8.4f}" for v in per.tolist()))
         if args.seconds:
             ms = eval_ms(learner, cfg, held, seed=args.seed)
             print(f"  evaluation ms per held-out task (refine {learner.refine}, one thread): "

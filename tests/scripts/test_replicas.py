@@ -117,10 +117,11 @@ def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_fixed_fit_is_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(tmp_path):
-    """``--fit-tasks``: every replica's mean best-pair MSE on the same training tasks, against an
-    exhaustive float64 least-squares fit of every pair at every grid context pair (refine 0); the
-    learner's running fits, amplitude limits and mode are left as they were."""
+def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(tmp_path):
+    """``--fit-tasks``: every replica's best-pair MSE on each of the same training tasks, against
+    an exhaustive float64 least-squares fit of every pair at every grid context pair (refine 0),
+    and their means per primitive over the tasks that hold it; the learner's running fits,
+    amplitude limits and mode are left as they were."""
     spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -129,13 +130,16 @@ def test_fixed_fit_is_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(t
     learner, cfg, family = load_checkpoint(train(cfg).checkpoint)
     fit, amplitude = learner.fit.clone(), learner.amplitude.clone()
     kw = {"seed": 3, "shots": cfg.task.shots, "query": cfg.task.query}
-    got = mod.fixed_fit(learner, family, 70, **kw)  # two chunks: 64 + 6
+    tasks, got = mod.task_fits(learner, family, 70, **kw)
+    assert got.shape == (70, len(fit))
     assert torch.equal(learner.fit, fit) and torch.equal(learner.amplitude, amplitude)
     assert not learner.training
     g = torch.Generator().manual_seed(mod.derive_seed(3, "replicas", "fixed-fit"))
-    tasks = family.sample(70, shots=kw["shots"], query=kw["query"], generator=g, split="train")
+    again = family.sample(70, shots=kw["shots"], query=kw["query"], generator=g, split="train")
+    assert torch.equal(again.support_x, tasks.support_x)
     x = torch.cat([tasks.support_x, tasks.query_x], 1)[..., 0].double()
     y = torch.cat([tasks.support_y, tasks.query_y], 1)[..., 0].double()
+    want = torch.empty(len(x), len(fit), dtype=torch.float64)
     for r in range(len(fit)):
         with torch.no_grad():
             grid = learner.f_banks[r].grid(torch.float32)
@@ -148,4 +152,16 @@ def test_fixed_fit_is_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(t
                 coef = torch.linalg.lstsq(a, y[..., None]).solution
                 mse = ((a @ coef)[..., 0] - y).pow(2).mean(1)
                 best = torch.minimum(best, mse)
-        assert got[r] == pytest.approx(float(best.mean()), rel=2e-3)
+        want[:, r] = best
+    assert torch.allclose(got, want, rtol=5e-3, atol=1e-6)
+    per = mod.by_primitive(family, tasks, got)
+    for factor, names in family.factors.items():
+        for k, name in enumerate(names):
+            held = tasks.info[factor] == k
+            if held.any():  # by hand: the tasks whose true pair holds this primitive
+                mean = [sum(float(want[t, r]) for t in range(70) if held[t]) / int(held.sum())
+                        for r in range(len(fit))]  # fmt: skip
+                assert per[f"{factor}:{name}"].tolist() == pytest.approx(mean, rel=5e-3)
+            else:
+                assert f"{factor}:{name}" not in per
+    assert len(per) == sum(len(set(tasks.info[f].tolist())) for f in family.factors)
