@@ -15,7 +15,7 @@ STRUCTURES = get_args(Structure)
 def check_annealed_arguments(
     *, f_banks: list[WarpLineBank], g_banks: list[WarpLineBank], tau_start: float,
     tau_end: float, anneal_steps: int, eval_contexts: int, ridge: float, routing: str,
-    eval_routing: str | None, structure: str, refine: int, reseed_steps: tuple[int, ...] = (),
+    eval_routing: str | None, structure: str, refine: int,
 ) -> None:  # fmt: skip
     """Raise ``ValueError`` for the first argument out of its range (see the learner's ``Args``)."""
     if refine < 0:
@@ -54,9 +54,3 @@ def check_annealed_arguments(
             )
         if f_banks[0].count < 2:
             raise ValueError(f"a shared bank needs >= 2 candidates, has {f_banks[0].count}")
-    if reseed_steps and (structure != "sum" or routing != "data" or f_banks[0] is g_banks[0]):
-        raise ValueError(
-            f"reseed with structure={structure}, routing={routing}"
-            f"{', a shared bank' if f_banks[0] is g_banks[0] else ''}: idle "
-            "candidates are re-seeded in the sum of two banks routed from data"
-        )

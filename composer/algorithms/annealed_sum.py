@@ -20,7 +20,9 @@ meta-training nor at evaluation:
   each meta-batch's largest best-pair amplitude): a wrong pair can fit 10 points with two large
   amplitudes that cancel, and predicts wildly between them.
 
-Measured in docs/router.md ("Routing from data by annealing")."""
+Measured against MAML, a descriptor-routed upper bound and other primitive sets in docs/router.md
+("Routing from data by annealing").
+"""
 
 from __future__ import annotations
 
@@ -43,7 +45,6 @@ from metacompose.algorithms.descriptor_pairs import (
 from metacompose.algorithms.inner_loop import Params
 from metacompose.algorithms.learner import MetaStep, TaskExport
 from metacompose.algorithms.pair_fit import fit_pair_weighted, matched_fit_mse, pair_fit_mse
-from metacompose.algorithms.reseed import reseed
 from metacompose.algorithms.shared_pairs import refine_upper_pairs, upper_pair_fit
 from metacompose.algorithms.sum_banks import Routing, Structure, SumBanks
 from metacompose.modules.warp_line import WarpLineBank
@@ -52,7 +53,6 @@ from metacompose.tasks.base import TaskBatch
 Tensor = torch.Tensor
 # Tasks per chunk at evaluation: (C G)^2 pair fits per task on the finer grid.
 EVAL_CHUNK = 32
-FIT_DECAY = 0.99  # the running mean of each replica's fit forgets at this rate per step
 
 
 class AnnealedSumLearner(nn.Module):
@@ -73,9 +73,7 @@ class AnnealedSumLearner(nn.Module):
             routed from data is the intermediate variant. :meth:`adapt` (support set only)
             always routes from data. ``"uniform"`` (as both): no routing, the ablation; each slot
             is the mean of all its candidates at one shared context.
-        reseed_steps: meta-iterations at which each replica's idle candidates are re-seeded
-            from the candidate carrying the most fit error (:mod:`~metacompose.algorithms.reseed`;
-            the sum of two banks routed from data).
+        fit_decay: the running mean of each replica's fit forgets at this rate per step.
         structure: ``"sum"`` (``y = a f(x) + b g(x) + c``) or ``"chain"`` (``y = a g(f(x)) + c``:
             the g-bank reads each f-candidate's output; every composition fitted in closed form).
         refine: rounds of local search that refine each pair's best grid contexts below the
@@ -104,7 +102,7 @@ class AnnealedSumLearner(nn.Module):
         ridge: float,
         routing: Routing = "data",
         eval_routing: Routing | None = None,
-        reseed_steps: tuple[int, ...] = (),
+        fit_decay: float = 0.99,
         structure: Structure = "sum",
         refine: int = 0,
     ) -> None:
@@ -112,13 +110,12 @@ class AnnealedSumLearner(nn.Module):
         check_annealed_arguments(
             f_banks=f_banks, g_banks=g_banks, tau_start=tau_start, tau_end=tau_end,
             anneal_steps=anneal_steps, eval_contexts=eval_contexts, ridge=ridge, routing=routing,
-            eval_routing=eval_routing, structure=structure, refine=refine, reseed_steps=reseed_steps,
+            eval_routing=eval_routing, structure=structure, refine=refine,
         )  # fmt: skip
         self.f_banks = nn.ModuleList(f_banks)
         self.g_banks = nn.ModuleList(g_banks)
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
-        self.anneal_steps, self.ridge = int(anneal_steps), float(ridge)
-        self.reseed_steps, self.moves = frozenset(reseed_steps), []  # moves: made in this process
+        self.anneal_steps, self.ridge, self.fit_decay = int(anneal_steps), float(ridge), fit_decay
         self.routing, self.eval_routing = routing, eval_routing or routing
         self.structure, self.refine = structure, int(refine)
         self.shared = all(f is g for f, g in zip(f_banks, g_banks, strict=True))
@@ -163,13 +160,6 @@ class AnnealedSumLearner(nn.Module):
             return upper_pair_fit(hf, y, ridge=self.ridge)
         hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
         return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
-
-    def _reseed(self, r: int, grid_mse: Tensor, step: int) -> bool:
-        """Replica ``r``'s moves (``grid_mse``: its :meth:`_pair_mse`); whether it made any."""
-        moves = reseed(f_bank=self.f_banks[r], g_bank=self.g_banks[r], grid_mse=grid_mse.detach(),
-                       replica=r, seed=step * 1000 + r)  # fmt: skip
-        self.moves += moves
-        return bool(moves)
 
     def _refined(
         self, r: int, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor,
@@ -231,8 +221,6 @@ class AnnealedSumLearner(nn.Module):
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
             grid_mse, grid_amp = self._pair_mse(r, x, y, None)
-            if self.training and step in self.reseed_steps and self._reseed(r, grid_mse, step):
-                grid_mse, grid_amp = self._pair_mse(r, x, y, None)
             mse, amp = (v.flatten(0, 1).T for v in (grid_mse, grid_amp))  # (T, pairs)
             if allowed is not None:  # only the true pair's contexts, task by task
                 mse = mse[allowed.T].view(len(x), -1)
@@ -254,7 +242,7 @@ class AnnealedSumLearner(nn.Module):
             with torch.no_grad():
                 for buf, now in ((self.fit, fits), (self.amplitude, amps)):
                     now = torch.stack(now).to(buf.dtype)
-                    mixed = FIT_DECAY * buf + (1 - FIT_DECAY) * now
+                    mixed = self.fit_decay * buf + (1 - self.fit_decay) * now
                     buf.copy_(torch.where(torch.isfinite(buf), mixed, now))
         with torch.no_grad():  # on the training grid: a cheap log of what evaluation measures
             grid = self.f_banks[0].grid(x.dtype)

@@ -33,7 +33,6 @@ def annealed_sum_learner(
     g_span: float | None = None,
     init: str = "random",
     refine: int = 0,
-    reseed: list[float] | tuple[float, ...] = (),
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -41,9 +40,7 @@ def annealed_sum_learner(
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
     ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
-    ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`); ``reseed``:
-    fractions of ``anneal_steps`` at which idle candidates are re-seeded
-    (:mod:`~metacompose.algorithms.reseed`). The
+    ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`). The
     model section's graph (``encoder``) is not used beyond its input width: the banks are the
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
@@ -60,8 +57,6 @@ def annealed_sum_learner(
         )
     if replicas < 1:
         raise ValueError(f"replicas={replicas}: must be >= 1")
-    if any(not 0.0 < float(f) <= 1.0 for f in reseed):
-        raise ValueError(f"reseed={list(reseed)}: fractions of anneal_steps, each in (0, 1]")
     if g_span is not None and not 0.0 < g_span <= 1e4:
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     if g_span is not None and max_shift is not None and max_shift > g_span:
@@ -89,5 +84,4 @@ def annealed_sum_learner(
         eval_routing=eval_routing,
         structure=structure,
         refine=refine,
-        reseed_steps=tuple(sorted({max(1, round(float(f) * anneal_steps)) for f in reseed})),
     )

@@ -378,8 +378,6 @@ for _id, _config, _item, _name in [
     # descriptor routing on tasks that carry none failed at the first meta-batch
     ("annealed_sum-descriptor_none", "from_data_sums_annealed", "algo.args.routing=descriptor",
      "algo.args.routing=descriptor: needs the one-hot (f, g) descriptor of width 8"),
-    ("annealed_sum-reseed_fraction", "from_data_sums_annealed", "algo.args.reseed=[0.5,2]",
-     "reseed=[0.5, 2]: fractions of anneal_steps, each in (0, 1]"),
 ]:  # fmt: skip
     case(
         f"{_id}",
