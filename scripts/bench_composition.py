@@ -102,8 +102,8 @@ VARIANTS = {
 # the settings, for a check on a set they were not chosen on); on the chain: fdca; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
 # -uniform: no routing (each slot the mean of its candidates at one shared context);
-# -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of the annealed learner's
-# size (an MLP 1-26-26-1, 781 parameters; one replica has 784); -oracle: the true primitives' formulas.
+# -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of one replica's size
+# (EQUAL_HIDDEN); -oracle: the true primitives' formulas.
 ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
     "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
@@ -125,7 +125,9 @@ for _p, _config in ANNEALED.items():
     VARIANTS[f"{_p}-oracle"] = _config
     VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
     VARIANTS[f"{_p}-maml-equal"] = "configs/compositional_identifiable_maml.yaml"
-EQUAL_HIDDEN = "model.args.hidden=[26,26]"  # 781 parameters: within 1% of one replica's 784
+# An MLP within 1% of one replica: the sum configs' 288-knot tables make 2,320 parameters (1-46-46-1:
+# 2,301), the chain's 96-knot tables 784 (1-26-26-1: 781).
+EQUAL_HIDDEN = {"fdsa": [46, 46], "fdsa2": [46, 46], "fdsa3": [46, 46], "fdca": [26, 26]}
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
 # very same tasks, budget and template, its comparison: descriptor-routed (the family's (f, g)
@@ -154,7 +156,7 @@ def variant_overrides(variant: str) -> list[str]:
     if kind in ("maml", "maml-equal"):  # the data-routed config's task, MAML's model and algorithm
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
         args = OmegaConf.to_container(load_config(source).task.args)
-        size = [EQUAL_HIDDEN] if kind == "maml-equal" else []
+        size = [f"model.args.hidden={EQUAL_HIDDEN[prefix]}"] if kind == "maml-equal" else []
         return [f"task.args={json.dumps(args)}", *size]  # JSON is YAML: one flow-style value
     if prefix in ANNEALED:  # -oracle: as written
         return []

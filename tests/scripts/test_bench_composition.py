@@ -158,5 +158,5 @@ def test_equal_size_maml_matches_one_annealed_replica_within_ten_percent():
         )
         assert (
             sum(p.numel() for p in build_learner(big, build_family(big.task)).parameters())
-            > 10 * per_replica
+            > 5 * per_replica
         )
