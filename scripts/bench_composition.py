@@ -103,7 +103,7 @@ VARIANTS = {
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
 # -uniform: no routing (each slot the mean of its candidates at one shared context);
 # -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of one replica's size
-# (EQUAL_HIDDEN); -oracle: the true primitives' formulas.
+# (equal_hidden); -oracle: the true primitives' formulas.
 ANNEALED = {
     "fdsa": "configs/from_data_sums_annealed.yaml",
     "fdsa2": "configs/from_data_sums_annealed_set2.yaml",
@@ -125,9 +125,23 @@ for _p, _config in ANNEALED.items():
     VARIANTS[f"{_p}-oracle"] = _config
     VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
     VARIANTS[f"{_p}-maml-equal"] = "configs/compositional_identifiable_maml.yaml"
-# An MLP within 1% of one replica: the sum configs' 288-knot tables make 2,320 parameters (1-46-46-1:
-# 2,301), the chain's 96-knot tables 784 (1-26-26-1: 781).
-EQUAL_HIDDEN = {"fdsa": [46, 46], "fdsa2": [46, 46], "fdsa3": [46, 46], "fdca": [26, 26]}
+# --set keys that describe the routed learner, not MAML: they size -maml-equal and are not applied to
+# the MAML variants (which refuse them)
+ROUTED_ONLY = ("algo.", "model.", "router.")
+
+
+def equal_hidden(cfg) -> list[int]:
+    """The hidden widths ``[h, h]`` of an MLP 1-h-h-1 (``h^2 + 4h + 1`` parameters) nearest one
+    replica of the annealed learner ``cfg`` builds, as configured (the sum configs' 288-knot tables:
+    2,320 parameters, 1-46-46-1 has 2,301; the chain's 96-knot tables: 784, 1-26-26-1 781)."""
+    from metacompose.build import build_family, build_learner
+
+    learner = build_learner(cfg, build_family(cfg.task))
+    per_replica = sum(p.numel() for p in learner.parameters()) / len(learner.f_banks)
+    low = max(1, math.floor(math.sqrt(per_replica + 3) - 2))  # (h + 2)^2 = n + 3
+    h = min((low, low + 1), key=lambda w: abs(w * w + 4 * w + 1 - per_replica))
+    return [h, h]
+
 
 # Routing from data (no descriptor: hard EM over joint choices + amortised top-k router) and, on the
 # very same tasks, budget and template, its comparison: descriptor-routed (the family's (f, g)
@@ -146,8 +160,9 @@ for _p, _config in FROM_DATA.items():
 FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-uniform", "-maml")]
 
 
-def variant_overrides(variant: str) -> list[str]:
-    """Overrides that turn a ``from_data*.yaml`` config into its comparison variants."""
+def variant_overrides(variant: str, user: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Overrides that turn a ``from_data*.yaml`` config into its comparison variants; ``user``
+    (``--set``): the routed config as the MAML variants read it (its task, one replica's size)."""
     prefix, _, kind = variant.partition("-")
     if prefix in ANNEALED and f"-{kind}" in ANNEALED_OVERRIDES:
         return ANNEALED_OVERRIDES[f"-{kind}"]
@@ -155,8 +170,9 @@ def variant_overrides(variant: str) -> list[str]:
         return []
     if kind in ("maml", "maml-equal"):  # the data-routed config's task, MAML's model and algorithm
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
-        args = OmegaConf.to_container(load_config(source).task.args)
-        size = [f"model.args.hidden={EQUAL_HIDDEN[prefix]}"] if kind == "maml-equal" else []
+        routed = load_config(source, list(user))
+        args = OmegaConf.to_container(routed.task.args)
+        size = [f"model.args.hidden={equal_hidden(routed)}"] if kind == "maml-equal" else []
         return [f"task.args={json.dumps(args)}", *size]  # JSON is YAML: one flow-style value
     if prefix in ANNEALED:  # -oracle: as written
         return []
@@ -170,6 +186,16 @@ def variant_overrides(variant: str) -> list[str]:
         f"router.descriptor_dim={4 * len(routed)}", f"router.descriptor_slots={{{spans}}}",
         "router.descriptor_one_to_one=true", "router.tau_end=0.05",
     ]  # fmt: skip
+
+
+def run_overrides(variant: str, user: list[str]) -> list[str]:
+    """One variant's overrides, then ``--set``'s ``user``; the MAML variants of a routed config
+    read its ``algo.``/``model.``/``router.`` keys for their task and size instead of taking them."""
+    maml = variant.split("-")[0] in {*FROM_DATA, *ANNEALED} and variant.endswith(
+        ("-maml", "-maml-equal")
+    )
+    kept = [o for o in user if not (maml and o.lstrip("+~").startswith(ROUTED_ONLY))]
+    return variant_overrides(variant, user) + kept
 
 
 def meta_test_batches(family, *, n_tasks: int, combos: str | None, shots: int, seed: int):
@@ -449,7 +475,7 @@ def bench_one(args, variant: str, seed: int, rows: dict, per_pair: dict) -> None
     """Train one variant with one seed, print its line, and add it to ``rows`` and ``per_pair``."""
     if variant.endswith("-oracle"):
         return bench_oracle_row(args, variant, seed, rows)
-    extra = variant_overrides(variant) + list(args.set)
+    extra = run_overrides(variant, args.set)
     learner, cfg, family, secs = train_variant(
         VARIANTS[variant], seed, args.steps, args.out_dir, f"{variant}-s{seed}", extra
     )
@@ -626,7 +652,9 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides for every variant (e.g. router.anchors=16); say them when quoting",
+        help="config overrides for every variant (e.g. router.anchors=16; the MAML variants of a "
+        "routed config are sized by its algo./model./router. keys, not given them); say them "
+        "when quoting",
     )
     p.add_argument("--per-pair", action="store_true", help="also print MSE per (f, g) pair")
     p.add_argument(

@@ -160,3 +160,30 @@ def test_equal_size_maml_matches_one_annealed_replica_within_ten_percent():
             sum(p.numel() for p in build_learner(big, build_family(big.task)).parameters())
             > 5 * per_replica
         )
+
+
+def test_equal_size_maml_follows_the_routed_config_as_overridden():
+    """``--set`` keys of the routed learner (a coarser table here) size ``-maml-equal`` instead of
+    reaching MAML (which refuses them); task keys reach both. The width is the nearest to one
+    replica among every width, checked by brute force."""
+    from metacompose.build import build_family, build_learner
+    from metacompose.config import load_config
+
+    bench = load()
+    root = SCRIPT.parents[1]
+    user = ["algo.args.knots=40", "algo.args.replicas=2", "task.query=12"]
+    routed = load_config(root / bench.ANNEALED["fdsa3"], user)
+    learner = build_learner(routed, build_family(routed.task))
+    per_replica = sum(p.numel() for p in learner.parameters()) / 2
+    assert per_replica == 2 * 4 * (40 + 2)  # two banks of 4 tables of 40 knots, slope, shift
+    extra = bench.run_overrides("fdsa3-maml-equal", user)
+    assert not any(o.startswith("algo.") for o in extra) and "task.query=12" in extra
+    cfg = load_config(root / bench.VARIANTS["fdsa3-maml-equal"], extra)
+    assert cfg.algo.name == "maml" and cfg.task.query == 12
+    assert list(cfg.task.args.inner) == list(routed.task.args.inner)
+    n_maml = sum(p.numel() for p in build_learner(cfg, build_family(cfg.task)).parameters())
+    best = min(range(1, 200), key=lambda h: abs(h * h + 4 * h + 1 - per_replica))
+    assert n_maml == best * best + 4 * best + 1
+    assert abs(n_maml / per_replica - 1) <= 0.10
+    # the routed variant itself takes every key as written
+    assert bench.run_overrides("fdsa3", user) == user
