@@ -18,7 +18,8 @@ checkpoint is verified against the spec its config names (``verify.spec``): exit
 and sin stand-in pairs (``--smooth-dims`` inputs), refine bound / best attack value and claims set
 10% above the attack value; ``--smooth-checkpoint CKPT`` (repeatable): the same on a trained
 checkpoint's per-task adaptations (e.g. the routed tanh and sin compositions). ``--classifier CKPT``:
-prediction stability at rho = 0.001 and 0.01 (fraction of query images decided, s per image).
+prediction stability at rho = 0.001 and 0.01 (fraction of query images decided, s per image;
+``--timeout`` bounds each claim and each shared bound pass, as `verify --timeout`).
 
 Part 2 (``--enforce``): meta-test adaptation pushed far (inner lr x ``--lr-scale``, ``--steps``
 steps) under enforce modes off / check / reject / project: query MSE, fraction of final
@@ -477,6 +478,7 @@ def bench_classifier(args) -> None:
             query=args.classifier_query or cfg.task.query,
             steps=cfg.algo.eval_inner_steps,
             tier="fast",
+            timeout_s=args.timeout,
             seed=args.seed,
         )
         stable = [r for t in rep.reports for r in t.results if r.claim.startswith("prediction_s")]
