@@ -18,7 +18,7 @@ from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
-from metacompose.training.resume import CHECKPOINT_FORMAT
+from metacompose.training.resume import check_meta_section
 
 
 @dataclass
@@ -81,8 +81,7 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
     path = checkpoint_file(path)
     ckpt = safe_load(path)
     meta = ckpt.get("metacompose")
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a metacompose checkpoint (no 'metacompose' section)")
+    check_meta_section(path, meta)
     state = {k.removeprefix("learner."): v for k, v in ckpt.get("state_dict", {}).items()}
     for name, tensor in state.items():
         finite = not isinstance(tensor, torch.Tensor) or torch.isfinite(tensor).all()

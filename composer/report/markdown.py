@@ -46,14 +46,14 @@ def render_markdown(report: dict, plots: dict[str, str], skipped_plots: dict[str
             f"| {e['label']} | {e['family']} | {e['algorithm']} | {e['shots']} | "
             f"{steps} | {e['metric']} | {shown} | {fmt(e['final'])} |"
         )
-        grouped = [e for e in report["checkpoints"] if "final_over_groups" in e]
-        for e in grouped:
-            g = e["final_over_groups"]
-            lines.append(
-                f"\n{e['label']}: grouped data, so the interval that counts is over the "
-                f"{g['n_groups']} groups behind the {g['n_tasks']} tasks (mean of group means, "
-                f"Student t): {_group_text(g)}"
-            )
+    grouped = [e for e in report["checkpoints"] if "final_over_groups" in e]
+    for e in grouped:  # after the table, once per grouped checkpoint
+        g = e["final_over_groups"]
+        lines.append(
+            f"\n{e['label']}: grouped data, so the interval that counts is over the "
+            f"{g['n_groups']} groups behind the {g['n_tasks']} tasks (mean of group means, "
+            f"Student t): {_group_text(g)}"
+        )
     lines += [
         "",
         "## Over seeds",

@@ -84,6 +84,8 @@ def safe_load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: refused to load checkpoint: the file is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -94,7 +96,8 @@ def safe_load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     except Exception as e:  # truncated zip, bad magic, ...: all mean "refuse"
         reason = " ".join(str(e).split())[:200]
         raise CheckpointError(
-            f"{path}: refused to load checkpoint ({type(e).__name__}: {reason})"
+            f"{path}: refused to load checkpoint: truncated or not a torch checkpoint "
+            f"({type(e).__name__}: {reason})"
         ) from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (top level is {type(obj).__name__})")

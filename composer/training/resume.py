@@ -39,6 +39,20 @@ class ResumePoint:
     config: dict[str, Any]
 
 
+def check_meta_section(path: Path, meta: Any) -> None:
+    """Refuse a checkpoint whose ``metacompose`` section is missing, of another format version,
+    or without its config (damaged)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a metacompose checkpoint (no 'metacompose' section)")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {meta.get('format')!r}; this version reads "
+            f"{CHECKPOINT_FORMAT!r}"
+        )
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path}: damaged checkpoint: its 'metacompose' section has no config")
+
+
 def load_resume_point(resume: str | Path) -> ResumePoint:
     """The checkpoint of a run folder (``checkpoints/last.ckpt``) or a ``.ckpt`` file to resume.
 
@@ -58,15 +72,35 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
     ckpt = checkpoint_file(path)
     state = safe_load(ckpt)
     meta = state.get("metacompose")
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{ckpt}: not a metacompose checkpoint (no 'metacompose' section)")
+    check_meta_section(ckpt, meta)
     if "loops" not in state or "optimizer_states" not in state:
         raise CheckpointError(f"{ckpt}: holds weights only; training cannot resume from it")
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    run_dir = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(
+            f"{ckpt}: not a checkpoint of a run folder (RUN/checkpoints/*.ckpt beside "
+            "RUN/config.yaml); --resume continues a run in its own folder: give that folder"
+        )
+    config = meta["config"]
+    check_own_run(ckpt, run_dir, config)
     return ResumePoint(
         checkpoint=ckpt, run_dir=run_dir, step=int(state.get("global_step", 0)), config=config
     )
+
+
+def check_own_run(ckpt: Path, run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another run copied into ``run_dir``: its stored config must be the
+    folder's ``config.yaml`` (but :data:`MAY_CHANGE_ON_RESUME`), or resuming would overwrite it."""
+    try:
+        own = OmegaConf.load(run_dir / "config.yaml")
+    except Exception as e:  # unreadable YAML: not a folder this run wrote
+        raise CheckpointError(f"{run_dir / 'config.yaml'}: unreadable ({type(e).__name__})") from e
+    diff = config_differences(config, own) if config and isinstance(own, DictConfig) else []
+    if diff:
+        raise CheckpointError(
+            f"{ckpt}: holds another run than {run_dir} (its config differs from "
+            f"{run_dir / 'config.yaml'}: {diff[0]}); resume the run the checkpoint came from"
+        )
 
 
 def resolve_resume(resume: str | Path) -> tuple[Path, Path, int]:

@@ -660,6 +660,14 @@ CHECKPOINTS: dict[str, tuple[Callable[[Env], Path], str]] = {
         lambda env: env.ckpt_with(lambda s: s.pop("metacompose")),
         "not a metacompose checkpoint",
     ),
+    "config_none": (
+        lambda env: env.ckpt_with(lambda s: s["metacompose"].update(config=None)),
+        "damaged checkpoint",
+    ),
+    "other_format": (
+        lambda env: env.ckpt_with(lambda s: s["metacompose"].update(format="metacompose.x/9")),
+        "checkpoint format 'metacompose.x/9'",
+    ),
     "top_level_list": (lambda env: env.ckpt_with(lambda s: [1, 2]), "not a checkpoint"),
     "wrong_shape": (_wrong_shape, "weights do not fit"),
     "bad_family": (_bad_family, "cannot rebuild"),

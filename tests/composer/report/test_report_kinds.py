@@ -117,3 +117,22 @@ def test_report_on_every_kind_of_checkpoint(kind, tmp_path, capsys, monkeypatch)
         assert e["ood"]["family"] is None and "Fashion-MNIST not found" in e["ood"]["reason"]
         assert "skipped (report.ood_args of fashion_mnist: Fashion-MNIST not found" in md
         assert all(0 <= m <= 1 for m in e["adaptation"]["mean"])
+
+
+def test_a_grouped_checkpoint_beside_another_keeps_the_table_whole(tmp_path, capsys):
+    """Two checkpoints, the first grouped: both rows stay in one table, and the grouped note comes
+    once, after it."""
+    ckpts = [tiny_checkpoint(kind, tmp_path) for kind in ("grouped", "sinusoid")]
+    out = tmp_path / "report"
+    assert main(["report", *ckpts, "--out", str(out), *REPORT]) == 0
+    capsys.readouterr()
+    md = (out / "report.md").read_text().splitlines()
+    head = md.index(
+        "| checkpoint | family | algorithm | K | steps | metric | before adaptation | after |"
+    )
+    rows = md[head + 2 : head + 4]
+    assert all(r.startswith("| ") for r in rows) and {r.split(" | ")[1] for r in rows} == {
+        "chickweight", "sinusoid"
+    }  # fmt: skip
+    notes = [line for line in md if "grouped data, so the interval that counts" in line]
+    assert len(notes) == 1 and md.index(notes[0]) > head + 3

@@ -125,3 +125,39 @@ def test_weights_only_checkpoint_cannot_resume(tmp_path, tiny_cfg):
     atomic_save(slim, run.checkpoint)
     with pytest.raises(CheckpointError, match="weights only"):
         train(tiny_cfg("w", "trainer.max_steps=4"), resume=run.run_dir)
+
+
+def test_resume_never_writes_into_a_folder_the_checkpoint_did_not_come_from(tmp_path, tiny_cfg):
+    """A checkpoint copied into another run's folder, or lying loose in any folder, is refused
+    before anything is written: the other run's checkpoint and log stay as they were, and the loose
+    folder does not become a run folder."""
+    mine = train(tiny_cfg("mine", "trainer.max_steps=2"))
+    other = train(tiny_cfg("other", "trainer.max_steps=2", "seed=7"))
+    before = {p: p.read_bytes() for p in (other.checkpoint, other.run_dir / "metrics.csv")}
+    copied = other.run_dir / "checkpoints" / "mine.ckpt"
+    copied.write_bytes(mine.checkpoint.read_bytes())
+    with pytest.raises(CheckpointError, match="holds another run") as info:
+        train(tiny_cfg("mine", "trainer.max_steps=4"), resume=copied)
+    assert "seed" in str(info.value) and "\n" not in str(info.value)
+    assert {p: p.read_bytes() for p in before} == before
+    loose = tmp_path / "shared" / "x.ckpt"
+    loose.parent.mkdir()
+    loose.write_bytes(mine.checkpoint.read_bytes())
+    with pytest.raises(CheckpointError, match="not a checkpoint of a run folder"):
+        train(tiny_cfg("mine", "trainer.max_steps=4"), resume=loose)
+    assert sorted(p.name for p in loose.parent.iterdir()) == ["x.ckpt"]
+    # its own folder, or its own checkpoint file, resumes
+    assert train(tiny_cfg("mine", "trainer.max_steps=3"), resume=mine.checkpoint).run_dir == (
+        mine.run_dir
+    )
+
+
+def test_an_empty_or_truncated_checkpoint_says_so(tmp_path):
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        safe_load(path)
+    atomic_save({"state_dict": {"w": torch.randn(500)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="truncated or not a torch checkpoint"):
+        safe_load(path)
