@@ -50,7 +50,9 @@ def check_meta_section(path: Path, meta: Any) -> None:
             f"{CHECKPOINT_FORMAT!r}"
         )
     if not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{path}: damaged checkpoint: its 'metacompose' section has no config")
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: its 'metacompose' section has no config"
+        )
 
 
 def load_resume_point(resume: str | Path) -> ResumePoint:
