@@ -59,6 +59,7 @@ from omegaconf import OmegaConf
 from metacompose.cli import args as cli_args
 from metacompose.cli.args import at_least, meta_steps, positive_int
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import load_config
 from metacompose.evaluate import family_purity
 from metacompose.optional import MissingExtraError, require
@@ -701,4 +702,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

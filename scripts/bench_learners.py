@@ -33,6 +33,7 @@ from metacompose.algorithms.learned_inner_loop import adam_update, rprop_update,
 from metacompose.build import build_learner
 from metacompose.cli.args import meta_steps, positive_float, positive_int, seed
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import load_config
 from metacompose.models import mlp_graph
 from metacompose.report.curves import SAMPLE_CHUNK, metric_curves
@@ -465,4 +466,4 @@ def few_shot_section(label: str, spec: dict, *, budget: float, tasks: int, seed:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -437,7 +437,9 @@ def main() -> None:
     from metacompose.cli.parser import OneLineParser
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--section", default="all", help="sinusoid, conv or all")
+    p.add_argument(
+        "--section", default="all", choices=[*SECTIONS, "all"], help="sinusoid, conv or all"
+    )
     p.add_argument(
         "--tasks", type=positive_int, default=None, help="meta-batch (default: the section's)"
     )
@@ -506,4 +508,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from metacompose.cli.script_errors import run_script
+
+    run_script(main)

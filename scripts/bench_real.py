@@ -60,6 +60,7 @@ from metacompose.build import build_family
 from metacompose.cli import args as cli_args
 from metacompose.cli.args import meta_steps, non_negative_float, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
 from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict
@@ -540,6 +541,22 @@ def main() -> None:
     args = p.parse_args()
     if (args.markdown or args.verdicts) and not args.merge:
         p.error(f"{'--verdicts' if args.verdicts else '--markdown'} needs --merge FILES")
+    for flag, paths in (("--merge", args.merge or []), ("--spec", args.spec or [])):
+        for path in map(Path, paths):
+            if not path.is_file():
+                p.error(
+                    f"{flag} {path}: {'a folder, not a file' if path.is_dir() else 'not found'}"
+                )
+    if not args.spec and not args.merge and args.part in ("regression", "all"):
+        for name in args.families:
+            path = (
+                Path(name)
+                if name.endswith((".yaml", ".yml"))
+                else ROOT / "configs" / f"{name}.yaml"
+            )
+            if not path.is_file():
+                p.error(f"--families {name}: no such config ({path}); the shipped families: "
+                        f"{', '.join(REGRESSION)}")  # fmt: skip
     if args.merge:
         try:
             (verdict_table if args.verdicts else markdown if args.markdown else merge)(args.merge)
@@ -587,4 +604,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from metacompose.cli.args import meta_steps, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.progress import say, track
 
 STARTED = time.perf_counter()  # start-up is measured from here (before torch is imported)
@@ -390,4 +391,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -50,6 +50,7 @@ from metacompose.cli.args import (
     seed,
 )
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say, track
 from metacompose.symbolic import (
@@ -578,4 +579,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

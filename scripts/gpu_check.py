@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from metacompose.algorithms import InnerLoop, MetaLearner  # noqa: E402
 from metacompose.cli.parser import OneLineParser  # noqa: E402
+from metacompose.cli.script_errors import run_script  # noqa: E402
 from metacompose.config import ConfigError, load_config  # noqa: E402
 from metacompose.models import conv_graph  # noqa: E402
 from metacompose.tasks import TaskBatch  # noqa: E402
@@ -200,4 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -41,6 +41,7 @@ from metacompose.cli.args import (
     seed,
 )
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import load_config
 from metacompose.router.metrics import linear_assignment, normalized_mutual_info, routing_purity
 
@@ -424,4 +425,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -38,6 +38,7 @@ from torch import nn
 from metacompose.build import build_family
 from metacompose.cli.args import meta_steps, non_negative_int, positive_float, positive_int, seed
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import load_config
 
 Tensor = torch.Tensor
@@ -230,6 +231,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
+    if load_config(args.config).task.family != "compositional":
+        p.error(f"--config {args.config}: needs a config of the compositional family")
     cfg = load_config(args.config, ["task.args.check.min_distinct=0"])
     family = build_family(cfg.task)
     print(f"{args.config}: {family.structure.name}, inner {list(family.inner)}, outer "
@@ -239,4 +242,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.tasks.glyph_dataset import (
     NOTO_DIR,
     GlyphDataset,
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

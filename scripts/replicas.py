@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 from metacompose.build import build_family
 from metacompose.cli.args import checkpoint, non_negative_int, positive_int, seed
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.evaluate import family_purity, load_checkpoint
 from metacompose.tasks.base import derive_seed
 
@@ -223,4 +224,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,6 +19,7 @@ import torch
 
 from metacompose.cli.args import meta_steps, non_negative_int, positive_int
 from metacompose.cli.parser import OneLineParser
+from metacompose.cli.script_errors import run_script
 from metacompose.config import ConfigError, load_config
 from metacompose.evaluate import evaluate, load_checkpoint
 from metacompose.progress import progress, say
@@ -38,12 +39,28 @@ ALGOS = {
 DEFAULT_ALGOS = ("maml", "fomaml", "metasgd", "anil", "reptile")
 
 
+def algo_list(text: str) -> list[str]:
+    """``--algos``: comma-separated names of :data:`ALGOS`, checked before any training."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in names if a not in ALGOS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(ALGOS)}"
+            if bad
+            else f"{text!r}: no algorithm named"
+        )
+    return names
+
+
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="configs/sinusoid.yaml")
     p.add_argument("--steps", type=meta_steps, default=70000, help="meta-iterations per algorithm")
     p.add_argument(
-        "--algos", default=",".join(DEFAULT_ALGOS), help=f"comma-separated, of {list(ALGOS)}"
+        "--algos",
+        type=algo_list,
+        default=list(DEFAULT_ALGOS),
+        help=f"comma-separated, of {list(ALGOS)}",
     )
     p.add_argument("--tasks", type=positive_int, default=600, help="meta-test tasks")
     p.add_argument("--eval-steps", type=non_negative_int, default=10)
@@ -54,7 +71,7 @@ def main() -> None:
     out = Path(args.out)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    algos = args.algos.split(",")
+    algos = args.algos
     with progress(algos, desc="repro_sinusoid", unit="algo") as bar:
         for algo in bar:
             overrides = [
@@ -109,4 +126,4 @@ def print_table(results: dict, steps: int, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

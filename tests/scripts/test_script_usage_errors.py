@@ -44,6 +44,26 @@ CASES = {
     "pilot_annealed_routing.py": (["--batch", "0"], "argument --batch: must be >= 1, got 0"),
     "pilot_annealed_routing.py tau": (["--tau1", "nan"], "expected a finite number, got 'nan'"),
     "probe_routing.py": (["--config", "x", "--probe", "warps", "--shots", "-2"], "must be >= 1"),
+    "bench_real.py family": (["--families", "nope"], "--families nope: no such config"),
+    "bench_real.py merge": (
+        ["--merge", "/nonexistent.json"],
+        "--merge /nonexistent.json: not found",
+    ),
+    "bench_real.py spec": (["--spec", "scripts"], "--spec scripts: a folder, not a file"),
+    "bench_meta.py section": (["--section", "nope"], "invalid choice: 'nope'"),
+    "repro_sinusoid.py algos": (
+        ["--algos", "maml,mamll", "--out", "/nonexistent/x"],
+        "argument --algos: 'maml,mamll': unknown 'mamll'",
+    ),
+    "pilot_annealed_routing.py config": (
+        ["--config", "/nonexistent.yaml"],
+        "config file not found",
+    ),
+    "probe_routing.py config": (["--config", "nope.yaml", "--probe", "warps"], "nope.yaml: config"),
+    "probe_routing.py family": (
+        ["--config", "configs/sinusoid.yaml", "--probe", "warps"],
+        "needs a config of the compositional family",
+    ),
     "render_glyphs.py": (["--samples", "-1"], "argument --samples: -1: must be >= 1"),
     "render_glyphs.py fonts": (
         ["--font-dir", "/nonexistent", "--out", "/nonexistent/g.npz"],
