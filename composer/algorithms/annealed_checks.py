@@ -18,12 +18,12 @@ def check_annealed_arguments(
     eval_routing: str | None, structure: str, refine: int,
 ) -> None:  # fmt: skip
     """Raise ``ValueError`` for the first argument out of its range (see the learner's ``Args``)."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
     if refine < 0:
         raise ValueError(f"refine={refine}: must be >= 0")
     if refine and structure != "sum":
         raise ValueError(f"refine={refine}: refines the sum's contexts only (structure=sum)")
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
     for name, value in (("routing", routing), ("eval_routing", eval_routing or routing)):
         if value not in ROUTINGS:
             raise ValueError(f"{name}={value}: expected one of {', '.join(ROUTINGS)}")

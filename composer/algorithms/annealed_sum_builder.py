@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner, Routing
 from metacompose.algorithms.sum_banks import SLOTS, Structure
 from metacompose.graph import ModuleGraph
@@ -33,6 +35,7 @@ def annealed_sum_learner(
     g_span: float | None = None,
     init: str = "random",
     refine: int = 0,
+    balance_steps: int = 0,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -55,8 +58,14 @@ def annealed_sum_learner(
             f"candidates={cands}: must be [f-candidates, g-candidates], or [n]: one bank that "
             "both terms of the sum share"
         )
+    if any(n < 1 for n in cands):
+        raise ValueError(f"candidates={cands}: every count must be >= 1")
     if replicas < 1:
         raise ValueError(f"replicas={replicas}: must be >= 1")
+    if not 0.0 < span <= 1e4:
+        raise ValueError(f"span={span}: must be in (0, 1e4]")
+    if structure not in get_args(Structure):
+        raise ValueError(f"structure={structure}: expected one of {', '.join(get_args(Structure))}")
     if g_span is not None and not 0.0 < g_span <= 1e4:
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     if g_span is not None and max_shift is not None and max_shift > g_span:
@@ -72,7 +81,7 @@ def annealed_sum_learner(
     }
     if len(cands) == 1:  # one bank per replica, read by both terms: shared
         banks["g"] = banks["f"]
-    return AnnealedSumLearner(
+    learner = AnnealedSumLearner(
         f_banks=banks["f"],
         g_banks=banks["g"],
         tau_start=tau_start,
@@ -85,3 +94,5 @@ def annealed_sum_learner(
         structure=structure,
         refine=refine,
     )
+    learner.balance_steps = int(balance_steps)
+    return learner

@@ -71,13 +71,21 @@ def check_arg_types(fn: Callable[..., Any], kwargs: dict[str, Any], where: str) 
         hint = hints.get(key)
         if hint is not None and not check_value(value, hint):
             shown = show(value)
-            finite = " of finite numbers" if _has_non_finite(value) else ""
-            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}{finite}")
+            if _has_non_finite(value):
+                raise ConfigError(
+                    f"{where}.{key}={shown}: must be finite (expected {_type_name(hint)})"
+                )
+            raise ConfigError(f"{where}.{key}={shown}: expected {_type_name(hint)}")
 
 
 def _has_non_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(map(_has_non_finite, value))
+    if isinstance(value, str):  # an override's nan / inf / .inf arrives as text
+        try:
+            return not math.isfinite(float(value.lstrip("+-").lstrip(".") or "x"))
+        except ValueError:
+            return False
     return isinstance(value, float) and not math.isfinite(value)
 
 

@@ -375,6 +375,18 @@ for _id, _config, _item, _name in [
      "algo.first_order=true: algo.name=annealed_sum fits each task in closed form"),
     ("annealed_sum-routing_typo", "from_data_sums_annealed", "algo.args.routing=unifrom",
      "routing=unifrom: expected one of data, descriptor, uniform"),
+    # each named as written (a typo was reported as refine's, a span as max_shift's, a count as
+    # the bank's "count")
+    ("annealed_sum-structure_typo", "from_data_sums_annealed", "algo.args.structure=chian",
+     "structure=chian: expected one of sum, chain"),
+    ("annealed_sum-span_negative", "from_data_sums_annealed", "algo.args.span=-1",
+     "span=-1: must be in (0, 1e4]"),
+    ("annealed_sum-tau_end_nan", "from_data_sums_annealed", "algo.args.tau_end=nan",
+     "algo.args.tau_end=nan: must be finite (expected float)"),
+    ("sinusoid-x_range_nan", "sinusoid", "task.args.x_range=[nan,1]",
+     "task.args.x_range=[nan, 1]: must be finite"),
+    ("annealed_sum-candidates_negative", "from_data_sums_annealed", "algo.args.candidates=[4,-1]",
+     "candidates=[4, -1]: every count must be >= 1"),
     # descriptor routing on tasks that carry none failed at the first meta-batch
     ("annealed_sum-descriptor_none", "from_data_sums_annealed", "algo.args.routing=descriptor",
      "algo.args.routing=descriptor: needs the one-hot (f, g) descriptor of width 8"),
