@@ -32,6 +32,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(_late_positionals="overrides")
 
 
+def check_not_moved(resume: str, cfg, keys: list[str]) -> None:
+    """A resumed run continues in its own folder: ``name=`` or ``out_dir=`` given with
+    ``--resume`` must name that folder (as the resume line printed after a stop does), else
+    :class:`ConfigError` (it was silently ignored)."""
+    from metacompose.config import ConfigError
+
+    path = Path(resume)
+    run = (path if path.is_dir() else path.parent.parent).resolve()
+    moved = ("out_dir" in keys and Path(cfg.out_dir).resolve() != run.parent) or (
+        "name" in keys and bool(cfg.name) and cfg.name != run.name
+    )
+    if moved:
+        raise ConfigError(
+            f"name={cfg.name} out_dir={cfg.out_dir} with --resume {resume}: a resumed run "
+            f"continues in its own folder ({run}); drop them, or start a new run without --resume"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from metacompose.training import TrainingInterrupted, train  # heavy import (lightning) only now
 
@@ -50,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as e:
             raise in_file(args.config, e) from e
         print(line, file=sys.stderr)
+    if args.resume is not None:
+        check_not_moved(args.resume, cfg, [o.split("=", 1)[0] for o in args.overrides])
     if args.resume is None:
         check_output_dir(cfg.out_dir, "out_dir=")
         if cfg.name:

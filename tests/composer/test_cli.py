@@ -199,3 +199,22 @@ def test_overrides_after_resume_are_overrides(tmp_path, capsys):
         main([*base, "--resume", str(run), "trainer.max_steps=6", "--bogus"])
     assert stop.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_name_that_would_move_the_run(tmp_path, capsys):
+    """``name=other --resume RUN`` was silently ignored (the run went on in RUN); the run's own
+    name and out_dir, as the resume line after a stop repeats them, are accepted."""
+    base = ["train", CONFIG, "trainer.enable_progress_bar=false", "data.val_tasks=5"]
+    assert main([*base, "trainer.max_steps=2", f"out_dir={tmp_path}", "name=r"]) == 0
+    run = tmp_path / "r"
+    capsys.readouterr()
+    moved = [*base, "name=other", "--resume", str(run), "trainer.max_steps=4"]
+    assert main(moved) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "a resumed run continues in its own folder" in err
+    assert not (tmp_path / "other").exists()
+    assert (
+        main([*base, f"out_dir={tmp_path / 'x'}", "--resume", str(run), "trainer.max_steps=4"]) == 2
+    )
+    own = [*base, f"out_dir={tmp_path}", "name=r", "--resume", str(run), "trainer.max_steps=3"]
+    assert main(own) == 0
