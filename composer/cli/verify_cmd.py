@@ -39,7 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--self-test", action="store_true", help="soundness self-test on random nets")
     p.add_argument(
-        "--networks", type=positive_int, default=20, help="random networks of --self-test"
+        "--networks",
+        type=positive_int,
+        default=20,
+        help="random MLP pairs of --self-test (plus one conv pair per 4, at least one)",
     )
 
 
@@ -75,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.self_test and args.checkpoint is not None:
+        raise ValueError(
+            f"--self-test checks random networks, not {args.checkpoint}: give one or the other"
+        )
     if args.self_test:
         from metacompose.progress import progress
         from metacompose.symbolic import self_test
@@ -92,11 +99,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if summary.ok else 1
     if args.checkpoint is None:
         raise ValueError("verify needs CHECKPOINT (or --self-test)")
+    from metacompose.algorithms.annealed_sum import AnnealedSumLearner
+    from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.evaluate import load_checkpoint
     from metacompose.symbolic import load_spec, write_vnn_witness
     from metacompose.verify.report import verify_learner
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    if args.steps and isinstance(learner, (AnnealedSumLearner, ContextLearner)):
+        raise ValueError(f"--steps {args.steps}: {cfg.algo.name} has no adaptation steps")
     spec_path = args.spec if args.spec is not None else run_config_spec(cfg)
     spec = load_spec(spec_path)  # SpecError is a ValueError: one line, exit 2
     report = verify_learner(

@@ -102,6 +102,8 @@ def test_annealed_sum_routes_from_data_in_eval_inspect_and_verify(runs, tmp_path
     assert {n["name"] for n in graph["nodes"] if "candidate" in n} == {"f", "g"}
     assert main(["eval", ckpt, "--tasks", "4", "--steps", "3"]) == 2
     assert "fits each task in closed form" in capsys.readouterr().err
+    assert main(["verify", ckpt, "--tasks", "1", "--steps", "3"]) == 2  # as eval: no steps
+    assert "has no adaptation steps" in capsys.readouterr().err
     spec = str(ROOT / "configs" / "bounds" / "compositional.yaml")
     code = main(["verify", ckpt, "--spec", spec, "--tasks", "2", "--tier", "fast"])
     assert code in (0, 1, 3)
@@ -113,6 +115,8 @@ def test_verify_of_an_in_context_learner_is_unknown(runs, capsys):
     spec = str(ROOT / "configs" / "bounds" / "sinusoid.yaml")
     assert main(["verify", str(runs["sinusoid_incontext"]), "--spec", spec, "--tasks", "2"]) == 3
     assert "0 proved" in capsys.readouterr().out
+    assert main(["verify", str(runs["sinusoid_incontext"]), "--tasks", "1", "--steps", "2"]) == 2
+    assert "incontext has no adaptation steps" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -163,3 +163,10 @@ def test_linf_ball_domain_is_centred_on_query_inputs(tiny_checkpoint, tmp_path):
             x = torch.tensor(claim["x"], dtype=torch.float64)
             dist = (batch.query_x[t].double() - x).abs().amax(-1).min()
             assert float(dist) <= 0.05 + 1e-12
+
+
+def test_self_test_with_a_checkpoint_is_refused(tiny_checkpoint, capsys):
+    """``verify --self-test CKPT`` ran the self-test and ignored the checkpoint."""
+    assert main(["verify", "--self-test", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--self-test checks random networks" in err
