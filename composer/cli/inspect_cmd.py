@@ -10,6 +10,9 @@ from pathlib import Path
 from metacompose.cli.args import non_negative_int, positive_int, seed, short_usage
 from metacompose.cli.paths import check_output_dir
 
+# Graph files (three per task) by default: a large --tasks is for the routing statistics.
+GRAPHS_DEFAULT = 100
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     short_usage(p, "CHECKPOINT --out DIR")
@@ -23,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--graphs",
         type=non_negative_int,
         default=None,
-        help="write graph files for the first N tasks only",
+        help=f"write graph files for the first N tasks only (default: all, at most {GRAPHS_DEFAULT})",
     )
 
 
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         results = inspect_routed(learner, family, batch)
     else:
         results = [inspect_plain(learner, batch)]
-    n_graphs = len(results) if args.graphs is None else min(args.graphs, len(results))
+    n_graphs = min(GRAPHS_DEFAULT if args.graphs is None else args.graphs, len(results))
     for i, r in enumerate(track(results[:n_graphs], desc="inspect: write graphs", unit="graph")):
         (out / f"graph_{i}.json").write_text(json.dumps(r.report, indent=2))
         (out / f"graph_{i}.dot").write_text(to_dot(r.report))

@@ -253,3 +253,16 @@ def test_duo_config_routes_both_kinds_of_solo_task_to_an_identity(tmp_path):
     out = tmp_path / "inspect"
     assert main(["inspect", str(ckpt), "--tasks", "8", "--graphs", "1", "--out", str(out)]) == 0
     assert (out / "usage.csv").exists()
+
+
+def test_graph_files_by_default_stop_at_the_cap(tmp_path, monkeypatch):
+    """``--tasks 1000000`` wrote three files per task; by default graph files stop at
+    ``GRAPHS_DEFAULT`` tasks (3 here), and ``--graphs N`` still asks for N."""
+    from metacompose.cli import inspect_cmd
+
+    monkeypatch.setattr(inspect_cmd, "GRAPHS_DEFAULT", 3)
+    ckpt = _train("configs/compositional.yaml", tmp_path, "routed")
+    for flags, want in (([], 3), (["--graphs", "5"], 5)):
+        out = tmp_path / f"inspect{want}"
+        assert main(["inspect", str(ckpt), "--tasks", "6", *flags, "--out", str(out)]) == 0
+        assert len(list(out.glob("graph_*.json"))) == want
