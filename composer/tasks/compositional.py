@@ -190,6 +190,10 @@ class CompositionalFamily:
         ]:
             if name not in table:
                 raise ValueError(f"unknown {kind} primitive {name!r}; known: {sorted(table)}")
+        for kind, names in (("inner", inner), ("outer", outer)):
+            twice = sorted({n for n in names if list(names).count(n) > 1})
+            if twice:
+                raise ValueError(f"{kind} names {', '.join(twice)} more than once: {list(names)}")
         if not 0.0 <= param_range[0] <= param_range[1] <= 1.0:
             raise ValueError(
                 f"param_range must satisfy 0 <= lo <= hi <= 1, got {list(param_range)}"

@@ -381,6 +381,8 @@ for _id, _config, _item, _name in [
      "structure=chian: expected one of sum, chain"),
     ("annealed_sum-span_negative", "from_data_sums_annealed", "algo.args.span=-1",
      "span=-1: must be in (0, 1e4]"),
+    ("annealed_sum-inner_twice", "from_data_sums_annealed", "task.args.inner=[ramp,ramp,vee,saw]",
+     "task.args.inner names ramp more than once"),
     ("annealed_sum-tau_end_nan", "from_data_sums_annealed", "algo.args.tau_end=nan",
      "algo.args.tau_end=nan: must be finite (expected float)"),
     ("sinusoid-x_range_nan", "sinusoid", "task.args.x_range=[nan,1]",
