@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -97,4 +98,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key}: {value:.4f}")
     print(f"trained {cfg.trainer.max_steps} meta-iterations in {result.seconds:.1f} s")
     print(result.run_dir)
+    diverged = sorted(
+        k for k, v in result.metrics.items() if k.startswith("val/") and not math.isfinite(v)
+    )
+    if diverged:  # saved, but not a model to use: say so, and fail
+        print(
+            f"metacompose train: the model diverged ({diverged[0]} is "
+            f"{result.metrics[diverged[0]]}, {int(result.metrics.get('train/skipped_steps', 0))} "
+            "steps skipped); lower optim.lr or algo.inner_lr",
+            file=sys.stderr,
+        )
+        return 1
     return 0

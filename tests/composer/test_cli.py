@@ -218,3 +218,20 @@ def test_resume_refuses_a_name_that_would_move_the_run(tmp_path, capsys):
     )
     own = [*base, f"out_dir={tmp_path}", "name=r", "--resume", str(run), "trainer.max_steps=3"]
     assert main(own) == 0
+
+
+@pytest.mark.filterwarnings("ignore::metacompose.training.guard.BadTaskWarning")
+def test_a_run_that_diverged_says_so_and_exits_1(tmp_path, capsys):
+    """Step sizes of 100 drop nearly every task: the run finishes and is saved, but its validation
+    metric is NaN; that ended with exit 0 and no word."""
+    argv = ["train", CONFIG, "algo.inner_lr=100", "optim.lr=100", "trainer.max_steps=6"]
+    argv += [
+        "trainer.enable_progress_bar=false",
+        "data.val_tasks=5",
+        f"out_dir={tmp_path}",
+        "name=d",
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("metacompose train: the model diverged (val/") and "lower optim.lr" in err
+    assert (tmp_path / "d" / "checkpoints" / "last.ckpt").is_file()
