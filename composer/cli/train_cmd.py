@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
     for key, value in sorted(result.metrics.items()):
         if key != "step":  # the row's label in metrics.csv, not a metric ("step: 19.0000")
             print(f"{key}: {value:.4f}")
-    print(f"trained {cfg.trainer.max_steps} meta-iterations in {result.seconds:.1f} s")
+    done, start = cfg.trainer.max_steps - result.start_step, result.start_step
+    since = f" (resumed at {start}, now at {cfg.trainer.max_steps})" if start else ""
+    print(f"trained {done} meta-iteration{'s' * (done != 1)}{since} in {result.seconds:.1f} s")
     print(result.run_dir)
     diverged = sorted(
         k for k, v in result.metrics.items() if k.startswith("val/") and not math.isfinite(v)

@@ -95,6 +95,7 @@ class TrainResult:
     checkpoint: Path
     metrics: dict[str, float]
     seconds: float
+    start_step: int = 0  # meta-iterations done before this call (a resumed run's checkpoint)
 
 
 def train(
@@ -174,7 +175,8 @@ def train(
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(last, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds)
+    return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds,
+                       start_step=point.step if point is not None else 0)  # fmt: skip
 
 
 def check_later_sections(cfg: DictConfig) -> None:

@@ -218,6 +218,7 @@ def test_resume_refuses_a_name_that_would_move_the_run(tmp_path, capsys):
     )
     own = [*base, f"out_dir={tmp_path}", "name=r", "--resume", str(run), "trainer.max_steps=3"]
     assert main(own) == 0
+    assert "trained 1 meta-iteration (resumed at 2, now at 3)" in capsys.readouterr().out
 
 
 @pytest.mark.filterwarnings("ignore::metacompose.training.guard.BadTaskWarning")
