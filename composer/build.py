@@ -51,15 +51,19 @@ def check_task_sizes(
         ConfigError: the family cannot serve ``shots`` support and ``query`` query examples.
     """
     g = torch.Generator().manual_seed(0)
+    failed: dict[str, Exception] = {}
     for split in SPLITS:
         try:
             family.sample(1, shots=shots, query=query, generator=g, split=split)
         except (ValueError, IndexError, RuntimeError) as e:
-            reason = " ".join(str(e).split())[:300]
-            raise ConfigError(
-                f"{where}: {family.name} cannot serve shots={shots} + query={query} "
-                f"({split} split): {reason}"
-            ) from e
+            failed[split] = e
+    if failed:
+        split, e = next(iter(failed.items()))
+        which = "" if len(failed) == len(SPLITS) else f" ({split} split)"
+        reason = " ".join(str(e).split())[:300]
+        raise ConfigError(
+            f"{where}: {family.name} cannot serve shots={shots} + query={query}{which}: {reason}"
+        ) from e
 
 
 def check_descriptor(

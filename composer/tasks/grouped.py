@@ -233,7 +233,7 @@ class GroupedRegressionFamily:
         if shots < 1 or query < 0 or shots + query > self.min_rows:
             raise ValueError(
                 f"{self.name}: shots={shots} + query={query} must be <= min_rows={self.min_rows} "
-                "(build the family with a larger min_rows)"
+                "(the fewest rows a kept group has; task.args.min_rows keeps larger groups only)"
             )
         pool = torch.from_numpy(self.group_splits[split])
         g = generator
