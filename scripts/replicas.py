@@ -34,6 +34,7 @@ import time
 import torch
 from omegaconf import OmegaConf
 
+from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.build import build_family
 from metacompose.cli.args import checkpoint, non_negative_int, positive_int, seed
 from metacompose.cli.parser import OneLineParser
@@ -171,17 +172,17 @@ def main() -> None:
     torch.set_num_threads(1)
     for path in args.checkpoints:
         learner, cfg, family = load_checkpoint(path)
-        if not hasattr(learner, "f_banks"):
-            raise SystemExit(f"{path}: algo.name is not annealed_sum (no replicas)")
+        if not isinstance(learner, AnnealedSumLearner):
+            p.error(f"{path}: algo.name is {cfg.algo.name}, not annealed_sum (no replicas)")
         if learner.eval_routing != "data":
-            raise SystemExit(
+            p.error(
                 f"{path}: algo.args.eval_routing={learner.eval_routing}: only a checkpoint routed "
                 "from data has a routing to score"
             )
         learner.eval()
         if args.refine is not None:
             if args.refine and learner.structure != "sum":
-                raise SystemExit(f"{path}: --refine {args.refine}: the sum structure only")
+                p.error(f"{path}: --refine {args.refine}: the sum structure only")
             learner.refine = args.refine
         kept, fit = learner.kept, learner.fit.clone()
         kw = {"seed": args.seed, "shots": cfg.task.shots, "query": cfg.task.query}

@@ -108,12 +108,12 @@ def test_a_checkpoint_without_replicas_is_refused_in_one_line(tmp_path):
         ],
     )
     done = run(str(train(cfg).checkpoint))
-    assert done.returncode != 0 and "algo.name is not annealed_sum" in done.stderr
+    assert done.returncode == 2 and "algo.name is maml, not annealed_sum" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     uniform = [*SMALL, "algo.args.routing=uniform", f"out_dir={tmp_path}", "name=u"]
     cfg = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", uniform)
     done = run(str(train(cfg).checkpoint))
-    assert done.returncode != 0 and "eval_routing=uniform: only a checkpoint routed" in done.stderr
+    assert done.returncode == 2 and "eval_routing=uniform: only a checkpoint routed" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
