@@ -685,6 +685,12 @@ CHECKPOINTS: dict[str, tuple[Callable[[Env], Path], str]] = {
     "top_level_list": (lambda env: env.ckpt_with(lambda s: [1, 2]), "not a checkpoint"),
     "wrong_shape": (_wrong_shape, "weights do not fit"),
     "bad_family": (_bad_family, "cannot rebuild"),
+    "bad_algo": (
+        lambda env: env.ckpt_with(
+            lambda s: s["metacompose"]["config"]["algo"].update(name="bogus")
+        ),
+        "algo.name=bogus: expected one of maml, fomaml, metasgd, anil, reptile, incontext, cnp",
+    ),
 }
 
 
