@@ -38,9 +38,11 @@ def check_not_moved(resume: str, cfg, keys: list[str]) -> None:
     ``--resume`` must name that folder (as the resume line printed after a stop does), else
     :class:`ConfigError` (it was silently ignored)."""
     from metacompose.config import ConfigError
+    from metacompose.training.resume import load_resume_point
 
-    path = Path(resume)
-    run = (path if path.is_dir() else path.parent.parent).resolve()
+    if "out_dir" not in keys and "name" not in keys:
+        return
+    run = load_resume_point(resume).run_dir.resolve()  # a checkpoint it cannot resume: that first
     moved = ("out_dir" in keys and Path(cfg.out_dir).resolve() != run.parent) or (
         "name" in keys and bool(cfg.name) and cfg.name != run.name
     )
