@@ -54,3 +54,28 @@ def check_annealed_arguments(
             )
         if f_banks[0].count < 2:
             raise ValueError(f"a shared bank needs >= 2 candidates, has {f_banks[0].count}")
+
+
+def check_bank_arguments(
+    *, candidates: list[int], replicas: int, span: float, g_span: float | None,
+    max_shift: float | None, structure: str,
+) -> None:  # fmt: skip
+    """Raise ``ValueError`` for the first of the builder's bank arguments out of its range, named
+    as the config writes it (``algo.args.candidates``, not the bank's ``count``)."""
+    if len(candidates) not in (1, 2):
+        raise ValueError(
+            f"candidates={candidates}: must be [f-candidates, g-candidates], or [n]: one bank "
+            "that both terms of the sum share"
+        )
+    if any(n < 1 for n in candidates):
+        raise ValueError(f"candidates={candidates}: every count must be >= 1")
+    if replicas < 1:
+        raise ValueError(f"replicas={replicas}: must be >= 1")
+    if not 0.0 < span <= 1e4:
+        raise ValueError(f"span={span}: must be in (0, 1e4]")
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure={structure}: expected one of {', '.join(STRUCTURES)}")
+    if g_span is not None and not 0.0 < g_span <= 1e4:
+        raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
+    if g_span is not None and max_shift is not None and max_shift > g_span:
+        raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
+from metacompose.algorithms.annealed_checks import check_bank_arguments
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner, Routing
 from metacompose.algorithms.sum_banks import SLOTS, Structure
 from metacompose.graph import ModuleGraph
@@ -53,23 +52,8 @@ def annealed_sum_learner(
             f"{'classes' if classification else 'targets'}={targets}"
         )
     cands = list(candidates)
-    if len(cands) not in (1, 2):
-        raise ValueError(
-            f"candidates={cands}: must be [f-candidates, g-candidates], or [n]: one bank that "
-            "both terms of the sum share"
-        )
-    if any(n < 1 for n in cands):
-        raise ValueError(f"candidates={cands}: every count must be >= 1")
-    if replicas < 1:
-        raise ValueError(f"replicas={replicas}: must be >= 1")
-    if not 0.0 < span <= 1e4:
-        raise ValueError(f"span={span}: must be in (0, 1e4]")
-    if structure not in get_args(Structure):
-        raise ValueError(f"structure={structure}: expected one of {', '.join(get_args(Structure))}")
-    if g_span is not None and not 0.0 < g_span <= 1e4:
-        raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
-    if g_span is not None and max_shift is not None and max_shift > g_span:
-        raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")
+    check_bank_arguments(candidates=cands, replicas=replicas, span=span, g_span=g_span,
+                         max_shift=max_shift, structure=structure)  # fmt: skip
     kw = {"knots": knots, "contexts": contexts, "spread": spread, "max_stretch": max_stretch,
           "max_shift": max_shift, "init": init}  # fmt: skip
     banks = {
