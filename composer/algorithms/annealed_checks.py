@@ -58,7 +58,7 @@ def check_annealed_arguments(
 
 def check_bank_arguments(
     *, candidates: list[int], replicas: int, span: float, g_span: float | None,
-    max_shift: float | None, structure: str,
+    max_shift: float | None, structure: str, balance_steps: int = 0, routing: str = "data",
 ) -> None:  # fmt: skip
     """Raise ``ValueError`` for the first of the builder's bank arguments out of its range, named
     as the config writes it (``algo.args.candidates``, not the bank's ``count``)."""
@@ -79,3 +79,10 @@ def check_bank_arguments(
         raise ValueError(f"g_span={g_span}: must be in (0, 1e4]")
     if g_span is not None and max_shift is not None and max_shift > g_span:
         raise ValueError(f"max_shift={max_shift}: must be <= g_span={g_span} (the g-bank's span)")
+    if balance_steps < 0:
+        raise ValueError(f"balance_steps={balance_steps}: must be >= 0")
+    if balance_steps and (structure != "sum" or len(candidates) != 2 or routing != "data"):
+        raise ValueError(
+            f"balance_steps={balance_steps}: balances the two banks of the sum routed from data "
+            f"only (structure={structure}, candidates={candidates}, routing={routing})"
+        )

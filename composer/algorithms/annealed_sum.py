@@ -33,6 +33,7 @@ from torch import nn
 
 from metacompose.algorithms.annealed_checks import check_annealed_arguments
 from metacompose.algorithms.annealed_export import export_routed
+from metacompose.algorithms.balanced_pairs import balanced_soft_min
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
 from metacompose.algorithms.descriptor_pairs import (
@@ -88,6 +89,7 @@ class AnnealedSumLearner(nn.Module):
     """
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
+    balance_steps = 0  # pilot: the balanced E-step's fade (balanced_pairs), set by the builder
     loss = "mse"
 
     def __init__(
@@ -234,6 +236,10 @@ class AnnealedSumLearner(nn.Module):
                     fine, fine_amp = fine[mask].view(len(x), -1), fine_amp[mask].view(len(x), -1)
                 mse, amp = torch.cat([mse, fine], 1), torch.cat([amp, fine_amp], 1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
+            lam = max(0.0, 1.0 - step / self.balance_steps) if self.balance_steps else 0.0
+            if lam > 0 and allowed is None and not self.shared and self.structure == "sum":
+                soft = balanced_soft_min(mse, **self._counts(), tau=tau, weight=lam,
+                                         contexts=self.f_banks[r].contexts)  # fmt: skip
             objective = objective + soft.mean()
             best, at = mse.detach().min(1)
             fits.append(best.mean())

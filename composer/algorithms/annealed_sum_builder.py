@@ -42,7 +42,10 @@ def annealed_sum_learner(
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
     ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
-    ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`). The
+    ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`);
+    ``balance_steps``: > 0, each meta-batch's posterior over pairs is pulled toward equal use of
+    every candidate, fully at step 0 and not at all from this step on
+    (:mod:`~metacompose.algorithms.balanced_pairs`; a pilot, docs/router.md). The
     model section's graph (``encoder``) is not used beyond its input width: the banks are the
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
@@ -53,7 +56,8 @@ def annealed_sum_learner(
         )
     cands = list(candidates)
     check_bank_arguments(candidates=cands, replicas=replicas, span=span, g_span=g_span,
-                         max_shift=max_shift, structure=structure)  # fmt: skip
+                         max_shift=max_shift, structure=structure, balance_steps=balance_steps,
+                         routing=routing)  # fmt: skip
     kw = {"knots": knots, "contexts": contexts, "spread": spread, "max_stretch": max_stretch,
           "max_shift": max_shift, "init": init}  # fmt: skip
     banks = {

@@ -383,6 +383,8 @@ for _id, _config, _item, _name in [
      "span=-1: must be in (0, 1e4]"),
     ("annealed_sum-inner_twice", "from_data_sums_annealed", "task.args.inner=[ramp,ramp,vee,saw]",
      "task.args.inner names ramp more than once"),
+    ("annealed_sum-balance_negative", "from_data_sums_annealed", "algo.args.balance_steps=-1",
+     "balance_steps=-1"),
     ("annealed_sum-tau_end_nan", "from_data_sums_annealed", "algo.args.tau_end=nan",
      "algo.args.tau_end=nan: must be finite (expected float)"),
     ("sinusoid-x_range_nan", "sinusoid", "task.args.x_range=[nan,1]",
