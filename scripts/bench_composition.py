@@ -127,8 +127,8 @@ for _p, _config in ANNEALED.items():
     VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
     VARIANTS[f"{_p}-maml-equal"] = "configs/compositional_identifiable_maml.yaml"
 # --set keys that describe the routed learner, not MAML: they size -maml-equal and are not applied to
-# the MAML variants (which refuse them)
-ROUTED_ONLY = ("algo.", "model.", "router.")
+# the MAML variants (which refuse them); the MAML variants read the routed config's task
+ROUTED_ONLY = ("algo.args.", "router.")
 
 
 def equal_hidden(cfg) -> list[int]:
@@ -171,7 +171,7 @@ def variant_overrides(variant: str, user: list[str] | tuple[str, ...] = ()) -> l
         return []
     if kind in ("maml", "maml-equal"):  # the data-routed config's task, MAML's model and algorithm
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
-        routed = load_config(source, list(user))
+        routed = load_config(source, [o for o in user if o.startswith((*ROUTED_ONLY, "task."))])
         args = OmegaConf.to_container(routed.task.args)
         size = [f"model.args.hidden={equal_hidden(routed)}"] if kind == "maml-equal" else []
         return [f"task.args={json.dumps(args)}", *size]  # JSON is YAML: one flow-style value
@@ -191,11 +191,10 @@ def variant_overrides(variant: str, user: list[str] | tuple[str, ...] = ()) -> l
 
 def run_overrides(variant: str, user: list[str]) -> list[str]:
     """One variant's overrides, then ``--set``'s ``user``; the MAML variants of a routed config
-    read its ``algo.``/``model.``/``router.`` keys for their task and size instead of taking them."""
-    maml = variant.split("-")[0] in {*FROM_DATA, *ANNEALED} and variant.endswith(
-        ("-maml", "-maml-equal")
-    )
-    kept = [o for o in user if not (maml and o.lstrip("+~").startswith(ROUTED_ONLY))]
+    read its ``algo.args.``/``router.`` keys for their size instead of taking them."""
+    routed = variant.split("-")[0] in {*FROM_DATA, *ANNEALED}
+    maml = routed and variant.endswith(("-maml", "-maml-equal"))
+    kept = [o for o in user if not (maml and o.startswith(ROUTED_ONLY))]
     return variant_overrides(variant, user) + kept
 
 

@@ -93,11 +93,15 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
 def check_own_run(ckpt: Path, run_dir: Path, config: dict[str, Any]) -> None:
     """Refuse a checkpoint of another run copied into ``run_dir``: its stored config must be the
     folder's ``config.yaml`` (but :data:`MAY_CHANGE_ON_RESUME`), or resuming would overwrite it."""
+    path = run_dir / "config.yaml"
     try:
-        own = OmegaConf.load(run_dir / "config.yaml")
-    except Exception as e:  # unreadable YAML: not a folder this run wrote
-        raise CheckpointError(f"{run_dir / 'config.yaml'}: unreadable ({type(e).__name__})") from e
-    diff = config_differences(config, own) if config and isinstance(own, DictConfig) else []
+        own = OmegaConf.load(path)
+        if not isinstance(own, DictConfig) or not own:
+            raise ValueError("empty, or not a mapping")
+        diff = config_differences(config, own)
+    except Exception as e:  # unreadable or damaged: not a folder this run wrote as it is
+        reason = " ".join(str(e).split())[:120]
+        raise CheckpointError(f"{path}: damaged run config ({type(e).__name__}: {reason})") from e
     if diff:
         raise CheckpointError(
             f"{ckpt}: holds another run than {run_dir} (its config differs from "
@@ -137,7 +141,8 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
     """Refuse to resume ``point`` under a config other than the one it was trained with, or with
     no meta-iteration left to do.
 
-    Only :data:`MAY_CHANGE_ON_RESUME` may differ. A checkpoint that stores no config is not compared.
+    Only :data:`MAY_CHANGE_ON_RESUME` may differ (every checkpoint stores its config:
+    :func:`check_meta_section`).
 
     Raises:
         ConfigError: names the first differing keys (checkpoint value -> given value), or says
@@ -149,7 +154,7 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
             f"trainer.max_steps={cfg.trainer.max_steps}: nothing left to do (raise "
             "trainer.max_steps to train on)"
         )
-    diff = config_differences(point.config, cfg) if point.config else []
+    diff = config_differences(point.config, cfg)
     if diff:
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
         raise ConfigError(

@@ -234,5 +234,5 @@ def test_a_run_that_diverged_says_so_and_exits_1(tmp_path, capsys):
     ]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("metacompose train: the model diverged (val/") and "lower optim.lr" in err
+    assert err.startswith("metacompose train: val/") and "the model diverged; lower optim.lr" in err
     assert (tmp_path / "d" / "checkpoints" / "last.ckpt").is_file()

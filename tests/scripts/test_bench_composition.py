@@ -185,5 +185,8 @@ def test_equal_size_maml_follows_the_routed_config_as_overridden():
     best = min(range(1, 200), key=lambda h: abs(h * h + 4 * h + 1 - per_replica))
     assert n_maml == best * best + 4 * best + 1
     assert abs(n_maml / per_replica - 1) <= 0.10
-    # the routed variant itself takes every key as written
+    # the routed variant itself takes every key as written; MAML's own keys reach the MAML variants
     assert bench.run_overrides("fdsa3", user) == user
+    own = bench.run_overrides("fdsa3-maml", ["algo.inner_lr=0.1", "model.args.hidden=[8,8]"])
+    cfg = load_config(root / bench.VARIANTS["fdsa3-maml"], own)
+    assert cfg.algo.inner_lr == 0.1 and list(cfg.model.args.hidden) == [8, 8]

@@ -90,3 +90,25 @@ def test_the_builder_balances_only_two_banks_routed_from_data(kw):
         annealed_sum_learner(encoder=enc, targets=1, classification=False, balance_steps=10, **kw)
     learner = annealed_sum_learner(encoder=enc, targets=1, classification=False, balance_steps=10)
     assert learner.balance_steps == 10
+
+
+def test_each_pair_reads_its_own_grid_cells_and_refined_fit():
+    """The layout against loops over ``pair_fit_mse``'s ``(C G) x (D G)`` order and the refined
+    ``C x D`` block (C != D, refined fits included), at a weight where the pairs' posterior
+    matters."""
+    g = torch.Generator().manual_seed(4)
+    t, c, d, grid, tau, w = 5, 2, 3, 2, 0.05, 0.6
+    mse = torch.rand(t, c * grid * d * grid + c * d, generator=g, dtype=torch.float64)
+    inner = torch.zeros(t, c, d, dtype=torch.float64)
+    for i in range(c):
+        for j in range(d):
+            cols = [
+                (i * grid + a) * (d * grid) + j * grid + b for a in range(grid) for b in range(grid)
+            ]
+            cols.append(c * grid * d * grid + i * d + j)
+            inner[:, i, j] = -tau * torch.logsumexp(-mse[:, cols] / tau, 1)
+    logits = -inner / tau
+    q = (1 - w) * logits.flatten(1).softmax(1).view(t, c, d) + w * balanced_posterior(logits)
+    want = (q * inner).sum((1, 2))
+    got = balanced_soft_min(mse, f_count=c, g_count=d, contexts=grid, tau=tau, weight=w)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)

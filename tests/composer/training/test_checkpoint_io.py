@@ -146,6 +146,13 @@ def test_resume_never_writes_into_a_folder_the_checkpoint_did_not_come_from(tmp_
     with pytest.raises(CheckpointError, match="not a checkpoint of a run folder"):
         train(tiny_cfg("mine", "trainer.max_steps=4"), resume=loose)
     assert sorted(p.name for p in loose.parent.iterdir()) == ["x.ckpt"]
+    # a damaged config.yaml beside the checkpoint: named, nothing written
+    own_yaml = mine.run_dir / "config.yaml"
+    saved = own_yaml.read_text()
+    own_yaml.write_text("")
+    with pytest.raises(CheckpointError, match="damaged run config"):
+        train(tiny_cfg("mine", "trainer.max_steps=4"), resume=mine.run_dir)
+    own_yaml.write_text(saved)
     # its own folder, or its own checkpoint file, resumes
     assert train(tiny_cfg("mine", "trainer.max_steps=3"), resume=mine.checkpoint).run_dir == (
         mine.run_dir
