@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import get_args
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner, MetaLearner
 from metacompose.algorithms.builders import ALGO_BUILDERS
-from metacompose.algorithms.meta_learner import Algorithm
 from metacompose.config import ConfigError, check_kwargs, under
+from metacompose.config.validate import CHOICES
 from metacompose.graph import GraphError, ModuleGraph
 from metacompose.inner_config import inner_loop
 from metacompose.models import MODEL_BUILDERS
@@ -142,7 +141,7 @@ def build_learner(cfg: DictConfig, family: TaskFamily | None = None) -> Learner:
             said=cfg.task.args.get("descriptor"),
         )  # fmt: skip
         return _routed_learner(cfg, family)
-    known = (*get_args(Algorithm), *ALGO_BUILDERS)
+    known = CHOICES["algo.name"]
     if cfg.algo.name not in known:  # a checkpoint's config, not checked as a file's is
         raise ConfigError(f"algo.name={cfg.algo.name}: expected one of {', '.join(known)}")
     graph = build_graph(cfg.model, cfg.seed)

@@ -151,8 +151,12 @@ def setting_config(name: str, shots: int, args) -> tuple[DictConfig, str | None]
             note = (f"{path}: min_rows raised from {family.min_rows} to {need} = K {max(args.shots)}"
                     f" + Q {base.task.query}")  # fmt: skip
         return load_config(BASE_GROUPED, over), note
-    path = Path(name) if name.endswith((".yaml", ".yml")) else ROOT / "configs" / f"{name}.yaml"
-    return load_config(path, over), None
+    return load_config(family_path(name), over), None
+
+
+def family_path(name: str) -> Path:
+    """``--families``: a run config's path as given, or ``configs/<name>.yaml``."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else ROOT / "configs" / f"{name}.yaml"
 
 
 def prepare_setting(name: str, shots: int, args):
@@ -549,11 +553,7 @@ def main() -> None:
                 )
     if not args.spec and not args.merge and args.part in ("regression", "all"):
         for name in args.families:
-            path = (
-                Path(name)
-                if name.endswith((".yaml", ".yml"))
-                else ROOT / "configs" / f"{name}.yaml"
-            )
+            path = family_path(name)
             if not path.is_file():
                 p.error(f"--families {name}: no such config ({path}); the shipped families: "
                         f"{', '.join(REGRESSION)}")  # fmt: skip
