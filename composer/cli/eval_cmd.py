@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from metacompose.cli.args import COUNT_LIMIT, at_least, inner_steps, positive_int, seed, short_usage
+from metacompose.cli.learner_steps import check_steps_apply
 from metacompose.cli.paths import check_output_file
 
 # Learners without adaptation steps (they read the support set): a table over K, not over steps.
@@ -40,22 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json")
-    from metacompose.algorithms.annealed_sum import AnnealedSumLearner
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.build import check_task_sizes
     from metacompose.evaluate import check_subset, evaluate, load_checkpoint
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    check_steps_apply(args.steps, learner, cfg.algo.name)
     check_subset(family, args.subset)
     if args.shots is not None:
         check_task_sizes(family, shots=args.shots, query=cfg.task.query, where="--shots")
     if isinstance(learner, ContextLearner):
         return _run_shots(args, learner, cfg, family)
-    if args.steps and isinstance(learner, AnnealedSumLearner):
-        raise ValueError(
-            f"--steps {args.steps}: {cfg.algo.name} fits each task in closed form (no adaptation "
-            "steps)"
-        )
     result = evaluate(
         learner,
         family,
@@ -99,8 +95,6 @@ def _run_shots(args: argparse.Namespace, learner, cfg, family) -> int:
     from metacompose.build import check_task_sizes
     from metacompose.evaluate import evaluate_shots
 
-    if args.steps:
-        raise ValueError(f"--steps {args.steps}: {cfg.algo.name} has no adaptation steps")
     top = cfg.task.shots if args.shots is None else args.shots
     shots = sorted({k for k in SHOTS_TABLE if k < top} | {top})
     for k in shots:

@@ -99,15 +99,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if summary.ok else 1
     if args.checkpoint is None:
         raise ValueError("verify needs CHECKPOINT (or --self-test)")
-    from metacompose.algorithms.annealed_sum import AnnealedSumLearner
-    from metacompose.algorithms.context_learner import ContextLearner
+    from metacompose.cli.learner_steps import check_steps_apply
     from metacompose.evaluate import load_checkpoint
     from metacompose.symbolic import load_spec, write_vnn_witness
     from metacompose.verify.report import verify_learner
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
-    if args.steps and isinstance(learner, (AnnealedSumLearner, ContextLearner)):
-        raise ValueError(f"--steps {args.steps}: {cfg.algo.name} has no adaptation steps")
+    check_steps_apply(args.steps, learner, cfg.algo.name)
     spec_path = args.spec if args.spec is not None else run_config_spec(cfg)
     spec = load_spec(spec_path)  # SpecError is a ValueError: one line, exit 2
     report = verify_learner(
