@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import textwrap
 
+import pytest
 import torch
 from training_testing import CONFIG, final_state, run_python, tiny_overrides
 
@@ -71,17 +72,21 @@ ANNEALED_SMALL = [
 ]  # fmt: skip
 
 
-def test_sigkill_then_resume_is_bit_identical_for_the_annealed_learner(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["algo.args.balance_steps=9"]], ids=["plain", "balanced"])
+def test_sigkill_then_resume_is_bit_identical_for_the_annealed_learner(tmp_path, extra):
     """The data-routed learner's temperature follows the step, and its running fit and amplitude
-    limit (which pick the kept replica and bound evaluation) are buffers: all survive kill -9."""
+    limit (which pick the kept replica and bound evaluation) are buffers: all survive kill -9.
+    With the balanced E-step, its fade (by step 9) spans the kill at 8 and the resume from 6."""
     from metacompose.config import load_config
 
+    overrides = [*ANNEALED_SMALL, *extra]
+
     def cfg(name):
-        return load_config(ANNEALED, [*ANNEALED_SMALL, f"out_dir={tmp_path}", f"name={name}"])
+        return load_config(ANNEALED, [*overrides, f"out_dir={tmp_path}", f"name={name}"])
 
     full = train(cfg("full"))
     code = KILLED_RUN.format(kill_at=KILL_AT)
-    args = [*ANNEALED_SMALL, f"out_dir={tmp_path}", "name=cut"]
+    args = [*overrides, f"out_dir={tmp_path}", "name=cut"]
     killed = run_python(["-c", code, str(ANNEALED), *args])
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt")["global_step"] == 6
