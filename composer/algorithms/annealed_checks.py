@@ -59,6 +59,7 @@ def check_annealed_arguments(
 def check_bank_arguments(
     *, candidates: list[int], replicas: int, span: float, g_span: float | None,
     max_shift: float | None, structure: str, balance_steps: int = 0, routing: str = "data",
+    balanced_replicas: int | None = None,
 ) -> None:  # fmt: skip
     """Raise ``ValueError`` for the first of the builder's bank arguments out of its range, named
     as the config writes it (``algo.args.candidates``, not the bank's ``count``)."""
@@ -85,4 +86,13 @@ def check_bank_arguments(
         raise ValueError(
             f"balance_steps={balance_steps}: balances the two banks of the sum routed from data "
             f"only (structure={structure}, candidates={candidates}, routing={routing})"
+        )
+    if balanced_replicas is not None and not balance_steps:
+        raise ValueError(
+            f"balanced_replicas={balanced_replicas}: needs balance_steps > 0 (the balanced E-step "
+            "it applies to some replicas)"
+        )
+    if balanced_replicas is not None and not 1 <= balanced_replicas <= replicas:
+        raise ValueError(
+            f"balanced_replicas={balanced_replicas}: must be in [1, replicas={replicas}]"
         )

@@ -90,6 +90,7 @@ class AnnealedSumLearner(nn.Module):
 
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
     balance_steps = 0  # pilot: the balanced E-step's fade (balanced_pairs), set by the builder
+    balance_from = 0  # ... for the replicas from this one on (the others: the plain objective)
     loss = "mse"
 
     def __init__(
@@ -236,7 +237,8 @@ class AnnealedSumLearner(nn.Module):
                     fine, fine_amp = fine[mask].view(len(x), -1), fine_amp[mask].view(len(x), -1)
                 mse, amp = torch.cat([mse, fine], 1), torch.cat([amp, fine_amp], 1)
             soft = -tau * torch.logsumexp(-mse / tau, 1) + tau * math.log(mse.shape[1])
-            lam = max(0.0, 1.0 - step / self.balance_steps) if self.balance_steps else 0.0
+            on = self.balance_steps and r >= self.balance_from
+            lam = max(0.0, 1.0 - step / self.balance_steps) if on else 0.0
             if lam > 0 and allowed is None and not self.shared and self.structure == "sum":
                 soft = balanced_soft_min(mse, **self._counts(), tau=tau, weight=lam,
                                          contexts=self.f_banks[r].contexts)  # fmt: skip

@@ -35,6 +35,7 @@ def annealed_sum_learner(
     init: str = "random",
     refine: int = 0,
     balance_steps: int = 0,
+    balanced_replicas: int | None = None,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -45,7 +46,9 @@ def annealed_sum_learner(
     ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`);
     ``balance_steps``: > 0, each meta-batch's posterior over pairs is pulled toward equal use of
     every candidate, fully at step 0 and not at all from this step on
-    (:mod:`~metacompose.algorithms.balanced_pairs`; a pilot, docs/router.md). The
+    (:mod:`~metacompose.algorithms.balanced_pairs`; a pilot, docs/router.md);
+    ``balanced_replicas``: how many replicas (the last ones) do so (default: every one); the
+    others optimise the plain objective and the lowest running fit still picks the kept one. The
     model section's graph (``encoder``) is not used beyond its input width: the banks are the
     model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
@@ -57,7 +60,7 @@ def annealed_sum_learner(
     cands = list(candidates)
     check_bank_arguments(candidates=cands, replicas=replicas, span=span, g_span=g_span,
                          max_shift=max_shift, structure=structure, balance_steps=balance_steps,
-                         routing=routing)  # fmt: skip
+                         routing=routing, balanced_replicas=balanced_replicas)  # fmt: skip
     kw = {"knots": knots, "contexts": contexts, "spread": spread, "max_stretch": max_stretch,
           "max_shift": max_shift, "init": init}  # fmt: skip
     banks = {
@@ -83,4 +86,5 @@ def annealed_sum_learner(
         refine=refine,
     )
     learner.balance_steps = int(balance_steps)
+    learner.balance_from = replicas - (replicas if balanced_replicas is None else balanced_replicas)
     return learner

@@ -46,6 +46,7 @@ ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
         "anneal_steps": 10**8,
         "refine": 16,  # rounds of sub-grid context search (each divides the resolution by 4)
         "balance_steps": 10**8,
+        "balanced_replicas": 32,
     },
     "learned_opt": {
         "hidden": 128,

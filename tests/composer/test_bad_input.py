@@ -401,6 +401,19 @@ for _id, _config, _item, _name in [
         _name,
         f"{_config}.yaml",
     )
+for _id, _items, _name in (  # some replicas balanced: only with the balanced E-step on
+    ("without_steps", ["algo.args.balanced_replicas=3"], "balanced_replicas=3: needs balance_steps"),
+    ("too_many", ["algo.args.balance_steps=9", "algo.args.balanced_replicas=9"],
+     "balanced_replicas=9: must be in [1, replicas=8]"),
+):  # fmt: skip
+    case(
+        f"annealed_sum-balanced_replicas_{_id}",
+        lambda env, items=_items: env.train(
+            *items, config=CONFIGS / "from_data_sums_annealed.yaml"
+        ),
+        _name,
+        "from_data_sums_annealed.yaml",
+    )
 case(  # each size within its limit, together a predictor of 10^9 weights
     "incontext-weights_absurd",
     lambda env: env.train(

@@ -81,6 +81,51 @@ def test_the_learner_balances_only_while_it_fades_in():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in balanced.parameters())
 
 
+def _train(learner, steps: int = 4) -> list[torch.Tensor]:
+    """``steps`` Adam steps on fixed random batches; every parameter afterwards."""
+    opt = torch.optim.Adam(learner.parameters(), lr=0.05)
+    for step in range(steps):
+        opt.zero_grad()
+        learner.meta_step(random_batch(8, 6, 4, seed=10 + step), step=step).objective.backward()
+        opt.step()
+    return [p.detach().clone() for p in learner.parameters()]
+
+
+def test_mixed_replicas_train_as_the_plain_and_the_balanced_learner_would():
+    """``balanced_replicas``: with 2 of 3 replicas balanced, replica 0 ends bit-identical to
+    replica 0 of the plain learner and replicas 1-2 to those of the fully balanced one (the same
+    start and batches): replicas are independent given the batches, so a mixed run is a plain
+    run's and a balanced run's replicas side by side."""
+    runs = {}
+    for name, start in (("plain", None), ("balanced", 0), ("mixed", 1)):
+        learner = _learner(seed=2, replicas=3)
+        if start is not None:
+            learner.balance_steps, learner.balance_from = 10, start
+        runs[name] = _train(learner)
+    per = len(runs["plain"]) // 3  # parameters per replica (f-banks, then g-banks, in order)
+    assert per * 3 == len(runs["plain"])
+    names = [n for n, _ in _learner(replicas=3).named_parameters()]
+    for i, name in enumerate(names):
+        replica = int(name.split(".")[1])
+        want = runs["plain" if replica == 0 else "balanced"][i]
+        assert torch.equal(runs["mixed"][i], want), name
+        other = runs["balanced" if replica == 0 else "plain"][i]
+        assert not torch.equal(runs["mixed"][i], other), name  # the two objectives differ
+
+
+def test_the_builder_balances_the_last_replicas():
+    enc = mlp_graph(hidden=[2])
+    kw = {"encoder": enc, "targets": 1, "classification": False, "replicas": 4}
+    learner = annealed_sum_learner(**kw, balance_steps=10, balanced_replicas=3)
+    assert (learner.balance_steps, learner.balance_from) == (10, 1)
+    assert annealed_sum_learner(**kw, balance_steps=10).balance_from == 0
+    for bad in (0, 2):
+        with pytest.raises(ValueError, match="must be in"):
+            annealed_sum_learner(**kw | {"replicas": 1}, balance_steps=10, balanced_replicas=bad)
+    with pytest.raises(ValueError, match="needs balance_steps > 0"):
+        annealed_sum_learner(**kw, balanced_replicas=2)
+
+
 @pytest.mark.parametrize(
     "kw", [{"candidates": [8]}, {"structure": "chain"}, {"routing": "descriptor"}]
 )
