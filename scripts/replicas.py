@@ -24,10 +24,20 @@ median of 7 interleaved rounds): routed from data as configured, from data on th
 by the descriptor (each task's true pair: every context pair of the grid, refined as configured
 and on the grid alone; when the banks have as many candidates as the family has primitives): the
 cost of routing.
+
+``--pool 8+0 16+0 8+8``: the checkpoints are runs of one config and seed (the same meta-batches),
+differing in their replicas (``algo.args.replicas``, ``balance_steps``, ``balanced_replicas``). Their
+distinct replicas form a pool of plain and of balanced ones, and for each design ``P+B`` (``P``
+plain and ``B`` balanced replicas) the script prints the expected score of the replica a run of
+that design keeps (the lowest running fit), its replicas drawn without replacement from the pool:
+exact, by counting, not sampled. One run's kept replica is one draw; the pool says how much of a
+design's result was the luck of its starts.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import time
 
@@ -71,6 +81,30 @@ def most_balanced(used: list[float], fit: list[float], *, within: float | None =
     lowest = min(f for f in fit if math.isfinite(f)) if any(map(math.isfinite, fit)) else math.inf
     pool = [r for r in range(len(fit)) if within is None or fit[r] <= within * lowest]
     return max(pool or range(len(fit)), key=lambda r: (round(used[r], 3), -fit[r]))
+
+
+def kept_expectation(fit: list[float], score: list[float], balanced: list[bool], *,
+                     plain: int, bal: int) -> float:  # fmt: skip
+    """The expected ``score`` of the kept replica (lowest ``fit``; ties: the lower index) when a
+    run's ``plain`` plain and ``bal`` balanced replicas are drawn without replacement from the
+    pool: each replica's score times the chance that it is drawn and no other drawn one fits
+    better (choose the rest of its kind, and all of the other kind, among those that fit worse)."""
+    kinds = {False: plain, True: bal}
+    size = {k: sum(b == k for b in balanced) for k in kinds}
+    if any(kinds[k] > size[k] for k in kinds):
+        raise ValueError(f"a design of {plain}+{bal} needs more replicas than the pool's "
+                         f"{size[False]}+{size[True]}")  # fmt: skip
+    order = sorted(range(len(fit)), key=lambda i: (fit[i], i))
+    total, worse = 0.0, dict(size)
+    for i in order:
+        k = balanced[i]
+        worse[k] -= 1  # now: replicas of this kind that fit worse than i
+        if kinds[k] == 0:
+            continue
+        chance = math.comb(worse[k], kinds[k] - 1) / math.comb(size[k], kinds[k])
+        chance *= math.comb(worse[not k], kinds[not k]) / math.comb(size[not k], kinds[not k])
+        total += chance * score[i]
+    return total
 
 
 def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
@@ -168,8 +202,18 @@ def main() -> None:
         help="also each replica's best-pair fit on this many fixed training tasks",
     )
     p.add_argument("--seconds", action="store_true", help="also time the kept replica's evaluation")
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        type=design,
+        metavar="P+B",
+        help="pool the checkpoints' distinct replicas (runs of one config and seed) and print the "
+        "expected kept replica of runs of P plain and B balanced replicas",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
+    pool: dict[tuple, tuple[float, float, bool]] = {}  # distinct replicas: (fit, kind) -> scores
+    runs = set()
     for path in args.checkpoints:
         learner, cfg, family = load_checkpoint(path)
         if not isinstance(learner, AnnealedSumLearner):
@@ -179,6 +223,10 @@ def main() -> None:
                 f"{path}: algo.args.eval_routing={learner.eval_routing}: only a checkpoint routed "
                 "from data has a routing to score"
             )
+        runs.add(pool_key(cfg))
+        if args.pool and len(runs) > 1:
+            p.error(f"{path}: --pool needs runs of one config and seed (the same meta-batches); "
+                    "this one differs from the first beyond its replicas")  # fmt: skip
         learner.eval()
         if args.refine is not None:
             if args.refine and learner.structure != "sum":
@@ -198,6 +246,8 @@ def main() -> None:
         finally:
             learner.fit.copy_(fit)
         for r, (nmi, b, val_mse, held_mse, used) in enumerate(rows):
+            on = bool(learner.balance_steps) and r >= learner.balance_from
+            pool[(float(fit[r]), on, b, held_mse)] = (b, held_mse, on)
             both.append(b)
             print(
                 f"  {r:>5d}{'*' if r == kept else ' '}  {fit[r]:9.4f}  {learner.amplitude[r]:9.2f}"
@@ -222,6 +272,43 @@ def main() -> None:
             ms = eval_ms(learner, cfg, held, seed=args.seed)
             print(f"  evaluation ms per held-out task (refine {learner.refine}, one thread): "
                   + "; ".join(f"{m} {v:.2f}" for m, v in ms.items()))  # fmt: skip
+    if args.pool:
+        print_pool(pool, args.pool)
+
+
+def design(text: str) -> tuple[int, int]:
+    """``P+B``: P plain and B balanced replicas, at least one."""
+    parts = text.split("+")
+    if len(parts) != 2 or not all(q.isdigit() for q in parts) or not int(parts[0]) + int(parts[1]):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not P+B (plain + balanced replicas, e.g. 8+8)"
+        )
+    return int(parts[0]), int(parts[1])
+
+
+def pool_key(cfg) -> str:
+    """The config without what may differ between the pooled runs (their replicas, where they
+    were written)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("replicas", "balance_steps", "balanced_replicas"):
+        c["algo"].get("args", {}).pop(key, None)
+    for key in ("name", "out_dir"):
+        c.pop(key, None)
+    return json.dumps(c, sort_keys=True)
+
+
+def print_pool(pool: dict, designs: list[tuple[int, int]]) -> None:
+    fit = [k[0] for k in pool]
+    both, mse, on = ([v[i] for v in pool.values()] for i in range(3))
+    n_b = sum(on)
+    print(f"pool: {len(on) - n_b} plain and {n_b} balanced distinct replicas; the kept replica's "
+          "expected held-out both matched / query MSE (drawn without replacement, exact)")  # fmt: skip
+    for plain, bal in designs:
+        if plain > len(on) - n_b or bal > n_b:
+            print(f"  {plain:>3d} plain + {bal:>3d} balanced: the pool is too small")
+            continue
+        e = [kept_expectation(fit, v, on, plain=plain, bal=bal) for v in (both, mse)]
+        print(f"  {plain:>3d} plain + {bal:>3d} balanced: {e[0]:.3f} / {e[1]:.4f}")
 
 
 if __name__ == "__main__":

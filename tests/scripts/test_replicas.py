@@ -1,5 +1,6 @@
 """``scripts/replicas.py``: every replica of an annealed checkpoint, routed and scored on its own."""
 
+import argparse
 import importlib.util
 import math
 import subprocess
@@ -165,3 +166,95 @@ def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(
             else:
                 assert f"{factor}:{name}" not in per
     assert len(per) == sum(len(set(tasks.info[f].tolist())) for f in family.factors)
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kept_expectation_is_the_mean_over_every_draw_of_the_design(seed):
+    """The exact expectation against brute force: every way to draw P plain and B balanced
+    replicas from the pool, each keeping its lowest fit (ties: the lower index), averaged."""
+    import itertools
+
+    mod = _module()
+    g = torch.Generator().manual_seed(seed)
+    n = 9
+    fit = torch.randint(0, 5, (n,), generator=g).tolist()  # small integers: many ties
+    score = torch.rand(n, generator=g, dtype=torch.float64).tolist()
+    balanced = [bool(b) for b in torch.randint(0, 2, (n,), generator=g).tolist()]
+    balanced[0], balanced[1] = False, True
+    plain_ids = [i for i in range(n) if not balanced[i]]
+    bal_ids = [i for i in range(n) if balanced[i]]
+    for p in range(len(plain_ids) + 1):
+        for b in range(len(bal_ids) + 1):
+            if p + b == 0:
+                continue
+            draws = [
+                min(a + c, key=lambda i: (fit[i], i))
+                for a in itertools.combinations(plain_ids, p)
+                for c in itertools.combinations(bal_ids, b)
+            ]
+            want = sum(score[i] for i in draws) / len(draws)
+            got = mod.kept_expectation(fit, score, balanced, plain=p, bal=b)
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+    with pytest.raises(ValueError, match="needs more replicas"):
+        mod.kept_expectation(fit, score, balanced, plain=len(plain_ids) + 1, bal=0)
+    assert mod.design("8+8") == (8, 8) and mod.design("16+0") == (16, 0)
+    for bad in ("8", "8+", "a+1", "0+0", "1+2+3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not P\\+B"):
+            mod.design(bad)
+
+
+def test_pool_merges_the_distinct_replicas_of_runs_of_one_seed(tmp_path):
+    """``--pool``: a plain 3-replica run and a run of the same seed with its last 2 replicas
+    balanced share replica 0 (same start, same batches): a pool of 3 plain and 2 balanced, and
+    each design's line is the exact expectation over the printed rows; a run of another seed is
+    refused in one line."""
+    mod = _module()
+    cfgs = {
+        "plain": [],
+        "mixed": ["algo.args.balance_steps=4", "algo.args.balanced_replicas=2"],
+        "other": ["seed=5"],
+    }
+    ckpt = {}
+    for name, extra in cfgs.items():
+        over = [*SMALL, *extra, f"out_dir={tmp_path}", f"name={name}"]
+        ckpt[name] = str(
+            train(load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", over)).checkpoint
+        )
+    done = run(
+        ckpt["plain"], ckpt["mixed"], "--tasks", "20", "--pool", "1+0", "3+0", "1+2", "0+2", "4+0"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [
+        line.split()
+        for line in done.stdout.splitlines()
+        if line.strip()[:1].isdigit() and "plain" not in line
+    ]
+    assert len(rows) == 6
+    assert rows[0][1:] == rows[3][1:]  # replica 0: plain in both runs, the same
+    pool = {tuple(r[1:]): i >= 4 for i, r in enumerate(rows)}  # balanced: mixed's 1, 2
+    assert len(pool) == 5 and sum(pool.values()) == 2
+    assert "pool: 3 plain and 2 balanced distinct replicas" in done.stdout
+    fit = [float(k[0]) for k in pool]
+    both = [float(k[-1]) for k in pool]
+    lines = {
+        tuple(int(x) for x in line.split()[0:4:3]): line
+        for line in done.stdout.splitlines() if " balanced: " in line and "plain +" in line
+    }  # fmt: skip
+    for p, b in ((1, 0), (3, 0), (1, 2), (0, 2)):
+        want = mod.kept_expectation(fit, both, list(pool.values()), plain=p, bal=b)
+        got = float(lines[(p, b)].split(": ")[1].split(" / ")[0])
+        assert got == pytest.approx(want, abs=6e-4)
+    assert "the pool is too small" in lines[(4, 0)]
+    refused = run(ckpt["plain"], ckpt["other"], "--tasks", "5", "--pool", "1+0")
+    assert refused.returncode == 2 and "--pool needs runs of one config and seed" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    bad = run(ckpt["plain"], "--pool", "8")
+    assert bad.returncode == 2 and "'8' is not P+B" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
