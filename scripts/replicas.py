@@ -212,7 +212,7 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
-    pool: dict[tuple, tuple[float, float, bool]] = {}  # distinct replicas: (fit, kind) -> scores
+    pool: set[tuple[float, bool, float, float]] = set()  # distinct (fit, balanced, both, MSE)
     runs = set()
     for path in args.checkpoints:
         learner, cfg, family = load_checkpoint(path)
@@ -247,7 +247,7 @@ def main() -> None:
             learner.fit.copy_(fit)
         for r, (nmi, b, val_mse, held_mse, used) in enumerate(rows):
             on = bool(learner.balance_steps) and r >= learner.balance_from
-            pool[(float(fit[r]), on, b, held_mse)] = (b, held_mse, on)
+            pool.add((float(fit[r]), on, b, held_mse))
             both.append(b)
             print(
                 f"  {r:>5d}{'*' if r == kept else ' '}  {fit[r]:9.4f}  {learner.amplitude[r]:9.2f}"
@@ -297,9 +297,8 @@ def pool_key(cfg) -> str:
     return json.dumps(c, sort_keys=True)
 
 
-def print_pool(pool: dict, designs: list[tuple[int, int]]) -> None:
-    fit = [k[0] for k in pool]
-    both, mse, on = ([v[i] for v in pool.values()] for i in range(3))
+def print_pool(pool: set[tuple[float, bool, float, float]], designs: list[tuple[int, int]]) -> None:
+    fit, on, both, mse = (list(c) for c in zip(*sorted(pool)))
     n_b = sum(on)
     print(f"pool: {len(on) - n_b} plain and {n_b} balanced distinct replicas; the kept replica's "
           "expected held-out both matched / query MSE (drawn without replacement, exact)")  # fmt: skip
