@@ -212,10 +212,9 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
-    pool: set[tuple[float, bool, float, float]] = set()  # distinct (fit, balanced, both, MSE)
+    loaded = [(path, *load_checkpoint(path)) for path in args.checkpoints]
     runs = set()
-    for path in args.checkpoints:
-        learner, cfg, family = load_checkpoint(path)
+    for path, learner, cfg, _ in loaded:  # every refusal before any scoring
         if not isinstance(learner, AnnealedSumLearner):
             p.error(f"{path}: algo.name is {cfg.algo.name}, not annealed_sum (no replicas)")
         if learner.eval_routing != "data":
@@ -223,14 +222,16 @@ def main() -> None:
                 f"{path}: algo.args.eval_routing={learner.eval_routing}: only a checkpoint routed "
                 "from data has a routing to score"
             )
+        if args.refine and learner.structure != "sum":
+            p.error(f"{path}: --refine {args.refine}: the sum structure only")
         runs.add(pool_key(cfg))
         if args.pool and len(runs) > 1:
             p.error(f"{path}: --pool needs runs of one config and seed (the same meta-batches); "
                     "this one differs from the first beyond its replicas")  # fmt: skip
+    pool: set[tuple[float, bool, float, float]] = set()  # distinct (fit, balanced, both, MSE)
+    for path, learner, cfg, family in loaded:
         learner.eval()
         if args.refine is not None:
-            if args.refine and learner.structure != "sum":
-                p.error(f"{path}: --refine {args.refine}: the sum structure only")
             learner.refine = args.refine
         kept, fit = learner.kept, learner.fit.clone()
         kw = {"seed": args.seed, "shots": cfg.task.shots, "query": cfg.task.query}

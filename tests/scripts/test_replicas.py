@@ -23,6 +23,13 @@ SMALL = [
 ]  # fmt: skip
 
 
+def _module():
+    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "replicas.py"), *args],
@@ -72,9 +79,7 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
 
 
 def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
-    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _module()
     even = torch.tensor([0, 1, 2, 3] * 5)
     merged = torch.tensor([0] * 10 + [1] * 5 + [2] * 5)  # candidate 3 unused
     sizes = {"f": 4, "g": 4}
@@ -87,9 +92,7 @@ def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
 
 
 def test_most_balanced_among_replicas_that_fit_nearly_as_well():
-    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _module()
     fit, used = [0.0146, 0.0182, 0.0388, 0.0337], [0.928, 0.981, 0.999, 0.976]
     assert mod.most_balanced(used, fit) == 2  # balance alone takes a replica that fits badly
     assert mod.most_balanced(used, fit, within=1.5) == 1  # 0.0182 <= 1.5 x 0.0146; 0.0337 is not
@@ -123,9 +126,7 @@ def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(
     an exhaustive float64 least-squares fit of every pair at every grid context pair (refine 0),
     and their means per primitive over the tasks that hold it; the learner's running fits,
     amplitude limits and mode are left as they were."""
-    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _module()
     over = [*SMALL, "algo.args.refine=0", "algo.args.ridge=1e-9", f"out_dir={tmp_path}"]
     cfg = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", over)
     learner, cfg, family = load_checkpoint(train(cfg).checkpoint)
@@ -166,13 +167,6 @@ def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(
             else:
                 assert f"{factor}:{name}" not in per
     assert len(per) == sum(len(set(tasks.info[f].tolist())) for f in family.factors)
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
