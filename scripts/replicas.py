@@ -37,7 +37,6 @@ design's result was the luck of its starts.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
@@ -213,7 +212,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     loaded = [(path, *load_checkpoint(path)) for path in args.checkpoints]
-    runs = set()
     for path, learner, cfg, _ in loaded:  # every refusal before any scoring
         if not isinstance(learner, AnnealedSumLearner):
             p.error(f"{path}: algo.name is {cfg.algo.name}, not annealed_sum (no replicas)")
@@ -224,10 +222,10 @@ def main() -> None:
             )
         if args.refine and learner.structure != "sum":
             p.error(f"{path}: --refine {args.refine}: the sum structure only")
-        runs.add(pool_key(cfg))
-        if args.pool and len(runs) > 1:
+        differ = pool_differences(loaded[0][2], cfg)
+        if args.pool and differ:
             p.error(f"{path}: --pool needs runs of one config and seed (the same meta-batches); "
-                    "this one differs from the first beyond its replicas")  # fmt: skip
+                    f"this one differs from the first in {', '.join(differ)}")  # fmt: skip
     pool: set[tuple[float, bool, float, float]] = set()  # distinct (fit, balanced, both, MSE)
     for path, learner, cfg, family in loaded:
         learner.eval()
@@ -287,15 +285,35 @@ def design(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def pool_key(cfg) -> str:
-    """The config without what may differ between the pooled runs (their replicas, where they
-    were written)."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("replicas", "balance_steps", "balanced_replicas"):
-        c["algo"].get("args", {}).pop(key, None)
-    for key in ("name", "out_dir"):
-        c.pop(key, None)
-    return json.dumps(c, sort_keys=True)
+# What pooled runs may differ in: their replicas, where they were written, and what only shows or
+# checks the run. The rest (threads, logging and checkpoint cadence included) must match: the pool
+# merges a replica shared by two runs only when its scores are bit-identical.
+POOL_FREE = (
+    "name", "out_dir", "algo.args.replicas", "algo.args.balance_steps",
+    "algo.args.balanced_replicas", "trainer.enable_progress_bar", "trainer.logger", "report",
+    "verify",
+)  # fmt: skip
+
+
+def pool_differences(first, cfg) -> list[str]:
+    """The keys (``key (value vs first's value)``) in which ``cfg`` differs from ``first``,
+    beyond ``POOL_FREE``."""
+
+    def flat(node, prefix=""):
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: node}
+
+    a, b = (flat(OmegaConf.to_container(c, resolve=True)) for c in (first, cfg))
+    free = tuple(k + "." for k in POOL_FREE)
+    return [
+        f"{k} ({b.get(k, 'unset')} vs {a.get(k, 'unset')})"
+        for k in sorted(a.keys() | b.keys())
+        if k not in POOL_FREE and not k.startswith(free) and a.get(k, "unset") != b.get(k, "unset")
+    ]
 
 
 def print_pool(pool: set[tuple[float, bool, float, float]], designs: list[tuple[int, int]]) -> None:

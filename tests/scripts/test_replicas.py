@@ -248,7 +248,32 @@ def test_pool_merges_the_distinct_replicas_of_runs_of_one_seed(tmp_path):
     assert "the pool is too small" in lines[(4, 0)]
     refused = run(ckpt["plain"], ckpt["other"], "--tasks", "5", "--pool", "1+0")
     assert refused.returncode == 2 and "--pool needs runs of one config and seed" in refused.stderr
+    assert "this one differs from the first in seed (5 vs 0) (" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     bad = run(ckpt["plain"], "--pool", "8")
     assert bad.returncode == 2 and "'8' is not P+B" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_pool_differences_name_every_key_beyond_replicas_and_display():
+    """Runs differing in their replicas, names or progress bar pool; any other key (nested or
+    only in one config) is named with both values, sorted."""
+    mod = _module()
+    base = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", SMALL)
+    same = load_config(
+        ROOT / "configs" / "from_data_sums_annealed.yaml",
+        [*SMALL, "algo.args.replicas=16", "algo.args.balance_steps=4", "name=x", "out_dir=/tmp/y",
+         "trainer.enable_progress_bar=true", "trainer.logger=none", "verify.spec=null"],
+    )  # fmt: skip
+    assert mod.pool_differences(base, same) == []
+    other = load_config(
+        ROOT / "configs" / "from_data_sums_annealed.yaml",
+        [*SMALL, "seed=3", "algo.args.knots=32", "trainer.cpu_threads=2"],
+    )
+    assert mod.pool_differences(base, other) == [
+        "algo.args.knots (32 vs 16)", "seed (3 vs 0)",
+        f"trainer.cpu_threads (2 vs {base.trainer.cpu_threads})",
+    ]  # fmt: skip
+    extra = base.copy()
+    extra.algo.args.new_key = 1
+    assert mod.pool_differences(base, extra) == ["algo.args.new_key (1 vs unset)"]
