@@ -129,6 +129,9 @@ def test_verdict_table_puts_seeds_side_by_side_and_counts_wins(bench, tmp_path, 
     assert "- seed 0: wins against every baseline in 1 of 1 cells (f K=5); losses: none" in out[5]
     assert "seed 1: wins against every baseline in 0 of 2 cells (none)" in out[6]
     assert "f K=5 vs mixed_effects, f K=5 vs gp_dkt" in out[6] and "metasgd (f K=10)" in out[6]
+    # in hindsight seed 1's maml would have won f K=5; f K=10's only learner is NaN
+    assert out[5].endswith("in hindsight (the learner picked on meta-test, not a claim) 1 cells")
+    assert out[6].endswith("not a claim) 1 cells")
 
 
 def test_verdict_table_counts_a_cell_where_no_meta_learner_is_finite(bench, tmp_path, capsys):
@@ -144,6 +147,7 @@ def test_verdict_table_counts_a_cell_where_no_meta_learner_is_finite(bench, tmp_
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("| f K=5 | none finite | - |") and out[2].endswith("| no |")
     assert "in 0 of 1 cells (none)" in out[4] and "maml (f K=5), anil (f K=5)" in out[4]
+    assert out[4].endswith("not a claim) 0 cells")
 
 
 def test_verdict_table_names_a_chosen_ensembles_member_and_weight(bench, tmp_path, capsys):
