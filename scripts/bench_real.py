@@ -420,8 +420,8 @@ def verdict_table(files: list[Path]) -> None:
         print(f"- seed {seed}: wins against every baseline in {len(t['wins all'])} of "
               f"{t['cells']} cells ({', '.join(t['wins all']) or 'none'}); losses: "
               f"{', '.join(t['losses']) or 'none'}; meta-learners ending NaN: "
-              f"{', '.join(t['NaN']) or 'none'}; in hindsight (the learner picked on meta-test, "
-              f"not a claim) {t['hindsight']} cells")  # fmt: skip
+              f"{', '.join(t['NaN']) or 'none'}; in hindsight, some meta-learner wins against every "
+              f"baseline in {t['hindsight']} cells (picked on meta-test, not a claim)")  # fmt: skip
 
 
 def merge(files: list[Path]) -> None:

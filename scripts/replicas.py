@@ -26,7 +26,8 @@ and on the grid alone; when the banks have as many candidates as the family has 
 cost of routing.
 
 ``--pool 8+0 16+0 8+8``: the checkpoints are runs of one config and seed (the same meta-batches),
-differing in their replicas (``algo.args.replicas``, ``balance_steps``, ``balanced_replicas``). Their
+differing in their replicas (``algo.args.replicas``, ``balance_steps``, ``balanced_replicas``),
+names and what only shows or checks a run (``POOL_FREE``; any other difference is named). Their
 distinct replicas form a pool of plain and of balanced ones, and for each design ``P+B`` (``P``
 plain and ``B`` balanced replicas) the script prints the expected score of the replica a run of
 that design keeps (the lowest running fit), its replicas drawn without replacement from the pool:
@@ -37,6 +38,7 @@ design's result was the luck of its starts.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -222,8 +224,8 @@ def main() -> None:
             )
         if args.refine and learner.structure != "sum":
             p.error(f"{path}: --refine {args.refine}: the sum structure only")
-        differ = pool_differences(loaded[0][2], cfg)
-        if args.pool and differ:
+        differ = pool_differences(loaded[0][2], cfg) if args.pool else []
+        if differ:
             p.error(f"{path}: --pool needs runs of one config and seed (the same meta-batches); "
                     f"this one differs from the first in {', '.join(differ)}")  # fmt: skip
     pool: set[tuple[float, bool, float, float]] = set()  # distinct (fit, balanced, both, MSE)
@@ -297,22 +299,22 @@ POOL_FREE = (
 
 def pool_differences(first, cfg) -> list[str]:
     """The keys (``key (value vs first's value)``) in which ``cfg`` differs from ``first``,
-    beyond ``POOL_FREE``."""
+    beyond ``POOL_FREE``; values compare as JSON (``1`` and ``1.0`` differ, NaN equals NaN)."""
 
     def flat(node, prefix=""):
-        if isinstance(node, dict):
+        if isinstance(node, dict) and node:
             out = {}
             for k, v in node.items():
                 out.update(flat(v, f"{prefix}{k}."))
             return out
-        return {prefix[:-1]: node}
+        return {prefix[:-1]: json.dumps(node, sort_keys=True)}
 
     a, b = (flat(OmegaConf.to_container(c, resolve=True)) for c in (first, cfg))
     free = tuple(k + "." for k in POOL_FREE)
     return [
         f"{k} ({b.get(k, 'unset')} vs {a.get(k, 'unset')})"
         for k in sorted(a.keys() | b.keys())
-        if k not in POOL_FREE and not k.startswith(free) and a.get(k, "unset") != b.get(k, "unset")
+        if k not in POOL_FREE and not k.startswith(free) and a.get(k) != b.get(k)
     ]
 
 

@@ -263,7 +263,8 @@ def test_pool_differences_name_every_key_beyond_replicas_and_display():
     same = load_config(
         ROOT / "configs" / "from_data_sums_annealed.yaml",
         [*SMALL, "algo.args.replicas=16", "algo.args.balance_steps=4", "name=x", "out_dir=/tmp/y",
-         "trainer.enable_progress_bar=true", "trainer.logger=none", "verify.spec=null"],
+         "trainer.enable_progress_bar=true", "trainer.logger=none", "verify.spec=null",
+         "algo.args.balanced_replicas=2", "report.shots=[5]"],
     )  # fmt: skip
     assert mod.pool_differences(base, same) == []
     other = load_config(
@@ -277,3 +278,11 @@ def test_pool_differences_name_every_key_beyond_replicas_and_display():
     extra = base.copy()
     extra.algo.args.new_key = 1
     assert mod.pool_differences(base, extra) == ["algo.args.new_key (1 vs unset)"]
+    extra.algo.args.new_key = {}  # an empty section is a value, not nothing
+    assert mod.pool_differences(base, extra) == ["algo.args.new_key ({} vs unset)"]
+    extra.algo.args.new_key = "unset"
+    assert mod.pool_differences(base, extra) == ['algo.args.new_key ("unset" vs unset)']
+    extra.algo.args.new_key = 1.0  # 1 and 1.0 (free-form arguments) as written
+    first = base.copy()
+    first.algo.args.new_key = 1
+    assert mod.pool_differences(first, extra) == ["algo.args.new_key (1.0 vs 1)"]
