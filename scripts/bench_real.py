@@ -12,7 +12,9 @@ protonet (classification), maml, fomaml, metasgd, anil, routed (the router's mod
 learner; regression), and the statistician's baselines for grouped regression: mixed_effects (a
 linear mixed model with random intercepts and slopes per group, REML on meta-train groups, BLUP
 from the support set) and gp_dkt (a GP per task, deep kernel meta-learned); gp_deep_mean is that GP
-with a meta-learned mean function too, and counts as a meta-learned method; ensemble averages
+with a meta-learned mean function too, and counts as a meta-learned method, as does alpaca
+(Bayesian linear regression on meta-learned features ``[1, x, g(x)]``, prior mean and full
+covariance meta-learned: it contains the mixed model); ensemble averages
 the predictions of two trained learners, ``w`` x the one of maml, fomaml, metasgd, anil, routed,
 incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x gp_dkt, ``w`` on a 0.1 grid chosen on
 meta-val (a meta-learned method that contains the gp_dkt baseline: say so when it wins). Each

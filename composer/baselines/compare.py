@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from metacompose.baselines.bayes_last_layer import BayesLastLayer
 from metacompose.baselines.deep_kernel import DeepKernelGP, mean_network, mlp_features
 from metacompose.baselines.finetune import FineTuneLearner
 from metacompose.baselines.meta_train import meta_train
@@ -34,9 +35,9 @@ STAT_METHODS = ("mixed_effects", "gp_dkt")
 # Learners outside the MAML family (``algo.name``); in-context ones adapt in one forward pass.
 CONTEXT_METHODS = ("incontext", "cnp")
 LEARNER_METHODS = (*CONTEXT_METHODS, "learned_opt")
-# A GP per task whose prior mean function is meta-learned as well as its kernel: a meta-learner
-# (not a baseline), deep kernel transfer plus the population trend.
-GP_METHODS = ("gp_deep_mean",)
+# A GP per task whose prior mean function is meta-learned as well as its kernel, and ALPaCA (a
+# Bayesian last layer on [1, x, g(x)]: contains the mixed model): meta-learners, not baselines.
+GP_METHODS = ("gp_deep_mean", "alpaca")
 METHODS = ("scratch", "pretrain_finetune", "protonet", *META_METHODS, "routed", *LEARNER_METHODS,
            *GP_METHODS, *STAT_METHODS)  # fmt: skip
 
@@ -207,9 +208,12 @@ def _trained_learner(
             raise ValueError(f"{method} applies to regression families only")
         hidden = tuple(cfg.model.args.get("hidden", (40, 40)))
         d = family.in_space.numel
-        learner = DeepKernelGP(feature_map=mlp_features(d, hidden, seed=cfg.seed),
-                               mean_map=None if method == "gp_dkt" else
-                               mean_network(d, hidden, seed=cfg.seed + 1))  # fmt: skip
+        if method == "alpaca":
+            learner = BayesLastLayer(in_features=d, hidden=hidden, seed=cfg.seed)
+        else:
+            learner = DeepKernelGP(feature_map=mlp_features(d, hidden, seed=cfg.seed),
+                                   mean_map=None if method == "gp_dkt" else
+                                   mean_network(d, hidden, seed=cfg.seed + 1))  # fmt: skip
         max_steps = 0
     else:
         c = copy.deepcopy(cfg)

@@ -106,7 +106,26 @@ def mean_network(
     return nn.Sequential(body, out)
 
 
-class DeepKernelGP(nn.Module):
+class PosteriorLearner(nn.Module):
+    """A learner whose prediction is a Gaussian posterior mean (no adaptation steps): subclasses
+    give ``predict(batch) -> (mean, var)``, ``(T, Q)`` float64 each."""
+
+    def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict_queries(self, batch: TaskBatch, *, steps: int = 0) -> torch.Tensor:
+        """``(T, Q, 1)`` posterior mean at the query points, float64 (``steps`` does not apply)."""
+        return self.predict(batch)[0][..., None]
+
+    @torch.no_grad()
+    def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
+        """Query MSE of the posterior mean per task, ``(steps + 1, T)`` identical rows."""
+        mean, _ = self.predict(batch)
+        mse = (mean - batch.query_y.flatten(1).double()).pow(2).mean(1)
+        return mse.expand((steps or 0) + 1, -1).clone()
+
+
+class DeepKernelGP(PosteriorLearner):
     """A GP per task with a meta-learned deep kernel; ``meta_step`` and ``evaluate`` like a learner.
 
     Args:
@@ -166,14 +185,3 @@ class DeepKernelGP(nn.Module):
                                  batch.support_y.flatten(1).double() - m_s,
                                  noise=self.noise.double(), mean=0.0)  # fmt: skip
         return m_q + mean, var
-
-    def predict_queries(self, batch: TaskBatch, *, steps: int = 0) -> torch.Tensor:
-        """``(T, Q, 1)`` posterior mean at the query points, float64 (``steps`` does not apply)."""
-        return self.predict(batch)[0][..., None]
-
-    @torch.no_grad()
-    def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
-        """Query MSE of the posterior mean per task, ``(steps + 1, T)`` identical rows."""
-        mean, _ = self.predict(batch)
-        mse = (mean - batch.query_y.flatten(1).double()).pow(2).mean(1)
-        return mse.expand((steps or 0) + 1, -1).clone()

@@ -43,7 +43,8 @@ def test_spec_outside_the_repo_runs_with_screen_groups_and_verdicts(bench, tmp_p
     spec, out = write_spec(tmp_path), tmp_path / "out.json"
     monkeypatch.setattr(sys, "argv", [
         "bench_real.py", "--spec", str(spec), "--shots", "3", "--methods", "scratch", "maml",
-        "mixed_effects", "gp_deep_mean", "--iterations", "3", "--val-tasks", "20", "--test-tasks", "40",
+        "mixed_effects", "gp_deep_mean", "alpaca", "--iterations", "3", "--val-tasks", "20",
+        "--test-tasks", "40",
         "--finetune-steps", "2", "--eval-steps", "2", "--json", str(out)])  # fmt: skip
     bench.main()
     text = capsys.readouterr().out
@@ -52,11 +53,13 @@ def test_spec_outside_the_repo_runs_with_screen_groups_and_verdicts(bench, tmp_p
     assert "kept 20 of 20 groups of 'grp' with >= 13 complete rows" in text
     assert "groups meta-train/val/test 12/4/4" in text
     assert "group " in text and "[4 groups]" in text
-    assert re.search(r"best on meta-val (maml|gp_deep_mean) - scratch:", text)
+    assert re.search(r"best on meta-val (maml|gp_deep_mean|alpaca) - scratch:", text)
     assert "(paired, t over groups) ->" in text
     rows = json.loads(out.read_text())
-    assert {r["method"] for r in rows} == {"scratch", "maml", "mixed_effects", "gp_deep_mean"}
-    assert "gp_deep_mean vs scratch" in text  # a meta-learned method: judged against each baseline
+    assert {r["method"] for r in rows} == {"scratch", "maml", "mixed_effects", "gp_deep_mean",
+                                           "alpaca"}  # fmt: skip
+    for m in ("gp_deep_mean", "alpaca"):  # meta-learned methods: judged against each baseline
+        assert f"{m} vs scratch" in text
     assert all(r["group"]["n_groups"] == 4 and len(r["groups"]) == 40 for r in rows)
 
 
