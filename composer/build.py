@@ -205,7 +205,7 @@ def _other_learner(cfg: DictConfig, family: TaskFamily, graph: ModuleGraph) -> L
         try:
             learner = ALGO_BUILDERS[name](**handed, **args)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"algo.args: {e}") from e
+            raise under("algo.args", e, args) from e
     if name == "annealed_sum":
         _check_descriptor_routing(learner, family, args)
     return learner

@@ -1,9 +1,6 @@
-"""Routing from data on the sum ``y = a f(x) + b g(x) + c`` and the chain ``y = a g(f(x)) + c``:
-deterministic annealing.
-
-Two banks of candidate shapes (:class:`~metacompose.modules.warp_line.WarpLineBank`), one per
-slot, each candidate read at a per-task context on a grid. No descriptor is read, neither in
-meta-training nor at evaluation:
+"""Routing from data on the sum ``y = a f(x) + b g(x) + c`` and the chain ``y = a g(f(x)) + c``
+by deterministic annealing. Two banks of candidate shapes (:class:`~metacompose.modules.warp_line.
+WarpLineBank`), one per slot, each read at a per-task context on a grid. No descriptor is read:
 
 - **Meta-training** fits *every* pair of candidates at *every* context pair to each task's points
   in closed form (:func:`~metacompose.algorithms.pair_fit.pair_fit_mse`) and minimises the soft
@@ -20,8 +17,7 @@ meta-training nor at evaluation:
   each meta-batch's largest best-pair amplitude): a wrong pair can fit 10 points with two large
   amplitudes that cancel, and predicts wildly between them.
 
-Measured against MAML, a descriptor-routed upper bound and other primitive sets in docs/router.md
-("Routing from data by annealing").
+Measured in docs/router.md ("Routing from data by annealing").
 """
 
 from __future__ import annotations
@@ -36,6 +32,7 @@ from metacompose.algorithms.annealed_export import export_routed
 from metacompose.algorithms.balanced_pairs import balanced_soft_min
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
 from metacompose.algorithms.context_refine import best_on_grid, refine_contexts
+from metacompose.algorithms.cross_fit import cross_fit_banks
 from metacompose.algorithms.descriptor_pairs import (
     descriptor_pair,
     given_pair_fit,
@@ -91,6 +88,7 @@ class AnnealedSumLearner(nn.Module):
     eval_inner_steps = 0  # nothing is stepped: the support set is fitted in closed form
     balance_steps = 0  # pilot: the balanced E-step's fade (balanced_pairs), set by the builder
     balance_from = 0  # ... for the replicas from this one on (the others: the plain objective)
+    cross_fit = 0.0  # pilot: weight of the term chosen on support, scored on query (cross_fit)
     loss = "mse"
 
     def __init__(
@@ -243,6 +241,11 @@ class AnnealedSumLearner(nn.Module):
                 soft = balanced_soft_min(mse, **self._counts(), tau=tau, weight=lam,
                                          contexts=self.f_banks[r].contexts)  # fmt: skip
             objective = objective + soft.mean()
+            if self.cross_fit and allowed is None:
+                cv = cross_fit_banks(self.f_banks[r], self.g_banks[r], x, y, tau=tau,
+                                     support=batch.support_x.shape[1], ridge=self.ridge,
+                                     limit=self.amplitude[r])  # fmt: skip
+                objective = objective + self.cross_fit * cv.mean()
             best, at = mse.detach().min(1)
             fits.append(best.mean())
             amps.append(amp.detach().gather(1, at[:, None]).max())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from metacompose.algorithms.annealed_checks import check_bank_arguments
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner, Routing
+from metacompose.algorithms.cross_fit import check_cross_fit
 from metacompose.algorithms.sum_banks import SLOTS, Structure
 from metacompose.graph import ModuleGraph
 from metacompose.modules.warp_line import WarpLineBank
@@ -36,6 +37,7 @@ def annealed_sum_learner(
     refine: int = 0,
     balance_steps: int = 0,
     balanced_replicas: int | None = None,
+    cross_fit: float = 0.0,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -48,9 +50,9 @@ def annealed_sum_learner(
     every candidate, fully at step 0 and not at all from this step on
     (:mod:`~metacompose.algorithms.balanced_pairs`; a pilot, docs/router.md);
     ``balanced_replicas``: how many replicas (the last ones) do so (default: every one); the
-    others optimise the plain objective and the lowest running fit still picks the kept one. The
-    model section's graph (``encoder``) is not used beyond its input width: the banks are the
-    model."""
+    others optimise the plain objective and the lowest running fit still picks the kept one;
+    ``cross_fit``: the weight of a pilot term (:mod:`~metacompose.algorithms.cross_fit`). The
+    model section's graph (``encoder``) is read for its input width only: the banks are the model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
         raise ValueError(
             "annealed_sum fits a sum or chain of two candidates: it needs one input and one regression "
@@ -58,6 +60,7 @@ def annealed_sum_learner(
             f"{'classes' if classification else 'targets'}={targets}"
         )
     cands = list(candidates)
+    check_cross_fit(cross_fit, sum_of_two=structure == "sum" and len(cands) == 2, routing=routing)
     check_bank_arguments(candidates=cands, replicas=replicas, span=span, g_span=g_span,
                          max_shift=max_shift, structure=structure, balance_steps=balance_steps,
                          routing=routing, balanced_replicas=balanced_replicas)  # fmt: skip
@@ -85,6 +88,6 @@ def annealed_sum_learner(
         structure=structure,
         refine=refine,
     )
-    learner.balance_steps = int(balance_steps)
+    learner.balance_steps, learner.cross_fit = int(balance_steps), float(cross_fit)
     learner.balance_from = replicas - (replicas if balanced_replicas is None else balanced_replicas)
     return learner

@@ -60,7 +60,13 @@ ALGO_SIZE_LIMITS: dict[str, dict[str, int]] = {
 # guard_slack (a step raising the support loss past this multiple of its lowest is undone;
 # shipped 1.2: at 1e300 the guard is off, which guard: false says)
 ALGO_SCALE_LIMITS: dict[str, dict[str, float]] = {
-    "annealed_sum": {"span": 1e4, "g_span": 1e4, "tau_start": 100.0, "ridge": 1000.0},
+    "annealed_sum": {
+        "span": 1e4,
+        "g_span": 1e4,
+        "tau_start": 100.0,
+        "ridge": 1000.0,
+        "cross_fit": 1000.0,
+    },
     "learned_opt": {"max_step": LR_LIMIT, "guard_slack": 1000.0},
 }
 # incontext / cnp: the weights their sizes together give the predictor (400 MB of float32; each size
