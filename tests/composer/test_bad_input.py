@@ -407,8 +407,8 @@ for _id, _config, _item, _name in [
     )
 for _id, _items, _name in (  # some replicas balanced: only with the balanced E-step on
     ("without_steps", ["algo.args.balanced_replicas=3"], "balanced_replicas=3: needs balance_steps"),
-    ("too_many", ["algo.args.balance_steps=9", "algo.args.balanced_replicas=9"],
-     "balanced_replicas=9: must be in [1, replicas=8]"),
+    ("too_many", ["algo.args.balance_steps=9", "algo.args.balanced_replicas=17"],
+     "algo.args.balanced_replicas=17: must be in [1, replicas=16]"),
 ):  # fmt: skip
     case(
         f"annealed_sum-balanced_replicas_{_id}",
