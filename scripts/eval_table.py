@@ -1,0 +1,145 @@
+"""One table over seeds from ``metacompose eval --json`` files: per learner, its query metric
+and (when the family exposes its true structure) the routing scores, one column per seed, then
+the mean with a 95% Student-t interval over seeds.
+
+    python scripts/eval_table.py \\
+        --row "data-routed, held-out" s0_held.json s1_held.json s2_held.json \\
+        --row "MAML of equal size, held-out" m0_held.json m1_held.json m2_held.json \\
+        --row "descriptor-routed, held-out" d0_held.json - d2_held.json \\
+        --ratio "data-routed, held-out" "MAML of equal size, held-out" \\
+        --seeds 0 1 2
+
+Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per seed, in the
+order of ``--seeds``; ``-`` marks a seed not measured (a ``-`` cell; the mean is over the
+others). Per row: the query metric after the last inner step, and, if the files carry routing
+purity: the fraction of tasks with every primitive matched (for interchangeable slots, as a set;
+else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
+B's, per seed where both were measured, and its mean over those seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from metacompose.cli.parser import OneLineParser
+from metacompose.report.stats import over_seeds
+
+MISSING = "-"
+
+
+def read_eval(path: str) -> dict:
+    """The scores of one ``metacompose eval --json`` file: ``metric`` (after the last step) and,
+    with routing, ``matched`` and ``nmi``. A bad file: ``SystemExit`` naming it."""
+    try:
+        d = json.loads(Path(path).read_text())
+        out = {"metric": float(d["mean"][-1]), "name": d["metric"]}
+        r = d.get("routing")
+        if r:
+            slots = r["slots"].values()
+            matched = r.get("as_set", {}).get("joint_accuracy")
+            if matched is None:
+                matched = sum(s["accuracy"] for s in slots) / len(slots)
+            out.update(matched=float(matched), nmi=float(r["joint_nmi"]))
+        return out
+    except OSError as e:
+        raise SystemExit(f"eval_table.py: {path}: {e.strerror or e}") from None
+    except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError, AttributeError) as e:
+        why = f"no key {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
+        raise SystemExit(
+            f"eval_table.py: {path}: {why} (not written by metacompose eval --json)"
+        ) from None
+
+
+def cells(values: list[float | None], digits: int) -> list[str]:
+    """Per-seed cells, then ``mean ± half-width`` over the measured seeds."""
+    have = [v for v in values if v is not None]
+    shown = [MISSING if v is None else f"{v:.{digits}f}" for v in values]
+    if not have:
+        return [*shown, MISSING]
+    est = over_seeds(have)
+    if est.n == 1:
+        return [*shown, f"{est.mean:.{digits}f} (one seed)"]
+    mean = est.text(digits)
+    return [*shown, mean if len(have) == len(values) else f"{mean} ({len(have)} seeds)"]
+
+
+def table(
+    rows: list[tuple[str, list[dict | None]]], ratios: list[tuple[str, str]], seeds: list[str]
+):
+    """Markdown lines of the table (see the module docstring)."""
+    lines = ["| | " + " | ".join(f"seed {s}" if s.isdigit() else s for s in seeds) + " | mean ± 95% t |",
+             "|---" * (len(seeds) + 2) + "|"]  # fmt: skip
+    names = {r["name"] for _, scores in rows for r in scores if r}
+    metric = names.pop() if len(names) == 1 else "metric"
+    metric = "MSE" if metric == "mse" else metric
+    for label, scores in rows:
+        parts = [("query " + metric, "metric", 4), ("all primitives matched", "matched", 3),
+                 ("joint NMI", "nmi", 3)]  # fmt: skip
+        for what, key, digits in parts:
+            values = [None if r is None else r.get(key) for r in scores]
+            if key != "metric" and all(v is None for v in values):
+                continue
+            lines.append(f"| {label}: {what} | " + " | ".join(cells(values, digits)) + " |")
+    by_label = dict(rows)
+    for a, b in ratios:
+        values = [None if x is None or y is None else x["metric"] / y["metric"]
+                  for x, y in zip(by_label[a], by_label[b], strict=True)]  # fmt: skip
+        lines.append(f"| {a} / {b} | " + " | ".join(cells(values, 2)) + " |")
+    return lines
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--row",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="LABEL FILE",
+        help="a learner's label, then one eval JSON per seed ('-': not measured)",
+    )
+    p.add_argument(
+        "--ratio",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="A's query metric over B's, per seed (labels of two --row)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        default=None,
+        help="column labels (a number N: 'seed N'; default 1, 2, ...), one per file of a row",
+    )
+    args = p.parse_args(argv)  # fmt: skip
+    sizes = {len(r) - 1 for r in args.row}
+    if min(sizes) < 1:
+        p.error("--row needs a label and at least one file")
+    if len(sizes) > 1:
+        p.error(f"--row: every row needs as many files as the others (got {sorted(sizes)})")
+    (n,) = sizes
+    if args.seeds is not None and len(args.seeds) != n:
+        p.error(f"--seeds: {len(args.seeds)} labels for {n} files per row")
+    labels = [r[0] for r in args.row]
+    if len(set(labels)) < len(labels):
+        p.error("--row: two rows share a label")
+    for a, b in args.ratio:
+        for x in (a, b):
+            if x not in labels:
+                p.error(f"--ratio {x!r}: no --row has that label")
+    args.seeds = args.seeds or [str(i + 1) for i in range(n)]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    rows = [(r[0], [None if f == MISSING else read_eval(f) for f in r[1:]]) for r in args.row]
+    for line in table(rows, [tuple(r) for r in args.ratio], args.seeds):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

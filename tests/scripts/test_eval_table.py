@@ -1,0 +1,140 @@
+"""``scripts/eval_table.py``: per-seed tables from ``metacompose eval --json`` files."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metacompose.evaluate import EvalResult
+from metacompose.router.metrics import routing_purity, set_purity
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORS = {"f": ("ramp", "vee"), "g": ("sine", "bump")}
+SIZES = {"f": 2, "g": 2}
+# Student's t, 0.975 quantile, 2 degrees of freedom, in closed form: (2p - 1) / sqrt(2 p (1 - p))
+T2 = (2 * 0.975 - 1) / math.sqrt(2 * 0.975 * 0.025)
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("eval_table", ROOT / "scripts" / "eval_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write(path: Path, mse: float, *, routed: str | None = None) -> str:
+    """An eval JSON as ``metacompose eval --json`` writes it: query MSE ``mse`` after the last of
+    two steps; ``routed="set"``: four tasks, three with both primitives matched (the sum);
+    ``"slots"``: the same choices scored slot by slot only."""
+    routing = None
+    if routed:
+        choices = {"f": [0, 1, 0, 1], "g": [0, 1, 1, 1]}
+        truth = {"f": [0, 1, 0, 1], "g": [0, 1, 0, 1]}
+        routing = routing_purity(choices, truth, FACTORS, SIZES)
+        if routed == "set":
+            routing["as_set"] = set_purity(choices, truth, FACTORS, SIZES)
+    r = EvalResult(
+        task_family="compositional", metric="mse", shots=10, n_tasks=4, steps=[0, 1],
+        mean=[9.0, mse], ci95=[0.1, 0.1], subset="held_out", routing=routing,
+    )  # fmt: skip
+    path.write_text(json.dumps(r.to_json_dict()))
+    return str(path)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "eval_table.py"), *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_mean_and_t_interval_over_seeds_match_a_hand_computation(tmp_path, capsys):
+    files = [write(tmp_path / f"a{i}.json", v, routed="set") for i, v in enumerate([0.1, 0.2, 0.6])]
+    _module().main(["--row", "routed", *files, "--seeds", "0", "1", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| | seed 0 | seed 1 | seed 2 | mean ± 95% t |"
+    mse = next(line for line in out if line.startswith("| routed: query MSE"))
+    mean = 0.3
+    sd = math.sqrt(((0.1 - mean) ** 2 + (0.2 - mean) ** 2 + (0.6 - mean) ** 2) / 2)
+    half = T2 * sd / math.sqrt(3)
+    assert mse == f"| routed: query MSE | 0.1000 | 0.2000 | 0.6000 | {mean:.4f} ± {half:.4f} |"
+    # 3 of 4 tasks have both primitives right (task 2's g is wrong), the same on every seed
+    both = next(line for line in out if "all primitives matched" in line)
+    assert both == "| routed: all primitives matched | 0.750 | 0.750 | 0.750 | 0.750 ± 0.000 |"
+    assert any(line.startswith("| routed: joint NMI") for line in out)
+
+
+def test_slots_without_a_set_score_average_their_matched_accuracy(tmp_path, capsys):
+    f = write(tmp_path / "a.json", 0.5, routed="slots")
+    _module().main(["--row", "chain", f])
+    out = capsys.readouterr().out
+    # slot f matched on 4 of 4 tasks, slot g on 3 of 4: mean 0.875
+    assert "| chain: all primitives matched | 0.875 | 0.875 (one seed) |" in out
+
+
+def test_missing_seeds_ratios_and_rows_without_routing(tmp_path, capsys):
+    a = [write(tmp_path / f"a{i}.json", v, routed="set") for i, v in enumerate([0.1, 0.3, 0.2])]
+    m = [write(tmp_path / f"m{i}.json", v) for i, v in enumerate([0.4, 0.5, 0.4])]
+    d = write(tmp_path / "d.json", 0.08)
+    _module().main([
+        "--row", "data", *a, "--row", "maml", *m, "--row", "desc", d, "-", "-",
+        "--ratio", "data", "maml", "--ratio", "data", "desc",
+    ])  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("| maml: all primitives") for line in out)  # no routing
+    assert "| desc: query MSE | 0.0800 | - | - | 0.0800 (one seed) |" in out
+    ratio = [0.1 / 0.4, 0.3 / 0.5, 0.2 / 0.4]
+    mean = sum(ratio) / 3
+    sd = math.sqrt(sum((r - mean) ** 2 for r in ratio) / 2)
+    cells = " | ".join(f"{r:.2f}" for r in ratio)
+    half = T2 * sd / math.sqrt(3)
+    assert f"| data / maml | {cells} | {mean:.2f} ± {half:.2f} |" in out
+    assert "| data / desc | 1.25 | - | - | 1.25 (one seed) |" in out
+
+
+def test_a_mean_over_some_seeds_says_how_many(tmp_path, capsys):
+    a = write(tmp_path / "a.json", 0.1)
+    b = write(tmp_path / "b.json", 0.3)
+    _module().main(["--row", "x", a, "-", b])
+    line = capsys.readouterr().out.splitlines()[2]
+    half = 12.706204736174698 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1) = tan(0.475 pi)
+    assert math.isclose(math.tan(0.475 * math.pi), 12.706204736174698, rel_tol=1e-12)
+    assert line == f"| x: query MSE | 0.1000 | - | 0.3000 | 0.2000 ± {half:.4f} (2 seeds) |"
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("not eval", "(not written by metacompose eval --json)"),
+        ("missing", "No such file or directory"),
+        ("uneven", "--row: every row needs as many files as the others (got [1, 2])"),
+        ("ratio", "--ratio 'nope': no --row has that label"),
+        ("seeds", "--seeds: 1 labels for 2 files per row"),
+        ("label only", "--row needs a label and at least one file"),
+        ("same label", "--row: two rows share a label"),
+    ],
+)
+def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
+    good = write(tmp_path / "good.json", 0.1)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    args = {
+        "not eval": ["--row", "x", str(bad)],
+        "missing": ["--row", "x", str(tmp_path / "none.json")],
+        "uneven": ["--row", "x", good, "--row", "y", good, good],
+        "ratio": ["--row", "x", good, good, "--ratio", "x", "nope"],
+        "seeds": ["--row", "x", good, good, "--seeds", "0"],
+        "label only": ["--row", "x"],
+        "same label": ["--row", "x", good, "--row", "x", good],
+    }[case]
+    r = run(*args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    if case in ("not eval", "missing"):
+        assert lines[0].startswith("eval_table.py: ") and ".json" in lines[0]
