@@ -67,16 +67,16 @@ def cells(values: list[float | None], digits: int) -> list[str]:
 
 def table(
     rows: list[tuple[str, list[dict | None]]], ratios: list[tuple[str, str]], seeds: list[str]
-):
+) -> list[str]:
     """Markdown lines of the table (see the module docstring)."""
     lines = ["| | " + " | ".join(f"seed {s}" if s.isdigit() else s for s in seeds) + " | mean ± 95% t |",
              "|---" * (len(seeds) + 2) + "|"]  # fmt: skip
     names = {r["name"] for _, scores in rows for r in scores if r}
     metric = names.pop() if len(names) == 1 else "metric"
     metric = "MSE" if metric == "mse" else metric
+    parts = [("query " + metric, "metric", 4), ("all primitives matched", "matched", 3),
+             ("joint NMI", "nmi", 3)]  # fmt: skip
     for label, scores in rows:
-        parts = [("query " + metric, "metric", 4), ("all primitives matched", "matched", 3),
-                 ("joint NMI", "nmi", 3)]  # fmt: skip
         for what, key, digits in parts:
             values = [None if r is None else r.get(key) for r in scores]
             if key != "metric" and all(v is None for v in values):
@@ -114,7 +114,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="column labels (a number N: 'seed N'; default 1, 2, ...), one per file of a row",
     )
-    args = p.parse_args(argv)  # fmt: skip
+    args = p.parse_args(argv)
     sizes = {len(r) - 1 for r in args.row}
     if min(sizes) < 1:
         p.error("--row needs a label and at least one file")
