@@ -64,6 +64,19 @@ CASES = {
         ["--config", "configs/sinusoid.yaml", "--probe", "warps"],
         "needs a config of the compositional family",
     ),
+    "restart_banks.py": (["/nonexistent/x.ckpt", "--out", "y"], "checkpoint not found"),
+    "restart_banks.py out": (
+        ["scripts/replicas.py"],
+        "the following arguments are required: --out",
+    ),
+    "restart_banks.py restarts": (
+        ["--restarts", "0", "/nonexistent/x.ckpt", "--out", "y"],
+        "argument --restarts: must be >= 1, got 0",
+    ),
+    "restart_banks.py within": (
+        ["--within", "nan", "/nonexistent/x.ckpt", "--out", "y"],
+        "expected a finite number, got 'nan'",
+    ),
     "render_glyphs.py": (["--samples", "-1"], "argument --samples: -1: must be >= 1"),
     "render_glyphs.py fonts": (
         ["--font-dir", "/nonexistent", "--out", "/nonexistent/g.npz"],
