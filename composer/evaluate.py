@@ -40,11 +40,16 @@ class EvalResult:
     ci95: list[float]
     subset: str | None = None
     routing: dict | None = None
-    # (S + 1, N) per-task metric, for statistics at another level (e.g. over groups); not in JSON
+    seed: int | None = None  # of the meta-test task stream
+    query: int | None = None
+    # (S + 1, N) per-task metric, for statistics at another level (e.g. over groups); in JSON
+    # only its last step, as "last_per_task" (6 significant digits: paired comparisons)
     per_task: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_json_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "per_task"}
+        if self.per_task is not None:
+            data["last_per_task"] = [float(f"{v:.6g}") for v in self.per_task[-1].tolist()]
         return {k: v for k, v in data.items() if v is not None}
 
     def table(self) -> str:
@@ -191,6 +196,8 @@ def evaluate(
         ci95=[float(v) for v in ci],
         subset=subset,
         routing=routing_purity_of(learner, family, **stream),
+        seed=seed,
+        query=query,
         per_task=curve,
     )
 

@@ -14,7 +14,10 @@ order of ``--seeds``; ``-`` marks a seed not measured (a ``-`` cell; the mean is
 others). Per row: the query metric after the last inner step, and, if the files carry routing
 purity: the fraction of tasks with every primitive matched (for interchangeable slots, as a set;
 else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
-B's, per seed where both were measured, and its mean over those seeds.
+B's, per seed where both were measured, and its mean over those seeds; where both files carry
+their per-task values for the same task stream (``metacompose eval --json`` writes them: the same
+family, subset, shots, query points, seed and count), also the ratio with its 95% interval over
+those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 from pathlib import Path
 
 from metacompose.cli.parser import OneLineParser
-from metacompose.report.stats import over_seeds
+from metacompose.report.stats import over_seeds, paired_ratio
 
 MISSING = "-"
 
@@ -35,6 +38,10 @@ def read_eval(path: str) -> dict:
     try:
         d = json.loads(Path(path).read_text())
         out = {"metric": float(d["mean"][-1]), "name": d["metric"]}
+        if "last_per_task" in d:  # the tasks, for paired ratios
+            keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks")
+            out["stream"] = tuple(d.get(k) for k in keys)
+            out["tasks"] = [float(v) for v in d["last_per_task"]]
         r = d.get("routing")
         if r:
             slots = r["slots"].values()
@@ -87,7 +94,17 @@ def table(
         values = [None if x is None or y is None else x["metric"] / y["metric"]
                   for x, y in zip(by_label[a], by_label[b], strict=True)]  # fmt: skip
         lines.append(f"| {a} / {b} | " + " | ".join(cells(values, 2)) + " |")
+        paired = [paired_cell(x, y) for x, y in zip(by_label[a], by_label[b], strict=True)]
+        if any(c != MISSING for c in paired):
+            lines.append(f"| {a} / {b}, 95% paired over tasks | " + " | ".join(paired) + " | |")
     return lines
+
+
+def paired_cell(x: dict | None, y: dict | None) -> str:
+    """``ratio ± half-width`` over the tasks both files scored (the same task stream), else ``-``."""
+    if x is None or y is None or "tasks" not in x or "tasks" not in y or x["stream"] != y["stream"]:
+        return MISSING
+    return paired_ratio(x["tasks"], y["tasks"]).text(2)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -97,6 +97,22 @@ def over_seeds(means: list[float | None]) -> Estimate:
     return Estimate(mean=mean, ci95=t_ppf(0.975, n - 1) * sd / math.sqrt(n), n=n)
 
 
+def paired_ratio(a: list[float], b: list[float]) -> Estimate:
+    """``mean(a) / mean(b)`` for paired per-task values (the same tasks, two learners) and the
+    half-width of its 95% interval by the delta method: ``1.96 * sd(a - R b) / (sqrt(N) mean(b))``.
+    Diverged when a value is not finite or ``mean(b) <= 0``; ``ci95`` nan when ``N < 2``."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
+    n = len(a)
+    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    if n == 0 or not (torch.isfinite(x).all() and torch.isfinite(y).all()) or y.mean() <= 0:
+        return Estimate(mean=math.nan, ci95=math.nan, n=n, diverged=True)
+    ratio = float(x.mean() / y.mean())
+    if n < 2:
+        return Estimate(mean=ratio, ci95=math.nan, n=n)
+    return Estimate(mean=ratio, ci95=float(ci95_over_tasks(x - ratio * y) / y.mean()), n=n)
+
+
 def difference(a: Estimate, b: Estimate) -> Estimate:
     """``a - b`` for independent estimates: half-widths add in quadrature; diverged if either is."""
     if a.diverged or b.diverged:

@@ -76,10 +76,14 @@ def test_eval_reports_table_and_json(run_dir, tmp_path, capsys):
     code = main(["eval", ckpt, "--tasks", "20", "--steps", "3", "--shots", "5", "--json", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
-    assert set(data) == {"task_family", "metric", "shots", "n_tasks", "steps", "mean", "ci95"}
+    assert set(data) == {"task_family", "metric", "shots", "n_tasks", "steps", "mean", "ci95",
+                         "seed", "query", "last_per_task"}  # fmt: skip
     assert data["task_family"] == "sinusoid" and data["metric"] == "mse"
     assert data["shots"] == 5 and data["n_tasks"] == 20 and data["steps"] == [0, 1, 2, 3]
     assert len(data["mean"]) == 4 and all(c >= 0 for c in data["ci95"])
+    # the last step's per-task values, rounded to 6 digits, average to the reported mean
+    assert len(data["last_per_task"]) == 20 and data["seed"] == 0
+    assert sum(data["last_per_task"]) / 20 == pytest.approx(data["mean"][3], rel=1e-5)
     table = capsys.readouterr().out
     assert "query mse" in table and f"{data['mean'][3]:.4f}" in table
 

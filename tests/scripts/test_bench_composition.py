@@ -1,12 +1,12 @@
 """``scripts/bench_composition.py``: the compositional family's error floor (``--oracle``) and the
 per-pair labels (``--per-pair``)."""
 
-import importlib.util
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from script_loader import load_script
 
 from metacompose.tasks import CompositionalFamily
 from metacompose.tasks.compositional import INNER, OUTER, PRESETS
@@ -14,17 +14,10 @@ from metacompose.tasks.compositional import INNER, OUTER, PRESETS
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_composition.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("bench_composition", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_oracle_recovers_tasks_from_ten_shots_and_a_wrong_form_does_not():
     """With the true (f, g) and their formulas, 10 shots pin a task down (query MSE ~ 0); the same
     search with a wrong outer primitive is far off, so the check can fail."""
-    bench = load()
+    bench = load_script("bench_composition")
     fam = CompositionalFamily(preset="identifiable")
     mse = bench.oracle_mse(fam, n_tasks=12, combos="held_out", shots=10, seed=0)
     assert mse.shape == (12,) and float(mse.max()) < 1e-2
@@ -50,7 +43,7 @@ class PredictZero:
 
 
 def test_pairs_label_each_task_and_the_table_averages_them():
-    bench = load()
+    bench = load_script("bench_composition")
     fam = CompositionalFamily(preset="identifiable")
     mse, pairs = bench.split_mse_pairs(
         PredictZero(), fam, n_tasks=150, combos="held_out", shots=10, seed=3
@@ -72,7 +65,7 @@ def test_pairs_label_each_task_and_the_table_averages_them():
 def test_oracle_and_labels_for_the_sum_structure_and_parametric_outer_primitives():
     """The oracle searches both parameters (and solves both amplitudes of a sum); per-pair labels
     use the structure's sign."""
-    bench = load()
+    bench = load_script("bench_composition")
     sums = CompositionalFamily(
         structure="sum", inner=["ramp", "step", "vee", "saw"], outer=["sine", "bump", "sinc"],
         held_out=[["ramp", "sine"], ["step", "bump"]], check={"min_distinct": 0.0},
@@ -95,7 +88,7 @@ def test_oracle_routed_from_data_finds_the_true_pair_when_shots_pin_it_down():
     """Support search over every (f, g) with the true formulas: at 10 shots it picks each task's
     true pair (so its query MSE is the true-structure oracle's); at 1 shot every pair fits the
     single point and routing falls to chance, so the measurement can fail."""
-    bench = load()
+    bench = load_script("bench_composition")
     fam = CompositionalFamily(preset="identifiable")
     mse, purity = bench.oracle_routing(fam, n_tasks=12, combos="held_out", shots=10, seed=0)
     assert purity["joint_nmi"] == 1.0
@@ -112,7 +105,7 @@ def test_sum_em_split_scores_the_choice_it_routes():
     from metacompose.router.metrics import routing_purity
     from metacompose.router.sum_em import build_sum_em
 
-    bench = load()
+    bench = load_script("bench_composition")
     family = CompositionalFamily(
         structure="sum", inner=["ramp", "step"], outer=["sine", "bump"],
         held_out=[["ramp", "bump"]], check={"min_distinct": 0.0},
@@ -136,7 +129,7 @@ def test_equal_size_maml_matches_one_annealed_replica_within_ten_percent():
     from metacompose.build import build_family, build_learner
     from metacompose.config import load_config
 
-    bench = load()
+    bench = load_script("bench_composition")
     root = SCRIPT.parents[1]
     for prefix, config in bench.ANNEALED.items():
         annealed = load_config(root / config)
@@ -169,7 +162,7 @@ def test_equal_size_maml_follows_the_routed_config_as_overridden():
     from metacompose.build import build_family, build_learner
     from metacompose.config import load_config
 
-    bench = load()
+    bench = load_script("bench_composition")
     root = SCRIPT.parents[1]
     user = ["algo.args.knots=40", "algo.args.replicas=2", "task.query=12"]
     routed = load_config(root / bench.ANNEALED["fdsa3"], user)

@@ -1,6 +1,5 @@
 """``scripts/bench_real.py --spec PATH``: any grouped dataset, group-level numbers and verdicts."""
 
-import importlib.util
 import json
 import re
 import sys
@@ -8,16 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_real.py"
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_real_spec", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_real")
 
 
 def write_spec(tmp_path: Path, rows: int = 14) -> Path:

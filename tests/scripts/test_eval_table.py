@@ -1,6 +1,5 @@
 """``scripts/eval_table.py``: per-seed tables from ``metacompose eval --json`` files."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -8,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from metacompose.evaluate import EvalResult
 from metacompose.router.metrics import routing_purity, set_purity
@@ -17,13 +17,6 @@ FACTORS = {"f": ("ramp", "vee"), "g": ("sine", "bump")}
 SIZES = {"f": 2, "g": 2}
 # Student's t, 0.975 quantile, 2 degrees of freedom, in closed form: (2p - 1) / sqrt(2 p (1 - p))
 T2 = (2 * 0.975 - 1) / math.sqrt(2 * 0.975 * 0.025)
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("eval_table", ROOT / "scripts" / "eval_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def write(path: Path, mse: float, *, routed: str | None = None) -> str:
@@ -54,7 +47,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_mean_and_t_interval_over_seeds_match_a_hand_computation(tmp_path, capsys):
     files = [write(tmp_path / f"a{i}.json", v, routed="set") for i, v in enumerate([0.1, 0.2, 0.6])]
-    _module().main(["--row", "routed", *files, "--seeds", "0", "1", "2"])
+    load_script("eval_table").main(["--row", "routed", *files, "--seeds", "0", "1", "2"])
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| | seed 0 | seed 1 | seed 2 | mean ± 95% t |"
     mse = next(line for line in out if line.startswith("| routed: query MSE"))
@@ -70,7 +63,7 @@ def test_mean_and_t_interval_over_seeds_match_a_hand_computation(tmp_path, capsy
 
 def test_slots_without_a_set_score_average_their_matched_accuracy(tmp_path, capsys):
     f = write(tmp_path / "a.json", 0.5, routed="slots")
-    _module().main(["--row", "chain", f])
+    load_script("eval_table").main(["--row", "chain", f])
     out = capsys.readouterr().out
     # slot f matched on 4 of 4 tasks, slot g on 3 of 4: mean 0.875
     assert "| chain: all primitives matched | 0.875 | 0.875 (one seed) |" in out
@@ -80,7 +73,7 @@ def test_missing_seeds_ratios_and_rows_without_routing(tmp_path, capsys):
     a = [write(tmp_path / f"a{i}.json", v, routed="set") for i, v in enumerate([0.1, 0.3, 0.2])]
     m = [write(tmp_path / f"m{i}.json", v) for i, v in enumerate([0.4, 0.5, 0.4])]
     d = write(tmp_path / "d.json", 0.08)
-    _module().main([
+    load_script("eval_table").main([
         "--row", "data", *a, "--row", "maml", *m, "--row", "desc", d, "-", "-",
         "--ratio", "data", "maml", "--ratio", "data", "desc",
     ])  # fmt: skip
@@ -99,7 +92,7 @@ def test_missing_seeds_ratios_and_rows_without_routing(tmp_path, capsys):
 def test_a_mean_over_some_seeds_says_how_many(tmp_path, capsys):
     a = write(tmp_path / "a.json", 0.1)
     b = write(tmp_path / "b.json", 0.3)
-    _module().main(["--row", "x", a, "-", b])
+    load_script("eval_table").main(["--row", "x", a, "-", b])
     line = capsys.readouterr().out.splitlines()[2]
     half = 12.706204736174698 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1) = tan(0.475 pi)
     assert math.isclose(math.tan(0.475 * math.pi), 12.706204736174698, rel_tol=1e-12)
@@ -138,3 +131,26 @@ def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
     assert "Traceback" not in r.stderr
     if case in ("not eval", "missing"):
         assert lines[0].startswith("eval_table.py: ") and ".json" in lines[0]
+
+
+def test_paired_ratio_over_tasks_only_for_the_same_stream(tmp_path, capsys):
+    """Files with per-task values of the same tasks get a paired interval (delta method, checked
+    by hand here); another seed's stream, or a file without them, gets ``-``."""
+    a, b = [0.2, 0.4, 0.3, 0.9], [0.1, 0.5, 0.2, 0.6]
+    common = {"task_family": "compositional", "metric": "mse", "shots": 10, "n_tasks": 4,
+              "steps": [0], "ci95": [0.1], "subset": "held_out", "query": 15}  # fmt: skip
+    files = {}
+    for name, vals, seed in (("a0", a, 0), ("b0", b, 0), ("a1", a, 0), ("b1", b, 1)):
+        d = {**common, "mean": [sum(vals) / 4], "seed": seed, "last_per_task": vals}
+        files[name] = str(tmp_path / f"{name}.json")
+        Path(files[name]).write_text(json.dumps(d))
+    plain = write(tmp_path / "plain.json", 0.3)
+    load_script("eval_table").main(["--row", "A", files["a0"], files["a1"], plain,
+                                    "--row", "B", files["b0"], files["b1"], plain,
+                                    "--ratio", "A", "B"])  # fmt: skip
+    line = next(x for x in capsys.readouterr().out.splitlines() if "paired" in x)
+    r = sum(a) / sum(b)
+    d = [x - r * y for x, y in zip(a, b, strict=True)]
+    sd = math.sqrt(sum((v - sum(d) / 4) ** 2 for v in d) / 3)
+    half = 1.96 * sd / 2 / (sum(b) / 4)
+    assert line == f"| A / B, 95% paired over tasks | {r:.2f} ± {half:.2f} | - | - | |"

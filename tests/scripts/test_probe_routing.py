@@ -1,26 +1,16 @@
 """``scripts/probe_routing.py`` and ``scripts/pilot_annealed_routing.py``: their least-squares fits
 against ``torch.linalg.lstsq`` (float64), and the context probe's global search against the truth."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from script_loader import load_script
 
 from metacompose.tasks import CompositionalFamily
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_weighted_fit_equals_lstsq_on_the_kept_points():
-    probe = load("probe_routing")
+    probe = load_script("probe_routing")
     g = torch.Generator().manual_seed(0)
     cols = torch.randn(5, 12, 3, generator=g, dtype=torch.float64)
     y = torch.randn(5, 12, generator=g, dtype=torch.float64)
@@ -33,7 +23,7 @@ def test_weighted_fit_equals_lstsq_on_the_kept_points():
 
 
 def test_pilot_pair_mse_equals_lstsq_for_every_context_pair():
-    pilot = load("pilot_annealed_routing")
+    pilot = load_script("pilot_annealed_routing")
     g = torch.Generator().manual_seed(1)
     f, gg = torch.randn(3, 4, 10, generator=g), torch.randn(2, 4, 10, generator=g)
     y = torch.randn(4, 10, generator=g)
@@ -50,7 +40,7 @@ def test_pilot_pair_mse_equals_lstsq_for_every_context_pair():
 
 
 def test_context_probe_finds_the_true_pair_and_a_local_search_often_does_not(capsys):
-    probe = load("probe_routing")
+    probe = load_script("probe_routing")
     family = CompositionalFamily(
         structure="sum", inner=["ramp", "step", "vee", "saw"],
         outer=["sine", "bump", "sinc", "chirp"],
@@ -66,7 +56,7 @@ def test_context_probe_finds_the_true_pair_and_a_local_search_often_does_not(cap
 
 
 def test_pilot_query_mse_equals_lstsq_on_the_support_then_the_query():
-    pilot = load("pilot_annealed_routing")
+    pilot = load_script("pilot_annealed_routing")
     g = torch.Generator().manual_seed(2)
     f, gg, y = (torch.randn(6, 9, generator=g) for _ in range(3))
     support = (torch.arange(9) < 5).float()
@@ -80,7 +70,7 @@ def test_pilot_query_mse_equals_lstsq_on_the_support_then_the_query():
 
 
 def test_pilot_set_purity_is_one_for_any_renaming_and_for_swapped_slots():
-    pilot = load("pilot_annealed_routing")
+    pilot = load_script("pilot_annealed_routing")
     g = torch.Generator().manual_seed(3)
     f, gg = torch.randint(0, 4, (50,), generator=g), torch.randint(0, 4, (50,), generator=g)
     rename = torch.randperm(8, generator=g)
@@ -95,7 +85,7 @@ def test_pilot_set_purity_is_one_for_any_renaming_and_for_swapped_slots():
 
 
 def test_pilot_chain_pairs_equal_a_direct_fit_of_g_of_f():
-    pilot = load("pilot_annealed_routing")
+    pilot = load_script("pilot_annealed_routing")
     torch.manual_seed(4)
     banks = [
         pilot.WarpLineBank(count=c, centres=24, grid=3, basis="linear", spread=1.0) for c in (2, 3)

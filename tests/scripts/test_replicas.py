@@ -1,7 +1,6 @@
 """``scripts/replicas.py``: every replica of an annealed checkpoint, routed and scored on its own."""
 
 import argparse
-import importlib.util
 import math
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from metacompose.config import load_config
 from metacompose.evaluate import load_checkpoint
@@ -21,13 +21,6 @@ SMALL = [
     "data.meta_batch_size=8", "data.val_tasks=8", "trainer.max_steps=6",
     "trainer.val_check_interval=3", "trainer.enable_progress_bar=false",
 ]  # fmt: skip
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("replicas", ROOT / "scripts" / "replicas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -79,7 +72,7 @@ def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):
 
 
 def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
-    mod = _module()
+    mod = load_script("replicas")
     even = torch.tensor([0, 1, 2, 3] * 5)
     merged = torch.tensor([0] * 10 + [1] * 5 + [2] * 5)  # candidate 3 unused
     sizes = {"f": 4, "g": 4}
@@ -92,7 +85,7 @@ def test_usage_balance_is_the_mean_normalised_entropy_of_each_bank():
 
 
 def test_most_balanced_among_replicas_that_fit_nearly_as_well():
-    mod = _module()
+    mod = load_script("replicas")
     fit, used = [0.0146, 0.0182, 0.0388, 0.0337], [0.928, 0.981, 0.999, 0.976]
     assert mod.most_balanced(used, fit) == 2  # balance alone takes a replica that fits badly
     assert mod.most_balanced(used, fit, within=1.5) == 1  # 0.0182 <= 1.5 x 0.0146; 0.0337 is not
@@ -126,7 +119,7 @@ def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(
     an exhaustive float64 least-squares fit of every pair at every grid context pair (refine 0),
     and their means per primitive over the tasks that hold it; the learner's running fits,
     amplitude limits and mode are left as they were."""
-    mod = _module()
+    mod = load_script("replicas")
     over = [*SMALL, "algo.args.refine=0", "algo.args.ridge=1e-9", f"out_dir={tmp_path}"]
     cfg = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", over)
     learner, cfg, family = load_checkpoint(train(cfg).checkpoint)
@@ -175,7 +168,7 @@ def test_kept_expectation_is_the_mean_over_every_draw_of_the_design(seed):
     replicas from the pool, each keeping its lowest fit (ties: the lower index), averaged."""
     import itertools
 
-    mod = _module()
+    mod = load_script("replicas")
     g = torch.Generator().manual_seed(seed)
     n = 9
     fit = torch.randint(0, 5, (n,), generator=g).tolist()  # small integers: many ties
@@ -209,7 +202,7 @@ def test_pool_merges_the_distinct_replicas_of_runs_of_one_seed(tmp_path):
     balanced share replica 0 (same start, same batches): a pool of 3 plain and 2 balanced, and
     each design's line is the exact expectation over the printed rows; a run of another seed is
     refused in one line."""
-    mod = _module()
+    mod = load_script("replicas")
     cfgs = {
         "plain": [],
         "mixed": ["algo.args.balance_steps=4", "algo.args.balanced_replicas=2"],
@@ -258,7 +251,7 @@ def test_pool_merges_the_distinct_replicas_of_runs_of_one_seed(tmp_path):
 def test_pool_differences_name_every_key_beyond_replicas_and_display():
     """Runs differing in their replicas, names or progress bar pool; any other key (nested or
     only in one config) is named with both values, sorted."""
-    mod = _module()
+    mod = load_script("replicas")
     base = load_config(ROOT / "configs" / "from_data_sums_annealed.yaml", SMALL)
     same = load_config(
         ROOT / "configs" / "from_data_sums_annealed.yaml",

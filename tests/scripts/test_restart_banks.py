@@ -1,7 +1,6 @@
 """``scripts/restart_banks.py``: block restarts of an annealed checkpoint's kept replica."""
 
 import hashlib
-import importlib.util
 import json
 import math
 import random
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from metacompose.cli.main import main
 from metacompose.config import load_config
@@ -26,15 +26,6 @@ SMALL = [
 ]  # fmt: skip
 QUICK = ["--restarts", "2", "--steps", "3", "--anneal", "2", "--fit-tasks", "10",
          "--agree-tasks", "12"]  # fmt: skip
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "restart_banks", ROOT / "scripts" / "restart_banks.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -56,7 +47,7 @@ def digest(path: Path) -> str:
 
 
 def test_pick_is_the_most_agreeing_of_the_fits_within_the_factor_brute_force():
-    pick = _module().pick
+    pick = load_script("restart_banks").pick
     rng = random.Random(0)
     for _ in range(300):
         n = rng.randint(1, 6)
@@ -73,7 +64,7 @@ def test_pick_is_the_most_agreeing_of_the_fits_within_the_factor_brute_force():
 
 
 def test_agreement_is_the_mean_nmi_with_the_others():
-    agreement = _module().agreement
+    agreement = load_script("restart_banks").agreement
     a = [0, 0, 1, 1, 2, 2]
     renamed = [5, 5, 3, 3, 4, 4]  # the same partition: NMI 1
     other = [0, 1, 0, 1, 0, 1]  # independent of a on these six: NMI 0

@@ -3,9 +3,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from metacompose.report.stats import difference, over_seeds, over_tasks
+from metacompose.report.stats import difference, over_seeds, over_tasks, paired_ratio
 
 
 def test_over_tasks_matches_numpy():
@@ -28,3 +29,30 @@ def test_difference_adds_in_quadrature():
     a, b = over_seeds([1.0, 3.0]), over_seeds([0.0, 1.0])
     d = difference(a, b)
     assert math.isclose(d.mean, 1.5) and math.isclose(d.ci95, math.hypot(a.ci95, b.ci95))
+
+
+def test_paired_ratio_matches_a_bootstrap_and_pairing_narrows_it():
+    """Per-task errors of two learners on the same tasks share each task's difficulty: the delta
+    method's interval matches a bootstrap over tasks (independent reference) and is far narrower
+    than the unpaired one."""
+    rng = np.random.default_rng(0)
+    hard = rng.lognormal(sigma=1.0, size=3000)  # a task's difficulty, shared by both
+    a = hard * rng.lognormal(mean=0.1, sigma=0.2, size=3000)
+    b = hard * rng.lognormal(sigma=0.2, size=3000)
+    e = paired_ratio(a.tolist(), b.tolist())
+    assert math.isclose(e.mean, a.mean() / b.mean(), rel_tol=1e-12) and e.n == 3000
+    idx = rng.integers(0, 3000, size=(4000, 3000))
+    boot = a[idx].mean(1) / b[idx].mean(1)
+    assert math.isclose(e.ci95, 1.96 * boot.std(ddof=1), rel_tol=0.08)
+    unpaired = e.mean * math.hypot(over_tasks(torch.tensor(a)).ci95 / a.mean(),
+                                   over_tasks(torch.tensor(b)).ci95 / b.mean())  # fmt: skip
+    assert e.ci95 < unpaired / 3
+
+
+def test_paired_ratio_edge_cases():
+    assert paired_ratio([2.0, 4.0], [1.0, 2.0]).ci95 == 0.0  # a = 2 b on every task
+    assert math.isnan(paired_ratio([1.0], [2.0]).ci95) and paired_ratio([1.0], [2.0]).mean == 0.5
+    assert paired_ratio([1.0, math.nan], [1.0, 1.0]).diverged
+    assert paired_ratio([1.0, 1.0], [0.0, 0.0]).diverged
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_ratio([1.0], [1.0, 2.0])
