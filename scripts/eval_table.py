@@ -42,6 +42,10 @@ def read_eval(path: str) -> dict:
             keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks")
             out["stream"] = tuple(d.get(k) for k in keys)
             out["tasks"] = [float(v) for v in d["last_per_task"]]
+            if len(out["tasks"]) != d["n_tasks"]:
+                raise ValueError(
+                    f"last_per_task has {len(out['tasks'])} values, n_tasks {d['n_tasks']}"
+                )
         r = d.get("routing")
         if r:
             slots = r["slots"].values()

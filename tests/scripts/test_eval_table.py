@@ -109,12 +109,15 @@ def test_a_mean_over_some_seeds_says_how_many(tmp_path, capsys):
         ("seeds", "--seeds: 1 labels for 2 files per row"),
         ("label only", "--row needs a label and at least one file"),
         ("same label", "--row: two rows share a label"),
+        ("short tasks", "last_per_task has 3 values, n_tasks 4"),
     ],
 )
 def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
     good = write(tmp_path / "good.json", 0.1)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rows": []}))
+    short = tmp_path / "short.json"  # per-task values that do not match the task count
+    short.write_text(json.dumps({**json.loads(Path(good).read_text()), "last_per_task": [1, 2, 3]}))
     args = {
         "not eval": ["--row", "x", str(bad)],
         "missing": ["--row", "x", str(tmp_path / "none.json")],
@@ -123,13 +126,14 @@ def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
         "seeds": ["--row", "x", good, good, "--seeds", "0"],
         "label only": ["--row", "x"],
         "same label": ["--row", "x", good, "--row", "x", good],
+        "short tasks": ["--row", "x", str(short)],
     }[case]
     r = run(*args)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    if case in ("not eval", "missing"):
+    if case in ("not eval", "missing", "short tasks"):
         assert lines[0].startswith("eval_table.py: ") and ".json" in lines[0]
 
 
