@@ -17,6 +17,7 @@ from metacompose.progress import progress
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.tasks.fingerprint import tasks_digest
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 from metacompose.training.resume import check_meta_section
 
@@ -42,6 +43,7 @@ class EvalResult:
     routing: dict | None = None
     seed: int | None = None  # of the meta-test task stream
     query: int | None = None
+    tasks_digest: str | None = None  # of the tasks drawn (metacompose.tasks.fingerprint)
     # (S + 1, N) per-task metric, for statistics at another level (e.g. over groups); in JSON
     # only its last step, as "last_per_task" (6 significant digits: paired comparisons)
     per_task: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -198,6 +200,7 @@ def evaluate(
         routing=routing_purity_of(learner, family, **stream),
         seed=seed,
         query=query,
+        tasks_digest=tasks_digest(meta_test_batches(family, **stream)),
         per_task=curve,
     )
 

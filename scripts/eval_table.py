@@ -16,7 +16,8 @@ purity: the fraction of tasks with every primitive matched (for interchangeable 
 else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
 B's, per seed where both were measured, and its mean over those seeds; where both files carry
 their per-task values for the same task stream (``metacompose eval --json`` writes them: the same
-family, subset, shots, query points, seed and count), also the ratio with its 95% interval over
+family, subset, shots, query points, seed and count, and, in files that carry one, the same digest
+of the tasks' values, ``tasks_digest``), also the ratio with its 95% interval over
 those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`).
 """
 
@@ -39,7 +40,7 @@ def read_eval(path: str) -> dict:
         d = json.loads(Path(path).read_text())
         out = {"metric": float(d["mean"][-1]), "name": d["metric"]}
         if "last_per_task" in d:  # the tasks, for paired ratios
-            keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks")
+            keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks", "tasks_digest")
             out["stream"] = tuple(d.get(k) for k in keys)
             out["tasks"] = [float(v) for v in d["last_per_task"]]
             if len(out["tasks"]) != d["n_tasks"]:

@@ -77,7 +77,7 @@ def test_eval_reports_table_and_json(run_dir, tmp_path, capsys):
     assert code == 0
     data = json.loads(out.read_text())
     assert set(data) == {"task_family", "metric", "shots", "n_tasks", "steps", "mean", "ci95",
-                         "seed", "query", "last_per_task"}  # fmt: skip
+                         "seed", "query", "last_per_task", "tasks_digest"}  # fmt: skip
     assert data["task_family"] == "sinusoid" and data["metric"] == "mse"
     assert data["shots"] == 5 and data["n_tasks"] == 20 and data["steps"] == [0, 1, 2, 3]
     assert len(data["mean"]) == 4 and all(c >= 0 for c in data["ci95"])

@@ -158,3 +158,26 @@ def test_paired_ratio_over_tasks_only_for_the_same_stream(tmp_path, capsys):
     sd = math.sqrt(sum((v - sum(d) / 4) ** 2 for v in d) / 3)
     half = 1.96 * sd / 2 / (sum(b) / 4)
     assert line == f"| A / B, 95% paired over tasks | {r:.2f} ± {half:.2f} | - | - | |"
+
+
+def test_paired_ratio_needs_the_same_tasks_digest_where_files_carry_one(tmp_path, capsys):
+    """Same family, subset, shots, query, seed and count but another digest of the tasks' values
+    (two primitive sets of one family name): ``-``; the same digest: paired."""
+    a, b = [0.2, 0.4, 0.3, 0.9], [0.1, 0.5, 0.2, 0.6]
+    common = {"task_family": "compositional", "metric": "mse", "shots": 10, "n_tasks": 4,
+              "steps": [0], "ci95": [0.1], "subset": "held_out", "query": 15, "seed": 0}  # fmt: skip
+    files = []
+    for name, vals, digest in (
+        ("a", a, "00aa"),
+        ("b", b, "00aa"),
+        ("c", a, "00aa"),
+        ("d", b, "11bb"),
+    ):
+        d = {**common, "mean": [sum(vals) / 4], "last_per_task": vals, "tasks_digest": digest}
+        files.append(str(tmp_path / f"{name}.json"))
+        Path(files[-1]).write_text(json.dumps(d))
+    load_script("eval_table").main(["--row", "A", files[0], files[2], "--row", "B", files[1],
+                                    files[3], "--ratio", "A", "B"])  # fmt: skip
+    line = next(x for x in capsys.readouterr().out.splitlines() if "paired" in x)
+    cells = [c.strip() for c in line.split("|")[2:4]]
+    assert cells[0].startswith(f"{sum(a) / sum(b):.2f} ± ") and cells[1] == "-"
