@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from annealed_runs import SMALL
 from script_loader import load_script
 
 from metacompose.cli.main import main
@@ -18,12 +19,6 @@ from metacompose.evaluate import load_checkpoint
 from metacompose.training import train
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "algo.args.candidates=[2,2]", "algo.args.knots=16", "algo.args.contexts=5",
-    "algo.args.eval_contexts=5", "algo.args.replicas=3", "algo.args.anneal_steps=4",
-    "data.meta_batch_size=8", "data.val_tasks=8", "trainer.max_steps=6",
-    "trainer.val_check_interval=3", "trainer.enable_progress_bar=false",
-]  # fmt: skip
 QUICK = ["--restarts", "2", "--steps", "3", "--anneal", "2", "--fit-tasks", "10",
          "--agree-tasks", "12"]  # fmt: skip
 
