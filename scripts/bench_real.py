@@ -16,8 +16,9 @@ with a meta-learned mean function too, and counts as a meta-learned method, as d
 (Bayesian linear regression on meta-learned features ``[1, x, g(x)]``, prior mean and full
 covariance meta-learned: it contains the mixed model); ensemble averages
 the predictions of two trained learners, ``w`` x the one of maml, fomaml, metasgd, anil, routed,
-incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x gp_dkt, ``w`` on a 0.1 grid chosen on
-meta-val (a meta-learned method that contains the gp_dkt baseline: say so when it wins). Each
+incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x the one of gp_dkt and mixed_effects
+best on meta-val, ``w`` on a 0.1 grid chosen on meta-val (a meta-learned method that contains a
+statistician's baseline: say so when it wins). Each
 meta-training run stops after ``--iterations`` or ``--budget`` seconds, whichever comes first
 (``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and
 fine-tuning step sizes) are chosen on meta-val tasks;
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -88,8 +90,10 @@ REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "ani
                *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS, "ensemble")  # fmt: skip
 # every meta-learned method (what "the best meta-learned method" is chosen from)
 META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS, "ensemble")
-# the ensemble's first member is chosen on meta-val among these (its second is gp_dkt)
+# the ensemble's members are chosen on meta-val, the first among ENSEMBLE_FIRST, the second
+# among ENSEMBLE_SECOND
 ENSEMBLE_FIRST = (*META_METHODS, "routed", *LEARNER_METHODS)
+ENSEMBLE_SECOND = ("gp_dkt", "mixed_effects")
 # The other learner kinds on a family's regression config: a 64-wide encoder (the family's MLP ends
 # in one output) and the settings of configs/mathachieve_incontext.yaml; learned_opt as
 # bench_learners.py runs it on mathachieve.
@@ -197,17 +201,22 @@ def train_method(method: str, cfg, family, plan: EvalPlan, args) -> MethodResult
 
 def ensemble_of(results: dict[str, MethodResult], family, plan: EvalPlan, setting: str
                 ) -> MethodResult | None:  # fmt: skip
-    """The ensemble of the ``ENSEMBLE_FIRST`` learner best on meta-val and ``gp_dkt``
-    (:func:`~metacompose.baselines.ensemble.run_ensemble`); ``None``, said in one line, when the
-    setting has no such pair (classification, or a member not run)."""
-    first = best_on_val({m: r for m, r in results.items()
-                         if m in ENSEMBLE_FIRST and isinstance(r.learner, PredictsQueries)})  # fmt: skip
-    gp = results.get("gp_dkt")
-    if family.metric != "mse" or first is None or gp is None:
-        say(f"{setting:<24} ensemble: skipped (needs gp_dkt and one of "
-            f"{', '.join(ENSEMBLE_FIRST)} finite on meta-val, on a regression family)")  # fmt: skip
+    """The ensemble of the ``ENSEMBLE_FIRST`` learner and the ``ENSEMBLE_SECOND`` method best
+    on meta-val (:func:`~metacompose.baselines.ensemble.run_ensemble`); ``None``, said in one
+    line, when the setting has no such pair (classification, or no member run)."""
+
+    def best_of(names: tuple[str, ...]) -> MethodResult | None:
+        """The lowest finite meta-val MSE among ``names`` (a tie: the one named first)."""
+        pool = [r for m, r in results.items() if m in names and isinstance(r.learner, PredictsQueries)
+                and r.val_mean is not None and math.isfinite(r.val_mean)]  # fmt: skip
+        return min(pool, key=lambda r: (r.val_mean, names.index(r.method)), default=None)
+
+    first, second = best_of(ENSEMBLE_FIRST), best_of(ENSEMBLE_SECOND)
+    if family.metric != "mse" or first is None or second is None:
+        say(f"{setting:<24} ensemble: skipped (needs one of {', '.join(ENSEMBLE_SECOND)} and one "
+            f"of {', '.join(ENSEMBLE_FIRST)} finite on meta-val, on a regression family)")  # fmt: skip
         return None
-    return run_ensemble(first, gp, family, plan)
+    return run_ensemble(first, second, family, plan)
 
 
 def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
@@ -372,8 +381,12 @@ def setting_order(setting: str) -> tuple[str, int]:
 
 
 def label(r: MethodResult) -> str:
-    """A method's name; an ensemble's with its first member and that member's weight."""
-    return f"ensemble ({r.weight:g} {r.members[0]})" if r.members else r.method
+    """A method's name; an ensemble's with its first member and that member's weight (and its
+    second member where it is not gp_dkt)."""
+    if not r.members:
+        return r.method
+    second = "" if r.members[1] == "gp_dkt" else f", {r.members[1]}"
+    return f"ensemble ({r.weight:g} {r.members[0]}{second})"
 
 
 def verdict_table(files: list[Path]) -> None:

@@ -17,7 +17,8 @@ else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A
 B's, per seed where both were measured, and its mean over those seeds; where both files carry
 their per-task values for the same task stream (``metacompose eval --json`` writes them: the same
 family, subset, shots, query points, seed and count, and, in files that carry one, the same digest
-of the tasks' values, ``tasks_digest``), also the ratio with its 95% interval over
+of the tasks' values, ``tasks_digest``; a file written before the digest existed pairs only with
+another such file), also the ratio with its 95% interval over
 those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`).
 """
 

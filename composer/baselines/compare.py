@@ -175,9 +175,11 @@ def run_method(
         t0 = time.perf_counter()
         fit = fit_mixed_model(*family_grams(family, "train"), reml=True)
         train_s, t1 = time.perf_counter() - t0, time.perf_counter()
-        v, steps, val = score(MixedEffectsLearner(fit=fit), family, plan, max_steps=0)
+        learner = MixedEffectsLearner(fit=fit)
+        v, steps, val = score(learner, family, plan, max_steps=0)
         return MethodResult(method, metric, over_tasks(v), steps, None, 0, train_s,
-                            time.perf_counter() - t1, v, groups=groups, val_mean=val)  # fmt: skip
+                            time.perf_counter() - t1, v, groups=groups, val_mean=val,
+                            learner=learner)  # fmt: skip
     learner, max_steps = _trained_learner(method, cfg, family, eval_steps=eval_steps)
     learner.to(plan.device)
     r = meta_train(learner, family, iterations=iterations, meta_batch_size=cfg.data.meta_batch_size,

@@ -193,8 +193,13 @@ class MixedEffectsLearner(nn.Module):
         self.fit = fit
 
     @torch.no_grad()
+    def predict_queries(self, batch: TaskBatch, *, steps: int = 0) -> torch.Tensor:
+        """``(T, Q, 1)`` float64 empirical-Bayes predictions on the CPU (``steps`` is ignored)."""
+        return predict(self.fit, batch.support_x.cpu(), batch.support_y.cpu(), batch.query_x.cpu())
+
+    @torch.no_grad()
     def evaluate(self, batch: TaskBatch, *, steps: int | None = None) -> torch.Tensor:
         """Query MSE per task, ``(steps + 1, T)`` identical rows (``steps`` default 0)."""
-        pred = predict(self.fit, batch.support_x.cpu(), batch.support_y.cpu(), batch.query_x.cpu())
+        pred = self.predict_queries(batch)
         mse = ((pred - batch.query_y.cpu().double()) ** 2).flatten(1).mean(1)
         return mse.expand((steps or 0) + 1, -1).clone()

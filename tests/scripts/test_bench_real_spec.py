@@ -131,4 +131,88 @@ def test_ensemble_row_names_its_members_and_weight_and_merges_back(bench, tmp_pa
     monkeypatch.setattr(sys, "argv", [*argv, "--methods", "maml", "ensemble"])
     bench.main()
     text = capsys.readouterr().out
-    assert "ensemble: skipped (needs gp_dkt and one of maml, fomaml" in text
+    assert "ensemble: skipped (needs one of gp_dkt, mixed_effects and one of maml, fomaml" in text
+
+
+def test_ensemble_second_member_is_the_statistical_baseline_best_on_meta_val(bench, tmp_path,
+                                                                            capsys, monkeypatch):  # fmt: skip
+    """With both gp_dkt and mixed_effects run, the second member is the one with the lower
+    meta-val MSE; its blend is scored on the same tasks and named in the verdict label."""
+    spec, out = write_spec(tmp_path), tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", [
+        "bench_real.py", "--spec", str(spec), "--shots", "3", "--iterations", "3",
+        "--val-tasks", "20", "--test-tasks", "40", "--eval-steps", "2", "--budget", "0",
+        "--methods", "maml", "gp_dkt", "mixed_effects", "ensemble", "--json", str(out)])  # fmt: skip
+    bench.main()
+    capsys.readouterr()
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    second = min(("gp_dkt", "mixed_effects"), key=lambda m: rows[m]["val_mean"])
+    ens = rows["ensemble"]
+    assert ens["members"] == ["maml", second]
+    assert ens["val_mean"] <= min(rows["maml"]["val_mean"], rows[second]["val_mean"]) + 1e-9
+    (merged,) = bench.load_rows([out]).values()
+    label = bench.label(merged["ensemble"])
+    assert (
+        label
+        == f"ensemble ({ens['weight']:g} maml" + ("" if second == "gp_dkt" else f", {second}") + ")"
+    )
+
+
+class _Predicts(torch.nn.Module):
+    def predict_queries(self, batch, *, steps: int = 0):
+        return batch.query_y
+
+
+def _result(method: str, val: float | None, *, predicts: bool = True):
+    from metacompose.baselines.compare import MethodResult
+    from metacompose.report.stats import over_tasks
+
+    v = torch.ones(4)
+    return MethodResult(method, "mse", over_tasks(v), 0, None, 0, 0.0, 0.0, v, val_mean=val,
+                        learner=_Predicts() if predicts else None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "vals, second",
+    [
+        ({"gp_dkt": 0.3, "mixed_effects": 0.5}, "gp_dkt"),
+        ({"gp_dkt": 0.5, "mixed_effects": 0.3}, "mixed_effects"),
+        ({"mixed_effects": 0.4, "gp_dkt": 0.4}, "gp_dkt"),  # a tie: the one named first
+        ({"gp_dkt": 0.5, "mixed_effects": float("nan")}, "gp_dkt"),
+        ({"gp_dkt": float("inf"), "mixed_effects": 0.9}, "mixed_effects"),
+        ({"mixed_effects": 0.9}, "mixed_effects"),
+        ({"gp_dkt": float("nan"), "mixed_effects": None}, None),
+        ({}, None),
+    ],
+)
+def test_ensemble_members_are_the_finite_lowest_on_meta_val(bench, monkeypatch, capsys, vals,
+                                                            second):  # fmt: skip
+    """First member: the lowest finite meta-val MSE among the meta-learners that return their
+    predictions (a GP method or a NaN one is never first); second: the lowest finite among
+    gp_dkt and mixed_effects; either missing: skipped in one line."""
+    picked = []
+    monkeypatch.setattr(bench, "run_ensemble", lambda a, b, family, plan: picked.append((a, b)))
+    results = {"maml": _result("maml", 0.2), "anil": _result("anil", 0.1, predicts=False),
+               "metasgd": _result("metasgd", float("nan")), "fomaml": _result("fomaml", 0.15),
+               "gp_deep_mean": _result("gp_deep_mean", 0.01)}  # fmt: skip
+    results |= {m: _result(m, v) for m, v in vals.items()}
+    family = type("F", (), {"metric": "mse"})()
+    bench.ensemble_of(results, family, None, "f K=5")
+    if second is None:
+        assert not picked and "ensemble: skipped (needs one of gp_dkt, mixed_effects" in (
+            capsys.readouterr().out + capsys.readouterr().err
+        )
+    else:
+        ((a, b),) = picked
+        assert (a.method, b.method) == ("fomaml", second)
+
+
+def test_ensemble_label_names_a_second_member_other_than_gp_dkt(bench):
+    """Rows written before the mixed model could be a member (second member gp_dkt) keep their
+    label; a mixed-model partner is named."""
+    older = _result("ensemble", 0.1)
+    older.members, older.weight = ("routed", "gp_dkt"), 0.6
+    assert bench.label(older) == "ensemble (0.6 routed)"
+    older.members = ("maml", "mixed_effects")
+    assert bench.label(older) == "ensemble (0.6 maml, mixed_effects)"
+    assert bench.label(_result("maml", 0.1)) == "maml"

@@ -125,3 +125,24 @@ def test_learner_scores_query_mse_and_singular_cov_is_the_fixed_line():
     curve = MixedEffectsLearner(fit=fit).evaluate(batch, steps=2)
     assert curve.shape == (3, 2)
     torch.testing.assert_close(curve[2], pred.pow(2).flatten(1).mean(1))
+
+
+def test_predictions_are_the_posterior_mean_line_so_the_ensemble_can_take_it():
+    """``predict_queries``: each task's query points on the line ``beta + b`` with ``b`` the
+    conjugate posterior mean (numpy, float64), so the mixed model can be an ensemble member."""
+    from metacompose.baselines.ensemble import PredictsQueries
+
+    fit, g = _fit(), torch.Generator().manual_seed(2)
+    sx, sy, qx = (torch.randn(3, n, 1, generator=g) for n in (6, 6, 4))
+    batch = TaskBatch(support_x=sx, support_y=sy, query_x=qx, query_y=torch.zeros(3, 4, 1))
+    learner = MixedEffectsLearner(fit=fit)
+    assert isinstance(learner, PredictsQueries)
+    got = learner.predict_queries(batch, steps=5)
+    assert got.shape == (3, 4, 1) and got.dtype == torch.float64
+    for t in range(3):
+        z = np.c_[np.ones(6), sx[t, :, 0].double().numpy()]
+        r = sy[t, :, 0].double().numpy() - z @ fit.beta.numpy()
+        post = np.linalg.inv(z.T @ z / fit.noise + np.linalg.inv(fit.cov.numpy()))
+        coef = fit.beta.numpy() + post @ z.T @ r / fit.noise
+        line = np.c_[np.ones(4), qx[t, :, 0].double().numpy()] @ coef
+        np.testing.assert_allclose(got[t, :, 0].numpy(), line, rtol=1e-9)
