@@ -18,7 +18,9 @@ covariance meta-learned: it contains the mixed model); ensemble averages
 the predictions of two trained learners, ``w`` x the one of maml, fomaml, metasgd, anil, routed,
 incontext, cnp, learned_opt best on meta-val + ``(1 - w)`` x the one of gp_dkt and mixed_effects
 best on meta-val, ``w`` on a 0.1 grid chosen on meta-val (a meta-learned method that contains a
-statistician's baseline: say so when it wins). Each
+statistician's baseline: say so when it wins); stack (run only when ``--methods`` names it)
+blends that learner with gp_dkt *and* mixed_effects, weights on the 0.1 simplex grid chosen on
+meta-val (it contains both; measured: it did not pay, docs/real_data.md). Each
 meta-training run stops after ``--iterations`` or ``--budget`` seconds, whichever comes first
 (``--budget 0``: exactly ``--iterations``, the same on any machine); adaptation steps (and
 fine-tuning step sizes) are chosen on meta-val tasks;
@@ -59,7 +61,7 @@ from metacompose.baselines.compare import (
     pretrain_for,
     run_method,
 )
-from metacompose.baselines.ensemble import PredictsQueries, run_ensemble
+from metacompose.baselines.ensemble import PredictsQueries, run_ensemble, run_stack
 from metacompose.build import build_family
 from metacompose.cli import args as cli_args
 from metacompose.cli.args import meta_steps, non_negative_float, non_negative_int, positive_int
@@ -87,11 +89,12 @@ REGRESSION = (
 )
 GLYPHS = ("glyphs_5way1shot", "glyphs_5way5shot", "glyphs_20way1shot")
 REG_METHODS = ("scratch", "pretrain_finetune", "maml", "fomaml", "metasgd", "anil", "routed",
-               *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS, "ensemble")  # fmt: skip
+               *LEARNER_METHODS, *GP_METHODS, *STAT_METHODS, "ensemble", "stack")  # fmt: skip
+OPT_IN = ("stack",)  # run only when --methods names it (docs/real_data.md: it did not pay)
 # every meta-learned method (what "the best meta-learned method" is chosen from)
-META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS, "ensemble")
+META = (*META_METHODS, "routed", "protonet", *LEARNER_METHODS, *GP_METHODS, "ensemble", "stack")
 # the ensemble's members are chosen on meta-val, the first among ENSEMBLE_FIRST, the second
-# among ENSEMBLE_SECOND
+# among ENSEMBLE_SECOND; the stack's are the same first and every ENSEMBLE_SECOND finite on it
 ENSEMBLE_FIRST = (*META_METHODS, "routed", *LEARNER_METHODS)
 ENSEMBLE_SECOND = ("gp_dkt", "mixed_effects")
 # The other learner kinds on a family's regression config: a 64-wide encoder (the family's MLP ends
@@ -110,6 +113,7 @@ LEARNER_CONFIG = {
 BASELINES = ("scratch", "pretrain_finetune", *STAT_METHODS)
 BASE_GROUPED = ROOT / "configs" / "base" / "grouped.yaml"
 CLS_METHODS = ("scratch", "pretrain_finetune", "protonet", "maml", "fomaml", "metasgd", "anil")
+DEFAULT_METHODS = tuple(m for m in (*REG_METHODS, *CLS_METHODS) if m not in OPT_IN)
 
 
 def routed_template(in_features: int) -> dict:
@@ -199,11 +203,13 @@ def train_method(method: str, cfg, family, plan: EvalPlan, args) -> MethodResult
     return r
 
 
-def ensemble_of(results: dict[str, MethodResult], family, plan: EvalPlan, setting: str
-                ) -> MethodResult | None:  # fmt: skip
-    """The ensemble of the ``ENSEMBLE_FIRST`` learner and the ``ENSEMBLE_SECOND`` method best
-    on meta-val (:func:`~metacompose.baselines.ensemble.run_ensemble`); ``None``, said in one
-    line, when the setting has no such pair (classification, or no member run)."""
+def ensemble_of(results: dict[str, MethodResult], family, plan: EvalPlan, setting: str,
+                method: str = "ensemble") -> MethodResult | None:  # fmt: skip
+    """``"ensemble"``: the blend of the ``ENSEMBLE_FIRST`` learner and the ``ENSEMBLE_SECOND``
+    method best on meta-val (:func:`~metacompose.baselines.ensemble.run_ensemble`); ``"stack"``:
+    of that learner and every ``ENSEMBLE_SECOND`` method finite on meta-val
+    (:func:`~metacompose.baselines.ensemble.run_stack`); ``None``, said in one line, when the
+    setting has no such pair (classification, or no member run)."""
 
     def best_of(names: tuple[str, ...]) -> MethodResult | None:
         """The lowest finite meta-val MSE among ``names`` (a tie: the one named first)."""
@@ -213,9 +219,12 @@ def ensemble_of(results: dict[str, MethodResult], family, plan: EvalPlan, settin
 
     first, second = best_of(ENSEMBLE_FIRST), best_of(ENSEMBLE_SECOND)
     if family.metric != "mse" or first is None or second is None:
-        say(f"{setting:<24} ensemble: skipped (needs one of {', '.join(ENSEMBLE_SECOND)} and one "
+        say(f"{setting:<24} {method}: skipped (needs one of {', '.join(ENSEMBLE_SECOND)} and one "
             f"of {', '.join(ENSEMBLE_FIRST)} finite on meta-val, on a regression family)")  # fmt: skip
         return None
+    if method == "stack":
+        return run_stack([first, *filter(None, map(best_of, ((n,) for n in ENSEMBLE_SECOND)))],
+                         family, plan)  # fmt: skip
     return run_ensemble(first, second, family, plan)
 
 
@@ -225,20 +234,25 @@ def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
                     test_tasks=args.test_tasks, seed=args.task_seed, device=args.device)  # fmt: skip
     results: dict[str, MethodResult] = {}
     for method in methods:
-        if args.methods and method not in args.methods:
+        if method not in (args.methods or DEFAULT_METHODS):
             continue
         if method in STAT_METHODS and not hasattr(family, "group_keys"):
             continue
-        if method == "ensemble":
-            r = ensemble_of(results, family, plan, setting)
+        if method in ("ensemble", "stack"):
+            r = ensemble_of(results, family, plan, setting, method)
             if r is None:
                 continue
         else:
-            r = train_method(method, cfg, family, plan, args)
+            try:  # data one method cannot fit (collinear inputs for the mixed model): said
+                r = train_method(method, cfg, family, plan, args)
+            except (ValueError, ArithmeticError, RuntimeError) as e:  # LinAlgError: a RuntimeError
+                say(f"{setting:<24} {method}: failed, left out ({' '.join(str(e).split())})")
+                out.append({"setting": setting, "method": method, "failed": str(e)})
+                continue
         say(row(setting, r))
         if r.members:
-            say(f"{setting:<24} ensemble: {r.weight:g} x {r.members[0]} + {1 - r.weight:g} x "
-                f"{r.members[1]} (weight chosen on meta-val)")  # fmt: skip
+            blend = " + ".join(f"{w:g} x {m}" for w, m in zip(r.weights, r.members, strict=True))
+            say(f"{setting:<24} {method}: {blend} (weights chosen on meta-val)")
         if r.bad_tasks or r.skipped_steps:
             say(f"{setting:<24} {method}: meta-training dropped {r.bad_tasks} non-finite tasks "
                 f"and skipped {r.skipped_steps} steps")  # fmt: skip
@@ -253,7 +267,8 @@ def bench_config(cfg, family, shots: int, methods, args, out: list) -> None:
                     "groups": None if r.groups is None else r.groups.tolist(),
                     "group": None if r.groups is None else
                     over_groups(r.values, r.groups).to_json_dict(),
-                    **({"members": list(r.members), "weight": r.weight} if r.members else {})})  # fmt: skip
+                    **({"members": list(r.members), "weight": r.weight,
+                        "weights": list(r.weights)} if r.members else {})})  # fmt: skip
     compare_best(setting, results)
 
 
@@ -341,7 +356,8 @@ def read_row(d: dict) -> MethodResult:
                         steps=d["steps"], lr=d["lr"], train_iterations=d["train_iterations"],
                         train_seconds=d["train_seconds"], eval_seconds=d["eval_seconds"],
                         values=values, groups=groups, val_mean=d.get("val_mean"),
-                        members=tuple(d.get("members") or ()), weight=d.get("weight"))  # fmt: skip
+                        members=tuple(d.get("members") or ()), weight=d.get("weight"),
+                        weights=tuple(d.get("weights") or ()))  # fmt: skip
 
 
 def read_rows(f: Path) -> list[tuple[dict, MethodResult]]:
@@ -382,9 +398,12 @@ def setting_order(setting: str) -> tuple[str, int]:
 
 def label(r: MethodResult) -> str:
     """A method's name; an ensemble's with its first member and that member's weight (and its
-    second member where it is not gp_dkt)."""
+    second member where it is not gp_dkt); a stack's with every member of non-zero weight."""
     if not r.members:
         return r.method
+    if r.method == "stack":
+        parts = [f"{w:g} {m}" for w, m in zip(r.weights, r.members, strict=True) if w]
+        return f"stack ({', '.join(parts)})"
     second = "" if r.members[1] == "gp_dkt" else f", {r.members[1]}"
     return f"ensemble ({r.weight:g} {r.members[0]}{second})"
 
@@ -587,6 +606,7 @@ def main() -> None:
         except ValueError as e:  # e.g. one cell's methods scored on different tasks
             raise SystemExit(f"bench_real.py: --merge: {e}") from None
         return
+    args.shots = list(dict.fromkeys(args.shots))  # --shots 3 3: one setting, not two
     if args.spec and args.part == "all":
         args.part = "regression"
     torch.set_num_threads(args.threads)
@@ -621,9 +641,12 @@ def main() -> None:
     print(f"total {time.perf_counter() - start:.0f} s")
     if failed:
         print(f"skipped {len(failed)} setting(s): {', '.join(failed)}")
+    broken = [f"{d['method']} ({d['setting']})" for d in out if "failed" in d]
+    if broken:
+        print(f"failed {len(broken)} method run(s): {', '.join(broken)}")
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2))
-    if failed:
+        args.json.write_text(json.dumps([d for d in out if "failed" not in d], indent=2))
+    if failed or broken:
         raise SystemExit(1)
 
 

@@ -31,8 +31,10 @@ class InnerLoop:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.eval_steps < 0:
-            raise ValueError("inner_steps must be >= 1 and eval_inner_steps >= 0")
+        if self.steps < 1:
+            raise ValueError(f"inner_steps={self.steps}: must be >= 1")
+        if self.eval_steps < 0:
+            raise ValueError(f"eval_inner_steps={self.eval_steps}: must be >= 0")
 
 
 DEFAULT_INNER = InnerLoop()  # frozen: safe to share as a default argument

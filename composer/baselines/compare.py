@@ -62,6 +62,7 @@ class MethodResult:
     learner: torch.nn.Module | None = None  # the trained learner (meta-learned methods)
     members: tuple[str, ...] = ()  # an ensemble's methods, its weight on the first
     weight: float | None = None
+    weights: tuple[float, ...] = ()  # a stack's weight on each member
 
 
 @dataclass

@@ -120,10 +120,17 @@ def fit_mixed_model(
         n_rows: the number of rows behind them.
 
     Raises:
+        ValueError: the inputs are collinear over the groups' rows (the fixed effects are not
+            identified: drop an input that is a combination of others).
         ArithmeticError: the optimum is not finite.
     """
     p = grams.shape[-1] - 1
     grams = grams.double()
+    design = grams[:, :p, :p].sum(0)
+    rank = int(torch.linalg.matrix_rank(design, hermitian=True))
+    if rank < p:
+        raise ValueError(f"mixed model: the {p} fixed effects (intercept and inputs) have rank "
+                         f"{rank} over the meta-train rows: some inputs are collinear")  # fmt: skip
     theta = _lower_entries(torch.eye(p, dtype=torch.float64)).requires_grad_(True)
     opt = torch.optim.LBFGS([theta], max_iter=max_iter, tolerance_grad=1e-10,
                             tolerance_change=1e-14, history_size=20,

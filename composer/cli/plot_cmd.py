@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():  # before the default --out (RUN_DIR/plots) is judged
+        what = "is a file" if args.run_dir.exists() else "does not exist"
+        raise ValueError(f"RUN_DIR {args.run_dir}: {what}; give a run folder (holding metrics.csv)")
     check_output_dir(args.run_dir / "plots" if args.out is None else args.out, "--out")
     from metacompose.training.plots import plot_run
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     missing = [c for c in args.checkpoints if not checkpoint_file(c).is_file()]
     if missing:
-        raise FileNotFoundError(f"checkpoint not found: {missing[0]}")
+        raise FileNotFoundError(f"{missing[0]}: checkpoint not found")
     from metacompose.report import ReportSettings, build_report, write_report
 
     settings = ReportSettings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -118,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
             f"meta-iterations skipped): {what}",
             file=sys.stderr,
         )
-        if failed:
-            return 1
-    return 0
+    if result.signal is not None:  # the user asked to stop: a chained command must not go on
+        name = signal.Signals(result.signal).name
+        print(f"metacompose train: {name} came after the last meta-iteration's start: the run "
+              f"finished and is saved ({result.checkpoint})", file=sys.stderr)  # fmt: skip
+        return 128 + result.signal
+    return 1 if bad and failed else 0

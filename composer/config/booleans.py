@@ -32,13 +32,18 @@ def check_booleans(raw: dict[str, Any], keys: Iterable[str], where: str = "") ->
         ConfigError: ``KEY=VALUE: expected true or false`` followed by ``where``.
     """
     for key in keys:
-        node: Any = raw
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                break
-            node = node[part]
-        else:
-            interpolation = isinstance(node, str) and node.strip().startswith("${")
-            if not isinstance(node, bool) and not interpolation:
-                shown = repr(node) if isinstance(node, str) else "null" if node is None else node
-                raise ConfigError(f"{key}={shown}: expected true or false{where}")
+        found, node = written_value(raw, key)
+        interpolation = isinstance(node, str) and node.strip().startswith("${")
+        if found and not isinstance(node, bool) and not interpolation:
+            shown = repr(node) if isinstance(node, str) else "null" if node is None else node
+            raise ConfigError(f"{key}={shown}: expected true or false{where}")
+
+
+def written_value(raw: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """``(True, value)`` where the mapping ``raw`` sets the dotted ``key``, else ``(False, None)``."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node

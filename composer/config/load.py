@@ -17,6 +17,7 @@ from metacompose.config.algo_section import check_algo_section
 from metacompose.config.booleans import bool_keys, check_booleans
 from metacompose.config.compose import Layer, expand_copies, origins, read_layers
 from metacompose.config.errors import ConfigError
+from metacompose.config.numbers import check_numbers, number_keys
 from metacompose.config.schema import RunConfig
 from metacompose.config.validate import validate
 from metacompose.yaml_io import describe_yaml_error
@@ -52,6 +53,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                 )
         try:
             check_booleans(layer.raw, BOOL_KEYS, where)
+            check_numbers(layer.raw, NUMBER_KEYS, where)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from e
         if layer.path is path:
@@ -110,6 +112,7 @@ def _apply_override(cfg: DictConfig, item: str, path: Path) -> DictConfig:
     try:
         given = OmegaConf.from_dotlist([item])
         check_booleans(OmegaConf.to_container(given), BOOL_KEYS)
+        check_numbers(OmegaConf.to_container(given), NUMBER_KEYS)
         return OmegaConf.merge(cfg, given)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
@@ -130,6 +133,7 @@ def to_yaml(cfg: DictConfig) -> str:
 # the sections of RunConfig: each a mapping of keys
 SECTIONS = ("task", "model", "algo", "data", "optim", "trainer", "router", "report", "enforce")
 BOOL_KEYS = bool_keys(RunConfig)  # true or false as written (omegaconf reads 2 as true)
+NUMBER_KEYS = number_keys(RunConfig)  # numbers as written (omegaconf reads '0.1' as 0.1)
 
 
 def _show(value: Any) -> str:

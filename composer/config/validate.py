@@ -66,6 +66,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# the learners whose adaptation is gradient steps on the graph (an InnerLoop)
+GRADIENT_LEARNERS = ("maml", "fomaml", "anil", "reptile", "metasgd")
+
+
 def strategies() -> tuple[str, ...]:
     """``auto`` and the names in Lightning's strategy registry (imported on first use)."""
     from lightning.pytorch.strategies import StrategyRegistry
@@ -91,11 +95,11 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     c.integer("task.shots", lo=1, hi=SIZE_LIMIT)
     c.integer("task.query", lo=1, hi=SIZE_LIMIT)
     c.text("model.builder")
-    # A zero step adapts nothing (Meta-SGD's learned step sizes start there and stay there).
-    adapts = cfg.router.enabled or cfg.algo.name in ("maml", "fomaml", "anil", "reptile", "metasgd")
-    adapts = adapts and (cfg.algo.inner_steps > 0 or cfg.algo.eval_inner_steps > 0)
-    c.real("algo.inner_lr", lo=0.0, lo_open=adapts, hi=LR_LIMIT)
-    c.integer("algo.inner_steps", lo=0, hi=INNER_LIMIT)
+    # A gradient-based learner takes at least one inner step (its InnerLoop's rule), and a zero
+    # step size adapts nothing (Meta-SGD's learned step sizes start there and stay there).
+    gradient = cfg.router.enabled or cfg.algo.name in GRADIENT_LEARNERS
+    c.integer("algo.inner_steps", lo=1 if gradient else 0, hi=INNER_LIMIT)
+    c.real("algo.inner_lr", lo=0.0, lo_open=gradient, hi=LR_LIMIT)
     c.integer("algo.eval_inner_steps", lo=0, hi=INNER_LIMIT)
     c.names("algo.adapt")
     c.choice("algo.vectorize", ("True", "False", "auto"), shown="true, false or auto")

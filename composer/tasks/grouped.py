@@ -8,7 +8,6 @@ deviation of the meta-train groups' rows only.
 
 from __future__ import annotations
 
-import csv
 import inspect
 import logging
 import math
@@ -20,30 +19,12 @@ import torch
 from metacompose.modules.space import Space
 from metacompose.optional import require
 from metacompose.tasks.base import SPLITS, TaskBatch, check_split
+from metacompose.tasks.grouped_args import check_args
+from metacompose.tasks.grouped_csv import MISSING, check_numeric, read_csv_columns
 from metacompose.tasks.grouped_screen import MIN_SPLIT_GROUPS, GroupScreen, rows_hint
 from metacompose.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
-
-
-def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """Columns of a CSV file as numpy arrays: float where every non-missing cell parses, else str.
-
-    Empty cells and ``NA`` are missing (NaN in a numeric column).
-    """
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise ValueError(f"{path}: empty CSV file")
-    header, body = rows[0], rows[1:]
-    out = {}
-    for j, name in enumerate(header):
-        cells = [r[j] for r in body]
-        try:
-            out[name] = np.array([math.nan if c in ("", "NA") else float(c) for c in cells])
-        except ValueError:
-            out[name] = np.array(cells, dtype=str)
-    return out
 
 
 def read_rdataset(dataset: str) -> dict[str, np.ndarray]:
@@ -109,7 +90,7 @@ def log_column(
         i = bad[0]
         raise ValueError(
             f"{source}: log column {name!r} has {len(bad)} value(s) <= 0, the first "
-            f"{col[i]:g} in group {columns[group][i]!r}"
+            f"{col[i]:g} in group {str(columns[group][i])!r}"
         )
     return np.log(col)
 
@@ -152,14 +133,17 @@ class GroupedRegressionFamily:
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
         log_columns: list[str] | tuple[str, ...] = (),
     ) -> None:
-        if min_rows < 1 or split_seed < 0:
-            bad = "min_rows must be >= 1" if min_rows < 1 else "split_seed must be >= 0"
-            raise ValueError(f"{bad}, got {min_rows if min_rows < 1 else split_seed}")
+        check_args(name=name, dataset=dataset, group=group, inputs=inputs, target=target,
+                   csv_path=csv_path, min_rows=min_rows, split_seed=split_seed,
+                   fractions=fractions, log_columns=log_columns)  # fmt: skip
         source = str(csv_path) if csv_path is not None else dataset
-        columns = read_csv_columns(csv_path) if csv_path is not None else read_rdataset(dataset)
+        columns = (read_csv_columns(csv_path, keep_text=[group]) if csv_path is not None
+                   else read_rdataset(dataset))  # fmt: skip
         for col in [group, *inputs, target]:
             if col not in columns:
                 raise ValueError(f"{source}: no column {col!r} (columns: {', '.join(columns)})")
+        for col in [*inputs, target]:
+            check_numeric(columns[col], col, source)
         for col in log_columns:
             columns[col] = log_column(columns, col, group, used=[*inputs, target], source=source)
         if columns[target].dtype.kind != "f":
@@ -167,7 +151,7 @@ class GroupedRegressionFamily:
         x, self.feature_names = encode_inputs(columns, list(inputs), source)
         y = columns[target]
         keys = columns[group].astype(str)
-        complete = np.isfinite(x).all(1) & np.isfinite(y)
+        complete = np.isfinite(x).all(1) & np.isfinite(y) & ~np.isin(np.char.strip(keys), MISSING)
         self.dropped_rows = int((~complete).sum())
         x, y, keys = x[complete], y[complete], keys[complete]
 
@@ -198,8 +182,10 @@ class GroupedRegressionFamily:
             hint=hint,
         )  # fmt: skip
         log.info("%s", self.screen.line())
-        self.x_mean, self.x_std = _mean_std(x[train_rows])
-        self.y_mean, self.y_std = _mean_std(y[train_rows, None])
+        varies, (self.x_mean, self.x_std), (self.y_mean, self.y_std) = _scaling(
+            x[train_rows], y[train_rows], self.feature_names, self.screen.constant_features,
+            target=target, source=source)  # fmt: skip
+        x, self.feature_names = x[:, varies], [f for f, v in zip(self.feature_names, varies) if v]
         xn = (x - self.x_mean) / self.x_std
         yn = (y[:, None] - self.y_mean) / self.y_std
 
@@ -258,6 +244,32 @@ class GroupedRegressionFamily:
         return y * float(self.y_std[0]) + float(self.y_mean[0])
 
 
+def _scaling(x: np.ndarray, y: np.ndarray, names: list[str], constant: tuple[str, ...], *,
+             target: str, source: str) -> tuple[list[bool], tuple, tuple]:  # fmt: skip
+    """``(features kept, (x mean, x std), (y mean, y std))`` of the meta-train rows ``x, y``: the
+    features in ``constant`` are dropped.
+
+    Raises:
+        ValueError: no feature varies, the target is constant, or a column overflows.
+    """
+    varies = [f not in constant for f in names]
+    if not any(varies):
+        raise ValueError(f"{source}: no input varies over the meta-train groups "
+                         f"({', '.join(names)} constant): nothing to learn from")  # fmt: skip
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+        spread = y.std()
+        x_stats, y_stats = _mean_std(x[:, varies]), _mean_std(y[:, None])
+    if spread <= 1e-12 * max(1.0, abs(y).max()):
+        raise ValueError(f"{source}: target {target!r} is constant over the meta-train groups "
+                         f"({y[0]:g}): nothing to predict")  # fmt: skip
+    kept = [f for f, v in zip(names, varies) if v]
+    for col, m, sd in zip([*kept, target], [*x_stats[0], *y_stats[0]], [*x_stats[1], *y_stats[1]]):
+        if not (math.isfinite(m) and math.isfinite(sd)):
+            raise ValueError(f"{source}: column {col!r} overflows when standardised (values "
+                             "near 1e300?): rescale it, or list it in log_columns")  # fmt: skip
+    return varies, x_stats, y_stats
+
+
 def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column means and (population) standard deviations; a constant column gets std 1."""
     mean, std = a.mean(0), a.std(0)
@@ -281,7 +293,7 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
         try:
             spec = OmegaConf.to_container(OmegaConf.create(spec), resolve=True)
         except OmegaConfBaseException as e:
-            raise ValueError(f"{path}: {' '.join(str(e).split())}") from e
+            raise ValueError(f"{path}: {str(e).splitlines()[0]}") from e  # omegaconf's first line
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a dataset spec must be a mapping")
     spec.pop("_component_", None)
@@ -290,9 +302,18 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
     for key in spec:
         if key not in allowed:
             raise ValueError(f"{path}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-    if spec.get("csv_path") is not None and not Path(spec["csv_path"]).is_absolute():
-        spec["csv_path"] = path.parent / spec["csv_path"]
+    required = ["name", "group", "inputs", "target", *(["dataset"] * ("csv_path" not in spec))]
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise ValueError(f"{path}: missing key {missing[0]!r} (a spec names {', '.join(required)})")
+    csv_path = spec.get("csv_path")
+    if isinstance(csv_path, str) and not Path(csv_path).is_absolute():
+        spec["csv_path"] = path.parent / csv_path
+    spec.setdefault("dataset", str(csv_path))
     try:
         return GroupedRegressionFamily(**spec)
-    except TypeError as e:
-        raise ValueError(f"{path}: {e}") from e
+    except (TypeError, ValueError) as e:  # the CSV's own faults name the CSV after the spec
+        message = " ".join(str(e).split())
+        if message.split("=", 1)[0] in overrides:  # a value the caller gave: the caller names it
+            raise ValueError(message) from e
+        raise ValueError(message if message.startswith(f"{path}:") else f"{path}: {message}") from e

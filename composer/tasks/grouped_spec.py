@@ -48,12 +48,12 @@ def grouped_family(
         "name": name,
         "dataset": dataset,
         "group": group,
-        "inputs": list(inputs) if inputs is not None else None,
+        "inputs": inputs,  # as written: a bare string is refused, not split into letters
         "target": target,
         "csv_path": csv_path,
         "min_rows": min_rows,
         "split_seed": split_seed,
-        "fractions": tuple(fractions) if fractions is not None else None,
+        "fractions": fractions,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
     if spec is not None:

@@ -27,6 +27,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -108,6 +109,13 @@ class GracefulStop(Callback):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+            if rank_zero_only.rank == 0:  # at once: a long validation may come before the stop
+                said = (
+                    f"\nmetacompose: {signal.Signals(signum).name}: stopping after this meta-step "
+                    "(and its validation) and saving it; send it again to stop now, unsaved\n"
+                )
+                with contextlib.suppress(OSError):  # os.write: print() here may re-enter stderr
+                    os.write(sys.stderr.fileno(), said.encode())
             return
         # A second signal: give up saving and end the process the way the signal normally does.
         print(

@@ -96,6 +96,7 @@ class TrainResult:
     metrics: dict[str, float]
     seconds: float
     start_step: int = 0  # meta-iterations done before this call (a resumed run's checkpoint)
+    signal: int | None = None  # SIGINT/SIGTERM came too late to stop it: it finished and saved
 
 
 def train(
@@ -176,7 +177,7 @@ def train(
         trainer.save_checkpoint(last, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds,
-                       start_step=point.step if point is not None else 0)  # fmt: skip
+                       start_step=point.step if point is not None else 0, signal=stop.signum)  # fmt: skip
 
 
 def check_later_sections(cfg: DictConfig) -> None:

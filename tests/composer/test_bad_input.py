@@ -220,6 +220,10 @@ OVERRIDES = {
     "deterministic_text": ("trainer.deterministic='yes'", "trainer.deterministic='yes'"),
     "progress_bar_one": ("trainer.enable_progress_bar=1", "trainer.enable_progress_bar=1"),
     "first_order_null": ("algo.first_order=null", "algo.first_order=null"),
+    # numbers as written: omegaconf alone reads the string '0.001' as 0.001
+    "lr_quoted": ("optim.lr='0.001'", "optim.lr='0.001': a quoted number is a string"),
+    "shots_quoted": ('task.shots="10"', "task.shots='10': a quoted number is a string"),
+    "inner_steps_zero": ("algo.inner_steps=0", "algo.inner_steps=0: must be in 1..10000"),
     # one typo from sense: a width that asks for gigabytes, an amplitude whose targets are inf
     "hidden_absurd": ("model.args.hidden=[1000000000]", "model.args.hidden=[1000000000]: widths"),
     "amplitude_absurd": (
@@ -564,6 +568,35 @@ case(
     leftovers=lambda env: [env.tmp / "p"],
 )
 
+# /proc: os.access says "writable" to root, yet nothing can be created there; refused up front
+_PROC = Path("/proc/metacompose-nowhere")
+for _id, _argv, _flag in (
+    ("train-out_dir", lambda env: ["train", str(CONFIG), *TINY, f"out_dir={_PROC}", "name=x"],
+     "out_dir="),
+    ("eval-json", lambda env: ["eval", str(env.ckpt), "--json", str(_PROC / "r.json")], "--json"),
+    ("inspect", lambda env: ["inspect", str(env.ckpt), "--out", str(_PROC)], "--out"),
+    ("report", lambda env: ["report", str(env.ckpt), "--out", str(_PROC)], "--out"),
+    ("plot", lambda env: ["plot", str(env.run_dir), "--out", str(_PROC)], "--out"),
+    ("verify-json", lambda env: ["verify", str(env.ckpt), "--spec", str(SPEC), "--tasks", "1",
+                                 "--json", str(_PROC / "v.json")], "--json"),
+    ("verify-report", lambda env: ["verify", str(env.ckpt), "--spec", str(SPEC), "--tasks", "1",
+                                   "--report", str(_PROC / "v.md")], "--report"),
+):  # fmt: skip
+    case(f"out-{_id}-proc", _argv, _flag, "/proc is not writable")
+case(
+    "plot-run-dir-is-a-checkpoint",
+    lambda env: ["plot", str(env.ckpt)],
+    "RUN_DIR",
+    "is a file; give a run folder",
+    leftovers=lambda env: [env.ckpt / "plots"],
+)
+case(
+    "report-checkpoint-missing",
+    lambda env: ["report", str(env.tmp / "nope.ckpt"), "--out", str(env.tmp / "r")],
+    "nope.ckpt: checkpoint not found",
+    leftovers=lambda env: [env.tmp / "r"],
+)
+
 
 def _bad_metrics(content: bytes):
     def argv(env: Env) -> list[str]:
@@ -870,10 +903,12 @@ case(
 )
 
 for _id, _item, _name in [
-    ("split_seed_negative", "split_seed: -1", "split_seed must be >= 0, got -1"),
-    ("min_rows_zero", "min_rows: 0", "min_rows must be >= 1, got 0"),
-    ("fractions_not_summing", "fractions: [0.5, 0.5, 0.5]", "fractions=[0.5, 0.5, 0.5]: must be"),
-    ("fractions_zero", "fractions: [1, 0, 0]", "task.args.fractions=[1, 0, 0]: must be"),
+    ("split_seed_negative", "split_seed: -1", "task.args.split_seed=-1: expected a whole number"),
+    ("min_rows_zero", "min_rows: 0", "task.args.min_rows=0: expected a whole number >= 1"),
+    ("fractions_not_summing", "fractions: [0.5, 0.5, 0.5]", "fractions=[0.5, 0.5, 0.5]: expected"),
+    ("fractions_zero", "fractions: [1, 0, 0]", "task.args.fractions=[1, 0, 0]: expected three"),
+    ("min_rows_quoted", "min_rows: '8'", "task.args.min_rows=8: expected int"),
+    ("inputs_a_string", "inputs: x", "task.args.inputs=x: expected list[str]"),
 ]:
     case(
         f"dataspec-{_id}",

@@ -113,6 +113,16 @@ def test_choice_tables_match_their_owners():
         ("trainer.max_steps=${nope}", r"key 'trainer\.max_steps': Interpolation key 'nope'"),
         ("model.args.hidden=[a,b]", r"model\.args\.hidden=\[a, b\]: expected list\[int\]"),
         ("=5", r"override '=5': empty key"),
+        (
+            "optim.lr='1.5'",
+            r"optim\.lr='1\.5': a quoted number is a string; write 1\.5 without quotes$",
+        ),
+        ("trainer.max_steps='30'", r"trainer\.max_steps='30': a quoted number is a string"),
+        ("task.shots='017'", r"task\.shots='017': .* write 17 without quotes$"),  # not YAML's 15
+        (
+            "report.shots=['5',10]",
+            r"report\.shots=\['5', 10\]: a quoted number is a string; write 5",
+        ),
     ],
 )
 def test_bad_values_fail_on_load_naming_file_key_and_value(override, match):
@@ -124,15 +134,18 @@ def test_bad_values_fail_on_load_naming_file_key_and_value(override, match):
 def test_limits_accept_the_edges():
     cfg = load_config(
         ROOT / "configs" / "sinusoid.yaml",
-        ["trainer.max_steps=100000000", "algo.inner_steps=0", "algo.inner_lr=100", "seed=7",
+        ["trainer.max_steps=100000000", "algo.inner_steps=1", "algo.inner_lr=100", "seed=7",
          "optim.grad_clip=null", "trainer.cpu_threads=null", "trainer.devices=auto"],
     )  # fmt: skip
-    assert cfg.trainer.max_steps == 10**8 and cfg.algo.inner_steps == 0
-    # a zero step size is fine where no inner step is ever taken, refused where one is
-    still = ["algo.inner_steps=0", "algo.eval_inner_steps=0", "algo.inner_lr=0"]
-    assert load_config(ROOT / "configs" / "sinusoid.yaml", still).algo.inner_lr == 0
+    assert cfg.trainer.max_steps == 10**8 and cfg.algo.inner_steps == 1
+    # a gradient-based learner takes at least one inner step (its InnerLoop's rule, on load) and
+    # so a zero step size is refused; a learner without an inner loop takes neither
+    with pytest.raises(ConfigError, match=r"algo\.inner_steps=0: must be in 1\.\.10000"):
+        load_config(ROOT / "configs" / "sinusoid.yaml", ["algo.inner_steps=0"])
     with pytest.raises(ConfigError, match=r"algo\.inner_lr=0\.0: must be > 0"):
-        load_config(ROOT / "configs" / "sinusoid.yaml", still[1:])
+        load_config(
+            ROOT / "configs" / "sinusoid.yaml", ["algo.eval_inner_steps=0", "algo.inner_lr=0"]
+        )
 
 
 def test_bare_off_reads_as_off_and_interpolations_are_resolved_once(tmp_path):
@@ -170,3 +183,20 @@ def test_value_type_checks_follow_annotations():
     assert check_value([1, 2.5], tuple[float, float]) and not check_value([1], tuple[float, float])
     assert check_value(None, str | None) and not check_value(True, int)
     assert check_value(3, float) and not check_value("3", float)
+
+
+def test_a_quoted_number_in_a_file_or_a_base_is_refused_other_strings_as_before(tmp_path):
+    """A quoted number in a number key is a string as written (omegaconf alone would convert
+    it); a word is refused by the schema as before, an interpolation and ``1e-3`` (a string to
+    PyYAML, a number to omegaconf) are read as before."""
+    base = ROOT / "configs" / "sinusoid.yaml"
+    with pytest.raises(ConfigError, match=r"optim\.lr='0\.001': a quoted number is a string"):
+        load_config(write(tmp_path, f"defaults: [{base}]\noptim:\n  lr: '0.001'\n"))
+    (tmp_path / "quoted_base.yaml").write_text(f"defaults: [{base}]\ntask:\n  shots: '7'\n")
+    with pytest.raises(ConfigError, match=r"task\.shots='7'.*\(set in .*quoted_base\.yaml\)"):
+        load_config(write(tmp_path, "defaults: [quoted_base.yaml]\nseed: 3\n"))
+    with pytest.raises(ConfigError, match=r"optim\.lr=abc: expected a number"):
+        load_config(write(tmp_path, f"defaults: [{base}]\noptim:\n  lr: abc\n"))
+    cfg = load_config(write(tmp_path, f"defaults: [{base}]\noptim:\n  lr: 1e-3\n"
+                                      "trainer:\n  log_every_n_steps: ${task.shots}\n"))  # fmt: skip
+    assert cfg.optim.lr == 1e-3 and cfg.trainer.log_every_n_steps == cfg.task.shots

@@ -124,7 +124,7 @@ def test_ensemble_row_names_its_members_and_weight_and_merges_back(bench, tmp_pa
     first = min(("maml", "anil"), key=lambda m: rows[m]["val_mean"])
     assert ens["members"] == [first, "gp_dkt"] and 0 <= ens["weight"] <= 1
     assert ens["val_mean"] <= min(rows[first]["val_mean"], rows["gp_dkt"]["val_mean"]) + 1e-9
-    assert f"x {first} + " in text and "x gp_dkt (weight chosen on meta-val)" in text
+    assert f"x {first} + " in text and "x gp_dkt (weights chosen on meta-val)" in text
     (merged,) = bench.load_rows([out]).values()
     assert merged["ensemble"].members == (first, "gp_dkt")
     assert merged["ensemble"].weight == ens["weight"]
@@ -199,12 +199,71 @@ def test_ensemble_members_are_the_finite_lowest_on_meta_val(bench, monkeypatch, 
     family = type("F", (), {"metric": "mse"})()
     bench.ensemble_of(results, family, None, "f K=5")
     if second is None:
+        said = capsys.readouterr()
         assert not picked and "ensemble: skipped (needs one of gp_dkt, mixed_effects" in (
-            capsys.readouterr().out + capsys.readouterr().err
+            said.out + said.err
         )
     else:
         ((a, b),) = picked
         assert (a.method, b.method) == ("fomaml", second)
+
+
+@pytest.mark.parametrize(
+    "vals, seconds",
+    [
+        ({"gp_dkt": 0.3, "mixed_effects": 0.5}, ("gp_dkt", "mixed_effects")),
+        ({"mixed_effects": 0.3, "gp_dkt": 0.5}, ("gp_dkt", "mixed_effects")),
+        ({"gp_dkt": 0.5, "mixed_effects": float("nan")}, ("gp_dkt",)),
+        ({"gp_dkt": float("inf"), "mixed_effects": 0.9}, ("mixed_effects",)),
+        ({"gp_dkt": float("nan"), "mixed_effects": None}, None),
+    ],
+)
+def test_stack_members_are_the_first_and_every_finite_statistical_baseline(bench, monkeypatch,
+                                                                           capsys, vals, seconds):  # fmt: skip
+    """The stack's first member is the ensemble's; then gp_dkt and mixed_effects (in that order)
+    where finite on meta-val; with neither it is skipped in one line naming the stack."""
+    picked = []
+    monkeypatch.setattr(bench, "run_stack", lambda ms, family, plan: picked.append(ms))
+    results = {"maml": _result("maml", 0.2), "fomaml": _result("fomaml", 0.15),
+               "gp_deep_mean": _result("gp_deep_mean", 0.01)}  # fmt: skip
+    results |= {m: _result(m, v) for m, v in vals.items()}
+    family = type("F", (), {"metric": "mse"})()
+    bench.ensemble_of(results, family, None, "f K=5", "stack")
+    if seconds is None:
+        said = capsys.readouterr()
+        assert not picked and "stack: skipped (needs one of gp_dkt, mixed_effects" in (
+            said.out + said.err
+        )
+    else:
+        (members,) = picked
+        assert tuple(r.method for r in members) == ("fomaml", *seconds)
+
+
+def test_stack_row_runs_end_to_end_merges_back_and_is_labelled(bench, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    """``stack`` blends the chosen learner with gp_dkt and mixed_effects: its weights sum to one,
+    its meta-val MSE is at or below the two-member ensemble's (an edge of its grid) and each
+    member's, and its row keeps members and weights through ``--json`` and ``--merge``."""
+    spec, out = write_spec(tmp_path), tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", [
+        "bench_real.py", "--spec", str(spec), "--shots", "3", "--iterations", "3",
+        "--val-tasks", "20", "--test-tasks", "40", "--eval-steps", "2", "--budget", "0",
+        "--methods", "maml", "gp_dkt", "mixed_effects", "ensemble", "stack", "--json", str(out),
+    ])  # fmt: skip
+    bench.main()
+    text = capsys.readouterr().out
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    st = rows["stack"]
+    assert st["members"] == ["maml", "gp_dkt", "mixed_effects"]
+    assert sum(st["weights"]) == pytest.approx(1.0) and st["weight"] == st["weights"][0]
+    assert all(w >= 0 and round(w * 10, 9) == round(w * 10) for w in st["weights"])
+    for m in ("maml", "gp_dkt", "mixed_effects", "ensemble"):
+        assert st["val_mean"] <= rows[m]["val_mean"] + 1e-9, m
+    assert "stack: " in text and "x mixed_effects (weights chosen on meta-val)" in text
+    (merged,) = bench.load_rows([out]).values()
+    assert merged["stack"].weights == tuple(st["weights"])
+    named = [f"{w:g} {m}" for w, m in zip(st["weights"], st["members"], strict=True) if w]
+    assert bench.label(merged["stack"]) == f"stack ({', '.join(named)})"
 
 
 def test_ensemble_label_names_a_second_member_other_than_gp_dkt(bench):
@@ -216,3 +275,48 @@ def test_ensemble_label_names_a_second_member_other_than_gp_dkt(bench):
     older.members = ("maml", "mixed_effects")
     assert bench.label(older) == "ensemble (0.6 maml, mixed_effects)"
     assert bench.label(_result("maml", 0.1)) == "maml"
+
+
+def test_stack_runs_only_when_named(bench, tmp_path, capsys, monkeypatch):
+    """``stack`` is opt-in: a run naming no methods skips it (it did not pay,
+    docs/real_data.md); ``--methods ... stack`` runs it (the test above)."""
+    assert "stack" in bench.REG_METHODS and "stack" not in bench.DEFAULT_METHODS
+    assert "ensemble" in bench.DEFAULT_METHODS
+    ran = []
+    monkeypatch.setattr(bench, "ensemble_of", lambda *a: ran.append(a[-1]))
+    monkeypatch.setattr(bench, "train_method", lambda m, *a: ran.append(m) or _result(m, 0.1))
+    args = type("A", (), {"methods": None, "val_tasks": 2, "test_tasks": 2, "task_seed": 0, "seed": 0,
+                          "device": "cpu"})()  # fmt: skip
+    cfg = type("C", (), {"task": type("T", (), {"query": 2})()})()
+    family = type("F", (), {"name": "f", "metric": "mse", "group_keys": None})()
+    bench.bench_config(cfg, family, 5, bench.REG_METHODS, args, [])
+    assert "ensemble" in ran and "stack" not in ran and "mixed_effects" in ran
+
+
+def test_a_method_the_data_defeats_is_left_out_in_one_line_and_the_rest_is_kept(bench, tmp_path,
+                                                                              capsys, monkeypatch):  # fmt: skip
+    """Collinear inputs (``x2`` a copy of ``x``): the mixed model's fixed effects are not identified; that
+    method fails in one line naming the cause, every other method's row is written, exit 1."""
+    g = torch.Generator().manual_seed(0)
+    lines = ["grp,x,x2,y"]
+    for grp in range(20):
+        for _ in range(14):
+            x = float(torch.randn((), generator=g))
+            noise = 0.1 * float(torch.randn((), generator=g))
+            lines.append(f"{grp},{x:.5f},{x:.5f},{grp / 10 + x + noise:.5f}")
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    spec, out = tmp_path / "spec.yaml", tmp_path / "out.json"
+    spec.write_text("name: collinear\ncsv_path: d.csv\ngroup: grp\ninputs: [x, x2]\ntarget: y\n"
+                    "min_rows: 13\n")  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [
+        "bench_real.py", "--spec", str(spec), "--shots", "3", "--methods", "scratch",
+        "mixed_effects", "--iterations", "3", "--val-tasks", "20", "--test-tasks", "40",
+        "--finetune-steps", "2", "--eval-steps", "2", "--json", str(out)])  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 1
+    text = capsys.readouterr().out
+    assert re.search(r"mixed_effects: failed, left out \(mixed model: the 3 fixed effects .* "
+                     r"have rank 2 .*collinear\)", text), text  # fmt: skip
+    assert text.rstrip().endswith("failed 1 method run(s): mixed_effects (collinear K=3)")
+    assert [r["method"] for r in json.loads(out.read_text())] == ["scratch"]

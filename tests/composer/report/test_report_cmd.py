@@ -63,7 +63,8 @@ def test_report_end_to_end(checkpoints, tmp_path, capsys):
 def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("metacompose report: error: checkpoint not found") and "\n" not in err
+    want = f"metacompose report: error: {tmp_path / 'nope.ckpt'}: checkpoint not found"
+    assert err == want  # the wording of eval, inspect and verify
 
 
 def test_one_checkpoint_twice_is_refused_in_one_line(checkpoints, tmp_path, capsys):

@@ -33,7 +33,7 @@ def test_line_says_what_was_kept_and_why(tmp_path):
     f = family(csv(tmp_path, sizes, missing=4), min_rows=10)
     line = f.screen.line(shots=5, query=5)
     assert "kept 9 of 11 groups of 'g' with >= 10 complete rows" in line  # s0: 8 complete, tiny: 3
-    assert "4 of 123 rows dropped for a missing value" in line
+    assert "4 of 123 rows dropped for a missing or non-finite value" in line
     assert "groups meta-train/val/test 5/2/2" in line
     assert "2 features: x (numeric), kind (text -> 1 indicator)" in line
     assert line.endswith("K + Q = 5 + 5 <= 10 rows per group")
@@ -85,7 +85,7 @@ def test_constant_feature_is_named():
     screen = GroupScreen(name="n", source="s", group="g", rows=10, incomplete_rows=0, groups=5,
                          kept_groups=5, min_rows=2, split_groups=(3, 1, 1), numeric_inputs=("a",),
                          text_inputs={}, constant_features=("a",))  # fmt: skip
-    assert "constant on meta-train: a" in screen.line()
+    assert "dropped, constant on meta-train: a" in screen.line()
 
 
 def test_shipped_fixture_screen():

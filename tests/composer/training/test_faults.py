@@ -131,6 +131,36 @@ def test_signal_between_accumulated_micro_batches_stops_after_the_meta_step(tmp_
     ).read_text()
 
 
+class InterruptAtLastValidation(L.Callback):
+    """Sends SIGINT to this process as the validation after the last meta-step starts."""
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.global_step == trainer.max_steps:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_signal_after_the_last_meta_step_is_reported_not_lost(tmp_path, tiny_cfg, capfd,
+                                                             monkeypatch):  # fmt: skip
+    """A signal during the last validation cannot stop anything any more: the run finishes and
+    saves its last step; the signal is told at once and kept in the result, and the CLI exits
+    130, so that ``train ... && eval ...`` does not go on."""
+    from metacompose.cli import main as cli_main
+
+    extra = ["trainer.max_steps=4", "trainer.val_check_interval=2"]
+    handler = signal.getsignal(signal.SIGINT)
+    result = train(tiny_cfg("last", *extra), callbacks=[InterruptAtLastValidation()])
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert result.signal == signal.SIGINT
+    assert torch.load(result.checkpoint, weights_only=True)["global_step"] == 4
+    assert "SIGINT: stopping after this meta-step (and its validation)" in capfd.readouterr().err
+    # the CLI: that result (as train returned it) ends in one line and 130
+    monkeypatch.setattr("metacompose.training.train", lambda cfg, **kw: result)
+    assert cli_main.main(["train", str(CONFIG), *tiny_overrides(tmp_path, "again", *extra)]) == 130
+    err = capfd.readouterr().err.splitlines()
+    assert err[-1].startswith("metacompose train: SIGINT came after the last meta-iteration")
+    assert str(result.checkpoint) in err[-1]
+
+
 def test_second_trainer_on_a_run_folder_is_refused_naming_the_holder(tmp_path, tiny_cfg):
     first = train(tiny_cfg("run", "trainer.max_steps=3"))
     metrics = (first.run_dir / "metrics.csv").read_bytes()
