@@ -177,7 +177,7 @@ class GroupedRegressionFamily:
             numeric_inputs=tuple(c for c in inputs if columns[c].dtype.kind == "f"),
             text_inputs={c: sum(f.startswith(f"{c}=") for f in self.feature_names)
                          for c in inputs if columns[c].dtype.kind != "f"},
-            constant_features=tuple(f for f, sd in zip(self.feature_names, x[train_rows].std(0))
+            constant_features=tuple(f for f, sd in zip(self.feature_names, _spread(x[train_rows]))
                                     if sd <= 1e-12),
             hint=hint,
         )  # fmt: skip
@@ -268,6 +268,12 @@ def _scaling(x: np.ndarray, y: np.ndarray, names: list[str], constant: tuple[str
             raise ValueError(f"{source}: column {col!r} overflows when standardised (values "
                              "near 1e300?): rescale it, or list it in log_columns")  # fmt: skip
     return varies, x_stats, y_stats
+
+
+def _spread(a: np.ndarray) -> np.ndarray:
+    """Column standard deviations; one that overflows is inf (refused by :func:`_scaling`)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a.std(0)
 
 
 def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
