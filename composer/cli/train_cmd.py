@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     bad = sorted(
         k for k, v in result.metrics.items() if k.startswith("val/") and not math.isfinite(v)
     )
+    failed = False
     if bad:  # saved either way; a run whose steps were mostly skipped did not train: exit 1
         skipped, steps = int(result.metrics.get("train/skipped_steps", 0)), cfg.trainer.max_steps
         failed = 2 * skipped >= steps  # the guard's count, over the whole run
@@ -124,4 +125,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"metacompose train: {name} came after the last meta-iteration's start: the run "
               f"finished and is saved ({result.checkpoint})", file=sys.stderr)  # fmt: skip
         return 128 + result.signal
-    return 1 if bad and failed else 0
+    return 1 if failed else 0
