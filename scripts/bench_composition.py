@@ -102,7 +102,8 @@ VARIANTS = {
 # fdsa the primitive set of from_data_sums.yaml, fdsa2 a second one, fdsa3 a third (chosen after
 # the settings, for a check on a set they were not chosen on); on the chain: fdca; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
-# -uniform: no routing (each slot the mean of its candidates at one shared context);
+# -uniform: no routing (each slot the mean of its candidates at one shared context); -restarted:
+# block restarts after training (restart.order=fg; the sum structure only);
 # -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of one replica's size
 # (equal_hidden); -oracle: the true primitives' formulas.
 ANNEALED = {
@@ -119,16 +120,19 @@ ANNEALED_OVERRIDES = {
         "algo.args.eval_routing=data",
     ],
     "-uniform": ["algo.args.routing=uniform"],
+    "-restarted": ["restart.order=fg"],
 }
 for _p, _config in ANNEALED.items():
     VARIANTS[_p] = VARIANTS[f"{_p}-desc"] = VARIANTS[f"{_p}-desc-data"] = _config
     VARIANTS[f"{_p}-uniform"] = _config
+    if _p != "fdca":  # block restarts need the sum's two banks
+        VARIANTS[f"{_p}-restarted"] = _config
     VARIANTS[f"{_p}-oracle"] = _config
     VARIANTS[f"{_p}-maml"] = "configs/compositional_identifiable_maml.yaml"
     VARIANTS[f"{_p}-maml-equal"] = "configs/compositional_identifiable_maml.yaml"
 # --set keys that describe the routed learner, not MAML: they size -maml-equal and are not applied to
 # the MAML variants (which refuse them); the MAML variants read the routed config's task
-ROUTED_ONLY = ("algo.args.", "router.")
+ROUTED_ONLY = ("algo.args.", "router.", "restart.")
 
 
 def equal_hidden(cfg) -> list[int]:
@@ -156,6 +160,8 @@ for _p, _config in FROM_DATA.items():
     VARIANTS[_p] = _config
     VARIANTS[f"{_p}-desc"] = _config
     VARIANTS[f"{_p}-uniform"] = _config
+    if _p != "fdca":  # block restarts need the sum's two banks
+        VARIANTS[f"{_p}-restarted"] = _config
     VARIANTS[f"{_p}-maml"] = MAML_CONFIG
     VARIANTS[f"{_p}-oracle"] = _config
 FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-uniform", "-maml")]

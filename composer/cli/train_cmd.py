@@ -101,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key}: {value:.4f}")
     done, start = cfg.trainer.max_steps - result.start_step, result.start_step
     since = f" (resumed at {start}, now at {cfg.trainer.max_steps})" if start else ""
-    print(f"trained {done} meta-iteration{'s' * (done != 1)}{since} in {result.seconds:.1f} s")
+    phases = (result.restarts or {}).get("phases", [])
+    took = sum(ph["kept"] > 0 for ph in phases)
+    also = f" and {len(phases)} block-restart phases ({took} took a restart)" if phases else ""
+    print(
+        f"trained {done} meta-iteration{'s' * (done != 1)}{since}{also} in {result.seconds:.1f} s"
+    )
     print(result.run_dir)
     bad = sorted(
         k for k, v in result.metrics.items() if k.startswith("val/") and not math.isfinite(v)

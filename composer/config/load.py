@@ -131,7 +131,9 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 # the sections of RunConfig: each a mapping of keys
-SECTIONS = ("task", "model", "algo", "data", "optim", "trainer", "router", "report", "enforce")
+SECTIONS = (
+    "task", "model", "algo", "data", "optim", "trainer", "router", "report", "enforce", "restart",
+)  # fmt: skip
 BOOL_KEYS = bool_keys(RunConfig)  # true or false as written (omegaconf reads 2 as true)
 NUMBER_KEYS = number_keys(RunConfig)  # numbers as written (omegaconf reads '0.1' as 0.1)
 

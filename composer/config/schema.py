@@ -184,6 +184,22 @@ class ReportConfig:
 
 
 @dataclass
+class RestartConfig:
+    """Block restarts after the last meta-iteration (``algo.name: annealed_sum``, the sum structure;
+    metacompose.training.restart_stage): each slot of ``order`` in turn is learnt again from fresh
+    banks, the other frozen, and a label-free rule keeps the incumbent or a restart."""
+
+    order: str = ""  # one slot per phase, e.g. fg (f, then g); empty: no restarts
+    restarts: int = 4  # fresh banks per phase
+    steps: int = 2000  # meta-iterations per phase
+    anneal: int = 1500  # of which tau falls from the run's tau_start to tau_end
+    within: float = 1.5  # eligible: a fit on fixed training tasks within this factor of the lowest
+    fit_tasks: int = 256  # fixed training tasks for the fits
+    agree_tasks: int = 400  # fixed training tasks for the routing agreement (mean NMI)
+    seed: int = 0  # seed of the fresh banks and of every phase's tasks
+
+
+@dataclass
 class RunConfig:
     seed: int = 0  # global seed: model init and every task stream derive from it
     out_dir: str = "runs"  # run folders are created under it
@@ -198,3 +214,4 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     enforce: EnforceConfig = field(default_factory=EnforceConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    restart: RestartConfig = field(default_factory=RestartConfig)

@@ -143,8 +143,26 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
     if cfg.enforce.mode != "off" and not cfg.enforce.spec:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
+    _check_restart(c, cfg)
     check_builder_args(cfg, source)
     check_algo_values(cfg, source)
+
+
+def _check_restart(c: _Checker, cfg: DictConfig) -> None:
+    r = cfg.restart
+    if not isinstance(r.order, str) or set(r.order) - {"f", "g"}:
+        c.fail("restart.order", r.order, "a string of f and g, one slot per phase (e.g. fg), or ''")
+    if r.order and cfg.algo.name != "annealed_sum":
+        c.fail("restart.order", r.order, f"needs algo.name annealed_sum (not {cfg.algo.name})")
+    c.integer("restart.restarts", lo=1, hi=ROUTER_COPIES_LIMIT)
+    c.integer("restart.steps", lo=1, hi=STEPS_LIMIT)
+    c.integer("restart.anneal", lo=1, hi=STEPS_LIMIT)
+    if r.anneal > r.steps:
+        c.fail("restart.anneal", r.anneal, f"more than restart.steps={r.steps}")
+    c.real("restart.within", lo=1.0, hi=LR_LIMIT)
+    c.integer("restart.fit_tasks", lo=1, hi=SIZE_LIMIT)
+    c.integer("restart.agree_tasks", lo=1, hi=SIZE_LIMIT)
+    c.integer("restart.seed", lo=0, hi=2**63 - 1)
 
 
 def _check_router(c: _Checker, cfg: DictConfig) -> None:

@@ -41,19 +41,20 @@ class TrainingInterrupted(Exception):
         checkpoint: the checkpoint written at the stop.
         step: meta-iterations done.
         rank: this process's global rank (only rank 0 should tell the user).
+        where: when it came, if not "at meta-iteration STEP" (e.g. during block restarts).
     """
 
     def __init__(
-        self, *, signum: int, run_dir: Path, checkpoint: Path, step: int, rank: int
-    ) -> None:
+        self, *, signum: int, run_dir: Path, checkpoint: Path, step: int, rank: int,
+        where: str | None = None,
+    ) -> None:  # fmt: skip
         self.signum = signum
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.step = step
         self.rank = rank
-        super().__init__(
-            f"{signal.Signals(signum).name} at meta-iteration {step}: saved {checkpoint}"
-        )
+        where = where or f"at meta-iteration {step}"
+        super().__init__(f"{signal.Signals(signum).name} {where}: saved {checkpoint}")
 
     @property
     def exit_code(self) -> int:

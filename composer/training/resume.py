@@ -12,6 +12,8 @@ from metacompose.config import ConfigError
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
+# the checkpoint key of the block restarts done after the last meta-iteration (restart_stage)
+RESTART_RECORD = "metacompose_restart_banks"
 # Keys a resumed run may change: where the run lives, how long it goes on, whether a bar is drawn.
 MAY_CHANGE_ON_RESUME = (
     "out_dir",
@@ -31,12 +33,14 @@ class ResumePoint:
         run_dir: the run folder it belongs to.
         step: its global step (optimizer steps done).
         config: the resolved config stored in it.
+        restart_phases: block-restart phases it records as done (``restart.order``).
     """
 
     checkpoint: Path
     run_dir: Path
     step: int
     config: dict[str, Any]
+    restart_phases: int = 0
 
 
 def check_meta_section(path: Path, meta: Any) -> None:
@@ -85,9 +89,12 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
         )
     config = meta["config"]
     check_own_run(ckpt, run_dir, config)
+    record = state.get(RESTART_RECORD)
+    phases = record.get("phases") if isinstance(record, dict) else None
     return ResumePoint(
-        checkpoint=ckpt, run_dir=run_dir, step=int(state.get("global_step", 0)), config=config
-    )
+        checkpoint=ckpt, run_dir=run_dir, step=int(state.get("global_step", 0)), config=config,
+        restart_phases=len(phases) if isinstance(phases, list) else 0,
+    )  # fmt: skip
 
 
 def check_own_run(ckpt: Path, run_dir: Path, config: dict[str, Any]) -> None:
@@ -139,7 +146,7 @@ def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
 
 def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
     """Refuse to resume ``point`` under a config other than the one it was trained with, or with
-    no meta-iteration left to do.
+    nothing left to do (no meta-iteration, no block-restart phase).
 
     Only :data:`MAY_CHANGE_ON_RESUME` may differ (every checkpoint stores its config:
     :func:`check_meta_section`).
@@ -148,7 +155,10 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
         ConfigError: names the first differing keys (checkpoint value -> given value), or says
             that ``trainer.max_steps`` is not above the checkpoint's step.
     """
-    if cfg.trainer.max_steps <= point.step:
+    restarts_left = len(cfg.restart.order) > point.restart_phases
+    if cfg.trainer.max_steps < point.step or (
+        cfg.trainer.max_steps == point.step and not restarts_left
+    ):
         raise ConfigError(
             f"--resume {point.run_dir}: the checkpoint is at meta-iteration {point.step} and "
             f"trainer.max_steps={cfg.trainer.max_steps}: nothing left to do (raise "

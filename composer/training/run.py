@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from metacompose.algorithms import MetaLearner
 from metacompose.build import build_family, build_learner, build_optimizer
 from metacompose.config import ConfigError, to_yaml
-from metacompose.config.schema import CADENCES
+from metacompose.config.schema import CADENCES, RestartConfig
 from metacompose.progress import progress_enabled
 from metacompose.tasks.base import TaskBatch, derive_seed
 from metacompose.training.data import MetaDataModule
@@ -34,10 +34,12 @@ from metacompose.training.hardware import (
     world_size,
 )
 from metacompose.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
+from metacompose.training.later_sections import check_later_sections
 from metacompose.training.lightning_io import AtomicCheckpointIO, PeriodicCheckpoint
 from metacompose.training.loggers import make_logger
 from metacompose.training.module import MetaLearningModule
 from metacompose.training.progress_bar import MetaProgressBar
+from metacompose.training.restart_stage import check_restartable, run_stage
 from metacompose.training.resume import (
     CHECKPOINT_FORMAT,
     ResumePoint,
@@ -97,6 +99,7 @@ class TrainResult:
     seconds: float
     start_step: int = 0  # meta-iterations done before this call (a resumed run's checkpoint)
     signal: int | None = None  # SIGINT/SIGTERM came too late to stop it: it finished and saved
+    restarts: dict | None = None  # the block restarts' record (``restart:``; restart_stage)
 
 
 def train(
@@ -145,13 +148,8 @@ def train(
     run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
     last = run_dir / "checkpoints" / "last.ckpt"
     stop = GracefulStop(checkpoint=last)
-    trainer = make_trainer(
-        cfg,
-        run_dir=run_dir,
-        chunks=chunks,
-        steps_per_call=module.steps_per_call,
-        callbacks=[stop, *callbacks],
-    )
+    trainer = make_trainer(cfg, run_dir=run_dir, chunks=chunks, steps_per_call=module.steps_per_call,
+                           callbacks=[stop, *callbacks])  # fmt: skip
 
     L.seed_everything(derive_seed(cfg.seed, "trainer") % (2**31), verbose=False)
     # What a new run creates (the run folder, maybe out_dir too) goes again if it fails untouched.
@@ -164,43 +162,36 @@ def train(
             )
             if point is None:
                 (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        trains = point is None or point.step < cfg.trainer.max_steps  # else: only restarts left
         start = time.perf_counter()
         try:
-            fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
+            if trains:
+                fit(trainer, module, data, stop=stop, run_dir=run_dir, point=point, cfg=cfg)
         except BaseException:
             # Still holding the lock, so that no other trainer can have started in the folder.
             if run_dir in created and remove_if_untouched(run_dir) and run_dir.parent in created:
                 with contextlib.suppress(OSError):
                     run_dir.parent.rmdir()  # only if empty
             raise
+        if trains:
+            trainer.save_checkpoint(last, weights_only=False)
+        restarts = restart_stage(cfg, module, data, last=last, run_dir=run_dir, late=stop.signum)
         seconds = time.perf_counter() - start
-        trainer.save_checkpoint(last, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds,
-                       start_step=point.step if point is not None else 0, signal=stop.signum)  # fmt: skip
+                       start_step=point.step if point is not None else 0, signal=stop.signum,
+                       restarts=restarts)  # fmt: skip
 
 
-def check_later_sections(cfg: DictConfig) -> None:
-    """What ``report`` and ``verify`` will read from this run's config (``report.ood_family``,
-    ``verify.spec``) is refused now, not after training."""
-    ood = cfg.report.ood_family
-    if ood is not None:  # its name and arguments (built by report: it may need optional data)
-        from metacompose.config import check_kwargs
-        from metacompose.tasks import FAMILIES
-
-        if ood not in FAMILIES:
-            raise ConfigError(
-                f"report.ood_family={ood}: unknown family; known: {', '.join(sorted(FAMILIES))}"
-            )
-        check_kwargs(FAMILIES[ood], OmegaConf.to_container(cfg.report.ood_args), "report.ood_args")
-    if cfg.verify.spec:
-        from metacompose.symbolic import load_spec
-        from metacompose.verify.spec_file import find_spec
-
-        try:
-            load_spec(find_spec(cfg.verify.spec))  # found as ``verify`` will find it
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"verify.spec={cfg.verify.spec}: {e}") from e
+def restart_stage(cfg: DictConfig, module: MetaLearningModule, data: MetaDataModule, *,
+                  last: Path, run_dir: Path, late: int | None) -> dict | None:  # fmt: skip
+    """The block restarts ``cfg.restart`` asks for, on ``last`` (their record; ``None``: none)."""
+    if not cfg.restart.order:
+        return None
+    return run_stage(last, learner=module.learner, family=data.family,
+                     plan=RestartConfig(**cfg.restart), lr=cfg.optim.lr,
+                     batch=cfg.data.meta_batch_size, shots=cfg.task.shots, query=cfg.task.query,
+                     run_dir=run_dir, step=cfg.trainer.max_steps, late=late)  # fmt: skip
 
 
 def build_run(
@@ -216,6 +207,7 @@ def build_run(
     """
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
+    check_restartable(learner, RestartConfig(**cfg.restart), processes=world_size(cfg) or 1)
     check_later_sections(cfg)
     optimizer = functools.partial(build_optimizer, cfg.optim)
     try:

@@ -183,3 +183,23 @@ def test_equal_size_maml_follows_the_routed_config_as_overridden():
     own = bench.run_overrides("fdsa3-maml", ["algo.inner_lr=0.1", "model.args.hidden=[8,8]"])
     cfg = load_config(root / bench.VARIANTS["fdsa3-maml"], own)
     assert cfg.algo.inner_lr == 0.1 and list(cfg.model.args.hidden) == [8, 8]
+
+
+def test_restarted_variants_for_the_sum_sets_only():
+    """``-restarted`` adds block restarts after training (``restart.order=fg``) to the sum sets; the
+    chain has no such variant, and ``restart.`` keys never reach the MAML variants (which refuse
+    them)."""
+    from metacompose.config import load_config
+
+    bench = load_script("bench_composition")
+    root = SCRIPT.parents[1]
+    for prefix in ("fdsa", "fdsa2", "fdsa3"):
+        cfg = load_config(root / bench.VARIANTS[f"{prefix}-restarted"],
+                          bench.run_overrides(f"{prefix}-restarted", ["restart.steps=10", "restart.anneal=5"]))  # fmt: skip
+        assert cfg.restart.order == "fg" and cfg.restart.steps == 10
+        assert cfg.algo.name == "annealed_sum" and "routing" not in cfg.algo.args  # from data
+    assert "fdca-restarted" not in bench.VARIANTS
+    kept = bench.run_overrides(
+        "fdsa-maml", ["restart.steps=10", "restart.anneal=5", "task.query=12"]
+    )
+    assert not any(o.startswith("restart.") for o in kept) and "task.query=12" in kept

@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import math
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from annealed_runs import SMALL
-from script_loader import load_script
 
 from metacompose.cli.main import main
 from metacompose.config import load_config
@@ -41,35 +38,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_pick_is_the_most_agreeing_of_the_fits_within_the_factor_brute_force():
-    pick = load_script("restart_banks").pick
-    rng = random.Random(0)
-    for _ in range(300):
-        n = rng.randint(1, 6)
-        fits = [rng.choice([rng.uniform(0.001, 0.02), math.inf, math.nan]) for _ in range(n)]
-        agree = [round(rng.uniform(0, 1), 1) for _ in range(n)]  # rounded: ties happen
-        finite = [f for f in fits if math.isfinite(f)]
-        ok = [
-            i
-            for i in range(n)
-            if not finite or (math.isfinite(fits[i]) and fits[i] <= 1.5 * min(finite))
-        ]
-        want = min(i for i in ok if agree[i] == max(agree[j] for j in ok))  # ties: lower index
-        assert pick(fits, agree, within=1.5) == want
-
-
-def test_agreement_is_the_mean_nmi_with_the_others():
-    agreement = load_script("restart_banks").agreement
-    a = [0, 0, 1, 1, 2, 2]
-    renamed = [5, 5, 3, 3, 4, 4]  # the same partition: NMI 1
-    other = [0, 1, 0, 1, 0, 1]  # independent of a on these six: NMI 0
-    got = agreement([a, renamed, other])
-    assert got[0] == pytest.approx(0.5, abs=1e-12)  # (1 + 0) / 2
-    assert got[1] == pytest.approx(0.5, abs=1e-12)
-    assert got[2] == pytest.approx(0.0, abs=1e-12)
-    assert agreement([a]) == [1.0]
-
-
 def test_one_phase_keeps_the_other_bank_and_every_other_replica(trained, tmp_path):
     before, _, _ = load_checkpoint(trained)
     kept = before.kept
@@ -78,7 +46,7 @@ def test_one_phase_keeps_the_other_bank_and_every_other_replica(trained, tmp_pat
     done = run(str(trained), "--out", str(out), "--order", "f", *QUICK)
     assert done.returncode == 0, done.stderr[-2000:]
     assert digest(trained) == source  # the input is never touched
-    lines = [line for line in done.stdout.splitlines() if line.startswith("phase 1 (f)")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("restart phase 1 (f)")]
     assert len(lines) == 3 and sum("<- kept" in line for line in lines) == 1, done.stdout
     after, _, _ = load_checkpoint(out)
     assert after.kept == kept

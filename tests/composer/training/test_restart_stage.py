@@ -1,0 +1,159 @@
+"""Block restarts as the last stage of ``train`` (``restart:``): the same checkpoint as
+``scripts/restart_banks.py`` on the trained one, resumable phase by phase, refused in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_testing import REPO, final_state
+
+from metacompose.cli.main import main
+from metacompose.config import ConfigError, load_config
+from metacompose.training import TrainingInterrupted, restart_stage, train
+from metacompose.training.restart_stage import RECORD
+from metacompose.training.resume import RESTART_RECORD
+
+CONFIG = REPO / "configs" / "from_data_sums_annealed.yaml"
+SIZES = {  # seconds: two banks of 2 coarse tables, 2 replicas, 6 meta-iterations
+    "algo.args.candidates": "[2,2]", "algo.args.knots": 12, "algo.args.contexts": 5,
+    "algo.args.eval_contexts": 5, "algo.args.replicas": 2, "algo.args.anneal_steps": 4,
+    "data.meta_batch_size": 8, "data.val_tasks": 8, "trainer.max_steps": 6,
+    "trainer.val_check_interval": 3, "trainer.enable_progress_bar": "false",
+}  # fmt: skip
+SMALL = [f"{key}={value}" for key, value in SIZES.items()]
+QUICK = ["restart.order=fg", "restart.restarts=2", "restart.steps=3", "restart.anneal=2",
+         "restart.fit_tasks=10", "restart.agree_tasks=12"]  # fmt: skip
+SCRIPT_QUICK = ["--restarts", "2", "--steps", "3", "--anneal", "2", "--fit-tasks", "10",
+                "--agree-tasks", "12"]  # fmt: skip
+
+
+def cfg_of(out: Path, name: str, *extra: str):
+    return load_config(CONFIG, [*SMALL, f"out_dir={out}", f"name={name}", *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A run with restarts, and the same run without them."""
+    out = tmp_path_factory.mktemp("restart_stage")
+    return {
+        "plain": train(cfg_of(out, "plain")),
+        "restarted": train(cfg_of(out, "restarted", *QUICK)),
+        "out": out,
+    }
+
+
+def same_states(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_stage_equals_the_script_on_the_trained_checkpoint(runs, tmp_path):
+    plain, restarted = runs["plain"], runs["restarted"]
+    script = tmp_path / "script.ckpt"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "restart_banks.py"), str(plain.checkpoint),
+         "--out", str(script), *SCRIPT_QUICK],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert same_states(final_state(restarted.checkpoint), final_state(script))
+    record = torch.load(restarted.checkpoint, weights_only=True)[RECORD]
+    assert [ph["slot"] for ph in record["phases"]] == ["f", "g"]
+    assert restarted.restarts == record
+    # only the kept replica's banks (and amplitude limit) differ from the run without restarts
+    before, after = final_state(plain.checkpoint), final_state(restarted.checkpoint)
+    kept = record["kept"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    allowed = {k for k in before if k.startswith((f"learner.f_banks.{kept}.",
+                                                  f"learner.g_banks.{kept}."))}  # fmt: skip
+    assert changed - allowed <= {"learner.amplitude"}
+    took = any(ph["kept"] > 0 for ph in record["phases"])
+    assert bool(changed) == took
+    a = torch.load(plain.checkpoint, weights_only=True)
+    b = torch.load(restarted.checkpoint, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    for i, s in a["optimizer_states"][0]["state"].items():  # the run's optimizer, as trained
+        assert torch.equal(s["exp_avg"], b["optimizer_states"][0]["state"][i]["exp_avg"])
+
+
+def test_stopped_in_the_second_phase_then_resumed_is_bit_identical(
+    runs, tmp_path, monkeypatch, capsys
+):
+    calls = iter(range(10**6))
+
+    @contextlib.contextmanager
+    def stop_in_phase_two():  # phase 1's 3 steps pass; phase 2 stops before its first step
+        yield lambda: signal.SIGINT if next(calls) >= 3 else 0
+
+    monkeypatch.setattr(restart_stage, "stop_on_signal", stop_in_phase_two)
+    cfg = cfg_of(tmp_path, "cut", *QUICK)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(cfg)
+    assert "SIGINT during block-restart phase 2 of 2" in str(stopped.value)
+    assert stopped.value.exit_code == 130
+    saved = torch.load(stopped.value.checkpoint, weights_only=True)
+    assert [ph["slot"] for ph in saved[RECORD]["phases"]] == ["f"]  # phase 1 kept, 2 dropped
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train(cfg, resume=tmp_path / "cut")
+    said = capsys.readouterr().out
+    assert "restart phase 2 (g)" in said and "restart phase 1" not in said  # phase 1 not redone
+    assert resumed.start_step == 6 and len(resumed.restarts["phases"]) == 2
+    assert same_states(final_state(resumed.checkpoint), final_state(runs["restarted"].checkpoint))
+    with pytest.raises(ConfigError, match="nothing left to do"):
+        train(cfg, resume=tmp_path / "cut")
+
+
+def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_path):
+    args = [*SMALL, f"out_dir={tmp_path}", "name=sig", "restart.order=fg", "restart.steps=100000",
+            "restart.anneal=10", "restart.fit_tasks=10", "restart.agree_tasks=12"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metacompose.cli.main", "train", str(CONFIG), *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = tmp_path / "sig" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the only checkpoint of this run is the one after its last step
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    line = [x for x in err.splitlines() if x.startswith("metacompose train:")]
+    assert len(line) == 1 and "during block-restart phase 1 of 2" in line[0], err[-2000:]
+    assert "--resume" in line[0] and "Traceback" not in err
+    blob = torch.load(last, weights_only=True)
+    assert RESTART_RECORD not in blob and blob["global_step"] == 6  # as trained, resumable
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["restart.order=fx"], "restart.order=fx: a string of f and g"),
+        (["restart.order=fg", "restart.anneal=9", "restart.steps=3"],
+         "restart.anneal=9: more than restart.steps=3"),
+        (["restart.order=f", "restart.restarts=0"], "restart.restarts=0: must be in 1..1024"),
+        (["restart.order=f", "algo.args.candidates=[3]"],
+         "restart.order=f: block restarts cannot run: they need the sum structure with two banks"),
+    ],
+)  # fmt: skip
+def test_bad_restart_settings_one_line_before_any_folder(tmp_path, capsys, extra, says):
+    code = main(["train", str(CONFIG), *SMALL, f"out_dir={tmp_path / 'runs'}", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_restarts_need_the_annealed_learner(tmp_path, capsys):
+    config = REPO / "configs" / "sinusoid.yaml"
+    code = main(["train", str(config), "restart.order=fg", f"out_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "restart.order=fg: needs algo.name annealed_sum (not maml)" in err, err
+    assert not (tmp_path / "runs").exists()
