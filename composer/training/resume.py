@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.config import ConfigError
+from metacompose.config.schema import RunConfig
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
@@ -134,9 +135,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
-    """``"key: stored -> given"`` for every key (but :data:`MAY_CHANGE_ON_RESUME`) that differs."""
+    """``"key: stored -> given"`` for every key (but :data:`MAY_CHANGE_ON_RESUME`) that differs; a
+    key the stored config lacks (a run from before the key existed) counts at its default."""
     given = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    old = _flatten(stored)
+    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(RunConfig)))
+    old = {**{k: v for k, v in defaults.items() if k in given}, **_flatten(stored)}
     return [
         f"{key}: {old.get(key, '<unset>')!r} -> {given.get(key, '<unset>')!r}"
         for key in sorted(set(old) | set(given), key=str)

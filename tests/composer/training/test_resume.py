@@ -99,3 +99,22 @@ def test_sigkill_then_resume_is_bit_identical_for_the_annealed_learner(tmp_path,
     assert (full.run_dir / "metrics.csv").read_text() == (
         resumed.run_dir / "metrics.csv"
     ).read_text()
+
+
+def test_a_run_from_before_a_config_key_existed_resumes(tmp_path, tiny_cfg):
+    """A key added to the schema since a run was made (here ``restart:``) is not in its stored
+    config: at its default it is no difference; set otherwise, it is one (named)."""
+    from metacompose.config import ConfigError
+
+    first = train(tiny_cfg("old", "trainer.max_steps=3"))
+    blob = torch.load(first.checkpoint, weights_only=True)
+    del blob["metacompose"]["config"]["restart"]
+    torch.save(blob, first.checkpoint)
+    config = first.run_dir / "config.yaml"
+    config.write_text(config.read_text().split("restart:")[0])  # the last section
+    assert "restart" not in config.read_text() and "verify:" in config.read_text()
+    with pytest.raises(ConfigError, match=r"restart\.seed: 0 -> 5"):
+        train(tiny_cfg("old", "trainer.max_steps=6", "restart.seed=5"), resume=first.run_dir)
+    resumed = train(tiny_cfg("old", "trainer.max_steps=6"), resume=first.run_dir)
+    assert resumed.start_step == 3
+    assert torch.load(resumed.checkpoint, weights_only=True)["global_step"] == 6
