@@ -160,8 +160,6 @@ for _p, _config in FROM_DATA.items():
     VARIANTS[_p] = _config
     VARIANTS[f"{_p}-desc"] = _config
     VARIANTS[f"{_p}-uniform"] = _config
-    if _p != "fdca":  # block restarts need the sum's two banks
-        VARIANTS[f"{_p}-restarted"] = _config
     VARIANTS[f"{_p}-maml"] = MAML_CONFIG
     VARIANTS[f"{_p}-oracle"] = _config
 FROM_DATA_VARIANTS = [f"{p}{s}" for p in FROM_DATA for s in ("", "-desc", "-uniform", "-maml")]

@@ -59,6 +59,8 @@ def parse() -> argparse.Namespace:
     args = p.parse_args()
     if args.anneal > args.steps:
         p.error(f"--anneal {args.anneal}: more than --steps {args.steps}")
+    if args.within < 1:
+        p.error(f"--within {args.within:g}: must be >= 1 (the lowest fit is always eligible)")
     if not args.order or set(args.order) - {"f", "g"}:
         p.error(f"--order {args.order!r}: a string of f and g, e.g. fg")
     src = checkpoint_file(args.checkpoint)

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return stop.exit_code
+    if result.restarts and result.metrics:  # validation ran before the restarts changed the banks
+        print("validation before the block restarts (metacompose eval scores the restarted model):")
     for key, value in sorted(result.metrics.items()):
         if key != "step":  # the row's label in metrics.csv, not a metric ("step: 19.0000")
             print(f"{key}: {value:.4f}")
@@ -127,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.signal is not None:  # the user asked to stop: a chained command must not go on
         name = signal.Signals(result.signal).name
-        print(f"metacompose train: {name} came after the last meta-iteration's start: the run "
-              f"finished and is saved ({result.checkpoint})", file=sys.stderr)  # fmt: skip
+        when = "the last block-restart phase's" if result.restarts else "the last meta-iteration's"
+        print(f"metacompose train: {name} came after {when} start: the run finished and is saved "
+              f"({result.checkpoint})", file=sys.stderr)  # fmt: skip
         return 128 + result.signal
     return 1 if failed else 0

@@ -46,19 +46,24 @@ class RestartsStopped(Exception):
 
 
 def phases_done(checkpoint: dict[str, Any], plan: RestartPlan) -> int:
-    """How many of ``plan``'s phases ``checkpoint`` records as done (0: none, or another plan's)."""
+    """How many of ``plan``'s phases ``checkpoint`` records as done (0: none, or slots that are not
+    the start of ``plan.order``). ``--resume`` has checked that the run's config is unchanged."""
     record = checkpoint.get(RECORD)
-    if not isinstance(record, dict) or record.get("plan") != asdict(plan):
+    phases = record.get("phases") if isinstance(record, dict) else None
+    if not isinstance(phases, list):
         return 0
-    return len(record.get("phases", []))
+    slots = "".join(str(ph.get("slot", "?")) for ph in phases)
+    return len(slots) if plan.order.startswith(slots) else 0
 
 
-def check_restartable(learner, plan: RestartPlan, *, processes: int) -> None:
+def check_restartable(learner, plan: RestartPlan, *, processes: int | None) -> None:
     """Raises ``ConfigError`` naming ``restart.order`` when ``plan`` has phases that ``learner``
-    cannot run, or the run has several processes (the stage runs in one)."""
+    cannot run, or the run may have several processes (the stage runs in one; ``processes``:
+    ``None`` when the trainer section leaves the count to the machine)."""
     why = why_not_restartable(learner) if plan.order else None
-    if plan.order and processes > 1:
-        why = f"they run in one process, not {processes} (set trainer.devices=1)"
+    if plan.order and processes != 1:
+        many = f"not {processes}" if processes else "and trainer.devices=auto/-1 may start several"
+        why = f"they run in one process, {many} (set trainer.devices=1, trainer.num_nodes=1)"
     if why:
         raise ConfigError(f"restart.order={plan.order}: block restarts cannot run: {why}")
 
@@ -70,13 +75,18 @@ def stop_on_signal() -> Iterator[Callable[[], int]]:
     got: list[int] = []
 
     def handle(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if got:
+            with contextlib.suppress(OSError):
+                os.write(
+                    sys.stderr.fileno(), f"metacompose: second {name}: stopping now\n".encode()
+                )
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         got.append(signum)
-        said = (f"\nmetacompose: {signal.Signals(signum).name}: stopping this block-restart phase; "
-                "the phases done are saved, --resume runs this one again\n")  # fmt: skip
+        said = (f"\nmetacompose: {name}: stopping; the block-restart phases saved so far stay and "
+                "--resume runs the rest (send it again to stop now)\n")  # fmt: skip
         with contextlib.suppress(OSError):  # os.write: print() here may re-enter stderr
             os.write(sys.stderr.fileno(), said.encode())
 
@@ -110,7 +120,7 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
     """
     ckpt = safe_load(source)
     state = ckpt["state_dict"]
-    learner = learner.cpu()
+    learner = learner.cpu().float()  # as the script builds it, whatever the run's precision
     learner.load_state_dict({k.removeprefix("learner."): v for k, v in state.items()})
     learner.eval()
     kept, done = learner.kept, phases_done(ckpt, plan) if in_place else 0
@@ -157,9 +167,10 @@ def _put_banks(state: dict[str, Any], *, kept: int, f, g, amplitude: float | Non
 
 def run_stage(checkpoint: Path, *, learner, family: TaskFamily, plan: RestartPlan, lr: float,
               batch: int, shots: int, query: int, run_dir: Path, step: int,
-              late: int | None = None) -> dict[str, Any]:  # fmt: skip
+              late: int | None = None) -> tuple[dict[str, Any], int | None]:  # fmt: skip
     """The stage ``train`` runs after the last meta-iteration: the phases of ``plan`` not yet done
-    on the run's own ``checkpoint``, in place, each saved.
+    on the run's own ``checkpoint``, in place, each saved. Returns the record and the signal that
+    came while the last phase was scored or saved (it finished; ``None``: none came).
 
     Raises:
         TrainingInterrupted: ``late`` (a signal that came during the last meta-iteration: no phase
@@ -172,10 +183,11 @@ def run_stage(checkpoint: Path, *, learner, family: TaskFamily, plan: RestartPla
                                   rank=0, where="before the block restarts")  # fmt: skip
     with stop_on_signal() as stop:
         try:
-            return restart_checkpoint(
+            record = restart_checkpoint(
                 checkpoint, checkpoint, learner=learner, family=family, plan=plan, lr=lr,
                 batch=batch, shots=shots, query=query, in_place=True, stop=stop,
             )  # fmt: skip
+            return record, stop() or None
         except RestartsStopped as e:
             raise TrainingInterrupted(
                 signum=e.signum,

@@ -158,9 +158,17 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
         ConfigError: names the first differing keys (checkpoint value -> given value), or says
             that ``trainer.max_steps`` is not above the checkpoint's step.
     """
-    restarts_left = len(cfg.restart.order) > point.restart_phases
+    done, order = point.restart_phases, cfg.restart.order
+    if done and cfg.trainer.max_steps != point.step:  # restarted banks are no training state
+        left = f"resume with trainer.max_steps={point.step}" if done < len(order) else (
+            "nothing left to do; start a new run to train longer")  # fmt: skip
+        raise ConfigError(
+            f"--resume {point.run_dir}: trainer.max_steps={cfg.trainer.max_steps}: the block "
+            f"restarts after meta-iteration {point.step} have begun ({done} of {len(order)} "
+            f"phases done), so the run cannot train on; {left}"
+        )
     if cfg.trainer.max_steps < point.step or (
-        cfg.trainer.max_steps == point.step and not restarts_left
+        cfg.trainer.max_steps == point.step and done >= len(order)
     ):
         raise ConfigError(
             f"--resume {point.run_dir}: the checkpoint is at meta-iteration {point.step} and "

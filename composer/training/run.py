@@ -175,23 +175,24 @@ def train(
             raise
         if trains:
             trainer.save_checkpoint(last, weights_only=False)
-        restarts = restart_stage(cfg, module, data, last=last, run_dir=run_dir, late=stop.signum)
+        restarts, late = restart_stage(cfg, module, data, last=last, late=stop.signum)
         seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return TrainResult(run_dir=run_dir, checkpoint=last, metrics=metrics, seconds=seconds,
-                       start_step=point.step if point is not None else 0, signal=stop.signum,
+                       start_step=point.step if point is not None else 0, signal=stop.signum or late,
                        restarts=restarts)  # fmt: skip
 
 
 def restart_stage(cfg: DictConfig, module: MetaLearningModule, data: MetaDataModule, *,
-                  last: Path, run_dir: Path, late: int | None) -> dict | None:  # fmt: skip
-    """The block restarts ``cfg.restart`` asks for, on ``last`` (their record; ``None``: none)."""
+                  last: Path, late: int | None) -> tuple[dict | None, int | None]:  # fmt: skip
+    """The block restarts ``cfg.restart`` asks for, on ``last``: their record (``None``: none) and
+    a signal that came as the last phase ended (it finished and is saved)."""
     if not cfg.restart.order:
-        return None
+        return None, None
     return run_stage(last, learner=module.learner, family=data.family,
                      plan=RestartConfig(**cfg.restart), lr=cfg.optim.lr,
                      batch=cfg.data.meta_batch_size, shots=cfg.task.shots, query=cfg.task.query,
-                     run_dir=run_dir, step=cfg.trainer.max_steps, late=late)  # fmt: skip
+                     run_dir=last.parent.parent, step=cfg.trainer.max_steps, late=late)  # fmt: skip
 
 
 def build_run(
@@ -207,7 +208,7 @@ def build_run(
     """
     family = build_family(cfg.task)
     learner = build_learner(cfg, family)
-    check_restartable(learner, RestartConfig(**cfg.restart), processes=world_size(cfg) or 1)
+    check_restartable(learner, RestartConfig(**cfg.restart), processes=world_size(cfg))
     check_later_sections(cfg)
     optimizer = functools.partial(build_optimizer, cfg.optim)
     try:

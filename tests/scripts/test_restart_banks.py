@@ -91,6 +91,7 @@ def test_same_seed_same_checkpoint(trained, tmp_path):
     [
         (["--anneal", "9", "--steps", "3"], "--anneal 9: more than --steps 3"),
         (["--order", "fx"], "--order 'fx'"),
+        (["--within", "0.5"], "--within 0.5: must be >= 1"),
     ],
 )
 def test_bad_arguments_one_line_before_any_work(trained, tmp_path, extra, says):

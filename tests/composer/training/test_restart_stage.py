@@ -49,6 +49,16 @@ def runs(tmp_path_factory):
     }
 
 
+def script_restarts(checkpoint: Path, out: Path) -> None:
+    """``scripts/restart_banks.py`` with the stage's quick settings, ``checkpoint`` -> ``out``."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "restart_banks.py"), str(checkpoint),
+         "--out", str(out), *SCRIPT_QUICK],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def same_states(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -56,12 +66,7 @@ def same_states(a: dict, b: dict) -> bool:
 def test_the_stage_equals_the_script_on_the_trained_checkpoint(runs, tmp_path):
     plain, restarted = runs["plain"], runs["restarted"]
     script = tmp_path / "script.ckpt"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "restart_banks.py"), str(plain.checkpoint),
-         "--out", str(script), *SCRIPT_QUICK],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    script_restarts(plain.checkpoint, script)
     assert same_states(final_state(restarted.checkpoint), final_state(script))
     record = torch.load(restarted.checkpoint, weights_only=True)[RECORD]
     assert [ph["slot"] for ph in record["phases"]] == ["f", "g"]
@@ -100,6 +105,9 @@ def test_stopped_in_the_second_phase_then_resumed_is_bit_identical(
     saved = torch.load(stopped.value.checkpoint, weights_only=True)
     assert [ph["slot"] for ph in saved[RECORD]["phases"]] == ["f"]  # phase 1 kept, 2 dropped
     monkeypatch.undo()
+    longer = cfg_of(tmp_path, "cut", *QUICK, "trainer.max_steps=9")  # restarted banks: no training
+    with pytest.raises(ConfigError, match=r"\(1 of 2 phases done\).*trainer\.max_steps=6$"):
+        train(longer, resume=tmp_path / "cut")
     capsys.readouterr()
     resumed = train(cfg, resume=tmp_path / "cut")
     said = capsys.readouterr().out
@@ -108,6 +116,32 @@ def test_stopped_in_the_second_phase_then_resumed_is_bit_identical(
     assert same_states(final_state(resumed.checkpoint), final_state(runs["restarted"].checkpoint))
     with pytest.raises(ConfigError, match="nothing left to do"):
         train(cfg, resume=tmp_path / "cut")
+    with pytest.raises(ConfigError, match=r"\(2 of 2 phases done\).*start a new run"):
+        train(longer, resume=tmp_path / "cut")
+
+
+def test_a_signal_as_the_last_phase_is_scored_finishes_and_is_reported(runs, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    calls = iter(range(10**6))
+
+    @contextlib.contextmanager
+    def signal_after_the_last_step():  # 2 phases x 3 steps pass; the 7th look is after the last
+        yield lambda: signal.SIGTERM if next(calls) >= 6 else 0
+
+    monkeypatch.setattr(restart_stage, "stop_on_signal", signal_after_the_last_step)
+    late = train(cfg_of(tmp_path, "late", *QUICK))
+    assert late.signal == signal.SIGTERM and len(late.restarts["phases"]) == 2
+    assert same_states(final_state(late.checkpoint), final_state(runs["restarted"].checkpoint))
+
+
+def test_in_double_precision_the_stage_runs_as_the_script_does(tmp_path):
+    """The stage adapts in float32 whatever the run's precision, as the script's rebuilt learner
+    does: the same checkpoint."""
+    plain = train(cfg_of(tmp_path, "plain64", "trainer.precision=64-true"))
+    staged = train(cfg_of(tmp_path, "staged64", "trainer.precision=64-true", *QUICK))
+    script = tmp_path / "script64.ckpt"
+    script_restarts(plain.checkpoint, script)
+    assert same_states(final_state(staged.checkpoint), final_state(script))
 
 
 def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_path):
@@ -141,6 +175,9 @@ def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_pa
         (["restart.order=f", "restart.restarts=0"], "restart.restarts=0: must be in 1..1024"),
         (["restart.order=f", "algo.args.candidates=[3]"],
          "restart.order=f: block restarts cannot run: they need the sum structure with two banks"),
+        (["restart.order=fg", "trainer.devices=auto"],
+         "restart.order=fg: block restarts cannot run: they run in one process, and "
+         "trainer.devices=auto/-1 may start several"),
     ],
 )  # fmt: skip
 def test_bad_restart_settings_one_line_before_any_folder(tmp_path, capsys, extra, says):
