@@ -105,9 +105,9 @@ def restart_pool(template, f, g, *, slot: str, restarts: int, anneal: int):
 
 def anneal_pool(pool, family, *, steps: int, lr: float, batch: int, shots: int, query: int,
                 generator: torch.Generator, desc: str,
-                stop: Callable[[], bool] | None = None) -> None:  # fmt: skip
+                stop: Callable[[], int] | None = None) -> None:  # fmt: skip
     """Meta-train the pool's trainable banks for ``steps`` meta-iterations (Adam); raises
-    :class:`PhaseStopped` when ``stop()`` says so before a meta-iteration."""
+    :class:`PhaseStopped` when ``stop()`` is non-zero (a signal) before a meta-iteration."""
     opt = torch.optim.Adam([p for p in pool.parameters() if p.requires_grad], lr=lr)
     pool.train()
     for step in progress(range(steps), desc=desc, unit="step"):
@@ -174,7 +174,7 @@ def fixed_tasks(family: TaskFamily, *, seed: int, shots: int, query: int, fit_ta
 def run_phase(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,
               *, k: int, slot: str, restarts: int, steps: int, anneal: int, within: float,
               seed: int, lr: float, batch: int, shots: int, query: int,
-              fixed: dict[str, TaskBatch], stop: Callable[[], bool] | None = None) -> Phase:  # fmt: skip
+              fixed: dict[str, TaskBatch], stop: Callable[[], int] | None = None) -> Phase:  # fmt: skip
     """Phase ``k`` (0-based) of the incumbent banks ``f``, ``g``: its fresh banks and task stream
     depend only on ``seed`` and ``k``, so a phase run again gives the same result."""
     torch.manual_seed(derive_seed(seed, "restart_banks", "banks", k))

@@ -134,7 +134,7 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
                 learner, f, g, family, k=k, slot=plan.order[k], restarts=plan.restarts,
                 steps=plan.steps, anneal=plan.anneal, within=plan.within, seed=plan.seed, lr=lr,
                 batch=batch, shots=shots, query=query, fixed=fixed,
-                stop=(lambda: bool(stop())) if stop is not None else None,
+                stop=stop,
             )  # fmt: skip
         except PhaseStopped:
             raise RestartsStopped(signum=stop(), phase=k + 1) from None
