@@ -8,6 +8,7 @@ it is shown only when stderr is a terminal, and ``METACOMPOSE_PROGRESS=0`` turns
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -29,6 +30,25 @@ def progress_enabled() -> bool:
     if flag in ("1", "true", "yes", "on"):
         return True
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def bars_off(when: bool = True) -> Iterator[None]:
+    """No bars inside the block when ``when`` (``METACOMPOSE_PROGRESS=0`` there, restored after):
+    a run with ``trainer.enable_progress_bar: false`` keeps its later stages as quiet as its
+    training."""
+    if not when:
+        yield
+        return
+    before = os.environ.get(ENV)
+    os.environ[ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
 
 
 def terminal_shape() -> dict[str, Any]:

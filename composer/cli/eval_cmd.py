@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.build import check_task_sizes
     from metacompose.evaluate import check_subset, evaluate, load_checkpoint
+    from metacompose.training.checkpoint_io import checkpoint_file
+    from metacompose.training.restart_record import describe_restarts, restart_record
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    restarts = restart_record(checkpoint_file(args.checkpoint))
     check_steps_apply(args.steps, learner, cfg.algo.name)
     check_subset(family, args.subset)
     if args.shots is not None:
@@ -66,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test tasks{subset}"
     )
+    if restarts is not None:
+        print(describe_restarts(restarts))
     print(result.table())
     grouped = _over_groups(result, family, cfg, args)
     if args.json is not None:
+        extra = {**grouped, **({"restart_banks": restarts} if restarts is not None else {})}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**result.to_json_dict(), **grouped}, indent=2))
+        args.json.write_text(json.dumps({**result.to_json_dict(), **extra}, indent=2))
     return 0
 
 

@@ -47,14 +47,19 @@ def run(args: argparse.Namespace) -> int:
     )
     from metacompose.router.learner import RoutedMetaLearner
     from metacompose.router.render import draw_graph, to_dot
+    from metacompose.training.checkpoint_io import checkpoint_file
+    from metacompose.training.restart_record import describe_restarts, restart_record
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    restarts = restart_record(checkpoint_file(args.checkpoint))
     batch = sample_tasks(
         family, args.tasks, shots=cfg.task.shots, query=cfg.task.query, seed=args.seed
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     from_data = isinstance(learner, AnnealedSumLearner)
+    if restarts is not None:
+        print(describe_restarts(restarts))
     routed = from_data or isinstance(learner, RoutedMetaLearner)
     if isinstance(learner, ContextLearner):
         return _inspect_context(learner, out)
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote usage.csv ({len(rows)} rows)")
     factors = getattr(family, "factors", {})
     if factors:
-        _write_routing(learner, family, batch, results, out)
+        _write_routing(learner, family, batch, results, out, restarts=restarts)
     return 0
 
 
@@ -106,9 +111,10 @@ def _inspect_context(learner, out: Path) -> int:
     return 0
 
 
-def _write_routing(learner, family, batch, results, out: Path) -> None:
+def _write_routing(learner, family, batch, results, out: Path, *, restarts: dict | None) -> None:
     """The heat map of candidates vs true factor values and ``routing.json`` (NMI, matched
-    accuracy, for interchangeable slots also as a set), for a family that exposes its factors."""
+    accuracy, for interchangeable slots also as a set; the checkpoint's block-restart record when
+    it has one), for a family that exposes its factors."""
     import numpy as np
 
     from metacompose.evaluate import family_purity
@@ -136,6 +142,8 @@ def _write_routing(learner, family, batch, results, out: Path) -> None:
         {"slot": s, "factor": f, "rows": rows, "columns": cols, "accuracy": acc}
         for (s, f), (rows, cols, acc) in drawn.items()
     ]
+    if restarts is not None:
+        purity["restart_banks"] = restarts
     (out / "routing.json").write_text(json.dumps(purity, indent=2))
     print(
         f"wrote routing.json: joint NMI {purity['joint_nmi']:.3f}; "

@@ -23,7 +23,7 @@ from metacompose.algorithms import MetaLearner
 from metacompose.build import build_family, build_learner, build_optimizer
 from metacompose.config import ConfigError, to_yaml
 from metacompose.config.schema import CADENCES, RestartConfig
-from metacompose.progress import progress_enabled
+from metacompose.progress import bars_off, progress_enabled
 from metacompose.tasks.base import TaskBatch, derive_seed
 from metacompose.training.data import MetaDataModule
 from metacompose.training.guard import one_line_bad_task_warnings
@@ -189,10 +189,12 @@ def restart_stage(cfg: DictConfig, module: MetaLearningModule, data: MetaDataMod
     a signal that came as the last phase ended (it finished and is saved)."""
     if not cfg.restart.order:
         return None, None
-    return run_stage(last, learner=module.learner, family=data.family,
-                     plan=RestartConfig(**cfg.restart), lr=cfg.optim.lr,
-                     batch=cfg.data.meta_batch_size, shots=cfg.task.shots, query=cfg.task.query,
-                     run_dir=last.parent.parent, step=cfg.trainer.max_steps, late=late)  # fmt: skip
+    with bars_off(not cfg.trainer.enable_progress_bar):
+        return run_stage(last, learner=module.learner, family=data.family,
+                         plan=RestartConfig(**cfg.restart), lr=cfg.optim.lr,
+                         batch=cfg.data.meta_batch_size, shots=cfg.task.shots,
+                         query=cfg.task.query, run_dir=last.parent.parent,
+                         step=cfg.trainer.max_steps, late=late)  # fmt: skip
 
 
 def build_run(

@@ -1,7 +1,9 @@
 """Progress bars of the long commands: on stderr only, stdout unchanged, off in logs and pipes;
 and evaluating in chunks leaves every task's numbers as they were."""
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 from metacompose.cli.main import main
 from metacompose.config import load_config
 from metacompose.evaluate import evaluate, evaluate_tasks, load_checkpoint
-from metacompose.progress import ENV
+from metacompose.progress import ENV, track
 from metacompose.tasks.base import derive_seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,3 +145,20 @@ def test_routed_inspection_bar_over_the_tasks(capsys, monkeypatch):
     plain = inspect_routed(learner, family, batch, steps=1)
     assert capsys.readouterr().err == ""
     assert [r.report for r in shown] == [r.report for r in plain]
+
+
+@pytest.mark.parametrize("before", [None, "1"])
+def test_bars_off_silences_a_block_and_restores_the_setting(monkeypatch, capsys, before):
+    from metacompose.progress import bars_off, progress_enabled
+
+    if before is None:
+        monkeypatch.delenv(ENV, raising=False)
+    else:
+        monkeypatch.setenv(ENV, before)
+    with bars_off():
+        assert not progress_enabled()
+        list(track(range(3), desc="quiet"))
+    with bars_off(False):
+        assert progress_enabled() == (before == "1" or sys.stderr.isatty())
+    assert os.environ.get(ENV) == before
+    assert "quiet" not in capsys.readouterr().err
