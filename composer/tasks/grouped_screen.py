@@ -44,6 +44,10 @@ def rows_hint(rows_per_group: Sequence[int], fractions: Sequence[float]) -> str:
             f"{need} groups are needed with fractions {list(fractions)}; the data has only {have}"
         )
     fit = sorted(rows_per_group, reverse=True)[need - 1]
+    if fit < 2:  # a task needs a support row and a query row
+        many = sum(n >= 2 for n in rows_per_group)
+        return (f"{need} groups with >= 2 rows are needed with fractions {list(fractions)}; the "
+                f"data has {many}: is the group column right?")  # fmt: skip
     return (
         f"min_rows (and shots + query) <= {fit} keeps the {need} groups that fractions "
         f"{list(fractions)} need"

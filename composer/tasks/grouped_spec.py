@@ -79,5 +79,20 @@ def screen_line(task_cfg) -> str:
 
     args = OmegaConf.to_container(task_cfg.args, resolve=True) if task_cfg.args else {}
     family = grouped_family(**args)
-    family.screen.check()
+    check_screen(family, spec=args.get("spec"))
     return family.screen.line(shots=int(task_cfg.shots), query=int(task_cfg.query))
+
+
+def check_screen(family: GroupedRegressionFamily, *, spec: str | None) -> None:
+    """``family.screen.check()``, its message naming the spec file first as every other fault of
+    a spec does (``spec``: the config's ``task.args.spec``, ``None`` without one).
+
+    Raises:
+        ValueError: a split holds fewer than two groups.
+    """
+    try:
+        family.screen.check()
+    except ValueError as e:
+        if spec is None:
+            raise
+        raise ValueError(f"{resolve_spec(spec)}: {e}") from e

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metacompose.config import ConfigError
 from metacompose.config.schema import RunConfig
+from metacompose.tasks.provenance import changed_data
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
 
 CHECKPOINT_FORMAT = "metacompose.checkpoint/1"
@@ -35,6 +36,8 @@ class ResumePoint:
         step: its global step (optimizer steps done).
         config: the resolved config stored in it.
         restart_phases: block-restart phases it records as done (``restart.order``).
+        data: the provenance of the family it was trained on (``None``: a family built from its
+            config, or a checkpoint from before it was stored; :mod:`metacompose.tasks.provenance`).
     """
 
     checkpoint: Path
@@ -42,6 +45,7 @@ class ResumePoint:
     step: int
     config: dict[str, Any]
     restart_phases: int = 0
+    data: dict[str, Any] | None = None
 
 
 def check_meta_section(path: Path, meta: Any) -> None:
@@ -95,6 +99,7 @@ def load_resume_point(resume: str | Path) -> ResumePoint:
     return ResumePoint(
         checkpoint=ckpt, run_dir=run_dir, step=int(state.get("global_step", 0)), config=config,
         restart_phases=len(phases) if isinstance(phases, list) else 0,
+        data=meta["data"] if isinstance(meta.get("data"), dict) else None,
     )  # fmt: skip
 
 
@@ -170,10 +175,11 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
     if cfg.trainer.max_steps < point.step or (
         cfg.trainer.max_steps == point.step and done >= len(order)
     ):
+        how = ("its block restarts are done too: start a new run to train longer" if done else
+               "raise trainer.max_steps to train on")  # fmt: skip
         raise ConfigError(
             f"--resume {point.run_dir}: the checkpoint is at meta-iteration {point.step} and "
-            f"trainer.max_steps={cfg.trainer.max_steps}: nothing left to do (raise "
-            "trainer.max_steps to train on)"
+            f"trainer.max_steps={cfg.trainer.max_steps}: nothing left to do ({how})"
         )
     diff = config_differences(point.config, cfg)
     if diff:
@@ -183,3 +189,15 @@ def check_resumable(point: ResumePoint, cfg: DictConfig) -> None:
             f"({'; '.join(diff[:3])}{more}); resume with its own config, e.g. "
             f"{point.run_dir / 'config.yaml'} (only trainer.max_steps may be raised)"
         )
+
+
+def check_same_data(point: ResumePoint | None, family: object, *, source: str) -> None:
+    """Refuse to resume ``point`` on a family read from data that differs from the one it was
+    trained on (a spec or CSV edited since: other groups, other rows).
+
+    Raises:
+        ConfigError: says what differs (:func:`metacompose.tasks.provenance.changed_data`).
+    """
+    why = changed_data(point.data, family, source=source) if point is not None else None
+    if why:
+        raise ConfigError(f"--resume {point.run_dir}: {why}")

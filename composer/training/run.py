@@ -25,6 +25,7 @@ from metacompose.config import ConfigError, to_yaml
 from metacompose.config.schema import CADENCES, RestartConfig
 from metacompose.progress import bars_off, progress_enabled
 from metacompose.tasks.base import TaskBatch, derive_seed
+from metacompose.tasks.provenance import data_source, provenance_of
 from metacompose.training.data import MetaDataModule
 from metacompose.training.guard import one_line_bad_task_warnings
 from metacompose.training.hardware import (
@@ -44,6 +45,7 @@ from metacompose.training.resume import (
     CHECKPOINT_FORMAT,
     ResumePoint,
     check_resumable,
+    check_same_data,
     load_resume_point,
     resolve_resume,
 )
@@ -144,7 +146,7 @@ def train(
     if resume is not None:
         point = load_resume_point(resume)
         check_resumable(point, cfg)
-    module, data, chunks = build_run(cfg, resume_step=point.step if point is not None else 0)
+    module, data, chunks = build_run(cfg, resume=point)
     run_dir = point.run_dir if point is not None else run_dir_for(cfg, config_name)
     last = run_dir / "checkpoints" / "last.ckpt"
     stop = GracefulStop(checkpoint=last)
@@ -198,17 +200,18 @@ def restart_stage(cfg: DictConfig, module: MetaLearningModule, data: MetaDataMod
 
 
 def build_run(
-    cfg: DictConfig, *, resume_step: int = 0
+    cfg: DictConfig, *, resume: ResumePoint | None = None
 ) -> tuple[MetaLearningModule, MetaDataModule, int]:
     """The Lightning module, the task streams and the chunks per rank of a run (nothing on disk).
 
-    ``resume_step``: the meta-iteration a resumed run continues from (``trainer.steps_per_call``
-    must divide it).
+    ``resume``: the checkpoint a resumed run continues from (``trainer.steps_per_call`` must
+    divide its step; a family read from data must be the one it was trained on).
 
     Raises:
         ConfigError: anything built from ``cfg`` refuses it (family, learner, optimizer).
     """
     family = build_family(cfg.task)
+    check_same_data(resume, family, source=data_source(cfg.task.args))
     learner = build_learner(cfg, family)
     check_restartable(learner, RestartConfig(**cfg.restart), processes=world_size(cfg))
     check_later_sections(cfg)
@@ -235,20 +238,15 @@ def build_run(
     # moves later; several ranks must agree on one count, their clocks would not).
     on_cpu = str(t.accelerator).lower() == "cpu" and world_size(cfg) == 1
     if t.steps_per_call == "auto" and not image and chunks == 1 and on_cpu:
-        batch = family.sample(
-            cfg.data.meta_batch_size,
-            shots=cfg.task.shots,
-            query=cfg.task.query,
-            generator=g,
-            split="train",
-        )
+        batch = family.sample(cfg.data.meta_batch_size, shots=cfg.task.shots,
+                              query=cfg.task.query, generator=g, split="train")  # fmt: skip
         step_seconds = probe_step_seconds(learner, batch)
     per_call = resolve_steps_per_call(
         t.steps_per_call,
         cadences={key: t[key] for key in CADENCES},
         chunks=chunks,
         image=image,
-        resume_step=resume_step,
+        resume_step=resume.step if resume is not None else 0,
         step_seconds=step_seconds,
     )
     module = MetaLearningModule(
@@ -259,6 +257,7 @@ def build_run(
             "format": CHECKPOINT_FORMAT,
             "config": OmegaConf.to_container(cfg, resolve=True),
             "graph": learner.graph.to_json_dict(),
+            **({"data": provenance_of(family)} if provenance_of(family) else {}),
         },
         max_bad_tasks=cfg.trainer.max_bad_tasks,
         grad_clip=cfg.optim.grad_clip,

@@ -162,3 +162,27 @@ def test_bars_off_silences_a_block_and_restores_the_setting(monkeypatch, capsys,
         assert progress_enabled() == (before == "1" or sys.stderr.isatty())
     assert os.environ.get(ENV) == before
     assert "quiet" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["command", "script"])
+def test_a_reader_gone_ends_quietly_with_the_shell_status(checkpoint, tmp_path, kind):
+    """``metacompose eval ... | head -1`` (and a script's): exit 141, no traceback."""
+    import json
+    import subprocess
+
+    if kind == "command":
+        argv = ["-m", "metacompose.cli.main", "eval", checkpoint, "--tasks", "4", "--steps", "1"]
+    else:
+        rows = [{"setting": f"f K={k}", "family": "f", "shots": k, "seed": 0, "method": m,
+                 "metric": "mse", "mean": 1.0, "ci95": 0.1, "n_tasks": 2, "steps": 1, "lr": None,
+                 "train_iterations": 1, "train_seconds": 1.0, "eval_seconds": 0.1,
+                 "values": [0.9, 1.1]} for k in range(1, 200) for m in ("scratch", "maml")]  # fmt: skip
+        (tmp_path / "r.json").write_text(json.dumps(rows))
+        argv = [str(ROOT / "scripts" / "bench_real.py"), "--merge", str(tmp_path / "r.json")]
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, text=True)  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first line
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]

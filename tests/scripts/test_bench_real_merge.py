@@ -43,6 +43,19 @@ def test_merge_and_markdown_join_split_runs(bench, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].endswith("| yes / **no** |")
 
 
+def test_a_meta_learner_clearly_worse_is_not_said_to_overlap(bench, tmp_path, capsys):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps([rows("f K=5", "scratch", [0.10, 0.12, 0.08, 0.10]),
+                             rows("f K=5", "pretrain_finetune", [0.30, 0.50, 0.10, 0.40]),
+                             rows("f K=5", "maml", [0.34, 0.36, 0.33, 0.35])]))  # fmt: skip
+    bench.merge([a])
+    out = capsys.readouterr().out
+    assert "maml - scratch: +0.2450" in out and "maml - scratch" in out
+    said = {line.split(": ")[0].split()[-1]: line.rsplit("intervals ", 1)[1]
+            for line in out.splitlines() if "paired over tasks" in line}  # fmt: skip
+    assert said == {"scratch": "apart, worse", "pretrain_finetune": "overlap"}
+
+
 def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
     """Kept results (docs/results/) are gzipped JSON: the same table as from the plain file."""
     data = json.dumps([rows("f K=5", "scratch", [1.0, 1.2, 0.8, 1.0]),
@@ -65,6 +78,7 @@ def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
         ("broken.json", b"[{", "(not written by --json)"),
         ("fake.json.gz", b"zz", "Not a gzipped file"),
         ("ints.json", b"[1]", "(not written by --json)"),
+        ("empty.json", b"[]", "no results to merge (every setting of the run was skipped"),
         (
             "nosetting.json",
             json.dumps([{**rows("f K=5", "maml", [1.0, 2.0]), "setting": None}]).encode(),
@@ -77,15 +91,16 @@ def test_merge_reads_gzipped_runs_like_plain_ones(bench, tmp_path, capsys):
         ),
     ],
 )
-def test_merge_of_a_bad_file_exits_in_one_line(bench, tmp_path, name, content, said):
+def test_merge_of_a_bad_file_exits_in_one_line(bench, tmp_path, capsys, name, content, said):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(SystemExit) as e:
         bench.load_rows([path])
-    message = str(e.value.code)
+    message = capsys.readouterr().err
+    assert e.value.code == 2  # bad input, as everywhere
     assert message.startswith(f"bench_real.py: --merge {path}: ") and said in message
-    assert "\n" not in message
+    assert message.count("\n") == 1
 
 
 def grouped_rows(setting, method, per_group, seed, val):

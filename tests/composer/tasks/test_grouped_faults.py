@@ -132,3 +132,17 @@ def test_a_constant_input_beside_a_varying_one_is_dropped_and_said(tmp_path):
 def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
     f = grouped_family_from_yaml(write(tmp_path, rows(), encoding="utf-8-sig"))
     assert len(f.group_keys) == 20
+
+
+@pytest.mark.parametrize(
+    ("given", "starts"),
+    [({"target": "yy"}, "target=yy: "), ({"inputs": ["x", "xx"]}, "inputs=[x, xx]: ")],
+)
+def test_a_bad_value_given_over_the_spec_is_blamed_on_that_value_not_the_spec(tmp_path, given,
+                                                                               starts):  # fmt: skip
+    path = write(tmp_path, rows())
+    with pytest.raises(ValueError) as e:
+        grouped_family_from_yaml(path, **given)
+    msg = str(e.value)
+    assert msg.startswith(starts) and "no column" in msg and str(path) not in msg, msg
+    refused(write(tmp_path, rows(), spec=SPEC.replace("target: y", "target: yy")), "no column 'yy'")

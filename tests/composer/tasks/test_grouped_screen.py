@@ -48,6 +48,20 @@ def test_a_split_with_one_group_is_refused(tmp_path):
         f.screen.check()
 
 
+def test_a_split_too_small_names_the_spec_file_first(tmp_path):
+    from metacompose.tasks.grouped_spec import check_screen, grouped_family
+
+    data = csv(tmp_path, {f"s{i}": 12 for i in range(4)})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: d\ndataset: pkg/d\ncsv_path: {data.name}\ngroup: g\n"
+                    "inputs: [x, kind]\ntarget: y\nmin_rows: 10\n")  # fmt: skip
+    f = grouped_family(spec=str(spec))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(spec))}: .* meta-val holds 1 group"):
+        check_screen(f, spec=str(spec))
+    with pytest.raises(ValueError, match=r"^.*d.csv: meta-val holds 1 group"):
+        check_screen(f, spec=None)  # no spec (the family's arguments in the config): as before
+
+
 @pytest.mark.parametrize(
     ("sizes", "hint"),
     [  # the default fractions (0.6, 0.2, 0.2) need 8 groups for 2 per split (4/2/2)
@@ -110,3 +124,13 @@ def test_screen_line_of_a_task_config_with_a_spec_outside_the_repo(tmp_path):
     line = screen_line(task)
     assert line.startswith(f"d ({data}): kept 10 of 10 groups")
     assert line.endswith("K + Q = 4 + 6 <= 10 rows per group")
+
+
+def test_a_group_column_of_unique_values_gets_no_impossible_hint():
+    """Groups of one row each (a continuous column used as the group): no ``min_rows <= 1``."""
+    from metacompose.tasks.grouped_screen import rows_hint
+
+    hint = rows_hint([1] * 190 + [2, 2], (0.6, 0.2, 0.2))
+    assert hint == ("8 groups with >= 2 rows are needed with fractions [0.6, 0.2, 0.2]; the data "
+                    "has 2: is the group column right?")  # fmt: skip
+    assert rows_hint([2] * 8, (0.6, 0.2, 0.2)).startswith("min_rows (and shots + query) <= 2 ")
