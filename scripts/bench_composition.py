@@ -407,7 +407,10 @@ def bench_composition(args) -> None:
     print(
         f"\nquery MSE after the configured inner steps, K=10, {args.tasks} tasks per split and seed;"
     )
-    print(f"mean over seeds {args.seeds} with 95% t-interval over seeds; matched accuracy: mean")
+    one = " (one seed: no interval, '± -')" if len(args.seeds) < 2 else ""
+    print(
+        f"mean over seeds {args.seeds} with 95% t-interval over seeds{one}; matched accuracy: mean"
+    )
     print("over slots (sums: both slots matched, scored as a set: either bank may hold either)\n")
     print(
         f"{'variant':18s} {'params':>7s} {'in-distribution':>20s} {'held-out':>20s} "
@@ -446,12 +449,18 @@ def bench_composition(args) -> None:
 
 
 def interval(values: list[float]) -> str:
-    """``mean ± 95% half-width`` over seeds, or ``-`` without values."""
-    return "-" if not values else "{:.3f} ± {:.3f}".format(*ci95(values))
+    """``mean ± 95% half-width`` over seeds (``± -`` for one seed), or ``-`` without values."""
+    if not values:
+        return "-"
+    mean, half = ci95(values)
+    return f"{mean:.3f} ± " + ("-" if half != half else f"{half:.3f}")
 
 
 def num(x: float) -> str:
-    """4 decimals, or 2 significant digits below 0.001 (the oracle's error floor)."""
+    """4 decimals, or 2 significant digits below 0.001 (the oracle's error floor); ``-`` for NaN
+    (the interval of one seed)."""
+    if x != x:
+        return "-"
     return f"{x:.1e}" if 0 < abs(x) < 1e-3 else f"{x:.4f}"
 
 

@@ -102,9 +102,12 @@ def _run(args: argparse.Namespace) -> int:
     from metacompose.cli.learner_steps import check_steps_apply
     from metacompose.evaluate import load_checkpoint
     from metacompose.symbolic import load_spec, write_vnn_witness
+    from metacompose.training.checkpoint_io import checkpoint_file
+    from metacompose.training.restart_record import describe_restarts, restart_record
     from metacompose.verify.report import verify_learner
 
     learner, cfg, family = load_checkpoint(args.checkpoint)
+    restarts = restart_record(checkpoint_file(args.checkpoint))
     check_steps_apply(args.steps, learner, cfg.algo.name)
     spec_path = args.spec if args.spec is not None else run_config_spec(cfg)
     spec = load_spec(spec_path)  # SpecError is a ValueError: one line, exit 2
@@ -122,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint=str(args.checkpoint),
     )
     c = report.counts()
+    if restarts is not None:
+        print(describe_restarts(restarts))
     print(
         f"{family.name}: {len(report.reports)} adaptations, tier {args.tier}: {report.status} "
         f"(claims {c['proved']} proved, {c['violated']} violated, {c['unknown']} unknown) "
@@ -137,11 +142,17 @@ def _run(args: argparse.Namespace) -> int:
                     args.witness_dir.mkdir(parents=True, exist_ok=True)
                     name = f"task{info['task']}_{r.claim.replace('[', '_').replace(']', '')}.txt"
                     write_vnn_witness(args.witness_dir / name, ce)
+    _write_files(args, report, restarts)
+    return report.exit_code
+
+
+def _write_files(args: argparse.Namespace, report, restarts: dict | None) -> None:
+    """``--json`` (with the checkpoint's block-restart record, when it has one) and ``--report``."""
+    extra = {"restart_banks": restarts} if restarts is not None else {}
     for path, text in (
-        (args.json, lambda: json.dumps(report.to_json(), indent=2)),
+        (args.json, lambda: json.dumps({**report.to_json(), **extra}, indent=2)),
         (args.report, report.to_markdown),
     ):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text())
-    return report.exit_code

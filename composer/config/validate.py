@@ -8,6 +8,7 @@ positive value makes sense, and step counts no run could finish (a likely extra 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from metacompose.config.limits import (
     TAU_RANGE,
 )
 from metacompose.config.schema import CADENCES, RouterConfig
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = (
     "32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true",
@@ -144,8 +147,24 @@ def validate(cfg: DictConfig, source: str | Path) -> None:
         raise ConfigError(f"{source}: enforce.spec: required when enforce.mode={cfg.enforce.mode}")
     c.shot_list("report.shots")
     _check_restart(c, cfg)
+    _warn_short_anneal(cfg, str(source))
     check_builder_args(cfg, source)
     check_algo_values(cfg, source)
+
+
+def _warn_short_anneal(cfg: DictConfig, source: str) -> None:
+    """One warning line when ``annealed_sum`` trains for fewer meta-iterations than its
+    temperature takes to fall: training then stops at a temperature above ``tau_end``."""
+    args, steps = cfg.algo.args, cfg.trainer.max_steps
+    n = args.get("anneal_steps") if cfg.algo.name == "annealed_sum" else None
+    if not (isinstance(n, int) and isinstance(steps, int) and 0 < steps < n):
+        return
+    t0, t1 = args.get("tau_start"), args.get("tau_end")
+    ends = (f"ends at {t0 * (t1 / t0) ** (steps / n):.3g}, not tau_end {t1:g}"
+            if isinstance(t0, float) and isinstance(t1, float) and t0 > 0 and t1 > 0
+            else "never reaches tau_end")  # fmt: skip
+    log.warning("%s: algo.args.anneal_steps=%d > trainer.max_steps=%d: the annealing temperature "
+                "%s (lower algo.args.anneal_steps with trainer.max_steps)", source, n, steps, ends)  # fmt: skip
 
 
 def _check_restart(c: _Checker, cfg: DictConfig) -> None:

@@ -35,6 +35,7 @@ from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import difference, over_seeds, over_tasks
 from metacompose.tasks import FAMILIES, TaskFamily
 from metacompose.training.checkpoint_io import checkpoint_file
+from metacompose.training.restart_record import restart_record
 
 
 @dataclass
@@ -224,7 +225,8 @@ def evaluate_checkpoint(
             reference=_start(test), bar=bar,
         )  # fmt: skip
     entry["convergence"] = convergence_entry(path, family.metric)
-    return entry
+    restarts = restart_record(checkpoint_file(path))
+    return entry if restarts is None else {**entry, "restart_banks": restarts}
 
 
 def adaptation_entry(learner, test: torch.Tensor) -> dict:

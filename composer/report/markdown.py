@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from metacompose.report.stats import DIVERGENCE_FACTOR
+from metacompose.training.restart_record import describe_restarts
 
 
 def fmt(e: dict | None, digits: int = 4, unit: str = "tasks") -> str:
@@ -46,6 +47,9 @@ def render_markdown(report: dict, plots: dict[str, str], skipped_plots: dict[str
             f"| {e['label']} | {e['family']} | {e['algorithm']} | {e['shots']} | "
             f"{steps} | {e['metric']} | {shown} | {fmt(e['final'])} |"
         )
+    for e in report["checkpoints"]:
+        if "restart_banks" in e:  # the banks are not the trained ones: say so, and which
+            lines.append(f"\n{e['label']}: {describe_restarts(e['restart_banks'])}")
     grouped = [e for e in report["checkpoints"] if "final_over_groups" in e]
     for e in grouped:  # after the table, once per grouped checkpoint
         g = e["final_over_groups"]
@@ -147,9 +151,11 @@ def _convergence(report: dict) -> list[str]:
         if "reason" in c:
             lines.append(f"- {e['label']}: skipped ({c['reason']})")
         else:
+            before = " (the model before its block restarts)" if "restart_banks" in e else ""
             lines.append(
                 f"- {e['label']}: {c['column']} {c['values'][0]:.4f} at step {c['steps'][0]} -> "
-                f"{c['values'][-1]:.4f} at step {c['steps'][-1]} ({len(c['steps'])} validations)"
+                f"{c['values'][-1]:.4f} at step {c['steps'][-1]} ({len(c['steps'])} "
+                f"validations){before}"
             )
     return lines
 

@@ -33,6 +33,7 @@ import torch
 from metacompose.modules.space import Space
 from metacompose.tasks.base import TaskBatch, check_interval, check_split
 from metacompose.tasks.confusability import confusability
+from metacompose.tasks.held_out import held_out_indices
 from metacompose.tasks.primitives import INNER, OUTER, Primitive
 from metacompose.tasks.structures import STRUCTURES, build_structure
 
@@ -202,11 +203,7 @@ class CompositionalFamily:
             raise ValueError(f"descriptor must be 'none', 'onehot' or 'input', got {descriptor!r}")
         self.inner = tuple(inner)
         self.outer = tuple(outer)
-        held = set()
-        for pair in held_out:
-            if len(pair) != 2 or pair[0] not in self.inner or pair[1] not in self.outer:
-                raise ValueError(f"held_out pair {list(pair)} must be [inner, outer] primitives")
-            held.add((self.inner.index(pair[0]), self.outer.index(pair[1])))
+        held = held_out_indices(held_out, self.inner, self.outer)
         all_pairs = [(i, j) for i in range(len(self.inner)) for j in range(len(self.outer))]
         self.held_out = tuple(p for p in all_pairs if p in held)
         self.seen = tuple(p for p in all_pairs if p not in held)
@@ -251,7 +248,8 @@ class CompositionalFamily:
             f"{list(self.x_range)} (min_distinct {min_distinct:.2%})"
         )
         if on_confusable == "refuse":
-            raise ValueError(msg)
+            raise ValueError(f"{msg}; choose other primitives or held-out pairs (or set "
+                             "check.on_confusable: warn to train on it anyway)")  # fmt: skip
         log.warning("compositional: %s", msg)
 
     @property

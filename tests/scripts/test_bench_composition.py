@@ -203,3 +203,12 @@ def test_restarted_variants_for_the_sum_sets_only():
         "fdsa-maml", ["restart.steps=10", "restart.anneal=5", "task.query=12"]
     )
     assert not any(o.startswith("restart.") for o in kept) and "task.query=12" in kept
+
+
+def test_one_seed_prints_no_interval_rather_than_nan():
+    bench = load_script("bench_composition")
+    assert bench.interval([0.5]) == "0.500 ± -" and bench.num(float("nan")) == "-"
+    assert bench.interval([0.5, 0.7]).startswith("0.600 ± ") and "nan" not in bench.interval(
+        [0.5, 0.7]
+    )
+    assert bench.interval([]) == "-" and bench.num(0.1234) == "0.1234"

@@ -116,7 +116,8 @@ def test_stopped_in_the_second_phase_then_resumed_is_bit_identical(
     assert "restart phase 2 (g)" in said and "restart phase 1" not in said  # phase 1 not redone
     assert resumed.start_step == 6 and len(resumed.restarts["phases"]) == 2
     assert same_states(final_state(resumed.checkpoint), final_state(runs["restarted"].checkpoint))
-    with pytest.raises(ConfigError, match="nothing left to do"):
+    done = r"nothing left to do \(its block restarts are done too: start a new run"
+    with pytest.raises(ConfigError, match=done):
         train(cfg, resume=tmp_path / "cut")
     with pytest.raises(ConfigError, match=r"\(2 of 2 phases done\).*start a new run"):
         train(longer, resume=tmp_path / "cut")
@@ -198,8 +199,9 @@ def test_restarts_need_the_annealed_learner(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_eval_and_inspect_say_whether_the_banks_were_restarted(runs, tmp_path, capsys):
-    """A reviewer scoring a checkpoint sees the record: one line, and in eval's / inspect's JSON."""
+def test_every_command_says_whether_the_banks_were_restarted(runs, tmp_path, capsys):
+    """A reviewer scoring a checkpoint sees the record: one line in what eval, inspect, report
+    and verify print, and in their JSON; report says its convergence curve precedes them."""
     record = runs["restarted"].restarts
     what = [
         "the incumbent" if ph["kept"] == 0 else f"restart {ph['kept']}" for ph in record["phases"]
@@ -207,25 +209,30 @@ def test_eval_and_inspect_say_whether_the_banks_were_restarted(runs, tmp_path, c
     kept = ", ".join(f"phase {i + 1} ({ph['slot']}) kept {what[i]}"
                      for i, ph in enumerate(record["phases"]))  # fmt: skip
     for name in ("restarted", "plain"):
-        run_dir = runs["out"] / name
-        assert main(["eval", str(run_dir), "--subset", "held_out", "--tasks", "8",
-                     "--json", str(tmp_path / f"{name}.json")]) == 0  # fmt: skip
-        said = capsys.readouterr().out
-        assert main(["inspect", str(run_dir), "--tasks", "8", "--graphs", "0",
-                     "--out", str(tmp_path / f"insp_{name}")]) == 0  # fmt: skip
-        said_inspect = capsys.readouterr().out
-        written = json.loads((tmp_path / f"{name}.json").read_text())
-        routing = json.loads((tmp_path / f"insp_{name}" / "routing.json").read_text())
+        run_dir, out = runs["out"] / name, tmp_path / name
+        said = []
+        for argv in (
+            ["eval", str(run_dir), "--subset", "held_out", "--tasks", "8", "--json",
+             str(out / "eval.json")],
+            ["inspect", str(run_dir), "--tasks", "8", "--graphs", "0", "--out", str(out / "insp")],
+            ["report", str(run_dir), "--tasks", "4", "--out", str(out / "report")],
+            ["verify", str(run_dir), "--tasks", "2", "--json", str(out / "verify.json")],
+        ):  # fmt: skip
+            assert main(argv) in ((0, 1) if argv[0] == "verify" else (0,)), argv[0]
+            said.append(capsys.readouterr().out)
+        said.append((out / "report" / "report.md").read_text())
+        kept_json = [json.loads((out / f).read_text())
+                     for f in ("eval.json", "insp/routing.json", "verify.json")]  # fmt: skip
+        kept_json.append(json.loads((out / "report" / "report.json").read_text())["checkpoints"][0])
         if name == "plain":
-            assert "block restarts" not in said + said_inspect
-            assert "restart_banks" not in written and "restart_banks" not in routing
+            assert not any("block restarts" in text for text in said)
+            assert not any("restart_banks" in j for j in kept_json)
             continue
         line = f"block restarts on replica {record['kept']} (restart.seed 0, 2 restarts of 3 steps"
-        for out in (said, said_inspect):
-            assert f"{line} a phase): {kept}\n" in out, out
-        assert (
-            written["restart_banks"] == routing["restart_banks"] == json.loads(json.dumps(record))
-        )
+        for text in said:  # eval, inspect, report (what it prints lists files), verify, report.md
+            assert f"{line} a phase): {kept}\n" in text or text is said[2], text
+        assert "(the model before its block restarts)" in said[-1]
+        assert all(j["restart_banks"] == json.loads(json.dumps(record)) for j in kept_json)
 
 
 @pytest.mark.parametrize("bar", ["true", "false"])
