@@ -170,6 +170,10 @@ def family_path(name: str) -> Path:
     return Path(name) if name.endswith((".yaml", ".yml")) else ROOT / "configs" / f"{name}.yaml"
 
 
+# below this many meta-test groups a cell's group-level verdicts can rarely be anything but "tie"
+FEW_TEST_GROUPS = 5
+
+
 def prepare_setting(name: str, shots: int, args):
     """The config and family of a setting, screened (raises ``ConfigError``/``ValueError`` on data
     that cannot make a benchmark: the caller skips the setting in one line)."""
@@ -181,6 +185,11 @@ def prepare_setting(name: str, shots: int, args):
         check_screen(family, spec=(cfg.task.args or {}).get("spec"))
         say(f"{f'{family.name} K={shots}':<24} screen: "
             f"{family.screen.line(shots=shots, query=cfg.task.query)}")  # fmt: skip
+        test_groups = family.screen.split_groups[2]
+        if test_groups < FEW_TEST_GROUPS:
+            say(f"{f'{family.name} K={shots}':<24} note: only {test_groups} meta-test groups: the "
+                "verdicts use intervals over them (Student t), far wider than the intervals over "
+                "tasks; more groups (a larger fractions[2], or more data) make them informative")  # fmt: skip
     return cfg, family
 
 

@@ -56,6 +56,24 @@ def test_spec_outside_the_repo_runs_with_screen_groups_and_verdicts(bench, tmp_p
     for m in ("gp_deep_mean", "alpaca"):  # meta-learned methods: judged against each baseline
         assert f"{m} vs scratch" in text
     assert all(r["group"]["n_groups"] == 4 and len(r["groups"]) == 40 for r in rows)
+    assert "note: only 4 meta-test groups: the verdicts use intervals over them" in text
+
+
+def test_enough_meta_test_groups_get_no_note(bench, tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text() + "fractions: [0.5, 0.2, 0.3]\n")  # 10 / 4 / 6 groups
+    args = bench_args(bench, spec)
+    bench.prepare_setting(str(spec), 3, args)
+    text = capsys.readouterr().out
+    assert "groups meta-train/val/test 10/4/6" in text and "note:" not in text
+
+
+def bench_args(bench, spec):
+    """The parsed arguments ``prepare_setting`` reads, as ``main`` parses them."""
+    import argparse
+
+    return argparse.Namespace(spec=[str(spec)], shots=[3], query=None, families=[], seed=0,
+                              task_seed=0, val_tasks=20, test_tasks=40)  # fmt: skip
 
 
 def test_groups_too_small_for_the_query_are_skipped_in_one_line_and_query_fits_them(
