@@ -190,7 +190,7 @@ class CompositionalFamily:
             (n, g_table, "outer") for n in outer
         ]:
             if name not in table:
-                raise ValueError(f"unknown {kind} primitive {name!r}; known: {sorted(table)}")
+                raise ValueError(f"{kind}: unknown primitive {name!r}; known: {sorted(table)}")
         for kind, names in (("inner", inner), ("outer", outer)):
             twice = sorted({n for n in names if list(names).count(n) > 1})
             if twice:

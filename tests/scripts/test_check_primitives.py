@@ -47,7 +47,10 @@ def test_a_confusable_set_of_ones_own_exits_2_and_train_refuses_it(tmp_path):
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        ([SET3, "task.args.inner=[ramp,sawx,step,chirp]"], "unknown inner primitive 'sawx'"),
+        (
+            [SET3, "task.args.inner=[ramp,sawx,step,chirp]"],
+            "task.args.inner: unknown primitive 'sawx'",
+        ),
         ([REPO / "configs" / "sinusoid.yaml"], "task.family=sinusoid: not compositional"),
     ],
 )

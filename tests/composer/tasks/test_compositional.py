@@ -73,7 +73,7 @@ def test_descriptor_and_bad_arguments():
     assert torch.equal(b_in.query_x[..., 1:], b.descriptor[:, None, :].expand(-1, 2, -1))
     with pytest.raises(ValueError, match="descriptor must be"):
         CompositionalFamily(descriptor="label")
-    with pytest.raises(ValueError, match="unknown inner primitive 'zigzag'"):
+    with pytest.raises(ValueError, match="inner: unknown primitive 'zigzag'"):
         CompositionalFamily(inner=["zigzag"])
     with pytest.raises(ValueError, match=r"held_out pair \['sine', 'tan'\]"):
         CompositionalFamily(held_out=[["sine", "tan"]])

@@ -118,7 +118,7 @@ def test_sum_structure_targets_and_held_out_pairs():
         CompositionalFamily(**SUMS, solo=0.2)
     with pytest.raises(ValueError, match="unknown structure 'product'"):
         CompositionalFamily(structure="product")
-    with pytest.raises(ValueError, match="unknown outer primitive 'linear'"):  # sum: x-primitives
+    with pytest.raises(ValueError, match="outer: unknown primitive 'linear'"):  # sum: x-primitives
         CompositionalFamily(structure="sum", inner=["sine"], outer=["linear"], held_out=[])
 
 
