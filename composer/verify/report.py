@@ -157,7 +157,7 @@ def verify_learner(
                 and v.shape[0] == n_tasks
                 and v[t].numel() == 1
             ):
-                info[k] = float(v[t])
+                info[k] = task_value(v[t], getattr(family, "factors", {}).get(k))
         if a.choice:
             info["choice"] = dict(a.choice)
         out.tasks.append(info)
@@ -166,3 +166,15 @@ def verify_learner(
         )
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def task_value(value: torch.Tensor, names: tuple[str, ...] | None) -> Any:
+    """One task's ``info`` value for the JSON: a factor's name where the family names its values
+    (``"saw"``, as ``inspect`` shows it), else an int or a float as its dtype says."""
+    if value.dtype.is_floating_point:
+        return float(value)
+    if value.dtype == torch.bool:
+        return bool(value)
+    if names is not None and 0 <= int(value) < len(names):
+        return names[int(value)]
+    return int(value)

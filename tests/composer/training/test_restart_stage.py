@@ -232,6 +232,8 @@ def test_every_command_says_whether_the_banks_were_restarted(runs, tmp_path, cap
         for text in said:  # eval, inspect, report (what it prints lists files), verify, report.md
             assert f"{line} a phase): {kept}\n" in text or text is said[2], text
         assert "(the model before its block restarts)" in said[-1]
+        task = kept_json[2]["tasks"][0]  # verify's tasks name their primitives as inspect does
+        assert task["f"] in ("ramp", "step", "vee", "saw") and isinstance(task["g"], str)
         assert all(j["restart_banks"] == json.loads(json.dumps(record)) for j in kept_json)
 
 
