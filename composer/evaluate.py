@@ -79,6 +79,10 @@ class EvalResult:
         return "\n".join(lines)
 
 
+class DataChanged(Exception):
+    """The data a checkpoint's family reads is not the data it was trained on."""
+
+
 def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
     """Rebuild the meta-learner of a run from its checkpoint alone (loaded with weights_only=True).
 
@@ -104,11 +108,13 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
         family = build_family(cfg.task)
         why = changed_data(meta.get("data"), family, source=data_source(cfg.task.args))
-        if why:
-            raise CheckpointError(f"{path}: {why}")
+        if why:  # before the model: other data can make it unbuildable, and this says why
+            raise DataChanged(why)
         learner = build_learner(cfg, family)
         graph_cls = type(learner.graph)  # ModuleGraph, or a router's ModulePool
         saved = graph_cls.from_json_dict(meta["graph"]).to_json_dict()
+    except DataChanged as e:
+        raise CheckpointError(f"{path}: {e}") from None
     except (ValueError, GraphError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():

@@ -425,8 +425,8 @@ def bench_composition(args) -> None:
             for score in (lambda p: p["joint_nmi"], mean_accuracy)
         ]
         print(
-            f"{variant:18s} {rs[0][3]:>7d} {num(i_m):>10s} ± {num(i_c):<7s} {num(h_m):>10s} ± "
-            f"{num(h_c):<7s} " + " ".join(f"{c:>16s}" for c in cols)
+            f"{variant:18s} {rs[0][3]:>7d} {num(i_m):>10s} ± {half(i_c):<7s} {num(h_m):>10s} ± "
+            f"{half(h_c):<7s} " + " ".join(f"{c:>16s}" for c in cols)
         )
     if args.per_pair and any(per_pair.values()):
         print("\nper (f, g) pair: mean query MSE over seeds and tasks (* held-out)\n")
@@ -457,11 +457,13 @@ def interval(values: list[float]) -> str:
 
 
 def num(x: float) -> str:
-    """4 decimals, or 2 significant digits below 0.001 (the oracle's error floor); ``-`` for NaN
-    (the interval of one seed)."""
-    if x != x:
-        return "-"
+    """4 decimals, or 2 significant digits below 0.001 (the oracle's error floor)."""
     return f"{x:.1e}" if 0 < abs(x) < 1e-3 else f"{x:.4f}"
+
+
+def half(x: float) -> str:
+    """An interval's half-width as :func:`num`; ``-`` for one seed (no interval)."""
+    return "-" if x != x else num(x)
 
 
 def mean_accuracy(purity: dict) -> float:

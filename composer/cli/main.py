@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 
 from metacompose.cli.parser import OneLineParser
-from metacompose.cli.script_errors import reader_gone
+from metacompose.cli.script_errors import reader_gone, stdout_gone
 
 # name -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line summary)
 COMMANDS = {
@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metacompose {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM
     except BrokenPipeError:  # ... | head: the reader has what it wanted
+        if not stdout_gone():
+            raise
         return reader_gone()
     except Exception as e:
         if not isinstance(e, user_errors()):

@@ -5,11 +5,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a writer whose reader went away
+
+
+def stdout_gone() -> bool:
+    """Whether stdout's reader went away (a ``BrokenPipeError`` from stdout, not from a socket or
+    another pipe the command writes to: that one is a real error)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:  # nothing buffered: ask the descriptor (a pipe whose reader closed polls as an error)
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def reader_gone() -> int:
@@ -30,6 +48,8 @@ def run_script(main: Callable[[], object]) -> None:
     try:
         main()
     except BrokenPipeError:
+        if not stdout_gone():
+            raise
         sys.exit(reader_gone())
     except (ConfigError, CheckpointError) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)

@@ -331,6 +331,11 @@ def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-12, std, 1.0)
 
 
+# the arguments that name columns: a column given over the spec that is missing, or unfit for its
+# role, is blamed on that argument (a fault in the data itself names the spec or CSV)
+COLUMN_KEYS = ("group", "inputs", "target", "log_columns")
+
+
 def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRegressionFamily:
     """Build a :class:`GroupedRegressionFamily` from a spec in ``configs/data/``.
 
@@ -371,8 +376,9 @@ def grouped_family_from_yaml(path: str | Path, **overrides: object) -> GroupedRe
         message = " ".join(str(e).split())
         if message.split("=", 1)[0] in overrides:  # a value the caller gave: the caller names it
             raise ValueError(message) from e
-        blamed = [k for k, v in overrides.items()
-                  if any(f"{x!r}" in message for x in (v if isinstance(v, list) else [v]))]  # fmt: skip
+        blamed = [k for k, v in overrides.items() if k in COLUMN_KEYS and any(
+            f"{what} {x!r}" in message for x in (v if isinstance(v, list) else [v])
+            for what in ("no column", "log column", "target column"))]  # fmt: skip
         if blamed:  # e.g. target='protien' given over the spec's: no column 'protien'
             value = overrides[blamed[0]]
             shown = f"[{', '.join(map(str, value))}]" if isinstance(value, list) else value

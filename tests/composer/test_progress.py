@@ -186,3 +186,15 @@ def test_a_reader_gone_ends_quietly_with_the_shell_status(checkpoint, tmp_path, 
         err = proc.stderr.read()
     assert proc.wait(timeout=300) == 141, err[-2000:]
     assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_a_real_error(checkpoint, monkeypatch):
+    """A command writing to a closed socket or pipe of its own: raised, not a quiet 141."""
+    from metacompose.cli import eval_cmd
+
+    def closed_socket(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(eval_cmd, "run", closed_socket)
+    with pytest.raises(BrokenPipeError):
+        main(["eval", checkpoint])

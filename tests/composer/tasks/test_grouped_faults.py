@@ -146,3 +146,16 @@ def test_a_bad_value_given_over_the_spec_is_blamed_on_that_value_not_the_spec(tm
     msg = str(e.value)
     assert msg.startswith(starts) and "no column" in msg and str(path) not in msg, msg
     refused(write(tmp_path, rows(), spec=SPEC.replace("target: y", "target: yy")), "no column 'yy'")
+
+
+def test_a_fault_in_the_data_is_not_blamed_on_an_unrelated_value_given(tmp_path):
+    """``split_seed=0`` or ``min_rows=10`` given over the spec, and a stray cell on line 10 of
+    the CSV: the CSV is named, not the values (their digits appear in the message)."""
+    body = rows()
+    body[8][1] = "1o"  # line 10 of the CSV
+    path = write(tmp_path, body)
+    for given in ({"split_seed": 0}, {"min_rows": 10}, {"inputs": ["x"]}):
+        with pytest.raises(ValueError) as e:
+            grouped_family_from_yaml(path, **given)
+        msg = str(e.value)
+        assert msg.startswith(f"{path}: ") and "'1o' on line 10" in msg, (given, msg)

@@ -80,6 +80,7 @@ def test_an_edited_spec_is_refused_by_every_command_in_one_line(run, capsys):
             assert main(argv) == 2, name
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1 and "Traceback" not in err, (name, err)
+            assert err.count(str(ckpt)) <= 1 and "cannot rebuild" not in err, (name, err)
             assert f"the data task.args.spec {spec} describes changed since the run was " in err
             assert "(split_seed 0 -> 1)" in err and "groups it trained on" in err, (name, err)
         assert not out.exists()  # refused before any output folder
@@ -91,4 +92,17 @@ def test_an_edited_spec_is_refused_by_every_command_in_one_line(run, capsys):
     finally:
         spec.write_text(original)
     assert main(["eval", str(ckpt), "--tasks", "4"]) == 0  # the same file again: loads
+    capsys.readouterr()
+    data = spec.parent / "chickweight.csv"
+    rows = data.read_text()
+    try:  # a row of the CSV removed: the spec is unchanged, the data is not
+        lines = rows.splitlines()
+        data.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+        assert main(["eval", str(ckpt), "--tasks", "4"]) == 2
+        assert "differ" in capsys.readouterr().err
+    finally:
+        data.write_text(rows)
+    moved = run["root"] / "elsewhere" / "r"
+    shutil.copytree(ckpt.parent.parent, moved)  # the run folder moved, the data where it was
+    assert main(["eval", str(moved), "--tasks", "4"]) == 0
     capsys.readouterr()
