@@ -26,6 +26,9 @@ slot's candidates to its primitives one to one (Hungarian; slot i scored against
                                                         # any primitive set of the registry
     python scripts/bench_composition.py --oracle configs/sums.yaml --tasks 200
                                                         # the error floor of any config's family
+    python scripts/bench_composition.py --oracle configs/from_data_sums_annealed_set3.yaml \
+        --oracle-fit offset --tasks 200                 # ... when the fit has an offset c, as the
+                                                        # annealed learner's has by default
     python scripts/bench_composition.py --from-data --tasks 200
                                                         # routing from data (configs/from_data*.yaml)
                                                         # vs descriptor-routed, uniform, MAML and the
@@ -269,10 +272,16 @@ def routing_scores(
     return family_purity(learner, family, {s: c.tolist() for s, c in ch.items()}, truth)
 
 
-def oracle_fit(family, f, o, sx, sy, qx) -> tuple[torch.Tensor, torch.Tensor]:
+# what the oracle fits besides the parameters: "clamped", the amplitudes within the family's range
+# (the tasks' own model); "free", amplitudes of any sign and size (what the annealed learner fits
+# with algo.args.offset=false); "offset", those and an offset c (the annealed learner's default)
+ORACLE_FITS = ("clamped", "free", "offset")
+
+
+def oracle_fit(family, f, o, sx, sy, qx, fit: str = "clamped") -> tuple[torch.Tensor, torch.Tensor]:
     """``(support MSE, query prediction)`` of one task under the primitives ``f`` and ``o`` (their
     formulas known): the parameters by grid search on the support set (401 points for one
-    parameter, 41 x 41 for two), the amplitudes by least squares (clamped to the family's range)."""
+    parameter, 41 x 41 for two), the amplitudes by least squares (``fit``: see ``ORACLE_FITS``)."""
     structure = getattr(family, "structure", Chain())
     lo, hi = family.param_range
     if o.param is None:
@@ -280,16 +289,24 @@ def oracle_fit(family, f, o, sx, sy, qx) -> tuple[torch.Tensor, torch.Tensor]:
     else:
         grid = torch.linspace(lo, hi, 41)
         p, q = (v.reshape(-1, 1, 1) for v in torch.meshgrid(grid, grid, indexing="ij"))
-    phi = structure.terms(f, o, sx[None], p, q)  # each (grid, K, 1)
-    amp = least_squares_amplitudes(phi, sy[None], family.amplitude)  # (grid, terms)
-    fit = sum(amp[:, k].view(-1, 1, 1) * phi[k] for k in range(len(phi)))
-    losses = ((fit - sy[None]) ** 2).mean((1, 2))
+
+    def terms(x, p, q) -> list[torch.Tensor]:
+        phi = list(structure.terms(f, o, x, p, q))
+        return [*phi, torch.ones_like(phi[0])] if fit == "offset" else phi
+
+    phi = terms(sx[None], p, q)  # each (grid, K, 1)
+    limits = family.amplitude if fit == "clamped" else None
+    amp = least_squares_amplitudes(phi, sy[None], limits)  # (grid, terms)
+    pred = sum(amp[:, k].view(-1, 1, 1) * phi[k] for k in range(len(phi)))
+    losses = ((pred - sy[None]) ** 2).mean((1, 2))
     best = losses.argmin()
-    terms = structure.terms(f, o, qx, p[best], None if q is None else q[best])
-    return losses[best], sum(amp[best, k] * terms[k] for k in range(len(terms)))
+    at = terms(qx, p[best], None if q is None else q[best])
+    return losses[best], sum(amp[best, k] * at[k] for k in range(len(at)))
 
 
-def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> torch.Tensor:
+def oracle_mse(
+    family, *, n_tasks: int, combos: str, shots: int, seed: int, fit: str = "clamped"
+) -> torch.Tensor:
     """Per-task query MSE of an oracle that knows each task's (f, g) and the primitives' formulas
     (:func:`oracle_fit`). Not a learner: how much ``shots`` points determine a task."""
     f_reg, g_reg = getattr(family, "structure", Chain()).registries
@@ -298,12 +315,12 @@ def oracle_mse(family, *, n_tasks: int, combos: str, shots: int, seed: int) -> t
         for i in range(b.num_tasks):
             f = f_reg[family.inner[int(b.info["f"][i])]]
             o = g_reg[family.outer[int(b.info["g"][i])]]
-            _, pred = oracle_fit(family, f, o, b.support_x[i], b.support_y[i], b.query_x[i])
+            _, pred = oracle_fit(family, f, o, b.support_x[i], b.support_y[i], b.query_x[i], fit)
             out.append(((pred - b.query_y[i]) ** 2).mean())
     return torch.stack(out).double()
 
 
-def oracle_routing(family, *, n_tasks: int, combos: str, shots: int, seed: int):
+def oracle_routing(family, *, n_tasks: int, combos: str, shots: int, seed: int, fit="clamped"):
     """``(per-task query MSE, routing purity)`` of the oracle routed *from data*: the primitives'
     formulas known, each task's (f, g) taken as the pair with the lowest support MSE after
     :func:`oracle_fit` over every (f, g) of the family's sets. It bounds how well any router can
@@ -315,7 +332,7 @@ def oracle_routing(family, *, n_tasks: int, combos: str, shots: int, seed: int):
         for t in range(b.num_tasks):
             fits = [
                 oracle_fit(family, f_reg[family.inner[i]], g_reg[family.outer[j]],
-                           b.support_x[t], b.support_y[t], b.query_x[t])
+                           b.support_x[t], b.support_y[t], b.query_x[t], fit)
                 for i, j in pairs
             ]  # fmt: skip
             k = int(torch.stack([loss for loss, _ in fits]).argmin())
@@ -329,15 +346,18 @@ def oracle_routing(family, *, n_tasks: int, combos: str, shots: int, seed: int):
 
 def least_squares_amplitudes(phi: list[torch.Tensor], y: torch.Tensor, limits) -> torch.Tensor:
     """``(grid, len(phi))`` amplitudes fitting ``y ~ sum_k a_k phi_k`` (each ``(grid, K, 1)``),
-    clamped to ``limits``."""
+    clamped to ``limits`` (``None``: not clamped)."""
+    lo, hi = limits or (None, None)
     if len(phi) == 1:
         (t,) = phi
         amp = (t * y).sum((1, 2)) / (t * t).sum((1, 2)).clamp_min(1e-12)
-        return amp.clamp(*limits)[:, None]
-    design = torch.cat(phi, dim=2)  # (grid, K, terms)
-    gram = design.transpose(1, 2) @ design + 1e-9 * torch.eye(len(phi))
-    amp = torch.linalg.solve(gram, design.transpose(1, 2) @ y)[..., 0]
-    return amp.clamp(*limits)
+        return (amp if limits is None else amp.clamp(lo, hi))[:, None]
+    design = torch.cat(phi, dim=2).double()  # (grid, K, terms)
+    gram = design.transpose(1, 2) @ design + 1e-9 * torch.eye(len(phi), dtype=torch.float64)
+    # pinv: a term constant over the support points (the chain's g at some parameters) next to
+    # the offset column makes the normal equations singular
+    amp = (torch.linalg.pinv(gram) @ design.transpose(1, 2) @ y.double())[..., 0].to(y.dtype)
+    return amp if limits is None else amp.clamp(lo, hi)
 
 
 def bench_oracle(args) -> None:
@@ -349,13 +369,15 @@ def bench_oracle(args) -> None:
         family = build_family(load_config(args.oracle, args.set).task)
     else:
         family = CompositionalFamily(preset=args.oracle)
-    print(
-        f"oracle query MSE, {args.oracle!r}, K={args.shots}, {args.tasks} tasks per split and seed"
-    )
+    fit = args.oracle_fit
+    print(f"oracle query MSE, {args.oracle!r}, K={args.shots}, {args.tasks} tasks per split and "
+          f"seed; amplitudes: {fit}")  # fmt: skip
     with progress(args.seeds, desc="oracle", unit="seed") as bar:
         for seed in bar:
             seen, held = (
-                oracle_mse(family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed)
+                oracle_mse(
+                    family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed, fit=fit
+                )
                 for c in ("seen", "held_out")
             )
             say(
@@ -364,7 +386,7 @@ def bench_oracle(args) -> None:
             )
             for c in ("seen", "held_out"):
                 mse, purity = oracle_routing(
-                    family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed
+                    family, n_tasks=args.tasks, combos=c, shots=args.shots, seed=seed, fit=fit
                 )
                 say(f"seed {seed}: routed from data by support search, {c}: query MSE "
                     f"{mse.mean():.2e}, {purity_line(purity)}")  # fmt: skip
@@ -694,7 +716,17 @@ def main() -> None:
     p.add_argument(
         "--shots", type=at_least(1), default=10, help="support points per task (--oracle)"
     )
+    p.add_argument(
+        "--oracle-fit",
+        choices=ORACLE_FITS,
+        default="clamped",
+        help="--oracle's amplitudes: clamped to the family's range (default), free (any sign and "
+        "size: what algo.args.offset=false fits), offset (free, and an offset c: what the annealed "
+        "learner fits by default)",
+    )
     args = p.parse_args()
+    if args.oracle_fit != "clamped" and not args.oracle:
+        p.error(f"--oracle-fit {args.oracle_fit}: only with --oracle")
     args.timed = {}
     if args.from_data:
         args.variants = [v for p in FROM_DATA for v in VARIANTS if v.split("-")[0] == p]

@@ -17,7 +17,8 @@ WarpLineBank`), one per slot, each read at a per-task context on a grid. No desc
   each meta-batch's largest best-pair amplitude): a wrong pair can fit 10 points with two large
   amplitudes that cancel, and predicts wildly between them.
 
-Measured in docs/router.md ("Routing from data by annealing").
+Without an offset (``offset = False``, the builder's ``offset``) every fit is ``y = a f(x) + b g(x)``
+(``a g(f(x))``). Measured in docs/router.md ("Routing from data by annealing").
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class AnnealedSumLearner(nn.Module):
     balance_steps = 0  # pilot: the balanced E-step's fade (balanced_pairs), set by the builder
     balance_from = 0  # ... for the replicas from this one on (the others: the plain objective)
     cross_fit = 0.0  # pilot: weight of the term chosen on support, scored on query (cross_fit)
+    offset = True  # every fit has the offset c; False (the builder's ``offset``): y = a f + b g
     loss = "mse"
 
     def __init__(
@@ -146,6 +148,10 @@ class AnnealedSumLearner(nn.Module):
         fit = torch.nan_to_num(self.fit, nan=math.inf)
         return int(fit.argmin()) if torch.isfinite(fit).any() else 0
 
+    @property
+    def fit_args(self) -> dict:  # of every closed-form fit
+        return {"ridge": self.ridge, "offset": self.offset}
+
     def tau(self, step: int) -> float:
         frac = min(1.0, max(0, step) / self.anneal_steps)
         return self.tau_start * (self.tau_end / self.tau_start) ** frac
@@ -156,11 +162,11 @@ class AnnealedSumLearner(nn.Module):
         hf = self._on_grid(self.f_banks[r], x, grid)  # (C, G, T, N)
         if self.structure == "chain":  # g reads every f at every context: (D, G, C, G, T, N)
             h = self._on_grid(self.g_banks[r], hf, grid).permute(2, 3, 0, 1, 4, 5)
-            return single_fit_mse(h.flatten(2, 3).flatten(0, 1), y, ridge=self.ridge)
+            return single_fit_mse(h.flatten(2, 3).flatten(0, 1), y, **self.fit_args)
         if self.shared:  # the pairs i < j only
-            return upper_pair_fit(hf, y, ridge=self.ridge)
+            return upper_pair_fit(hf, y, **self.fit_args)
         hg = self._on_grid(self.g_banks[r], x, grid).flatten(0, 1)
-        return pair_fit_mse(hf.flatten(0, 1), hg, y, ridge=self.ridge, amplitudes=True)
+        return pair_fit_mse(hf.flatten(0, 1), hg, y, **self.fit_args, amplitudes=True)
 
     def _refined(
         self, r: int, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor,
@@ -172,7 +178,7 @@ class AnnealedSumLearner(nn.Module):
         fb, gb = self.f_banks[r], self.g_banks[r]
         if self.shared:
             return refine_upper_pairs(fb, x, y, grid_mse, grid, rounds=self.refine,
-                                      ridge=self.ridge, limit=limit)  # fmt: skip
+                                      **self.fit_args, limit=limit)  # fmt: skip
 
         def read(cf: Tensor, cg: Tensor) -> tuple[Tensor, Tensor]:
             xs = x.view(x.shape[0], *[1] * (cf.dim() - 3), x.shape[1])
@@ -182,9 +188,9 @@ class AnnealedSumLearner(nn.Module):
         cf, cg = best_on_grid(grid_mse, grid)
         step = 2.0 / max(1, len(grid) - 1)
         cf, cg = refine_contexts(
-            read, y, cf, cg, step=step, rounds=self.refine, ridge=self.ridge, limit=limit
+            read, y, cf, cg, step=step, rounds=self.refine, **self.fit_args, limit=limit
         )
-        mse, amp = matched_fit_mse(*read(cf, cg), y, ridge=self.ridge)
+        mse, amp = matched_fit_mse(*read(cf, cg), y, **self.fit_args)
         return mse, amp, cf, cg
 
     def _read_at(self, bank: WarpLineBank, x: Tensor, ctx: Tensor) -> Tensor:
@@ -217,7 +223,7 @@ class AnnealedSumLearner(nn.Module):
         tau = self.tau(step)
         allowed = None
         if self.routing == "descriptor":
-            pair = self._descriptor_pair(batch)
+            pair = descriptor_pair(batch.descriptor, **self._counts())  # the true (f, g)
             allowed = true_pair_rows(*pair, **self._counts(), contexts=self.f_banks[0].contexts)
         objective, fits, amps = x.new_zeros(()), [], []
         for r in range(len(self.f_banks)):
@@ -243,7 +249,7 @@ class AnnealedSumLearner(nn.Module):
             objective = objective + soft.mean()
             if self.cross_fit and allowed is None:
                 cv = cross_fit_banks(self.f_banks[r], self.g_banks[r], x, y, tau=tau,
-                                     support=batch.support_x.shape[1], ridge=self.ridge,
+                                     support=batch.support_x.shape[1], **self.fit_args,
                                      limit=self.amplitude[r])  # fmt: skip
                 objective = objective + self.cross_fit * cv.mean()
             best, at = mse.detach().min(1)
@@ -268,20 +274,14 @@ class AnnealedSumLearner(nn.Module):
         Returns ``({"f", "g", "cf", "cg", "coef"}, {})``, each with a leading task dimension."""
         return self._route(x[..., 0], y[..., 0], self.eval_grid), {}
 
-    def _descriptor_pair(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
-        """Each task's true ``(f, g)``, ``(T,)`` each, read from its one-hot descriptor."""
-        return descriptor_pair(batch.descriptor, **self._counts())
-
     def _counts(self) -> dict[str, int]:
-        return {
-            "f_count": self.graph.num_candidates["f"],
-            "g_count": self.graph.num_candidates["g"],
-        }
+        return {f"{slot}_count": self.graph.num_candidates[slot] for slot in ("f", "g")}
 
     def _eval_route(self, batch: TaskBatch) -> Params:
         """Route as ``eval_routing`` says: from the support set, or by the descriptor."""
         x, y = batch.support_x[..., 0], batch.support_y[..., 0]
-        pair = self._descriptor_pair(batch) if self.eval_routing == "descriptor" else None
+        by_descriptor = self.eval_routing == "descriptor"
+        pair = descriptor_pair(batch.descriptor, **self._counts()) if by_descriptor else None
         return self._route(x, y, self.eval_grid, pair)
 
     def _route(
@@ -302,7 +302,7 @@ class AnnealedSumLearner(nn.Module):
             else:  # the given pair's candidates only: every context pair
                 mse, amp = given_pair_fit(
                     fb, gb, x, y, grid, [p[i : i + EVAL_CHUNK] for p in pair],
-                    chain=self.structure == "chain", ridge=self.ridge,
+                    chain=self.structure == "chain", **self.fit_args,
                 )  # fmt: skip
             fits = amp <= limit  # a task with no admissible fit takes the best of all
             mse = torch.where(fits | ~fits.any(0, keepdim=True), mse, math.inf)
@@ -314,12 +314,15 @@ class AnnealedSumLearner(nn.Module):
             f, cf, g, cg = row // n, grid[row % n], col // n, grid[col % n]
         else:
             (f, g), cf, cg = pair, grid[flat // n], grid[flat % n]
-        fast = {"f": f, "g": g, "cf": cf, "cg": cg}
+        return self._fitted({"f": f, "g": g, "cf": cf, "cg": cg}, sx, sy)
+
+    def _fitted(self, fast: Params, sx: Tensor, sy: Tensor) -> Params:
+        """``fast`` (routed pairs, contexts) with their amplitudes fitted on ``sx``, ``sy``."""
         hf, hg = self._terms(fast, sx)
         if self.structure == "chain":
-            return fast | {"coef": fit_single(hg, sy, ridge=self.ridge)}
+            return fast | {"coef": fit_single(hg, sy, **self.fit_args)}
         weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
-        return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
+        return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, **self.fit_args)}
 
     def _route_refined(
         self, sx: Tensor, sy: Tensor, grid: Tensor, pair: tuple[Tensor, Tensor] | None,
@@ -335,7 +338,7 @@ class AnnealedSumLearner(nn.Module):
             if pair is not None:
                 f, g = (p[i : i + EVAL_CHUNK] for p in pair)
                 cf, cg = given_pair_refined(self.f_banks[r], self.g_banks[r], x, y, grid, [f, g],
-                                            rounds=self.refine, ridge=self.ridge, limit=limit)  # fmt: skip
+                                            rounds=self.refine, **self.fit_args, limit=limit)  # fmt: skip
             else:
                 mse, amp = self._pair_mse(r, x, y, grid)  # (C G, D G, T)
                 some = (amp <= limit).flatten(0, 1).any(0)  # (T,); the limit in amp's dtype
@@ -348,10 +351,7 @@ class AnnealedSumLearner(nn.Module):
                 cf, cg = cf[f, g, t], cg[f, g, t]
             for key, value in (("f", f), ("g", g), ("cf", cf), ("cg", cg)):
                 chosen[key].append(value)
-        fast = {k: torch.cat(v) for k, v in chosen.items()}
-        hf, hg = self._terms(fast, sx)
-        weight = torch.ones(sx.shape[1], dtype=sx.dtype, device=sx.device)
-        return fast | {"coef": fit_pair_weighted(hf, hg, sy, weight=weight, ridge=self.ridge)}
+        return self._fitted({k: torch.cat(v) for k, v in chosen.items()}, sx, sy)
 
     def _terms(self, fast: Params, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(T, N)`` curves of the routed tasks at ``x``: ``f(x)`` and ``g(x)`` (the sum) or

@@ -38,6 +38,7 @@ def annealed_sum_learner(
     balance_steps: int = 0,
     balanced_replicas: int | None = None,
     cross_fit: float = 0.0,
+    offset: bool = True,
 ) -> AnnealedSumLearner:
     """An :class:`AnnealedSumLearner` for one-dimensional regression (``algo.name:
     annealed_sum``); ``candidates``: ``[f-candidates, g-candidates]``, or ``[n]``: one bank of
@@ -51,7 +52,10 @@ def annealed_sum_learner(
     (:mod:`~metacompose.algorithms.balanced_pairs`; a pilot, docs/router.md);
     ``balanced_replicas``: how many replicas (the last ones) do so (default: every one); the
     others optimise the plain objective and the lowest running fit still picks the kept one;
-    ``cross_fit``: the weight of a pilot term (:mod:`~metacompose.algorithms.cross_fit`). The
+    ``cross_fit``: the weight of a pilot term (:mod:`~metacompose.algorithms.cross_fit`);
+    ``offset``: every fit has an offset, ``y = a f(x) + b g(x) + c`` (``a g(f(x)) + c``); false:
+    none, as in a family whose tasks have none (docs/router.md, "The offset the tasks do not
+    have"). The
     model section's graph (``encoder``) is read for its input width only: the banks are the model."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
         raise ValueError(
@@ -59,6 +63,8 @@ def annealed_sum_learner(
             f"target; the task has input {encoder.in_space} and "
             f"{'classes' if classification else 'targets'}={targets}"
         )
+    if not isinstance(offset, bool):
+        raise ValueError(f"offset={offset!r}: must be true or false")
     cands = list(candidates)
     check_cross_fit(cross_fit, sum_of_two=structure == "sum" and len(cands) == 2, routing=routing)
     check_bank_arguments(candidates=cands, replicas=replicas, span=span, g_span=g_span,
@@ -76,18 +82,11 @@ def annealed_sum_learner(
     if len(cands) == 1:  # one bank per replica, read by both terms: shared
         banks["g"] = banks["f"]
     learner = AnnealedSumLearner(
-        f_banks=banks["f"],
-        g_banks=banks["g"],
-        tau_start=tau_start,
-        tau_end=tau_end,
-        anneal_steps=anneal_steps,
-        eval_contexts=eval_contexts,
-        ridge=ridge,
-        routing=routing,
-        eval_routing=eval_routing,
-        structure=structure,
-        refine=refine,
-    )
+        f_banks=banks["f"], g_banks=banks["g"], tau_start=tau_start, tau_end=tau_end,
+        anneal_steps=anneal_steps, eval_contexts=eval_contexts, ridge=ridge, routing=routing,
+        eval_routing=eval_routing, structure=structure, refine=refine,
+    )  # fmt: skip
     learner.balance_steps, learner.cross_fit = int(balance_steps), float(cross_fit)
+    learner.offset = offset
     learner.balance_from = replicas - (replicas if balanced_replicas is None else balanced_replicas)
     return learner

@@ -50,6 +50,7 @@ def refine_contexts(
     ridge: float,
     limit: Tensor | float = math.inf,
     points: int = 9,
+    offset: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The contexts ``cf``, ``cg`` ``(C, D, T)`` (each pair's start, in ``[-1, 1]``) refined by
     ``rounds`` rounds of coordinate search (see the module docstring).
@@ -60,6 +61,7 @@ def refine_contexts(
         step: the grid's spacing (the first round's resolution).
         limit: the largest amplitude a fit may use, a number or ``(T,)`` per task.
         points: offsets tried per coordinate and round (odd, >= 3).
+        offset: the fit has an offset ``c`` (:func:`~metacompose.algorithms.pair_fit.pair_fit_mse`).
     """
     if points < 3 or points % 2 == 0:
         raise ValueError(f"points={points}: must be odd and >= 3")
@@ -73,7 +75,7 @@ def refine_contexts(
             trial = (moved[..., None] + offsets).clamp(-1.0, 1.0)
             other = (cg if slot == "f" else cf)[..., None]  # (C, D, T, 1): read once
             hf, hg = read(trial, other) if slot == "f" else read(other, trial)
-            mse, amp = matched_fit_mse(hf, hg, y[:, None, :], ridge=ridge)  # (C, D, T, P)
+            mse, amp = matched_fit_mse(hf, hg, y[:, None, :], ridge=ridge, offset=offset)
             mse = torch.where(amp <= limit, mse, math.inf)
             best = mse.argmin(-1)
             best = torch.where(torch.isinf(mse).all(-1), points // 2, best)  # none admissible

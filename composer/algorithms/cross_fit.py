@@ -20,9 +20,9 @@ Tensor = torch.Tensor
 
 
 def support_query_mse(
-    f: Tensor, g: Tensor, y: Tensor, *, support: int, ridge: float = 1e-4
+    f: Tensor, g: Tensor, y: Tensor, *, support: int, ridge: float = 1e-4, offset: bool = True
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Every pair ``y ~ a f_i + b g_j + c`` fitted on the first ``support`` points of each task
+    """Every pair ``y ~ a f_i + b g_j + c`` (``offset=False``: no ``c``) fitted on the first ``support`` points of each task
     (least squares, the ridge on ``a`` and ``b`` only, as :func:`~metacompose.algorithms.pair_fit.
     pair_fit_mse`), scored there and on the remaining points.
 
@@ -38,7 +38,7 @@ def support_query_mse(
     k = support
     if not 0 < k < y.shape[-1]:
         raise ValueError(f"support={k}: must leave query points among {y.shape[-1]}")
-    mf, mg, my = (v[..., :k].mean(-1, keepdim=True) for v in (f, g, y))
+    mf, mg, my = (v[..., :k].mean(-1, keepdim=True) * offset for v in (f, g, y))
     fc, gc, yc = f - mf, g - mg, y - my  # centred on the support means, all points
     fs, gs, ys = fc[..., :k], gc[..., :k], yc[..., :k]
     sff = (fs * fs).sum(-1)[:, None] + ridge  # (A, 1, T)
@@ -61,7 +61,7 @@ def support_query_mse(
 
 def cross_fit_term(
     f: Tensor, g: Tensor, y: Tensor, *, support: int, tau: float, ridge: float,
-    limit: Tensor | float, cap: float = 4.0,
+    limit: Tensor | float, cap: float = 4.0, offset: bool = True,
 ) -> Tensor:  # fmt: skip
     """``(T,)``: each task's expected query MSE when its pair is drawn from the support fits'
     posterior ``softmax(-support MSE / tau)`` over every pair of ``f`` ``(A, T, N)`` and ``g``
@@ -69,7 +69,8 @@ def cross_fit_term(
     evaluation; a task with none admissible admits all); each query MSE is capped at ``cap``
     times the query points' variance, so a wild fit pushes its pair away without swamping the
     rest."""
-    s, q, amp = (v.flatten(0, 1) for v in support_query_mse(f, g, y, support=support, ridge=ridge))
+    fits = support_query_mse(f, g, y, support=support, ridge=ridge, offset=offset)
+    s, q, amp = (v.flatten(0, 1) for v in fits)
     ok = amp <= limit
     s = torch.where(ok | ~ok.any(0, keepdim=True), s, torch.inf)
     yq = y[:, support:]
@@ -80,7 +81,7 @@ def cross_fit_term(
 
 def cross_fit_banks(
     f_bank, g_bank, x: Tensor, y: Tensor, *, support: int, tau: float, ridge: float,
-    limit: Tensor | float,
+    limit: Tensor | float, offset: bool = True,
 ) -> Tensor:  # fmt: skip
     """:func:`cross_fit_term` for two :class:`~metacompose.modules.warp_line.WarpLineBank` read at
     every context of their own grid; ``x``, ``y`` ``(T, N)``, the support points first. A ``limit``
@@ -88,7 +89,8 @@ def cross_fit_banks(
     hf = f_bank.on_grid(x, f_bank.grid(x.dtype)).flatten(0, 1)
     hg = g_bank.on_grid(x, g_bank.grid(x.dtype)).flatten(0, 1)
     limit = float(limit) if torch.isfinite(torch.as_tensor(limit)) else torch.inf
-    return cross_fit_term(hf, hg, y, support=support, tau=tau, ridge=ridge, limit=limit)
+    return cross_fit_term(hf, hg, y, support=support, tau=tau, ridge=ridge, limit=limit,
+                          offset=offset)  # fmt: skip
 
 
 def check_cross_fit(weight: float, *, sum_of_two: bool, routing: str) -> None:

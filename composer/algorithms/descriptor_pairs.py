@@ -52,7 +52,7 @@ def true_pair_cells(f: Tensor, g: Tensor, *, f_count: int, g_count: int) -> Tens
 
 def given_pair_fit(
     fb: WarpLineBank, gb: WarpLineBank, x: Tensor, y: Tensor, grid: Tensor, pair: list[Tensor],
-    *, chain: bool, ridge: float,
+    *, chain: bool, ridge: float, offset: bool = True,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Each task's given ``(f, g)`` (``pair``: two ``(T,)``) at every context pair of ``grid``
     fitted to ``x``, ``y`` ``(T, K)``: MSE and larger amplitude, ``(G G, T)``. ``chain``: the
@@ -61,15 +61,15 @@ def given_pair_fit(
     hf = fb.on_grid(x, grid)[pair[0], :, t].transpose(0, 1)  # (G, T, K)
     if chain:  # (D, G, G, T, K) -> the given g: (G, G, T, K)
         h = gb.on_grid(hf, grid)[pair[1], :, :, t].permute(2, 1, 0, 3)
-        return tuple(v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=ridge))
+        return tuple(v.flatten(0, 1) for v in single_fit_mse(h, y, ridge=ridge, offset=offset))
     hg = gb.on_grid(x, grid)[pair[1], :, t].transpose(0, 1)
-    fits = pair_fit_mse(hf, hg, y, ridge=ridge, amplitudes=True)
+    fits = pair_fit_mse(hf, hg, y, ridge=ridge, amplitudes=True, offset=offset)
     return tuple(v.flatten(0, 1) for v in fits)
 
 
 def given_pair_refined(
     fb: WarpLineBank, gb: WarpLineBank, x: Tensor, y: Tensor, grid: Tensor, pair: list[Tensor],
-    *, rounds: int, ridge: float, limit: float = math.inf,
+    *, rounds: int, ridge: float, limit: float = math.inf, offset: bool = True,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Each task's given ``(f, g)`` of the sum (``pair``: two ``(T,)``) at its best admissible
     contexts on ``grid``, refined by ``rounds`` rounds of local search
@@ -77,7 +77,8 @@ def given_pair_refined(
     Only the given pair is read and searched. A fit is admissible when its larger amplitude is at
     most ``limit``; a task whose pair has no admissible grid fit takes its best fit of any
     amplitude."""
-    mse, amp = given_pair_fit(fb, gb, x, y, grid, pair, chain=False, ridge=ridge)  # (G G, T)
+    fit = {"ridge": ridge, "offset": offset}
+    mse, amp = given_pair_fit(fb, gb, x, y, grid, pair, chain=False, **fit)  # (G G, T)
     admissible = amp <= limit
     per_task = amp.new_full(amp.shape[1:], limit).masked_fill(~admissible.any(0), math.inf)
     mse = torch.where(amp <= per_task, mse, math.inf)
@@ -95,5 +96,5 @@ def given_pair_refined(
         return out[0], out[1]
 
     step = 2.0 / max(1, n - 1)
-    cf, cg = refine_contexts(read, y, cf, cg, step=step, rounds=rounds, ridge=ridge, limit=per_task)
+    cf, cg = refine_contexts(read, y, cf, cg, step=step, rounds=rounds, limit=per_task, **fit)
     return cf[0, 0], cg[0, 0]

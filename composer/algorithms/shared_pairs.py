@@ -17,7 +17,9 @@ from metacompose.modules.warp_line import WarpLineBank
 Tensor = torch.Tensor
 
 
-def upper_pair_fit(h: Tensor, y: Tensor, *, ridge: float) -> tuple[Tensor, Tensor]:
+def upper_pair_fit(
+    h: Tensor, y: Tensor, *, ridge: float, offset: bool = True
+) -> tuple[Tensor, Tensor]:
     """Every pair ``i < j`` of one bank's candidates at every context pair, fitted to ``y``
     ``(T, N)`` by :func:`~metacompose.algorithms.pair_fit.pair_fit_mse`; ``h``: the bank on its
     grid, ``(C, G, T, N)``. Only those ``C (C - 1) / 2`` blocks are fitted (less than half of all
@@ -28,14 +30,15 @@ def upper_pair_fit(h: Tensor, y: Tensor, *, ridge: float) -> tuple[Tensor, Tenso
     mse = h.new_full((c * g, c * g, y.shape[0]), math.inf)
     amp = torch.full_like(mse, math.inf)
     for i in range(c - 1):
-        block = pair_fit_mse(h[i], rows[(i + 1) * g :], y, ridge=ridge, amplitudes=True)
+        block = pair_fit_mse(h[i], rows[(i + 1) * g :], y, ridge=ridge, amplitudes=True,
+                             offset=offset)  # fmt: skip
         mse[i * g : (i + 1) * g, (i + 1) * g :], amp[i * g : (i + 1) * g, (i + 1) * g :] = block
     return mse, amp
 
 
 def refine_upper_pairs(
     bank: WarpLineBank, x: Tensor, y: Tensor, grid_mse: Tensor, grid: Tensor, *, rounds: int,
-    ridge: float, limit: Tensor | float = math.inf,
+    ridge: float, limit: Tensor | float = math.inf, offset: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """Each pair ``i < j`` of the shared ``bank`` at its best contexts on ``grid`` (``grid_mse``:
     the ``(C G, C G, T)`` fits of every pair on all points of ``x``, ``y`` ``(T, N)``), refined
@@ -51,8 +54,9 @@ def refine_upper_pairs(
         return bank.read_rows(xs, i, f_ctx), bank.read_rows(xs, j, g_ctx)
 
     step = 2.0 / max(1, len(grid) - 1)
-    cf, cg = refine_contexts(read, y, cf, cg, step=step, rounds=rounds, ridge=ridge, limit=limit)
-    mse, amp = matched_fit_mse(*read(cf, cg), y, ridge=ridge)  # (P, 1, T)
+    fit = {"ridge": ridge, "offset": offset}
+    cf, cg = refine_contexts(read, y, cf, cg, step=step, rounds=rounds, limit=limit, **fit)
+    mse, amp = matched_fit_mse(*read(cf, cg), y, **fit)  # (P, 1, T)
     out = []
     for value, fill in ((mse, math.inf), (amp, 0.0), (cf, 0.0), (cg, 0.0)):
         out.append(value.new_full((c, c, t), fill).index_put((i, j), value[:, 0]))

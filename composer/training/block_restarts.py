@@ -83,12 +83,15 @@ def agreement(labels: list[list]) -> list[float]:
 
 
 def pool_learner(template: AnnealedSumLearner, f_banks, g_banks, *, anneal: int):
-    """A learner over the given banks with ``template``'s settings, annealing over ``anneal``."""
-    return AnnealedSumLearner(
+    """A learner over the given banks with ``template``'s settings, annealing over ``anneal``: its
+    fits' offset too, not its pilot terms (``cross_fit``, ``balance_steps``)."""
+    pool = AnnealedSumLearner(
         f_banks=f_banks, g_banks=g_banks, tau_start=template.tau_start, tau_end=template.tau_end,
         anneal_steps=anneal, eval_contexts=len(template.eval_grid), ridge=template.ridge,
         fit_decay=template.fit_decay, refine=template.refine,
     )  # fmt: skip
+    pool.offset = template.offset
+    return pool
 
 
 def restart_pool(template, f, g, *, slot: str, restarts: int, anneal: int):

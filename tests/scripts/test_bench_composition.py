@@ -99,6 +99,52 @@ def test_oracle_routed_from_data_finds_the_true_pair_when_shots_pin_it_down():
     assert blind["joint_nmi"] < 0.7
 
 
+def test_the_oracles_fits_are_nested_and_only_the_offset_fit_absorbs_a_constant():
+    """``--oracle-fit``: clamped amplitudes, free ones, free ones and an offset are nested models,
+    so each fits the support points at most as badly as the one before (same grid); a task lifted
+    by a constant is fitted exactly by the offset fit alone, with the true primitives' formulas."""
+    bench = load_script("bench_composition")
+    fam = CompositionalFamily(structure="sum", inner=["ramp", "step", "vee", "saw"],
+                              outer=["sine", "bump", "sinc", "chirp"], held_out=[])  # fmt: skip
+    batch = fam.sample(6, shots=10, query=10, generator=torch.Generator().manual_seed(1))
+    for t in range(6):
+        f, g = (
+            INNER[fam.inner[int(batch.info["f"][t])]],
+            INNER[fam.outer[int(batch.info["g"][t])]],
+        )
+        sx, sy, qx = batch.support_x[t], batch.support_y[t], batch.query_x[t]
+        losses = [
+            float(bench.oracle_fit(fam, f, g, sx, sy, qx, fit)[0]) for fit in bench.ORACLE_FITS
+        ]
+        assert losses[0] + 1e-9 >= losses[1] >= losses[2] - 1e-9
+        lifted = [bench.oracle_fit(fam, f, g, sx, sy + 0.8, qx, fit) for fit in ("free", "offset")]
+        assert float(lifted[0][0]) > 1e-3 and float(lifted[1][0]) < 1e-3
+        p, q = batch.info["param"][t], batch.info["param_g"][t]
+        query = batch.info["amplitude"][t] * f(qx, p) + batch.info["amplitude_g"][t] * g(qx, q)
+        torch.testing.assert_close(query, batch.query_y[t])  # the family's own formula
+        query = query + 0.8
+        assert float(((lifted[1][1] - query) ** 2).mean()) < 0.05  # the grid's resolution
+
+
+def test_the_oracles_fits_on_the_chain_are_nested_too():
+    """The chain's one amplitude: clamped, free, free with an offset; each fits at most as badly as
+    the one before (the free fit once crashed on a one-term structure)."""
+    bench = load_script("bench_composition")
+    fam = CompositionalFamily(preset="identifiable")
+    batch = fam.sample(4, shots=10, query=5, generator=torch.Generator().manual_seed(2))
+    for t in range(4):
+        f, o = INNER[fam.inner[int(batch.info["f"][t])]], OUTER[fam.outer[int(batch.info["g"][t])]]
+        sx, sy, qx = (
+            batch.support_x[t],
+            -batch.support_y[t],
+            batch.query_x[t],
+        )  # a negative amplitude
+        losses = [
+            float(bench.oracle_fit(fam, f, o, sx, sy, qx, fit)[0]) for fit in bench.ORACLE_FITS
+        ]
+        assert losses[0] > 0.1 and losses[1] < 1e-3 and losses[2] <= losses[1] + 1e-9  # grid: p
+
+
 def test_sum_em_split_scores_the_choice_it_routes():
     """``--sum-em``: one split's mean query MSE and routing purity are those of the learner's own
     choices (support MSE), recomputed here task by task."""

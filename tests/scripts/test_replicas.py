@@ -138,7 +138,8 @@ def test_task_fits_are_each_replicas_exhaustive_best_pair_fit_on_the_same_tasks(
         best = torch.full((len(x),), math.inf, dtype=torch.float64)
         for i in range(len(hf)):
             for j in range(len(hg)):
-                a = torch.stack([hf[i], hg[j], torch.ones_like(y)], -1)  # (T, N, 3)
+                ones = [torch.ones_like(y)] if learner.offset else []  # the config's fit
+                a = torch.stack([hf[i], hg[j], *ones], -1)  # (T, N, 2 or 3)
                 coef = torch.linalg.lstsq(a, y[..., None]).solution
                 mse = ((a @ coef)[..., 0] - y).pow(2).mean(1)
                 best = torch.minimum(best, mse)

@@ -35,3 +35,24 @@ def test_agreement_is_the_mean_nmi_with_the_others():
     assert got[1] == pytest.approx(0.5, abs=1e-12)
     assert got[2] == pytest.approx(0.0, abs=1e-12)
     assert agreement([a]) == [1.0]
+
+
+@pytest.mark.parametrize("offset", [True, False])
+def test_the_restart_pool_fits_as_the_learner_does(offset):
+    """The pool of a phase fits with the learner's offset or without it, as the learner was built
+    (a pool that fitted an offset the learner has not would anneal candidates for another model)."""
+    import torch
+
+    from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
+    from metacompose.models import mlp_graph
+    from metacompose.training.block_restarts import restart_pool
+
+    torch.manual_seed(0)
+    learner = annealed_sum_learner(encoder=mlp_graph(hidden=[2]), targets=1, classification=False,
+                                   knots=12, contexts=3, eval_contexts=5, offset=offset)  # fmt: skip
+    pool = restart_pool(learner, learner.f_banks[0], learner.g_banks[0], slot="f", restarts=2,
+                        anneal=10)  # fmt: skip
+    assert pool.offset is offset
+    x = torch.rand(4, 10, 1) * 6 - 3
+    fast, _ = pool.adapt(x, torch.sin(x) + 2.0)
+    assert bool((fast["coef"][:, 2] == 0).all()) is not offset
