@@ -55,8 +55,7 @@ def annealed_sum_learner(
     ``cross_fit``: the weight of a pilot term (:mod:`~metacompose.algorithms.cross_fit`);
     ``offset``: every fit has an offset, ``y = a f(x) + b g(x) + c`` (``a g(f(x)) + c``); false:
     none, as in a family whose tasks have none (docs/router.md, "The offset the tasks do not
-    have"). The
-    model section's graph (``encoder``) is read for its input width only: the banks are the model."""
+    have"). The model section's graph (``encoder``) is read for its input width only."""
     if classification or targets != 1 or tuple(encoder.in_space.shape) != (1,):
         raise ValueError(
             "annealed_sum fits a sum or chain of two candidates: it needs one input and one regression "

@@ -22,8 +22,8 @@ Tensor = torch.Tensor
 def support_query_mse(
     f: Tensor, g: Tensor, y: Tensor, *, support: int, ridge: float = 1e-4, offset: bool = True
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Every pair ``y ~ a f_i + b g_j + c`` (``offset=False``: no ``c``) fitted on the first ``support`` points of each task
-    (least squares, the ridge on ``a`` and ``b`` only, as :func:`~metacompose.algorithms.pair_fit.
+    """Every pair ``y ~ a f_i + b g_j + c`` (``offset=False``: no ``c``) fitted on the first
+    ``support`` points of each task (least squares, the ridge on ``a`` and ``b`` only, as :func:`~metacompose.algorithms.pair_fit.
     pair_fit_mse`), scored there and on the remaining points.
 
     Args:
