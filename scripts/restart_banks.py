@@ -20,9 +20,14 @@ run's ``tau_start`` to ``tau_end`` over ``--anneal`` of ``--steps`` meta-iterati
 learning rate, meta-batch size, shots and query points, Adam). Then, among the incumbent and the
 restarts, those whose best-pair fit on ``--fit-tasks`` fixed training tasks is within ``--within``
 times the lowest are eligible, and the one whose routing of ``--agree-tasks`` fixed training tasks
-agrees most with the others' (mean NMI of the (f, g) choices) is kept. Only training tasks are read.
+agrees most with the others' (mean NMI of the (f, g) choices) is kept. A polish phase (``p``, e.g.
+``--order fgp``) restarts nothing: both banks learn on together for ``--polish-steps`` at the run's
+``tau_end`` (Adam at ``--polish-lr``), kept if they fit the fixed tasks better. Only training tasks
+are read.
 The kept replica of the output holds the chosen banks and their amplitude limit; every other
-replica, the config and the input file are unchanged.
+replica, the config and the input file are unchanged. On a checkpoint already restarted the phases
+follow its recorded ones (numbered after them, with their ``--seed`` and fixed tasks): ``--order p``
+on a run restarted with ``fg`` gives what ``restart.order: fgp`` would have.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ import torch
 from metacompose.cli.args import checkpoint, meta_steps, positive_float, positive_int, seed
 from metacompose.cli.parser import OneLineParser
 from metacompose.cli.script_errors import run_script
+from metacompose.config import ConfigError
 from metacompose.config.schema import RestartConfig
 from metacompose.evaluate import load_checkpoint
 from metacompose.progress import say
 from metacompose.training.block_restarts import why_not_restartable
-from metacompose.training.checkpoint_io import checkpoint_file
-from metacompose.training.restart_stage import restart_checkpoint
+from metacompose.training.checkpoint_io import checkpoint_file, safe_load
+from metacompose.training.restart_stage import continued, restart_checkpoint
+from metacompose.training.resume import RESTART_RECORD
 
 
 def parse() -> argparse.Namespace:
@@ -51,18 +58,20 @@ def parse() -> argparse.Namespace:
     p.add_argument("--restarts", type=positive_int, default=4, help="fresh banks per phase")
     p.add_argument("--steps", type=meta_steps, default=2000, help="meta-iterations per phase")
     p.add_argument("--anneal", type=meta_steps, default=1500, help="of which tau falls over")
-    p.add_argument("--order", default="fg", help="the phases' slots, e.g. fg, f, gf, fgfg")
+    p.add_argument("--order", default="fg", help="phases, e.g. fg, gf, fgp (p: polish)")
     p.add_argument("--within", type=positive_float, default=1.5, help="fit eligibility factor")
     p.add_argument("--fit-tasks", type=positive_int, default=256, help="fixed tasks for fits")
     p.add_argument("--agree-tasks", type=positive_int, default=400, help="fixed tasks for NMI")
     p.add_argument("--seed", type=seed, default=0, help="seed of the fresh banks and tasks")
+    p.add_argument("--polish-steps", type=meta_steps, default=600, help="steps of a polish phase")
+    p.add_argument("--polish-lr", type=positive_float, default=0.003, help="its learning rate")
     args = p.parse_args()
     if args.anneal > args.steps:
         p.error(f"--anneal {args.anneal}: more than --steps {args.steps}")
     if args.within < 1:
         p.error(f"--within {args.within:g}: must be >= 1 (the lowest fit is always eligible)")
-    if not args.order or set(args.order) - {"f", "g"}:
-        p.error(f"--order {args.order!r}: a string of f and g, e.g. fg")
+    if not args.order or set(args.order) - {"f", "g", "p"}:
+        p.error(f"--order {args.order!r}: a string of f, g and p (polish), e.g. fg or fgp")
     src = checkpoint_file(args.checkpoint)
     args.out = Path(args.out)
     if args.out.exists() or args.out.resolve() == src.resolve():
@@ -83,16 +92,23 @@ def main() -> None:
         args.refuse(f"{args.src}: block restarts cannot run: {why}")
     plan = RestartConfig(order=args.order, restarts=args.restarts, steps=args.steps,
                           anneal=args.anneal, within=args.within, fit_tasks=args.fit_tasks,
-                          agree_tasks=args.agree_tasks, seed=args.seed)  # fmt: skip
+                          agree_tasks=args.agree_tasks, seed=args.seed,
+                          polish_steps=args.polish_steps, polish_lr=args.polish_lr)  # fmt: skip
+    record = safe_load(args.src).get(RESTART_RECORD)
+    if record is not None:  # its phases come after the recorded ones
+        try:
+            continued(record, plan, names=lambda key: "--" + key.replace("_", "-"))
+        except ConfigError as e:
+            args.refuse(f"{args.src}: {e}")
     start = time.perf_counter()
     record = restart_checkpoint(
         args.src, args.out, learner=learner, family=family, plan=plan, lr=cfg.optim.lr,
         batch=cfg.data.meta_batch_size, shots=cfg.task.shots, query=cfg.task.query,
         in_place=False,
     )  # fmt: skip
-    changed = sum(ph["kept"] > 0 for ph in record["phases"])
-    say(f"wrote {args.out}: replica {record['kept']}, {changed} of {len(args.order)} phases took a "
-        f"restart ({time.perf_counter() - start:.0f} s)")  # fmt: skip
+    changed = sum(ph["kept"] > 0 for ph in record["phases"][-len(args.order) :])
+    say(f"wrote {args.out}: replica {record['kept']}, {changed} of {len(args.order)} phases changed "
+        f"its banks ({time.perf_counter() - start:.0f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -103,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key}: {value:.4f}")
     done, start = cfg.trainer.max_steps - result.start_step, result.start_step
     since = f" (resumed at {start}, now at {cfg.trainer.max_steps})" if start else ""
-    phases = (result.restarts or {}).get("phases", [])
-    took = sum(ph["kept"] > 0 for ph in phases)
-    also = f" and {len(phases)} block-restart phases ({took} took a restart)" if phases else ""
+    also = phases_said((result.restarts or {}).get("phases", []))
     print(
         f"trained {done} meta-iteration{'s' * (done != 1)}{since}{also} in {result.seconds:.1f} s"
     )
@@ -134,3 +132,13 @@ def run(args: argparse.Namespace) -> int:
               f"({result.checkpoint})", file=sys.stderr)  # fmt: skip
         return 128 + result.signal
     return 1 if failed else 0
+
+
+def phases_said(phases: list[dict]) -> str:
+    """`` and N block-restart phases (K took a restart[, the polish kept])``; ``""``: none."""
+    if not phases:
+        return ""
+    took = sum(ph["kept"] > 0 and ph.get("slot") != "p" for ph in phases)
+    polished = [ph["kept"] > 0 for ph in phases if ph.get("slot") == "p"]
+    kept = f", the polish {'kept' if any(polished) else 'not kept'}" if polished else ""
+    return f" and {len(phases)} block-restart phases ({took} took a restart{kept})"

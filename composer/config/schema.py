@@ -187,9 +187,10 @@ class ReportConfig:
 class RestartConfig:
     """Block restarts after the last meta-iteration (``algo.name: annealed_sum``, the sum structure;
     metacompose.training.restart_stage): each slot of ``order`` in turn is learnt again from fresh
-    banks, the other frozen, and a label-free rule keeps the incumbent or a restart."""
+    banks, the other frozen, and a label-free rule keeps the incumbent or a restart; a polish
+    phase (``p``) learns both banks on together and keeps them if they fit better."""
 
-    order: str = ""  # one slot per phase, e.g. fg (f, then g); empty: no restarts
+    order: str = ""  # one slot per phase, e.g. fgp (f, g, then polish); empty: no restarts
     restarts: int = 4  # fresh banks per phase
     steps: int = 2000  # meta-iterations per phase
     anneal: int = 1500  # of which tau falls from the run's tau_start to tau_end
@@ -197,6 +198,8 @@ class RestartConfig:
     fit_tasks: int = 256  # fixed training tasks for the fits
     agree_tasks: int = 400  # fixed training tasks for the routing agreement (mean NMI)
     seed: int = 0  # seed of the fresh banks and of every phase's tasks
+    polish_steps: int = 600  # meta-iterations of a polish phase (slot p: both banks, at tau_end)
+    polish_lr: float = 0.003  # its Adam learning rate
 
 
 @dataclass

@@ -169,8 +169,8 @@ def _warn_short_anneal(cfg: DictConfig, source: str) -> None:
 
 def _check_restart(c: _Checker, cfg: DictConfig) -> None:
     r = cfg.restart
-    if not isinstance(r.order, str) or set(r.order) - {"f", "g"}:
-        c.fail("restart.order", r.order, "a string of f and g, one slot per phase (e.g. fg), or ''")
+    if not isinstance(r.order, str) or set(r.order) - {"f", "g", "p"}:
+        c.fail("restart.order", r.order, "a string of f, g and p (polish), e.g. fg or fgp, or ''")
     if r.order and cfg.algo.name != "annealed_sum":
         c.fail("restart.order", r.order, f"needs algo.name annealed_sum (not {cfg.algo.name})")
     c.integer("restart.restarts", lo=1, hi=ROUTER_COPIES_LIMIT)
@@ -182,6 +182,8 @@ def _check_restart(c: _Checker, cfg: DictConfig) -> None:
     c.integer("restart.fit_tasks", lo=1, hi=SIZE_LIMIT)
     c.integer("restart.agree_tasks", lo=1, hi=SIZE_LIMIT)
     c.integer("restart.seed", lo=0, hi=2**63 - 1)
+    c.integer("restart.polish_steps", lo=1, hi=STEPS_LIMIT)
+    c.real("restart.polish_lr", lo=0.0, lo_open=True, hi=LR_LIMIT)
 
 
 def _check_router(c: _Checker, cfg: DictConfig) -> None:

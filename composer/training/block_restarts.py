@@ -9,6 +9,11 @@ fixed training tasks is within ``within`` times the lowest are eligible, and the
 of other fixed training tasks agrees most with the others' (mean NMI of the (f, g) choices) is kept.
 Only training tasks are read. docs/router.md, "Block restarts after annealing", has the measurements.
 
+A *polish* phase (slot ``p``) restarts nothing: both banks of the incumbent learn on together at
+the learner's ``tau_end`` (each task claimed by its best pair: hard EM), and the polished banks are
+kept when their fit on the fixed training tasks is lower than the incumbent's. Block restarts
+learn each bank beside a frozen copy of the other; the polish lets the two settle together.
+
 :mod:`metacompose.training.restart_stage` runs the phases on a run's checkpoint (``restart:`` in a
 run config; ``scripts/restart_banks.py`` for a checkpoint already trained).
 """
@@ -122,6 +127,31 @@ def anneal_pool(pool, family, *, steps: int, lr: float, batch: int, shots: int, 
         out.objective.backward()
         opt.step()
     pool.eval()
+
+
+def run_polish(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,
+               *, k: int, amplitude: float, steps: int, seed: int, lr: float, batch: int,
+               shots: int, query: int, fixed: dict[str, TaskBatch],
+               stop: Callable[[], int] | None = None) -> Phase:  # fmt: skip
+    """Phase ``k`` (0-based), slot ``p``: the incumbent banks ``f``, ``g`` (amplitude limit
+    ``amplitude``) learnt on together for ``steps`` meta-iterations at the learner's ``tau_end``
+    (Adam at ``lr``); replica 1 of the phase's record, kept when its fit on ``fixed["fit"]`` is
+    lower than the incumbent's (replica 0). Its task stream depends only on ``seed`` and ``k``."""
+    both = [copy.deepcopy(b).requires_grad_(True) for b in (f, g)]
+    pool = pool_learner(learner, both[:1], both[1:], anneal=1)
+    pool.tau_start = pool.tau_end  # no annealing: the assignment is already hard
+    gen = torch.Generator().manual_seed(derive_seed(seed, "restart_banks", "tasks", k))
+    anneal_pool(pool, family, steps=steps, lr=lr, batch=batch, shots=shots, query=query,
+                generator=gen, desc=f"restart phase {k + 1} (p)", stop=stop)  # fmt: skip
+    frozen = [copy.deepcopy(b).requires_grad_(False) for b in (f, g, *both)]
+    pair = pool_learner(learner, frozen[0::2], frozen[1::2], anneal=1)
+    pair.amplitude.copy_(torch.stack([pool.amplitude.new_tensor(amplitude), pool.amplitude[0]]))
+    fits = fixed_fits(pair, fixed["fit"])
+    agree = agreement([choices(pair, r, fixed["agree"]) for r in range(2)])
+    best = int(fits[1] < fits[0])
+    amplitude = float(pool.amplitude[0]) if best else None
+    return Phase(slot="p", kept=best, fits=fits, agreement=agree, f=pair.f_banks[best],
+                 g=pair.g_banks[best], amplitude=amplitude)  # fmt: skip
 
 
 def chunks(tasks: TaskBatch):

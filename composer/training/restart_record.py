@@ -26,17 +26,21 @@ def describe_restarts(record: dict[str, Any]) -> str:
     many of the planned phases are done."""
     plan = record.get("plan") if isinstance(record.get("plan"), dict) else {}
     phases = [ph for ph in record.get("phases") or [] if isinstance(ph, dict)]
+    order = str(plan.get("order", ""))
     done = []
     for i, ph in enumerate(phases, start=1):
         kept = ph.get("kept")
         what = "the incumbent" if kept == 0 else f"restart {kept}"
+        if ph.get("slot") == "p":
+            what = "the incumbent" if kept == 0 else "the polished banks"
         done.append(f"phase {i} ({ph.get('slot', '?')}) kept {what}")
-    order = str(plan.get("order", ""))
     left = len(order) - len(phases)
     settings = (
         f"restart.seed {plan.get('seed', '?')}, {plan.get('restarts', '?')} restarts of "
         f"{plan.get('steps', '?')} steps a phase"
     )
+    if "p" in order:
+        settings += f", a polish of {plan.get('polish_steps', '?')} steps"
     line = f"block restarts on replica {record.get('kept', '?')} ({settings}): "
     line += ", ".join(done) if done else "no phase done"
     if left > 0:

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from metacompose.training.block_restarts import (
     PhaseStopped,
     fixed_tasks,
     run_phase,
+    run_polish,
     why_not_restartable,
 )
 from metacompose.training.checkpoint_io import atomic_save, safe_load
@@ -101,14 +102,60 @@ def stop_on_signal() -> Iterator[Callable[[], int]]:
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
+def continued(record: Any, plan: RestartPlan, *,
+              names: Callable[[str], str] = "restart.{}".format) -> tuple[RestartPlan, int]:  # fmt: skip
+    """``plan``'s phases after the ``record``'s done ones: the plan whose order is the done slots
+    and then ``plan.order`` (the settings of a kind of phase ``plan`` does not run: the record's),
+    and how many are done.
+
+    Raises:
+        ConfigError: the record is damaged, or records fewer phases than it planned; or ``plan``
+            draws its fixed tasks (``seed``, ``fit_tasks``, ``agree_tasks``) or runs a kind of
+            phase the record has (restarts: ``restarts``, ``steps``, ``anneal``, ``within``;
+            polish: ``polish_steps``, ``polish_lr``) otherwise than the record says (keys named
+            by ``names``).
+    """
+    phases = record.get("phases") if isinstance(record, dict) else None
+    before = record.get("plan") if isinstance(record, dict) else None
+    if (
+        not isinstance(before, dict)
+        or not isinstance(phases, list)
+        or not all(isinstance(ph, dict) for ph in phases)
+    ):
+        raise ConfigError("its block-restart record is damaged: no phase can be added to it")
+    slots = "".join(str(ph.get("slot", "?")) for ph in phases)
+    planned = str(before.get("order", slots))
+    if len(slots) < len(planned):
+        raise ConfigError(
+            f"its block restarts stopped after {len(slots)} of the {len(planned)} phases planned "
+            f"({planned}): finish them first (train --resume RUN)"
+        )
+    kinds = ((("seed", "fit_tasks", "agree_tasks"), True, True),
+             (("restarts", "steps", "anneal", "within"), bool({"f", "g"} & set(plan.order)),
+              bool({"f", "g"} & set(slots))),
+             (("polish_steps", "polish_lr"), "p" in plan.order, "p" in slots))  # fmt: skip
+    kept = {}
+    for keys, runs, ran in kinds:
+        for key in (k for k in keys if k in before):
+            if runs and ran and before[key] != getattr(plan, key):
+                raise ConfigError(
+                    f"{names(key)} {getattr(plan, key)}: the checkpoint's block restarts used "
+                    f"{before[key]}; phases added to them must too"
+                )
+            if not runs:
+                kept[key] = before[key]
+    return replace(plan, order=slots + plan.order, **kept), len(slots)
+
+
 def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, plan: RestartPlan,
                        lr: float, batch: int, shots: int, query: int, in_place: bool,
                        stop: Callable[[], int] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run the phases of ``plan`` on the kept replica of ``source`` and write the result to ``out``.
 
     ``in_place`` (a run's own ``last.ckpt``, ``out`` = ``source``): the phases ``source`` records
-    as done are skipped and ``out`` is saved after each phase. Otherwise every phase runs and
-    ``out`` is written once, at the end.
+    as done are skipped and ``out`` is saved after each phase. Otherwise every phase of ``plan``
+    runs and ``out`` is written once, at the end; on a ``source`` already restarted they follow
+    its recorded phases (:func:`continued`), as if its ``restart.order`` had asked for them too.
 
     ``learner``: built from the run's config (its weights are loaded from ``source``, on the CPU).
     Every other replica, the optimizer state and the loops of ``source`` are kept as they are.
@@ -124,22 +171,31 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
     learner.load_state_dict({k.removeprefix("learner."): v for k, v in state.items()})
     learner.eval()
     kept, done = learner.kept, phases_done(ckpt, plan) if in_place else 0
+    if not in_place and ckpt.get(RECORD) is not None:
+        plan, done = continued(ckpt[RECORD], plan)
+        ckpt[RECORD] = {**ckpt[RECORD], "plan": asdict(plan)}
     record = ckpt[RECORD] if done else {"plan": asdict(plan), "kept": kept, "phases": []}
     fixed = fixed_tasks(family, seed=plan.seed, shots=shots, query=query,
                         fit_tasks=plan.fit_tasks, agree_tasks=plan.agree_tasks)  # fmt: skip
     f, g = learner.f_banks[kept], learner.g_banks[kept]
     for k in range(done, len(plan.order)):
         try:
-            phase = run_phase(
-                learner, f, g, family, k=k, slot=plan.order[k], restarts=plan.restarts,
-                steps=plan.steps, anneal=plan.anneal, within=plan.within, seed=plan.seed, lr=lr,
-                batch=batch, shots=shots, query=query, fixed=fixed,
-                stop=stop,
-            )  # fmt: skip
+            tasks = {"batch": batch, "shots": shots, "query": query, "fixed": fixed, "stop": stop}
+            if plan.order[k] == "p":
+                phase = run_polish(
+                    learner, f, g, family, k=k, amplitude=float(state["learner.amplitude"][kept]),
+                    steps=plan.polish_steps, seed=plan.seed, lr=plan.polish_lr, **tasks,
+                )  # fmt: skip
+            else:
+                phase = run_phase(
+                    learner, f, g, family, k=k, slot=plan.order[k], restarts=plan.restarts,
+                    steps=plan.steps, anneal=plan.anneal, within=plan.within, seed=plan.seed,
+                    lr=lr, **tasks,
+                )  # fmt: skip
         except PhaseStopped:
             raise RestartsStopped(signum=stop(), phase=k + 1) from None
         for r, (fit, a) in enumerate(zip(phase.fits, phase.agreement, strict=True)):
-            name = "incumbent" if r == 0 else f"restart {r}"
+            name = "incumbent" if r == 0 else "polished" if phase.slot == "p" else f"restart {r}"
             mark = "  <- kept" if r == phase.kept else ""
             say(f"restart phase {k + 1} ({phase.slot}): {name:<10} fit {fit:.5f}  "
                 f"agreement {a:.3f}{mark}")  # fmt: skip

@@ -23,6 +23,19 @@ def test_both_phases_done():
     )
 
 
+def test_a_polish_phase_says_whether_it_kept_the_polished_banks():
+    record = {"plan": {**PLAN, "order": "fgp"}, "kept": 7,
+              "phases": [phase("f", 0), phase("g", 2), phase("p", 1)]}  # fmt: skip
+    record["plan"]["polish_steps"] = 600
+    assert describe_restarts(record) == (
+        "block restarts on replica 7 (restart.seed 3, 4 restarts of 2000 steps a phase, a polish "
+        "of 600 steps): phase 1 (f) kept the incumbent, phase 2 (g) kept restart 2, "
+        "phase 3 (p) kept the polished banks"
+    )
+    record["phases"][2] = phase("p", 0)
+    assert describe_restarts(record).endswith("phase 3 (p) kept the incumbent")
+
+
 def test_a_run_stopped_between_phases_says_what_is_left():
     record = {"plan": {**PLAN, "order": "fgf"}, "kept": 0, "phases": [phase("f", 2)]}
     assert describe_restarts(record).endswith(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from training_testing import REPO, final_state
 
 from metacompose.cli.main import main
 from metacompose.config import ConfigError, load_config
+from metacompose.config.schema import RestartConfig as RestartPlan
 from metacompose.training import TrainingInterrupted, restart_stage, train
 from metacompose.training.restart_stage import RECORD
 from metacompose.training.resume import RESTART_RECORD
@@ -51,11 +53,11 @@ def runs(tmp_path_factory):
     }
 
 
-def script_restarts(checkpoint: Path, out: Path) -> None:
+def script_restarts(checkpoint: Path, out: Path, *extra: str) -> None:
     """``scripts/restart_banks.py`` with the stage's quick settings, ``checkpoint`` -> ``out``."""
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "restart_banks.py"), str(checkpoint),
-         "--out", str(out), *SCRIPT_QUICK],
+         "--out", str(out), *SCRIPT_QUICK, *extra],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -137,6 +139,88 @@ def test_a_signal_as_the_last_phase_is_scored_finishes_and_is_reported(runs, tmp
     assert same_states(final_state(late.checkpoint), final_state(runs["restarted"].checkpoint))
 
 
+def test_a_polish_phase_stopped_then_resumed_ends_as_the_script_does(runs, tmp_path, monkeypatch,
+                                                                    capsys):  # fmt: skip
+    calls = iter(range(10**6))
+
+    @contextlib.contextmanager
+    def stop_in_the_polish():  # phases f and g pass (3 steps each); the polish stops at step 2
+        yield lambda: signal.SIGINT if next(calls) >= 7 else 0
+
+    monkeypatch.setattr(restart_stage, "stop_on_signal", stop_in_the_polish)
+    polish = ["restart.order=fgp", "restart.polish_steps=3", "restart.polish_lr=0.02"]
+    cfg = cfg_of(tmp_path, "pol", *QUICK, *polish)
+    with pytest.raises(TrainingInterrupted, match="during block-restart phase 3 of 3"):
+        train(cfg)
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train(cfg, resume=tmp_path / "pol")
+    said = capsys.readouterr().out
+    assert "restart phase 3 (p): incumbent" in said and "restart phase 3 (p): polished" in said
+    assert "restart phase 2" not in said
+    assert [ph["slot"] for ph in resumed.restarts["phases"]] == ["f", "g", "p"]
+    script = tmp_path / "script.ckpt"
+    extra = ["--polish-steps", "3", "--polish-lr", "0.02"]
+    script_restarts(runs["plain"].checkpoint, script, "--order", "fgp", *extra)
+    assert same_states(final_state(resumed.checkpoint), final_state(script))
+    polished = resumed.restarts["phases"][2]["kept"] == 1
+    fg = final_state(runs["restarted"].checkpoint)  # the same run's f and g phases, no polish
+    assert same_states(final_state(resumed.checkpoint), fg) is not polished
+    # the polish alone, on the checkpoint restarted with fg: numbered after its phases
+    after = tmp_path / "after.ckpt"
+    script_restarts(runs["restarted"].checkpoint, after, "--order", "p", *extra)
+    assert same_states(final_state(after), final_state(resumed.checkpoint))
+    record = torch.load(after, weights_only=True)[RECORD]
+    assert record == resumed.restarts and record["plan"]["order"] == "fgp"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "restart_banks.py"), str(runs["restarted"].checkpoint),
+         "--out", str(tmp_path / "never.ckpt"), "--order", "p", "--seed", "1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2 and not (tmp_path / "never.ckpt").exists()
+    assert "--seed 1: the checkpoint's block restarts used 0" in done.stderr, done.stderr
+
+
+PLAN = RestartPlan(order="fg", restarts=4, steps=1000, anneal=800, within=1.5, fit_tasks=256,
+                   agree_tasks=400, seed=0, polish_steps=600, polish_lr=0.003)  # fmt: skip
+
+
+def record_of(plan: RestartPlan, slots: str) -> dict:
+    phases = [{"slot": s, "fits": [0.1], "agreement": [1.0], "kept": 0} for s in slots]
+    return {"plan": asdict(plan), "kept": 3, "phases": phases}
+
+
+def test_phases_added_to_a_record_follow_it_with_its_settings():
+    polish = replace(PLAN, order="p", steps=2000, anneal=1500, polish_steps=50)  # script defaults
+    plan, done = restart_stage.continued(record_of(PLAN, "fg"), polish)
+    assert done == 2 and plan.order == "fgp" and plan.polish_steps == 50
+    assert (plan.steps, plan.anneal) == (1000, 800)  # the recorded phases' settings stay
+    plan, done = restart_stage.continued(record_of(replace(PLAN, order="fgp"), "fgp"),
+                                         replace(PLAN, order="g"))  # fmt: skip
+    assert done == 3 and plan.order == "fgpg"
+
+
+@pytest.mark.parametrize(
+    ("record", "plan", "says"),
+    [
+        (["not", "a", "record"], PLAN, "record is damaged"),
+        ({"plan": asdict(PLAN), "phases": ["junk"]}, PLAN, "record is damaged"),
+        (record_of(replace(PLAN, order="fgp"), "f"), replace(PLAN, order="p"),
+         "stopped after 1 of the 3 phases planned (fgp): finish them first"),
+        (record_of(PLAN, "fg"), replace(PLAN, order="p", seed=1), "restart.seed 1: "),
+        (record_of(PLAN, "fg"), replace(PLAN, order="p", fit_tasks=9), "restart.fit_tasks 9: "),
+        (record_of(PLAN, "fg"), replace(PLAN, order="g", steps=2000),
+         "restart.steps 2000: the checkpoint's block restarts used 1000"),
+        (record_of(replace(PLAN, order="fgp"), "fgp"), replace(PLAN, order="p", polish_lr=0.1),
+         "restart.polish_lr 0.1: "),
+    ],
+)  # fmt: skip
+def test_phases_are_not_added_to_a_record_they_would_not_continue(record, plan, says):
+    with pytest.raises(ConfigError) as refused:
+        restart_stage.continued(record, plan)
+    assert says in str(refused.value)
+
+
 def test_in_double_precision_the_stage_runs_as_the_script_does(tmp_path):
     """The stage adapts in float32 whatever the run's precision, as the script's rebuilt learner
     does: the same checkpoint."""
@@ -172,7 +256,10 @@ def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_pa
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
-        (["restart.order=fx"], "restart.order=fx: a string of f and g"),
+        (["restart.order=fx"], "restart.order=fx: a string of f, g and p (polish)"),
+        (["restart.order=fgp", "restart.polish_steps=0"],
+         "restart.polish_steps=0: must be in 1.."),
+        (["restart.order=p", "restart.polish_lr=-1"], "restart.polish_lr=-1"),
         (["restart.order=fg", "restart.anneal=9", "restart.steps=3"],
          "restart.anneal=9: more than restart.steps=3"),
         (["restart.order=f", "restart.restarts=0"], "restart.restarts=0: must be in 1..1024"),
