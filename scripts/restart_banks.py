@@ -22,8 +22,11 @@ restarts, those whose best-pair fit on ``--fit-tasks`` fixed training tasks is w
 times the lowest are eligible, and the one whose routing of ``--agree-tasks`` fixed training tasks
 agrees most with the others' (mean NMI of the (f, g) choices) is kept. A polish phase (``p``, e.g.
 ``--order fgp``) restarts nothing: both banks learn on together for ``--polish-steps`` at the run's
-``tau_end`` (Adam at ``--polish-lr``), kept if they fit the fixed tasks better. Only training tasks
-are read.
+``tau_end`` (Adam at ``--polish-lr``), kept if they fit the fixed tasks better. A distil phase
+(``d``, e.g. ``--order fgpd``) trains ``--restarts`` fresh pairs of banks as the descriptor-routed
+learner trains, each training task's pair being the one the incumbent routes it to (on all its
+points), with ``--steps`` and ``--anneal``; the lowest fit on the fixed tasks is kept. Only
+training tasks are read.
 The kept replica of the output holds the chosen banks and their amplitude limit; every other
 replica, the config and the input file are unchanged. On a checkpoint already restarted the phases
 follow its recorded ones (numbered after them, with their ``--seed`` and fixed tasks): ``--order p``
@@ -58,7 +61,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--restarts", type=positive_int, default=4, help="fresh banks per phase")
     p.add_argument("--steps", type=meta_steps, default=2000, help="meta-iterations per phase")
     p.add_argument("--anneal", type=meta_steps, default=1500, help="of which tau falls over")
-    p.add_argument("--order", default="fg", help="phases, e.g. fg, gf, fgp (p: polish)")
+    p.add_argument("--order", default="fg", help="phases, e.g. fg, gf, fgpd (p: polish, d: distil)")
     p.add_argument("--within", type=positive_float, default=1.5, help="fit eligibility factor")
     p.add_argument("--fit-tasks", type=positive_int, default=256, help="fixed tasks for fits")
     p.add_argument("--agree-tasks", type=positive_int, default=400, help="fixed tasks for NMI")
@@ -70,8 +73,8 @@ def parse() -> argparse.Namespace:
         p.error(f"--anneal {args.anneal}: more than --steps {args.steps}")
     if args.within < 1:
         p.error(f"--within {args.within:g}: must be >= 1 (the lowest fit is always eligible)")
-    if not args.order or set(args.order) - {"f", "g", "p"}:
-        p.error(f"--order {args.order!r}: a string of f, g and p (polish), e.g. fg or fgp")
+    if not args.order or set(args.order) - {"f", "g", "p", "d"}:
+        p.error(f"--order {args.order!r}: a string of f, g, p (polish) and d (distil), e.g. fgpd")
     src = checkpoint_file(args.checkpoint)
     args.out = Path(args.out)
     if args.out.exists() or args.out.resolve() == src.resolve():

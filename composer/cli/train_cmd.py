@@ -135,10 +135,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def phases_said(phases: list[dict]) -> str:
-    """`` and N block-restart phases (K took a restart[, the polish kept])``; ``""``: none."""
+    """`` and N block-restart phases (K took a restart[, the polish kept][, the distil kept])``;
+    ``""``: none."""
     if not phases:
         return ""
-    took = sum(ph["kept"] > 0 and ph.get("slot") != "p" for ph in phases)
-    polished = [ph["kept"] > 0 for ph in phases if ph.get("slot") == "p"]
-    kept = f", the polish {'kept' if any(polished) else 'not kept'}" if polished else ""
+    took = sum(ph["kept"] > 0 and ph.get("slot") in ("f", "g") for ph in phases)
+    kept = ""
+    for slot, name in (("p", "polish"), ("d", "distil")):
+        done = [ph["kept"] > 0 for ph in phases if ph.get("slot") == slot]
+        kept += f", the {name} {'kept' if any(done) else 'not kept'}" if done else ""
     return f" and {len(phases)} block-restart phases ({took} took a restart{kept})"

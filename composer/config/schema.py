@@ -188,10 +188,12 @@ class RestartConfig:
     """Block restarts after the last meta-iteration (``algo.name: annealed_sum``, the sum structure;
     metacompose.training.restart_stage): each slot of ``order`` in turn is learnt again from fresh
     banks, the other frozen, and a label-free rule keeps the incumbent or a restart; a polish
-    phase (``p``) learns both banks on together and keeps them if they fit better."""
+    phase (``p``) learns both banks on together and keeps them if they fit better; a distil phase
+    (``d``) trains fresh pairs of banks on the incumbent's routing of the training tasks and keeps
+    the best fit (metacompose.training.distil_phase)."""
 
-    order: str = ""  # one slot per phase, e.g. fgp (f, g, then polish); empty: no restarts
-    restarts: int = 4  # fresh banks per phase
+    order: str = ""  # one slot per phase, e.g. fgpd (f, g, polish, distil); empty: no restarts
+    restarts: int = 4  # fresh banks per phase (a distil phase: fresh pairs of banks)
     steps: int = 2000  # meta-iterations per phase
     anneal: int = 1500  # of which tau falls from the run's tau_start to tau_end
     within: float = 1.5  # eligible: a fit on fixed training tasks within this factor of the lowest

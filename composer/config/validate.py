@@ -169,8 +169,9 @@ def _warn_short_anneal(cfg: DictConfig, source: str) -> None:
 
 def _check_restart(c: _Checker, cfg: DictConfig) -> None:
     r = cfg.restart
-    if not isinstance(r.order, str) or set(r.order) - {"f", "g", "p"}:
-        c.fail("restart.order", r.order, "a string of f, g and p (polish), e.g. fg or fgp, or ''")
+    if not isinstance(r.order, str) or set(r.order) - {"f", "g", "p", "d"}:
+        c.fail("restart.order", r.order,
+               "a string of f, g, p (polish) and d (distil), e.g. fg or fgpd, or ''")  # fmt: skip
     if r.order and cfg.algo.name != "annealed_sum":
         c.fail("restart.order", r.order, f"needs algo.name annealed_sum (not {cfg.algo.name})")
     c.integer("restart.restarts", lo=1, hi=ROUTER_COPIES_LIMIT)

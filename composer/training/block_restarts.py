@@ -87,13 +87,16 @@ def agreement(labels: list[list]) -> list[float]:
     return [sum(nmi[min(i, j)][max(i, j)] for j in range(n) if j != i) / (n - 1) for i in range(n)]
 
 
-def pool_learner(template: AnnealedSumLearner, f_banks, g_banks, *, anneal: int):
+def pool_learner(template: AnnealedSumLearner, f_banks, g_banks, *, anneal: int,
+                 routing: str = "data", eval_contexts: int | None = None):  # fmt: skip
     """A learner over the given banks with ``template``'s settings, annealing over ``anneal``: its
-    fits' offset too, not its pilot terms (``cross_fit``, ``balance_steps``)."""
+    fits' offset too, not its pilot terms (``cross_fit``, ``balance_steps``). ``routing`` in
+    meta-training (evaluation routes from data); ``eval_contexts``: default ``template``'s."""
     pool = AnnealedSumLearner(
         f_banks=f_banks, g_banks=g_banks, tau_start=template.tau_start, tau_end=template.tau_end,
-        anneal_steps=anneal, eval_contexts=len(template.eval_grid), ridge=template.ridge,
-        fit_decay=template.fit_decay, refine=template.refine,
+        anneal_steps=anneal, eval_contexts=eval_contexts or len(template.eval_grid),
+        ridge=template.ridge, fit_decay=template.fit_decay, refine=template.refine,
+        routing=routing, eval_routing="data",
     )  # fmt: skip
     pool.offset = template.offset
     return pool

@@ -33,6 +33,8 @@ def describe_restarts(record: dict[str, Any]) -> str:
         what = "the incumbent" if kept == 0 else f"restart {kept}"
         if ph.get("slot") == "p":
             what = "the incumbent" if kept == 0 else "the polished banks"
+        if ph.get("slot") == "d" and kept != 0:
+            what = f"distilled banks {kept}"
         done.append(f"phase {i} ({ph.get('slot', '?')}) kept {what}")
     left = len(order) - len(phases)
     settings = (

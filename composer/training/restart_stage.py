@@ -34,6 +34,7 @@ from metacompose.training.block_restarts import (
     why_not_restartable,
 )
 from metacompose.training.checkpoint_io import atomic_save, safe_load
+from metacompose.training.distil_phase import run_distil
 from metacompose.training.interrupt import TrainingInterrupted
 from metacompose.training.resume import RESTART_RECORD as RECORD
 
@@ -48,11 +49,17 @@ class RestartsStopped(Exception):
 
 def phases_done(checkpoint: dict[str, Any], plan: RestartPlan) -> int:
     """How many of ``plan``'s phases ``checkpoint`` records as done (0: none, or slots that are not
-    the start of ``plan.order``). ``--resume`` has checked that the run's config is unchanged."""
+    the start of ``plan.order``). ``--resume`` has checked that the run's config is unchanged.
+
+    Raises:
+        ConfigError: the record lists phases that are not records of a phase.
+    """
     record = checkpoint.get(RECORD)
     phases = record.get("phases") if isinstance(record, dict) else None
     if not isinstance(phases, list):
         return 0
+    if not all(isinstance(ph, dict) for ph in phases):
+        raise ConfigError("its block-restart record is damaged: its phases are not records")
     slots = "".join(str(ph.get("slot", "?")) for ph in phases)
     return len(slots) if plan.order.startswith(slots) else 0
 
@@ -111,7 +118,7 @@ def continued(record: Any, plan: RestartPlan, *,
     Raises:
         ConfigError: the record is damaged, or records fewer phases than it planned; or ``plan``
             draws its fixed tasks (``seed``, ``fit_tasks``, ``agree_tasks``) or runs a kind of
-            phase the record has (restarts: ``restarts``, ``steps``, ``anneal``, ``within``;
+            phase the record has (restarts and distil: ``restarts``, ``steps``, ``anneal``, ``within``;
             polish: ``polish_steps``, ``polish_lr``) otherwise than the record says (keys named
             by ``names``).
     """
@@ -131,8 +138,8 @@ def continued(record: Any, plan: RestartPlan, *,
             f"({planned}): finish them first (train --resume RUN)"
         )
     kinds = ((("seed", "fit_tasks", "agree_tasks"), True, True),
-             (("restarts", "steps", "anneal", "within"), bool({"f", "g"} & set(plan.order)),
-              bool({"f", "g"} & set(slots))),
+             (("restarts", "steps", "anneal", "within"), bool({"f", "g", "d"} & set(plan.order)),
+              bool({"f", "g", "d"} & set(slots))),
              (("polish_steps", "polish_lr"), "p" in plan.order, "p" in slots))  # fmt: skip
     kept = {}
     for keys, runs, ran in kinds:
@@ -181,11 +188,15 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
     for k in range(done, len(plan.order)):
         try:
             tasks = {"batch": batch, "shots": shots, "query": query, "fixed": fixed, "stop": stop}
+            amplitude = float(state["learner.amplitude"][kept])
             if plan.order[k] == "p":
-                phase = run_polish(
-                    learner, f, g, family, k=k, amplitude=float(state["learner.amplitude"][kept]),
-                    steps=plan.polish_steps, seed=plan.seed, lr=plan.polish_lr, **tasks,
-                )  # fmt: skip
+                phase = run_polish(learner, f, g, family, k=k, amplitude=amplitude,
+                                   steps=plan.polish_steps, seed=plan.seed, lr=plan.polish_lr,
+                                   **tasks)  # fmt: skip
+            elif plan.order[k] == "d":
+                phase = run_distil(learner, f, g, family, k=k, amplitude=amplitude,
+                                   restarts=plan.restarts, steps=plan.steps, anneal=plan.anneal,
+                                   seed=plan.seed, lr=lr, **tasks)  # fmt: skip
             else:
                 phase = run_phase(
                     learner, f, g, family, k=k, slot=plan.order[k], restarts=plan.restarts,
@@ -195,7 +206,8 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
         except PhaseStopped:
             raise RestartsStopped(signum=stop(), phase=k + 1) from None
         for r, (fit, a) in enumerate(zip(phase.fits, phase.agreement, strict=True)):
-            name = "incumbent" if r == 0 else "polished" if phase.slot == "p" else f"restart {r}"
+            name = {"p": "polished", "d": f"distilled {r}"}.get(phase.slot, f"restart {r}")
+            name = "incumbent" if r == 0 else name
             mark = "  <- kept" if r == phase.kept else ""
             say(f"restart phase {k + 1} ({phase.slot}): {name:<10} fit {fit:.5f}  "
                 f"agreement {a:.3f}{mark}")  # fmt: skip

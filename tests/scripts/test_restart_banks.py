@@ -90,7 +90,7 @@ def test_same_seed_same_checkpoint(trained, tmp_path):
     ("extra", "says"),
     [
         (["--anneal", "9", "--steps", "3"], "--anneal 9: more than --steps 3"),
-        (["--order", "fx"], "--order 'fx': a string of f, g and p"),
+        (["--order", "fx"], "--order 'fx': a string of f, g, p (polish) and d (distil)"),
         (["--order", "p", "--polish-steps", "0"], "--polish-steps"),
         (["--order", "p", "--polish-lr", "0"], "--polish-lr"),
         (["--within", "0.5"], "--within 0.5: must be >= 1"),

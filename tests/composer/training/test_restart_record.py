@@ -36,6 +36,14 @@ def test_a_polish_phase_says_whether_it_kept_the_polished_banks():
     assert describe_restarts(record).endswith("phase 3 (p) kept the incumbent")
 
 
+def test_a_distil_phase_says_which_distilled_banks_it_kept():
+    record = {"plan": {**PLAN, "order": "fgd"}, "kept": 7,
+              "phases": [phase("f", 0), phase("g", 0), phase("d", 3)]}  # fmt: skip
+    assert describe_restarts(record).endswith("phase 3 (d) kept distilled banks 3")
+    record["phases"][2] = phase("d", 0)
+    assert describe_restarts(record).endswith("phase 3 (d) kept the incumbent")
+
+
 def test_a_run_stopped_between_phases_says_what_is_left():
     record = {"plan": {**PLAN, "order": "fgf"}, "kept": 0, "phases": [phase("f", 2)]}
     assert describe_restarts(record).endswith(

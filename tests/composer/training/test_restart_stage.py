@@ -181,6 +181,23 @@ def test_a_polish_phase_stopped_then_resumed_ends_as_the_script_does(runs, tmp_p
     assert "--seed 1: the checkpoint's block restarts used 0" in done.stderr, done.stderr
 
 
+def test_a_distil_phase_in_the_stage_is_the_script_after_fg(runs, tmp_path, capsys):
+    capsys.readouterr()
+    staged = train(cfg_of(tmp_path, "fgd", *QUICK, "restart.order=fgd"))
+    said = capsys.readouterr().out
+    assert "restart phase 3 (d): incumbent" in said
+    assert "restart phase 3 (d): distilled 1" in said and "restart phase 3 (d): distilled 2" in said
+    phases = staged.restarts["phases"]
+    assert [ph["slot"] for ph in phases] == ["f", "g", "d"] and len(phases[2]["fits"]) == 3
+    assert phases[2]["kept"] == min(range(3), key=phases[2]["fits"].__getitem__)
+    after = tmp_path / "after.ckpt"  # the distil alone, on the checkpoint restarted with fg
+    script_restarts(runs["restarted"].checkpoint, after, "--order", "d")
+    assert same_states(final_state(after), final_state(staged.checkpoint))
+    distilled = phases[2]["kept"] > 0
+    fg = final_state(runs["restarted"].checkpoint)
+    assert same_states(final_state(staged.checkpoint), fg) is not distilled
+
+
 PLAN = RestartPlan(order="fg", restarts=4, steps=1000, anneal=800, within=1.5, fit_tasks=256,
                    agree_tasks=400, seed=0, polish_steps=600, polish_lr=0.003)  # fmt: skip
 
@@ -221,6 +238,14 @@ def test_phases_are_not_added_to_a_record_they_would_not_continue(record, plan, 
     assert says in str(refused.value)
 
 
+def test_phases_done_counts_the_recorded_start_of_the_order_and_refuses_a_damaged_one():
+    assert restart_stage.phases_done({}, PLAN) == 0
+    assert restart_stage.phases_done({RECORD: record_of(PLAN, "f")}, PLAN) == 1
+    assert restart_stage.phases_done({RECORD: record_of(PLAN, "g")}, PLAN) == 0  # not its start
+    with pytest.raises(ConfigError, match="record is damaged"):
+        restart_stage.phases_done({RECORD: {"plan": asdict(PLAN), "phases": ["junk"]}}, PLAN)
+
+
 def test_in_double_precision_the_stage_runs_as_the_script_does(tmp_path):
     """The stage adapts in float32 whatever the run's precision, as the script's rebuilt learner
     does: the same checkpoint."""
@@ -256,7 +281,7 @@ def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_pa
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
-        (["restart.order=fx"], "restart.order=fx: a string of f, g and p (polish)"),
+        (["restart.order=fx"], "restart.order=fx: a string of f, g, p (polish) and d (distil)"),
         (["restart.order=fgp", "restart.polish_steps=0"],
          "restart.polish_steps=0: must be in 1.."),
         (["restart.order=p", "restart.polish_lr=-1"], "restart.polish_lr=-1"),

@@ -1,0 +1,130 @@
+"""The distil phase (metacompose.training.distil_phase): the teacher's labels against a brute-force
+float64 routing, and which replica the phase keeps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_block_restarts import polish_setup, same_bank
+
+from metacompose.training import block_restarts
+from metacompose.training.block_restarts import fixed_fits, pool_learner
+from metacompose.training.distil_phase import RoutedByTeacher, run_distil, teacher_of
+
+
+def brute_force_pairs(f_bank, g_bank, x, y, *, grid, ridge: float) -> list[tuple[int, int, float]]:
+    """Per task: the (f, g) of the lowest ridge least-squares residual of ``y ~ a f + b g`` over
+    every pair at every context pair of ``grid`` (float64, one solve per fit), and the margin of
+    that fit's residual to the best of any other pair."""
+    hf = f_bank.on_grid(x, grid).detach().double()  # (C, G, T, N)
+    hg = g_bank.on_grid(x, grid).detach().double()
+    y = y.double()
+    out = []
+    for t in range(len(x)):
+        best: dict[tuple[int, int], float] = {}
+        for i in range(hf.shape[0]):
+            for j in range(hg.shape[0]):
+                for ci in range(len(grid)):
+                    for cj in range(len(grid)):
+                        design = torch.stack([hf[i, ci, t], hg[j, cj, t]], 1)
+                        gram = design.T @ design + ridge * torch.eye(2, dtype=torch.float64)
+                        w = torch.linalg.solve(gram, design.T @ y[t])
+                        mse = float(((design @ w - y[t]) ** 2).mean())
+                        best[(i, j)] = min(best.get((i, j), math.inf), mse)
+        ranked = sorted(best.items(), key=lambda kv: kv[1])
+        out.append((*ranked[0][0], ranked[1][1] - ranked[0][1]))
+    return out
+
+
+def test_the_labels_are_the_incumbents_routing_of_all_the_points_brute_force():
+    learner, family, _ = polish_setup()
+    learner.refine = 0  # the grid alone: what the brute force searches
+    f, g = learner.f_banks[0], learner.g_banks[0]
+    teacher = teacher_of(learner, f, g, amplitude=math.inf)
+    gen = torch.Generator().manual_seed(5)
+    tasks = RoutedByTeacher(family, teacher).sample(24, shots=5, query=5, generator=gen,
+                                                    split="train")  # fmt: skip
+    plain = family.sample(24, shots=5, query=5, generator=torch.Generator().manual_seed(5),
+                          split="train")  # fmt: skip
+    for key in ("support_x", "support_y", "query_x", "query_y"):
+        assert torch.equal(getattr(tasks, key), getattr(plain, key))  # the tasks, unchanged
+    d = tasks.descriptor
+    assert d.shape == (24, 4) and bool((d.sum(1) == 2).all())
+    assert bool((d[:, :2].sum(1) == 1).all())  # one f (first), one g
+    x = torch.cat([plain.support_x, plain.query_x], 1)[..., 0]
+    y = torch.cat([plain.support_y, plain.query_y], 1)[..., 0]
+    want = brute_force_pairs(f, g, x, y, grid=f.grid(torch.float32), ridge=learner.ridge)
+    clear = 0
+    for t, (i, j, margin) in enumerate(want):
+        if margin > 1e-5:  # no near-tie that float32 may break the other way
+            clear += 1
+            assert (int(d[t, :2].argmax()), int(d[t, 2:].argmax())) == (i, j), t
+    assert clear >= 16
+    # all the points, not the support set alone: some task's label differs from that routing
+    support = teacher.choices(plain)
+    assert any(
+        (int(d[t, :2].argmax()), int(d[t, 2:].argmax()))
+        != (int(support["f"][t]), int(support["g"][t]))
+        for t in range(24)
+    )
+
+
+def distil(learner, family, fixed, **overrides):
+    k = learner.kept
+    kwargs = {"k": 3, "amplitude": 2.0, "restarts": 2, "steps": 4, "anneal": 3, "seed": 0,
+              "lr": 0.01, "batch": 8, "shots": 5, "query": 5, "fixed": fixed} | overrides  # fmt: skip
+    return run_distil(learner, learner.f_banks[k], learner.g_banks[k], family, **kwargs)
+
+
+def test_the_distil_phase_keeps_the_lowest_fit_and_leaves_the_incumbent_untouched():
+    learner, family, fixed = polish_setup()
+    f, g = learner.f_banks[0], learner.g_banks[0]
+    before = [b.state_dict() for b in (f, g)]
+    phase = distil(learner, family, fixed)
+    assert phase.slot == "d" and len(phase.fits) == 3 and len(phase.agreement) == 3
+    incumbent = pool_learner(learner, [f], [g], anneal=1)
+    incumbent.amplitude.fill_(2.0)
+    assert phase.fits[0] == pytest.approx(fixed_fits(incumbent, fixed["fit"])[0], rel=1e-6)
+    assert phase.kept == min(range(3), key=phase.fits.__getitem__)
+    if phase.kept:
+        assert not same_bank(phase.f, f) and not same_bank(phase.g, g)  # fresh banks, both
+        assert phase.amplitude is not None and math.isfinite(phase.amplitude)
+    for b, state in zip((f, g), before, strict=True):
+        assert all(torch.equal(b.state_dict()[k], v) for k, v in state.items())
+    # a phase depends on its index and seed only; the fresh banks on the index
+    again = distil(learner, family, fixed)
+    assert again.fits == phase.fits and same_bank(again.f, phase.f)
+    assert distil(learner, family, fixed, k=4).fits[1:] != phase.fits[1:]
+
+
+def test_the_students_learn_from_the_teachers_labels(monkeypatch):
+    learner, family, fixed = polish_setup()
+    seen: list[torch.Tensor] = []
+    original = block_restarts.AnnealedSumLearner.meta_step
+
+    def spy(self, batch, **kwargs):
+        if self.routing == "descriptor":
+            seen.append(batch.descriptor)
+        return original(self, batch, **kwargs)
+
+    monkeypatch.setattr(block_restarts.AnnealedSumLearner, "meta_step", spy)
+    distil(learner, family, fixed)
+    assert len(seen) == 4 and all(d.shape == (8, 4) for d in seen)  # every step, labelled
+
+
+def test_a_distil_phase_whose_students_fit_worse_keeps_the_incumbent(monkeypatch):
+    from metacompose.training import distil_phase
+
+    def flatten(pool, *args, **kwargs):  # students gone wrong: every candidate flat
+        with torch.no_grad():
+            for bank in (*pool.f_banks, *pool.g_banks):
+                bank.table.zero_()
+            pool.amplitude.fill_(1.0)
+
+    learner, family, fixed = polish_setup()
+    monkeypatch.setattr(distil_phase, "anneal_pool", flatten)
+    phase = distil(learner, family, fixed)
+    assert phase.kept == 0 and min(phase.fits[1:]) > phase.fits[0]
+    assert same_bank(phase.f, learner.f_banks[0]) and phase.amplitude is None
