@@ -52,10 +52,11 @@ class Phase:
     f: WarpLineBank
     g: WarpLineBank
     amplitude: float | None  # the kept restart's limit; None: the incumbent's stays
+    query: list[float] | None = None  # a distil phase's rule: each replica's routed query MSE
 
     def record(self) -> dict:
-        return {"slot": self.slot, "fits": self.fits, "agreement": self.agreement,
-                "kept": self.kept}  # fmt: skip
+        out = {"slot": self.slot, "fits": self.fits, "agreement": self.agreement, "kept": self.kept}
+        return out if self.query is None else out | {"query": self.query}
 
 
 def why_not_restartable(learner) -> str | None:

@@ -10,9 +10,12 @@ learner trains (``routing="descriptor"``, annealed as a restart phase), each tra
 being the one the incumbent routes it to on all its points (support and query: both are
 meta-training data) on the training grid of contexts. Nothing held out and no descriptor is read.
 
-The incumbent and the distilled replicas are then scored as every phase scores them, routed from
-data on fixed training tasks; the replica of the lowest best-pair fit is kept (the incumbent when
-no distilled replica fits better).
+The incumbent and the distilled replicas are then scored as evaluation scores a learner, on the
+phase's fixed "agree" training tasks: each routed from its support points, its query MSE averaged.
+The lowest is kept (the incumbent on a tie). Not the best-pair fit on support and query points,
+which every other phase uses: that fit can favour the incumbent, whose tables were kept and
+polished on those very tasks, over distilled banks that predict far better (docs/router.md,
+"Distilling the routing").
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from metacompose.training.block_restarts import (
     agreement,
     anneal_pool,
     choices,
+    chunks,
     fixed_fits,
     pool_learner,
 )
@@ -69,6 +73,23 @@ def teacher_of(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, *,
     return teacher.eval()
 
 
+@torch.no_grad()
+def routed_query_mse(pool: AnnealedSumLearner, tasks: TaskBatch) -> list[float]:
+    """Each replica's mean query MSE on ``tasks``, routed and fitted on each task's support set
+    as at evaluation; the pool's buffers are restored."""
+    saved = pool.fit.clone()
+    total = []
+    try:
+        for r in range(len(saved)):
+            pool.fit.fill_(math.inf)
+            pool.fit[r] = 0.0  # replica r is the kept one
+            mse = torch.cat([pool.evaluate(part)[-1] for part in chunks(tasks)]).double()
+            total.append(float(mse.mean()))
+    finally:
+        pool.fit.copy_(saved)
+    return total
+
+
 def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,
                *, k: int, amplitude: float, restarts: int, steps: int, anneal: int, seed: int,
                lr: float, batch: int, shots: int, query: int, fixed: dict[str, TaskBatch],
@@ -76,7 +97,8 @@ def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, fa
     """Phase ``k`` (0-based), slot ``d``: ``restarts`` fresh pairs of banks (built as ``f`` and
     ``g`` were) trained for ``steps`` meta-iterations, annealed over ``anneal`` (Adam at ``lr``),
     on the pairs the incumbent ``f``, ``g`` (amplitude limit ``amplitude``) routes the training
-    tasks to. Replica 0 of the record is the incumbent; the lowest fit on ``fixed["fit"]`` is kept.
+    tasks to. Replica 0 of the record is the incumbent; the lowest :func:`routed_query_mse` on
+    ``fixed["agree"]`` is kept.
     The fresh banks and the task stream depend only on ``seed`` and ``k``."""
     teacher = teacher_of(learner, f, g, amplitude=amplitude)
     torch.manual_seed(derive_seed(seed, "restart_banks", "banks", k))
@@ -93,6 +115,8 @@ def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, fa
     scored.amplitude.copy_(torch.cat([teacher.amplitude, pool.amplitude]))
     fits = fixed_fits(scored, fixed["fit"])
     agree = agreement([choices(scored, r, fixed["agree"]) for r in range(len(fits))])
-    best = min(range(len(fits)), key=lambda r: math.inf if math.isnan(fits[r]) else fits[r])
+    routed = routed_query_mse(scored, fixed["agree"])
+    best = min(range(len(routed)), key=lambda r: math.inf if math.isnan(routed[r]) else routed[r])
     return Phase(slot="d", kept=best, fits=fits, agreement=agree, f=scored.f_banks[best],
-                 g=scored.g_banks[best], amplitude=float(scored.amplitude[best]) if best else None)  # fmt: skip
+                 g=scored.g_banks[best], amplitude=float(scored.amplitude[best]) if best else None,
+                 query=routed)  # fmt: skip

@@ -209,7 +209,8 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
             name = {"p": "polished", "d": f"distilled {r}"}.get(phase.slot, f"restart {r}")
             name = "incumbent" if r == 0 else name
             mark = "  <- kept" if r == phase.kept else ""
-            say(f"restart phase {k + 1} ({phase.slot}): {name:<10} fit {fit:.5f}  "
+            routed = f"  routed query {phase.query[r]:.5f}" if phase.query else ""
+            say(f"restart phase {k + 1} ({phase.slot}): {name:<10} fit {fit:.5f}{routed}  "
                 f"agreement {a:.3f}{mark}")  # fmt: skip
         f, g = phase.f, phase.g
         _put_banks(state, kept=kept, f=f, g=g, amplitude=phase.amplitude)

@@ -71,6 +71,11 @@ def test_the_labels_are_the_incumbents_routing_of_all_the_points_brute_force():
     )
 
 
+def routed_query(pool, tasks) -> float:
+    """The query MSE of ``pool``'s one replica, routed and fitted on each task's support set."""
+    return float(pool.evaluate(tasks)[-1].double().mean())
+
+
 def distil(learner, family, fixed, **overrides):
     k = learner.kept
     kwargs = {"k": 3, "amplitude": 2.0, "restarts": 2, "steps": 4, "anneal": 3, "seed": 0,
@@ -87,7 +92,9 @@ def test_the_distil_phase_keeps_the_lowest_fit_and_leaves_the_incumbent_untouche
     incumbent = pool_learner(learner, [f], [g], anneal=1)
     incumbent.amplitude.fill_(2.0)
     assert phase.fits[0] == pytest.approx(fixed_fits(incumbent, fixed["fit"])[0], rel=1e-6)
-    assert phase.kept == min(range(3), key=phase.fits.__getitem__)
+    assert phase.query[0] == pytest.approx(routed_query(incumbent, fixed["agree"]), rel=1e-6)
+    assert phase.kept == min(range(3), key=phase.query.__getitem__)
+    assert phase.record()["query"] == phase.query
     if phase.kept:
         assert not same_bank(phase.f, f) and not same_bank(phase.g, g)  # fresh banks, both
         assert phase.amplitude is not None and math.isfinite(phase.amplitude)
@@ -126,5 +133,19 @@ def test_a_distil_phase_whose_students_fit_worse_keeps_the_incumbent(monkeypatch
     learner, family, fixed = polish_setup()
     monkeypatch.setattr(distil_phase, "anneal_pool", flatten)
     phase = distil(learner, family, fixed)
-    assert phase.kept == 0 and min(phase.fits[1:]) > phase.fits[0]
+    assert phase.kept == 0 and min(phase.query[1:]) > phase.query[0]
     assert same_bank(phase.f, learner.f_banks[0]) and phase.amplitude is None
+
+
+def test_the_rule_is_the_routed_query_mse_not_the_fit(monkeypatch):
+    from metacompose.training import distil_phase
+
+    learner, family, fixed = polish_setup()
+    honest = distil(learner, family, fixed)
+    order = sorted(range(3), key=honest.fits.__getitem__, reverse=True)  # the worst fit first
+    faked = [0.0] * 3
+    for rank, r in enumerate(order):
+        faked[r] = 0.01 * (rank + 1)  # the worst fit gets the lowest query MSE
+    monkeypatch.setattr(distil_phase, "routed_query_mse", lambda pool, tasks: list(faked))
+    phase = distil(learner, family, fixed)
+    assert phase.kept == order[0] and phase.fits == honest.fits

@@ -189,7 +189,7 @@ def test_a_distil_phase_in_the_stage_is_the_script_after_fg(runs, tmp_path, caps
     assert "restart phase 3 (d): distilled 1" in said and "restart phase 3 (d): distilled 2" in said
     phases = staged.restarts["phases"]
     assert [ph["slot"] for ph in phases] == ["f", "g", "d"] and len(phases[2]["fits"]) == 3
-    assert phases[2]["kept"] == min(range(3), key=phases[2]["fits"].__getitem__)
+    assert phases[2]["kept"] == min(range(3), key=phases[2]["query"].__getitem__)
     after = tmp_path / "after.ckpt"  # the distil alone, on the checkpoint restarted with fg
     script_restarts(runs["restarted"].checkpoint, after, "--order", "d")
     assert same_states(final_state(after), final_state(staged.checkpoint))
