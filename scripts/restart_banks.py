@@ -25,8 +25,9 @@ agrees most with the others' (mean NMI of the (f, g) choices) is kept. A polish 
 ``tau_end`` (Adam at ``--polish-lr``), kept if they fit the fixed tasks better. A distil phase
 (``d``, e.g. ``--order fgpd``) trains ``--restarts`` fresh pairs of banks as the descriptor-routed
 learner trains, each training task's pair being the one the incumbent routes it to (on all its
-points), with ``--steps`` and ``--anneal``; the lowest fit on the fixed tasks is kept. Only
-training tasks are read.
+points), with ``--steps`` and ``--anneal``; of the incumbent and those, the lowest query MSE on
+the ``--agree-tasks`` fixed tasks, routed and fitted on their support points, is kept (opt-in:
+docs/router.md, "Distilling the routing"). Only training tasks are read.
 The kept replica of the output holds the chosen banks and their amplitude limit; every other
 replica, the config and the input file are unchanged. On a checkpoint already restarted the phases
 follow its recorded ones (numbered after them, with their ``--seed`` and fixed tasks): ``--order p``
