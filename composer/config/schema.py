@@ -190,7 +190,7 @@ class RestartConfig:
     banks, the other frozen, and a label-free rule keeps the incumbent or a restart; a polish
     phase (``p``) learns both banks on together and keeps them if they fit better; a distil phase
     (``d``) trains fresh pairs of banks on the incumbent's routing of the training tasks and keeps
-    the best fit (metacompose.training.distil_phase)."""
+    the lowest query MSE routed from support sets (metacompose.training.distil_phase)."""
 
     order: str = ""  # one slot per phase, e.g. fgpd (f, g, polish, distil); empty: no restarts
     restarts: int = 4  # fresh banks per phase (a distil phase: fresh pairs of banks)
