@@ -25,8 +25,9 @@ agrees most with the others' (mean NMI of the (f, g) choices) is kept. A polish 
 ``tau_end`` (Adam at ``--polish-lr``), kept if they fit the fixed tasks better. A distil phase
 (``d``, e.g. ``--order fgpd``) trains ``--restarts`` fresh pairs of banks as the descriptor-routed
 learner trains, each training task's pair being the one the incumbent routes it to (on all its
-points), with ``--steps`` and ``--anneal``; of the incumbent and those, the lowest query MSE on
-the ``--agree-tasks`` fixed tasks, routed and fitted on their support points, is kept (opt-in:
+points), with ``--steps`` and ``--anneal``; the distilled pair of lowest query MSE on
+``--distil-tasks`` fixed training tasks of its own, routed and fitted on their support points,
+is kept if it beats the incumbent's there beyond the 95% interval of their paired ratio (opt-in:
 docs/router.md, "Distilling the routing"). Only training tasks are read.
 The kept replica of the output holds the chosen banks and their amplitude limit; every other
 replica, the config and the input file are unchanged. On a checkpoint already restarted the phases
@@ -66,12 +67,15 @@ def parse() -> argparse.Namespace:
     p.add_argument("--within", type=positive_float, default=1.5, help="fit eligibility factor")
     p.add_argument("--fit-tasks", type=positive_int, default=256, help="fixed tasks for fits")
     p.add_argument("--agree-tasks", type=positive_int, default=400, help="fixed tasks for NMI")
+    p.add_argument("--distil-tasks", type=positive_int, default=2000, help="d's keep-rule tasks")
     p.add_argument("--seed", type=seed, default=0, help="seed of the fresh banks and tasks")
     p.add_argument("--polish-steps", type=meta_steps, default=600, help="steps of a polish phase")
     p.add_argument("--polish-lr", type=positive_float, default=0.003, help="its learning rate")
     args = p.parse_args()
     if args.anneal > args.steps:
         p.error(f"--anneal {args.anneal}: more than --steps {args.steps}")
+    if args.distil_tasks < 2:
+        p.error(f"--distil-tasks {args.distil_tasks}: needs 2 or more (the rule's interval)")
     if args.within < 1:
         p.error(f"--within {args.within:g}: must be >= 1 (the lowest fit is always eligible)")
     if not args.order or set(args.order) - {"f", "g", "p", "d"}:
@@ -96,8 +100,8 @@ def main() -> None:
         args.refuse(f"{args.src}: block restarts cannot run: {why}")
     plan = RestartConfig(order=args.order, restarts=args.restarts, steps=args.steps,
                           anneal=args.anneal, within=args.within, fit_tasks=args.fit_tasks,
-                          agree_tasks=args.agree_tasks, seed=args.seed,
-                          polish_steps=args.polish_steps, polish_lr=args.polish_lr)  # fmt: skip
+                          agree_tasks=args.agree_tasks, distil_tasks=args.distil_tasks,
+                          seed=args.seed, polish_steps=args.polish_steps, polish_lr=args.polish_lr)  # fmt: skip
     record = safe_load(args.src).get(RESTART_RECORD)
     if record is not None:  # its phases come after the recorded ones
         try:

@@ -190,7 +190,8 @@ class RestartConfig:
     banks, the other frozen, and a label-free rule keeps the incumbent or a restart; a polish
     phase (``p``) learns both banks on together and keeps them if they fit better; a distil phase
     (``d``) trains fresh pairs of banks on the incumbent's routing of the training tasks and keeps
-    the lowest query MSE routed from support sets (metacompose.training.distil_phase)."""
+    the one of lowest query MSE routed from support sets if it beats the incumbent's beyond its
+    95% interval (metacompose.training.distil_phase)."""
 
     order: str = ""  # one slot per phase, e.g. fgpd (f, g, polish, distil); empty: no restarts
     restarts: int = 4  # fresh banks per phase (a distil phase: fresh pairs of banks)
@@ -199,6 +200,7 @@ class RestartConfig:
     within: float = 1.5  # eligible: a fit on fixed training tasks within this factor of the lowest
     fit_tasks: int = 256  # fixed training tasks for the fits
     agree_tasks: int = 400  # fixed training tasks for the routing agreement (mean NMI)
+    distil_tasks: int = 2000  # a distil phase's own fixed training tasks for its keep rule
     seed: int = 0  # seed of the fresh banks and of every phase's tasks
     polish_steps: int = 600  # meta-iterations of a polish phase (slot p: both banks, at tau_end)
     polish_lr: float = 0.003  # its Adam learning rate

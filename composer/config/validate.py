@@ -182,6 +182,7 @@ def _check_restart(c: _Checker, cfg: DictConfig) -> None:
     c.real("restart.within", lo=1.0, hi=LR_LIMIT)
     c.integer("restart.fit_tasks", lo=1, hi=SIZE_LIMIT)
     c.integer("restart.agree_tasks", lo=1, hi=SIZE_LIMIT)
+    c.integer("restart.distil_tasks", lo=2, hi=SIZE_LIMIT)
     c.integer("restart.seed", lo=0, hi=2**63 - 1)
     c.integer("restart.polish_steps", lo=1, hi=STEPS_LIMIT)
     c.real("restart.polish_lr", lo=0.0, lo_open=True, hi=LR_LIMIT)

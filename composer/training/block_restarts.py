@@ -53,10 +53,12 @@ class Phase:
     g: WarpLineBank
     amplitude: float | None  # the kept restart's limit; None: the incumbent's stays
     query: list[float] | None = None  # a distil phase's rule: each replica's routed query MSE
+    ratio: list[float] | None = None  # and its best distilled / incumbent (paired): mean, 95% half
 
     def record(self) -> dict:
         out = {"slot": self.slot, "fits": self.fits, "agreement": self.agreement, "kept": self.kept}
-        return out if self.query is None else out | {"query": self.query}
+        extra = {"query": self.query, "query_ratio": self.ratio}
+        return out | {k: v for k, v in extra.items() if v is not None}
 
 
 def why_not_restartable(learner) -> str | None:

@@ -10,12 +10,15 @@ learner trains (``routing="descriptor"``, annealed as a restart phase), each tra
 being the one the incumbent routes it to on all its points (support and query: both are
 meta-training data) on the training grid of contexts. Nothing held out and no descriptor is read.
 
-The incumbent and the distilled replicas are then scored as evaluation scores a learner, on the
-phase's fixed "agree" training tasks: each routed from its support points, its query MSE averaged.
-The lowest is kept (the incumbent on a tie). Not the best-pair fit on support and query points,
-which every other phase uses: that fit can favour the incumbent, whose tables were kept and
-polished on those very tasks, over distilled banks that predict far better (docs/router.md,
-"Distilling the routing").
+The incumbent and the distilled replicas are then scored as evaluation scores a learner, on
+``keep_tasks`` fixed training tasks of the phase's own: each routed from its support points and
+scored on its query points. The distilled replica of the lowest mean is kept only if its query MSE,
+paired over those tasks, is below the incumbent's beyond doubt: the 95% interval of the ratio
+(delta method) lies wholly below 1. Else the incumbent stays. Not the best-pair fit on support and
+query points, which every other phase uses: that fit can favour the incumbent, whose tables were
+kept and polished on those very tasks, over distilled banks that predict far better; and not the
+lowest mean alone, which on 400 tasks kept a pair 4% better by chance that was 1.33x worse on
+held-out pairs (docs/router.md, "Distilling the routing").
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.modules.warp_line import WarpLineBank
+from metacompose.report.stats import Estimate, paired_ratio
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.block_restarts import (
     Phase,
@@ -74,32 +78,46 @@ def teacher_of(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, *,
 
 
 @torch.no_grad()
-def routed_query_mse(pool: AnnealedSumLearner, tasks: TaskBatch) -> list[float]:
-    """Each replica's mean query MSE on ``tasks``, routed and fitted on each task's support set
-    as at evaluation; the pool's buffers are restored."""
+def routed_query_mse(pool: AnnealedSumLearner, tasks: TaskBatch) -> list[torch.Tensor]:
+    """Each replica's query MSE per task of ``tasks`` (float64), routed and fitted on each task's
+    support set as at evaluation; the pool's buffers are restored."""
     saved = pool.fit.clone()
-    total = []
+    out = []
     try:
         for r in range(len(saved)):
             pool.fit.fill_(math.inf)
             pool.fit[r] = 0.0  # replica r is the kept one
-            mse = torch.cat([pool.evaluate(part)[-1] for part in chunks(tasks)]).double()
-            total.append(float(mse.mean()))
+            out.append(torch.cat([pool.evaluate(part)[-1] for part in chunks(tasks)]).double())
     finally:
         pool.fit.copy_(saved)
-    return total
+    return out
+
+
+def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, Estimate | None]:
+    """Which of replica 0 (the incumbent) and the others ``errors`` (per-task errors on the same
+    tasks) to keep: the other of lowest finite mean, if its ratio to the incumbent's, paired over
+    the tasks, has a 95% interval wholly below 1; else 0. Returns it and that ratio (``None``: no
+    other replica has a finite mean)."""
+    means = [float(e.mean()) for e in errors]
+    others = [r for r in range(1, len(errors)) if math.isfinite(means[r])]
+    if not others:
+        return 0, None
+    best = min(others, key=means.__getitem__)
+    ratio = paired_ratio(errors[best].tolist(), errors[0].tolist())
+    below = not ratio.diverged and math.isfinite(ratio.ci95) and ratio.mean + ratio.ci95 < 1
+    return (best if below else 0), ratio
 
 
 def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,
                *, k: int, amplitude: float, restarts: int, steps: int, anneal: int, seed: int,
                lr: float, batch: int, shots: int, query: int, fixed: dict[str, TaskBatch],
-               stop: Callable[[], int] | None = None) -> Phase:  # fmt: skip
+               keep_tasks: int, stop: Callable[[], int] | None = None) -> Phase:  # fmt: skip
     """Phase ``k`` (0-based), slot ``d``: ``restarts`` fresh pairs of banks (built as ``f`` and
     ``g`` were) trained for ``steps`` meta-iterations, annealed over ``anneal`` (Adam at ``lr``),
     on the pairs the incumbent ``f``, ``g`` (amplitude limit ``amplitude``) routes the training
-    tasks to. Replica 0 of the record is the incumbent; the lowest :func:`routed_query_mse` on
-    ``fixed["agree"]`` is kept.
-    The fresh banks and the task stream depend only on ``seed`` and ``k``."""
+    tasks to. Replica 0 of the record is the incumbent; :func:`keep_if_better` on the
+    :func:`routed_query_mse` of ``keep_tasks`` fixed training tasks says which is kept.
+    The fresh banks, the task stream and the kept-rule's tasks depend only on ``seed`` and ``k``."""
     teacher = teacher_of(learner, f, g, amplitude=amplitude)
     torch.manual_seed(derive_seed(seed, "restart_banks", "banks", k))
     fs = [WarpLineBank(**f.spec()) for _ in range(restarts)]
@@ -115,8 +133,11 @@ def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, fa
     scored.amplitude.copy_(torch.cat([teacher.amplitude, pool.amplitude]))
     fits = fixed_fits(scored, fixed["fit"])
     agree = agreement([choices(scored, r, fixed["agree"]) for r in range(len(fits))])
-    routed = routed_query_mse(scored, fixed["agree"])
-    best = min(range(len(routed)), key=lambda r: math.inf if math.isnan(routed[r]) else routed[r])
+    gen = torch.Generator().manual_seed(derive_seed(seed, "restart_banks", "distil_keep", k))
+    keep = family.sample(keep_tasks, shots=shots, query=query, generator=gen, split="train")
+    errors = routed_query_mse(scored, keep)
+    best, ratio = keep_if_better(errors)
     return Phase(slot="d", kept=best, fits=fits, agreement=agree, f=scored.f_banks[best],
                  g=scored.g_banks[best], amplitude=float(scored.amplitude[best]) if best else None,
-                 query=routed)  # fmt: skip
+                 query=[float(e.mean()) for e in errors],
+                 ratio=None if ratio is None else [ratio.mean, ratio.ci95])  # fmt: skip

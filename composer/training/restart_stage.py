@@ -119,7 +119,8 @@ def continued(record: Any, plan: RestartPlan, *,
         ConfigError: the record is damaged, or records fewer phases than it planned; or ``plan``
             draws its fixed tasks (``seed``, ``fit_tasks``, ``agree_tasks``) or runs a kind of
             phase the record has (restarts and distil: ``restarts``, ``steps``, ``anneal``, ``within``;
-            polish: ``polish_steps``, ``polish_lr``) otherwise than the record says (keys named
+            polish: ``polish_steps``, ``polish_lr``; distil: ``distil_tasks``) otherwise than the
+            record says (keys named
             by ``names``).
     """
     phases = record.get("phases") if isinstance(record, dict) else None
@@ -140,7 +141,8 @@ def continued(record: Any, plan: RestartPlan, *,
     kinds = ((("seed", "fit_tasks", "agree_tasks"), True, True),
              (("restarts", "steps", "anneal", "within"), bool({"f", "g", "d"} & set(plan.order)),
               bool({"f", "g", "d"} & set(slots))),
-             (("polish_steps", "polish_lr"), "p" in plan.order, "p" in slots))  # fmt: skip
+             (("polish_steps", "polish_lr"), "p" in plan.order, "p" in slots),
+             (("distil_tasks",), "d" in plan.order, "d" in slots))  # fmt: skip
     kept = {}
     for keys, runs, ran in kinds:
         for key in (k for k in keys if k in before):
@@ -196,7 +198,8 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
             elif plan.order[k] == "d":
                 phase = run_distil(learner, f, g, family, k=k, amplitude=amplitude,
                                    restarts=plan.restarts, steps=plan.steps, anneal=plan.anneal,
-                                   seed=plan.seed, lr=lr, **tasks)  # fmt: skip
+                                   seed=plan.seed, lr=lr, keep_tasks=plan.distil_tasks,
+                                   **tasks)  # fmt: skip
             else:
                 phase = run_phase(
                     learner, f, g, family, k=k, slot=plan.order[k], restarts=plan.restarts,
@@ -212,6 +215,11 @@ def restart_checkpoint(source: Path, out: Path, *, learner, family: TaskFamily, 
             routed = f"  routed query {phase.query[r]:.5f}" if phase.query else ""
             say(f"restart phase {k + 1} ({phase.slot}): {name:<10} fit {fit:.5f}{routed}  "
                 f"agreement {a:.3f}{mark}")  # fmt: skip
+        if phase.ratio:
+            say(
+                f"restart phase {k + 1} ({phase.slot}): best distilled / incumbent, routed query "
+                f"{phase.ratio[0]:.3f} ± {phase.ratio[1]:.3f} (kept only if wholly below 1)"
+            )
         f, g = phase.f, phase.g
         _put_banks(state, kept=kept, f=f, g=g, amplitude=phase.amplitude)
         record["phases"].append(phase.record())

@@ -94,6 +94,7 @@ def test_same_seed_same_checkpoint(trained, tmp_path):
         (["--order", "p", "--polish-steps", "0"], "--polish-steps"),
         (["--order", "p", "--polish-lr", "0"], "--polish-lr"),
         (["--within", "0.5"], "--within 0.5: must be >= 1"),
+        (["--order", "d", "--distil-tasks", "1"], "--distil-tasks 1: needs 2 or more"),
     ],
 )
 def test_bad_arguments_one_line_before_any_work(trained, tmp_path, extra, says):

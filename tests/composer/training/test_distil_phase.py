@@ -9,9 +9,15 @@ import pytest
 import torch
 from test_block_restarts import polish_setup, same_bank
 
+from metacompose.tasks.base import derive_seed
 from metacompose.training import block_restarts
 from metacompose.training.block_restarts import fixed_fits, pool_learner
-from metacompose.training.distil_phase import RoutedByTeacher, run_distil, teacher_of
+from metacompose.training.distil_phase import (
+    RoutedByTeacher,
+    keep_if_better,
+    run_distil,
+    teacher_of,
+)
 
 
 def brute_force_pairs(f_bank, g_bank, x, y, *, grid, ridge: float) -> list[tuple[int, int, float]]:
@@ -79,11 +85,21 @@ def routed_query(pool, tasks) -> float:
 def distil(learner, family, fixed, **overrides):
     k = learner.kept
     kwargs = {"k": 3, "amplitude": 2.0, "restarts": 2, "steps": 4, "anneal": 3, "seed": 0,
-              "lr": 0.01, "batch": 8, "shots": 5, "query": 5, "fixed": fixed} | overrides  # fmt: skip
+              "lr": 0.01, "batch": 8, "shots": 5, "query": 5, "fixed": fixed,
+              "keep_tasks": 48} | overrides  # fmt: skip
     return run_distil(learner, learner.f_banks[k], learner.g_banks[k], family, **kwargs)
 
 
-def test_the_distil_phase_keeps_the_lowest_fit_and_leaves_the_incumbent_untouched():
+def delta_ratio(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """mean(a) / mean(b) and its 95% half-width by the delta method, written out in float64."""
+    a, b = a.double(), b.double()
+    r = a.sum() / b.sum()
+    resid = a - r * b
+    sd = math.sqrt(float(((resid - resid.mean()) ** 2).sum()) / (len(a) - 1))
+    return float(r), 1.959964 * sd / math.sqrt(len(a)) / float(b.mean())
+
+
+def test_the_distil_phase_keeps_a_pair_only_beyond_doubt_and_leaves_the_incumbent_untouched():
     learner, family, fixed = polish_setup()
     f, g = learner.f_banks[0], learner.g_banks[0]
     before = [b.state_dict() for b in (f, g)]
@@ -92,9 +108,14 @@ def test_the_distil_phase_keeps_the_lowest_fit_and_leaves_the_incumbent_untouche
     incumbent = pool_learner(learner, [f], [g], anneal=1)
     incumbent.amplitude.fill_(2.0)
     assert phase.fits[0] == pytest.approx(fixed_fits(incumbent, fixed["fit"])[0], rel=1e-6)
-    assert phase.query[0] == pytest.approx(routed_query(incumbent, fixed["agree"]), rel=1e-6)
-    assert phase.kept == min(range(3), key=phase.query.__getitem__)
+    gen = torch.Generator().manual_seed(derive_seed(0, "restart_banks", "distil_keep", 3))
+    keep = family.sample(48, shots=5, query=5, generator=gen, split="train")  # its own tasks
+    assert phase.query[0] == pytest.approx(routed_query(incumbent, keep), rel=1e-6)
+    best = 1 + min(range(2), key=phase.query[1:].__getitem__)
+    assert phase.ratio[0] == pytest.approx(phase.query[best] / phase.query[0], rel=1e-9)
+    assert phase.kept == (best if phase.ratio[0] + phase.ratio[1] < 1 else 0)
     assert phase.record()["query"] == phase.query
+    assert phase.record()["query_ratio"] == phase.ratio
     if phase.kept:
         assert not same_bank(phase.f, f) and not same_bank(phase.g, g)  # fresh banks, both
         assert phase.amplitude is not None and math.isfinite(phase.amplitude)
@@ -104,6 +125,40 @@ def test_the_distil_phase_keeps_the_lowest_fit_and_leaves_the_incumbent_untouche
     again = distil(learner, family, fixed)
     assert again.fits == phase.fits and same_bank(again.f, phase.f)
     assert distil(learner, family, fixed, k=4).fits[1:] != phase.fits[1:]
+    assert distil(learner, family, fixed, keep_tasks=40).query != phase.query  # its own tasks
+
+
+def heavy(n: int, seed: int) -> torch.Tensor:
+    """Per-task errors with a heavy tail, as a routed query MSE has."""
+    return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).exp()
+
+
+def test_keep_if_better_against_the_delta_method_written_out():
+    incumbent = heavy(2000, 0)
+    clear = 0.6 * incumbent * heavy(2000, 1) ** 0.1  # 40% lower, paired
+    noisy = 0.96 * incumbent.mean() * heavy(2000, 2) / heavy(2000, 2).mean()  # 4% lower, unpaired
+    kept, ratio = keep_if_better([incumbent, noisy, clear])
+    want = delta_ratio(clear, incumbent)
+    assert kept == 2 and ratio.mean == pytest.approx(want[0], rel=1e-12)
+    assert ratio.ci95 == pytest.approx(want[1], rel=1e-4) and want[0] + want[1] < 1
+    kept, ratio = keep_if_better([incumbent, noisy])  # the lowest mean, but not beyond doubt
+    r, half = delta_ratio(noisy, incumbent)
+    assert kept == 0 and r < 1 < r + half and ratio.mean == pytest.approx(r, rel=1e-12)
+    # on 400 tasks the same 40% is still clear; on 3 tasks of this tail it is not
+    assert keep_if_better([incumbent[:400], clear[:400]])[0] == 1
+    few = keep_if_better([incumbent[:3], clear[:3]])
+    assert few[0] == (1 if sum(delta_ratio(clear[:3], incumbent[:3])) < 1 else 0)
+
+
+def test_keep_if_better_skips_pairs_that_diverged_and_keeps_the_incumbent_on_a_tie():
+    incumbent = heavy(500, 0)
+    gone = torch.full_like(incumbent, math.nan)
+    assert keep_if_better([incumbent, gone, 0.5 * incumbent])[0] == 2
+    assert keep_if_better([incumbent, gone]) == (0, None)
+    assert keep_if_better([incumbent, incumbent.clone()])[0] == 0  # equal: the incumbent
+    worse = keep_if_better([incumbent, 1.5 * incumbent])
+    assert worse[0] == 0 and worse[1].mean == pytest.approx(1.5)
+    assert keep_if_better([incumbent]) == (0, None)
 
 
 def test_the_students_learn_from_the_teachers_labels(monkeypatch):
@@ -146,6 +201,8 @@ def test_the_rule_is_the_routed_query_mse_not_the_fit(monkeypatch):
     faked = [0.0] * 3
     for rank, r in enumerate(order):
         faked[r] = 0.01 * (rank + 1)  # the worst fit gets the lowest query MSE
-    monkeypatch.setattr(distil_phase, "routed_query_mse", lambda pool, tasks: list(faked))
+    shape = heavy(48, 7)  # every replica's errors a multiple of one shape: a tight interval
+    monkeypatch.setattr(distil_phase, "routed_query_mse",
+                        lambda pool, tasks: [v * shape for v in faked])  # fmt: skip
     phase = distil(learner, family, fixed)
     assert phase.kept == order[0] and phase.fits == honest.fits

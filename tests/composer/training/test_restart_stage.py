@@ -183,15 +183,19 @@ def test_a_polish_phase_stopped_then_resumed_ends_as_the_script_does(runs, tmp_p
 
 def test_a_distil_phase_in_the_stage_is_the_script_after_fg(runs, tmp_path, capsys):
     capsys.readouterr()
-    staged = train(cfg_of(tmp_path, "fgd", *QUICK, "restart.order=fgd"))
+    staged = train(cfg_of(tmp_path, "fgd", *QUICK, "restart.order=fgd", "restart.distil_tasks=40"))
     said = capsys.readouterr().out
     assert "restart phase 3 (d): incumbent" in said
     assert "restart phase 3 (d): distilled 1" in said and "restart phase 3 (d): distilled 2" in said
+    assert "restart phase 3 (d): best distilled / incumbent, routed query " in said
     phases = staged.restarts["phases"]
     assert [ph["slot"] for ph in phases] == ["f", "g", "d"] and len(phases[2]["fits"]) == 3
-    assert phases[2]["kept"] == min(range(3), key=phases[2]["query"].__getitem__)
+    ratio, query = phases[2]["query_ratio"], phases[2]["query"]
+    best = 1 + min(range(2), key=query[1:].__getitem__)
+    assert phases[2]["kept"] == (best if ratio[0] + ratio[1] < 1 else 0)
+    assert staged.restarts["plan"]["distil_tasks"] == 40
     after = tmp_path / "after.ckpt"  # the distil alone, on the checkpoint restarted with fg
-    script_restarts(runs["restarted"].checkpoint, after, "--order", "d")
+    script_restarts(runs["restarted"].checkpoint, after, "--order", "d", "--distil-tasks", "40")
     assert same_states(final_state(after), final_state(staged.checkpoint))
     distilled = phases[2]["kept"] > 0
     fg = final_state(runs["restarted"].checkpoint)
@@ -230,6 +234,8 @@ def test_phases_added_to_a_record_follow_it_with_its_settings():
          "restart.steps 2000: the checkpoint's block restarts used 1000"),
         (record_of(replace(PLAN, order="fgp"), "fgp"), replace(PLAN, order="p", polish_lr=0.1),
          "restart.polish_lr 0.1: "),
+        (record_of(replace(PLAN, order="fgd"), "fgd"), replace(PLAN, order="d", distil_tasks=50),
+         "restart.distil_tasks 50: the checkpoint's block restarts used 2000"),
     ],
 )  # fmt: skip
 def test_phases_are_not_added_to_a_record_they_would_not_continue(record, plan, says):
@@ -285,6 +291,7 @@ def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_pa
         (["restart.order=fgp", "restart.polish_steps=0"],
          "restart.polish_steps=0: must be in 1.."),
         (["restart.order=p", "restart.polish_lr=-1"], "restart.polish_lr=-1"),
+        (["restart.order=d", "restart.distil_tasks=1"], "restart.distil_tasks=1: must be in 2.."),
         (["restart.order=fg", "restart.anneal=9", "restart.steps=3"],
          "restart.anneal=9: more than restart.steps=3"),
         (["restart.order=f", "restart.restarts=0"], "restart.restarts=0: must be in 1..1024"),
