@@ -96,8 +96,12 @@ def routed_query_mse(pool: AnnealedSumLearner, tasks: TaskBatch) -> list[torch.T
 def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, Estimate | None]:
     """Which of replica 0 (the incumbent) and the others ``errors`` (per-task errors on the same
     tasks) to keep: the other of lowest finite mean, if its ratio to the incumbent's, paired over
-    the tasks, has a 95% interval wholly below 1; else 0. Returns it and that ratio (``None``: no
-    other replica has a finite mean)."""
+    the tasks, has a 95% interval wholly below 1, or if the incumbent's mean is not finite; else 0.
+    Returns it and that ratio (``None``: no other replica has a finite mean).
+
+    The candidate is chosen on the tasks that test it, so with several others a candidate no better
+    than the incumbent passes more often than 2.5% of the time; what it costs then is a pair as good
+    as the incumbent on these tasks."""
     means = [float(e.mean()) for e in errors]
     others = [r for r in range(1, len(errors)) if math.isfinite(means[r])]
     if not others:
@@ -105,7 +109,7 @@ def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, Estimate | None]:
     best = min(others, key=means.__getitem__)
     ratio = paired_ratio(errors[best].tolist(), errors[0].tolist())
     below = not ratio.diverged and math.isfinite(ratio.ci95) and ratio.mean + ratio.ci95 < 1
-    return (best if below else 0), ratio
+    return (best if below or not math.isfinite(means[0]) else 0), ratio
 
 
 def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,

@@ -116,7 +116,8 @@ def continued(record: Any, plan: RestartPlan, *,
     and how many are done.
 
     Raises:
-        ConfigError: the record is damaged, or records fewer phases than it planned; or ``plan``
+        ConfigError: the record is damaged, or records fewer phases than it planned, or a distil
+            phase older than ``distil_tasks``; or ``plan``
             draws its fixed tasks (``seed``, ``fit_tasks``, ``agree_tasks``) or runs a kind of
             phase the record has (restarts and distil: ``restarts``, ``steps``, ``anneal``, ``within``;
             polish: ``polish_steps``, ``polish_lr``; distil: ``distil_tasks``) otherwise than the
@@ -137,6 +138,11 @@ def continued(record: Any, plan: RestartPlan, *,
         raise ConfigError(
             f"its block restarts stopped after {len(slots)} of the {len(planned)} phases planned "
             f"({planned}): finish them first (train --resume RUN)"
+        )
+    if "d" in slots and "distil_tasks" not in before:
+        raise ConfigError(
+            "its distil phase predates restart.distil_tasks (it kept the lowest routed query MSE "
+            "on the agree tasks): no phase can be added to it; add them to the checkpoint before it"
         )
     kinds = ((("seed", "fit_tasks", "agree_tasks"), True, True),
              (("restarts", "steps", "anneal", "within"), bool({"f", "g", "d"} & set(plan.order)),

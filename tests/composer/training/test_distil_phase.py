@@ -124,7 +124,8 @@ def test_the_distil_phase_keeps_a_pair_only_beyond_doubt_and_leaves_the_incumben
     # a phase depends on its index and seed only; the fresh banks on the index
     again = distil(learner, family, fixed)
     assert again.fits == phase.fits and same_bank(again.f, phase.f)
-    assert distil(learner, family, fixed, k=4).fits[1:] != phase.fits[1:]
+    other = distil(learner, family, fixed, k=4)
+    assert other.fits[1:] != phase.fits[1:] and other.query[0] != phase.query[0]  # tasks too
     assert distil(learner, family, fixed, keep_tasks=40).query != phase.query  # its own tasks
 
 
@@ -159,6 +160,13 @@ def test_keep_if_better_skips_pairs_that_diverged_and_keeps_the_incumbent_on_a_t
     worse = keep_if_better([incumbent, 1.5 * incumbent])
     assert worse[0] == 0 and worse[1].mean == pytest.approx(1.5)
     assert keep_if_better([incumbent]) == (0, None)
+    spoilt = 0.5 * incumbent
+    spoilt[7] = math.inf  # one task gone wrong: not a candidate
+    assert keep_if_better([incumbent, spoilt, 0.9 * incumbent])[0] == 2
+    broken = incumbent.clone()
+    broken[3] = math.nan  # the incumbent gone wrong on one task: any finite pair replaces it
+    kept, ratio = keep_if_better([broken, 1.2 * incumbent])
+    assert kept == 1 and ratio.diverged
 
 
 def test_the_students_learn_from_the_teachers_labels(monkeypatch):

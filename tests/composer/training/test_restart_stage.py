@@ -236,6 +236,10 @@ def test_phases_added_to_a_record_follow_it_with_its_settings():
          "restart.polish_lr 0.1: "),
         (record_of(replace(PLAN, order="fgd"), "fgd"), replace(PLAN, order="d", distil_tasks=50),
          "restart.distil_tasks 50: the checkpoint's block restarts used 2000"),
+        ({**record_of(replace(PLAN, order="fgd"), "fgd"),
+          "plan": {k: v for k, v in asdict(replace(PLAN, order="fgd")).items()
+                   if k != "distil_tasks"}},
+         replace(PLAN, order="p"), "its distil phase predates restart.distil_tasks"),
     ],
 )  # fmt: skip
 def test_phases_are_not_added_to_a_record_they_would_not_continue(record, plan, says):
