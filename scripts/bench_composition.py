@@ -106,7 +106,7 @@ VARIANTS = {
 # the settings, for a check on a set they were not chosen on); on the chain: fdca; -desc: trained and routed by
 # the (f, g) descriptor (the upper bound); -desc-data: trained by the descriptor, routed from data;
 # -uniform: no routing (each slot the mean of its candidates at one shared context); -restarted:
-# block restarts and the polish after training (restart.order=fgp; the sum structure only);
+# block restarts, the polish and the distil after training (restart.order=fgpd; sums only);
 # -maml: MAML on the same tasks (13,453 parameters); -maml-equal: MAML of one replica's size
 # (equal_hidden); -oracle: the true primitives' formulas.
 ANNEALED = {
@@ -123,7 +123,7 @@ ANNEALED_OVERRIDES = {
         "algo.args.eval_routing=data",
     ],
     "-uniform": ["algo.args.routing=uniform"],
-    "-restarted": ["restart.order=fgp"],
+    "-restarted": ["restart.order=fgpd"],
 }
 for _p, _config in ANNEALED.items():
     VARIANTS[_p] = VARIANTS[f"{_p}-desc"] = VARIANTS[f"{_p}-desc-data"] = _config

@@ -232,7 +232,7 @@ def test_equal_size_maml_follows_the_routed_config_as_overridden():
 
 
 def test_restarted_variants_for_the_sum_sets_only():
-    """``-restarted`` adds block restarts after training (``restart.order=fgp``) to the sum sets; the
+    """``-restarted`` adds block restarts after training (``restart.order=fgpd``) to the sum sets; the
     chain has no such variant, and ``restart.`` keys never reach the MAML variants (which refuse
     them)."""
     from metacompose.config import load_config
@@ -242,7 +242,7 @@ def test_restarted_variants_for_the_sum_sets_only():
     for prefix in ("fdsa", "fdsa2", "fdsa3"):
         cfg = load_config(root / bench.VARIANTS[f"{prefix}-restarted"],
                           bench.run_overrides(f"{prefix}-restarted", ["restart.steps=10", "restart.anneal=5"]))  # fmt: skip
-        assert cfg.restart.order == "fgp" and cfg.restart.steps == 10
+        assert cfg.restart.order == "fgpd" and cfg.restart.steps == 10
         assert cfg.algo.name == "annealed_sum" and "routing" not in cfg.algo.args  # from data
     assert not {"fdca-restarted", "fd-restarted", "fds-restarted"} & set(bench.VARIANTS)
     kept = bench.run_overrides(
