@@ -32,7 +32,7 @@ import torch
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
 from metacompose.modules.warp_line import WarpLineBank
-from metacompose.report.stats import Estimate, paired_ratio
+from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.training.block_restarts import (
     Phase,
@@ -93,11 +93,12 @@ def routed_query_mse(pool: AnnealedSumLearner, tasks: TaskBatch) -> list[torch.T
     return out
 
 
-def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, Estimate | None]:
+def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, tuple[float, float] | None]:
     """Which of replica 0 (the incumbent) and the others ``errors`` (per-task errors on the same
     tasks) to keep: the other of lowest finite mean, if its ratio to the incumbent's, paired over
     the tasks, has a 95% interval wholly below 1, or if the incumbent's mean is not finite; else 0.
-    Returns it and that ratio (``None``: no other replica has a finite mean).
+    Returns it and that ratio with the half-width of its interval, ``1.96 sd(a - R b) / (sqrt(N)
+    mean(b))`` (``None``: no other replica has a finite mean; nan: the incumbent's is not finite).
 
     The candidate is chosen on the tasks that test it, so with several others a candidate no better
     than the incumbent passes more often than 2.5% of the time; what it costs then is a pair as good
@@ -107,9 +108,11 @@ def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, Estimate | None]:
     if not others:
         return 0, None
     best = min(others, key=means.__getitem__)
-    ratio = paired_ratio(errors[best].tolist(), errors[0].tolist())
-    below = not ratio.diverged and math.isfinite(ratio.ci95) and ratio.mean + ratio.ci95 < 1
-    return (best if below or not math.isfinite(means[0]) else 0), ratio
+    if not math.isfinite(means[0]) or means[0] <= 0:
+        return (best if not math.isfinite(means[0]) else 0), (math.nan, math.nan)
+    ratio = means[best] / means[0]
+    half = float(ci95_over_tasks(errors[best] - ratio * errors[0])) / means[0]
+    return (best if ratio + half < 1 else 0), (ratio, half)
 
 
 def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, family: TaskFamily,
@@ -144,4 +147,4 @@ def run_distil(learner: AnnealedSumLearner, f: WarpLineBank, g: WarpLineBank, fa
     return Phase(slot="d", kept=best, fits=fits, agreement=agree, f=scored.f_banks[best],
                  g=scored.g_banks[best], amplitude=float(scored.amplitude[best]) if best else None,
                  query=[float(e.mean()) for e in errors],
-                 ratio=None if ratio is None else [ratio.mean, ratio.ci95])  # fmt: skip
+                 ratio=None if ratio is None else list(ratio))  # fmt: skip
