@@ -27,8 +27,8 @@ agrees most with the others' (mean NMI of the (f, g) choices) is kept. A polish 
 learner trains, each training task's pair being the one the incumbent routes it to (on all its
 points), with ``--steps`` and ``--anneal``; the distilled pair of lowest query MSE on
 ``--distil-tasks`` fixed training tasks of its own, routed and fitted on their support points,
-is kept if it beats the incumbent's there beyond the 95% interval of their paired ratio (opt-in:
-docs/router.md, "Distilling the routing"). Only training tasks are read.
+is kept if it beats the incumbent's there beyond the 95% interval of their paired ratio
+(docs/router.md, "The keep rule beyond doubt"). Only training tasks are read.
 The kept replica of the output holds the chosen banks and their amplitude limit; every other
 replica, the config and the input file are unchanged. On a checkpoint already restarted the phases
 follow its recorded ones (numbered after them, with their ``--seed`` and fixed tasks): ``--order p``
@@ -101,7 +101,8 @@ def main() -> None:
     plan = RestartConfig(order=args.order, restarts=args.restarts, steps=args.steps,
                           anneal=args.anneal, within=args.within, fit_tasks=args.fit_tasks,
                           agree_tasks=args.agree_tasks, distil_tasks=args.distil_tasks,
-                          seed=args.seed, polish_steps=args.polish_steps, polish_lr=args.polish_lr)  # fmt: skip
+                          seed=args.seed, polish_steps=args.polish_steps,
+                          polish_lr=args.polish_lr)  # fmt: skip
     record = safe_load(args.src).get(RESTART_RECORD)
     if record is not None:  # its phases come after the recorded ones
         try:

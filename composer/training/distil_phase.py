@@ -108,8 +108,10 @@ def keep_if_better(errors: list[torch.Tensor]) -> tuple[int, tuple[float, float]
     if not others:
         return 0, None
     best = min(others, key=means.__getitem__)
-    if not math.isfinite(means[0]) or means[0] <= 0:
-        return (best if not math.isfinite(means[0]) else 0), (math.nan, math.nan)
+    if not math.isfinite(means[0]):
+        return best, (math.nan, math.nan)
+    if means[0] <= 0:  # the incumbent is exact on every task: nothing beats it
+        return 0, (math.nan, math.nan)
     ratio = means[best] / means[0]
     half = float(ci95_over_tasks(errors[best] - ratio * errors[0])) / means[0]
     return (best if ratio + half < 1 else 0), (ratio, half)

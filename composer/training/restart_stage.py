@@ -116,13 +116,12 @@ def continued(record: Any, plan: RestartPlan, *,
     and how many are done.
 
     Raises:
-        ConfigError: the record is damaged, or records fewer phases than it planned, or a distil
-            phase older than ``distil_tasks``; or ``plan``
-            draws its fixed tasks (``seed``, ``fit_tasks``, ``agree_tasks``) or runs a kind of
-            phase the record has (restarts and distil: ``restarts``, ``steps``, ``anneal``, ``within``;
-            polish: ``polish_steps``, ``polish_lr``; distil: ``distil_tasks``) otherwise than the
-            record says (keys named
-            by ``names``).
+        ConfigError: the record is damaged, records fewer phases than it planned or a distil
+            phase older than ``distil_tasks``; or ``plan`` draws its fixed tasks (``seed``,
+            ``fit_tasks``, ``agree_tasks``) or runs a kind of phase the record has (restarts and
+            distil: ``restarts``, ``steps``, ``anneal``, ``within``; polish: ``polish_steps``,
+            ``polish_lr``; distil: ``distil_tasks``) otherwise than the record says (keys named by
+            ``names``).
     """
     phases = record.get("phases") if isinstance(record, dict) else None
     before = record.get("plan") if isinstance(record, dict) else None
