@@ -20,6 +20,7 @@ from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
 from metacompose.tasks.fingerprint import tasks_digest
 from metacompose.tasks.provenance import changed_data, data_source
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
+from metacompose.training.restart_record import record_in
 from metacompose.training.resume import check_meta_section
 
 
@@ -90,6 +91,14 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
         CheckpointError: unreadable, hostile, not a metacompose checkpoint, or weights holding
             NaN/Inf (the message names the first such tensor).
     """
+    learner, cfg, family, _ = load_with_restarts(path)
+    return learner, cfg, family
+
+
+def load_with_restarts(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily, dict | None]:
+    """:func:`load_checkpoint` and the checkpoint's block-restart record (``None``: none), both
+    from one read of the file: a run that saves ``last.ckpt`` while a command reads it cannot pair
+    one checkpoint's banks with another's record."""
     path = checkpoint_file(path)
     ckpt = safe_load(path)
     meta = ckpt.get("metacompose")
@@ -126,7 +135,7 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
             f"{path}: weights do not fit the model: {' '.join(str(e).split())[:300]}"
         ) from e
     learner.eval()
-    return learner, cfg, family
+    return learner, cfg, family, record_in(ckpt)
 
 
 # Router options removed from the schema, with the value every checkpoint that used them wrote

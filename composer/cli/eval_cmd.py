@@ -43,12 +43,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.build import check_task_sizes
-    from metacompose.evaluate import check_subset, evaluate, load_checkpoint
-    from metacompose.training.checkpoint_io import checkpoint_file
-    from metacompose.training.restart_record import describe_restarts, restart_record
+    from metacompose.evaluate import check_subset, evaluate, load_with_restarts
+    from metacompose.training.restart_record import describe_restarts
 
-    learner, cfg, family = load_checkpoint(args.checkpoint)
-    restarts = restart_record(checkpoint_file(args.checkpoint))
+    learner, cfg, family, restarts = load_with_restarts(args.checkpoint)
     check_steps_apply(args.steps, learner, cfg.algo.name)
     check_subset(family, args.subset)
     if args.shots is not None:

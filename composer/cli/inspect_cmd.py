@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.algorithms.learned_opt import LearnedOptimizerLearner
     from metacompose.algorithms.learner import ParameterAdapter
-    from metacompose.evaluate import load_checkpoint
+    from metacompose.evaluate import load_with_restarts
     from metacompose.progress import track
     from metacompose.router.inspection import (
         inspect_exported,
@@ -47,11 +47,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from metacompose.router.learner import RoutedMetaLearner
     from metacompose.router.render import draw_graph, to_dot
-    from metacompose.training.checkpoint_io import checkpoint_file
-    from metacompose.training.restart_record import describe_restarts, restart_record
+    from metacompose.training.restart_record import describe_restarts
 
-    learner, cfg, family = load_checkpoint(args.checkpoint)
-    restarts = restart_record(checkpoint_file(args.checkpoint))
+    learner, cfg, family, restarts = load_with_restarts(args.checkpoint)
     batch = sample_tasks(
         family, args.tasks, shots=cfg.task.shots, query=cfg.task.query, seed=args.seed
     )

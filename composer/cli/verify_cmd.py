@@ -100,14 +100,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         raise ValueError("verify needs CHECKPOINT (or --self-test)")
     from metacompose.cli.learner_steps import check_steps_apply
-    from metacompose.evaluate import load_checkpoint
+    from metacompose.evaluate import load_with_restarts
     from metacompose.symbolic import load_spec, write_vnn_witness
-    from metacompose.training.checkpoint_io import checkpoint_file
-    from metacompose.training.restart_record import describe_restarts, restart_record
+    from metacompose.training.restart_record import describe_restarts
     from metacompose.verify.report import verify_learner
 
-    learner, cfg, family = load_checkpoint(args.checkpoint)
-    restarts = restart_record(checkpoint_file(args.checkpoint))
+    learner, cfg, family, restarts = load_with_restarts(args.checkpoint)
     check_steps_apply(args.steps, learner, cfg.algo.name)
     spec_path = args.spec if args.spec is not None else run_config_spec(cfg)
     spec = load_spec(spec_path)  # SpecError is a ValueError: one line, exit 2

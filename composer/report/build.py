@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner
 from metacompose.config import ConfigError, check_kwargs, in_file
-from metacompose.evaluate import load_checkpoint
+from metacompose.evaluate import load_with_restarts
 from metacompose.progress import progress, track
 from metacompose.report.convergence import read_curve, run_dir_of
 from metacompose.report.curves import metric_curves
@@ -35,7 +35,6 @@ from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import difference, over_seeds, over_tasks
 from metacompose.tasks import FAMILIES, TaskFamily
 from metacompose.training.checkpoint_io import checkpoint_file
-from metacompose.training.restart_record import restart_record
 
 
 @dataclass
@@ -137,6 +136,7 @@ class LoadedCheckpoint:
     family: TaskFamily
     ood: TaskFamily | None
     ood_reason: str | None
+    restarts: dict | None = None  # its block-restart record, read with the weights
 
 
 def load_for_report(path: str | Path) -> LoadedCheckpoint:
@@ -146,14 +146,14 @@ def load_for_report(path: str | Path) -> LoadedCheckpoint:
         CheckpointError: an unreadable or unbuildable checkpoint.
         ConfigError: ``PATH: report.ood_family...`` when its stored ``report`` section is bad.
     """
-    learner, cfg, family = load_checkpoint(path)
+    learner, cfg, family, restarts = load_with_restarts(path)
     try:
         ood, reason = build_ood_family(cfg, learner, family), None
     except OodUnavailable as e:
         ood, reason = None, str(e)
     except ConfigError as e:
         raise in_file(path, e) from e
-    return LoadedCheckpoint(path, learner, cfg, family, ood, reason)
+    return LoadedCheckpoint(path, learner, cfg, family, ood, reason, restarts)
 
 
 def evaluate_checkpoint(
@@ -225,8 +225,7 @@ def evaluate_checkpoint(
             reference=_start(test), bar=bar,
         )  # fmt: skip
     entry["convergence"] = convergence_entry(path, family.metric)
-    restarts = restart_record(checkpoint_file(path))
-    return entry if restarts is None else {**entry, "restart_banks": restarts}
+    return entry if c.restarts is None else {**entry, "restart_banks": c.restarts}
 
 
 def adaptation_entry(learner, test: torch.Tensor) -> dict:

@@ -14,7 +14,13 @@ from metacompose.training.resume import RESTART_RECORD
 
 def restart_record(checkpoint: str | Path) -> dict[str, Any] | None:
     """The block-restart record of ``checkpoint`` (a file), or ``None`` when it has none."""
-    record = safe_load(checkpoint).get(RESTART_RECORD)
+    return record_in(safe_load(checkpoint))
+
+
+def record_in(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The block-restart record of a checkpoint already loaded (:func:`~metacompose.training.
+    checkpoint_io.safe_load`), or ``None`` when it has none."""
+    record = ckpt.get(RESTART_RECORD)
     return record if isinstance(record, dict) else None
 
 

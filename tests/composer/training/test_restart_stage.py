@@ -360,6 +360,35 @@ def test_every_command_says_whether_the_banks_were_restarted(runs, tmp_path, cap
         assert all(j["restart_banks"] == json.loads(json.dumps(record)) for j in kept_json)
 
 
+def test_every_command_reads_the_checkpoint_once(runs, tmp_path, monkeypatch, capsys):
+    """The banks a command scores and the restart record it prints come from one read of the
+    file: a run saving ``last.ckpt`` between two reads would pair one checkpoint's banks with
+    another's record."""
+    ckpt = (runs["out"] / "restarted" / "checkpoints" / "last.ckpt").resolve()
+    reads: list[Path] = []
+    load = torch.load
+
+    def counted(f, *args, **kwargs):
+        reads.append(Path(f).resolve())
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    out = tmp_path / "once"
+    for argv in (
+        ["eval", str(ckpt), "--tasks", "4"],
+        ["inspect", str(ckpt), "--tasks", "4", "--graphs", "0", "--out", str(out / "insp")],
+        ["report", str(ckpt), "--tasks", "4", "--out", str(out / "report")],
+        ["verify", str(ckpt), "--tasks", "1"],
+    ):  # fmt: skip
+        reads.clear()
+        assert main(argv) in ((0, 1) if argv[0] == "verify" else (0,)), argv[0]
+        said = capsys.readouterr().out
+        if argv[0] == "report":  # report prints the files it wrote; the line is in report.md
+            said = (out / "report" / "report.md").read_text()
+        assert "block restarts on replica" in said, argv[0]
+        assert reads.count(ckpt) == 1, (argv[0], reads)
+
+
 @pytest.mark.parametrize("bar", ["true", "false"])
 def test_the_stage_draws_bars_only_when_the_run_does(tmp_path, capsys, monkeypatch, bar):
     monkeypatch.setenv("METACOMPOSE_PROGRESS", "1")  # a terminal, as far as the bars can tell
