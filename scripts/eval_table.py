@@ -9,8 +9,8 @@ the mean with a 95% Student-t interval over seeds.
         --ratio "data-routed, held-out" "MAML of equal size, held-out" \\
         --seeds 0 1 2
 
-Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per seed, in the
-order of ``--seeds``; ``-`` marks a seed not measured (a ``-`` cell; the mean is over the
+Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per seed (``.json``,
+or ``.json.gz`` compressed), in the order of ``--seeds``; ``-`` marks a seed not measured (a ``-`` cell; the mean is over the
 others). Per row: the query metric after the last inner step, and, if the files carry routing
 purity: the fraction of tasks with every primitive matched (for interchangeable slots, as a set;
 else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
@@ -25,6 +25,7 @@ those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def read_eval(path: str) -> dict:
     """The scores of one ``metacompose eval --json`` file: ``metric`` (after the last step) and,
     with routing, ``matched`` and ``nmi``. A bad file: ``SystemExit`` naming it."""
     try:
-        d = json.loads(Path(path).read_text())
+        raw = Path(path).read_bytes()
+        d = json.loads(gzip.decompress(raw) if path.endswith(".gz") else raw)
         out = {"metric": float(d["mean"][-1]), "name": d["metric"]}
         if "last_per_task" in d:  # the tasks, for paired ratios
             keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks", "tasks_digest")

@@ -1,5 +1,6 @@
 """``scripts/eval_table.py``: per-seed tables from ``metacompose eval --json`` files."""
 
+import gzip
 import json
 import math
 import subprocess
@@ -181,3 +182,21 @@ def test_paired_ratio_needs_the_same_tasks_digest_where_files_carry_one(tmp_path
     line = next(x for x in capsys.readouterr().out.splitlines() if "paired" in x)
     cells = [c.strip() for c in line.split("|")[2:4]]
     assert cells[0].startswith(f"{sum(a) / sum(b):.2f} ± ") and cells[1] == "-"
+
+
+def test_a_compressed_file_reads_as_the_plain_one(tmp_path, capsys):
+    """``.json.gz`` (gzip of what ``eval --json`` writes) gives the same table; a file named
+    ``.gz`` that is not gzip is refused in one line naming it."""
+    plain = write(tmp_path / "a.json", 0.25, routed="set")
+    packed = tmp_path / "a.json.gz"
+    packed.write_bytes(gzip.compress(Path(plain).read_bytes()))
+    tables = []
+    for f in (plain, str(packed)):
+        load_script("eval_table").main(["--row", "r", f, "--seeds", "0"])
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1] and "| r: query MSE | 0.2500 |" in tables[0]
+    fake = tmp_path / "b.json.gz"
+    fake.write_bytes(Path(plain).read_bytes())
+    with pytest.raises(SystemExit) as e:
+        load_script("eval_table").main(["--row", "r", str(fake), "--seeds", "0"])
+    assert str(e.value).startswith(f"eval_table.py: {fake}: ")
