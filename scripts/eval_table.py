@@ -10,8 +10,8 @@ the mean with a 95% Student-t interval over seeds.
         --seeds 0 1 2
 
 Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per seed (``.json``,
-or ``.json.gz`` compressed), in the order of ``--seeds``; ``-`` marks a seed not measured (a ``-`` cell; the mean is over the
-others). Per row: the query metric after the last inner step, and, if the files carry routing
+or ``.json.gz`` compressed), in the order of ``--seeds``; ``-`` marks a seed not measured (a
+``-`` cell; the mean is over the others). Per row: the query metric after the last inner step, and, if the files carry routing
 purity: the fraction of tasks with every primitive matched (for interchangeable slots, as a set;
 else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
 B's, per seed where both were measured, and its mean over those seeds; where both files carry
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 from metacompose.cli.parser import OneLineParser
@@ -35,12 +36,12 @@ from metacompose.report.stats import over_seeds, paired_ratio
 MISSING = "-"
 
 
-def read_eval(path: str) -> dict:
+def read_eval(path: str | Path) -> dict:
     """The scores of one ``metacompose eval --json`` file: ``metric`` (after the last step) and,
     with routing, ``matched`` and ``nmi``. A bad file: ``SystemExit`` naming it."""
     try:
         raw = Path(path).read_bytes()
-        d = json.loads(gzip.decompress(raw) if path.endswith(".gz") else raw)
+        d = json.loads(gzip.decompress(raw) if str(path).endswith(".gz") else raw)
         out = {"metric": float(d["mean"][-1]), "name": d["metric"]}
         if "last_per_task" in d:  # the tasks, for paired ratios
             keys = ("task_family", "subset", "shots", "query", "seed", "n_tasks", "tasks_digest")
@@ -60,6 +61,8 @@ def read_eval(path: str) -> dict:
         return out
     except OSError as e:
         raise SystemExit(f"eval_table.py: {path}: {e.strerror or e}") from None
+    except (EOFError, zlib.error) as e:  # a truncated or damaged .gz
+        raise SystemExit(f"eval_table.py: {path}: not a whole gzip file ({e})") from None
     except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError, AttributeError) as e:
         why = f"no key {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
         raise SystemExit(

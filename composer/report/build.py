@@ -136,7 +136,7 @@ class LoadedCheckpoint:
     family: TaskFamily
     ood: TaskFamily | None
     ood_reason: str | None
-    restarts: dict | None = None  # its block-restart record, read with the weights
+    restarts: dict | None  # its block-restart record, read with the weights
 
 
 def load_for_report(path: str | Path) -> LoadedCheckpoint:

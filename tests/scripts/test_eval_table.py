@@ -186,7 +186,7 @@ def test_paired_ratio_needs_the_same_tasks_digest_where_files_carry_one(tmp_path
 
 def test_a_compressed_file_reads_as_the_plain_one(tmp_path, capsys):
     """``.json.gz`` (gzip of what ``eval --json`` writes) gives the same table; a file named
-    ``.gz`` that is not gzip is refused in one line naming it."""
+    ``.gz`` that is not gzip, cut short or damaged is refused in one line naming it."""
     plain = write(tmp_path / "a.json", 0.25, routed="set")
     packed = tmp_path / "a.json.gz"
     packed.write_bytes(gzip.compress(Path(plain).read_bytes()))
@@ -195,8 +195,14 @@ def test_a_compressed_file_reads_as_the_plain_one(tmp_path, capsys):
         load_script("eval_table").main(["--row", "r", f, "--seeds", "0"])
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1] and "| r: query MSE | 0.2500 |" in tables[0]
-    fake = tmp_path / "b.json.gz"
-    fake.write_bytes(Path(plain).read_bytes())
-    with pytest.raises(SystemExit) as e:
-        load_script("eval_table").main(["--row", "r", str(fake), "--seeds", "0"])
-    assert str(e.value).startswith(f"eval_table.py: {fake}: ")
+    whole = packed.read_bytes()
+    damaged = bytearray(whole)
+    damaged[12:20] = b"\xff" * 8  # inside the deflate stream
+    for name, data in (("fake", Path(plain).read_bytes()), ("cut", whole[: len(whole) // 2]),
+                       ("damaged", bytes(damaged))):  # fmt: skip
+        bad = tmp_path / f"{name}.json.gz"
+        bad.write_bytes(data)
+        with pytest.raises(SystemExit) as e:
+            load_script("eval_table").main(["--row", "r", str(bad), "--seeds", "0"])
+        assert str(e.value).startswith(f"eval_table.py: {bad}: "), (name, e.value)
+    assert load_script("eval_table").read_eval(packed)["metric"] == 0.25  # a Path as well
