@@ -11,9 +11,9 @@ the mean with a 95% Student-t interval over seeds.
 
 Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per seed (``.json``,
 or ``.json.gz`` compressed), in the order of ``--seeds``; ``-`` marks a seed not measured (a
-``-`` cell; the mean is over the others). Per row: the query metric after the last inner step, and, if the files carry routing
-purity: the fraction of tasks with every primitive matched (for interchangeable slots, as a set;
-else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
+``-`` cell; the mean is over the others). Per row: the query metric after the last inner step,
+and, if the files carry routing purity: the fraction of tasks with every primitive matched (for
+interchangeable slots, as a set; else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
 B's, per seed where both were measured, and its mean over those seeds; where both files carry
 their per-task values for the same task stream (``metacompose eval --json`` writes them: the same
 family, subset, shots, query points, seed and count, and, in files that carry one, the same digest

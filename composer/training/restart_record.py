@@ -5,16 +5,9 @@ checkpoint sees whether its banks are the trained ones or restarted ones, and wh
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from metacompose.training.checkpoint_io import safe_load
 from metacompose.training.resume import RESTART_RECORD
-
-
-def restart_record(checkpoint: str | Path) -> dict[str, Any] | None:
-    """The block-restart record of ``checkpoint`` (a file), or ``None`` when it has none."""
-    return record_in(safe_load(checkpoint))
 
 
 def record_in(ckpt: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from metacompose.training.restart_record import describe_restarts, restart_record
+from metacompose.training.checkpoint_io import safe_load
+from metacompose.training.restart_record import describe_restarts, record_in
 from metacompose.training.resume import RESTART_RECORD
 
 PLAN = {"order": "fg", "restarts": 4, "steps": 2000, "anneal": 1500, "within": 1.5,
@@ -66,6 +67,6 @@ def test_read_from_a_checkpoint(tmp_path):
     torch.save({"state_dict": {}, RESTART_RECORD: record}, tmp_path / "a.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "b.ckpt")
     torch.save({"state_dict": {}, RESTART_RECORD: "not a record"}, tmp_path / "c.ckpt")
-    assert restart_record(tmp_path / "a.ckpt") == record
-    assert restart_record(tmp_path / "b.ckpt") is None
-    assert restart_record(tmp_path / "c.ckpt") is None
+    assert record_in(safe_load(tmp_path / "a.ckpt")) == record
+    assert record_in(safe_load(tmp_path / "b.ckpt")) is None
+    assert record_in(safe_load(tmp_path / "c.ckpt")) is None
