@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not routed and not isinstance(learner, (ParameterAdapter, LearnedOptimizerLearner)):
         raise ValueError(f"inspect: no inspection for a {type(learner).__name__}")
     if from_data:
+        _write_overlap(learner, batch, out)
         results = inspect_exported(learner, family, batch)
     elif routed:
         results = inspect_routed(learner, family, batch)
@@ -107,6 +108,25 @@ def _inspect_context(learner, out: Path) -> int:
     )
     print("no routed slots: no usage table")
     return 0
+
+
+def _write_overlap(learner, batch, out: Path) -> None:
+    """Which candidates of the annealed learner's banks share curves, over the inspected tasks'
+    input range (label-free: :mod:`metacompose.router.bank_overlap`): a line per bank and
+    ``bank_overlap.json``."""
+    import torch
+
+    from metacompose.router.bank_overlap import learner_overlap
+
+    xs = torch.cat([batch.support_x.flatten(), batch.query_x.flatten()])
+    found = learner_overlap(learner, low=float(xs.min()), high=float(xs.max()))
+    if not found:
+        print("bank overlap: measured for the sum structure only")
+        return
+    for name, overlap in found.items():
+        print(overlap.describe("the bank" if name == "bank" else f"{name}-bank"))
+    report = {name: overlap.to_json() for name, overlap in found.items()}
+    (out / "bank_overlap.json").write_text(json.dumps(report, indent=2))
 
 
 def _write_routing(learner, family, batch, results, out: Path, *, restarts: dict | None) -> None:

@@ -2,14 +2,12 @@
 
 import argparse
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from annealed_runs import SMALL
-from script_loader import load_script
+from script_loader import load_script, run_script
 
 from metacompose.config import load_config
 from metacompose.evaluate import load_checkpoint
@@ -18,11 +16,8 @@ from metacompose.training import train
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "replicas.py"), *args],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+def run(*args: str):
+    return run_script("replicas", *args)
 
 
 def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):

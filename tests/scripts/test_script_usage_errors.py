@@ -77,6 +77,17 @@ CASES = {
         ["--within", "nan", "/nonexistent/x.ckpt", "--out", "y"],
         "expected a finite number, got 'nan'",
     ),
+    "bank_coverage.py": (["/nonexistent/x.ckpt"], "/nonexistent/x.ckpt: checkpoint not found"),
+    "bank_coverage.py params": (["--params", "0", "scripts"], "argument --params: must be >= 1"),
+    "bank_coverage.py threshold": (
+        ["--threshold", "1.5", "scripts/replicas.py"],
+        "must be below 1",
+    ),
+    "bank_coverage.py nan": (["--threshold", "nan", "x"], "expected a finite number, got 'nan'"),
+    "bank_coverage.py png": (
+        ["--png", "/nonexistent/c.png", "scripts/replicas.py"],
+        "--png /nonexistent/c.png: folder /nonexistent does not exist",
+    ),
     "render_glyphs.py": (["--samples", "-1"], "argument --samples: -1: must be >= 1"),
     "render_glyphs.py fonts": (
         ["--font-dir", "/nonexistent", "--out", "/nonexistent/g.npz"],
