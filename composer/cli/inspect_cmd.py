@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not routed and not isinstance(learner, (ParameterAdapter, LearnedOptimizerLearner)):
         raise ValueError(f"inspect: no inspection for a {type(learner).__name__}")
     if from_data:
-        _write_overlap(learner, batch, out)
+        _write_overlap(learner, family, batch, out)
         results = inspect_exported(learner, family, batch)
     elif routed:
         results = inspect_routed(learner, family, batch)
@@ -110,23 +110,26 @@ def _inspect_context(learner, out: Path) -> int:
     return 0
 
 
-def _write_overlap(learner, batch, out: Path) -> None:
-    """Which candidates of the annealed learner's banks share curves, over the inspected tasks'
-    input range (label-free: :mod:`metacompose.router.bank_overlap`): a line per bank and
-    ``bank_overlap.json``."""
+def _write_overlap(learner, family, batch, out: Path) -> None:
+    """Which of the annealed learner's candidates share curves, over the family's input range (the
+    inspected tasks' when it declares none; label-free: :mod:`metacompose.router.bank_overlap`):
+    one line and ``bank_overlap.json``."""
     import torch
 
     from metacompose.router.bank_overlap import learner_overlap
 
-    xs = torch.cat([batch.support_x.flatten(), batch.query_x.flatten()])
-    found = learner_overlap(learner, low=float(xs.min()), high=float(xs.max()))
-    if not found:
-        print("bank overlap: measured for the sum structure only")
+    if getattr(family, "x_range", None) is not None:
+        low, high = family.x_range
+    else:
+        xs = torch.cat([batch.support_x.flatten(), batch.query_x.flatten()])
+        low, high = float(xs.min()), float(xs.max())
+    overlap = learner_overlap(learner, low=low, high=high)
+    if overlap is None:
+        why = "reads no single candidate" if learner.routing == "uniform" else "is not a sum"
+        print(f"bank overlap: not measured (the learner {why})")
         return
-    for name, overlap in found.items():
-        print(overlap.describe("the bank" if name == "bank" else f"{name}-bank"))
-    report = {name: overlap.to_json() for name, overlap in found.items()}
-    (out / "bank_overlap.json").write_text(json.dumps(report, indent=2))
+    print(overlap.describe("bank overlap"))
+    (out / "bank_overlap.json").write_text(json.dumps(overlap.to_json(), indent=2))
 
 
 def _write_routing(learner, family, batch, results, out: Path, *, restarts: dict | None) -> None:

@@ -1,13 +1,14 @@
 """How well each candidate of a bank reproduces each true primitive across its parameter.
 
 Label-aware, for a family whose primitives are known (the compositional sum): every candidate at
-every context of a grid is fitted to the primitive's curve at each of several parameter values
+every context of a grid is fitted to the primitive's curve at several values of its parameter
 (least squares, the amplitude and the offset when the learner fits one), and the best context's
-residual, as a fraction of the curve's variance, is kept. Primitives are matched to candidates one
-to one (the Hungarian algorithm on the mean of ``-log10`` residual). The table shows a primitive
-whose matched candidate does not reach part of its parameter range, and a candidate that holds a
-second primitive there. Its label-free counterpart is :mod:`~metacompose.router.bank_overlap`;
-``scripts/bank_coverage.py`` prints and draws both.
+residual, as a fraction of the curve's variance, is kept. The sum's two banks are one set of
+candidates (either bank may hold either slot's primitives). Primitives are matched to candidates
+one to one (the Hungarian algorithm on the mean of ``-log10`` residual). The table shows a
+primitive whose matched candidate does not reach part of its parameter range, and a candidate
+that holds a second primitive there. Its label-free counterpart is
+:mod:`~metacompose.router.bank_overlap`; ``scripts/bank_coverage.py`` prints and draws both.
 """
 
 from __future__ import annotations
@@ -47,21 +48,28 @@ class Coverage:
                 for i in range(len(self.params))]  # fmt: skip
 
 
+def candidate_labels(banks: dict[str, WarpLineBank]) -> list[str]:
+    """``name[k]`` for every candidate of ``banks``, in order (as :func:`primitive_coverage`)."""
+    return [f"{name}[{k}]" for name, bank in banks.items() for k in range(bank.count)]
+
+
 @torch.no_grad()
-def primitive_coverage(bank: WarpLineBank, primitive: Primitive, name: str, *, x: Tensor,
-                       grid: Tensor, params: int, offset: bool) -> Coverage:  # fmt: skip
-    """Every candidate of ``bank`` against ``primitive`` at ``params`` evenly spaced values of its
-    parameter in ``[0, 1]`` (one curve when it has none), over the points ``x`` ``(N,)``, in
-    float64."""
+def primitive_coverage(banks: dict[str, WarpLineBank], primitive: Primitive, name: str, *,
+                       x: Tensor, grid: Tensor, params: int, offset: bool,
+                       param_range: tuple[float, float] = (0.0, 1.0)) -> Coverage:  # fmt: skip
+    """Every candidate of ``banks`` (:func:`candidate_labels` order) against ``primitive`` at
+    ``params`` evenly spaced values of its parameter in ``param_range`` (one curve when it has
+    none), over the points ``x`` ``(N,)``, in float64."""
     if params < 1:
         raise ValueError(f"params={params}: must be >= 1")
     x = x.double()
-    values = [None] if primitive.param is None else np.linspace(0.0, 1.0, params).tolist()
+    lo, hi = param_range
+    values = [None] if primitive.param is None else np.linspace(lo, hi, params).tolist()
     target = torch.stack([primitive(x, None if p is None else torch.tensor(p, dtype=x.dtype))
                           for p in values])  # fmt: skip
-    h = bank.on_grid(x[None], grid.double())[:, :, 0]  # (C, G, N)
+    h = torch.cat([b.on_grid(x[None], grid.double())[:, :, 0] for b in banks.values()])
     residual, context = [], []
-    for cand in h:
+    for cand in h:  # (G, N)
         r = torch.nan_to_num(residual_fraction(target, cand, offset=offset), nan=math.inf)
         low, at = r.min(1)
         residual.append(tuple(low.tolist()))
@@ -78,12 +86,12 @@ def match(coverages: list[Coverage]) -> dict[str, int]:
     return {coverages[r].name: c for r, c in linear_assignment(score)}
 
 
-def gaps(coverages: list[Coverage], matched: dict[str, int], *,
+def gaps(coverages: list[Coverage], matched: dict[str, int], labels: list[str], *,
          threshold: float = THRESHOLD) -> list[str]:  # fmt: skip
     """One line per primitive whose matched candidate misses some of its parameter values: how
     many it reaches, its worst residual, and the values another candidate reproduces instead (the
     sign of a candidate holding two primitives; a value no candidate reaches is a limit of the
-    tables, not of the routing)."""
+    tables, not of the routing). ``labels`` name the candidates."""
     owner = {c: name for name, c in matched.items()}
     lines = []
     for cov in coverages:
@@ -95,7 +103,7 @@ def gaps(coverages: list[Coverage], matched: dict[str, int], *,
         if all(reached):
             continue
         worst = max(range(len(cov.params)), key=lambda i: cov.residual[cand][i])
-        line = (f"{cov.name} (candidate {cand}): within {threshold:g} at {sum(reached)} of "
+        line = (f"{cov.name} ({labels[cand]}): within {threshold:g} at {sum(reached)} of "
                 f"{len(reached)} values, worst {cov.residual[cand][worst]:.4f} at {_p(cov, worst)}")  # fmt: skip
         held: dict[int, list[str]] = {}
         for i, ok in enumerate(reached):
@@ -103,8 +111,8 @@ def gaps(coverages: list[Coverage], matched: dict[str, int], *,
             if not ok and other != cand and cov.residual[other][i] < threshold:
                 held.setdefault(other, []).append(_p(cov, i))
         for other, where in held.items():
-            line += (f"; reproduced instead by candidate {other} ({owner.get(other, 'unmatched')}"
-                     f"'s) at {', '.join(where)}")  # fmt: skip
+            whose = f"{owner[other]}'s" if other in owner else "matched to none"
+            line += f"; reproduced instead by {labels[other]} ({whose}) at {', '.join(where)}"
         lines.append(line)
     return lines
 
@@ -113,4 +121,4 @@ def _p(cov: Coverage, i: int) -> str:
     return "its one curve" if cov.params[i] is None else f"p={cov.params[i]:.2f}"
 
 
-__all__ = ["Coverage", "gaps", "match", "primitive_coverage"]
+__all__ = ["Coverage", "candidate_labels", "gaps", "match", "primitive_coverage"]

@@ -97,8 +97,9 @@ def test_annealed_sum_routes_from_data_in_eval_inspect_and_verify(runs, tmp_path
     assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     overlap = json.loads((out / "bank_overlap.json").read_text())  # label-free: bank_overlap.py
-    assert set(overlap) == {"f", "g"} and overlap["f"]["contexts"] == 5
-    assert all(f"{s}-bank: " in said for s in ("f", "g"))
+    assert overlap["labels"] == [f"{s}[{k}]" for s in "fg" for k in range(4)]
+    assert overlap["contexts"] == 5 and len(overlap["shared"]) == 8
+    assert "bank overlap: " in said
     routing = json.loads((out / "routing.json").read_text())
     assert "as_set" in routing and (out / "usage_heatmap.png").exists()
     graph = json.loads((out / "graph_0.json").read_text())
@@ -150,7 +151,9 @@ def test_uniform_routing_is_scored_and_exported_without_a_choice(runs, tmp_path,
     assert data.get("routing") is None and "routing purity" not in capsys.readouterr().out
     out = tmp_path / "i"
     assert main(["inspect", ckpt, "--tasks", "4", "--out", str(out)]) == 0
-    assert "no routed slots: no usage table" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "no routed slots: no usage table" in said and not (out / "bank_overlap.json").exists()
+    assert "bank overlap: not measured (the learner reads no single candidate)" in said
     graph = json.loads((out / "graph_0.json").read_text())
     assert graph["routing"] == "uniform" and not (out / "usage.csv").exists()
     assert {n["name"] for n in graph["nodes"]} >= {"f", "f0", "f3", "g", "g3"}
@@ -169,7 +172,7 @@ def test_annealed_chain_is_scored_per_slot_exported_as_a_chain_and_verified(runs
     assert set(data["routing"]["slots"]) == {"f", "g"} and "as_set" not in data["routing"]
     out = tmp_path / "i"
     assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
-    assert "bank overlap: measured for the sum structure only" in capsys.readouterr().out
+    assert "bank overlap: not measured (the learner is not a sum)" in capsys.readouterr().out
     assert not (out / "bank_overlap.json").exists()
     graph = json.loads((out / "graph_0.json").read_text())
     edges = {(e["src"], e["dst"]) for e in graph["edges"]}
@@ -192,8 +195,10 @@ def test_one_shared_bank_is_scored_as_one_bank_drawn_as_one_panel_and_verified(
     assert len(as_set["matching"]) == 8  # 8 candidates, 8 primitives: all matched
     out = tmp_path / "i"
     assert main(["inspect", ckpt, "--tasks", "6", "--out", str(out)]) == 0
-    assert set(json.loads((out / "bank_overlap.json").read_text())) == {"bank"}
-    assert "the bank: " in capsys.readouterr().out
+    labels = json.loads((out / "bank_overlap.json").read_text())["labels"]
+    assert (
+        labels == [f"bank[{k}]" for k in range(8)] and "bank overlap: " in capsys.readouterr().out
+    )
     routing = json.loads((out / "routing.json").read_text())
     assert [(h["slot"], h["factor"]) for h in routing["heatmap"]] == [("bank", "primitive")]
     per_factor = routing["as_set"]["accuracy"]  # the panel's accuracy: the tasks' values matched

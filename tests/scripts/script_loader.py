@@ -19,7 +19,7 @@ def load_script(name: str) -> ModuleType:
     return mod
 
 
-def run_script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_script_cli(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python scripts/<name>.py ARGS`` from the repository root, its output captured."""
     return subprocess.run(
         [sys.executable, str(SCRIPTS / f"{name}.py"), *args],

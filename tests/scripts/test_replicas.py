@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from annealed_runs import SMALL
-from script_loader import load_script, run_script
+from script_loader import load_script, run_script_cli
 
 from metacompose.config import load_config
 from metacompose.evaluate import load_checkpoint
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str):
-    return run_script("replicas", *args)
+    return run_script_cli("replicas", *args)
 
 
 def test_each_replica_gets_a_row_and_the_kept_one_is_marked(tmp_path):

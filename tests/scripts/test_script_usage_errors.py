@@ -84,6 +84,7 @@ CASES = {
         "must be below 1",
     ),
     "bank_coverage.py nan": (["--threshold", "nan", "x"], "expected a finite number, got 'nan'"),
+    "bank_coverage.py suffix": (["--png", "c.txt", "scripts/replicas.py"], "must end in .png"),
     "bank_coverage.py png": (
         ["--png", "/nonexistent/c.png", "scripts/replicas.py"],
         "--png /nonexistent/c.png: folder /nonexistent does not exist",

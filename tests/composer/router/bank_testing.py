@@ -14,8 +14,9 @@ SHIFTS = [-0.6, 5.0, -1.0]
 
 
 def tables() -> np.ndarray:
-    """A vee whose corner reaches x in [-0.6, 0.6]; a second vee, cornered at u = 5, which is a
-    straight line over x except at contexts 0.8-1 (corners 1.0, 0.5, 0); a step."""
+    """A vee whose corner reaches x in [-0.6, 0.6]; a second vee, cornered at u = 5, whose corner
+    x = 5 - 5c lies on [-3, 3] from context 0.4 on (3, 2.5, ..., 1 at 0.8, 0.5, 0 at 1) and past
+    it before (a straight line over x); a step."""
     u = np.linspace(-SPAN, SPAN, KNOTS)
     return np.stack([np.abs(u) / 2 - 1, np.abs(u - 5) / 2 - 1, np.tanh(3 * u)])
 
