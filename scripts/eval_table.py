@@ -19,7 +19,10 @@ their per-task values for the same task stream (``metacompose eval --json`` writ
 family, subset, shots, query points, seed and count, and, in files that carry one, the same digest
 of the tasks' values, ``tasks_digest``; a file written before the digest existed pairs only with
 another such file), also the ratio with its 95% interval over
-those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`).
+those tasks, paired (delta method; :func:`metacompose.report.stats.paired_ratio`). ``--tails K``
+adds, for those paired ratios, the share of A's excess over B (summed over the tasks) that A's
+``K`` worst tasks against B carry (:func:`metacompose.report.stats.worst_share`; ``-`` where A is
+not worse on the mean): near 1, a few tasks make the whole gap.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import json
 import zlib
 from pathlib import Path
 
+from metacompose.cli.args import positive_int
 from metacompose.cli.parser import OneLineParser
-from metacompose.report.stats import over_seeds, paired_ratio
+from metacompose.report.stats import over_seeds, paired_ratio, worst_share
 
 MISSING = "-"
 
@@ -84,7 +88,11 @@ def cells(values: list[float | None], digits: int) -> list[str]:
 
 
 def table(
-    rows: list[tuple[str, list[dict | None]]], ratios: list[tuple[str, str]], seeds: list[str]
+    rows: list[tuple[str, list[dict | None]]],
+    ratios: list[tuple[str, str]],
+    seeds: list[str],
+    *,
+    tails: int | None = None,
 ) -> list[str]:
     """Markdown lines of the table (see the module docstring)."""
     lines = ["| | " + " | ".join(f"seed {s}" if s.isdigit() else s for s in seeds) + " | mean ± 95% t |",
@@ -108,6 +116,11 @@ def table(
         paired = [paired_cell(x, y) for x, y in zip(by_label[a], by_label[b], strict=True)]
         if any(c != MISSING for c in paired):
             lines.append(f"| {a} / {b}, 95% paired over tasks | " + " | ".join(paired) + " | |")
+            if tails:
+                shares = [tail_cell(x, y, tails) for x, y in zip(by_label[a], by_label[b],
+                                                                 strict=True)]  # fmt: skip
+                lines.append(f"| {a} - {b}: share of the excess in the {tails} worst tasks | "
+                             + " | ".join(shares) + " | |")  # fmt: skip
     return lines
 
 
@@ -116,6 +129,14 @@ def paired_cell(x: dict | None, y: dict | None) -> str:
     if x is None or y is None or "tasks" not in x or "tasks" not in y or x["stream"] != y["stream"]:
         return MISSING
     return paired_ratio(x["tasks"], y["tasks"]).text(2)
+
+
+def tail_cell(x: dict | None, y: dict | None, k: int) -> str:
+    """:func:`worst_share` of the tasks both files scored, as a number, else ``-``."""
+    if paired_cell(x, y) == MISSING:
+        return MISSING
+    share = worst_share(x["tasks"], y["tasks"], k)
+    return MISSING if share is None else f"{share:.2f}"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,7 +163,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="column labels (a number N: 'seed N'; default 1, 2, ...), one per file of a row",
     )
+    p.add_argument(
+        "--tails",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="for paired ratios, the share of the excess that the K worst tasks carry",
+    )
     args = p.parse_args(argv)
+    if args.tails is not None and not args.ratio:
+        p.error("--tails: needs a --ratio to split")
     sizes = {len(r) - 1 for r in args.row}
     if min(sizes) < 1:
         p.error("--row needs a label and at least one file")
@@ -165,7 +195,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     rows = [(r[0], [None if f == MISSING else read_eval(f) for f in r[1:]]) for r in args.row]
-    for line in table(rows, [tuple(r) for r in args.ratio], args.seeds):
+    for line in table(rows, [tuple(r) for r in args.ratio], args.seeds, tails=args.tails):
         print(line)
 
 

@@ -113,6 +113,21 @@ def paired_ratio(a: list[float], b: list[float]) -> Estimate:
     return Estimate(mean=ratio, ci95=float(ci95_over_tasks(x - ratio * y) / y.mean()), n=n)
 
 
+def worst_share(a: list[float], b: list[float], k: int) -> float | None:
+    """The share of A's excess over B, ``sum(a - b)`` over paired per-task values, that the ``k``
+    tasks with the largest ``a - b`` carry (above 1 when A is better than B on the other tasks):
+    whether a ratio is a few tasks or all of them. ``None`` when A's excess is not positive or a
+    value is not finite."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
+    if k < 1:
+        raise ValueError(f"k={k}: must be at least 1")
+    d = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    if not torch.isfinite(d).all() or d.sum() <= 0:
+        return None
+    return float(d.topk(min(k, len(d))).values.sum() / d.sum())
+
+
 def difference(a: Estimate, b: Estimate) -> Estimate:
     """``a - b`` for independent estimates: half-widths add in quadrature; diverged if either is."""
     if a.diverged or b.diverged:

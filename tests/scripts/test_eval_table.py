@@ -111,6 +111,8 @@ def test_a_mean_over_some_seeds_says_how_many(tmp_path, capsys):
         ("label only", "--row needs a label and at least one file"),
         ("same label", "--row: two rows share a label"),
         ("short tasks", "last_per_task has 3 values, n_tasks 4"),
+        ("tails alone", "--tails: needs a --ratio to split"),
+        ("tails zero", "argument --tails: must be >= 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
@@ -128,6 +130,8 @@ def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
         "label only": ["--row", "x"],
         "same label": ["--row", "x", good, "--row", "x", good],
         "short tasks": ["--row", "x", str(short)],
+        "tails alone": ["--row", "x", good, "--tails", "3"],
+        "tails zero": ["--row", "x", good, "--row", "y", good, "--ratio", "x", "y", "--tails", "0"],
     }[case]
     r = run(*args)
     assert r.returncode != 0
@@ -206,3 +210,26 @@ def test_a_compressed_file_reads_as_the_plain_one(tmp_path, capsys):
             load_script("eval_table").main(["--row", "r", str(bad), "--seeds", "0"])
         assert str(e.value).startswith(f"eval_table.py: {bad}: "), (name, e.value)
     assert load_script("eval_table").read_eval(packed)["metric"] == 0.25  # a Path as well
+
+
+def test_tails_split_a_paired_ratio_by_its_worst_tasks(tmp_path, capsys):
+    """``--tails K``: per seed, the share of A's summed excess over B that A's K worst tasks
+    carry (here one task of four carries more than all of it); ``-`` where A is not worse on the
+    mean, and no row without per-task values."""
+    a, b = [0.1, 0.1, 0.1, 1.1], [0.2, 0.1, 0.1, 0.3]
+    common = {"task_family": "compositional", "metric": "mse", "shots": 10, "n_tasks": 4,
+              "steps": [0], "ci95": [0.1], "subset": "held_out", "query": 15, "seed": 0}  # fmt: skip
+    files = {}
+    for name, vals in (("a", a), ("b", b)):
+        files[name] = str(tmp_path / f"{name}.json")
+        Path(files[name]).write_text(json.dumps({**common, "mean": [sum(vals) / 4],
+                                                 "last_per_task": vals}))  # fmt: skip
+    load_script("eval_table").main(["--row", "A", files["a"], files["b"], "--row", "B", files["b"],
+                                    files["a"], "--ratio", "A", "B", "--tails", "1"])  # fmt: skip
+    line = next(x for x in capsys.readouterr().out.splitlines() if "worst" in x)
+    share = (1.1 - 0.3) / (sum(a) - sum(b))  # 0.8 of an excess of 0.7
+    assert line == f"| A - B: share of the excess in the 1 worst tasks | {share:.2f} | - | |"
+    plain = write(tmp_path / "plain.json", 0.3)
+    load_script("eval_table").main(["--row", "A", plain, "--row", "B", plain, "--ratio", "A", "B",
+                                    "--tails", "1"])  # fmt: skip
+    assert "worst" not in capsys.readouterr().out

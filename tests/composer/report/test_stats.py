@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from metacompose.report.stats import difference, over_seeds, over_tasks, paired_ratio
+from metacompose.report.stats import (
+    difference,
+    over_seeds,
+    over_tasks,
+    paired_ratio,
+    worst_share,
+)
 
 
 def test_over_tasks_matches_numpy():
@@ -56,3 +62,24 @@ def test_paired_ratio_edge_cases():
     assert paired_ratio([1.0, 1.0], [0.0, 0.0]).diverged
     with pytest.raises(ValueError, match="differ in length"):
         paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_worst_share_against_brute_force():
+    """The share of A's summed excess over B in its k worst tasks, against sorting by hand; above
+    1 when A beats B elsewhere; None when A is not worse on the mean or a value is not finite."""
+    rng = np.random.default_rng(3)
+    b = rng.uniform(0.01, 0.1, size=40)
+    a = b * rng.uniform(0.5, 1.2, size=40)
+    a[[4, 17]] += [2.0, 0.7]  # two tasks carry the excess
+    d = a - b
+    for k in (1, 2, 5, 40, 100):
+        by_hand = sum(sorted(d, reverse=True)[: min(k, 40)]) / d.sum()
+        assert math.isclose(worst_share(list(a), list(b), k), by_hand, rel_tol=1e-12)
+    assert worst_share(list(a), list(b), 2) > 1  # A is better on the other 38 tasks
+    assert math.isclose(worst_share(list(a), list(b), 40), 1.0, rel_tol=1e-12)
+    assert worst_share(list(b), list(a), 3) is None  # B is not worse than A on the mean
+    assert worst_share([1.0, math.nan], [0.5, 0.5], 1) is None
+    with pytest.raises(ValueError, match="length"):
+        worst_share([1.0], [1.0, 2.0], 1)
+    with pytest.raises(ValueError, match="k=0"):
+        worst_share([1.0], [0.5], 0)
