@@ -20,7 +20,12 @@ import numpy as np
 import torch
 
 from metacompose.modules.warp_line import WarpLineBank
-from metacompose.router.bank_overlap import THRESHOLD, residual_fraction
+from metacompose.router.bank_overlap import (
+    THRESHOLD,
+    candidate_curves,
+    candidate_labels,
+    residual_fraction,
+)
 from metacompose.router.metrics import linear_assignment
 from metacompose.tasks.primitives import Primitive
 
@@ -48,11 +53,6 @@ class Coverage:
                 for i in range(len(self.params))]  # fmt: skip
 
 
-def candidate_labels(banks: dict[str, WarpLineBank]) -> list[str]:
-    """``name[k]`` for every candidate of ``banks``, in order (as :func:`primitive_coverage`)."""
-    return [f"{name}[{k}]" for name, bank in banks.items() for k in range(bank.count)]
-
-
 @torch.no_grad()
 def primitive_coverage(banks: dict[str, WarpLineBank], primitive: Primitive, name: str, *,
                        x: Tensor, grid: Tensor, params: int, offset: bool,
@@ -67,7 +67,7 @@ def primitive_coverage(banks: dict[str, WarpLineBank], primitive: Primitive, nam
     values = [None] if primitive.param is None else np.linspace(lo, hi, params).tolist()
     target = torch.stack([primitive(x, None if p is None else torch.tensor(p, dtype=x.dtype))
                           for p in values])  # fmt: skip
-    h = torch.cat([b.on_grid(x[None], grid.double())[:, :, 0] for b in banks.values()])
+    h = candidate_curves(banks, x=x, grid=grid)
     residual, context = [], []
     for cand in h:  # (G, N)
         r = torch.nan_to_num(residual_fraction(target, cand, offset=offset), nan=math.inf)
@@ -106,8 +106,9 @@ def gaps(coverages: list[Coverage], matched: dict[str, int], labels: list[str], 
         line = (f"{cov.name} ({labels[cand]}): within {threshold:g} at {sum(reached)} of "
                 f"{len(reached)} values, worst {cov.residual[cand][worst]:.4f} at {_p(cov, worst)}")  # fmt: skip
         held: dict[int, list[str]] = {}
+        best = cov.best()
         for i, ok in enumerate(reached):
-            other = cov.best()[i]
+            other = best[i]
             if not ok and other != cand and cov.residual[other][i] < threshold:
                 held.setdefault(other, []).append(_p(cov, i))
         for other, where in held.items():

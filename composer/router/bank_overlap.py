@@ -46,6 +46,18 @@ def residual_fraction(a: Tensor, b: Tensor, *, offset: bool) -> Tensor:
     return torch.where(shaped[:, None], res, math.nan)
 
 
+def candidate_labels(banks: dict[str, WarpLineBank]) -> list[str]:
+    """``name[k]`` for every candidate of ``banks``, in order (the order of :func:`candidate_curves`)."""
+    return [f"{name}[{k}]" for name, bank in banks.items() for k in range(bank.count)]
+
+
+def candidate_curves(banks: dict[str, WarpLineBank], *, x: Tensor, grid: Tensor) -> Tensor:
+    """Every candidate of ``banks`` (one set, in :func:`candidate_labels` order) at every context
+    of ``grid`` over the points ``x`` ``(N,)``, in float64: ``(C, G, N)``."""
+    x, grid = x.double(), grid.double()
+    return torch.cat([bank.on_grid(x[None], grid)[:, :, 0] for bank in banks.values()])
+
+
 @dataclass(frozen=True)
 class BankOverlap:
     """``shared[a][b]``: how many of candidate ``a``'s ``contexts`` curves some curve of candidate
@@ -91,11 +103,7 @@ def bank_overlap(banks: dict[str, WarpLineBank], *, x: Tensor, grid: Tensor, off
     ``(N,)``, in float64."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold={threshold}: must be in (0, 1)")
-    labels, curves = [], []
-    for name, bank in banks.items():
-        labels += [f"{name}[{k}]" for k in range(bank.count)]
-        curves.append(bank.on_grid(x.double()[None], grid.double())[:, :, 0])  # (C, G, N)
-    h = torch.cat(curves)
+    labels, h = candidate_labels(banks), candidate_curves(banks, x=x, grid=grid)
     shared = []
     for a in range(len(h)):
         row = []
