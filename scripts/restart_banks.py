@@ -1,4 +1,4 @@
-"""Block restarts of an annealed checkpoint (``algo.name: annealed_sum``, the sum structure): each
+"""Block restarts of an annealed checkpoint (``algo.name: annealed_sum``, the sum or the chain): each
 bank of the kept replica in turn is learnt again from fresh starts while the other bank stays frozen,
 and a label-free rule keeps the incumbent or one of the restarts. A pilot (docs/router.md, "Block
 restarts after annealing"); writes a new checkpoint that every command reads. A run config can

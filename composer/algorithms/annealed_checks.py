@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import get_args
 
 from metacompose.algorithms.sum_banks import Routing, Structure
-from metacompose.modules.warp_line import WarpLineBank
+from metacompose.modules.warp_line import INITS, WarpLineBank
 
 ROUTINGS = get_args(Routing)
 STRUCTURES = get_args(Structure)
@@ -96,3 +96,17 @@ def check_bank_arguments(
         raise ValueError(
             f"balanced_replicas={balanced_replicas}: must be in [1, replicas={replicas}]"
         )
+
+
+def slot_inits(init, *, candidates: list[int]) -> dict[str, str]:
+    """``init`` as a config writes it, one for both banks or ``[f's, g's]``, as ``{"f": .., "g":
+    ..}``; ``ValueError`` naming it otherwise (a shared bank, ``candidates=[n]``, has one)."""
+    inits = [init] if isinstance(init, str) else list(init)
+    if len(inits) not in (1, 2) or any(not isinstance(i, str) or i not in INITS for i in inits):
+        raise ValueError(
+            f"init={init}: expected one of {', '.join(INITS)}, or two of them: [f-bank's, g-bank's]"
+        )
+    if len(candidates) == 1 and len(set(inits)) > 1:
+        raise ValueError(f"init={init}: one bank shared by both terms (candidates={candidates}) "
+                         "starts one way")  # fmt: skip
+    return {"f": inits[0], "g": inits[-1]}

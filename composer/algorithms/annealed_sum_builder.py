@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from metacompose.algorithms.annealed_checks import check_bank_arguments
+from metacompose.algorithms.annealed_checks import check_bank_arguments, slot_inits
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner, Routing
 from metacompose.algorithms.cross_fit import check_cross_fit
 from metacompose.algorithms.sum_banks import SLOTS, Structure
@@ -33,7 +33,7 @@ def annealed_sum_learner(
     eval_routing: Routing | None = None,
     structure: Structure = "sum",
     g_span: float | None = None,
-    init: str = "random",
+    init: str | list[str] = "random",
     refine: int = 0,
     balance_steps: int = 0,
     balanced_replicas: int | None = None,
@@ -45,7 +45,7 @@ def annealed_sum_learner(
     ``n`` shared by both terms of the sum, its pairs the unordered pairs ``i < j``; ``structure``: ``sum``
     (``y = a f(x) + b g(x) + c``) or ``chain`` (``y = a g(f(x)) + c``); ``g_span``: the span of
     the g-bank's tables (default ``span``; the chain's g reads f's outputs, a narrower range);
-    ``init``: how the tables start (:class:`WarpLineBank`; the chain: ``identity``);
+    ``init``: how the tables start (:class:`WarpLineBank`), both banks or ``[f, g]``;
     ``refine``: rounds of sub-grid context search (:class:`AnnealedSumLearner`);
     ``balance_steps``: > 0, each meta-batch's posterior over pairs is pulled toward equal use of
     every candidate, fully at step 0 and not at all from this step on
@@ -70,14 +70,10 @@ def annealed_sum_learner(
                          max_shift=max_shift, structure=structure, balance_steps=balance_steps,
                          routing=routing, balanced_replicas=balanced_replicas)  # fmt: skip
     kw = {"knots": knots, "contexts": contexts, "spread": spread, "max_stretch": max_stretch,
-          "max_shift": max_shift, "init": init}  # fmt: skip
-    banks = {
-        slot: [
-            WarpLineBank(count=n, span=g_span if slot == "g" and g_span else span, **kw)
-            for _ in range(replicas)
-        ]
-        for slot, n in zip(SLOTS, cands)
-    }
+          "max_shift": max_shift}  # fmt: skip
+    inits, spans = slot_inits(init, candidates=cands), {"f": span, "g": g_span or span}
+    banks = {slot: [WarpLineBank(count=n, span=spans[slot], init=inits[slot], **kw)
+                    for _ in range(replicas)] for slot, n in zip(SLOTS, cands)}  # fmt: skip
     if len(cands) == 1:  # one bank per replica, read by both terms: shared
         banks["g"] = banks["f"]
     learner = AnnealedSumLearner(

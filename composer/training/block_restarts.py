@@ -65,9 +65,9 @@ def why_not_restartable(learner) -> str | None:
     """Why block restarts cannot run on ``learner`` (``None``: they can)."""
     if not isinstance(learner, AnnealedSumLearner):
         return f"the learner is {type(learner).__name__}, not annealed_sum"
-    if learner.structure != "sum" or learner.shared or learner.routing != "data":
-        return (f"they need the sum structure with two banks, trained from data (structure "
-                f"{learner.structure}, shared {learner.shared}, routing {learner.routing})")  # fmt: skip
+    if learner.shared or learner.routing != "data":
+        return (f"they need two banks, trained from data (structure {learner.structure}, shared "
+                f"{learner.shared}, routing {learner.routing})")  # fmt: skip
     return None
 
 
@@ -99,7 +99,7 @@ def pool_learner(template: AnnealedSumLearner, f_banks, g_banks, *, anneal: int,
         f_banks=f_banks, g_banks=g_banks, tau_start=template.tau_start, tau_end=template.tau_end,
         anneal_steps=anneal, eval_contexts=eval_contexts or len(template.eval_grid),
         ridge=template.ridge, fit_decay=template.fit_decay, refine=template.refine,
-        routing=routing, eval_routing="data",
+        routing=routing, eval_routing="data", structure=template.structure,
     )  # fmt: skip
     pool.offset = template.offset
     return pool

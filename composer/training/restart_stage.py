@@ -1,5 +1,5 @@
 """Block restarts as the last stage of a run: ``restart:`` in a run config (``algo.name:
-annealed_sum``, the sum structure, two banks, routed from data).
+annealed_sum``, the sum or the chain, two banks, routed from data).
 
 After the last meta-iteration ``train`` saves ``last.ckpt`` as always, then runs the phases of
 ``restart.order`` (:mod:`metacompose.training.block_restarts`) on it, in one process on the CPU,

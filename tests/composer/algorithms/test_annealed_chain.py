@@ -10,9 +10,12 @@ import math
 import pytest
 import torch
 from annealed_testing import random_batch
+from omegaconf import OmegaConf
 
 from metacompose.algorithms.annealed_sum import AnnealedSumLearner
+from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
 from metacompose.algorithms.chain_fit import fit_single, single_fit_mse
+from metacompose.models import mlp_graph
 from metacompose.modules.warp_line import WarpLineBank
 
 PEN = torch.tensor([[1e-3, 0.0]], dtype=torch.float64)  # ridge 1e-6 on the amplitude only
@@ -150,3 +153,36 @@ def test_an_unknown_structure_is_refused():
         AnnealedSumLearner(f_banks=[WarpLineBank(count=1)], g_banks=[WarpLineBank(count=1)],
                            tau_start=1.0, tau_end=0.1, anneal_steps=1, eval_contexts=2,
                            ridge=1e-4, structure="tree")  # fmt: skip
+
+
+@pytest.mark.parametrize("init", [["random", "identity"], OmegaConf.create(["random", "identity"])])
+def test_each_bank_can_start_its_own_way(init):
+    """``init: [f's, g's]``: the chain's f-tables random (values of about +-0.3 per knot), its
+    g-tables the line ``u`` plus a smooth curve; the spec of each bank says which."""
+    torch.manual_seed(0)
+    learner = annealed_sum_learner(encoder=mlp_graph(hidden=[2]), targets=1, classification=False,
+                                   structure="chain", init=init, replicas=2, span=9.0,
+                                   g_span=3.0, contexts=3)  # fmt: skip
+    for f, g in zip(learner.f_banks, learner.g_banks, strict=True):
+        assert (f.spec()["init"], g.spec()["init"]) == ("random", "identity")
+        line = torch.linspace(-3.0, 3.0, g.table.shape[1])
+        assert float((g.table.detach() - line).abs().max()) < 1.5  # the line, bent a little
+        assert float(f.table.detach().abs().max()) < 1.5  # no line of slope 1 on [-9, 9]
+    one = annealed_sum_learner(encoder=mlp_graph(hidden=[2]), targets=1, classification=False,
+                               init="identity", contexts=3)  # fmt: skip
+    assert {b.spec()["init"] for b in [*one.f_banks, *one.g_banks]} == {"identity"}
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"init": ["random", "zeros"]}, r"init=\['random', 'zeros'\]: expected one of"),
+        ({"init": ["random"] * 3}, "or two of them"),
+        ({"init": "line"}, "init=line: expected one of random, identity"),
+        ({"init": ["random", "identity"], "candidates": [4]}, "shared by both terms"),
+    ],
+)
+def test_a_wrong_init_is_refused_by_name(kw, match):
+    with pytest.raises(ValueError, match=match):
+        annealed_sum_learner(encoder=mlp_graph(hidden=[2]), targets=1, classification=False,
+                             contexts=3, **kw)  # fmt: skip

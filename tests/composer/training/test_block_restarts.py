@@ -144,3 +144,33 @@ def test_a_polish_that_fits_worse_keeps_the_incumbent_untouched(monkeypatch):
     phase = polish(learner, family, fixed)
     assert phase.fits[1] > phase.fits[0] and phase.kept == 0
     assert same_bank(phase.f, f) and same_bank(phase.g, g) and phase.amplitude is None
+
+
+def test_the_chain_restarts_as_a_chain():
+    """A restart pool of the chain fits ``y = a g(f(x))`` as the learner does: its incumbent
+    replica's fit on fixed tasks is the learner's own, and its fresh g-banks start as the
+    learner's did (the line, for ``init: [random, identity]``)."""
+    import torch
+
+    from metacompose.algorithms.annealed_sum_builder import annealed_sum_learner
+    from metacompose.build import build_family
+    from metacompose.config import load_config
+    from metacompose.models import mlp_graph
+    from metacompose.training.block_restarts import fixed_fits, restart_pool, why_not_restartable
+
+    family = build_family(load_config(REPO / "configs" / "from_data_chain_annealed.yaml", []).task)
+    torch.manual_seed(0)
+    learner = annealed_sum_learner(encoder=mlp_graph(hidden=[2]), targets=1, classification=False,
+                                   structure="chain", init=["random", "identity"], knots=12,
+                                   g_span=3.0, contexts=3, eval_contexts=5, replicas=1)  # fmt: skip
+    assert why_not_restartable(learner) is None
+    pool = restart_pool(learner, learner.f_banks[0], learner.g_banks[0], slot="g", restarts=2,
+                        anneal=10)  # fmt: skip
+    assert pool.structure == "chain"
+    tasks = family.sample(16, shots=5, query=5, generator=torch.Generator().manual_seed(3),
+                          split="train")  # fmt: skip
+    fits = fixed_fits(pool, tasks)
+    assert fits[0] == pytest.approx(fixed_fits(learner, tasks)[0], rel=1e-6)
+    assert all(b.spec()["init"] == "identity" for b in pool.g_banks[1:])
+    assert all(b.spec()["init"] == "random" for b in pool.f_banks)
+    assert all(math.isfinite(f) for f in fits)

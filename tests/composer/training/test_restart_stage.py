@@ -300,7 +300,7 @@ def test_sigint_during_a_phase_exits_130_and_keeps_the_trained_checkpoint(tmp_pa
          "restart.anneal=9: more than restart.steps=3"),
         (["restart.order=f", "restart.restarts=0"], "restart.restarts=0: must be in 1..1024"),
         (["restart.order=f", "algo.args.candidates=[3]"],
-         "restart.order=f: block restarts cannot run: they need the sum structure with two banks"),
+         "restart.order=f: block restarts cannot run: they need two banks, trained from data"),
         (["restart.order=fg", "trainer.devices=auto"],
          "restart.order=fg: block restarts cannot run: they run in one process, and "
          "trainer.devices=auto/-1 may start several"),
