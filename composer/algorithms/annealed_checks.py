@@ -98,7 +98,7 @@ def check_bank_arguments(
         )
 
 
-def slot_inits(init, *, candidates: list[int]) -> dict[str, str]:
+def slot_inits(init: str | list[str], *, candidates: list[int]) -> dict[str, str]:
     """``init`` as a config writes it, one for both banks or ``[f's, g's]``, as ``{"f": .., "g":
     ..}``; ``ValueError`` naming it otherwise (a shared bank, ``candidates=[n]``, has one)."""
     inits = [init] if isinstance(init, str) else list(init)
