@@ -14,6 +14,7 @@ from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
+from metacompose.reroute import RerouteError, reroute
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
@@ -95,10 +96,13 @@ def load_checkpoint(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily]:
     return learner, cfg, family
 
 
-def load_with_restarts(path: str | Path) -> tuple[Learner, DictConfig, TaskFamily, dict | None]:
+def load_with_restarts(
+    path: str | Path, *, routing: str | None = None
+) -> tuple[Learner, DictConfig, TaskFamily, dict | None]:
     """:func:`load_checkpoint` and the checkpoint's block-restart record (``None``: none), both
     from one read of the file: a run that saves ``last.ckpt`` while a command reads it cannot pair
-    one checkpoint's banks with another's record."""
+    one checkpoint's banks with another's record. ``routing``: evaluate routed this way instead of
+    as the config says (:func:`~metacompose.reroute.reroute`; ``None``: as trained)."""
     path = checkpoint_file(path)
     ckpt = safe_load(path)
     meta = ckpt.get("metacompose")
@@ -115,6 +119,8 @@ def load_with_restarts(path: str | Path) -> tuple[Learner, DictConfig, TaskFamil
     try:
         config = move_check_keys(drop_retired_keys(meta["config"], path))
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
+        if routing is not None:
+            reroute(cfg, routing, source=str(path))
         family = build_family(cfg.task)
         why = changed_data(meta.get("data"), family, source=data_source(cfg.task.args))
         if why:  # before the model: other data can make it unbuildable, and this says why
@@ -124,6 +130,8 @@ def load_with_restarts(path: str | Path) -> tuple[Learner, DictConfig, TaskFamil
         saved = graph_cls.from_json_dict(meta["graph"]).to_json_dict()
     except DataChanged as e:
         raise CheckpointError(f"{path}: {e}") from None
+    except RerouteError:
+        raise
     except (ValueError, GraphError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():

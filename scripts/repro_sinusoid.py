@@ -23,7 +23,6 @@ from metacompose.cli.script_errors import run_script
 from metacompose.config import ConfigError, load_config
 from metacompose.evaluate import evaluate, load_checkpoint
 from metacompose.progress import progress, say
-from metacompose.training import train
 
 # Per-algorithm overrides of configs/sinusoid.yaml. Reptile needs several inner steps per task
 # (with one step it is plain joint training), as in Nichol et al. (2018).
@@ -87,6 +86,8 @@ def main() -> None:
             ckpt = out / f"{algo}-{args.steps}" / "checkpoints" / "last.ckpt"
             seconds = None
             if not ckpt.exists():
+                from metacompose.training import train  # Lightning: only when a run is trained
+
                 result = train(cfg, config_name="sinusoid")
                 seconds = result.seconds
             learner, cfg, family = load_checkpoint(ckpt)

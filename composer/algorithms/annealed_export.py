@@ -32,8 +32,9 @@ def _slot(
 
 
 def export_routed(
-    fast: Params, *, f_bank: WarpLineBank, g_bank: WarpLineBank, structure: str, uniform: bool
-) -> list[TaskExport]:
+    fast: Params, *, f_bank: WarpLineBank, g_bank: WarpLineBank, structure: str, uniform: bool,
+    routed_by: str = "data",
+) -> list[TaskExport]:  # fmt: skip
     """One :class:`TaskExport` per routed task of ``fast`` (``f``, ``g``, ``cf``, ``cg``,
     ``coef = (a, b, c)``).
 
@@ -42,7 +43,7 @@ def export_routed(
 
     Uniform routing: each slot sums every candidate, and the next affine map divides by their
     count (for the chain a fixed ``f_mean`` map before g). Before adaptation (``meta``) the
-    amplitudes are 0."""
+    amplitudes are 0. ``routed_by``: what chose the candidates (``"data"`` or ``"descriptor"``)."""
     counts = {"f": 1 if not uniform else f_bank.count, "g": 1 if not uniform else g_bank.count}
     dtype = fast["coef"].dtype
     out = []
@@ -84,5 +85,5 @@ def export_routed(
             for k, v in graph.named_parameters()
         }
         choice = {} if uniform else {"f": f, "g": g}
-        out.append(TaskExport(graph=graph, meta=meta, adapted=adapted, choice=choice))
+        out.append(TaskExport(graph, meta, adapted, choice, routed_by=routed_by))
     return out

@@ -394,6 +394,6 @@ class AnnealedSumLearner(nn.Module):
         """Each task's routed model as an explicit graph of equal ReLU blocks and affine maps
         (:func:`~metacompose.algorithms.annealed_export.export_routed`)."""
         r = self.kept
-        return export_routed(self._eval_route(batch), f_bank=self.f_banks[r],
-                             g_bank=self.g_banks[r], structure=self.structure,
-                             uniform=self.routing == "uniform")  # fmt: skip
+        return export_routed(self._eval_route(batch), f_bank=self.f_banks[r], g_bank=self.g_banks[r],
+                             structure=self.structure, uniform=self.routing == "uniform",
+                             routed_by=self.eval_routing)  # fmt: skip

@@ -41,12 +41,14 @@ class TaskExport:
         meta: every weight of ``graph`` before adaptation (no task dimension).
         adapted: every weight of ``graph`` after adaptation.
         choice: routed slot -> chosen candidate (empty for an unrouted learner).
+        routed_by: what chose it: ``"data"`` (the support set) or ``"descriptor"``.
     """
 
     graph: ModuleGraph
     meta: Params
     adapted: Params
     choice: dict[str, int] = field(default_factory=dict)
+    routed_by: str = "data"
 
 
 class Structure(Protocol):

@@ -123,3 +123,14 @@ def short_usage(p: argparse.ArgumentParser, positionals: str) -> None:
     """A one-line usage for ``--help`` (a bad flag is one error line:
     :class:`~metacompose.cli.parser.OneLineParser`)."""
     p.usage = f"%(prog)s {positionals} [options] (--help lists them)"
+
+
+def routing_option(p: argparse.ArgumentParser) -> None:
+    """``--routing``: evaluate a routed checkpoint routed another way (:mod:`metacompose.reroute`)."""
+    p.add_argument(
+        "--routing",
+        default=None,
+        help="route each task this way instead of as trained: data or descriptor (annealed "
+        "learners; data on a descriptor-trained checkpoint is the intermediate variant), router, "
+        "search or topk (router learners)",
+    )

@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from metacompose.cli.args import COUNT_LIMIT, at_least, inner_steps, positive_int, seed, short_usage
+from metacompose.cli.args import (
+    COUNT_LIMIT,
+    at_least,
+    inner_steps,
+    positive_int,
+    routing_option,
+    seed,
+    short_usage,
+)
 from metacompose.cli.learner_steps import check_steps_apply
 from metacompose.cli.paths import check_output_file
 
@@ -36,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="draw only this subset of the family's tasks (compositional: seen, held_out, all)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    routing_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.evaluate import check_subset, evaluate, load_with_restarts
     from metacompose.training.restart_record import describe_restarts
 
-    learner, cfg, family, restarts = load_with_restarts(args.checkpoint)
+    learner, cfg, family, restarts = load_with_restarts(args.checkpoint, routing=args.routing)
     check_steps_apply(args.steps, learner, cfg.algo.name)
     check_subset(family, args.subset)
     if args.shots is not None:
@@ -64,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         subset=args.subset,
     )
     subset = f" ({args.subset})" if args.subset else ""
+    routed = f", routed: {args.routing} (--routing)" if args.routing else ""
     print(
-        f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test tasks{subset}"
+        f"{family.name}: {cfg.algo.name}, K={result.shots}, {result.n_tasks} meta-test "
+        f"tasks{subset}{routed}"
     )
     if restarts is not None:
         print(describe_restarts(restarts))
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     grouped = _over_groups(result, family, cfg, args)
     if args.json is not None:
         extra = {**grouped, **({"restart_banks": restarts} if restarts is not None else {})}
+        extra.update({"routed_by": args.routing} if args.routing else {})
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**result.to_json_dict(), **extra}, indent=2))
     return 0

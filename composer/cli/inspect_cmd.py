@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from metacompose.cli.args import non_negative_int, positive_int, seed, short_usage
+from metacompose.cli.args import non_negative_int, positive_int, routing_option, seed, short_usage
 from metacompose.cli.paths import check_output_dir
 
 # Graph files (three per task) by default: a large --tasks is for the routing statistics.
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"write graph files for the first N tasks only (default: all, at most {GRAPHS_DEFAULT})",
     )
+    routing_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.router.render import draw_graph, to_dot
     from metacompose.training.restart_record import describe_restarts
 
-    learner, cfg, family, restarts = load_with_restarts(args.checkpoint)
+    learner, cfg, family, restarts = load_with_restarts(args.checkpoint, routing=args.routing)
     batch = sample_tasks(
         family, args.tasks, shots=cfg.task.shots, query=cfg.task.query, seed=args.seed
     )

@@ -151,6 +151,10 @@ def inspect_plain(
     return TaskGraph(graph=graph, weights=dict(graph.named_parameters()), report=report)
 
 
+# the graph report's "routing" of an exported task, by what chose its candidates
+ROUTED_BY = {"data": "hard-from-data", "descriptor": "hard-by-descriptor"}
+
+
 def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> list[TaskGraph]:
     """Every task's graph as the learner exports it (:meth:`Learner.export_tasks`), for a learner
     that routes from data without a module pool (``algo.name: annealed_sum``)."""
@@ -179,7 +183,7 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
         report = {
             "format": INSPECT_FORMAT,
             "task": task_info(family, batch, t),
-            "routing": "hard-from-data" if ex.choice else "uniform",
+            "routing": ROUTED_BY[ex.routed_by] if ex.choice else "uniform",
             "inner_steps": learner.eval_inner_steps,
             "nodes": nodes,
             "edges": _edges(ex.graph),

@@ -86,6 +86,10 @@ class TaskBatch:
 
         return self._map(move)
 
+    def select(self, index: torch.Tensor | slice) -> TaskBatch:
+        """The tasks ``index`` (a slice or an index tensor over the task dimension)."""
+        return self._map(lambda t: t[index])
+
     def slice(self, start: int, stop: int) -> TaskBatch:
         """Tasks ``start:stop`` (used to split a meta-batch across ranks or vmap chunks)."""
         return self._map(lambda t: t[start:stop])

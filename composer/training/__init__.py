@@ -25,7 +25,7 @@ _HOMES = {
     "guarded_meta_step": "guard",
     "check_accelerator": "hardware",
     "GracefulStop": "interrupt",
-    "TrainingInterrupted": "interrupt",
+    "TrainingInterrupted": "interrupted",
     "MetaLearningModule": "module",
     "capture_rng_state": "rng",
     "restore_rng_state": "rng",

@@ -21,7 +21,6 @@ Sharding over data-parallel ranks (``data.sharding``):
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
 from typing import Any
 
 import lightning as L
@@ -35,16 +34,7 @@ SHARDINGS = ("per_rank", "global")
 
 def select_tasks(batch: TaskBatch, index: torch.Tensor | slice) -> TaskBatch:
     """The tasks ``index`` of ``batch`` (a slice or an index tensor over the task dimension)."""
-    kw: dict[str, Any] = {}
-    for f in fields(batch):
-        v = getattr(batch, f.name)
-        if isinstance(v, torch.Tensor):
-            kw[f.name] = v[index]
-        elif isinstance(v, dict):
-            kw[f.name] = {k: t[index] for k, t in v.items()}
-        else:
-            kw[f.name] = v
-    return TaskBatch(**kw)
+    return batch.select(index)
 
 
 class TaskStream(IterableDataset):

@@ -18,7 +18,6 @@ import torch
 
 from metacompose.algorithms import Learner, MetaStep
 from metacompose.tasks.base import TaskBatch
-from metacompose.training.data import select_tasks
 
 
 class BadInputError(ValueError):
@@ -79,7 +78,7 @@ def guarded_meta_step(learner: Learner, batch: TaskBatch, *, step: int = 0) -> G
     if good == 0:
         zero = sum(p.sum() for p in learner.parameters()) * 0.0
         return GuardedStep(objective=zero, good=0, tasks=n, query_loss=out.query_loss[:0])
-    kept = learner.meta_step(select_tasks(batch, finite.nonzero().view(-1)), step=step)
+    kept = learner.meta_step(batch.select(finite.nonzero().view(-1)), step=step)
     return GuardedStep(
         objective=kept.objective * (good / n), good=good, tasks=n, query_loss=kept.query_loss
     )

@@ -35,7 +35,7 @@ from metacompose.training.block_restarts import (
 )
 from metacompose.training.checkpoint_io import atomic_save, safe_load
 from metacompose.training.distil_phase import run_distil
-from metacompose.training.interrupt import TrainingInterrupted
+from metacompose.training.interrupted import TrainingInterrupted
 from metacompose.training.resume import RESTART_RECORD as RECORD
 
 

@@ -34,7 +34,8 @@ from metacompose.training.hardware import (
     estimate_task_mb,
     world_size,
 )
-from metacompose.training.interrupt import GracefulStop, TrainingInterrupted, _StopRequested
+from metacompose.training.interrupt import GracefulStop, _StopRequested
+from metacompose.training.interrupted import TrainingInterrupted
 from metacompose.training.later_sections import check_later_sections
 from metacompose.training.lightning_io import AtomicCheckpointIO, PeriodicCheckpoint
 from metacompose.training.loggers import make_logger

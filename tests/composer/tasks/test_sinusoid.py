@@ -53,3 +53,13 @@ def test_taskbatch_slice_and_cat_round_trip():
     torch.testing.assert_close(joined.support_x, b.support_x, rtol=0, atol=0)
     torch.testing.assert_close(joined.info["phase"], b.info["phase"], rtol=0, atol=0)
     assert b.to("cpu", torch.float64).support_x.dtype == torch.float64
+
+
+def test_taskbatch_select_takes_the_same_tasks_from_every_field():
+    b = sample(3, n=6)
+    index = torch.tensor([4, 0, 4])
+    picked = b.select(index)
+    for name in ("support_x", "support_y", "query_x", "query_y"):
+        torch.testing.assert_close(getattr(picked, name), getattr(b, name)[index], rtol=0, atol=0)
+    torch.testing.assert_close(picked.info["phase"], b.info["phase"][index], rtol=0, atol=0)
+    torch.testing.assert_close(b.select(slice(2, 5)).query_y, b.slice(2, 5).query_y, rtol=0, atol=0)

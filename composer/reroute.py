@@ -1,0 +1,59 @@
+"""Route a checkpoint at evaluation another way than its config says (``--routing``).
+
+A learner trained with the task's descriptor can be routed from the support set at evaluation:
+the intermediate between the descriptor-routed upper bound and a learner that never sees a
+descriptor. A routed learner (``router.enabled``) can likewise switch between its router's argmax
+and support-loss search. The override changes only the config key that builds the evaluation
+policy; the weights are the checkpoint's own.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from metacompose.config import ConfigError
+
+# (the learner's config key that names its evaluation routing, the values ``--routing`` takes)
+ANNEALED = ("algo.args.eval_routing", ("data", "descriptor"))
+ROUTER = ("router.eval_routing", ("router", "search", "topk"))
+
+
+class RerouteError(ConfigError):
+    """``--routing`` names a policy the checkpoint's learner cannot evaluate with."""
+
+
+def routing_key(cfg: DictConfig) -> tuple[str, tuple[str, ...]] | None:
+    """The evaluation-routing key of the learner ``cfg`` builds and its values; ``None``: the
+    learner does not route (one module graph for every task) or routes uniformly."""
+    if "router" in cfg and cfg.router.enabled:
+        return None if cfg.router.routing == "uniform" else ROUTER
+    if cfg.algo.name == "annealed_sum":
+        trained = (cfg.algo.get("args") or {}).get("routing", "data")
+        return None if trained == "uniform" else ANNEALED
+    return None
+
+
+def reroute(cfg: DictConfig, routing: str, *, source: str) -> None:
+    """Set ``cfg``'s evaluation routing to ``routing`` in place, before the learner is built.
+
+    Raises:
+        RerouteError: one line naming ``--routing`` and the value: the learner does not route, the
+            value is not one of its policies, or descriptor routing on tasks that carry none.
+    """
+    found = routing_key(cfg)
+    if found is None:
+        raise RerouteError(
+            f"--routing {routing}: {source} ({cfg.algo.name}) does not choose a composition per "
+            "task (no router, or uniform routing), so there is no routing to change"
+        )
+    key, values = found
+    if routing not in values:
+        raise RerouteError(
+            f"--routing {routing}: expected one of {', '.join(values)} for {source} ({key})"
+        )
+    if routing == "descriptor" and (cfg.task.get("args") or {}).get("descriptor") != "onehot":
+        raise RerouteError(
+            f"--routing descriptor: {source} was trained on tasks without the one-hot (f, g) "
+            "descriptor (task.args.descriptor: onehot); only --routing data applies"
+        )
+    cfg.merge_with_dotlist([f"{key}={routing}"])
