@@ -14,7 +14,7 @@ from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
-from metacompose.reroute import RerouteError, reroute
+from metacompose.reroute import RerouteError, reroute, reroute_failed
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
 from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
@@ -133,6 +133,8 @@ def load_with_restarts(
     except RerouteError:
         raise
     except (ValueError, GraphError, KeyError) as e:
+        if routing is not None and type(e) is not KeyError:  # e.g. anchors with search
+            raise reroute_failed(routing, str(path), e) from e
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():
         raise CheckpointError(f"{path}: stored graph does not match the graph its config builds")

@@ -37,8 +37,9 @@ def reroute(cfg: DictConfig, routing: str, *, source: str) -> None:
     """Set ``cfg``'s evaluation routing to ``routing`` in place, before the learner is built.
 
     Raises:
-        RerouteError: one line naming ``--routing`` and the value: the learner does not route, the
-            value is not one of its policies, or descriptor routing on tasks that carry none.
+        RerouteError: one line naming ``--routing`` and the value: the learner does not route,
+            routes by rules, the value is not one of its policies, or descriptor routing of a
+            learner trained from data.
     """
     found = routing_key(cfg)
     if found is None:
@@ -51,9 +52,22 @@ def reroute(cfg: DictConfig, routing: str, *, source: str) -> None:
         raise RerouteError(
             f"--routing {routing}: expected one of {', '.join(values)} for {source} ({key})"
         )
-    if routing == "descriptor" and (cfg.task.get("args") or {}).get("descriptor") != "onehot":
+    if key == ROUTER[0] and cfg.router.get("rules"):
         raise RerouteError(
-            f"--routing descriptor: {source} was trained on tasks without the one-hot (f, g) "
-            "descriptor (task.args.descriptor: onehot); only --routing data applies"
+            f"--routing {routing}: {source} routes by its composition rules at evaluation "
+            f"(router.rules: {cfg.router.rules}: the best rules-valid graph), not by a policy"
+        )
+    trained = (cfg.algo.get("args") or {}).get("routing", "data")
+    if routing == "descriptor" and trained != "descriptor":
+        raise RerouteError(
+            f"--routing descriptor: {source} was trained routed from data (algo.args.routing: "
+            f"{trained}), so its candidates are not in the descriptor's order; only "
+            "--routing data applies"
         )
     cfg.merge_with_dotlist([f"{key}={routing}"])
+
+
+def reroute_failed(routing: str, source: str, error: Exception) -> RerouteError:
+    """The learner would not build routed this way (e.g. anchors with support search): one line
+    naming ``--routing``, with the builder's reason."""
+    return RerouteError(f"--routing {routing}: {source}: {error}")

@@ -41,14 +41,15 @@ class TaskExport:
         meta: every weight of ``graph`` before adaptation (no task dimension).
         adapted: every weight of ``graph`` after adaptation.
         choice: routed slot -> chosen candidate (empty for an unrouted learner).
-        routed_by: what chose it: ``"data"`` (the support set) or ``"descriptor"``.
+        routed_by: what chose it, for a learner that can route either way: ``"data"`` (the
+            support set) or ``"descriptor"``; ``None``: the learner's one policy.
     """
 
     graph: ModuleGraph
     meta: Params
     adapted: Params
     choice: dict[str, int] = field(default_factory=dict)
-    routed_by: str = "data"
+    routed_by: str | None = None
 
 
 class Structure(Protocol):

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         results = [inspect_plain(learner, batch)]
     n_graphs = min(GRAPHS_DEFAULT if args.graphs is None else args.graphs, len(results))
     for i, r in enumerate(track(results[:n_graphs], desc="inspect: write graphs", unit="graph")):
+        r.report.update({"routed_by": args.routing} if args.routing else {})
         (out / f"graph_{i}.json").write_text(json.dumps(r.report, indent=2))
         (out / f"graph_{i}.dot").write_text(to_dot(r.report))
         draw_graph(r.report, out / f"graph_{i}.png")
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote usage.csv ({len(rows)} rows)")
     factors = getattr(family, "factors", {})
     if factors:
-        _write_routing(learner, family, batch, results, out, restarts=restarts)
+        _write_routing(learner, family, batch, results, out, restarts=restarts, by=args.routing)
     return 0
 
 
@@ -133,10 +134,13 @@ def _write_overlap(learner, family, batch, out: Path) -> None:
     (out / "bank_overlap.json").write_text(json.dumps(overlap.to_json(), indent=2))
 
 
-def _write_routing(learner, family, batch, results, out: Path, *, restarts: dict | None) -> None:
+def _write_routing(
+    learner, family, batch, results, out: Path, *, restarts: dict | None, by: str | None
+) -> None:
     """The heat map of candidates vs true factor values and ``routing.json`` (NMI, matched
     accuracy, for interchangeable slots also as a set; the checkpoint's block-restart record when
-    it has one), for a family that exposes its factors."""
+    it has one; ``routed_by``: ``--routing``, when given), for a family that exposes its
+    factors."""
     import numpy as np
 
     from metacompose.evaluate import family_purity
@@ -166,6 +170,7 @@ def _write_routing(learner, family, batch, results, out: Path, *, restarts: dict
     ]
     if restarts is not None:
         purity["restart_banks"] = restarts
+    purity.update({"routed_by": by} if by else {})
     (out / "routing.json").write_text(json.dumps(purity, indent=2))
     print(
         f"wrote routing.json: joint NMI {purity['joint_nmi']:.3f}; "

@@ -183,7 +183,7 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
         report = {
             "format": INSPECT_FORMAT,
             "task": task_info(family, batch, t),
-            "routing": ROUTED_BY[ex.routed_by] if ex.choice else "uniform",
+            "routing": ROUTED_BY[ex.routed_by or "data"] if ex.choice else "uniform",
             "inner_steps": learner.eval_inner_steps,
             "nodes": nodes,
             "edges": _edges(ex.graph),

@@ -20,6 +20,8 @@ RUNS = {
         "algo.args.replicas=1", "algo.args.anneal_steps=3", "algo.args.eval_contexts=5",
         "algo.args.contexts=3", "task.args.descriptor=onehot", "algo.args.routing=descriptor"]),
     "routed": ("compositional", ["algo.eval_inner_steps=2"]),
+    "rules": ("compositional_rules", ["algo.eval_inner_steps=2"]),
+    "anchors": ("compositional_identifiable_program_sin_solo", ["algo.eval_inner_steps=2"]),
     "sinusoid": ("sinusoid", []),
 }  # fmt: skip
 
@@ -87,7 +89,9 @@ def test_inspect_draws_the_data_routed_graphs(runs, tmp_path):
             main(["inspect", ckpt, "--tasks", "16", "--out", str(out), "--routing", routing]) == 0
         )
         purity[routing] = json.loads((out / "routing.json").read_text())
+        assert purity[routing]["routed_by"] == routing
         graph = json.loads((out / "graph_0.json").read_text())
+        assert graph["routed_by"] == routing
         assert (
             graph["routing"]
             == {"data": "hard-from-data", "descriptor": "hard-by-descriptor"}[routing]
@@ -102,6 +106,8 @@ def test_inspect_draws_the_data_routed_graphs(runs, tmp_path):
         ("chain_descriptor", "search", "--routing search: expected one of data, descriptor"),
         ("routed", "data", "--routing data: expected one of router, search, topk"),
         ("sinusoid", "data", "--routing data: .* does not choose a composition per task"),
+        ("rules", "router", "--routing router: .* routes by its composition rules"),
+        ("anchors", "search", "--routing search: .*anchors"),
     ],
 )
 def test_a_routing_the_learner_cannot_use_is_one_line(runs, run, value, match, tmp_path, capsys):
@@ -114,14 +120,16 @@ def test_a_routing_the_learner_cannot_use_is_one_line(runs, run, value, match, t
     assert not js.exists() and not out.exists()
 
 
-def test_descriptor_routing_needs_tasks_that_carry_one(tmp_path, capsys):
+def test_descriptor_routing_needs_a_descriptor_trained_learner(tmp_path, capsys):
+    """Trained from data, the candidates are in no primitive's order: descriptor routing would
+    pair primitive i with an arbitrary candidate i, even on tasks that carry the descriptor."""
     run = tmp_path / "runs"
     args = ["train", str(ROOT / "configs" / "from_data_chain_annealed.yaml"), *SHORT,
             f"out_dir={run}", "name=chain", "algo.args.replicas=1", "algo.args.contexts=3",
-            "algo.args.eval_contexts=5"]  # fmt: skip
+            "algo.args.eval_contexts=5", "task.args.descriptor=onehot"]  # fmt: skip
     assert main(args) == 0
     capsys.readouterr()
     ckpt = str(run / "chain" / "checkpoints" / "last.ckpt")
     assert main(["eval", ckpt, "--tasks", "4", "--routing", "descriptor"]) == 2
     err = capsys.readouterr().err
-    assert "--routing descriptor:" in err and "task.args.descriptor: onehot" in err
+    assert "--routing descriptor:" in err and "trained routed from data" in err
