@@ -13,7 +13,8 @@ Each ``--row LABEL FILE...`` is one learner scored on one subset, one file per s
 or ``.json.gz`` compressed), in the order of ``--seeds``; ``-`` marks a seed not measured (a
 ``-`` cell; the mean is over the others). Per row: the query metric after the last inner step,
 and, if the files carry routing purity: the fraction of tasks with every primitive matched (for
-interchangeable slots, as a set; else the mean matched accuracy over slots) and the joint NMI. ``--ratio A B``: A's metric over
+interchangeable slots, as a set; a file written before ``all_matched`` existed gives only the
+mean matched accuracy over slots, its own row) and the joint NMI. ``--ratio A B``: A's metric over
 B's, per seed where both were measured, and its mean over those seeds; where both files carry
 their per-task values for the same task stream (``metacompose eval --json`` writes them: the same
 family, subset, shots, query points, seed and count, and, in files that carry one, the same digest
@@ -58,10 +59,12 @@ def read_eval(path: str | Path) -> dict:
         r = d.get("routing")
         if r:
             slots = r["slots"].values()
-            matched = r.get("as_set", {}).get("joint_accuracy")
-            if matched is None:
-                matched = sum(s["accuracy"] for s in slots) / len(slots)
-            out.update(matched=float(matched), nmi=float(r["joint_nmi"]))
+            matched = r.get("as_set", {}).get("joint_accuracy", r.get("all_matched"))
+            if matched is None:  # a file from before all_matched: only each slot's accuracy
+                out["slot_matched"] = sum(s["accuracy"] for s in slots) / len(slots)
+            else:
+                out["matched"] = float(matched)
+            out["nmi"] = float(r["joint_nmi"])
         return out
     except OSError as e:
         raise SystemExit(f"eval_table.py: {path}: {e.strerror or e}") from None
@@ -101,7 +104,7 @@ def table(
     metric = names.pop() if len(names) == 1 else "metric"
     metric = "MSE" if metric == "mse" else metric
     parts = [("query " + metric, "metric", 4), ("all primitives matched", "matched", 3),
-             ("joint NMI", "nmi", 3)]  # fmt: skip
+             ("matched, mean over slots", "slot_matched", 3), ("joint NMI", "nmi", 3)]  # fmt: skip
     for label, scores in rows:
         for what, key, digits in parts:
             values = [None if r is None else r.get(key) for r in scores]

@@ -119,7 +119,10 @@ def score(learner, family, r: int, val, held, truth) -> tuple[float, ...]:
     purity = family_purity(learner, family, choices, truth)
     mse = (float(learner.evaluate(b).mean()) for b in (val, held))
     used = balance(learner.choices(val), sizes)
-    return (purity["joint_nmi"], purity["as_set"]["joint_accuracy"], *mse, used)
+    both = purity.get("as_set", {}).get(
+        "joint_accuracy", purity["all_matched"]
+    )  # the chain: per slot
+    return (purity["joint_nmi"], both, *mse, used)
 
 
 def task_fits(learner, family, n: int, *, seed: int, shots: int, query: int):

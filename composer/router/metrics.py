@@ -123,26 +123,33 @@ def routing_purity(
         candidates: slot -> number of candidates.
 
     Returns:
-        ``{"tasks", "joint_nmi", "slots": {slot: {"factor", "nmi", "accuracy", "matching":
-        {value name: candidate}}}}``: NMI per slot and of the joint choice vs the joint truth;
-        accuracy after the Hungarian matching of candidates to values.
+        ``{"tasks", "joint_nmi", "all_matched", "slots": {slot: {"factor", "nmi", "accuracy",
+        "matching": {value name: candidate}}}}``: NMI per slot and of the joint choice vs the
+        joint truth; accuracy after the Hungarian matching of candidates to values;
+        ``all_matched``: the fraction of tasks whose every slot chose its value's matched
+        candidate (a value left unmatched counts as missed).
     """
     slots, names = list(choices), list(factors)
     n = len(next(iter(choices.values())))
     joint_c = list(zip(*[list(choices[s]) for s in slots]))
     joint_t = list(zip(*[list(truth[f]) for f in names]))
     out = {"tasks": n, "joint_nmi": normalized_mutual_info(joint_c, joint_t), "slots": {}}
+    hits = [True] * n
     for slot, f in zip(slots, names):
         counts = np.zeros((len(factors[f]), candidates[slot]), dtype=np.int64)
         for c, t in zip(choices[slot], truth[f]):
             counts[int(t), int(c)] += 1
         acc, pairs = matched_accuracy(counts)
+        matched = dict(pairs)
+        hits = [hit and matched.get(int(t)) == int(c)
+                for hit, c, t in zip(hits, choices[slot], truth[f], strict=True)]  # fmt: skip
         out["slots"][slot] = {
             "factor": f,
             "nmi": normalized_mutual_info(list(choices[slot]), list(truth[f])),
             "accuracy": acc,
             "matching": {factors[f][r]: c for r, c in pairs},
         }
+    out["all_matched"] = sum(hits) / n
     return out
 
 

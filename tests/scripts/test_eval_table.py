@@ -62,12 +62,25 @@ def test_mean_and_t_interval_over_seeds_match_a_hand_computation(tmp_path, capsy
     assert any(line.startswith("| routed: joint NMI") for line in out)
 
 
-def test_slots_without_a_set_score_average_their_matched_accuracy(tmp_path, capsys):
+def test_slots_without_a_set_count_the_tasks_right_in_every_slot(tmp_path, capsys):
     f = write(tmp_path / "a.json", 0.5, routed="slots")
     load_script("eval_table").main(["--row", "chain", f])
     out = capsys.readouterr().out
-    # slot f matched on 4 of 4 tasks, slot g on 3 of 4: mean 0.875
-    assert "| chain: all primitives matched | 0.875 | 0.875 (one seed) |" in out
+    # slot f matched on 4 of 4 tasks, slot g on 3 of 4: 3 of 4 tasks right in both
+    assert "| chain: all primitives matched | 0.750 | 0.750 (one seed) |" in out
+    assert "mean over slots" not in out
+
+
+def test_a_file_from_before_all_matched_gives_the_slots_mean_on_its_own_row(tmp_path, capsys):
+    f = tmp_path / "old.json"
+    data = json.loads(Path(write(tmp_path / "a.json", 0.5, routed="slots")).read_text())
+    del data["routing"]["all_matched"]
+    f.write_text(json.dumps(data))
+    load_script("eval_table").main(["--row", "chain", str(f)])
+    out = capsys.readouterr().out
+    # slot f matched on 4 of 4 tasks, slot g on 3 of 4: mean 0.875, not called "all matched"
+    assert "| chain: matched, mean over slots | 0.875 | 0.875 (one seed) |" in out
+    assert "all primitives matched" not in out
 
 
 def test_missing_seeds_ratios_and_rows_without_routing(tmp_path, capsys):

@@ -84,6 +84,21 @@ def test_routing_purity_pairs_slots_with_factors_in_order():
     joint_c = list(zip(choices["a"], choices["b"]))
     joint_t = list(zip(truth["f"], truth["g"]))
     assert out["joint_nmi"] == pytest.approx(normalized_mutual_info(joint_c, joint_t))
+    # slot a right on every task, so every slot is right where b is: half the tasks
+    assert out["all_matched"] == pytest.approx(0.5)
+
+
+def test_all_matched_counts_tasks_right_in_every_slot_by_hand():
+    truth = {"f": [0, 0, 1, 1, 0, 1], "g": [0, 1, 0, 1, 1, 0]}
+    # f's candidates: 1 <- value 0, 0 <- value 1 (one error, task 5); g: renamed, error on task 2
+    choices = {"a": [1, 1, 0, 0, 1, 1], "b": [3, 2, 2, 2, 2, 3]}
+    factors = {"f": ("sine", "bump"), "g": ("square", "cos")}
+    out = routing_purity(choices, truth, factors, {"a": 2, "b": 4})
+    assert out["slots"]["a"]["matching"] == {"sine": 1, "bump": 0}
+    assert out["slots"]["b"]["matching"] == {"square": 3, "cos": 2}
+    assert out["slots"]["a"]["accuracy"] == pytest.approx(5 / 6)
+    assert out["slots"]["b"]["accuracy"] == pytest.approx(5 / 6)
+    assert out["all_matched"] == pytest.approx(4 / 6)  # tasks 2 and 5 each miss one slot
 
 
 def _set_case(seed: int, n: int = 60):
