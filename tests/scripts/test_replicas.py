@@ -270,3 +270,18 @@ def test_pool_differences_name_every_key_beyond_replicas_and_display():
     first = base.copy()
     first.algo.args.new_key = 1
     assert mod.pool_differences(first, extra) == ["algo.args.new_key (1.0 vs 1)"]
+
+
+def test_the_chain_is_scored_per_slot(tmp_path):
+    """The chain's slots are not interchangeable: each replica's "both" is the fraction of
+    held-out tasks right in both slots (``all_matched``), from the learner's own routing."""
+    cfg = load_config(
+        ROOT / "configs" / "from_data_chain_annealed.yaml",
+        [*SMALL, "algo.args.contexts=3", "algo.args.eval_contexts=5", f"out_dir={tmp_path}"],
+    )
+    ckpt = train(cfg).checkpoint
+    done = run(str(ckpt), "--tasks", "12")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == cfg.algo.args.replicas
+    assert all(0.0 <= float(r[-1]) <= 1.0 for r in rows)
