@@ -17,7 +17,7 @@ from metacompose.progress import progress
 from metacompose.reroute import RerouteError, reroute, reroute_failed
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
-from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed, factors_of, subsets_of
 from metacompose.tasks.fingerprint import tasks_digest
 from metacompose.tasks.provenance import changed_data, data_source
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
@@ -238,7 +238,7 @@ def check_subset(family: TaskFamily, subset: str | None) -> None:
     """One-line ``ValueError`` unless ``subset`` is ``None`` or one of ``family.subsets``."""
     if subset is None:
         return
-    subsets = tuple(getattr(family, "subsets", ()))
+    subsets = subsets_of(family)
     if not subsets:
         raise ValueError(f"--subset {subset}: family {family.name!r} declares no subsets")
     if subset not in subsets:
@@ -271,7 +271,7 @@ def routing_purity_of(learner: Learner, family: TaskFamily, **stream) -> dict | 
     """Routing purity (:func:`metacompose.router.metrics.routing_purity`) of the learner's hard
     choices on the tasks of :func:`meta_test_batches` (``stream``: its arguments), or ``None`` when
     the learner does not route or the family exposes no ``factors``."""
-    factors = getattr(family, "factors", None)
+    factors = factors_of(family)
     routed = list(getattr(getattr(learner, "graph", None), "routed_slots", []) or [])
     if not factors or not routed or not hasattr(learner, "choices"):
         return None

@@ -31,6 +31,7 @@ from metacompose.cli.script_errors import run_script
 from metacompose.evaluate import load_checkpoint
 from metacompose.router.bank_coverage import candidate_labels, gaps, match, primitive_coverage
 from metacompose.router.bank_overlap import POINTS, THRESHOLD, bank_overlap
+from metacompose.tasks.compositional import CompositionalFamily
 from metacompose.training.checkpoint_io import checkpoint_file
 
 
@@ -112,7 +113,7 @@ def main() -> None:
         args.refuse(f"{args.src}: coverage reads the sum structure of annealed_sum only")
     if learner.routing == "uniform":
         args.refuse(f"{args.src}: uniform routing reads no single candidate")
-    if not all(hasattr(family, a) for a in ("inner", "outer", "x_range", "structure")):
+    if not isinstance(family, CompositionalFamily):
         args.refuse(f"{args.src}: the task family exposes no primitives ({family.name})")
     if set(family.inner) & set(family.outer):
         args.refuse(f"{args.src}: a primitive named in both inner and outer")
@@ -121,7 +122,7 @@ def main() -> None:
     x = torch.linspace(*family.x_range, POINTS, dtype=torch.float64)
     grid, offset = learner.eval_grid, learner.offset
     covs = [primitive_coverage(banks, prim, n, x=x, grid=grid, params=args.params, offset=offset,
-                               param_range=tuple(getattr(family, "param_range", (0.0, 1.0))))
+                               param_range=family.param_range)
             for n, prim in prims]  # fmt: skip
     matched = match(covs)
     print("\n".join(table(covs, matched, labels)))

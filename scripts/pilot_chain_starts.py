@@ -66,9 +66,9 @@ def set_true(bank: WarpLineBank, shapes: list[tuple]) -> None:
 def finer(bank: WarpLineBank, knots: int) -> WarpLineBank:
     """``bank`` with ``knots`` knots, each table read off the coarser one at the new knots."""
     new = WarpLineBank(**(bank.spec() | {"knots": knots}))
-    z = torch.linspace(-bank.span, bank.span, knots).expand(bank.count, knots)
-    with torch.no_grad():
-        new.table.copy_(bank._read(z, torch.arange(bank.count).view(-1, 1)))
+    z = torch.linspace(-bank.span, bank.span, knots)
+    with torch.no_grad():  # context 0 reads each table as it is: u = x
+        new.table.copy_(bank.read_at(z, torch.zeros(bank.count)))
         new.slope.copy_(bank.slope)
         new.shift.copy_(bank.shift)
     return new

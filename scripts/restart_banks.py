@@ -48,12 +48,11 @@ from metacompose.cli.parser import OneLineParser
 from metacompose.cli.script_errors import run_script
 from metacompose.config import ConfigError
 from metacompose.config.schema import RestartConfig
-from metacompose.evaluate import load_checkpoint
+from metacompose.evaluate import load_with_restarts
 from metacompose.progress import say
 from metacompose.training.block_restarts import why_not_restartable
-from metacompose.training.checkpoint_io import checkpoint_file, safe_load
+from metacompose.training.checkpoint_io import checkpoint_file
 from metacompose.training.restart_stage import continued, restart_checkpoint
-from metacompose.training.resume import RESTART_RECORD
 
 
 def parse() -> argparse.Namespace:
@@ -94,7 +93,7 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     torch.set_num_threads(1)
-    learner, cfg, family = load_checkpoint(args.src)
+    learner, cfg, family, record = load_with_restarts(args.src)  # one read: weights and record
     why = why_not_restartable(learner)
     if why:
         args.refuse(f"{args.src}: block restarts cannot run: {why}")
@@ -103,7 +102,6 @@ def main() -> None:
                           agree_tasks=args.agree_tasks, distil_tasks=args.distil_tasks,
                           seed=args.seed, polish_steps=args.polish_steps,
                           polish_lr=args.polish_lr)  # fmt: skip
-    record = safe_load(args.src).get(RESTART_RECORD)
     if record is not None:  # its phases come after the recorded ones
         try:
             continued(record, plan, names=lambda key: "--" + key.replace("_", "-"))

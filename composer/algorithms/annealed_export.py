@@ -33,7 +33,7 @@ def _slot(
 
 def export_routed(
     fast: Params, *, f_bank: WarpLineBank, g_bank: WarpLineBank, structure: str, uniform: bool,
-    routed_by: str = "data",
+    routed_by: str,
 ) -> list[TaskExport]:  # fmt: skip
     """One :class:`TaskExport` per routed task of ``fast`` (``f``, ``g``, ``cf``, ``cg``,
     ``coef = (a, b, c)``).

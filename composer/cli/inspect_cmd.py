@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from metacompose.router.learner import RoutedMetaLearner
     from metacompose.router.render import draw_graph, to_dot
+    from metacompose.tasks.base import factors_of
     from metacompose.training.restart_record import describe_restarts
 
     learner, cfg, family, restarts = load_with_restarts(args.checkpoint, routing=args.routing)
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote usage.csv ({len(rows)} rows)")
-    factors = getattr(family, "factors", {})
+    factors = factors_of(family)
     if factors:
         _write_routing(learner, family, batch, results, out, restarts=restarts, by=args.routing)
     return 0
@@ -119,8 +120,9 @@ def _write_overlap(learner, family, batch, out: Path) -> None:
     import torch
 
     from metacompose.router.bank_overlap import learner_overlap
+    from metacompose.tasks.base import HasInputRange
 
-    if getattr(family, "x_range", None) is not None:
+    if isinstance(family, HasInputRange):
         low, high = family.x_range
     else:
         xs = torch.cat([batch.support_x.flatten(), batch.query_x.flatten()])

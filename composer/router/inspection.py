@@ -16,7 +16,7 @@ from metacompose.graph import ModuleGraph
 from metacompose.progress import track
 from metacompose.router.learner import RoutedMetaLearner
 from metacompose.router.pool import ModulePool
-from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed
+from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed, factors_of, subsets_of
 
 INSPECT_FORMAT = "metacompose.inspect/1"
 
@@ -34,13 +34,13 @@ class TaskGraph:
 def sample_tasks(family: TaskFamily, n: int, *, shots: int, query: int, seed: int) -> TaskBatch:
     """Meta-test tasks to inspect; all (f, g) combinations when the family has subsets."""
     g = torch.Generator().manual_seed(derive_seed(seed, "test", "inspect"))
-    kw = {"subset": "all"} if "all" in getattr(family, "subsets", ()) else {}
+    kw = {"subset": "all"} if "all" in subsets_of(family) else {}
     return family.sample(n, shots=shots, query=query, generator=g, split="test", **kw)
 
 
 def task_info(family: TaskFamily, batch: TaskBatch, t: int) -> dict[str, Any]:
     """Ground truth of task ``t`` as JSON values; categorical factors by name."""
-    names = getattr(family, "factors", {})
+    names = factors_of(family)
     out: dict[str, Any] = {}
     for k, v in batch.info.items():
         val = v[t].item()
@@ -70,7 +70,7 @@ def inspect_routed(
     before, after, frozen = (_detach(d) for d in (before, after, frozen))
     mods_all = _detach(out.modulations)
     probs = {s: torch.softmax(lg.detach(), dim=-1) for s, lg in out.logits.items()}
-    routing = "hard-learned" if probs else "hard-uniform"
+    routing = learner.eval_routing.label
     results = []
     for t in track(range(batch.num_tasks), desc="inspect: export graphs", unit="task"):
         choice = {s: int(c[t]) for s, c in decision.choice.items()}
@@ -200,7 +200,7 @@ def usage_table(
     """Rows ``slot, candidate, tasks, fraction`` plus a count column per true primitive value;
     ``shared`` (every slot chooses from one bank): one row per candidate, slot ``bank``, counting
     the tasks that chose it in any slot."""
-    factors = getattr(family, "factors", {})
+    factors = factors_of(family)
     rows = []
     n = len(results)
     slots = list(results[0].choice) if results else []

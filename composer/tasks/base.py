@@ -141,6 +141,42 @@ class TaskFamily(Protocol):
         ...
 
 
+@runtime_checkable
+class HasInputRange(Protocol):
+    """A family of scalar inputs, each drawn from the interval ``x_range`` (the sinusoid and the
+    compositional families): what plots and bank checks sweep."""
+
+    x_range: tuple[float, float]
+
+
+@runtime_checkable
+class HasSubsets(Protocol):
+    """A family that names subsets of its meta-test tasks (``--subset``: e.g. seen and held-out
+    pairs), drawn with ``sample(..., subset=name)``."""
+
+    @property
+    def subsets(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class HasFactors(Protocol):
+    """A family that exposes each task's true structure for scoring: factor -> the names of its
+    values; ``batch.info[factor]`` holds each task's value index."""
+
+    @property
+    def factors(self) -> dict[str, tuple[str, ...]]: ...
+
+
+def subsets_of(family: object) -> tuple[str, ...]:
+    """The family's named subsets (:class:`HasSubsets`; ``()``: it declares none)."""
+    return tuple(family.subsets) if isinstance(family, HasSubsets) else ()
+
+
+def factors_of(family: object) -> dict[str, tuple[str, ...]]:
+    """The family's true factors (:class:`HasFactors`; ``{}``: it exposes none)."""
+    return dict(family.factors) if isinstance(family, HasFactors) else {}
+
+
 def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed derived from ``seed`` and any labels (split name, rank, ...), stable across runs.
 

@@ -11,7 +11,7 @@ import torch
 from metacompose.algorithms.learner import Learner
 from metacompose.progress import track
 from metacompose.symbolic import CertificationReport, ClaimResult, StabilitySpec, Unknown
-from metacompose.tasks.base import TaskFamily, derive_seed
+from metacompose.tasks.base import TaskFamily, derive_seed, factors_of
 from metacompose.verify.adaptation import adapt_tasks, certify_adaptation
 
 REPORT_FORMAT = "metacompose.verify/1"
@@ -157,7 +157,7 @@ def verify_learner(
                 and v.shape[0] == n_tasks
                 and v[t].numel() == 1
             ):
-                info[k] = task_value(v[t], getattr(family, "factors", {}).get(k))
+                info[k] = task_value(v[t], factors_of(family).get(k))
         if a.choice:
             info["choice"] = dict(a.choice)
         out.tasks.append(info)

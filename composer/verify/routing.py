@@ -25,6 +25,8 @@ class RulesValidRouting:
         rules: composition rules (:func:`metacompose.symbolic.load_rules`).
     """
 
+    label = "hard-rules-valid"
+
     def __init__(self, *, pool: ModulePool, rules: CompositionRules) -> None:
         self.pool, self.rules = pool, rules
 

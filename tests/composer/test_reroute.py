@@ -100,6 +100,18 @@ def test_inspect_draws_the_data_routed_graphs(runs, tmp_path):
     assert purity["data"]["joint_nmi"] < 1.0
 
 
+def test_inspect_graphs_name_the_policy_that_routed_them(runs, tmp_path):
+    """A router learner's graphs say which evaluation policy chose them: its router's argmax as
+    trained, support search under ``--routing search``."""
+    labels = {}
+    for routing in ("router", "search"):
+        out = tmp_path / routing
+        args = ["inspect", runs["routed"], "--tasks", "4", "--out", str(out), "--routing", routing]
+        assert main(args) == 0
+        labels[routing] = json.loads((out / "graph_0.json").read_text())["routing"]
+    assert labels == {"router": "hard-learned", "search": "hard-support-search"}
+
+
 @pytest.mark.parametrize(
     "run, value, match",
     [

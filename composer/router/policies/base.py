@@ -61,7 +61,9 @@ class RoutingDecision:
 
 
 class RoutingPolicy(Protocol):
-    """Routes a meta-batch of tasks."""
+    """Routes a meta-batch of tasks; ``label`` says how, in the graphs ``inspect`` exports."""
+
+    label: str
 
     def decide(self, problem: RoutingProblem) -> RoutingDecision: ...
 

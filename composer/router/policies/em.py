@@ -40,6 +40,8 @@ class EMRouting:
             the losses cannot tell choices apart yet. 0: by the loss alone.
     """
 
+    label = "hard-em"
+
     def __init__(
         self,
         *,

@@ -23,6 +23,8 @@ class RelaxedRouting:
         entropy_weight: weight of the mean per-task routing entropy (0: no term).
     """
 
+    label = "relaxed"
+
     def __init__(
         self,
         *,
@@ -63,6 +65,8 @@ class RelaxedRouting:
 
 class ArgmaxRouting:
     """Hard routing by the router alone: the one-hot argmax of its logits."""
+
+    label = "hard-learned"
 
     def decide(self, problem: RoutingProblem) -> RoutingDecision:
         weights = {s: hard_route(lg) for s, lg in problem.logits.items()}

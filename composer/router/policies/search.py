@@ -31,6 +31,8 @@ class SearchRouting:
             (``tau = anneal(step)``) instead of taking the lowest loss; ``None``: the lowest.
     """
 
+    label = "hard-search"
+
     def __init__(
         self,
         *,

@@ -17,6 +17,8 @@ class SupportSearchRouting:
     the per-slot argmax of these scores is the best joint choice.
     """
 
+    label = "hard-support-search"
+
     def decide(self, problem: RoutingProblem) -> RoutingDecision:
         scores = slot_scores(problem.joint_losses(), problem.sizes)
         weights = {s: hard_route(sc) for s, sc in scores.items()}

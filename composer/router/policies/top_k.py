@@ -21,6 +21,8 @@ class TopKSupportRouting:
         k: joint choices adapted per task (at most all of them).
     """
 
+    label = "hard-top-k-support-search"
+
     def __init__(self, *, k: int) -> None:
         if k < 1:
             raise ValueError(f"top-k routing needs k >= 1, got {k}")

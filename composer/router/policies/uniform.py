@@ -10,6 +10,8 @@ from metacompose.router.policies.base import RoutingDecision, RoutingProblem
 class UniformRouting:
     """``1/C`` per candidate, task-independent; reads no logits (the router has no heads)."""
 
+    label = "hard-uniform"
+
     def decide(self, problem: RoutingProblem) -> RoutingDecision:
         t, like = problem.num_tasks, problem.like
         return RoutingDecision(

@@ -46,3 +46,26 @@ def test_config_errors_name_the_key(tmp_path):
         ConfigError, match=r"task\.args\.colour: unknown argument of grouped_family"
     ):
         build_family(task)
+
+
+@pytest.mark.parametrize(
+    ("config", "input_range", "subsets", "factors"),
+    [
+        ("sinusoid.yaml", (-5.0, 5.0), (), set()),
+        ("from_data_chain_annealed.yaml", (-3.0, 3.0), ("all", "seen", "held_out"), {"f", "g"}),
+        ("exam.yaml", None, (), set()),
+    ],
+)
+def test_family_protocols(config, input_range, subsets, factors):
+    """What ``eval``, ``inspect`` and ``verify`` read of a family is named by a protocol
+    (``HasInputRange``, ``HasSubsets``, ``HasFactors``), not sniffed attribute by attribute."""
+    from metacompose.tasks.base import HasInputRange, factors_of, subsets_of
+
+    family = build_family(load_config(ROOT / "configs" / config).task)
+    assert isinstance(family, HasInputRange) == (input_range is not None)
+    if input_range is not None:
+        assert tuple(family.x_range) == input_range
+    assert set(subsets_of(family)) == set(subsets)
+    assert set(factors_of(family)) == factors
+    for values in factors_of(family).values():
+        assert len(values) >= 2 and all(isinstance(v, str) for v in values)

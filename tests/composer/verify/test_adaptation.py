@@ -59,6 +59,8 @@ def test_non_reproducing_violation_becomes_unknown():
 class _Alternate:
     """A routing policy: task t takes candidate t % 2 of every routed slot."""
 
+    label = "hard-alternate"
+
     def decide(self, problem):
         choice = {s: torch.arange(problem.num_tasks) % 2 for s in problem.sizes}
         return one_hot_decision(choice, problem.sizes, problem.like)
