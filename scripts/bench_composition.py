@@ -176,12 +176,18 @@ def variant_overrides(variant: str, user: list[str] | tuple[str, ...] = ()) -> l
         return ANNEALED_OVERRIDES[f"-{kind}"]
     if (prefix not in FROM_DATA and prefix not in ANNEALED) or not kind:
         return []
-    if kind in ("maml", "maml-equal"):  # the data-routed config's task, MAML's model and algorithm
+    if kind in ("maml", "maml-equal"):  # the data-routed config's task (its points per task too),
+        # MAML's model and algorithm
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
         routed = load_config(source, [o for o in user if o.startswith((*ROUTED_ONLY, "task."))])
         args = OmegaConf.to_container(routed.task.args)
         size = [f"model.args.hidden={equal_hidden(routed)}"] if kind == "maml-equal" else []
-        return [f"task.args={json.dumps(args)}", *size]  # JSON is YAML: one flow-style value
+        sizes = [f"task.shots={routed.task.shots}", f"task.query={routed.task.query}"]
+        return [
+            f"task.args={json.dumps(args)}",
+            *sizes,
+            *size,
+        ]  # JSON is YAML: one flow-style value
     if prefix in ANNEALED:  # -oracle: as written
         return []
     if kind == "uniform":

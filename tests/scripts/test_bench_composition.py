@@ -185,6 +185,8 @@ def test_equal_size_maml_matches_one_annealed_replica_within_ten_percent():
         cfg = load_config(root / bench.VARIANTS[variant], bench.variant_overrides(variant))
         maml = build_learner(cfg, build_family(cfg.task))
         assert cfg.algo.name == "maml"
+        # trained on as many points per task as the routed learner (the chain and sums: 15 query)
+        assert (cfg.task.shots, cfg.task.query) == (annealed.task.shots, annealed.task.query)
         for subset in ("seen", "held_out"):  # the very same meta-test tasks
             kw = {"n_tasks": 20, "combos": subset, "shots": 10, "seed": 3}
             (ours,) = bench.meta_test_batches(build_family(annealed.task), **kw)
