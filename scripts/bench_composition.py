@@ -181,13 +181,10 @@ def variant_overrides(variant: str, user: list[str] | tuple[str, ...] = ()) -> l
         source = ANNEALED.get(prefix) or FROM_DATA[prefix]
         routed = load_config(source, [o for o in user if o.startswith((*ROUTED_ONLY, "task."))])
         args = OmegaConf.to_container(routed.task.args)
-        size = [f"model.args.hidden={equal_hidden(routed)}"] if kind == "maml-equal" else []
-        sizes = [f"task.shots={routed.task.shots}", f"task.query={routed.task.query}"]
-        return [
-            f"task.args={json.dumps(args)}",
-            *sizes,
-            *size,
-        ]  # JSON is YAML: one flow-style value
+        width = [f"model.args.hidden={equal_hidden(routed)}"] if kind == "maml-equal" else []
+        points = [f"task.shots={routed.task.shots}", f"task.query={routed.task.query}"]
+        task = f"task.args={json.dumps(args)}"  # JSON is YAML: one flow-style value
+        return [task, *points, *width]
     if prefix in ANNEALED:  # -oracle: as written
         return []
     if kind == "uniform":
