@@ -10,14 +10,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.algorithms import Learner
+from metacompose.algorithms.learner import candidate_slots
 from metacompose.build import build_family, build_learner
 from metacompose.config.schema import RunConfig
 from metacompose.graph import GraphError
 from metacompose.progress import progress
-from metacompose.reroute import RerouteError, reroute, reroute_failed
+from metacompose.reroute import RerouteError, builds_as_trained, reroute, reroute_failed
 from metacompose.router.metrics import routing_purity, set_purity
 from metacompose.stats import ci95_over_tasks
-from metacompose.tasks.base import TaskBatch, TaskFamily, derive_seed, factors_of, subsets_of
+from metacompose.tasks.base import (
+    TaskBatch,
+    TaskFamily,
+    derive_seed,
+    factors_of,
+    interchangeable_slots,
+    subsets_of,
+)
 from metacompose.tasks.fingerprint import tasks_digest
 from metacompose.tasks.provenance import changed_data, data_source
 from metacompose.training.checkpoint_io import CheckpointError, checkpoint_file, safe_load
@@ -116,6 +124,7 @@ def load_with_restarts(
                 f"{path}: weight {name!r} holds {bad} non-finite value(s) (NaN/Inf) of "
                 f"{tensor.numel()}: the run diverged; use an earlier checkpoint"
             )
+    config = None
     try:
         config = move_check_keys(drop_retired_keys(meta["config"], path))
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
@@ -133,8 +142,8 @@ def load_with_restarts(
     except RerouteError:
         raise
     except (ValueError, GraphError, KeyError) as e:
-        if routing is not None and type(e) is not KeyError:  # e.g. anchors with search
-            raise reroute_failed(routing, str(path), e) from e
+        if routing is not None and type(e) is not KeyError and builds_as_trained(config):
+            raise reroute_failed(routing, str(path), e) from e  # e.g. anchors with search
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():
         raise CheckpointError(f"{path}: stored graph does not match the graph its config builds")
@@ -271,9 +280,8 @@ def routing_purity_of(learner: Learner, family: TaskFamily, **stream) -> dict | 
     """Routing purity (:func:`metacompose.router.metrics.routing_purity`) of the learner's hard
     choices on the tasks of :func:`meta_test_batches` (``stream``: its arguments), or ``None`` when
     the learner does not route or the family exposes no ``factors``."""
-    factors = factors_of(family)
-    routed = list(getattr(getattr(learner, "graph", None), "routed_slots", []) or [])
-    if not factors or not routed or not hasattr(learner, "choices"):
+    factors, slots = factors_of(family), candidate_slots(learner)
+    if not factors or slots is None or not slots.routed_slots:
         return None
     choices: dict[str, list[int]] = {}
     truth: dict[str, list[int]] = {f: [] for f in factors}
@@ -295,11 +303,11 @@ def family_purity(
     true factors ``truth``; for a structure whose slots are interchangeable (the sum) also scored
     as a set (``"as_set"``: :func:`~metacompose.router.metrics.set_purity`)."""
     factors = family.factors
-    sizes = {s: learner.graph.num_candidates[s] for s in choices}
+    graph = candidate_slots(learner)
+    sizes = {s: graph.num_candidates[s] for s in choices}
     purity = routing_purity(choices, truth, factors, sizes)
-    if getattr(getattr(family, "structure", None), "interchangeable", False):
-        shared = getattr(learner.graph, "shared", False)  # one bank for both slots (SumBanks)
-        purity["as_set"] = set_purity(choices, truth, factors, sizes, shared=shared)
+    if interchangeable_slots(family):  # either bank may hold either slot's primitive
+        purity["as_set"] = set_purity(choices, truth, factors, sizes, shared=graph.shared)
     return purity
 
 

@@ -9,9 +9,12 @@ policy; the weights are the checkpoint's own.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from metacompose.build import build_family, build_learner
 from metacompose.config import ConfigError
+from metacompose.config.schema import RunConfig
+from metacompose.graph import GraphError
 
 # (the learner's config key that names its evaluation routing, the values ``--routing`` takes)
 ANNEALED = ("algo.args.eval_routing", ("data", "descriptor"))
@@ -71,3 +74,17 @@ def reroute_failed(routing: str, source: str, error: Exception) -> RerouteError:
     """The learner would not build routed this way (e.g. anchors with support search): one line
     naming ``--routing``, with the builder's reason."""
     return RerouteError(f"--routing {routing}: {source}: {error}")
+
+
+def builds_as_trained(config: dict | None) -> bool:
+    """Whether a checkpoint's own config (no ``--routing``) builds its learner: when it does not,
+    a failure under ``--routing`` is the checkpoint's, not the routing's (not
+    :func:`reroute_failed`)."""
+    if config is None:
+        return False
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
+        build_learner(cfg, build_family(cfg.task))
+    except (ValueError, GraphError, KeyError):
+        return False
+    return True

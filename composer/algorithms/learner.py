@@ -131,3 +131,38 @@ class ParameterAdapter(Learner, Protocol):
     def lrs(self) -> StepSizes:
         """Inner step size per adapted parameter name."""
         ...
+
+
+@runtime_checkable
+class CandidateSlots(Protocol):
+    """A structure whose slots each choose one of several candidates per task (a router's
+    ``ModulePool``, the annealed learner's ``SumBanks``).
+
+    Attributes:
+        routed_slots: the slots that choose; num_candidates: slot -> its candidates; shared:
+            every slot chooses from one bank (so candidate ``k`` is one module in every slot).
+    """
+
+    routed_slots: list[str]
+    num_candidates: dict[str, int]
+    shared: bool
+
+
+@runtime_checkable
+class RoutingLearner(Learner, Protocol):
+    """A learner that chooses a composition per task: its ``graph`` has candidate slots, and
+    :meth:`choices` names each task's candidates."""
+
+    graph: CandidateSlots
+
+    def choices(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        """Routed slot -> ``(T,)`` each task's candidate (``{}``: no hard choice, e.g. uniform)."""
+        ...
+
+
+def candidate_slots(learner: object) -> CandidateSlots | None:
+    """``learner``'s candidate slots when it routes per task (:class:`RoutingLearner`), else
+    ``None``: one graph for every task."""
+    if isinstance(learner, RoutingLearner) and isinstance(learner.graph, CandidateSlots):
+        return learner.graph
+    return None

@@ -26,7 +26,7 @@ from metacompose.build import build_graph, build_learner, loss_for
 from metacompose.report.curves import metric_curves
 from metacompose.report.grouped_tasks import curve_task_groups, has_groups
 from metacompose.report.stats import Estimate, over_tasks
-from metacompose.tasks.base import TaskFamily
+from metacompose.tasks.base import HasClasses, TaskFamily
 
 META_METHODS = ("maml", "fomaml", "metasgd", "anil")
 # the statistician's baselines for grouped regression: a linear mixed model (empirical Bayes) and
@@ -242,8 +242,7 @@ def pretrain_for(cfg: DictConfig, family: TaskFamily, *, iterations: int, max_se
                  device: str = "cpu") -> tuple[torch.nn.Module, float, int]:  # fmt: skip
     """A graph pre-trained on pooled meta-train data: ``(graph, seconds, iterations)``."""
     graph = build_graph(cfg.model, cfg.seed).to(device)
-    n_classes = int(family.images.shape[0]) if hasattr(family, "images") and torch.is_tensor(
-        family.images) else 10  # fmt: skip
+    n_classes = family.num_classes if isinstance(family, HasClasses) else None
     r = pretrain_pooled(graph, family, iterations=iterations, shots=cfg.task.shots,
                         query=cfg.task.query, lr=cfg.optim.lr, seed=cfg.seed,
                         n_classes=n_classes if family.metric == "accuracy" else None,

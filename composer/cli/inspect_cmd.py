@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from metacompose.algorithms.annealed_sum import AnnealedSumLearner
     from metacompose.algorithms.context_learner import ContextLearner
     from metacompose.algorithms.learned_opt import LearnedOptimizerLearner
-    from metacompose.algorithms.learner import ParameterAdapter
+    from metacompose.algorithms.learner import ParameterAdapter, candidate_slots
     from metacompose.evaluate import load_with_restarts
     from metacompose.progress import track
     from metacompose.router.inspection import (
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if not routed or not results[0].choice:
         print("no routed slots: no usage table")
         return 0
-    rows = usage_table(results, family, batch, shared=getattr(learner.graph, "shared", False))
+    rows = usage_table(results, family, batch, shared=candidate_slots(learner).shared)
     with open(out / "usage.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -145,6 +145,7 @@ def _write_routing(
     factors."""
     import numpy as np
 
+    from metacompose.algorithms.learner import candidate_slots
     from metacompose.evaluate import family_purity
     from metacompose.router.render import draw_usage_heatmap
 
@@ -157,7 +158,7 @@ def _write_routing(
             for t, r in enumerate(results):
                 m[int(batch.info[f][t]), r.choice[slot]] += 1
             counts[(slot, f)] = m
-    if getattr(learner.graph, "shared", False):  # one bank for every slot: one panel, all values
+    if candidate_slots(learner).shared:  # one bank for every slot: one panel, all values
         rows = {"primitive": tuple(f"{f}={v}" for f, names in factors.items() for v in names)}
         stacked = [np.concatenate([counts[(s, f)] for f in factors]) for s in results[0].choice]
         counts, picks = {("bank", "primitive"): sum(stacked)}, len(stacked)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 
 from metacompose.report.curves import SAMPLE_CHUNK
-from metacompose.tasks.base import TaskFamily, derive_seed
+from metacompose.tasks.base import HasGroups, TaskFamily, derive_seed
 
 
 def has_groups(family: TaskFamily) -> bool:
     """Whether ``family`` tells the group of each task (``info["group"]``): grouped families."""
-    return hasattr(family, "group_keys")
+    return isinstance(family, HasGroups)
 
 
 def stream_groups(

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from metacompose.algorithms.learner import Learner, ParameterAdapter
+from metacompose.algorithms.learner import Learner, ParameterAdapter, candidate_slots
 from metacompose.graph import ModuleGraph
 from metacompose.progress import track
 from metacompose.router.learner import RoutedMetaLearner
@@ -159,8 +159,8 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
     """Every task's graph as the learner exports it (:meth:`Learner.export_tasks`), for a learner
     that routes from data without a module pool (``algo.name: annealed_sum``)."""
     exports = learner.export_tasks(batch)
-    sizes = getattr(learner.graph, "num_candidates", {})
-    shared = getattr(learner.graph, "shared", False)  # every slot chooses from one bank
+    slots = candidate_slots(learner)
+    shared = slots is not None and slots.shared  # every slot chooses from one bank
     results = []
     for t, ex in enumerate(track(exports, desc="inspect: export graphs", unit="task")):
         nodes = []
@@ -178,7 +178,7 @@ def inspect_exported(learner: Learner, family: TaskFamily, batch: TaskBatch) -> 
                 "weight_change_norm": _norm([ex.adapted[k] - ex.meta[k] for k in keys]),
             }
             if name in ex.choice:
-                node |= {"candidate": ex.choice[name], "candidates": sizes[name]}
+                node |= {"candidate": ex.choice[name], "candidates": slots.num_candidates[name]}
             nodes.append(node)
         report = {
             "format": INSPECT_FORMAT,

@@ -60,6 +60,8 @@ class ModulePool(nn.Module):
             invalid template DAG (the message names the slot, candidate or edge).
     """
 
+    shared = False  # each slot has candidates of its own (CandidateSlots)
+
     def __init__(
         self,
         *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -165,6 +165,36 @@ class HasFactors(Protocol):
 
     @property
     def factors(self) -> dict[str, tuple[str, ...]]: ...
+
+
+@runtime_checkable
+class HasStructure(Protocol):
+    """A family whose tasks share one compositional structure (the chain or the sum):
+    ``structure.interchangeable`` says whether swapping its two slots gives the same task."""
+
+    structure: Any
+
+
+@runtime_checkable
+class HasGroups(Protocol):
+    """A grouped real-data family: every task is drawn from one group (``group_keys[i]`` names
+    group ``i``; ``batch.info["group"]`` holds each task's), the independent unit of its
+    statistics."""
+
+    group_keys: Any
+
+
+@runtime_checkable
+class HasClasses(Protocol):
+    """A classification family over a global pool of ``num_classes`` classes
+    (``batch.info["classes"]`` indexes it): what pooled pre-training classifies."""
+
+    num_classes: int
+
+
+def interchangeable_slots(family: object) -> bool:
+    """Whether the family's structure (:class:`HasStructure`) scores its slots as a set."""
+    return isinstance(family, HasStructure) and bool(family.structure.interchangeable)
 
 
 def subsets_of(family: object) -> tuple[str, ...]:

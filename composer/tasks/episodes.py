@@ -78,6 +78,11 @@ class EpisodeFamily:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     rotate_train: bool = False
 
+    @property
+    def num_classes(self) -> int:
+        """The global class count that ``info["classes"]`` indexes (:class:`HasClasses`)."""
+        return max(int(images.shape[0]) for images, _ in self.splits.values())
+
     def sample(
         self,
         n_tasks: int,

@@ -145,3 +145,16 @@ def test_descriptor_routing_needs_a_descriptor_trained_learner(tmp_path, capsys)
     assert main(["eval", ckpt, "--tasks", "4", "--routing", "descriptor"]) == 2
     err = capsys.readouterr().err
     assert "--routing descriptor:" in err and "trained routed from data" in err
+
+
+def test_a_checkpoint_that_does_not_rebuild_is_not_blamed_on_the_routing(runs, tmp_path, capsys):
+    """A checkpoint whose own config no longer builds (here: an edited table size) fails under
+    ``--routing`` as it does without it: the reason names the checkpoint, not the routing."""
+    ckpt = torch.load(runs["chain_descriptor"], map_location="cpu", weights_only=False)
+    ckpt["metacompose"]["config"]["algo"]["args"]["knots"] = 1
+    broken = tmp_path / "broken.ckpt"
+    torch.save(ckpt, broken)
+    for extra in ([], ["--routing", "data"]):
+        assert main(["eval", str(broken), "--tasks", "4", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "cannot rebuild the model" in err and "--routing" not in err

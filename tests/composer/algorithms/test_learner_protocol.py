@@ -53,3 +53,37 @@ def test_lightning_module_evaluate_and_verify_accept_either(built):
     else:
         with pytest.raises(ValueError, match="no plain parameter dict"):
             sequential_metrics(learner, family, n_sequences=2, length=2, shots=5, query=5, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("config", "slots", "shared"),
+    [
+        ("sinusoid", None, None),
+        ("compositional", None, False),  # routed: its pool's routed slots
+        ("from_data_chain_annealed", ["f", "g"], False),
+        ("from_data_sums_annealed_shared", ["f", "g"], True),
+    ],
+)
+def test_routing_learners_name_their_candidate_slots(config, slots, shared):
+    """``RoutingLearner`` / ``candidate_slots`` is what evaluation and ``inspect`` read of a
+    learner that chooses per task: a plain learner has none; every routed one names its slots,
+    their candidate counts and whether one bank serves every slot, and its choices agree."""
+    from metacompose.algorithms.learner import RoutingLearner, candidate_slots
+    from metacompose.build import build_family
+
+    cfg = load_config(CONFIGS / f"{config}.yaml", ["data.meta_batch_size=4"])
+    family = build_family(cfg.task)
+    learner = build_learner(cfg, family).eval()
+    got = candidate_slots(learner)
+    assert (got is None) == (shared is None) == (not isinstance(learner, RoutingLearner))
+    if got is None:
+        return
+    assert got.shared is shared and got.routed_slots
+    assert slots is None or list(got.routed_slots) == slots
+    g = torch.Generator().manual_seed(derive_seed(0, "slots"))
+    batch = family.sample(4, shots=cfg.task.shots, query=cfg.task.query, generator=g)
+    with torch.no_grad():
+        choices = learner.choices(batch)
+    assert set(choices) <= set(got.routed_slots)
+    for slot, c in choices.items():
+        assert c.shape == (4,) and int(c.min()) >= 0 and int(c.max()) < got.num_candidates[slot]

@@ -69,3 +69,31 @@ def test_family_protocols(config, input_range, subsets, factors):
     assert set(factors_of(family)) == factors
     for values in factors_of(family).values():
         assert len(values) >= 2 and all(isinstance(v, str) for v in values)
+
+
+@pytest.mark.parametrize(
+    ("config", "interchangeable", "grouped", "classes"),
+    [
+        ("sinusoid.yaml", False, False, None),
+        ("from_data_chain_annealed.yaml", False, False, None),
+        ("from_data_sums_restarted.yaml", True, False, None),
+        ("exam.yaml", False, True, None),
+        ("digits_5way1shot_incontext.yaml", False, False, 10),
+    ],
+)
+def test_structure_group_and_class_protocols(config, interchangeable, grouped, classes):
+    """Routing scored as a set, statistics over groups and pooled pre-training's class count read
+    ``HasStructure``, ``HasGroups`` and ``HasClasses``; the class count is what labels index."""
+    import torch
+
+    from metacompose.tasks.base import HasClasses, HasGroups, interchangeable_slots
+
+    family = build_family(load_config(ROOT / "configs" / config).task)
+    assert interchangeable_slots(family) is interchangeable
+    assert isinstance(family, HasGroups) is grouped
+    assert isinstance(family, HasClasses) is (classes is not None)
+    if classes is not None:
+        assert family.num_classes == classes
+        batch = family.sample(8, shots=1, query=2, generator=torch.Generator().manual_seed(0),
+                              split="test")  # fmt: skip
+        assert int(batch.info["classes"].min()) >= 0 and int(batch.info["classes"].max()) < classes
