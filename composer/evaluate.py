@@ -142,7 +142,11 @@ def load_with_restarts(
     except RerouteError:
         raise
     except (ValueError, GraphError, KeyError) as e:
-        if routing is not None and type(e) is not KeyError and builds_as_trained(config):
+        if (
+            routing is not None
+            and type(e) is not KeyError
+            and builds_as_trained(config, meta["graph"])
+        ):
             raise reroute_failed(routing, str(path), e) from e  # e.g. anchors with search
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     if saved != learner.graph.to_json_dict():

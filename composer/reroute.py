@@ -9,6 +9,10 @@ policy; the weights are the checkpoint's own.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+
 from omegaconf import DictConfig, OmegaConf
 
 from metacompose.build import build_family, build_learner
@@ -76,15 +80,18 @@ def reroute_failed(routing: str, source: str, error: Exception) -> RerouteError:
     return RerouteError(f"--routing {routing}: {source}: {error}")
 
 
-def builds_as_trained(config: dict | None) -> bool:
-    """Whether a checkpoint's own config (no ``--routing``) builds its learner: when it does not,
-    a failure under ``--routing`` is the checkpoint's, not the routing's (not
-    :func:`reroute_failed`)."""
+def builds_as_trained(config: dict | None, graph: dict) -> bool:
+    """Whether a checkpoint's own config (no ``--routing``) builds its learner and reads its
+    stored ``graph``: when it does not, a failure under ``--routing`` is the checkpoint's, not the
+    routing's (not :func:`reroute_failed`). What the second build prints is not shown again."""
     if config is None:
         return False
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
-        build_learner(cfg, build_family(cfg.task))
-    except (ValueError, GraphError, KeyError):
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(config))
+            learner = build_learner(cfg, build_family(cfg.task))
+            type(learner.graph).from_json_dict(graph)
+    except (ValueError, GraphError, KeyError, TypeError):
         return False
     return True

@@ -59,7 +59,7 @@ from metacompose.algorithms.learned_inner_loop import (
     OptState,
     unroll,
 )
-from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.learner import MetaStep, Submodule, TaskExport
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.rule_curriculum import RandomNetworks
 from metacompose.algorithms.rule_pool import PersistentUnrolls
@@ -214,6 +214,8 @@ class LearnedOptimizerLearner(nn.Module):
             rollback) every adaptation that starts from the meta-learned weights (evaluation,
             export, and meta-training unrolls without warm-up on the learner's own network).
     """
+
+    graph = Submodule()  # the model: seen by static protocol checks (Python 3.12+)
 
     def __init__(
         self,

@@ -52,6 +52,25 @@ class TaskExport:
     routed_by: str | None = None
 
 
+class Submodule:
+    """A registered submodule named on its class (``graph = Submodule()``): ``nn.Module`` keeps
+    submodules out of the instance ``__dict__``, so without it a runtime protocol check that looks
+    attributes up statically (``inspect.getattr_static``, Python 3.12+) would not see ``graph``
+    and call a learner no :class:`Learner`. Reads return the submodule; assignment registers it
+    as ``nn.Module`` always does."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj._modules[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
 class Structure(Protocol):
     """A learner's model structure: what a checkpoint stores to rebuild it."""
 

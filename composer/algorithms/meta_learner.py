@@ -17,7 +17,7 @@ from metacompose.algorithms.inner_loop import (
     query_predictions,
 )
 from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
-from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.learner import MetaStep, Submodule, TaskExport
 from metacompose.algorithms.per_step_norm import PerStepNorms
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.graph import ModuleGraph
@@ -71,6 +71,8 @@ class MetaLearner(nn.Module):
             on for learned step sizes (``metasgd``, ``per_step_lr``), which overshoot past the
             steps they were trained for; off for a fixed ``inner_lr``. Training is never guarded.
     """
+
+    graph = Submodule()  # the model: seen by static protocol checks (Python 3.12+)
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from metacompose.algorithms.inner_loop import (
     query_predictions,
 )
 from metacompose.algorithms.inner_settings import DEFAULT_INNER, InnerLoop
-from metacompose.algorithms.learner import MetaStep, TaskExport
+from metacompose.algorithms.learner import MetaStep, Submodule, TaskExport
 from metacompose.algorithms.meta_learner import InnerLoopEnforcer
 from metacompose.algorithms.step_sizes import learned_step_sizes, safe_name
 from metacompose.router.anchors import ModulationAnchors
@@ -62,6 +62,8 @@ class RoutedMetaLearner(nn.Module):
             routing has such a graph: a meta-training batch routed softly (relaxed, no straight
             through) is adapted without enforcement. ``None``: no enforcement.
     """
+
+    graph = Submodule()  # the model: seen by static protocol checks (Python 3.12+)
 
     def __init__(
         self,

@@ -148,13 +148,17 @@ def test_descriptor_routing_needs_a_descriptor_trained_learner(tmp_path, capsys)
 
 
 def test_a_checkpoint_that_does_not_rebuild_is_not_blamed_on_the_routing(runs, tmp_path, capsys):
-    """A checkpoint whose own config no longer builds (here: an edited table size) fails under
-    ``--routing`` as it does without it: the reason names the checkpoint, not the routing."""
-    ckpt = torch.load(runs["chain_descriptor"], map_location="cpu", weights_only=False)
-    ckpt["metacompose"]["config"]["algo"]["args"]["knots"] = 1
-    broken = tmp_path / "broken.ckpt"
-    torch.save(ckpt, broken)
-    for extra in ([], ["--routing", "data"]):
-        assert main(["eval", str(broken), "--tasks", "4", *extra]) == 2
-        err = capsys.readouterr().err.strip()
-        assert "\n" not in err and "cannot rebuild the model" in err and "--routing" not in err
+    """A checkpoint whose own config no longer builds, or whose stored graph it cannot read, fails
+    under ``--routing`` as it does without it: the reason names the checkpoint, not the routing."""
+    for edit in ("config", "graph"):  # a table size its config refuses; a graph it cannot read
+        ckpt = torch.load(runs["chain_descriptor"], map_location="cpu", weights_only=False)
+        if edit == "config":
+            ckpt["metacompose"]["config"]["algo"]["args"]["knots"] = 1
+        else:
+            ckpt["metacompose"]["graph"]["replicas"] = "x"
+        broken = tmp_path / f"broken_{edit}.ckpt"
+        torch.save(ckpt, broken)
+        for extra in ([], ["--routing", "data"]):
+            assert main(["eval", str(broken), "--tasks", "4", *extra]) == 2
+            err = capsys.readouterr().err.strip()
+            assert "\n" not in err and "cannot rebuild the model" in err and "--routing" not in err

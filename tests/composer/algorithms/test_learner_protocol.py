@@ -87,3 +87,31 @@ def test_routing_learners_name_their_candidate_slots(config, slots, shared):
     assert set(choices) <= set(got.routed_slots)
     for slot, c in choices.items():
         assert c.shape == (4,) and int(c.min()) >= 0 and int(c.max()) < got.num_candidates[slot]
+
+
+@pytest.mark.parametrize(
+    "config", ["sinusoid", "compositional", "from_data_chain_annealed", "sinusoid_incontext",
+               "sinusoid_learned_opt", "sinusoid_cnp"],
+)  # fmt: skip
+def test_protocol_checks_hold_when_attributes_are_looked_up_statically(config):
+    """Python 3.12+ checks runtime protocols with ``inspect.getattr_static``, which does not see
+    an ``nn.Module``'s submodules; every learner kind passes the same protocols either way."""
+    import inspect
+    import typing
+
+    from metacompose.algorithms.learner import RoutingLearner
+    from metacompose.build import build_family
+
+    cfg = load_config(CONFIGS / f"{config}.yaml", ["data.meta_batch_size=4"])
+    learner = build_learner(cfg, build_family(cfg.task))
+    for proto in (Learner, ParameterAdapter, RoutingLearner):
+        names = getattr(proto, "__protocol_attrs__", None) or typing._get_protocol_attrs(proto)
+        static = []
+        for name in names:
+            try:
+                inspect.getattr_static(learner, name)
+            except AttributeError:
+                continue
+            static.append(name)
+        assert (len(static) == len(names)) == isinstance(learner, proto), (proto, names, static)
+    assert isinstance(learner, Learner)
