@@ -180,8 +180,9 @@ class RoutingLearner(Learner, Protocol):
 
 
 def candidate_slots(learner: object) -> CandidateSlots | None:
-    """``learner``'s candidate slots when it routes per task (:class:`RoutingLearner`), else
-    ``None``: one graph for every task."""
+    """``learner``'s candidate slots when it is a :class:`RoutingLearner` (its ``choices`` may
+    still be empty: uniform routing mixes every candidate), else ``None``: one graph for every
+    task."""
     if isinstance(learner, RoutingLearner) and isinstance(learner.graph, CandidateSlots):
         return learner.graph
     return None
