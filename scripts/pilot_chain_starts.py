@@ -3,6 +3,7 @@
     python scripts/pilot_chain_starts.py --init random identity --seed 0          # ~4 min, 1 core
     python scripts/pilot_chain_starts.py --true g --freeze --init identity identity
     python scripts/pilot_chain_starts.py --routing data --replicas 4 --init random identity
+    python scripts/pilot_chain_starts.py --routing data --replicas 4 --init random identity --true f --freeze
 
 Meta-trains ``configs/from_data_chain_annealed.yaml`` (``y = a g(f(x)) + c``; ``--routing
 descriptor``, the default, gives each training task its true pair, so only the tables, warps and
@@ -15,8 +16,11 @@ outer ``tanh_gain`` within the stretch limit), ``--freeze`` keeps them there, an
 6,12,96 --at 400,800`` trains coarse tables first, each refined to the next size at the given
 step (the finer table reads as the coarser one did). Prints the running fit every 500 steps, then
 the query MSE and routing purity on ``--tasks`` held-out and seen meta-test tasks (routed as the
-config routes at evaluation: by the descriptor when trained so). docs/router.md, "The chain's
-f-bank starts random", has the measurements.
+config routes at evaluation: by the descriptor when trained so), and, routed from data, which true
+primitives each candidate's seen tasks have (a candidate that holds two primitives shows on one
+row). ``--contexts`` and ``--g-candidates`` change the training grid and the outer bank's size.
+docs/router.md, "The chain's f-bank starts random" and "The outer bank given the true inner one",
+has the measurements.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from metacompose.cli.script_errors import run_script
 from metacompose.config import load_config
 from metacompose.evaluate import evaluate
 from metacompose.modules.warp_line import INITS, WarpLineBank
+from metacompose.tasks.base import derive_seed
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "from_data_chain_annealed.yaml"
 PI = math.pi
@@ -97,6 +102,8 @@ def main() -> None:
     p.add_argument("--knots", type=int_list, default=None, help="coarse-to-fine, e.g. 6,12,96")
     p.add_argument("--at", type=int_list, default=[], help="the steps to refine at")
     p.add_argument("--tasks", type=positive_int, default=400, help="meta-test tasks per subset")
+    p.add_argument("--contexts", type=positive_int, default=None, help="the training grid")
+    p.add_argument("--g-candidates", type=positive_int, default=4, help="the outer bank's size")
     a = p.parse_args()
     knots = a.knots or []
     if knots and len(a.at) != len(knots) - 1:
@@ -105,10 +112,16 @@ def main() -> None:
         p.error(f"--freeze: freezes the banks of --true ({a.true or 'none'}); one must train")
     if knots and a.true:
         p.error("--knots with --true: refining a table set by hand would change it")
+    if a.g_candidates != 4 and (a.routing == "descriptor" or "g" in a.true):
+        p.error("--g-candidates: one candidate per outer primitive when routed by the "
+                "descriptor or set by hand (4)")  # fmt: skip
     overrides = [f"seed={a.seed}", f"algo.args.routing={a.routing}",
                  f"algo.args.replicas={a.replicas}", f"algo.args.init=[{','.join(a.init)}]",
                  f"trainer.max_steps={a.steps}",
-                 f"algo.args.anneal_steps={max(1, round(0.8 * a.steps))}"]  # fmt: skip
+                 f"algo.args.anneal_steps={max(1, round(0.8 * a.steps))}",
+                 f"algo.args.candidates=[4,{a.g_candidates}]"]  # fmt: skip
+    if a.contexts is not None:
+        overrides.append(f"algo.args.contexts={a.contexts}")
     if knots:
         overrides.append(f"algo.args.knots={knots[0]}")
     if a.routing == "descriptor":
@@ -155,6 +168,24 @@ def main() -> None:
         matched = " ".join(f"{s} {v['accuracy']:.3f}" for s, v in slots.items())
         nmi = f"joint NMI {res.routing['joint_nmi']:.3f}, matched {matched}" if slots else ""
         print(f"{subset:>8s}: query MSE {res.mean[-1]:.4f} ± {res.ci95[-1]:.4f}  {nmi}")
+    if a.routing == "data":
+        print_use(learner, family, n_tasks=a.tasks, shots=shots, query=query)
+
+
+def print_use(learner, family, *, n_tasks: int, shots: int, query: int) -> None:
+    """Per slot, each candidate's seen meta-test tasks by their true primitive."""
+    g = torch.Generator().manual_seed(derive_seed(0, "test", "use"))
+    batch = family.sample(n_tasks, shots=shots, query=query, generator=g, split="test",
+                          subset="seen")  # fmt: skip
+    with torch.no_grad():
+        choices = learner.choices(batch)
+    for slot, chosen in choices.items():
+        names = family.factors[slot]
+        print(f"{slot}-candidates' seen tasks by true primitive ({', '.join(names)}):")
+        for k in range(learner.graph.num_candidates[slot]):
+            truth = batch.info[slot][chosen == k]
+            counts = torch.bincount(truth, minlength=len(names)).tolist()
+            print(f"  {slot}[{k}]: {counts}")
 
 
 if __name__ == "__main__":

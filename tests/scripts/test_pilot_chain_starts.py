@@ -4,6 +4,8 @@ scores."""
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 import torch
 from script_loader import load_script, run_script_cli
@@ -54,6 +56,21 @@ def test_a_short_run_prints_fits_and_scores():
     assert "seen: query MSE" in out.stdout and "joint NMI 1.000" in out.stdout  # the descriptor
 
 
+def test_routed_from_data_it_prints_each_candidates_primitives():
+    """Routed from data (here with 5 outer candidates and 3 training contexts), every seen task
+    is counted once per slot, under the candidate it was routed to, by its true primitive."""
+    tasks = 12
+    out = run_script_cli("pilot_chain_starts", "--steps", "3", "--tasks", str(tasks),
+                         "--routing", "data", "--init", "random", "identity", "--contexts", "3",
+                         "--g-candidates", "5")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    for slot, cands in (("f", 4), ("g", 5)):
+        rows = [ln for ln in out.stdout.splitlines() if ln.strip().startswith(f"{slot}[")]
+        assert len(rows) == cands
+        counts = [ast.literal_eval(ln.split(": ", 1)[1]) for ln in rows]
+        assert all(len(c) == 4 for c in counts) and sum(map(sum, counts)) == tasks
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
@@ -62,6 +79,7 @@ def test_a_short_run_prints_fits_and_scores():
         (["--knots", "6,96"], "--at: 1 steps for --knots"),
         (["--knots", "6,96", "--at", "5", "--true", "f"], "--knots with --true"),
         (["--init", "random", "line"], "invalid choice: 'line'"),
+        (["--g-candidates", "5"], "--g-candidates: one candidate per outer primitive"),
     ],
 )
 def test_bad_arguments_are_one_line(args, says):
